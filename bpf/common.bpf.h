@@ -1,0 +1,152 @@
+/* common.bpf.h - maps and helpers shared by every sessrec BPF program.
+ *
+ * Configured by the loader (recorder/loader.py) with -D flags:
+ *   SR_SESSION_LEVEL  cgroup2 depth of session cgroups (<mount>/sessrec/<id>)
+ *   SR_RING_PAGES     ring buffer size in pages
+ *   SR_NR_CPUS        possible CPUs (slots of the scratch map)
+ *   SR_OFF_*          kernel struct member offsets taken from BTF at load
+ *                     time: the installed headers do not match the running
+ *                     kernel, so no kernel struct is ever read through them.
+ */
+#ifndef SR_COMMON_BPF_H
+#define SR_COMMON_BPF_H
+
+#include "sessrec.h"
+
+/* Session cgroup ids being recorded. The value is unused (a presence set). */
+BPF_HASH(sessions, u64, u32, 4096);
+
+/* One ring buffer for all sessions; user space routes by header cgroup_id. */
+BPF_RINGBUF_OUTPUT(events, SR_RING_PAGES);
+
+/* Events that did not fit in the ring, per event type. */
+BPF_PERCPU_ARRAY(lost, u64, SR_EVENT_TYPE_MAX);
+
+/* Scratch space to build large events in, one slot per CPU: per-CPU array
+ * values are limited to 32 KiB, and an exec event needs more. Programs on
+ * tracepoints do not migrate between CPUs while running. */
+#define SR_SCRATCH_SIZE (sizeof(struct exec_event) + SR_PATH_MAX + SR_ARGV_MAX + SR_PATH_MAX)
+struct scratch_buf {
+	u8 buf[SR_SCRATCH_SIZE];
+};
+BPF_ARRAY(scratch, struct scratch_buf, SR_NR_CPUS);
+
+/* Syscall arguments kept from sys_enter_* to sys_exit_* of the same thread,
+ * because the result is only known at exit. Only session threads get one. */
+enum sr_inflight_kind {
+	SR_INFLIGHT_OPEN = 1,
+	SR_INFLIGHT_EXEC = 2,
+	SR_INFLIGHT_CONNECT = 3,
+	SR_INFLIGHT_CHDIR = 4,
+	SR_INFLIGHT_FCHDIR = 5,
+	SR_INFLIGHT_CLONE = 6,
+};
+struct inflight {
+	u64 cgroup_id;
+	u64 arg[4];
+	u32 kind;
+	u32 sub; /* which syscall of the kind */
+};
+BPF_HASH(inflight, u32, struct inflight, 16384);
+
+#define SR_AT_FDCWD -100
+#define SR_CLONE_THREAD 0x00010000
+
+/* The session cgroup of the current task, or 0 when it is in none: the one
+ * map lookup that every traced syscall of every process on the host pays. */
+static __always_inline u64 current_session(void)
+{
+	u64 cg = bpf_get_current_ancestor_cgroup_id(SR_SESSION_LEVEL);
+	if (cg == 0 || sessions.lookup(&cg) == NULL)
+		return 0;
+	return cg;
+}
+
+static __always_inline u64 read_kptr(const void *base, u32 off)
+{
+	u64 v = 0;
+	bpf_probe_read_kernel(&v, sizeof(v), (const char *)base + off);
+	return v;
+}
+
+static __always_inline u32 read_ku32(const void *base, u32 off)
+{
+	u32 v = 0;
+	bpf_probe_read_kernel(&v, sizeof(v), (const char *)base + off);
+	return v;
+}
+
+static __always_inline u16 read_ku16(const void *base, u32 off)
+{
+	u16 v = 0;
+	bpf_probe_read_kernel(&v, sizeof(v), (const char *)base + off);
+	return v;
+}
+
+static __always_inline void fill_header(struct event_header *h, u16 type, u64 cg)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	void *task = (void *)bpf_get_current_task();
+	void *parent = (void *)read_kptr(task, SR_OFF_TASK_REAL_PARENT);
+
+	h->type = type;
+	h->flags = 0;
+	h->ts_ns = bpf_ktime_get_ns();
+	h->cgroup_id = cg;
+	h->pid = id >> 32;
+	h->tid = (u32)id;
+	h->ppid = parent ? read_ku32(parent, SR_OFF_TASK_TGID) : 0;
+	h->uid = (u32)bpf_get_current_uid_gid();
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+static __always_inline void *scratch_area(void)
+{
+	u32 cpu = bpf_get_smp_processor_id();
+	struct scratch_buf *s = scratch.lookup(&cpu);
+	return s ? s->buf : NULL;
+}
+
+/* Copy a finished record into the ring. No wake-up: user space drains on a
+ * short timer, because a wake-up per event costs more than the event. */
+static __always_inline void submit(void *rec, u32 size, u16 type)
+{
+	if (size > SR_SCRATCH_SIZE)
+		return;
+	if (events.ringbuf_output(rec, size, BPF_RB_NO_WAKEUP) != 0) {
+		u32 t = type;
+		u64 *n = lost.lookup(&t);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+	}
+}
+
+static __always_inline void stash(u32 kind, u32 sub, u64 cg, u64 a0, u64 a1, u64 a2, u64 a3)
+{
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	struct inflight f = {};
+	f.cgroup_id = cg;
+	f.kind = kind;
+	f.sub = sub;
+	f.arg[0] = a0;
+	f.arg[1] = a1;
+	f.arg[2] = a2;
+	f.arg[3] = a3;
+	inflight.update(&tid, &f);
+}
+
+/* Take (and forget) the thread's stashed arguments if they are of `kind`. */
+static __always_inline int unstash(u32 kind, struct inflight *out)
+{
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	struct inflight *f = inflight.lookup(&tid);
+	if (!f)
+		return 0;
+	if (f->kind != kind)
+		return 0;
+	__builtin_memcpy(out, f, sizeof(*out));
+	inflight.delete(&tid);
+	return 1;
+}
+
+#endif /* SR_COMMON_BPF_H */

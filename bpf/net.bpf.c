@@ -1,0 +1,80 @@
+/* net.bpf.c - connections made by session processes: connect, with the
+ * destination sockaddr as passed, the socket type and protocol, and the
+ * result (-EINPROGRESS for a non-blocking connect).
+ *
+ * Tracepoints: syscalls:sys_{enter,exit}_connect.
+ * Needs: BPF ring buffer (5.8); BTF offsets of task_struct.files,
+ *   files_struct.fdt, fdtable.{fd,max_fds}, file.private_data,
+ *   socket.{type,sk} and sock.sk_protocol to find the socket behind the fd.
+ */
+#include "common.bpf.h"
+
+#define SR_EBADF 9
+#define SR_ENOTSOCK 88
+
+TRACEPOINT_PROBE(syscalls, sys_enter_connect)
+{
+	u64 cg = current_session();
+	if (cg)
+		stash(SR_INFLIGHT_CONNECT, 0, cg, (u64)args->fd, (u64)args->uservaddr,
+		      (u64)args->addrlen, 0);
+	return 0;
+}
+
+/* task->files->fdt->fd[fd]->private_data is the struct socket of a socket fd. */
+static __always_inline void *socket_of_fd(u32 fd)
+{
+	void *task = (void *)bpf_get_current_task();
+	void *files = (void *)read_kptr(task, SR_OFF_TASK_FILES);
+	if (!files)
+		return NULL;
+	void *fdt = (void *)read_kptr(files, SR_OFF_FILES_FDT);
+	if (!fdt)
+		return NULL;
+	if (fd >= read_ku32(fdt, SR_OFF_FDTABLE_MAX_FDS))
+		return NULL;
+	void *fdarr = (void *)read_kptr(fdt, SR_OFF_FDTABLE_FD);
+	if (!fdarr)
+		return NULL;
+	void *file = (void *)read_kptr(fdarr, fd * sizeof(void *));
+	if (!file)
+		return NULL;
+	return (void *)read_kptr(file, SR_OFF_FILE_PRIVATE_DATA);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_connect)
+{
+	struct inflight f = {};
+	if (!unstash(SR_INFLIGHT_CONNECT, &f))
+		return 0;
+	struct connect_event *e = scratch_area();
+	if (!e)
+		return 0;
+	fill_header(&e->h, SR_EVENT_CONNECT, f.cgroup_id);
+	e->h.size = sizeof(*e);
+	e->ret = (s32)args->ret;
+	e->fd = (s32)f.arg[0];
+	e->sock_type = 0;
+	e->protocol = 0;
+	e->_pad = 0;
+	if (args->ret != -SR_EBADF && args->ret != -SR_ENOTSOCK) {
+		void *sock = socket_of_fd((u32)f.arg[0]);
+		if (sock) {
+			e->sock_type = read_ku16(sock, SR_OFF_SOCKET_TYPE);
+			void *sk = (void *)read_kptr(sock, SR_OFF_SOCKET_SK);
+			if (sk)
+				e->protocol = read_ku16(sk, SR_OFF_SOCK_SK_PROTOCOL);
+		}
+	}
+	u32 alen = (u32)f.arg[2];
+	if (alen > SR_SOCKADDR_MAX)
+		alen = SR_SOCKADDR_MAX;
+	__builtin_memset(e->addr, 0, SR_SOCKADDR_MAX);
+	if (alen > 0 && bpf_probe_read_user(e->addr, alen & 0x7f, (void *)f.arg[1]) != 0) {
+		alen = 0;
+		e->h.flags |= SR_FLAG_READ_FAILED;
+	}
+	e->addr_len = alen;
+	submit(e, sizeof(*e), SR_EVENT_CONNECT);
+	return 0;
+}

@@ -1,0 +1,312 @@
+/* proc.bpf.c - process life cycle of session processes: fork, exec (also
+ * failed ones), exit, and chdir/fchdir so user space can resolve relative
+ * paths.
+ *
+ * Tracepoints: sched:sched_process_{fork,exec,exit},
+ *   syscalls:sys_{enter,exit}_{execve,execveat}, sys_enter_{clone,clone3,
+ *   fork,vfork}, syscalls:sys_{enter,exit}_{chdir,fchdir}.
+ * Needs: BPF ring buffer (5.8), bpf_get_current_ancestor_cgroup_id (5.7),
+ *   BTF for struct offsets (see common.bpf.h).
+ *
+ * exec: a successful exec is reported at sched_process_exec, where argv is
+ * one contiguous block in the new mm (arg_start..arg_end) and is copied in a
+ * single read, exactly, up to SR_ARGV_MAX; argc is the word at start_stack.
+ * A failed exec never reaches that tracepoint, so sys_exit_execve reports it,
+ * reading argv pointer by pointer from the caller, which is still intact.
+ *
+ * fork: sched_process_fork also fires for new threads and does not say which
+ * it is, so the clone flags are stashed at sys_enter_clone{,3} and threads are
+ * dropped.
+ */
+#include "common.bpf.h"
+
+/* ---- fork ---------------------------------------------------------------- */
+
+TRACEPOINT_PROBE(syscalls, sys_enter_clone)
+{
+	u64 cg = current_session();
+	if (cg)
+		stash(SR_INFLIGHT_CLONE, 0, cg, args->clone_flags, 0, 0, 0);
+	return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_clone3)
+{
+	u64 cg = current_session();
+	if (cg) {
+		u64 flags = 0;
+		bpf_probe_read_user(&flags, sizeof(flags), (void *)args->uargs);
+		stash(SR_INFLIGHT_CLONE, 0, cg, flags, 0, 0, 0);
+	}
+	return 0;
+}
+
+/* fork and vfork create processes; stashing them overwrites a stale clone
+ * entry left by a clone that failed before sched_process_fork. */
+TRACEPOINT_PROBE(syscalls, sys_enter_fork)
+{
+	u64 cg = current_session();
+	if (cg)
+		stash(SR_INFLIGHT_CLONE, 0, cg, 0, 0, 0, 0);
+	return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_vfork)
+{
+	u64 cg = current_session();
+	if (cg)
+		stash(SR_INFLIGHT_CLONE, 0, cg, 0, 0, 0, 0);
+	return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_fork)
+{
+	struct inflight f = {};
+	u64 cg;
+	if (unstash(SR_INFLIGHT_CLONE, &f)) {
+		if (f.arg[0] & SR_CLONE_THREAD)
+			return 0;
+		cg = f.cgroup_id;
+	} else {
+		cg = current_session();
+		if (!cg)
+			return 0;
+	}
+	struct fork_event e = {};
+	fill_header(&e.h, SR_EVENT_FORK, cg);
+	e.h.size = sizeof(e);
+	e.child_pid = args->child_pid;
+	submit(&e, sizeof(e), SR_EVENT_FORK);
+	return 0;
+}
+
+/* ---- exec ---------------------------------------------------------------- */
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execve)
+{
+	u64 cg = current_session();
+	if (cg)
+		stash(SR_INFLIGHT_EXEC, SR_SYS_EXECVE, cg, (u64)args->filename,
+		      (u64)args->argv, (u64)SR_AT_FDCWD, 0);
+	return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
+{
+	u64 cg = current_session();
+	if (cg)
+		stash(SR_INFLIGHT_EXEC, SR_SYS_EXECVEAT, cg, (u64)args->filename,
+		      (u64)args->argv, (u64)args->fd, 0);
+	return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+	u64 cg = current_session();
+	if (!cg)
+		return 0;
+	struct exec_event *e = scratch_area();
+	if (!e)
+		return 0;
+	fill_header(&e->h, SR_EVENT_EXEC, cg);
+	e->ret = 0;
+	e->old_pid = args->old_pid;
+	e->syscall = 0;
+	e->_pad = 0;
+
+	/* filename is a __data_loc string: low 16 bits are its offset. */
+	u32 loc = args->data_loc_filename & 0xFFFF;
+	long n = bpf_probe_read_kernel_str(e->data, SR_PATH_MAX, (char *)args + loc);
+	u32 flen = n > 0 ? (u32)n - 1 : 0; /* without the NUL */
+	if (flen >= SR_PATH_MAX - 1)
+		e->h.flags |= SR_FLAG_PATH_TRUNCATED;
+	flen &= SR_PATH_MAX - 1;
+	e->filename_len = flen;
+
+	void *task = (void *)bpf_get_current_task();
+	void *mm = (void *)read_kptr(task, SR_OFF_TASK_MM);
+	u64 start = read_kptr(mm, SR_OFF_MM_ARG_START);
+	u64 end = read_kptr(mm, SR_OFF_MM_ARG_END);
+	u64 stack = read_kptr(mm, SR_OFF_MM_START_STACK);
+	u64 argc = 0;
+	bpf_probe_read_user(&argc, sizeof(argc), (void *)stack);
+	e->argc = (u32)argc;
+
+	u64 alen = end > start ? end - start : 0;
+	if (alen > SR_ARGV_MAX) {
+		alen = SR_ARGV_MAX;
+		e->h.flags |= SR_FLAG_ARGV_TRUNCATED;
+	}
+	if (alen > 0 && bpf_probe_read_user(e->data + flen, alen, (void *)start) != 0) {
+		alen = 0;
+		e->h.flags |= SR_FLAG_READ_FAILED;
+	}
+	e->argv_len = alen;
+	u32 size = sizeof(*e) + flen + alen;
+	e->h.size = size;
+	submit(e, size, SR_EVENT_EXEC);
+	return 0;
+}
+
+/* Only failed execs are reported here; successful ones were reported by
+ * sched_process_exec (and their caller's memory is gone by now). */
+static __always_inline int exec_exit(long ret)
+{
+	struct inflight f = {};
+	if (!unstash(SR_INFLIGHT_EXEC, &f) || ret == 0)
+		return 0;
+	struct exec_event *e = scratch_area();
+	if (!e)
+		return 0;
+	fill_header(&e->h, SR_EVENT_EXEC, f.cgroup_id);
+	e->ret = (s32)ret;
+	e->old_pid = e->h.tid;
+	e->syscall = f.sub;
+	e->_pad = 0;
+
+	long n = bpf_probe_read_user_str(e->data, SR_PATH_MAX, (void *)f.arg[0]);
+	u32 flen = n > 0 ? (u32)n - 1 : 0;
+	if (n < 0)
+		e->h.flags |= SR_FLAG_READ_FAILED;
+	if (flen >= SR_PATH_MAX - 1)
+		e->h.flags |= SR_FLAG_PATH_TRUNCATED;
+	flen &= SR_PATH_MAX - 1;
+	e->filename_len = flen;
+
+	/* argv follows the filename: data[flen ..], flen < SR_PATH_MAX. */
+	const char *const *argv = (const char *const *)f.arg[1];
+	u32 off = 0;
+	u32 argc = 0;
+	for (int i = 0; i < SR_FAILED_EXEC_MAX_ARGS; i++) {
+		const char *p = NULL;
+		if (!argv || bpf_probe_read_user(&p, sizeof(p), &argv[i]) != 0 || !p)
+			goto done;
+		if (off >= SR_ARGV_MAX) {
+			e->h.flags |= SR_FLAG_ARGV_TRUNCATED;
+			goto done;
+		}
+		u32 pos = flen + off;
+		if (pos >= SR_PATH_MAX + SR_ARGV_MAX)
+			goto done;
+		long m = bpf_probe_read_user_str(e->data + pos, SR_PATH_MAX, p);
+		if (m <= 0) {
+			e->h.flags |= SR_FLAG_READ_FAILED;
+			goto done;
+		}
+		if (m == SR_PATH_MAX)
+			e->h.flags |= SR_FLAG_ARGV_TRUNCATED;
+		off += (u32)m;
+		argc++;
+	}
+	{
+		/* Are there more pointers than we read? */
+		const char *p = NULL;
+		if (argv && bpf_probe_read_user(&p, sizeof(p), &argv[SR_FAILED_EXEC_MAX_ARGS]) == 0 && p)
+			e->h.flags |= SR_FLAG_ARGV_TRUNCATED;
+	}
+done:
+	if (off > SR_ARGV_MAX) {
+		off = SR_ARGV_MAX;
+		e->h.flags |= SR_FLAG_ARGV_TRUNCATED;
+	}
+	e->argc = argc;
+	e->argv_len = off;
+	u32 size = sizeof(*e) + flen + off;
+	e->h.size = size;
+	submit(e, size, SR_EVENT_EXEC);
+	return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_execve)
+{
+	return exec_exit(args->ret);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_execveat)
+{
+	return exec_exit(args->ret);
+}
+
+/* ---- exit ---------------------------------------------------------------- */
+
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	u64 cg = current_session();
+	if (!cg)
+		return 0;
+	inflight.delete(&tid);
+#ifdef SR_HAVE_GROUP_DEAD
+	if (!args->group_dead)
+		return 0;
+#else
+	if (tid != (u32)(bpf_get_current_pid_tgid() >> 32))
+		return 0;
+#endif
+	struct exit_event e = {};
+	fill_header(&e.h, SR_EVENT_EXIT, cg);
+	e.h.size = sizeof(e);
+	void *task = (void *)bpf_get_current_task();
+	e.exit_code = read_ku32(task, SR_OFF_TASK_EXIT_CODE);
+	submit(&e, sizeof(e), SR_EVENT_EXIT);
+	return 0;
+}
+
+/* ---- chdir / fchdir ------------------------------------------------------ */
+
+TRACEPOINT_PROBE(syscalls, sys_enter_chdir)
+{
+	u64 cg = current_session();
+	if (cg)
+		stash(SR_INFLIGHT_CHDIR, 0, cg, (u64)args->filename, 0, 0, 0);
+	return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_fchdir)
+{
+	u64 cg = current_session();
+	if (cg)
+		stash(SR_INFLIGHT_FCHDIR, 0, cg, (u64)args->fd, 0, 0, 0);
+	return 0;
+}
+
+static __always_inline int chdir_exit(u32 kind, long ret)
+{
+	struct inflight f = {};
+	if (!unstash(kind, &f))
+		return 0;
+	struct chdir_event *e = scratch_area();
+	if (!e)
+		return 0;
+	fill_header(&e->h, SR_EVENT_CHDIR, f.cgroup_id);
+	e->ret = (s32)ret;
+	e->_pad = 0;
+	u32 plen = 0;
+	if (kind == SR_INFLIGHT_CHDIR) {
+		e->fd = -1;
+		long n = bpf_probe_read_user_str(e->path, SR_PATH_MAX, (void *)f.arg[0]);
+		plen = n > 0 ? (u32)n - 1 : 0;
+		if (n < 0)
+			e->h.flags |= SR_FLAG_READ_FAILED;
+		if (plen >= SR_PATH_MAX - 1)
+			e->h.flags |= SR_FLAG_PATH_TRUNCATED;
+		plen &= SR_PATH_MAX - 1;
+	} else {
+		e->fd = (s32)f.arg[0];
+	}
+	e->path_len = plen;
+	u32 size = sizeof(*e) + plen;
+	e->h.size = size;
+	submit(e, size, SR_EVENT_CHDIR);
+	return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_chdir)
+{
+	return chdir_exit(SR_INFLIGHT_CHDIR, args->ret);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_fchdir)
+{
+	return chdir_exit(SR_INFLIGHT_FCHDIR, args->ret);
+}
