@@ -1,0 +1,1 @@
+"""The recorder: loads the BPF programs, runs the session, writes the file."""

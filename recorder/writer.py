@@ -1,0 +1,218 @@
+"""SessionWriter: writes a session file (docs/FORMAT.md) as events arrive.
+
+Events are packed into a buffer and written as one chunk (descriptor plus
+zstd frame) per flush, each chunk in a single write() followed by a flush, so
+that a reader following the file sees only whole chunks and a recorder killed
+with SIGKILL leaves at worst one partial chunk at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import time
+from typing import Any, BinaryIO
+
+import msgpack
+import zstandard
+
+from sessrec import format as fmt
+from sessrec.errors import SessrecError, UsageError
+
+PathArg = str | os.PathLike[str]
+
+
+class OutputError(SessrecError):
+    """The session file cannot be created or written."""
+
+
+def _cannot_write(path: str, err: OSError) -> OutputError:
+    reason = err.strerror or str(err)
+    return OutputError(f"cannot write {path}: {reason}")
+
+
+def check_writable(path: PathArg, force: bool = False) -> None:
+    """Fail early, before the command starts, if path cannot be created.
+
+    An existing file without force is a UsageError naming --force; a missing or
+    unwritable directory is an OutputError."""
+    p = os.fspath(path)
+    if os.path.isdir(p):
+        raise OutputError(f"cannot write {p}: it is a directory")
+    if os.path.lexists(p):
+        if not force:
+            raise UsageError(f"{p} already exists; use --force to overwrite it")
+        if not os.access(p, os.W_OK):
+            raise OutputError(f"cannot write {p}: Permission denied")
+        return
+    parent = os.path.dirname(p) or "."
+    if not os.path.isdir(parent):
+        raise OutputError(f"cannot write {p}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {p}: Permission denied")
+
+
+class SessionWriter:
+    """Write one session file.
+
+    header: the header map without "k" and "format" (both are filled in; if
+    given they must match). It is validated here, once.
+    stream: write to this binary file object instead of creating path (tests,
+    pipes); path is then only used in messages.
+
+    The hot path is add(); it does no validation. Call maybe_flush() from the
+    event loop, and close(trailer) at the end."""
+
+    def __init__(
+        self,
+        path: PathArg,
+        header: dict[str, Any],
+        *,
+        force: bool = False,
+        flush_interval: float = 1.0,
+        max_chunk_bytes: int = 1 << 20,
+        level: int = 3,
+        stream: BinaryIO | None = None,
+    ):
+        self.path = os.fspath(path)
+        if not 0 < max_chunk_bytes <= fmt.MAX_RAW_LEN // 2:
+            raise ValueError(f"max_chunk_bytes must be in 1..{fmt.MAX_RAW_LEN // 2}")
+        self.header = fmt.validate_header(
+            {"k": "header", "format": [fmt.FORMAT_MAJOR, fmt.FORMAT_MINOR], **header}
+        )
+        if self.header["format"] != [fmt.FORMAT_MAJOR, fmt.FORMAT_MINOR]:
+            raise ValueError(f"this writer writes format {fmt.FORMAT_MAJOR}.{fmt.FORMAT_MINOR}")
+        self.flush_interval = flush_interval
+        self.max_chunk_bytes = max_chunk_bytes
+        self.bytes_written = 0
+        self.events_written = 0
+        self.closed = False
+        self._buf = bytearray()
+        self._packer = msgpack.Packer(use_bin_type=True, datetime=False)
+        self._cctx = zstandard.ZstdCompressor(
+            level=level, write_checksum=True, write_content_size=True
+        )
+        self._last_flush = time.monotonic()
+        self._failed: OutputError | None = None
+        if stream is None:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+            flags |= os.O_TRUNC if force else os.O_EXCL
+            try:
+                fd = os.open(self.path, flags, 0o600)
+            except FileExistsError:
+                raise UsageError(
+                    f"{self.path} already exists; use --force to overwrite it"
+                ) from None
+            except OSError as e:
+                raise _cannot_write(self.path, e) from None
+            stream = os.fdopen(fd, "wb", buffering=0)
+        self._stream: BinaryIO = stream
+        header_chunk = self._chunk(fmt.ChunkKind.HEADER, self._pack(self.header))
+        try:
+            self._write(fmt.pack_preamble() + header_chunk)
+        except OutputError:
+            self.closed = True
+            with contextlib.suppress(OSError):
+                stream.close()
+            raise
+
+    # --- the hot path ---
+
+    def add(self, event: list[Any]) -> None:
+        """Append one event array (format.EVENT_FIELDS layout), not validated."""
+        buf = self._buf
+        buf += self._packer.pack(event)
+        self.events_written += 1
+        if len(buf) >= self.max_chunk_bytes:
+            self.flush()
+
+    def add_stats(self, stats: dict[str, Any]) -> None:
+        """Append a stats map: {"ts": int, "lost": {type_name: int}} (cumulative)."""
+        self._buf += self._pack(fmt.validate_stats({"k": "stats", **stats}))
+
+    def maybe_flush(self, now_monotonic: float) -> None:
+        """Flush if flush_interval has passed since the last flush."""
+        if now_monotonic - self._last_flush >= self.flush_interval:
+            self.flush()
+            self._last_flush = now_monotonic
+
+    def flush(self) -> None:
+        """Write the buffered events as one chunk (nothing if none)."""
+        self._last_flush = time.monotonic()
+        if not self._buf:
+            return
+        raw = bytes(self._buf)
+        self._buf.clear()
+        self._write(self._chunk(fmt.ChunkKind.EVENTS, raw))
+
+    def close(self, trailer: dict[str, Any] | None) -> None:
+        """Write the remaining events, the trailer and the footer, fsync, close.
+
+        trailer: the trailer map without "k" (filled in), validated here.
+        None leaves the file without trailer, as an interrupted recording
+        (a reader then reports it as truncated)."""
+        if self.closed:
+            return
+        body = None if trailer is None else fmt.validate_trailer({"k": "trailer", **trailer})
+        try:
+            self.flush()
+            if body is not None:
+                offset = self.bytes_written
+                chunk = self._chunk(fmt.ChunkKind.TRAILER, self._pack(body))
+                self._write(chunk + fmt.pack_footer(offset))
+            self._fsync()
+        finally:
+            self.closed = True
+            try:
+                self._stream.close()
+            except OSError as e:
+                raise _cannot_write(self.path, e) from None
+
+    def __enter__(self) -> SessionWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Without close(trailer) first, leave an incomplete (trailer-less) file."""
+        if not self.closed:
+            self.close(None)
+
+    # --- internals ---
+
+    def _fsync(self) -> None:
+        try:
+            fd = self._stream.fileno()
+        except (OSError, ValueError):
+            return  # not a file (BytesIO): nothing to sync
+        try:
+            os.fsync(fd)
+        except OSError as e:
+            if e.errno != errno.EINVAL:  # EINVAL: a pipe or socket
+                raise _cannot_write(self.path, e) from None
+
+    def _pack(self, obj: object) -> bytes:
+        data: bytes = self._packer.pack(obj)
+        return data
+
+    def _chunk(self, kind: fmt.ChunkKind, raw: bytes) -> bytes:
+        frame = self._cctx.compress(raw)
+        return fmt.pack_descriptor(kind, len(frame), len(raw)) + frame
+
+    def _write(self, data: bytes) -> None:
+        """Write data completely (one write() for a regular file), then flush."""
+        if self._failed is not None:
+            raise self._failed
+        if self.closed:
+            raise ValueError(f"{self.path}: the session writer is closed")
+        view = memoryview(data)
+        try:
+            while view:
+                n = self._stream.write(view)
+                if n is None:  # a non-blocking stream that would block
+                    raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+                self.bytes_written += n
+                view = view[n:]
+            self._stream.flush()
+        except OSError as e:
+            self._failed = _cannot_write(self.path, e)
+            raise self._failed from None
