@@ -1,0 +1,100 @@
+"""What every version's reader provides: the Session interface and Damage.
+
+Shared by replay.reader (which dispatches) and replay.vN (which implement), so
+neither imports the other's internals."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from sessrec.format import TYPE_NAMES
+
+
+@dataclass(frozen=True, slots=True)
+class Damage:
+    """Where a file stops being readable, and why.
+
+    truncated: the file simply ends early (a killed recorder, a copy in
+    progress); False for corruption found in non-strict mode."""
+
+    offset: int
+    reason: str
+    truncated: bool = True
+
+    def warning(self, path: str, events: int) -> str:
+        """The one-line warning callers print after showing what was read."""
+        what = "truncated" if self.truncated else "damaged"
+        return (
+            f"{path}: {what} at byte {self.offset}: {self.reason}; "
+            f"showing the {events} events before it"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"offset": self.offset, "reason": self.reason}
+
+
+class Session(abc.ABC):
+    """An open session file. Use as a context manager.
+
+    header: the validated header map (unknown extra keys kept).
+    records(): the raw event arrays (format.EVENT_FIELDS layout), in file order.
+    After records() is exhausted: trailer (None if the file has none), damage
+    (None if the file was read to a valid end), stats_lost (latest cumulative
+    lost counts by type name), counts (events yielded by type name),
+    unknown_types (skipped events by unknown type number)."""
+
+    def __init__(self, path: str, version: tuple[int, int], strict: bool):
+        self.path = path
+        self.version = version
+        self.strict = strict
+        self.header: dict[str, Any] = {}
+        self.trailer: dict[str, Any] | None = None
+        self.damage: Damage | None = None
+        self.stats_lost: dict[str, int] = {}
+        self.unknown_types: dict[int, int] = {}
+        self.unknown_records = 0
+        self._counts: dict[int, int] = {}
+
+    @abc.abstractmethod
+    def records(self, follow: bool = False, poll_interval: float = 0.2) -> Iterator[list[Any]]:
+        """Iterate the event arrays. Each call starts again after the header.
+
+        follow=True: at the end of the data, wait poll_interval seconds and look
+        again, until the trailer arrives (or KeyboardInterrupt)."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Events yielded so far by type name, every known type present."""
+        return {name: self._counts.get(t, 0) for t, name in TYPE_NAMES.items()}
+
+    @property
+    def events_read(self) -> int:
+        return sum(self._counts.values())
+
+    @property
+    def format_version(self) -> str:
+        return f"{self.version[0]}.{self.version[1]}"
+
+    def damage_warning(self) -> str | None:
+        """The warning to print, or None if the file was read to a valid end."""
+        if self.damage is None:
+            return None
+        return self.damage.warning(self.path, self.events_read)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

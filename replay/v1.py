@@ -1,0 +1,321 @@
+"""The reader for major format version 1 (any minor). Never delete this module:
+files of version 1 are read forever (docs/FORMAT.md, tests/golden/v1.0-*).
+
+Reading is streaming: chunk by chunk, never the whole file. Everything read
+from the file is untrusted: sizes are checked against sessrec.format limits
+before anything is allocated, and every field used is type-checked.
+
+Errors: a file that ends early (inside a chunk, or without a trailer) is not an
+error: everything complete is yielded and session.damage says where it ended. A
+corrupt chunk (bad magic, bad checksum, malformed msgpack, wrongly typed record)
+raises FormatError with its byte offset once everything before it has been
+yielded; with strict=False it stops there and sets session.damage instead.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Iterator
+from typing import Any, BinaryIO, NoReturn
+
+import msgpack
+import zstandard
+
+from replay.base import Damage, Session
+from sessrec import format as fmt
+from sessrec.errors import FormatError
+
+_PAYLOAD = fmt.DESCRIPTOR_PAYLOAD_LEN
+_HEAD = fmt.FRAME_HEAD.size
+_DESC = fmt.DESCRIPTOR.size
+_FOOT = fmt.FOOTER.size
+_DESC_PAYLOAD = struct.Struct("<III")  # kind, compressed_len, raw_len
+_FOOT_PAYLOAD = struct.Struct("<Q")
+
+# type number -> (field types, field count), for the fast per-event check.
+_LAYOUT: dict[int, tuple[tuple[type, ...], int]] = {
+    t: (types, len(types)) for t, types in fmt.EVENT_TYPES.items()
+}
+_EXEC = int(fmt.EventType.EXEC)
+_EXEC_ARGV = fmt.EXEC_ARGV
+
+
+class _Corrupt(Exception):
+    def __init__(self, offset: int, reason: str):
+        super().__init__(reason)
+        self.offset = offset
+        self.reason = reason
+
+
+class _Short(Exception):
+    """The file ends before the frame being read is complete."""
+
+
+def _fail(offset: int, reason: str) -> NoReturn:
+    raise _Corrupt(offset, reason)
+
+
+def _unpacker(raw_len: int) -> Any:
+    return msgpack.Unpacker(
+        None,
+        raw=False,
+        strict_map_key=True,
+        use_list=True,
+        max_buffer_size=max(raw_len, 1),
+        **fmt.UNPACK_LIMITS,
+    )
+
+
+_UNPACK_ERRORS = (ValueError, TypeError, msgpack.UnpackException)
+
+
+def _objects(raw: bytes, offset: int) -> list[Any]:
+    """All msgpack objects of a (small) chunk."""
+    unpacker = _unpacker(len(raw))
+    unpacker.feed(raw)
+    try:
+        objs = list(unpacker)
+    except _UNPACK_ERRORS as e:
+        _fail(offset, f"malformed msgpack in chunk: {e}")
+    if unpacker.tell() != len(raw):
+        _fail(offset, "chunk ends inside a msgpack object")
+    return objs
+
+
+def _decompress(dctx: zstandard.ZstdDecompressor, data: bytes, raw_len: int, offset: int) -> bytes:
+    """The content of one zstd frame, which must be exactly raw_len bytes."""
+    try:
+        declared = zstandard.frame_content_size(data)
+    except (zstandard.ZstdError, ValueError) as e:
+        _fail(offset, f"bad zstd frame: {e}")
+    if declared != raw_len:
+        _fail(offset, f"zstd frame declares {declared} bytes, its descriptor {raw_len}")
+    try:
+        raw = dctx.decompress(data, max_output_size=raw_len, allow_extra_data=False)
+    except zstandard.ZstdError as e:
+        _fail(offset, f"corrupt zstd frame: {e}")
+    if len(raw) != raw_len:
+        _fail(offset, f"zstd frame holds {len(raw)} bytes, its descriptor says {raw_len}")
+    return raw
+
+
+def _check_descriptor(kind: int, clen: int, rlen: int, offset: int) -> fmt.ChunkKind:
+    # Refuse before reading or allocating: the file is untrusted.
+    if rlen > fmt.MAX_RAW_LEN:
+        _fail(offset, f"chunk declares {rlen} bytes, more than the {fmt.MAX_RAW_LEN} allowed")
+    if clen > fmt.MAX_COMPRESSED_LEN:
+        _fail(offset, f"chunk declares {clen} compressed bytes, more than allowed")
+    try:
+        return fmt.ChunkKind(kind)
+    except ValueError:
+        _fail(offset, f"unknown chunk kind {kind}")
+
+
+class SessionV1(Session):
+    """A version 1.x file, opened by replay.reader.open_session."""
+
+    def __init__(self, path: str, file: BinaryIO, minor: int, *, strict: bool = True):
+        super().__init__(path, (1, minor), strict)
+        self._file = file
+        self._dctx = zstandard.ZstdDecompressor()
+        self._trailer_offset: int | None = None
+        try:
+            self.header, self._body_start = self._read_header(fmt.PREAMBLE.size)
+        except _Corrupt as c:
+            raise FormatError(c.reason, path, c.offset) from None
+
+    def close(self) -> None:
+        self._file.close()
+
+    # --- frames ---
+
+    def _read(self, n: int) -> bytes:
+        data = self._file.read(n)
+        if len(data) < n:
+            raise _Short
+        return data
+
+    def _read_chunk(self, pos: int) -> tuple[fmt.ChunkKind, bytes, int]:
+        """The chunk whose descriptor is at pos: (kind, raw content, next pos).
+
+        The file must be positioned after the descriptor's 8-byte frame head."""
+        kind, clen, rlen = _DESC_PAYLOAD.unpack(self._read(_PAYLOAD))
+        ckind = _check_descriptor(kind, clen, rlen, pos)
+        data = self._read(clen)
+        return ckind, _decompress(self._dctx, data, rlen, pos), pos + _DESC + clen
+
+    def _read_header(self, pos: int) -> tuple[dict[str, Any], int]:
+        f = self._file
+        f.seek(pos)
+        try:
+            magic, size = fmt.FRAME_HEAD.unpack(self._read(_HEAD))
+            if magic != fmt.DESCRIPTOR_MAGIC or size != _PAYLOAD:
+                _fail(pos, "the header chunk is missing")
+            kind, raw, end = self._read_chunk(pos)
+        except _Short:
+            _fail(pos, "file ends inside the header chunk")
+        if kind != fmt.ChunkKind.HEADER:
+            _fail(pos, "the first chunk is not the header")
+        objs = _objects(raw, pos)
+        if len(objs) != 1:
+            _fail(pos, f"the header chunk holds {len(objs)} objects, should hold 1")
+        try:
+            header = fmt.validate_header(objs[0])
+        except FormatError as e:
+            _fail(pos, str(e))
+        if header["format"][0] != self.version[0]:
+            _fail(pos, f"header says format {header['format']}, preamble {self.version}")
+        return header, end
+
+    # --- records ---
+
+    def records(self, follow: bool = False, poll_interval: float = 0.2) -> Iterator[list[Any]]:
+        self.trailer = None
+        self.damage = None
+        self.stats_lost = {}
+        self.unknown_types = {}
+        self.unknown_records = 0
+        self._counts = {}
+        self._trailer_offset = None
+        try:
+            yield from self._records(follow, poll_interval)
+        except _Corrupt as c:
+            if self.strict:
+                raise FormatError(c.reason, self.path, c.offset) from None
+            self.damage = Damage(c.offset, c.reason, truncated=False)
+
+    def _records(self, follow: bool, poll_interval: float) -> Iterator[list[Any]]:
+        f = self._file
+        pos = self._body_start
+        while True:
+            f.seek(pos)
+            try:
+                head = self._read(_HEAD)
+                magic, size = fmt.FRAME_HEAD.unpack(head)
+                if magic == fmt.DESCRIPTOR_MAGIC and size == _PAYLOAD:
+                    if self._trailer_offset is not None:
+                        _fail(pos, "a chunk follows the trailer")
+                    kind, raw, end = self._read_chunk(pos)
+                elif magic == fmt.FOOTER_MAGIC and size == fmt.FOOTER_PAYLOAD_LEN:
+                    (target,) = _FOOT_PAYLOAD.unpack(self._read(fmt.FOOTER_PAYLOAD_LEN))
+                    self._check_footer(pos, target)
+                    return
+                else:
+                    _fail(pos, f"bad frame magic {magic:#x}: not a chunk descriptor or footer")
+            except _Short:
+                if follow and self._trailer_offset is None:
+                    time.sleep(poll_interval)
+                    continue
+                self.damage = self._short_damage(pos)
+                return
+            if kind == fmt.ChunkKind.EVENTS:
+                yield from self._events(raw, pos)
+            elif kind == fmt.ChunkKind.TRAILER:
+                self._read_trailer(raw, pos)
+            else:
+                _fail(pos, "a second header chunk")
+            pos = end
+
+    def _short_damage(self, pos: int) -> Damage:
+        self._file.seek(0, 2)
+        at_end = self._file.tell() == pos
+        if self._trailer_offset is not None:
+            return Damage(pos, "the file ends before the footer")
+        if at_end:
+            return Damage(pos, "the recording did not finish (no trailer)")
+        return Damage(pos, "the file ends inside a chunk")
+
+    def _check_footer(self, pos: int, target: int) -> None:
+        if self._trailer_offset is None:
+            _fail(pos, "a footer without a trailer chunk")
+        if target != self._trailer_offset:
+            where = self._trailer_offset
+            _fail(pos, f"the footer points to byte {target}, the trailer is at {where}")
+        if self._file.read(1):
+            _fail(pos + _FOOT, "data after the footer")
+
+    def _read_trailer(self, raw: bytes, pos: int) -> None:
+        objs = _objects(raw, pos)
+        if len(objs) != 1:
+            _fail(pos, f"the trailer chunk holds {len(objs)} objects, should hold 1")
+        try:
+            self.trailer = fmt.validate_trailer(objs[0])
+        except FormatError as e:
+            _fail(pos, str(e))
+        self._trailer_offset = pos
+
+    def _events(self, raw: bytes, pos: int) -> Iterator[list[Any]]:
+        unpacker = _unpacker(len(raw))
+        unpacker.feed(raw)
+        layout = _LAYOUT.get
+        counts = self._counts
+        try:
+            for obj in unpacker:
+                if type(obj) is list and obj and type(obj[0]) is int:
+                    t = obj[0]
+                    lay = layout(t)
+                    if lay is None:
+                        self.unknown_types[t] = self.unknown_types.get(t, 0) + 1
+                        continue
+                    types, n = lay
+                    if tuple(map(type, obj[:n])) != types or (
+                        t == _EXEC and not all(type(a) is bytes for a in obj[_EXEC_ARGV])
+                    ):
+                        _fail(pos, f"bad event: {fmt.event_problem(obj)}")
+                    counts[t] = counts.get(t, 0) + 1
+                    yield obj
+                elif type(obj) is dict:
+                    self._map_record(obj, pos)
+                else:
+                    _fail(pos, f"unexpected {type(obj).__name__} in an events chunk")
+        except _UNPACK_ERRORS as e:
+            _fail(pos, f"malformed msgpack in chunk: {e}")
+        if unpacker.tell() != len(raw):
+            _fail(pos, "chunk ends inside a msgpack object")
+
+    def _map_record(self, obj: dict[str, Any], pos: int) -> None:
+        k = obj.get("k")
+        if k == "stats":
+            try:
+                stats = fmt.validate_stats(obj)
+            except FormatError as e:
+                _fail(pos, str(e))
+            self.stats_lost = dict(stats["lost"])
+        elif type(k) is str:
+            self.unknown_records += 1  # a record kind of a newer minor version
+        else:
+            _fail(pos, "a map without a string 'k' in an events chunk")
+
+
+def read_trailer_fast(path: str, f: BinaryIO) -> dict[str, Any] | None:
+    """The trailer via the footer; f is positioned after the preamble.
+
+    None if the file does not end with a footer. FormatError if the footer is
+    there but what it points to is not a valid trailer chunk."""
+    size = f.seek(0, 2)
+    if size < fmt.PREAMBLE.size + _DESC + _FOOT:
+        return None
+    f.seek(size - _FOOT)
+    magic, length, target = fmt.FOOTER.unpack(f.read(_FOOT))
+    if magic != fmt.FOOTER_MAGIC or length != fmt.FOOTER_PAYLOAD_LEN:
+        return None
+    footer = size - _FOOT
+    if not fmt.PREAMBLE.size <= target <= footer - _DESC:
+        raise FormatError(f"the footer points to byte {target}, outside the file", path, footer)
+    f.seek(target)
+    magic, length, kind, clen, rlen = fmt.DESCRIPTOR.unpack(f.read(_DESC))
+    try:
+        if magic != fmt.DESCRIPTOR_MAGIC or length != _PAYLOAD:
+            _fail(target, "the footer does not point to a chunk descriptor")
+        if _check_descriptor(kind, clen, rlen, target) != fmt.ChunkKind.TRAILER:
+            _fail(target, "the footer does not point to the trailer chunk")
+        if target + _DESC + clen != footer:
+            _fail(target, "the trailer chunk does not end at the footer")
+        raw = _decompress(zstandard.ZstdDecompressor(), f.read(clen), rlen, target)
+        objs = _objects(raw, target)
+        if len(objs) != 1:
+            _fail(target, f"the trailer chunk holds {len(objs)} objects, should hold 1")
+        return fmt.validate_trailer(objs[0], path, target)
+    except _Corrupt as c:
+        raise FormatError(c.reason, path, c.offset) from None
