@@ -19,13 +19,24 @@ BPF_HASH(sessions, u64, u32, 4096);
 /* One ring buffer for all sessions; user space routes by header cgroup_id. */
 BPF_RINGBUF_OUTPUT(events, SR_RING_PAGES);
 
-/* Events that did not fit in the ring, per event type. */
-BPF_PERCPU_ARRAY(lost, u64, SR_EVENT_TYPE_MAX);
+/* Events that did not fit in the ring, per session and event type, so that
+ * each session's file reports its own losses. */
+struct lost_key {
+	u64 cgroup_id;
+	u32 type;
+	u32 _pad;
+};
+BPF_HASH(lost, struct lost_key, u64, 16384);
 
 /* Scratch space to build large events in, one slot per CPU: per-CPU array
  * values are limited to 32 KiB, and an exec event needs more. Programs on
  * tracepoints do not migrate between CPUs while running. */
-#define SR_SCRATCH_SIZE (sizeof(struct exec_event) + SR_PATH_MAX + SR_ARGV_MAX + SR_PATH_MAX)
+/* Variable offsets into the data area are masked with SR_DATA_MASK before
+ * use, because the verifier loses bounds that LLVM checks on a copy of a
+ * register; the area is sized so that any masked offset plus one more
+ * string read stays inside it. */
+#define SR_DATA_MASK 0xFFFF
+#define SR_SCRATCH_SIZE (sizeof(struct exec_event) + SR_DATA_MASK + 1 + SR_PATH_MAX)
 struct scratch_buf {
 	u8 buf[SR_SCRATCH_SIZE];
 };
@@ -109,13 +120,21 @@ static __always_inline void *scratch_area(void)
 
 /* Copy a finished record into the ring. No wake-up: user space drains on a
  * short timer, because a wake-up per event costs more than the event. */
-static __always_inline void submit(void *rec, u32 size, u16 type)
+/* Hides a value from LLVM so that a bounds check it could prove redundant is
+ * kept for the verifier, which cannot prove it. */
+#define SR_OPAQUE(x) asm volatile("" : "+r"(x))
+
+static __always_inline void submit(void *rec, u64 size, u16 type)
 {
+	SR_OPAQUE(size);
 	if (size > SR_SCRATCH_SIZE)
 		return;
 	if (events.ringbuf_output(rec, size, BPF_RB_NO_WAKEUP) != 0) {
-		u32 t = type;
-		u64 *n = lost.lookup(&t);
+		struct lost_key k = {};
+		u64 zero = 0;
+		k.cgroup_id = ((struct event_header *)rec)->cgroup_id;
+		k.type = type;
+		u64 *n = lost.lookup_or_try_init(&k, &zero);
 		if (n)
 			__sync_fetch_and_add(n, 1);
 	}

@@ -75,7 +75,7 @@ static __always_inline int open_exit(long ret)
 		e->h.flags |= SR_FLAG_PATH_TRUNCATED;
 	plen &= SR_PATH_MAX - 1;
 	e->path_len = plen;
-	u32 size = sizeof(*e) + plen;
+	u64 size = sizeof(*e) + plen;
 	e->h.size = size;
 	submit(e, size, SR_EVENT_OPEN);
 	return 0;

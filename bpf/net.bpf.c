@@ -66,11 +66,11 @@ TRACEPOINT_PROBE(syscalls, sys_exit_connect)
 				e->protocol = read_ku16(sk, SR_OFF_SOCK_SK_PROTOCOL);
 		}
 	}
-	u32 alen = (u32)f.arg[2];
+	u64 alen = (u32)f.arg[2];
 	if (alen > SR_SOCKADDR_MAX)
 		alen = SR_SOCKADDR_MAX;
 	__builtin_memset(e->addr, 0, SR_SOCKADDR_MAX);
-	if (alen > 0 && bpf_probe_read_user(e->addr, alen & 0x7f, (void *)f.arg[1]) != 0) {
+	if (bpf_probe_read_user(e->addr, alen, (void *)f.arg[1]) != 0) {
 		alen = 0;
 		e->h.flags |= SR_FLAG_READ_FAILED;
 	}

@@ -137,12 +137,13 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 		alen = SR_ARGV_MAX;
 		e->h.flags |= SR_FLAG_ARGV_TRUNCATED;
 	}
+	alen &= SR_DATA_MASK;
 	if (alen > 0 && bpf_probe_read_user(e->data + flen, alen, (void *)start) != 0) {
 		alen = 0;
 		e->h.flags |= SR_FLAG_READ_FAILED;
 	}
 	e->argv_len = alen;
-	u32 size = sizeof(*e) + flen + alen;
+	u64 size = sizeof(*e) + flen + alen;
 	e->h.size = size;
 	submit(e, size, SR_EVENT_EXEC);
 	return 0;
@@ -173,45 +174,43 @@ static __always_inline int exec_exit(long ret)
 	flen &= SR_PATH_MAX - 1;
 	e->filename_len = flen;
 
-	/* argv follows the filename: data[flen ..], flen < SR_PATH_MAX. */
+	/* argv follows the filename: data[flen ..], flen < SR_PATH_MAX. The loop
+	 * body has no data-dependent branches beyond its exits, to keep the
+	 * verifier's state count small. */
 	const char *const *argv = (const char *const *)f.arg[1];
 	u32 off = 0;
 	u32 argc = 0;
-	for (int i = 0; i < SR_FAILED_EXEC_MAX_ARGS; i++) {
+	u32 cut = 0; /* an argument hit the per-argument limit */
+	int i;
+	for (i = 0; i < SR_FAILED_EXEC_MAX_ARGS && argv; i++) {
 		const char *p = NULL;
-		if (!argv || bpf_probe_read_user(&p, sizeof(p), &argv[i]) != 0 || !p)
-			goto done;
-		if (off >= SR_ARGV_MAX) {
-			e->h.flags |= SR_FLAG_ARGV_TRUNCATED;
-			goto done;
-		}
-		u32 pos = flen + off;
-		if (pos >= SR_PATH_MAX + SR_ARGV_MAX)
-			goto done;
-		long m = bpf_probe_read_user_str(e->data + pos, SR_PATH_MAX, p);
-		if (m <= 0) {
-			e->h.flags |= SR_FLAG_READ_FAILED;
-			goto done;
-		}
-		if (m == SR_PATH_MAX)
-			e->h.flags |= SR_FLAG_ARGV_TRUNCATED;
+		if (bpf_probe_read_user(&p, sizeof(p), &argv[i]) != 0 || !p)
+			break;
+		if (off >= SR_ARGV_MAX)
+			break;
+		long m = bpf_probe_read_user_str(e->data + ((flen + off) & SR_DATA_MASK),
+						 SR_PATH_MAX, p);
+		if (m <= 0)
+			break;
+		cut |= (u32)m >> 12; /* m == SR_PATH_MAX */
 		off += (u32)m;
 		argc++;
 	}
-	{
-		/* Are there more pointers than we read? */
+	if (argv && (i == SR_FAILED_EXEC_MAX_ARGS || off >= SR_ARGV_MAX)) {
+		/* Stopped by a limit: truncated if another argument exists. */
 		const char *p = NULL;
-		if (argv && bpf_probe_read_user(&p, sizeof(p), &argv[SR_FAILED_EXEC_MAX_ARGS]) == 0 && p)
-			e->h.flags |= SR_FLAG_ARGV_TRUNCATED;
+		if (bpf_probe_read_user(&p, sizeof(p), &argv[argc]) == 0 && p)
+			cut = 1;
 	}
-done:
 	if (off > SR_ARGV_MAX) {
 		off = SR_ARGV_MAX;
-		e->h.flags |= SR_FLAG_ARGV_TRUNCATED;
+		cut = 1;
 	}
+	if (cut)
+		e->h.flags |= SR_FLAG_ARGV_TRUNCATED;
 	e->argc = argc;
 	e->argv_len = off;
-	u32 size = sizeof(*e) + flen + off;
+	u64 size = sizeof(*e) + flen + off;
 	e->h.size = size;
 	submit(e, size, SR_EVENT_EXEC);
 	return 0;
@@ -295,7 +294,7 @@ static __always_inline int chdir_exit(u32 kind, long ret)
 		e->fd = (s32)f.arg[0];
 	}
 	e->path_len = plen;
-	u32 size = sizeof(*e) + plen;
+	u64 size = sizeof(*e) + plen;
 	e->h.size = size;
 	submit(e, size, SR_EVENT_CHDIR);
 	return 0;

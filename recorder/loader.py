@@ -1,0 +1,242 @@
+"""Loads sessrec's BPF programs: the only module that imports bcc.
+
+One loaded program set serves any number of sessions at once: a session is
+an entry in the `sessions` map, keyed by its cgroup id, and every record in
+the shared ring buffer names its session's cgroup id.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recorder import btf, events
+from sessrec.errors import EnvironmentProblem, PrivilegeError
+
+BPF_DIR = Path(os.environ.get("SESSREC_BPF_DIR", Path(__file__).resolve().parent.parent / "bpf"))
+PROGRAM_FILES = ("proc.bpf.c", "file.bpf.c", "net.bpf.c")
+BTF_PATH = "/sys/kernel/btf/vmlinux"
+TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+
+# Kernel struct members the programs read, as (macro, struct, member).
+KERNEL_OFFSETS: tuple[tuple[str, str, str], ...] = (
+    ("SR_OFF_TASK_REAL_PARENT", "task_struct", "real_parent"),
+    ("SR_OFF_TASK_TGID", "task_struct", "tgid"),
+    ("SR_OFF_TASK_MM", "task_struct", "mm"),
+    ("SR_OFF_TASK_EXIT_CODE", "task_struct", "exit_code"),
+    ("SR_OFF_TASK_FILES", "task_struct", "files"),
+    ("SR_OFF_MM_ARG_START", "mm_struct", "arg_start"),
+    ("SR_OFF_MM_ARG_END", "mm_struct", "arg_end"),
+    ("SR_OFF_MM_START_STACK", "mm_struct", "start_stack"),
+    ("SR_OFF_FILES_FDT", "files_struct", "fdt"),
+    ("SR_OFF_FDTABLE_FD", "fdtable", "fd"),
+    ("SR_OFF_FDTABLE_MAX_FDS", "fdtable", "max_fds"),
+    ("SR_OFF_FILE_PRIVATE_DATA", "file", "private_data"),
+    ("SR_OFF_SOCKET_TYPE", "socket", "type"),
+    ("SR_OFF_SOCKET_SK", "socket", "sk"),
+    ("SR_OFF_SOCK_SK_PROTOCOL", "sock", "sk_protocol"),
+)
+
+DEFAULT_RING_PAGES = 8192  # 32 MiB: a burst of ~300k events fits
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    session_level: int
+    ring_pages: int = DEFAULT_RING_PAGES
+
+
+def program_text() -> str:
+    """The C source handed to BCC, as one translation unit: sessrec.h, then
+    common.bpf.h, then the program files. Our own #include lines are inlined
+    because BCC rewrites map calls (`sessions.lookup(...)`) in the main file
+    only; each file still includes what it uses, for readers and editors."""
+    parts = []
+    for name in ("sessrec.h", "common.bpf.h", *PROGRAM_FILES):
+        path = BPF_DIR / name
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise EnvironmentProblem(f"cannot read BPF program {path}: {e.strerror}") from e
+        text = _LOCAL_INCLUDE.sub(r"/* inlined: \1 */", text)
+        parts.append(f"/* ---- {name} ---- */\n{text}")
+    return "\n".join(parts)
+
+
+_LOCAL_INCLUDE = re.compile(r'^#include "([\w.]+)"', re.MULTILINE)
+
+
+def tracepoints(text: str | None = None) -> list[tuple[str, str]]:
+    """(category, event) of every tracepoint the programs attach to, read from
+    the source so there is one list only."""
+    src = program_text() if text is None else text
+    return re.findall(r"^TRACEPOINT_PROBE\((\w+),\s*(\w+)\)", src, re.MULTILINE)
+
+
+def tracefs() -> Path:
+    """The tracefs mount; mounts it when missing (BCC needs it to attach)."""
+    for c in TRACEFS_CANDIDATES:
+        if Path(c, "events").is_dir():
+            return Path(c)
+    try:
+        _mount("tracefs", "/sys/kernel/tracing", "tracefs")
+    except OSError as e:
+        raise EnvironmentProblem(f"tracefs is not mounted and mounting it failed: {e.strerror}")
+    return Path("/sys/kernel/tracing")
+
+
+def _mount(source: str, target: str, fstype: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(source.encode(), target.encode(), fstype.encode(), 0, None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def check_privileges() -> None:
+    if os.geteuid() != 0:
+        raise PrivilegeError(
+            "recording needs root (BPF and cgroups): run it with sudo, e.g. "
+            "'sudo sessrec record -- CMD'"
+        )
+
+
+def compile_flags(cfg: LoadConfig, tracefs_dir: Path | None = None) -> list[str]:
+    """-D and -I flags that configure the programs (no source templating)."""
+    if not Path(BTF_PATH).exists():
+        raise EnvironmentProblem(
+            f"no BTF at {BTF_PATH}: sessrec needs a kernel built with "
+            "CONFIG_DEBUG_INFO_BTF=y to find kernel struct offsets"
+        )
+    wanted = [(s, m) for _, s, m in KERNEL_OFFSETS]
+    found = btf.cached_member_offsets(wanted, btf_path=BTF_PATH)
+    flags: list[str] = []
+    for macro, s, m in KERNEL_OFFSETS:
+        flags.append(f"-D{macro}={found[(s, m)].offset}")
+    flags += [
+        f"-DSR_SESSION_LEVEL={cfg.session_level}",
+        f"-DSR_RING_PAGES={cfg.ring_pages}",
+        f"-DSR_NR_CPUS={_possible_cpus()}",
+    ]
+    tf = tracefs_dir or tracefs()
+    exit_fmt = tf / "events/sched/sched_process_exit/format"
+    try:
+        if "group_dead" in exit_fmt.read_text():
+            flags.append("-DSR_HAVE_GROUP_DEAD=1")
+    except OSError:
+        pass
+    return flags
+
+
+def _possible_cpus() -> int:
+    try:
+        text = Path("/sys/devices/system/cpu/possible").read_text().strip()
+        return max(int(part.split("-")[-1]) for part in text.split(",")) + 1
+    except (OSError, ValueError):
+        return os.cpu_count() or 1
+
+
+def check_tracepoints(tf: Path) -> None:
+    missing = [f"{c}:{e}" for c, e in tracepoints() if not (tf / "events" / c / e).is_dir()]
+    if missing:
+        raise EnvironmentProblem(
+            "missing tracepoint(s) " + ", ".join(missing) + ": this kernel lacks "
+            "them (CONFIG_FTRACE_SYSCALLS is needed for syscalls:*)"
+        )
+
+
+def import_bcc() -> Any:
+    try:
+        import bcc
+    except ImportError as e:
+        raise EnvironmentProblem(
+            "BCC's Python bindings are missing: install the distribution package "
+            "python3-bpfcc (apt-get install python3-bpfcc bpfcc-tools); the PyPI "
+            "package named 'bcc' is unrelated. With a venv, create it with "
+            "--system-site-packages. (" + str(e) + ")"
+        ) from e
+    return bcc
+
+
+RecordCallback = Callable[[memoryview], None]
+
+
+@dataclass
+class Programs:
+    """The loaded program set."""
+
+    bpf: Any
+    cfg: LoadConfig
+    _callback_ref: Any = field(default=None, repr=False)
+
+    @classmethod
+    def load(cls, cfg: LoadConfig) -> Programs:
+        check_privileges()
+        tf = tracefs()
+        check_tracepoints(tf)
+        cflags = compile_flags(cfg, tf)
+        bcc = import_bcc()
+        try:
+            bpf = bcc.BPF(text=program_text(), cflags=cflags)
+        except Exception as e:  # BCC raises bare Exception on compile/load errors
+            raise EnvironmentProblem(f"loading the BPF programs failed: {e}") from e
+        return cls(bpf=bpf, cfg=cfg)
+
+    def add_session(self, cgroup_id: int) -> None:
+        t = self.bpf["sessions"]
+        t[t.Key(cgroup_id)] = t.Leaf(1)
+
+    def remove_session(self, cgroup_id: int) -> None:
+        t = self.bpf["sessions"]
+        try:
+            del t[t.Key(cgroup_id)]
+        except KeyError:
+            pass
+
+    def open_ring(self, on_record: RecordCallback) -> None:
+        """Calls on_record with each raw record (a memoryview valid only
+        during the call) whenever consume() runs."""
+
+        def cb(_ctx: Any, data: Any, size: int) -> int:
+            on_record(memoryview(ctypes.string_at(data, size)))
+            return 0
+
+        self.bpf["events"].open_ring_buffer(cb)
+        self._callback_ref = cb
+
+    def consume(self) -> None:
+        """Drains the ring without waiting (records are submitted without
+        wake-ups, so the caller drains on a timer)."""
+        self.bpf.ring_buffer_consume()
+
+    def lost(self, cgroup_id: int) -> dict[int, int]:
+        """Records of a session the kernel could not put in the ring, per
+        event type."""
+        out: dict[int, int] = {}
+        for k, v in self.bpf["lost"].items():
+            if k.cgroup_id == cgroup_id and v.value:
+                out[int(k.type)] = int(v.value)
+        return out
+
+    def forget_lost(self, cgroup_id: int) -> None:
+        table = self.bpf["lost"]
+        for k in [k for k in table.keys() if k.cgroup_id == cgroup_id]:
+            try:
+                del table[k]
+            except KeyError:
+                pass
+
+    def close(self) -> None:
+        try:
+            self.bpf.cleanup()
+        except Exception:  # best effort at teardown
+            pass
+
+
+def describe_errno(e: OSError) -> str:
+    return e.strerror or errno.errorcode.get(e.errno or 0, str(e))

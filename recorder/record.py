@@ -1,0 +1,307 @@
+"""`sessrec record`: run one command as a recorded session.
+
+Order matters here, so that nothing the command does is missed and nothing
+else is recorded:
+  1. load the programs (one program set; `sessions` map starts empty);
+  2. create the session cgroup and register its id in the map;
+  3. start the command; the child moves itself into the cgroup before it
+     execs, so its first exec is already inside the session;
+  4. drain the ring on a short timer until the cgroup is empty (processes the
+     command left behind are recorded until they exit), or the user stops it;
+  5. drain once more, write the trailer, remove the map entry and the cgroup.
+The recorder itself never joins the cgroup, so its own activity is not seen.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from recorder import events
+from recorder.cgroup import SessionCgroup, cgroup2_mount
+from recorder.loader import DEFAULT_RING_PAGES, LoadConfig, Programs
+from recorder.writer import SessionWriter, check_writable
+from sessrec import __version__
+from sessrec import format as fmt
+from sessrec.errors import SessrecError
+
+DRAIN_INTERVAL = 0.005  # seconds between ring drains: short, as there are no wake-ups
+END_GRACE = 0.05        # after the cgroup empties, for programs still finishing on other CPUs
+TYPE_NAMES = {int(t): t.name.lower() for t in fmt.EventType}
+
+
+@dataclass
+class RecordOptions:
+    command: Sequence[str]
+    output: str
+    force: bool = False
+    wait_leftovers: bool = True       # keep recording processes the command left behind
+    wait_timeout: float | None = None  # stop waiting for them after this many seconds
+    ring_pages: int = DEFAULT_RING_PAGES
+    flush_interval: float = 1.0
+    cwd: str | None = None
+
+
+@dataclass
+class SessionSink:
+    """Where one session's records go: decoded, counted, written."""
+
+    cgroup_id: int
+    writer: SessionWriter
+    decoder: events.Decoder
+    counts: dict[int, int] = field(default_factory=dict)
+    truncated_argv: int = 0
+    truncated_path: int = 0
+
+    def take(self, raw: memoryview) -> None:
+        ev = self.decoder.decode(raw)
+        if ev is None:
+            return
+        typ: int = ev[0]  # type: ignore[assignment]
+        self.counts[typ] = self.counts.get(typ, 0) + 1
+        flags: int = ev[7]  # type: ignore[assignment]
+        if flags:
+            if flags & fmt.EventFlag.ARGV_TRUNCATED:
+                self.truncated_argv += 1
+            if flags & fmt.EventFlag.PATH_TRUNCATED:
+                self.truncated_path += 1
+        self.writer.add(ev)
+
+
+class Dispatcher:
+    """Routes ring records to sessions by the cgroup id in their header, so
+    that one program set can serve many sessions (the daemon's case)."""
+
+    def __init__(self) -> None:
+        self.sinks: dict[int, SessionSink] = {}
+        self.orphan_records = 0
+
+    def __call__(self, raw: memoryview) -> None:
+        sink = self.sinks.get(events.Decoder.peek(raw)[1])
+        if sink is None:
+            self.orphan_records += 1
+            return
+        sink.take(raw)
+
+
+class _Signals:
+    """SIGINT/SIGTERM policy. While the command runs, Ctrl-C reaches it from
+    the terminal and the recorder keeps recording; SIGTERM sent to the recorder
+    is passed on to the command. Once the command has exited and only leftover
+    processes are being waited for, either signal stops the wait."""
+
+    def __init__(self) -> None:
+        self.stop_waiting = False
+        self.forward: Callable[[int], None] | None = None
+        self.leader_done = False
+        self._old: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            self._old[s] = signal.signal(s, self._handle)
+
+    def restore(self) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.leader_done:
+            self.stop_waiting = True
+        elif signum == signal.SIGTERM and self.forward is not None:
+            self.forward(signum)
+
+
+def _ids(pid: int) -> tuple[int | None, int | None]:
+    """(login uid, audit session id) of a process; unset (4294967295) is None."""
+    out: list[int | None] = []
+    for name in ("loginuid", "sessionid"):
+        try:
+            out.append(fmt.optional_id(int(Path(f"/proc/{pid}/{name}").read_text())))
+        except (OSError, ValueError):
+            out.append(None)
+    return out[0], out[1]
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _join_cgroup(procs_file: str) -> Callable[[], None]:
+    def join() -> None:
+        # Runs in the child between fork and exec: "0" means "this process".
+        with open(procs_file, "w") as f:
+            f.write("0")
+
+    return join
+
+
+def _warn(stderr: TextIO, msg: str) -> None:
+    print(f"sessrec: warning: {msg}", file=stderr)
+
+
+def lost_summary(lost: dict[int, int]) -> str:
+    return ", ".join(f"{TYPE_NAMES.get(t, t)} {n}" for t, n in sorted(lost.items()))
+
+
+def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
+    """Records opts.command; returns its exit status as a shell reports it."""
+    check_writable(opts.output, opts.force)
+    mount = cgroup2_mount()
+    programs = Programs.load(
+        LoadConfig(session_level=SessionCgroup.session_level(mount), ring_pages=opts.ring_pages)
+    )
+    session_id = str(uuid.uuid4())
+    cg = SessionCgroup.create(session_id, mount)
+    sigs = _Signals()
+    proc: subprocess.Popen[bytes] | None = None
+    writer: SessionWriter | None = None
+    try:
+        programs.add_session(cg.id)
+        dispatcher = Dispatcher()
+        programs.open_ring(dispatcher)
+        wall_ns, mono_ns = time.time_ns(), time.monotonic_ns()
+        cwd = opts.cwd or os.getcwd()
+        sigs.install()
+        status: int | None = None
+        try:
+            proc = subprocess.Popen(
+                list(opts.command), cwd=cwd, preexec_fn=_join_cgroup(str(cg.procs_file))
+            )
+            leader_pid = proc.pid
+        except FileNotFoundError:
+            status, leader_pid = 127, 0
+        except PermissionError:
+            status, leader_pid = 126, 0
+        except OSError as e:
+            raise SessrecError(f"cannot run {opts.command[0]}: {e.strerror}") from e
+        if proc is not None:
+            sigs.forward = proc.send_signal
+        login_uid, audit_session = _ids(leader_pid or os.getpid())
+        uid = os.getuid()
+        header: dict[str, Any] = {
+            "session_id": session_id,
+            "hostname": socket.gethostname(),
+            "kernel": os.uname().release,
+            "user": _user(uid),
+            "uid": uid,
+            "login_uid": login_uid,
+            "audit_session_id": audit_session,
+            "command": [os.fsdecode(a).encode("utf-8", "backslashreplace").decode() for a in opts.command],
+            "cwd": os.fsencode(cwd),
+            "leader_pid": leader_pid,
+            "started_at": fmt.rfc3339_us(wall_ns),
+            "clock": {"wall_ns": wall_ns, "mono_ns": mono_ns},
+            "cgroup": str(cg.path),
+            "cgroup_id": cg.id,
+            "recorder": {"version": __version__, "pid": os.getpid()},
+            "limits": {"argv_max": events.ARGV_MAX, "path_max": events.PATH_MAX},
+            "abi_version": events.ABI_VERSION,
+        }
+        try:
+            writer = SessionWriter(
+                opts.output, header, force=opts.force, flush_interval=opts.flush_interval
+            )
+        except BaseException:
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+            raise
+        sink = SessionSink(cg.id, writer, events.Decoder(mono_ns))
+        dispatcher.sinks[cg.id] = sink
+
+        end_reason = _drain_until_done(programs, cg, proc, sigs, writer, opts, stderr)
+        if proc is not None:
+            status = _shell_status(proc.wait())
+        time.sleep(END_GRACE)
+        programs.consume()
+
+        lost = programs.lost(cg.id)
+        if lost:
+            _warn(stderr, f"{sum(lost.values())} events lost (ring buffer full): "
+                  f"{lost_summary(lost)}; a larger --ring-pages helps")
+        counts = {TYPE_NAMES[t]: n for t, n in sorted(sink.counts.items())}
+        trailer = {
+            "ended_at": fmt.rfc3339_us(time.time_ns()),
+            "counts": counts,
+            "lost": {TYPE_NAMES.get(t, str(t)): n for t, n in lost.items()},
+            "truncated": {"argv": sink.truncated_argv, "path": sink.truncated_path},
+            "unknown_types": sink.decoder.unknown + sink.decoder.malformed,
+            "exit_status": status,
+            "end_reason": end_reason,
+        }
+        writer.close(trailer)
+        writer = None
+        return status if status is not None else 0
+    finally:
+        sigs.restore()
+        if writer is not None:  # an error on the way: keep what we have
+            try:
+                writer.close(None)
+            except SessrecError:
+                pass
+        programs.remove_session(cg.id)
+        programs.forget_lost(cg.id)
+        left = cg.remove()
+        if left:
+            _warn(stderr, f"stopped recording {len(left)} process(es) still running: "
+                  + " ".join(map(str, left)))
+        programs.close()
+
+
+def _shell_status(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _drain_until_done(
+    programs: Programs,
+    cg: SessionCgroup,
+    proc: subprocess.Popen[bytes] | None,
+    sigs: _Signals,
+    writer: SessionWriter,
+    opts: RecordOptions,
+    stderr: TextIO,
+) -> str:
+    leader_exit_at: float | None = None if proc is not None else time.monotonic()
+    warned_lost = 0
+    next_loss_check = 0.0
+    while True:
+        programs.consume()
+        now = time.monotonic()
+        writer.maybe_flush(now)
+        if now >= next_loss_check:
+            next_loss_check = now + 1.0
+            lost = programs.lost(cg.id)
+            total = sum(lost.values())
+            if total > warned_lost:
+                writer.add_stats({"k": "stats", "ts": time.monotonic_ns() - writer.header["clock"]["mono_ns"],
+                                  "lost": {TYPE_NAMES.get(t, str(t)): n for t, n in lost.items()}})
+                if warned_lost == 0:
+                    _warn(stderr, "events are being lost (ring buffer full); recording goes on")
+                warned_lost = total
+        if leader_exit_at is None and proc is not None and proc.poll() is not None:
+            leader_exit_at = now
+            sigs.leader_done = True
+        if leader_exit_at is not None:
+            if not cg.populated():
+                return "cgroup-empty"
+            if not opts.wait_leftovers:
+                return "leader-exited"
+            if sigs.stop_waiting:
+                return "interrupted"
+            if opts.wait_timeout is not None and now - leader_exit_at >= opts.wait_timeout:
+                return "wait-timeout"
+        time.sleep(DRAIN_INTERVAL)

@@ -1,0 +1,5 @@
+import sys
+
+from sessrec.cli import main
+
+sys.exit(main())
