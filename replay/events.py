@@ -23,6 +23,8 @@ from sessrec.format import AT_FDCWD, O_CLOEXEC, EventFlag, EventType
 
 def normalize(path: bytes) -> bytes:
     """Lexically normalise an absolute path: '//a/./b/../c/' -> '/a/c'."""
+    if b"//" not in path and b"/." not in path and (path[-1:] != b"/" or path == b"/"):
+        return path  # already normal: the common case, without normpath's cost
     p = posixpath.normpath(path)
     return p[1:] if p.startswith(b"//") else p
 

@@ -1,0 +1,84 @@
+"""The summary of a session file shown by `sessrec info` (and --json).
+
+A completed file is summarised from its header and its trailer, found through
+the footer without reading the events. A file without a valid footer (killed
+recorder, damage) is scanned, and the counts come from the events read."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from replay.reader import open_session, read_trailer_fast
+from sessrec import format as fmt
+from sessrec.errors import FormatError
+
+
+def _per_type(counts: dict[str, int]) -> dict[str, int]:
+    """Every known type name (0 if absent), then any others the file has."""
+    out = {name: counts.get(name, 0) for name in fmt.TYPE_NAMES.values()}
+    out.update((k, v) for k, v in counts.items() if k not in out)
+    return out
+
+
+def session_info(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The summary dict for `sessrec info --json` (keys in display order)."""
+    with open_session(path, strict=False) as session:
+        header = session.header
+        try:
+            trailer = read_trailer_fast(path)
+        except FormatError:
+            trailer = None  # a damaged footer: the scan below says where
+        damage = None
+        if trailer is not None:
+            counts = trailer["counts"]
+            lost = trailer["lost"]
+            truncated = trailer["truncated"]
+            unknown = trailer["unknown_types"]
+            exit_status = trailer["exit_status"]
+        else:
+            leader = header["leader_pid"]
+            argv_trunc = path_trunc = 0
+            exit_status = None
+            for ev in session.records():
+                flags = ev[fmt.I_FLAGS]
+                if flags:
+                    argv_trunc += bool(flags & fmt.EventFlag.ARGV_TRUNCATED)
+                    path_trunc += bool(flags & fmt.EventFlag.PATH_TRUNCATED)
+                if ev[0] == fmt.EventType.EXIT and ev[fmt.I_PID] == leader:
+                    exit_status = fmt.shell_status(ev[fmt.EXIT_CODE_RAW])
+            damage = session.damage
+            trailer = session.trailer  # there when only the footer is missing
+            if trailer is not None:
+                counts = trailer["counts"]
+                lost = trailer["lost"]
+                truncated = trailer["truncated"]
+                unknown = trailer["unknown_types"]
+                exit_status = trailer["exit_status"]
+            else:
+                counts = session.counts
+                lost = session.stats_lost
+                truncated = {"argv": argv_trunc, "path": path_trunc}
+                unknown = sum(session.unknown_types.values())
+        return {
+            "session_id": header["session_id"],
+            "audit_session_id": header["audit_session_id"],
+            "login_uid": header["login_uid"],
+            "user": header["user"],
+            "uid": header["uid"],
+            "hostname": header["hostname"],
+            "kernel": header["kernel"],
+            "command": header["command"],
+            "cwd": fmt.text(header["cwd"]),
+            "started_at": header["started_at"],
+            "ended_at": None if trailer is None else trailer["ended_at"],
+            "format_version": session.format_version,
+            "exit_status": exit_status,
+            "end_reason": None if trailer is None else trailer["end_reason"],
+            "counts": _per_type(counts),
+            "lost": _per_type(lost),
+            "truncated": dict(truncated),
+            "unknown_types": unknown,
+            "complete": trailer is not None,
+            "damage": None if damage is None else damage.as_dict(),
+        }
