@@ -408,8 +408,8 @@ def syscall_name(names: tuple[str, ...], number: int) -> str:
 # and others differ for a few bits; the raw flags stay authoritative.
 _ACCMODE_NAMES: Final = ("O_RDONLY", "O_WRONLY", "O_RDWR", "O_ACCMODE")
 _O_DSYNC: Final = 0o10000
-_O_SYNC_BIT: Final = 0o4000000  # __O_SYNC; O_SYNC is __O_SYNC | O_DSYNC
 _O_DIRECTORY: Final = 0o200000
+_O_SYNC_BIT: Final = 0o4000000  # __O_SYNC; O_SYNC is __O_SYNC | O_DSYNC
 _O_TMPFILE_BIT: Final = 0o20000000  # __O_TMPFILE; O_TMPFILE is it | O_DIRECTORY
 _FLAG_BITS: Final = (
     (0o100, "O_CREAT"),
@@ -418,37 +418,39 @@ _FLAG_BITS: Final = (
     (0o1000, "O_TRUNC"),
     (0o2000, "O_APPEND"),
     (0o4000, "O_NONBLOCK"),
+    (_O_DSYNC, "O_DSYNC"),
     (0o20000, "O_ASYNC"),
     (0o40000, "O_DIRECT"),
     (0o100000, "O_LARGEFILE"),
+    (_O_DIRECTORY, "O_DIRECTORY"),
     (0o400000, "O_NOFOLLOW"),
     (0o1000000, "O_NOATIME"),
     (0o2000000, "O_CLOEXEC"),
+    (_O_SYNC_BIT, "__O_SYNC"),
     (0o10000000, "O_PATH"),
+    (_O_TMPFILE_BIT, "__O_TMPFILE"),
 )
 
 
 @functools.lru_cache(maxsize=1024)
 def open_flag_names(flags: int) -> tuple[str, ...]:
-    """('O_WRONLY', 'O_CREAT', ...) for open flags; unknown bits as one hex item."""
+    """('O_WRONLY', 'O_CREAT', ...) for open flags, in bit order; O_SYNC and
+    O_TMPFILE (two bits each) by their name; unknown bits as one hex item."""
     names = [_ACCMODE_NAMES[flags & 3]]
     rest = flags & ~3
+    sync = rest & _O_SYNC_BIT and rest & _O_DSYNC
+    tmpfile = rest & _O_TMPFILE_BIT and rest & _O_DIRECTORY
     for bit, name in _FLAG_BITS:
-        if rest & bit:
-            names.append(name)
-            rest &= ~bit
-    if rest & _O_SYNC_BIT:
-        names.append("O_SYNC" if rest & _O_DSYNC else "__O_SYNC")
-        rest &= ~(_O_SYNC_BIT | _O_DSYNC)
-    elif rest & _O_DSYNC:
-        names.append("O_DSYNC")
-        rest &= ~_O_DSYNC
-    if rest & _O_TMPFILE_BIT:
-        names.append("O_TMPFILE" if rest & _O_DIRECTORY else "__O_TMPFILE")
-        rest &= ~(_O_TMPFILE_BIT | _O_DIRECTORY)
-    elif rest & _O_DIRECTORY:
-        names.append("O_DIRECTORY")
-        rest &= ~_O_DIRECTORY
+        if not rest & bit:
+            continue
+        rest &= ~bit
+        if (sync and bit == _O_DSYNC) or (tmpfile and bit == _O_DIRECTORY):
+            continue  # named with the other bit
+        if sync and bit == _O_SYNC_BIT:
+            name = "O_SYNC"
+        elif tmpfile and bit == _O_TMPFILE_BIT:
+            name = "O_TMPFILE"
+        names.append(name)
     if rest:
         names.append(hex(rest))
     return tuple(names)
