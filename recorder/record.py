@@ -259,7 +259,7 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
         if left:
             _warn(stderr, f"stopped recording {len(left)} process(es) still running: "
                   + " ".join(map(str, left)))
-        programs.close()
+        programs.close(background=True)
 
 
 def _shell_status(returncode: int) -> int:
