@@ -499,7 +499,10 @@ def decode_sockaddr(raw: bytes) -> SockAddr:
         if len(raw) < 24:
             return SockAddr(family, name, None, None)
         port = int.from_bytes(raw[2:4], "big")
-        addr = str(ipaddress.IPv6Address(raw[8:24]))
+        ip6 = ipaddress.IPv6Address(raw[8:24])
+        mapped = ip6.ipv4_mapped
+        # Spelled out: str() of a mapped address changed in Python 3.13.
+        addr = str(ip6) if mapped is None else f"::ffff:{mapped}"
         if len(raw) >= 28:
             scope = int.from_bytes(raw[24:28], "big" if big else "little")
             if scope:

@@ -1,0 +1,269 @@
+"""sessrec.format: constants, framing, schemas and decoding helpers."""
+
+from __future__ import annotations
+
+import re
+import struct
+from pathlib import Path
+
+import pytest
+
+from sessrec import format as fmt
+from sessrec.errors import FormatError
+
+HEADER_H = Path(__file__).resolve().parents[2] / "bpf" / "sessrec.h"
+
+
+def _c_enum(name: str) -> dict[str, int]:
+    """The members of a C enum in bpf/sessrec.h (values as written)."""
+    text = HEADER_H.read_text()
+    body = re.search(r"enum " + name + r" \{(.*?)\};", text, re.S)
+    assert body, f"enum {name} not found in {HEADER_H}"
+    out = {}
+    for m in re.finditer(r"(\w+)\s*=\s*([^,/]+?)\s*,", body.group(1)):
+        value = re.fullmatch(r"(\d+)(?:\s*<<\s*(\d+))?", m.group(2))
+        assert value, f"cannot parse {m.group(0)!r}"
+        out[m.group(1)] = int(value.group(1)) << int(value.group(2) or 0)
+    return out
+
+
+def test_event_types_match_the_boundary_header() -> None:
+    c = _c_enum("sr_event_type")
+    for t in fmt.EventType:
+        assert c[f"SR_EVENT_{t.name}"] == t.value
+    assert c["SR_EVENT_TYPE_MAX"] == max(fmt.EventType) + 1
+
+
+def test_event_flags_match_the_boundary_header() -> None:
+    c = _c_enum("sr_event_flags")
+    assert c["SR_FLAG_PATH_TRUNCATED"] == fmt.EventFlag.PATH_TRUNCATED
+    assert c["SR_FLAG_ARGV_TRUNCATED"] == fmt.EventFlag.ARGV_TRUNCATED
+    assert c["SR_FLAG_READ_FAILED"] == fmt.EventFlag.READ_FAILED
+
+
+def test_syscall_enums_match_the_boundary_header() -> None:
+    c = _c_enum("sr_open_syscall")
+    assert [c[f"SR_SYS_{n.upper()}"] for n in fmt.OPEN_SYSCALLS] == [0, 1, 2, 3]
+    c = _c_enum("sr_exec_syscall")
+    assert [c[f"SR_SYS_{n.upper()}"] for n in fmt.EXEC_SYSCALLS] == [0, 1]
+
+
+def test_frame_sizes() -> None:
+    assert fmt.PREAMBLE.size == 20
+    assert fmt.DESCRIPTOR.size == 20
+    assert fmt.FOOTER.size == 16
+    assert fmt.PREAMBLE_PAYLOAD_LEN == fmt.DESCRIPTOR_PAYLOAD_LEN == 12
+    assert fmt.FOOTER_PAYLOAD_LEN == 8
+    for magic in (fmt.PREAMBLE_MAGIC, fmt.DESCRIPTOR_MAGIC, fmt.FOOTER_MAGIC):
+        assert fmt.SKIPPABLE_MAGIC_MIN <= magic <= fmt.SKIPPABLE_MAGIC_MAX
+
+
+def test_preamble_bytes() -> None:
+    data = fmt.pack_preamble(1, 0)
+    assert data == bytes.fromhex("502a4d180c000000") + b"SESSREC\0" + b"\x01\x00\x00\x00"
+    assert fmt.unpack_preamble(data) == (1, 0)
+    assert fmt.unpack_preamble(fmt.pack_preamble(3, 9)) == (3, 9)
+
+
+def test_descriptor_and_footer_bytes() -> None:
+    assert fmt.pack_descriptor(2, 100, 300) == struct.pack("<IIIII", 0x184D2A51, 12, 2, 100, 300)
+    assert fmt.pack_footer(1234) == struct.pack("<IIQ", 0x184D2A52, 8, 1234)
+
+
+@pytest.mark.parametrize("n", range(20))
+def test_short_preamble(n: int) -> None:
+    with pytest.raises(FormatError, match="ends inside the preamble") as e:
+        fmt.unpack_preamble(fmt.pack_preamble()[:n], "f.srec")
+    assert e.value.offset == n
+    assert e.value.path == "f.srec"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x28\xb5\x2f\xfd" + bytes(30),
+        b"SESSREC\0" + bytes(12),
+        fmt.pack_preamble()[:8] + bytes(12),
+    ],
+)
+def test_not_a_session_file(data: bytes) -> None:
+    with pytest.raises(FormatError, match="not a sessrec session file") as e:
+        fmt.unpack_preamble(data)
+    assert e.value.offset == 0
+
+
+def test_event_layouts() -> None:
+    for t in fmt.EventType:
+        assert len(fmt.EVENT_FIELDS[t]) == len(fmt.EVENT_TYPES[t])
+        assert fmt.EVENT_FIELDS[t][:8] == fmt.COMMON_FIELDS
+    assert fmt.EVENT_FIELDS[fmt.EventType.EXEC][fmt.EXEC_ARGV] == "argv"
+    assert fmt.EVENT_FIELDS[fmt.EventType.OPEN][fmt.OPEN_FLAGS] == "flags"
+    assert fmt.EVENT_FIELDS[fmt.EventType.CONNECT][fmt.CONNECT_SOCKADDR] == "sockaddr"
+    assert fmt.EVENT_FIELDS[fmt.EventType.CHDIR][fmt.CHDIR_PATH] == "path"
+    assert fmt.TYPE_NAMES == {1: "fork", 2: "exec", 3: "exit", 4: "open", 5: "connect", 6: "chdir"}
+
+
+def test_event_problem() -> None:
+    good = [4, 1, 2, 2, 1, 0, b"c", 0, 3, 1, -100, b"/x", 0, 0]
+    assert fmt.event_problem(good) is None
+    assert fmt.event_problem([*good, "extra", 1]) is None
+    assert fmt.event_problem([99, "anything"]) is None  # unknown types are not checked
+    assert "has 13 fields, needs 14" in str(fmt.event_problem(good[:-1]))
+    assert "'comm' is str, should be bytes" in str(fmt.event_problem([*good[:6], "c", *good[7:]]))
+    assert "'ts' is bool" in str(fmt.event_problem([4, True, *good[2:]]))
+    assert "integer type" in str(fmt.event_problem([]))
+    exec_ev = [2, 1, 2, 2, 1, 0, b"c", 0, 0, b"/bin/x", [b"x", "y"], 2, 2, 0]
+    assert "argv item is str" in str(fmt.event_problem(exec_ev))
+
+
+def _header() -> dict[str, object]:
+    from srec_util import HEADER
+
+    return {"k": "header", "format": [1, 0], **HEADER}
+
+
+def test_validate_header_accepts_and_keeps_extra_keys() -> None:
+    h = {**_header(), "future_key": {"x": 1}}
+    assert fmt.validate_header(h) is h
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"k": "trailer"}, "k='trailer'"),
+        ({"uid": "1000"}, r"header\['uid'\] is str, should be int"),
+        ({"cwd": "/home"}, r"header\['cwd'\] is str, should be bytes"),
+        ({"format": [1]}, "should have 2 items"),
+        ({"command": ["a", b"b"]}, r"header\['command'\]\[1\]"),
+        ({"clock": {"wall_ns": 1}}, "lacks key 'mono_ns'"),
+        ({"login_uid": 1.5}, "float"),
+    ],
+)
+def test_validate_header_rejects(change: dict[str, object], message: str) -> None:
+    with pytest.raises(FormatError, match=message) as e:
+        fmt.validate_header({**_header(), **change}, "f.srec", 20)
+    assert e.value.offset == 20
+
+
+def test_validate_header_missing_key_and_not_a_map() -> None:
+    h = _header()
+    del h["session_id"]
+    with pytest.raises(FormatError, match="lacks key 'session_id'"):
+        fmt.validate_header(h)
+    with pytest.raises(FormatError, match="should be a map"):
+        fmt.validate_header([1, 2])
+
+
+def test_validate_trailer_and_stats() -> None:
+    from srec_util import TRAILER
+
+    fmt.validate_trailer({"k": "trailer", **TRAILER})
+    with pytest.raises(FormatError, match="non-str key"):
+        fmt.validate_trailer({"k": "trailer", **TRAILER, "counts": {1: 2}})
+    with pytest.raises(FormatError, match="exit_status"):
+        fmt.validate_trailer({"k": "trailer", **TRAILER, "exit_status": "0"})
+    fmt.validate_stats({"k": "stats", "ts": 1, "lost": {"open": 1}})
+    with pytest.raises(FormatError, match="lost"):
+        fmt.validate_stats({"k": "stats", "ts": 1, "lost": {"open": "1"}})
+
+
+def test_optional_id() -> None:
+    assert fmt.optional_id(4294967295) is None
+    assert fmt.optional_id(-1) is None
+    assert fmt.optional_id(0) == 0
+    assert fmt.optional_id(1000) == 1000
+
+
+def test_decode_exit() -> None:
+    assert fmt.decode_exit(0) == (0, None, False)
+    assert fmt.decode_exit(3 << 8) == (3, None, False)
+    assert fmt.decode_exit(9) == (None, 9, False)
+    assert fmt.decode_exit(0x80 | 11) == (None, 11, True)
+    assert fmt.shell_status(3 << 8) == 3
+    assert fmt.shell_status(255 << 8) == 255
+    assert fmt.shell_status(9) == 137
+    assert fmt.shell_status(0x80 | 6) == 134
+
+
+def _sa(family: int, rest: bytes, order: str = "<") -> bytes:
+    return struct.pack(order + "H", family) + rest
+
+
+def test_decode_sockaddr_inet() -> None:
+    sa = _sa(2, struct.pack(">H", 8080) + bytes([10, 1, 2, 3]) + bytes(8))
+    assert fmt.decode_sockaddr(sa) == (2, "inet", "10.1.2.3", 8080)
+    assert fmt.decode_sockaddr(sa[:7]) == (2, "inet", None, None)
+
+
+def test_decode_sockaddr_inet6() -> None:
+    addr = bytes.fromhex("fe800000000000000000000000000001")
+    sa = _sa(10, struct.pack(">H", 22) + bytes(4) + addr + struct.pack("<I", 3))
+    assert fmt.decode_sockaddr(sa) == (10, "inet6", "fe80::1%3", 22)
+    mapped = bytes(10) + b"\xff\xff" + bytes([192, 0, 2, 1])
+    sa = _sa(10, struct.pack(">H", 80) + bytes(4) + mapped + bytes(4))
+    assert fmt.decode_sockaddr(sa).address == "::ffff:192.0.2.1"
+    assert fmt.decode_sockaddr(sa[:24]).address == "::ffff:192.0.2.1"  # without scope id
+    assert fmt.decode_sockaddr(sa[:20]) == (10, "inet6", None, None)
+
+
+def test_decode_sockaddr_unix() -> None:
+    assert fmt.decode_sockaddr(_sa(1, b"/run/x.sock\0garbage")) == (1, "unix", "/run/x.sock", None)
+    assert fmt.decode_sockaddr(_sa(1, b"/run/no-nul")).address == "/run/no-nul"
+    assert fmt.decode_sockaddr(_sa(1, b"\0abstract")).address == "@abstract"
+    assert fmt.decode_sockaddr(_sa(1, b"\0bad\xff")).address == "@bad\\xff"
+    assert fmt.decode_sockaddr(_sa(1, b"")).address == ""
+
+
+def test_decode_sockaddr_other_and_short() -> None:
+    assert fmt.decode_sockaddr(b"") == (0, "af_0", None, None)
+    assert fmt.decode_sockaddr(b"\x02") == (0, "af_0", None, None)
+    assert fmt.decode_sockaddr(_sa(16, b"\0" * 10)) == (16, "af_16", None, None)
+
+
+def test_decode_sockaddr_big_endian_family() -> None:
+    sa = _sa(2, struct.pack(">H", 53) + bytes([192, 0, 2, 53]) + bytes(8), ">")
+    assert fmt.decode_sockaddr(sa) == (2, "inet", "192.0.2.53", 53)
+
+
+def test_protocol_name() -> None:
+    assert fmt.protocol_name(2, 1, 6) == "tcp"
+    assert fmt.protocol_name(10, 2, 17) == "udp"
+    assert fmt.protocol_name(2, 1, 262) == "mptcp"
+    assert fmt.protocol_name(10, 5, 132) == "sctp"
+    assert fmt.protocol_name(2, 1, 99) == "proto_99"
+    assert fmt.protocol_name(2, 2, 0) == "dgram"
+    assert fmt.protocol_name(1, 1, 0) == "stream"
+    assert fmt.protocol_name(1, 5, 0) == "seqpacket"
+    assert fmt.protocol_name(1, 0, 0) is None
+    assert fmt.protocol_name(16, 3, 0) is None
+
+
+@pytest.mark.parametrize(
+    ("flags", "names"),
+    [
+        (0, ("O_RDONLY",)),
+        (0o1101, ("O_WRONLY", "O_CREAT", "O_TRUNC")),
+        (0o2000002, ("O_RDWR", "O_CLOEXEC")),
+        (0o4010001, ("O_WRONLY", "O_SYNC")),
+        (0o10001, ("O_WRONLY", "O_DSYNC")),
+        (0o20200002, ("O_RDWR", "O_TMPFILE")),
+        (0o10200000, ("O_RDONLY", "O_DIRECTORY", "O_PATH")),
+        (3 | 1 << 40, ("O_ACCMODE", hex(1 << 40))),
+    ],
+)
+def test_open_flag_names(flags: int, names: tuple[str, ...]) -> None:
+    assert fmt.open_flag_names(flags) == names
+
+
+def test_times() -> None:
+    ns = 1795259402_123456789
+    assert fmt.rfc3339_us(ns) == "2026-11-21T11:10:02.123456Z"
+    tf = fmt.TimeFormatter()
+    assert tf(ns) == "2026-11-21T11:10:02.123456789Z"
+    assert tf(ns + 1) == "2026-11-21T11:10:02.123456790Z"
+    assert tf(ns + 10**9) == "2026-11-21T11:10:03.123456789Z"
+    assert tf(0) == "1970-01-01T00:00:00.000000000Z"
+
+
+def test_text() -> None:
+    assert fmt.text(b"caf\xc3\xa9 \xff") == "café \\xff"
