@@ -78,9 +78,18 @@ def _objects(raw: bytes, offset: int) -> list[Any]:
         objs = list(unpacker)
     except _UNPACK_ERRORS as e:
         _fail(offset, f"malformed msgpack in chunk: {e}")
-    if unpacker.tell() != len(raw):
-        _fail(offset, "chunk ends inside a msgpack object")
+    _check_consumed(unpacker, offset)
     return objs
+
+
+def _check_consumed(unpacker: Any, offset: int) -> None:
+    """Iterating an Unpacker stops quietly before an incomplete last object."""
+    try:
+        rest = unpacker.read_bytes(1)
+    except ValueError:  # the C unpacker: "an object is incomplete"
+        rest = b"?"
+    if rest:
+        _fail(offset, "chunk ends inside a msgpack object")
 
 
 def _decompress(dctx: zstandard.ZstdDecompressor, data: bytes, raw_len: int, offset: int) -> bytes:
@@ -252,8 +261,10 @@ class SessionV1(Session):
         counts = self._counts
         try:
             for obj in unpacker:
-                if type(obj) is list and obj and type(obj[0]) is int:
-                    t = obj[0]
+                if type(obj) is list:
+                    t = obj[0] if obj else None
+                    if type(t) is not int:
+                        _fail(pos, f"bad event: {fmt.event_problem(obj)}")
                     lay = layout(t)
                     if lay is None:
                         self.unknown_types[t] = self.unknown_types.get(t, 0) + 1
@@ -271,8 +282,7 @@ class SessionV1(Session):
                     _fail(pos, f"unexpected {type(obj).__name__} in an events chunk")
         except _UNPACK_ERRORS as e:
             _fail(pos, f"malformed msgpack in chunk: {e}")
-        if unpacker.tell() != len(raw):
-            _fail(pos, "chunk ends inside a msgpack object")
+        _check_consumed(unpacker, pos)
 
     def _map_record(self, obj: dict[str, Any], pos: int) -> None:
         k = obj.get("k")
