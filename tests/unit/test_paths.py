@@ -1,0 +1,223 @@
+"""replay.events.PathResolver: lexical path resolution from the event stream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from replay.events import (
+    ChdirEvent,
+    ExecEvent,
+    OpenEvent,
+    PathResolver,
+    build_event,
+    iter_events,
+    normalize,
+)
+from sessrec.format import AT_FDCWD, O_CLOEXEC
+
+LEADER = 100
+O_PATH_DIR = 0o10200000
+
+
+def _e(t: int, pid: int, *body: Any) -> list[Any]:
+    return [t, 1, pid, pid, 1, 0, b"c", 0, *body]
+
+
+def fork(pid: int, child: int) -> list[Any]:
+    return _e(1, pid, child)
+
+
+def exec_(pid: int, filename: bytes, ret: int = 0, syscall: int = 0) -> list[Any]:
+    return _e(2, pid, ret, filename, [filename], 1, pid, syscall)
+
+
+def exit_(pid: int) -> list[Any]:
+    return _e(3, pid, 0)
+
+
+def open_(pid: int, path: bytes, ret: int = 3, dirfd: int = AT_FDCWD, flags: int = 0) -> list[Any]:
+    return _e(4, pid, ret, 1, dirfd, path, flags, 0)
+
+
+def chdir(pid: int, path: bytes, ret: int = 0) -> list[Any]:
+    return _e(6, pid, ret, -1, path)
+
+
+def fchdir(pid: int, fd: int, ret: int = 0) -> list[Any]:
+    return _e(6, pid, ret, fd, b"")
+
+
+@pytest.fixture
+def r() -> PathResolver:
+    return PathResolver(LEADER, b"/home/alice")
+
+
+@pytest.mark.parametrize(
+    ("path", "want"),
+    [
+        (b"/", b"/"),
+        (b"//", b"/"),
+        (b"///", b"/"),
+        (b"//etc/passwd", b"/etc/passwd"),
+        (b"/a/./b/../c/", b"/a/c"),
+        (b"/../..", b"/"),
+        (b"/a//b", b"/a/b"),
+        (b"/.hidden/x", b"/.hidden/x"),
+        (b"/a/b", b"/a/b"),
+        (b"/\xff/x/..", b"/\xff"),
+    ],
+)
+def test_normalize(path: bytes, want: bytes) -> None:
+    assert normalize(path) == want
+
+
+def test_absolute_and_relative(r: PathResolver) -> None:
+    assert r.apply(open_(LEADER, b"/etc//hosts")) == b"/etc/hosts"
+    assert r.apply(open_(LEADER, b"notes.txt")) == b"/home/alice/notes.txt"
+    assert r.apply(open_(LEADER, b"./a/../b")) == b"/home/alice/b"
+    assert r.apply(open_(LEADER, b"../../../..")) == b"/"
+    assert r.apply(open_(LEADER, b"")) is None
+    assert r.cwd(LEADER) == b"/home/alice"
+
+
+def test_dirfd(r: PathResolver) -> None:
+    assert r.apply(open_(LEADER, b"/etc/ssh", ret=5, flags=O_PATH_DIR)) == b"/etc/ssh"
+    assert r.fd_path(LEADER, 5) == b"/etc/ssh"
+    assert r.apply(open_(LEADER, b"sshd_config", ret=6, dirfd=5)) == b"/etc/ssh/sshd_config"
+    assert r.apply(open_(LEADER, b"../hosts", ret=7, dirfd=5)) == b"/etc/hosts"
+    assert r.apply(open_(LEADER, b"x", dirfd=42)) is None  # unknown descriptor
+    assert r.apply(open_(LEADER, b"/abs", dirfd=42)) == b"/abs"  # dirfd ignored
+
+
+def test_failed_open_resolves_but_records_no_fd(r: PathResolver) -> None:
+    assert r.apply(open_(LEADER, b"missing", ret=-2)) == b"/home/alice/missing"
+    assert r.fd_path(LEADER, -2) is None
+    r.apply(open_(LEADER, b"/etc", ret=3))
+    r.apply(open_(LEADER, b"nodir", ret=3, dirfd=99))  # fd 3 reused, path unknown
+    assert r.fd_path(LEADER, 3) is None
+
+
+def test_chdir(r: PathResolver) -> None:
+    assert r.apply(chdir(LEADER, b"src/../build")) == b"/home/alice/build"
+    assert r.cwd(LEADER) == b"/home/alice/build"
+    assert r.apply(chdir(LEADER, b"/nonexistent", ret=-2)) == b"/nonexistent"
+    assert r.cwd(LEADER) == b"/home/alice/build"  # failed: unchanged
+    assert r.apply(chdir(LEADER, b"..")) == b"/home/alice"
+    assert r.apply(open_(LEADER, b"f")) == b"/home/alice/f"
+
+
+def test_fchdir(r: PathResolver) -> None:
+    r.apply(open_(LEADER, b"/var/log", ret=4, flags=O_PATH_DIR))
+    assert r.apply(fchdir(LEADER, 4)) == b"/var/log"
+    assert r.apply(open_(LEADER, b"syslog")) == b"/var/log/syslog"
+    assert r.apply(fchdir(LEADER, 9)) is None  # unknown descriptor: cwd unknown now
+    assert r.cwd(LEADER) is None
+    assert r.apply(open_(LEADER, b"syslog")) is None
+    assert r.apply(chdir(LEADER, b"/tmp")) == b"/tmp"  # absolute: known again
+    assert r.apply(open_(LEADER, b"x")) == b"/tmp/x"
+
+
+def test_failed_fchdir_keeps_cwd(r: PathResolver) -> None:
+    r.apply(open_(LEADER, b"/var", ret=4))
+    assert r.apply(fchdir(LEADER, 4, ret=-20)) == b"/var"
+    assert r.cwd(LEADER) == b"/home/alice"
+
+
+def test_fork_inherits_a_copy(r: PathResolver) -> None:
+    r.apply(open_(LEADER, b"/srv", ret=3, flags=O_PATH_DIR))
+    r.apply(fork(LEADER, 200))
+    assert r.cwd(200) == b"/home/alice"
+    assert r.apply(open_(200, b"data", ret=4, dirfd=3)) == b"/srv/data"
+    r.apply(chdir(200, b"/tmp"))
+    assert r.cwd(200) == b"/tmp"
+    assert r.cwd(LEADER) == b"/home/alice"  # the parent is unaffected
+    assert r.fd_path(LEADER, 4) is None
+    r.apply(fork(200, 201))
+    assert r.apply(open_(201, b"x")) == b"/tmp/x"
+
+
+def test_unknown_process(r: PathResolver) -> None:
+    assert r.apply(open_(999, b"rel")) is None
+    assert r.apply(open_(999, b"/abs/./x")) == b"/abs/x"
+    r.apply(fork(999, 1000))  # a child of an unknown process: unknown too
+    assert r.cwd(1000) is None
+    r.apply(chdir(999, b"rel"))
+    assert r.cwd(999) is None
+    r.apply(chdir(999, b"/opt"))
+    assert r.apply(open_(999, b"rel")) == b"/opt/rel"
+
+
+def test_exec_drops_cloexec_descriptors(r: PathResolver) -> None:
+    r.apply(open_(LEADER, b"/etc/a", ret=3, flags=O_CLOEXEC))
+    r.apply(open_(LEADER, b"/etc", ret=4, flags=O_PATH_DIR))
+    r.apply(open_(LEADER, b"/etc/c", ret=5, flags=O_CLOEXEC))
+    r.apply(open_(LEADER, b"/etc/d", ret=5))  # fd 5 reused without O_CLOEXEC
+    r.apply(exec_(LEADER, b"/bin/false", ret=-13))  # failed exec: nothing dropped
+    assert r.fd_path(LEADER, 3) == b"/etc/a"
+    r.apply(exec_(LEADER, b"/bin/true"))
+    assert r.fd_path(LEADER, 3) is None
+    assert r.fd_path(LEADER, 4) == b"/etc"
+    assert r.fd_path(LEADER, 5) == b"/etc/d"
+    assert r.apply(open_(LEADER, b"x", dirfd=3)) is None
+    assert r.apply(open_(LEADER, b"hosts", dirfd=4)) == b"/etc/hosts"
+
+
+def test_exec_paths(r: PathResolver) -> None:
+    assert r.apply(exec_(LEADER, b"/usr//bin/ls")) == b"/usr/bin/ls"
+    assert r.apply(exec_(LEADER, b"./configure", ret=-2)) == b"/home/alice/configure"
+    # A failed execveat: its dirfd is not recorded.
+    assert r.apply(exec_(LEADER, b"tool", ret=-2, syscall=1)) is None
+    assert r.apply(exec_(LEADER, b"/abs/tool", ret=-2, syscall=1)) == b"/abs/tool"
+    # A successful execveat shows as /dev/fd/N/name (or /dev/fd/N).
+    r.apply(open_(LEADER, b"/opt/bin", ret=7, flags=O_PATH_DIR))
+    assert r.apply(exec_(LEADER, b"/dev/fd/7/../sbin/x")) == b"/opt/sbin/x"
+    r.apply(open_(LEADER, b"/opt/bin/prog", ret=8))
+    assert r.apply(exec_(LEADER, b"/dev/fd/8")) == b"/opt/bin/prog"
+    assert r.apply(exec_(LEADER, b"/dev/fd/99/x")) == b"/dev/fd/99/x"  # unknown fd
+    assert r.apply(exec_(LEADER, b"/dev/fd/")) == b"/dev/fd"
+
+
+def test_exit_forgets_the_process(r: PathResolver) -> None:
+    r.apply(fork(LEADER, 300))
+    r.apply(exit_(300))
+    assert r.cwd(300) is None
+    assert r.apply(open_(300, b"x")) is None  # a reused pid starts unknown
+
+
+def test_other_events_resolve_nothing(r: PathResolver) -> None:
+    assert r.apply(_e(5, LEADER, 0, 3, 1, 6, b"")) is None
+    assert r.apply(_e(42, LEADER, "future")) is None
+
+
+def test_build_event_types() -> None:
+    e = build_event(open_(LEADER, b"x", flags=O_CLOEXEC | 1), 1000, b"/x")
+    assert isinstance(e, OpenEvent)
+    assert (e.time_ns, e.requested_path, e.path, e.dirfd) == (1001, b"x", b"/x", AT_FDCWD)
+    assert e.flag_names == ("O_WRONLY", "O_CLOEXEC")
+    assert e.syscall_name == "openat"
+    assert e.type_name == "open"
+    ch = build_event(fchdir(LEADER, 4), 0, b"/v")
+    assert isinstance(ch, ChdirEvent) and ch.requested_path is None and ch.fd == 4
+    x = build_event([*exec_(LEADER, b"/bin/x"), "extra"], 0, b"/bin/x")
+    assert isinstance(x, ExecEvent) and x.argv == [b"/bin/x"] and x.path == b"/bin/x"
+
+
+def test_iter_events_on_the_golden_file() -> None:
+    from srec_util import GOLDEN
+
+    from replay.reader import open_session
+
+    with open_session(GOLDEN) as s:
+        events = list(iter_events(s))
+    assert len(events) == 24
+    execs = [e for e in events if isinstance(e, ExecEvent)]
+    assert [e.path for e in execs] == [b"/bin/bash", None, b"/usr/bin/env", b"/usr/bin/a.out"]
+    assert execs[2].argv_truncated and execs[2].argc == 6
+    exits = [e for e in events if e.type_name == "exit"]
+    assert [e.shell_status for e in exits] == [137, 139, 3]  # type: ignore[union-attr]
+    connects = [e for e in events if e.type_name == "connect"]
+    assert connects[0].address.address == "@dbus-6f1c"  # type: ignore[union-attr]
+    assert connects[2].protocol_name == "tcp"  # type: ignore[union-attr]
+    assert events[0].time_ns == s.header["clock"]["wall_ns"] + events[0].ts
