@@ -7,6 +7,8 @@ recorder, damage) is scanned, and the counts come from the events read."""
 from __future__ import annotations
 
 import os
+import re
+import shlex
 from typing import Any
 
 from replay.reader import open_session, read_trailer_fast
@@ -82,3 +84,55 @@ def session_info(path: str | os.PathLike[str]) -> dict[str, Any]:
             "complete": trailer is not None,
             "damage": None if damage is None else damage.as_dict(),
         }
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _printable(text: str) -> str:
+    """Control characters as \\xNN: a session file must not drive the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """session_info() as text for people, one "name  value" line each.
+
+    Values come from the (untrusted) file: control characters are escaped."""
+
+    def ids() -> str:
+        parts = [f"uid {info['uid']}"]
+        if info["login_uid"] is not None:
+            parts.append(f"login uid {info['login_uid']}")
+        if info["audit_session_id"] is not None:
+            parts.append(f"audit session {info['audit_session_id']}")
+        return ", ".join(parts)
+
+    def per_type(counts: dict[str, int]) -> str:
+        items = [f"{n} {name}" for name, n in counts.items() if n]
+        return ", ".join(items) or "none"
+
+    if info["complete"]:
+        ended = f"{info['ended_at']} ({info['end_reason']})"
+    else:
+        ended = "unknown: the recording did not finish"
+    rows = [
+        ("session", info["session_id"]),
+        ("user", f"{info['user']} ({ids()})"),
+        ("host", f"{info['hostname']}, kernel {info['kernel']}"),
+        ("command", shlex.join(info["command"])),
+        ("cwd", info["cwd"]),
+        ("started", info["started_at"]),
+        ("ended", ended),
+        ("exit status", "unknown" if info["exit_status"] is None else str(info["exit_status"])),
+        ("events", per_type(info["counts"])),
+        ("lost", per_type(info["lost"])),
+        ("truncated", f"argv {info['truncated']['argv']}, path {info['truncated']['path']}"),
+    ]
+    if info["unknown_types"]:
+        rows.append(("unknown", f"{info['unknown_types']} events of unknown types"))
+    rows.append(("format", info["format_version"]))
+    if info["damage"] is not None:
+        d = info["damage"]
+        rows.append(("damage", f"at byte {d['offset']}: {d['reason']}"))
+    width = max(len(name) for name, _ in rows) + 2
+    return "".join(f"{name:<{width}}{_printable(value)}\n" for name, value in rows)
