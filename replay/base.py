@@ -25,13 +25,13 @@ class Damage:
     reason: str
     truncated: bool = True
 
+    def __str__(self) -> str:
+        what = "truncated" if self.truncated else "damaged"
+        return f"{what} at byte {self.offset}: {self.reason}"
+
     def warning(self, path: str, events: int) -> str:
         """The one-line warning callers print after showing what was read."""
-        what = "truncated" if self.truncated else "damaged"
-        return (
-            f"{path}: {what} at byte {self.offset}: {self.reason}; "
-            f"showing the {events} events before it"
-        )
+        return f"{path}: {self}; showing the {events} events before it"
 
     def as_dict(self) -> dict[str, Any]:
         return {"offset": self.offset, "reason": self.reason}

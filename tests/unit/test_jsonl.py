@@ -126,6 +126,7 @@ def test_truncated_file_exports_what_is_there(tmp_path: Path) -> None:
     with open_session(p) as s:
         assert write_jsonl(s, out) == 2
     assert s.damage is not None
+    assert str(s.damage) == f"truncated at byte {p.stat().st_size}: " + s.damage.reason
     assert s.damage_warning() == (
         f"{p}: truncated at byte {p.stat().st_size}: "
         "the recording did not finish (no trailer); showing the 2 events before it"
