@@ -1,0 +1,129 @@
+"""Helpers of the kernel tier (its fixtures, in conftest.py, use them).
+
+Recordings are made for real (BPF, a cgroup, the command's processes)
+through the CLI, in process, and read back through the CLI too, as a user
+would: `sessrec export --format jsonl` and `sessrec info --json`.
+
+A Recording unpacks as (exit status, jsonl events, info dict) and also
+carries stderr, the file's header and its path. check_invariants() holds for
+any session (one session id, the recorder itself never traced, counts match
+the export); the tests then assert their exact events.
+
+progs/*.c are small C programs, built static so that they make no system
+call the test does not expect (a dynamic binary opens ld.so.cache and libc
+first).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from replay.reader import open_session
+from sessrec.cli import main
+
+PROGS_DIR = Path(__file__).resolve().parent / "progs"
+REPO = Path(__file__).resolve().parents[2]
+SESSREC = str(REPO / ".venv" / "bin" / "sessrec")
+PYTHON = sys.executable
+RFC3339_NS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
+CONTROL = re.compile(r"[\x00-\x1f]")
+Event = dict[str, Any]
+
+
+@dataclass
+class Recording:
+    status: int
+    events: list[Event]
+    info: dict[str, Any]
+    stderr: str
+    header: dict[str, Any]
+    path: Path
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.status, self.events, self.info))
+
+    def of_type(self, typ: str, pid: int | None = None) -> list[Event]:
+        return [e for e in self.events if e["type"] == typ and (pid is None or e["pid"] == pid)]
+
+    def pid_of_exec(self, path: str) -> int:
+        """The pid of the one successful exec of path."""
+        pids = [e["pid"] for e in self.of_type("exec") if e["path"] == path
+                and e["return_code"] == 0]
+        assert len(pids) == 1, f"{path} exec'd {len(pids)} times"
+        return pids[0]
+
+
+class Recorder(Protocol):
+    def __call__(self, cmd: Sequence[str | os.PathLike[str]], *flags: str,
+                 name: str = ...) -> Recording: ...
+
+
+def run_cli(*argv: str | os.PathLike[str]) -> tuple[int, str, str]:
+    """sessrec.cli.main in process: (status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    status = main([os.fspath(a) for a in argv], stdout=out, stderr=err)
+    return status, out.getvalue(), err.getvalue()
+
+
+def export(path: str | os.PathLike[str]) -> tuple[list[Event], str]:
+    """The jsonl export of a session file: (events, stderr)."""
+    status, out, err = run_cli("export", path, "--format", "jsonl")
+    assert status == 0, err
+    # Whatever the programs passed, the export holds no control character
+    # but the line ends: escape sequences in argv must not reach a terminal.
+    assert not CONTROL.search(out.replace("\n", "")), "raw control character in the export"
+    return [json.loads(line) for line in out.splitlines()], err
+
+
+def info(path: str | os.PathLike[str]) -> dict[str, Any]:
+    status, out, err = run_cli("info", path, "--json")
+    assert status == 0, err
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def header(path: str | os.PathLike[str]) -> dict[str, Any]:
+    with open_session(path, strict=False) as session:
+        return dict(session.header)
+
+
+def check_invariants(rec: Recording) -> None:
+    """What holds for every recording, whatever the command did."""
+    sid = rec.info["session_id"]
+    me = os.getpid()
+    for e in rec.events:
+        assert e["session_id"] == sid
+        assert RFC3339_NS.match(e["time"]), e["time"]
+        assert e["pid"] != me, f"the recorder's own activity was recorded: {e}"
+    if rec.info["complete"]:
+        by_type: dict[str, int] = {}
+        for e in rec.events:
+            by_type[e["type"]] = by_type.get(e["type"], 0) + 1
+        assert {k: v for k, v in rec.info["counts"].items() if v} == by_type
+
+
+def record_into(directory: Path, cmd: Sequence[str | os.PathLike[str]], *flags: str,
+                name: str = "session") -> Recording:
+    """Records cmd into directory/<name>.srec through `sessrec record`, reads
+    it back and checks the invariants."""
+    path = directory / f"{name}.srec"
+    status, _, err = run_cli("record", *flags, "-o", path, "--", *cmd)
+    assert path.exists(), f"record wrote no file: {err}"
+    events, _ = export(path)
+    rec = Recording(status, events, info(path), err, header(path), path)
+    check_invariants(rec)
+    return rec
+
+
+def write_script(path: Path, text: str) -> Path:
+    """A Python script for the venv interpreter."""
+    path.write_text(text)
+    return path

@@ -1,0 +1,65 @@
+"""open, openat, openat2 and creat: the path as passed, resolved against the
+cwd or the dirfd, flags, mode, the result."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from krec import Recorder
+
+pytestmark = pytest.mark.kernel
+
+O_WRONLY, O_CREAT, O_EXCL, O_TRUNC, O_APPEND = 0o1, 0o100, 0o200, 0o1000, 0o2000
+O_DIRECTORY, O_CLOEXEC = 0o200000, 0o2000000
+
+
+def test_every_kind_of_open(record: Recorder, progs: dict[str, Path], tmp_path: Path) -> None:
+    work = tmp_path.resolve() / "work"
+    (work / "sub").mkdir(parents=True)
+    exe = str(progs["opens"])
+    d = str(work)
+
+    status, events, info = record([exe, d])
+
+    assert status == 0
+    pid = events[0]["pid"]
+    assert all(e["pid"] == pid and e["tid"] == pid for e in events)
+    assert [e["type"] for e in events] == ["exec", "chdir"] + ["open"] * 9 + ["exit"]
+
+    ex = events[0]
+    assert (ex["path"], ex["requested_path"], ex["argv"], ex["argc"], ex["return_code"]) == (
+        exe, exe, [exe, d], 2, 0)
+    assert events[1]["path"] == d and events[1]["requested_path"] == d
+    assert events[1]["return_code"] == 0
+
+    def opened(e: dict[str, object]) -> tuple[object, ...]:
+        return (e["syscall"], e["requested_path"], e["path"], e["flags"], e["flag_names"],
+                e["mode"], e["return_code"], e["path_truncated"], e["comm"])
+
+    c = "opens"
+    assert [opened(e) for e in events[2:11]] == [
+        ("open", "rel.txt", f"{d}/rel.txt", O_WRONLY | O_CREAT | O_TRUNC,
+         ["O_WRONLY", "O_CREAT", "O_TRUNC"], 0o640, 3, False, c),
+        ("openat", "sub", f"{d}/sub", O_DIRECTORY, ["O_RDONLY", "O_DIRECTORY"], 0, 4, False, c),
+        # relative to the directory fd 4
+        ("openat", "in_sub.txt", f"{d}/sub/in_sub.txt", O_WRONLY | O_CREAT | O_EXCL,
+         ["O_WRONLY", "O_CREAT", "O_EXCL"], 0o600, 5, False, c),
+        ("openat", "../rel.txt", f"{d}/rel.txt", 0, ["O_RDONLY"], 0, 6, False, c),
+        ("openat", "sub/../sub/./in_sub.txt", f"{d}/sub/in_sub.txt", O_CLOEXEC,
+         ["O_RDONLY", "O_CLOEXEC"], 0, 7, False, c),
+        ("openat2", "sub/o2.txt", f"{d}/sub/o2.txt", O_WRONLY | O_CREAT | O_APPEND,
+         ["O_WRONLY", "O_CREAT", "O_APPEND"], 0o644, 8, False, c),
+        ("creat", "created.txt", f"{d}/created.txt", O_WRONLY | O_CREAT | O_TRUNC,
+         ["O_WRONLY", "O_CREAT", "O_TRUNC"], 0o600, 9, False, c),
+        ("openat", "missing/nope.txt", f"{d}/missing/nope.txt", 0, ["O_RDONLY"], 0, -2, False,
+         c),
+        ("openat", "sub", f"{d}/sub", O_WRONLY, ["O_WRONLY"], 0, -21, False, c),
+    ]
+    ext = events[-1]
+    assert (ext["exit_code"], ext["signal"], ext["core_dumped"]) == (0, None, False)
+    # The program really did what the events say.
+    assert sorted(os.listdir(work)) == ["created.txt", "rel.txt", "sub"]
+    assert sorted(os.listdir(work / "sub")) == ["in_sub.txt", "o2.txt"]
+    assert info["counts"]["open"] == 9 and info["lost"]["open"] == 0
