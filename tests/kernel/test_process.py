@@ -1,0 +1,101 @@
+"""fork, exec and exit: the process tree, exit codes and signals, and the
+exit status of `sessrec record` itself."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from krec import Event, Recorder
+
+pytestmark = pytest.mark.kernel
+
+SH = "/bin/sh"
+
+
+def lifecycle(events: list[Event], pid: int) -> list[tuple[object, ...]]:
+    """The fork/exec/exit events of one process, in order, in short."""
+    out: list[tuple[object, ...]] = []
+    for e in events:
+        if e["pid"] != pid:
+            continue
+        if e["type"] == "fork":
+            out.append(("fork", e["ppid"], e["child_pid"]))
+        elif e["type"] == "exec":
+            out.append(("exec", e["ppid"], e["comm"], e["path"], e["argv"], e["return_code"]))
+        elif e["type"] == "exit":
+            out.append(("exit", e["ppid"], e["exit_code"], e["signal"], e["core_dumped"]))
+    return out
+
+
+def test_three_level_tree(record: Recorder) -> None:
+    inner = "/bin/sleep 0.1; /bin/true; exit 0"
+    outer = f"{SH} -c '{inner}'; exit 0"
+    status, events, _ = record([SH, "-c", outer])
+
+    assert status == 0
+    procs = [e for e in events if e["type"] in ("fork", "exec", "exit")]
+    leader = procs[0]["pid"]
+    forks = {e["pid"]: [] for e in procs}  # parent -> children, in order
+    for e in procs:
+        if e["type"] == "fork":
+            forks[e["pid"]].append(e["child_pid"])
+    (mid,) = forks[leader]
+    sleep, true = forks[mid]
+    assert sorted(forks) == sorted([leader, mid, sleep, true])
+
+    assert lifecycle(events, leader) == [
+        ("exec", os.getpid(), "sh", SH, [SH, "-c", outer], 0),
+        ("fork", os.getpid(), mid),
+        ("exit", os.getpid(), 0, None, False),
+    ]
+    assert lifecycle(events, mid) == [
+        ("exec", leader, "sh", SH, [SH, "-c", inner], 0),
+        ("fork", leader, sleep),
+        ("fork", leader, true),
+        ("exit", leader, 0, None, False),
+    ]
+    assert lifecycle(events, sleep) == [
+        ("exec", mid, "sleep", "/bin/sleep", ["/bin/sleep", "0.1"], 0),
+        ("exit", mid, 0, None, False),
+    ]
+    assert lifecycle(events, true) == [
+        ("exec", mid, "true", "/bin/true", ["/bin/true"], 0),
+        ("exit", mid, 0, None, False),
+    ]
+    # A child's first event comes after its parent's fork event.
+    position = {id(e): i for i, e in enumerate(events)}
+    for e in procs:
+        if e["type"] == "fork":
+            first = next(x for x in events if x["pid"] == e["child_pid"])
+            assert position[id(e)] < position[id(first)]
+    # Single-threaded processes: every event is the thread-group leader's.
+    assert all(e["tid"] == e["pid"] for e in procs)
+
+
+def test_exit_codes_and_signals(record: Recorder) -> None:
+    children = ["exit 3", "kill -TERM $$", "kill -KILL $$"]
+    script = "; ".join(f"{SH} -c '{c}'" for c in children) + "; exit 3"
+    status, events, info = record([SH, "-c", script])
+
+    assert status == 3
+    assert info["exit_status"] == 3
+    assert info["end_reason"] == "cgroup-empty"
+    argv_of = {e["pid"]: e["argv"] for e in events if e["type"] == "exec"}
+    exits = {tuple(argv_of[e["pid"]]): (e["exit_code"], e["signal"], e["core_dumped"])
+             for e in events if e["type"] == "exit"}
+    assert exits == {
+        (SH, "-c", script): (3, None, False),
+        (SH, "-c", "exit 3"): (3, None, False),
+        (SH, "-c", "kill -TERM $$"): (None, 15, False),
+        (SH, "-c", "kill -KILL $$"): (None, 9, False),
+    }
+
+
+def test_leader_killed_by_a_signal(record: Recorder) -> None:
+    status, events, info = record([SH, "-c", "kill -KILL $$"])
+
+    assert status == 128 + 9
+    assert info["exit_status"] == 128 + 9
+    assert [(e["type"], e.get("signal"), e.get("exit_code")) for e in events
+            if e["type"] in ("exec", "exit")] == [("exec", None, None), ("exit", 9, None)]
