@@ -58,7 +58,9 @@ struct inflight {
 	u32 kind;
 	u32 sub; /* which syscall of the kind */
 };
-BPF_HASH(inflight, u32, struct inflight, 16384);
+/* Task-local storage, not a hash keyed by tid: no hashing, no allocation per
+ * syscall, and nothing left behind when a thread dies mid-syscall. */
+BPF_TASK_STORAGE(inflight, struct inflight);
 
 #define SR_AT_FDCWD -100
 #define SR_CLONE_THREAD 0x00010000
@@ -142,29 +144,28 @@ static __always_inline void submit(void *rec, u64 size, u16 type)
 
 static __always_inline void stash(u32 kind, u32 sub, u64 cg, u64 a0, u64 a1, u64 a2, u64 a3)
 {
-	u32 tid = (u32)bpf_get_current_pid_tgid();
-	struct inflight f = {};
-	f.cgroup_id = cg;
-	f.kind = kind;
-	f.sub = sub;
-	f.arg[0] = a0;
-	f.arg[1] = a1;
-	f.arg[2] = a2;
-	f.arg[3] = a3;
-	inflight.update(&tid, &f);
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct inflight *f = inflight.task_storage_get(task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!f)
+		return;
+	f->cgroup_id = cg;
+	f->kind = kind;
+	f->sub = sub;
+	f->arg[0] = a0;
+	f->arg[1] = a1;
+	f->arg[2] = a2;
+	f->arg[3] = a3;
 }
 
 /* Take (and forget) the thread's stashed arguments if they are of `kind`. */
 static __always_inline int unstash(u32 kind, struct inflight *out)
 {
-	u32 tid = (u32)bpf_get_current_pid_tgid();
-	struct inflight *f = inflight.lookup(&tid);
-	if (!f)
-		return 0;
-	if (f->kind != kind)
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct inflight *f = inflight.task_storage_get(task, 0, 0);
+	if (!f || f->kind != kind)
 		return 0;
 	__builtin_memcpy(out, f, sizeof(*out));
-	inflight.delete(&tid);
+	f->kind = 0;
 	return 1;
 }
 

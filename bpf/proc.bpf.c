@@ -234,7 +234,6 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 	u64 cg = current_session();
 	if (!cg)
 		return 0;
-	inflight.delete(&tid);
 #ifdef SR_HAVE_GROUP_DEAD
 	if (!args->group_dead)
 		return 0;

@@ -249,22 +249,31 @@ class Programs:
 
 
 def _close_in_grandchild(fds: list[int]) -> None:
+    """Closes fds here at once and in a detached grandchild after, so that the
+    grandchild's are the last references and it pays for the detach. A pipe
+    orders the two: the grandchild waits for EOF, which comes when this
+    process has closed its copies (or died)."""
+    r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
             if os.fork() == 0:
                 os.setsid()
+                os.close(w)
                 # Let go of stdio: a pipeline must not wait for this process.
                 null = os.open(os.devnull, os.O_RDWR)
                 for std in (0, 1, 2):
                     os.dup2(null, std)
+                os.read(r, 1)
                 for fd in fds:
                     os.close(fd)
         finally:
             os._exit(0)
+    os.close(r)
     os.waitpid(pid, 0)
     for fd in fds:
         os.close(fd)
+    os.close(w)
 
 
 def describe_errno(e: OSError) -> str:
