@@ -1,0 +1,85 @@
+"""`sessrec record`."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from sessrec.cli import ExitStatus, Streams, add_command
+from sessrec.errors import UsageError
+
+
+def register(sub: Any) -> None:
+    r = add_command(
+        sub, "record",
+        help="run a command as a recorded session (root)",
+        description="Run CMD in a new session cgroup and record every exec, fork, exit, "
+        "open, connect and chdir of it and of every process it starts, until the last "
+        "of them has exited. Exits with CMD's exit status (127 if CMD is not found).",
+        example_lines=(
+            "sudo sessrec record -o build.srec -- make -j2",
+            "sudo sessrec record --no-wait -- ./start-daemon.sh   # stop when it exits",
+            "sudo sessrec record --ebpf                           # print the BPF program",
+        ),
+        notes="Ctrl-C goes to the command as usual. Once the command has exited and the\n"
+        "recorder waits for processes it left behind, Ctrl-C stops the wait.",
+        func=run,
+    )
+    r.add_argument("-o", "--output", metavar="FILE",
+                   help="session file to write (default: session-<time>.srec)")
+    r.add_argument("-f", "--force", action="store_true", help="overwrite FILE if it exists")
+    r.add_argument("--no-wait", dest="wait_leftovers", action="store_false",
+                   help="stop when the command exits, not when its last process does")
+    r.add_argument("--wait-timeout", type=_positive_float, metavar="SECONDS",
+                   help="stop waiting for leftover processes after SECONDS")
+    r.add_argument("--ring-pages", type=_ring_pages, metavar="N",
+                   help="ring buffer size in 4 KiB pages, a power of two (default 8192)")
+    r.add_argument("-C", "--cwd", metavar="DIR", help="run the command in DIR")
+    r.add_argument("--ebpf", action="store_true", help="print the BPF program source and exit")
+    r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
+
+
+def _positive_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {s!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return v
+
+
+def _ring_pages(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {s!r}") from None
+    if v < 1 or v & (v - 1):
+        raise argparse.ArgumentTypeError(f"{v} is not a power of two")
+    return v
+
+
+def run(args: argparse.Namespace, io: Streams) -> int:
+    if args.ebpf:
+        from recorder.loader import program_text
+
+        io.stdout.write(program_text())
+        return ExitStatus.OK
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise UsageError("sessrec record: no command given "
+                         "(usage: sessrec record [-o FILE] -- CMD [ARGS...])")
+    from recorder import record as rec
+
+    output = args.output or time.strftime("session-%Y%m%dT%H%M%S.srec")
+    opts = rec.RecordOptions(command=cmd, output=output, force=args.force,
+                             wait_leftovers=args.wait_leftovers,
+                             wait_timeout=args.wait_timeout, cwd=args.cwd)
+    if args.ring_pages:
+        opts.ring_pages = args.ring_pages
+    status = rec.record(opts, stderr=io.stderr)
+    print(f"sessrec: session written to {output}", file=io.stderr)
+    return status
