@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recorder import btf, events
+from recorder import btf
 from sessrec.errors import EnvironmentProblem, PrivilegeError
 
 BPF_DIR = Path(os.environ.get("SESSREC_BPF_DIR", Path(__file__).resolve().parent.parent / "bpf"))
@@ -87,7 +87,9 @@ def tracefs() -> Path:
     try:
         _mount("tracefs", "/sys/kernel/tracing", "tracefs")
     except OSError as e:
-        raise EnvironmentProblem(f"tracefs is not mounted and mounting it failed: {e.strerror}")
+        raise EnvironmentProblem(
+            f"tracefs is not mounted and mounting it failed: {e.strerror}"
+        ) from None
     return Path("/sys/kernel/tracing")
 
 

@@ -133,6 +133,12 @@ def _ids(pid: int) -> tuple[int | None, int | None]:
     return out[0], out[1]
 
 
+def _text(arg: str) -> str:
+    """A command-line argument as valid UTF-8 text for the header (undecodable
+    bytes escaped); the exact bytes are in the exec event."""
+    return os.fsencode(arg).decode("utf-8", "backslashreplace")
+
+
 def _user(uid: int) -> str:
     try:
         return pwd.getpwuid(uid).pw_name
@@ -200,7 +206,7 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
             "uid": uid,
             "login_uid": login_uid,
             "audit_session_id": audit_session,
-            "command": [os.fsdecode(a).encode("utf-8", "backslashreplace").decode() for a in opts.command],
+            "command": [_text(a) for a in opts.command],
             "cwd": os.fsencode(cwd),
             "leader_pid": leader_pid,
             "started_at": fmt.rfc3339_us(wall_ns),
@@ -287,8 +293,11 @@ def _drain_until_done(
             lost = programs.lost(cg.id)
             total = sum(lost.values())
             if total > warned_lost:
-                writer.add_stats({"k": "stats", "ts": time.monotonic_ns() - writer.header["clock"]["mono_ns"],
-                                  "lost": {TYPE_NAMES.get(t, str(t)): n for t, n in lost.items()}})
+                writer.add_stats({
+                    "k": "stats",
+                    "ts": time.monotonic_ns() - writer.header["clock"]["mono_ns"],
+                    "lost": {TYPE_NAMES.get(t, str(t)): n for t, n in lost.items()},
+                })
                 if warned_lost == 0:
                     _warn(stderr, "events are being lost (ring buffer full); recording goes on")
                 warned_lost = total
