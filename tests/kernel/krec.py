@@ -120,6 +120,8 @@ def record_into(directory: Path, cmd: Sequence[str | os.PathLike[str]], *flags: 
     events, _ = export(path)
     rec = Recording(status, events, info(path), err, header(path), path)
     check_invariants(rec)
+    # Nothing left behind: record removes the session's cgroup.
+    assert not Path(rec.header["cgroup"]).exists(), "the session cgroup is still there"
     return rec
 
 
