@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Captures raw ring-buffer records from a real recording, for the decoder's
+golden test (tests/unit/test_decode_raw.py). Run as root on a real kernel:
+
+    sudo .venv/bin/python tests/golden/capture_raw.py tests/golden/raw-abi1
+
+Writes <prefix>.bin (u32 length + record bytes, repeated) and <prefix>.json
+(the mono origin and the decoded event arrays, bytes as latin-1 strings).
+Committed captures are kept: the test decodes them forever.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from recorder import events
+from recorder import record as rec
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return {"b": v.decode("latin-1")}
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
+
+
+def main() -> int:
+    prefix = Path(sys.argv[1])
+    if prefix.with_suffix(".bin").exists():
+        print(f"{prefix}.bin exists: captures are kept, pick a new name", file=sys.stderr)
+        return 1
+    raw: list[bytes] = []
+    origin: list[int] = []
+    take = rec.SessionSink.take
+
+    def tap(self: rec.SessionSink, r: memoryview) -> None:
+        raw.append(bytes(r))
+        if not origin:
+            origin.append(self.decoder.origin)
+        take(self, r)
+
+    rec.SessionSink.take = tap  # type: ignore[method-assign]
+    script = (
+        "cd /tmp && cat /etc/hostname >/dev/null; /nonexistent-cmd 2>/dev/null; "
+        "/usr/bin/python3 -c 'import socket,os; s=socket.socket(socket.AF_INET6); "
+        "s.connect_ex((\"::1\", 9)); os.chdir(\"/etc\"); os.open(\"passwd\", os.O_RDONLY)'; "
+        "sh -c 'kill -9 $$'; exit 7"
+    )
+    with tempfile.TemporaryDirectory() as d:
+        rec.record(rec.RecordOptions(command=["sh", "-c", script], output=f"{d}/x.srec"))
+    dec = events.Decoder(origin[0])
+    with open(prefix.with_suffix(".bin"), "wb") as f:
+        for r in raw:
+            f.write(struct.pack("<I", len(r)) + r)
+    decoded = [_plain(dec.decode(r)) for r in raw]
+    prefix.with_suffix(".json").write_text(
+        json.dumps({"abi_version": events.ABI_VERSION, "mono_origin_ns": origin[0],
+                    "events": decoded}, indent=1) + "\n"
+    )
+    print(f"captured {len(raw)} records")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
