@@ -26,7 +26,9 @@ def test_every_kind_of_open(record: Recorder, progs: dict[str, Path], tmp_path: 
     assert status == 0
     pid = events[0]["pid"]
     assert all(e["pid"] == pid and e["tid"] == pid for e in events)
-    assert [e["type"] for e in events] == ["exec", "chdir"] + ["open"] * 9 + ["exit"]
+    assert [e["type"] for e in events] == (
+        ["exec", "chdir"] + ["open"] * 9 + ["chdir"] + ["open"] * 2 + ["chdir"]
+        + ["open"] * 3 + ["exit"])
 
     ex = events[0]
     assert (ex["path"], ex["requested_path"], ex["argv"], ex["argc"], ex["return_code"]) == (
@@ -57,9 +59,37 @@ def test_every_kind_of_open(record: Recorder, progs: dict[str, Path], tmp_path: 
          c),
         ("openat", "sub", f"{d}/sub", O_WRONLY, ["O_WRONLY"], 0, -21, False, c),
     ]
+    # A relative chdir, then fchdir to a directory opened as "..".
+    chdir, fchdir = events[11], events[14]
+    assert (chdir["requested_path"], chdir["path"], chdir["fd"], chdir["return_code"]) == (
+        "sub", f"{d}/sub", -1, 0)
+    assert (fchdir["requested_path"], fchdir["path"], fchdir["fd"], fchdir["return_code"]) == (
+        None, d, 11, 0)
+    assert [opened(e) for e in events[12:14] + events[15:16]] == [
+        ("open", "../rel.txt", f"{d}/rel.txt", 0, ["O_RDONLY"], 0, 10, False, c),
+        ("openat", "..", d, O_DIRECTORY, ["O_RDONLY", "O_DIRECTORY"], 0, 11, False, c),
+        ("openat", "created.txt", f"{d}/created.txt", 0, ["O_RDONLY"], 0, 12, False, c),
+    ]
     ext = events[-1]
     assert (ext["exit_code"], ext["signal"], ext["core_dumped"]) == (0, None, False)
     # The program really did what the events say.
     assert sorted(os.listdir(work)) == ["created.txt", "rel.txt", "sub"]
     assert sorted(os.listdir(work / "sub")) == ["in_sub.txt", "o2.txt"]
-    assert info["counts"]["open"] == 9 and info["lost"]["open"] == 0
+    assert info["counts"]["open"] == 14 and info["lost"]["open"] == 0
+
+
+def test_longest_paths(record: Recorder, progs: dict[str, Path], tmp_path: Path) -> None:
+    """The kernel takes paths of up to 4095 bytes: one of 4095 is whole, one
+    of 4096 (refused, ENAMETOOLONG) is recorded cut to 4095 and flagged."""
+    work = tmp_path.resolve()
+    (work / "sub").mkdir()
+    _, events, info = record([str(progs["opens"]), str(work)])
+
+    longest, too_long = [e for e in events if e["type"] == "open"][-2:]
+    dots = "./" * 2046
+    assert (longest["requested_path"], longest["path"], longest["return_code"]) == (
+        dots + "zzz", f"{work}/zzz", -2)
+    assert (too_long["requested_path"], too_long["return_code"], too_long["path_truncated"]) == (
+        dots + "zzz", -36, True)
+    assert longest["path_truncated"] is False
+    assert info["truncated"]["path"] == 1

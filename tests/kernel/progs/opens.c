@@ -33,5 +33,22 @@ int main(int argc, char **argv)
 	syscall(SYS_creat, "created.txt", 0600);                                  /* 9 */
 	syscall(SYS_openat, AT_FDCWD, "missing/nope.txt", O_RDONLY, 0);           /* -ENOENT */
 	syscall(SYS_openat, AT_FDCWD, "sub", O_WRONLY, 0);                        /* -EISDIR */
+
+	/* A relative chdir, "..", and fchdir. */
+	syscall(SYS_chdir, "sub");
+	syscall(SYS_open, "../rel.txt", O_RDONLY, 0);                             /* 10 */
+	int up = syscall(SYS_openat, AT_FDCWD, "..", O_RDONLY | O_DIRECTORY, 0);  /* 11 */
+	syscall(SYS_fchdir, up);
+	syscall(SYS_openat, AT_FDCWD, "created.txt", O_RDONLY, 0);                /* 12 */
+
+	/* The longest path the kernel takes (4095 bytes and the NUL: ENOENT
+	 * here), then one byte more (ENAMETOOLONG). */
+	static char path[4097];
+	for (int i = 0; i < 4092; i += 2)
+		memcpy(path + i, "./", 2);
+	memcpy(path + 4092, "zzz", 4);
+	syscall(SYS_openat, AT_FDCWD, path, O_RDONLY, 0);                         /* -ENOENT */
+	memcpy(path + 4092, "zzzz", 5);
+	syscall(SYS_openat, AT_FDCWD, path, O_RDONLY, 0);                         /* -ENAMETOOLONG */
 	return 0;
 }
