@@ -180,7 +180,7 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
         dispatcher = Dispatcher()
         programs.open_ring(dispatcher)
         wall_ns, mono_ns = time.time_ns(), time.monotonic_ns()
-        cwd = opts.cwd or os.getcwd()
+        cwd = os.path.abspath(opts.cwd) if opts.cwd else os.getcwd()
         sigs.install()
         status: int | None = None
         try:
