@@ -93,3 +93,32 @@ def test_longest_paths(record: Recorder, progs: dict[str, Path], tmp_path: Path)
         dots + "zzz", -36, True)
     assert longest["path_truncated"] is False
     assert info["truncated"]["path"] == 1
+
+
+def test_paths_relative_to_a_relative_cwd_option(record: Recorder, tmp_path: Path) -> None:
+    """-C DIR with a relative DIR: the session's paths are still absolute."""
+    work = tmp_path.resolve() / "work"
+    work.mkdir()
+    (work / "f").write_text("x")
+    rel = os.path.relpath(work)
+    assert not rel.startswith("/")
+
+    rec = record(["/bin/cat", "f"], "-C", rel)
+
+    assert rec.status == 0
+    assert rec.info["cwd"] == str(work)
+    opens = [(e["requested_path"], e["path"]) for e in rec.of_type("open")
+             if e["requested_path"] == "f"]
+    assert opens == [("f", f"{work}/f")]
+
+
+@pytest.mark.xfail(strict=True, reason="bug: when the leader's exec fails, record.py has no "
+                   "leader pid (header leader_pid 0), so a relative command's path is null")
+def test_failed_relative_leader_is_resolved(record: Recorder, tmp_path: Path) -> None:
+    work = tmp_path.resolve()
+    status, events, _ = record(["./no-such-program"], "-C", str(work))
+
+    assert status == 127
+    (ex,) = [e for e in events if e["type"] == "exec"]
+    assert (ex["requested_path"], ex["return_code"]) == ("./no-such-program", -2)
+    assert ex["path"] == f"{work}/no-such-program"
