@@ -166,6 +166,8 @@ def lost_summary(lost: dict[int, int]) -> str:
 def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
     """Records opts.command; returns its exit status as a shell reports it."""
     check_writable(opts.output, opts.force)
+    if opts.cwd is not None and not os.path.isdir(opts.cwd):
+        raise SessrecError(f"cannot run the command in {opts.cwd}: no such directory")
     mount = cgroup2_mount()
     programs = Programs.load(
         LoadConfig(session_level=SessionCgroup.session_level(mount), ring_pages=opts.ring_pages)
