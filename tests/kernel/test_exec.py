@@ -245,3 +245,21 @@ def test_longest_paths_in_exec_and_chdir(longest_paths: Recording) -> None:
                    "tests len >= 4095); fixed for opens in file.bpf.c")
 def test_longest_paths_in_exec_and_chdir_are_not_truncated(longest_paths: Recording) -> None:
     assert longest_paths.info["truncated"]["path"] == 0
+
+
+def test_fexecve_is_resolved_through_the_descriptor(
+    record: Recorder, progs: dict[str, Path]
+) -> None:
+    """fexecve (execveat with AT_EMPTY_PATH) shows as /dev/fd/N; the path is
+    the file that descriptor N was opened on."""
+    nop = str(progs["nop"])
+    code = f"import os; os.execve(os.open({nop!r}, os.O_RDONLY), ['fexec', 'x'], {{}})"
+    status, events, _ = record([PYTHON, "-c", code])
+
+    assert status == 0
+    python = events[0]["pid"]
+    opened = [e for e in events if e["type"] == "open" and e["requested_path"] == nop]
+    assert [(e["pid"], e["return_code"]) for e in opened] == [(python, 3)]
+    execs = [(e["pid"], e["requested_path"], e["path"], e["argv"], e["return_code"])
+             for e in events if e["type"] == "exec"]
+    assert execs[1:] == [(python, "/dev/fd/3", nop, ["fexec", "x"], 0)]

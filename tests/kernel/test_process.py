@@ -4,9 +4,10 @@ exit status of `sessrec record` itself."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
-from krec import Event, Recorder
+from krec import PYTHON, Event, Recorder
 
 pytestmark = pytest.mark.kernel
 
@@ -99,3 +100,40 @@ def test_leader_killed_by_a_signal(record: Recorder) -> None:
     assert info["exit_status"] == 128 + 9
     assert [(e["type"], e.get("signal"), e.get("exit_code")) for e in events
             if e["type"] in ("exec", "exit")] == [("exec", None, None), ("exit", 9, None)]
+
+
+THREADS = """
+import os, subprocess, sys, threading
+d = sys.argv[1]
+def work(i):
+    with open(os.path.join(d, f"thread-{i}"), "w"):
+        pass
+threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+subprocess.run(["/bin/true"], check=True)
+last = threading.Thread(target=os._exit, args=(7,))  # exit_group from a thread
+last.start()
+last.join()
+"""
+
+
+def test_threads_are_not_processes(record: Recorder, tmp_path: Path) -> None:
+    script = tmp_path / "threads.py"
+    script.write_text(THREADS)
+    d = tmp_path.resolve()
+    status, events, _ = record([PYTHON, str(script), str(d)])
+
+    assert status == 7
+    python = events[0]["pid"]
+    forks = [e for e in events if e["type"] == "fork"]
+    (true,) = [e["pid"] for e in events if e["type"] == "exec" and e["path"] == "/bin/true"]
+    assert [(e["pid"], e["child_pid"]) for e in forks] == [(python, true)]
+    opens = [e for e in events if e["type"] == "open" and e["path"].startswith(f"{d}/thread-")]
+    assert sorted(e["path"] for e in opens) == [f"{d}/thread-{i}" for i in range(3)]
+    assert all(e["pid"] == python for e in opens)
+    assert len({e["tid"] for e in opens} | {python}) == 4  # three threads, none the main one
+    exits = [(e["pid"], e["exit_code"], e["signal"]) for e in events if e["type"] == "exit"]
+    assert exits == [(true, 0, None), (python, 7, None)]
