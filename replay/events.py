@@ -317,11 +317,19 @@ def build_event(ev: list[Any], wall_ns: int, path: bytes | None = None) -> AnyEv
 
 
 def iter_events(
-    session: Session, *, follow: bool = False, poll_interval: float = 0.2
+    session: Session,
+    *,
+    follow: bool = False,
+    poll_interval: float = 0.2,
+    resolver: PathResolver | None = None,
 ) -> Iterator[AnyEvent]:
-    """The session's events, typed, with paths resolved."""
+    """The session's events, typed, with paths resolved.
+
+    resolver: pass one to ask it about the state after each event (a
+    process's cwd); by default a fresh one from the header."""
     wall_ns = session.header["clock"]["wall_ns"]
-    resolver = PathResolver.from_header(session.header)
+    if resolver is None:
+        resolver = PathResolver.from_header(session.header)
     apply = resolver.apply
     for ev in session.records(follow=follow, poll_interval=poll_interval):
         yield build_event(ev, wall_ns, apply(ev))

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "recorder.cli_record",
     "replay.cli_info",
     "replay.cli_export",
+    "replay.cli_replay",
 )
 
 

@@ -1,0 +1,366 @@
+"""The process model of a session: who ran what, under which parent, for how
+long, and what each process touched.
+
+Built in one pass over replay.events.iter_events (ProcessModel.build), or fed
+event by event (ProcessModel.add) by a tool that streams, such as `sessrec
+replay --children` or the ECS export. Memory grows with the number of
+processes, plus one small record per open and connect when index=True.
+
+How the tree is made:
+
+- A fork creates the child under the forking process. Lineage follows forks:
+  a process whose parent exits stays under that parent in the tree, and is
+  *orphaned*; the kernel reparents it (to init or a subreaper), which later
+  events show as a new ppid, kept in Process.ppids.
+- A pid seen without a fork (the session leader, or a process that entered
+  the session from outside, or whose fork was lost) is attached to the live
+  process of its ppid if there is one, else it is a root.
+- A pid used again after its exit (pid reuse) is a new Process.
+- Threads (tid != pid) belong to their process: their events count there,
+  and their tids are listed in Process.threads.
+- An exec replaces the program of the same process: Process.execs is the
+  chain, in order, failed attempts included (ExecInfo.ret < 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import NamedTuple
+
+from replay.base import Session
+from replay.events import (
+    AnyEvent,
+    ChdirEvent,
+    ConnectEvent,
+    ExecEvent,
+    ExitEvent,
+    ForkEvent,
+    OpenEvent,
+    PathResolver,
+    iter_events,
+)
+from replay.text import EINPROGRESS
+from sessrec import format as fmt
+
+
+class ExecInfo(NamedTuple):
+    """One exec of a process (also a failed attempt)."""
+
+    ts: int
+    ret: int  # 0 or -errno
+    path: bytes | None  # the executable, resolved; None if unknown
+    requested_path: bytes  # as passed
+    argv: list[bytes]  # argv[0] included; maybe truncated
+    argc: int
+    argv_truncated: bool
+
+
+class FileAccess(NamedTuple):
+    """One open() of a process (index=True)."""
+
+    ts: int
+    path: bytes | None  # resolved; None if unknown
+    requested_path: bytes
+    flags: int
+    ret: int  # fd or -errno
+
+
+class Connection(NamedTuple):
+    """One connect() of a process (index=True)."""
+
+    ts: int
+    family: str  # "inet", "inet6", "unix", "af_N"
+    address: str | None
+    port: int | None
+    protocol: str | None
+    ret: int
+
+
+def failed(ev: AnyEvent) -> bool:
+    """Whether an event reports a failure: a negative return (but a
+    non-blocking connect's EINPROGRESS), or an exit with a non-zero code or
+    by a signal."""
+    t = type(ev)
+    if t is OpenEvent or t is ExecEvent or t is ChdirEvent:
+        return ev.ret < 0  # type: ignore[union-attr]
+    if t is ConnectEvent:
+        return ev.ret < 0 and ev.ret != -EINPROGRESS  # type: ignore[union-attr]
+    if t is ExitEvent:
+        return ev.exit_code_raw != 0  # type: ignore[union-attr]
+    return False
+
+
+class Process:
+    """One process (thread group) of the session, from its fork (or first
+    event) to its exit (or the end of the file). Times are ns since the
+    header's clock (event ts)."""
+
+    __slots__ = (
+        "children",
+        "comm",
+        "connections",
+        "end_ns",
+        "execs",
+        "exit_code_raw",
+        "files",
+        "forked",
+        "last_ns",
+        "n_chdirs",
+        "n_connects",
+        "n_events",
+        "n_failed",
+        "n_opens",
+        "parent",
+        "pid",
+        "ppid",
+        "ppids",
+        "seq",
+        "start_ns",
+        "threads",
+    )
+
+    def __init__(self, seq: int, pid: int, ppid: int, ts: int, comm: bytes, forked: bool):
+        self.seq = seq  # order of appearance in the session
+        self.pid = pid
+        self.ppid = ppid  # the latest ppid seen
+        self.ppids: list[tuple[int, int]] = [(ts, ppid)]  # (ts, ppid) at each change
+        self.parent: Process | None = None  # lineage: the process that forked it
+        self.children: list[Process] = []
+        self.forked = forked  # its fork is in the file
+        self.start_ns = ts
+        self.last_ns = ts  # its latest event
+        self.end_ns: int | None = None
+        self.exit_code_raw: int | None = None
+        self.comm = comm
+        self.execs: list[ExecInfo] = []
+        self.threads: set[int] = set()
+        self.files: list[FileAccess] = []
+        self.connections: list[Connection] = []
+        self.n_events = 0
+        self.n_opens = 0
+        self.n_connects = 0
+        self.n_chdirs = 0
+        self.n_failed = 0
+
+    def __repr__(self) -> str:
+        return f"<Process {self.pid} {fmt.text(self.comm)!r} seq={self.seq}>"
+
+    @property
+    def program(self) -> ExecInfo | None:
+        """The latest successful exec: what the process is running."""
+        for ex in reversed(self.execs):
+            if ex.ret == 0:
+                return ex
+        return None
+
+    @property
+    def programs(self) -> list[ExecInfo]:
+        """The exec chain: every successful exec, in order."""
+        return [ex for ex in self.execs if ex.ret == 0]
+
+    @property
+    def exit_status(self) -> fmt.ExitStatus | None:
+        return None if self.exit_code_raw is None else fmt.decode_exit(self.exit_code_raw)
+
+    @property
+    def duration_ns(self) -> int | None:
+        return None if self.end_ns is None else self.end_ns - self.start_ns
+
+    @property
+    def orphaned(self) -> bool:
+        """Its parent exited while it was still running."""
+        p = self.parent
+        if p is None or p.end_ns is None:
+            return False
+        return self.end_ns is None or self.end_ns > p.end_ns
+
+    @property
+    def reparented(self) -> bool:
+        """Its ppid changed during the session (reparenting after orphaning)."""
+        return len(self.ppids) > 1
+
+    def ancestors(self) -> Iterator[Process]:
+        p = self.parent
+        while p is not None:
+            yield p
+            p = p.parent
+
+
+class ProcessModel:
+    """The processes of a session, as a forest.
+
+    processes: every process in order of appearance; roots: those without a
+    parent in the session; by_pid: the latest process of each pid.
+    index=False keeps counts only (no per-process lists of files and
+    connections)."""
+
+    def __init__(self, leader_pid: int | None = None, *, index: bool = True):
+        self.leader_pid = leader_pid
+        self.index = index
+        self.processes: list[Process] = []
+        self.roots: list[Process] = []
+        self.by_pid: dict[int, Process] = {}
+        self.first_ns: int | None = None
+        self.last_ns: int | None = None
+        self.events = 0
+
+    @classmethod
+    def build(
+        cls, session: Session, *, index: bool = True, resolver: PathResolver | None = None
+    ) -> ProcessModel:
+        """Read the whole session once. session.damage tells whether it ended early."""
+        model = cls(session.header["leader_pid"], index=index)
+        add = model.add
+        for ev in iter_events(session, resolver=resolver):
+            add(ev)
+        return model
+
+    @property
+    def leader(self) -> Process | None:
+        """The session's first process: the leader (header leader_pid) if it
+        appears in the file, else the first process seen."""
+        for p in self.processes:
+            if p.pid == self.leader_pid:
+                return p
+        return self.processes[0] if self.processes else None
+
+    # --- building -----------------------------------------------------------
+
+    def _new(self, pid: int, ppid: int, ts: int, comm: bytes, forked: bool) -> Process:
+        proc = Process(len(self.processes), pid, ppid, ts, comm, forked)
+        self.processes.append(proc)
+        self.by_pid[pid] = proc
+        return proc
+
+    def _attach(self, proc: Process, parent: Process | None) -> None:
+        proc.parent = parent
+        if parent is None:
+            self.roots.append(proc)
+        else:
+            parent.children.append(proc)
+
+    def _proc(self, pid: int, ppid: int, ts: int, comm: bytes) -> Process:
+        """The live process of pid, created (and attached to its ppid) if new."""
+        proc = self.by_pid.get(pid)
+        if proc is None or proc.end_ns is not None:
+            proc = self._new(pid, ppid, ts, comm, False)
+            parent = self.by_pid.get(ppid)
+            self._attach(proc, parent if parent is not None and parent.end_ns is None else None)
+        elif ppid != proc.ppid:
+            proc.ppid = ppid
+            proc.ppids.append((ts, ppid))
+        return proc
+
+    def add(self, ev: AnyEvent) -> Process:
+        """Apply one event; return the process it belongs to (for a fork, the
+        parent)."""
+        ts = ev.ts
+        if self.first_ns is None:
+            self.first_ns = ts
+        self.last_ns = ts
+        self.events += 1
+        proc = self._proc(ev.pid, ev.ppid, ts, ev.comm)
+        proc.comm = ev.comm
+        proc.n_events += 1
+        proc.last_ns = ts
+        if ev.tid != ev.pid:
+            proc.threads.add(ev.tid)
+        t = type(ev)
+        if t is OpenEvent:
+            assert isinstance(ev, OpenEvent)
+            proc.n_opens += 1
+            if ev.ret < 0:
+                proc.n_failed += 1
+            if self.index:
+                proc.files.append(
+                    FileAccess(ts, ev.path, ev.requested_path, ev.open_flags, ev.ret)
+                )
+        elif t is ExecEvent:
+            assert isinstance(ev, ExecEvent)
+            if ev.ret < 0:
+                proc.n_failed += 1
+            proc.execs.append(
+                ExecInfo(
+                    ts, ev.ret, ev.path, ev.requested_path, ev.argv, ev.argc, ev.argv_truncated
+                )
+            )
+        elif t is ForkEvent:
+            assert isinstance(ev, ForkEvent)
+            self._fork(proc, ev)
+        elif t is ExitEvent:
+            assert isinstance(ev, ExitEvent)
+            proc.end_ns = ts
+            proc.exit_code_raw = ev.exit_code_raw
+        elif t is ConnectEvent:
+            assert isinstance(ev, ConnectEvent)
+            proc.n_connects += 1
+            if ev.ret < 0 and ev.ret != -EINPROGRESS:
+                proc.n_failed += 1
+            if self.index:
+                a = ev.address
+                proc.connections.append(
+                    Connection(ts, a.family_name, a.address, a.port, ev.protocol_name, ev.ret)
+                )
+        elif t is ChdirEvent:
+            assert isinstance(ev, ChdirEvent)
+            proc.n_chdirs += 1
+            if ev.ret < 0:
+                proc.n_failed += 1
+        return proc
+
+    def _fork(self, parent: Process, ev: ForkEvent) -> None:
+        cpid = ev.child_pid
+        early = self.by_pid.get(cpid)
+        if (
+            early is not None
+            and early.end_ns is None
+            and not early.forked
+            and early.ppid == parent.pid
+            and early is not parent
+        ):
+            # The child's first event arrived before its fork (another CPU).
+            early.forked = True
+            early.start_ns = min(early.start_ns, ev.ts)
+            if early.parent is not parent:
+                (self.roots if early.parent is None else early.parent.children).remove(early)
+                self._attach(early, parent)
+            return
+        # The child starts with its parent's comm (and program: see
+        # running_program).
+        self._attach(self._new(cpid, parent.pid, ev.ts, parent.comm, True), parent)
+
+    # --- queries ------------------------------------------------------------
+
+    def walk(self, roots: list[Process] | None = None) -> Iterator[tuple[int, Process]]:
+        """(depth, process) in tree order, depth first; iterative, so a deep
+        chain of forks cannot exhaust the stack."""
+        stack = [(0, p) for p in reversed(self.roots if roots is None else roots)]
+        while stack:
+            depth, proc = stack.pop()
+            yield depth, proc
+            stack.extend((depth + 1, c) for c in reversed(proc.children))
+
+    def descendants(self, proc: Process) -> Iterator[Process]:
+        """The processes below proc (not proc itself)."""
+        for _depth, p in self.walk(proc.children):
+            yield p
+
+    def find(self, pid: int) -> list[Process]:
+        """Every process that had this pid (more than one after pid reuse)."""
+        return [p for p in self.processes if p.pid == pid]
+
+
+def running_program(proc: Process, at: int | None = None) -> ExecInfo | None:
+    """What proc runs at time at (default: its last event): its latest
+    successful exec before then, or, if it had not exec'd, the program its
+    parent ran when it forked it, and so on up the tree. None if no exec of
+    the lineage is in the file."""
+    p: Process | None = proc
+    when = proc.last_ns if at is None else at
+    while p is not None:
+        for ex in reversed(p.execs):
+            if ex.ret == 0 and ex.ts <= when:
+                return ex
+        when = p.start_ns
+        p = p.parent
+    return None
