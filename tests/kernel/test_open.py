@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from krec import Recorder
+from krec import PYTHON, Recorder
 
 pytestmark = pytest.mark.kernel
 
@@ -122,3 +122,24 @@ def test_failed_relative_leader_is_resolved(record: Recorder, tmp_path: Path) ->
     (ex,) = [e for e in events if e["type"] == "exec"]
     assert (ex["requested_path"], ex["return_code"]) == ("./no-such-program", -2)
     assert ex["path"] == f"{work}/no-such-program"
+
+
+def test_escapes_in_paths_and_comm(record: Recorder, tmp_path: Path) -> None:
+    """File names and comm are the program's bytes: exported exactly, with
+    control characters escaped by JSON and other bytes as \\xNN."""
+    d = os.fsencode(tmp_path.resolve())
+    name = b"evil\n\x1b]0;pwned\x07\x1b[2J\ttab \xff\xfe \xe2\x9c\x93"
+    code = f"""
+import ctypes, os
+ctypes.CDLL(None).prctl(15, b"\\x1b[2Jx\\ty\\xff")  # PR_SET_NAME
+os.close(os.open({d + b"/" + name!r}, os.O_WRONLY | os.O_CREAT, 0o600))
+"""
+    status, events, _ = record([PYTHON, "-c", code])
+
+    assert status == 0
+    (opened,) = [e for e in events if e["type"] == "open" and e["flags"] & O_CREAT]
+    expected = (d + b"/" + name).decode("utf-8", "backslashreplace")
+    assert opened["requested_path"] == opened["path"] == expected
+    assert "\x1b]0;pwned\x07" in expected and "\\xff\\xfe" in expected and "✓" in expected
+    assert opened["comm"] == "\x1b[2Jx\ty\\xff"
+    assert os.path.exists(d + b"/" + name)

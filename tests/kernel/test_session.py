@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from krec import Recorder
 
+from recorder.cgroup import find_cgroup2
+
 pytestmark = pytest.mark.kernel
 
 SH = "/bin/sh"
@@ -129,3 +131,23 @@ def test_processes_outside_the_session_are_not_recorded(
     assert other.pid not in {e["pid"] for e in events}
     assert not [e for e in events if e["type"] == "exec" and e["argv"][1:] == ["0.3"]]
     assert os.getpid() not in {e["pid"] for e in events}
+
+
+def test_sub_cgroups_of_the_session_are_recorded_and_removed(
+    record: Recorder, tmp_path: Path
+) -> None:
+    """A command may make cgroups under its session cgroup and move into
+    them: it is still recorded, and record removes the whole subtree."""
+    mount = find_cgroup2()
+    assert mount is not None
+    marker = tmp_path.resolve() / "from-inner"
+    script = (f"cg={mount.path}$(sed -n 's/^0:://p' /proc/self/cgroup); "
+              "mkdir $cg/inner && echo $$ > $cg/inner/cgroup.procs && "
+              f"echo > {marker}")
+    rec = record([SH, "-c", script])
+
+    assert rec.status == 0
+    assert marker.exists()
+    opens = [e for e in rec.of_type("open") if e["path"] == str(marker)]
+    assert [e["pid"] for e in opens] == [rec.events[0]["pid"]]
+    # (record_into has checked that the session cgroup, inner included, is gone.)
