@@ -119,42 +119,35 @@ _TYPE_SIZE = struct.Struct("<HHI")
 Event = list[object]
 
 
-def _comm(raw: bytes) -> bytes:
-    return raw.split(b"\0", 1)[0]
-
-
 class Decoder:
     """Turns raw records into session-file arrays (docs/FORMAT.md):
     [type, ts, pid, tid, ppid, uid, comm, flags, *body], with ts relative to
     the session's monotonic origin. Unknown or malformed records are counted,
-    never raised: this runs in the drain loop."""
+    never raised: this runs in the drain loop, once per event, so each type's
+    decoder is a single function with one unpack call."""
 
     def __init__(self, mono_origin_ns: int) -> None:
         self.origin = mono_origin_ns
         self.unknown = 0
         self.malformed = 0
-        self._dispatch: dict[int, Callable[[memoryview | bytes], Event]] = {
-            FORK: self._fork,
-            EXEC: self._exec,
-            EXIT: self._exit,
-            OPEN: self._open,
-            CONNECT: self._connect,
-            CHDIR: self._chdir,
-        }
+        # Indexed by type: a list lookup is cheaper than a dict lookup.
+        self.by_type: list[Callable[[memoryview | bytes], Event] | None] = [None] * 256
+        for t, fn in ((FORK, self._fork), (EXEC, self._exec), (EXIT, self._exit),
+                      (OPEN, self._open), (CONNECT, self._connect), (CHDIR, self._chdir)):
+            self.by_type[t] = fn
 
     @staticmethod
     def peek(raw: memoryview | bytes) -> tuple[int, int]:
         """(type, cgroup_id) of a record, to route it before decoding."""
         typ = _TYPE_SIZE.unpack_from(raw)[0]
-        (cg,) = struct.unpack_from("<Q", raw, 16)
+        (cg,) = _CGROUP.unpack_from(raw, _CGROUP_OFFSET)
         return typ, cg
 
     def decode(self, raw: memoryview | bytes) -> Event | None:
         if len(raw) < HEADER_SIZE:
             self.malformed += 1
             return None
-        typ = raw[0] | (raw[1] << 8)
-        fn = self._dispatch.get(typ)
+        fn = self.by_type[raw[0]] if raw[1] == 0 else None
         if fn is None:
             self.unknown += 1
             return None
@@ -164,56 +157,53 @@ class Decoder:
             self.malformed += 1
             return None
 
-    def _common(self, v: tuple[object, ...]) -> Event:
-        # v: type, flags, size, ts, cgroup, pid, tid, ppid, uid, comm, ...
-        return [v[0], v[3] - self.origin, v[5], v[6], v[7], v[8], _comm(v[9]), v[1]]  # type: ignore[operator,arg-type]
+    # v: type, flags, size, ts, cgroup, pid, tid, ppid, uid, comm, body...
 
     def _fork(self, raw: memoryview | bytes) -> Event:
-        v = _FULL[FORK].unpack_from(raw)
-        e = self._common(v)
-        e.append(v[10])
-        return e
+        v = _FORK(raw)
+        return [v[0], v[3] - self.origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
+                v[10]]
 
     def _exec(self, raw: memoryview | bytes) -> Event:
-        s = _FULL[EXEC]
-        v = s.unpack_from(raw)
-        ret, argc, flen, alen, old_pid, sysno = v[10], v[11], v[12], v[13], v[14], v[15]
-        base = s.size
-        data = bytes(raw[base : base + flen + alen])
-        filename = data[:flen]
+        v = _EXEC(raw)
+        flen, alen = v[12], v[13]
+        data = bytes(raw[_EXEC_SIZE : _EXEC_SIZE + flen + alen])
         argv = data[flen:].split(b"\0")
         # The block ends with the last argument's NUL, unless cut short.
         if argv and argv[-1] == b"":
             argv.pop()
-        e = self._common(v)
-        e += (ret, filename, argv, argc, old_pid, sysno)
-        return e
+        return [v[0], v[3] - self.origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
+                v[10], data[:flen], argv, v[11], v[14], v[15]]
 
     def _exit(self, raw: memoryview | bytes) -> Event:
-        v = _FULL[EXIT].unpack_from(raw)
-        e = self._common(v)
-        e.append(v[10])
-        return e
+        v = _EXIT(raw)
+        return [v[0], v[3] - self.origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
+                v[10]]
 
     def _open(self, raw: memoryview | bytes) -> Event:
-        s = _FULL[OPEN]
-        v = s.unpack_from(raw)
-        plen = v[15]
-        e = self._common(v)
-        e += (v[10], v[14], v[11], bytes(raw[s.size : s.size + plen]), v[12], v[13])
-        return e
+        v = _OPEN(raw)
+        return [v[0], v[3] - self.origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
+                v[10], v[14], v[11], bytes(raw[_OPEN_SIZE : _OPEN_SIZE + v[15]]), v[12], v[13]]
 
     def _connect(self, raw: memoryview | bytes) -> Event:
-        v = _FULL[CONNECT].unpack_from(raw)
-        alen = v[14]
-        e = self._common(v)
-        e += (v[10], v[11], v[12], v[13], v[16][:alen])
-        return e
+        v = _CONNECT(raw)
+        return [v[0], v[3] - self.origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
+                v[10], v[11], v[12], v[13], v[16][: v[14]]]
 
     def _chdir(self, raw: memoryview | bytes) -> Event:
-        s = _FULL[CHDIR]
-        v = s.unpack_from(raw)
-        plen = v[12]
-        e = self._common(v)
-        e += (v[10], v[11], bytes(raw[s.size : s.size + plen]))
-        return e
+        v = _CHDIR(raw)
+        return [v[0], v[3] - self.origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
+                v[10], v[11], bytes(raw[_CHDIR_SIZE : _CHDIR_SIZE + v[12]])]
+
+
+_CGROUP = struct.Struct("<Q")
+_CGROUP_OFFSET = HEADER.offsets()["cgroup_id"]
+_FORK = _FULL[FORK].unpack_from
+_EXEC = _FULL[EXEC].unpack_from
+_EXEC_SIZE = _FULL[EXEC].size
+_EXIT = _FULL[EXIT].unpack_from
+_OPEN = _FULL[OPEN].unpack_from
+_OPEN_SIZE = _FULL[OPEN].size
+_CONNECT = _FULL[CONNECT].unpack_from
+_CHDIR = _FULL[CHDIR].unpack_from
+_CHDIR_SIZE = _FULL[CHDIR].size

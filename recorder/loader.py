@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from recorder import btf
+from recorder.ringbuf import RingReader
 from sessrec.errors import EnvironmentProblem, PrivilegeError
 
 BPF_DIR = Path(os.environ.get("SESSREC_BPF_DIR", Path(__file__).resolve().parent.parent / "bpf"))
@@ -43,7 +44,11 @@ KERNEL_OFFSETS: tuple[tuple[str, str, str], ...] = (
     ("SR_OFF_SOCK_SK_PROTOCOL", "sock", "sk_protocol"),
 )
 
-DEFAULT_RING_PAGES = 8192  # 32 MiB: a burst of ~300k events fits
+PAGE_SIZE = 4096  # BPF_RINGBUF_OUTPUT sizes are in pages of this size
+DEFAULT_RING_PAGES = 8192
+# Records handled per consume() call at most, so the drain loop keeps
+# flushing and watching the session during a flood.
+DRAIN_BATCH = 65536  # 32 MiB: a burst of ~300k events fits
 
 
 @dataclass(frozen=True)
@@ -174,7 +179,8 @@ class Programs:
 
     bpf: Any
     cfg: LoadConfig
-    _callback_ref: Any = field(default=None, repr=False)
+    _ring: RingReader | None = field(default=None, repr=False)
+    _on_record: RecordCallback | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, cfg: LoadConfig) -> Programs:
@@ -201,20 +207,18 @@ class Programs:
             pass
 
     def open_ring(self, on_record: RecordCallback) -> None:
-        """Calls on_record with each raw record (a memoryview valid only
-        during the call) whenever consume() runs."""
+        """on_record gets each raw record (a view valid only during the call)
+        whenever consume() runs."""
+        table = self.bpf["events"]
+        self._ring = RingReader(table.map_fd, self.cfg.ring_pages * PAGE_SIZE)
+        self._on_record = on_record
 
-        def cb(_ctx: Any, data: Any, size: int) -> int:
-            on_record(memoryview(ctypes.string_at(data, size)))
-            return 0
-
-        self.bpf["events"].open_ring_buffer(cb)
-        self._callback_ref = cb
-
-    def consume(self) -> None:
+    def consume(self) -> int:
         """Drains the ring without waiting (records are submitted without
-        wake-ups, so the caller drains on a timer)."""
-        self.bpf.ring_buffer_consume()
+        wake-ups, so the caller drains on a timer). Returns the record count."""
+        if self._ring is None or self._on_record is None:
+            return 0
+        return self._ring.drain(self._on_record, DRAIN_BATCH)
 
     def lost(self, cgroup_id: int) -> dict[int, int]:
         """Records of a session the kernel could not put in the ring, per
@@ -244,6 +248,9 @@ class Programs:
         if background and fds:
             _close_in_grandchild(fds)
             self.bpf.tracepoint_fds.clear()
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
         try:
             self.bpf.cleanup()
         except Exception:  # best effort at teardown

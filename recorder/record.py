@@ -18,19 +18,20 @@ import os
 import pwd
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
 from recorder import events
 from recorder.cgroup import SessionCgroup, cgroup2_mount
-from recorder.loader import DEFAULT_RING_PAGES, LoadConfig, Programs
+from recorder.loader import DEFAULT_RING_PAGES, DRAIN_BATCH, LoadConfig, Programs
 from recorder.writer import SessionWriter, check_writable
 from sessrec import __version__
 from sessrec import format as fmt
@@ -53,25 +54,29 @@ class RecordOptions:
     cwd: str | None = None
 
 
-@dataclass
 class SessionSink:
-    """Where one session's records go: decoded, counted, written."""
+    """Where one session's records go: decoded, counted, written. take() runs
+    once per event, so it is one function around the type's decoder."""
 
-    cgroup_id: int
-    writer: SessionWriter
-    decoder: events.Decoder
-    counts: dict[int, int] = field(default_factory=dict)
-    truncated_argv: int = 0
-    truncated_path: int = 0
+    def __init__(self, cgroup_id: int, writer: SessionWriter, decoder: events.Decoder) -> None:
+        self.cgroup_id = cgroup_id
+        self.writer = writer
+        self.decoder = decoder
+        self.per_type = [0] * 256
+        self.truncated_argv = 0
+        self.truncated_path = 0
+
+    @property
+    def counts(self) -> dict[int, int]:
+        return {t: n for t, n in enumerate(self.per_type) if n}
 
     def take(self, raw: memoryview) -> None:
         ev = self.decoder.decode(raw)
         if ev is None:
             return
-        typ: int = ev[0]  # type: ignore[assignment]
-        self.counts[typ] = self.counts.get(typ, 0) + 1
-        flags: int = ev[7]  # type: ignore[assignment]
-        if flags:
+        self.per_type[raw[0]] += 1
+        if raw[2]:  # the low byte of flags: truncation bits
+            flags = raw[2]
             if flags & fmt.EventFlag.ARGV_TRUNCATED:
                 self.truncated_argv += 1
             if flags & fmt.EventFlag.PATH_TRUNCATED:
@@ -88,11 +93,15 @@ class Dispatcher:
         self.orphan_records = 0
 
     def __call__(self, raw: memoryview) -> None:
-        sink = self.sinks.get(events.Decoder.peek(raw)[1])
+        sink = self.sinks.get(_CGROUP_ID(raw, _CGROUP_OFFSET)[0])
         if sink is None:
             self.orphan_records += 1
             return
         sink.take(raw)
+
+
+_CGROUP_ID = struct.Struct("<Q").unpack_from
+_CGROUP_OFFSET = events.HEADER.offsets()["cgroup_id"]
 
 
 class _Signals:
@@ -287,7 +296,7 @@ def _drain_until_done(
     warned_lost = 0
     next_loss_check = 0.0
     while True:
-        programs.consume()
+        busy = programs.consume() >= DRAIN_BATCH
         now = time.monotonic()
         writer.maybe_flush(now)
         if now >= next_loss_check:
@@ -315,4 +324,5 @@ def _drain_until_done(
                 return "interrupted"
             if opts.wait_timeout is not None and now - leader_exit_at >= opts.wait_timeout:
                 return "wait-timeout"
-        time.sleep(DRAIN_INTERVAL)
+        if not busy:
+            time.sleep(DRAIN_INTERVAL)
