@@ -7,11 +7,12 @@ recorder, damage) is scanned, and the counts come from the events read."""
 from __future__ import annotations
 
 import os
-import re
 import shlex
 from typing import Any
 
 from replay.reader import open_session, read_trailer_fast
+from replay.text import duration_text, printable
+from replay.timeline import rfc3339_ns
 from sessrec import format as fmt
 from sessrec.errors import FormatError
 
@@ -86,12 +87,24 @@ def session_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         }
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+def _duration(info: dict[str, Any]) -> str:
+    """ended_at - started_at, for people; 'unknown' for an unfinished file."""
+    if info["ended_at"] is None:
+        return "unknown: the recording did not finish"
+    start = rfc3339_ns(info["started_at"])
+    end = rfc3339_ns(info["ended_at"])
+    if start is None or end is None:
+        return "unknown"
+    return duration_text(end - start)
 
 
-def _printable(text: str) -> str:
-    """Control characters as \\xNN: a session file must not drive the terminal."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+def _file_state(info: dict[str, Any]) -> str:
+    """'complete', or 'truncated: ...' with where and why the reading stopped."""
+    d = info["damage"]
+    if d is None:
+        return "complete" if info["complete"] else "truncated"
+    what = "complete, but damaged" if info["complete"] else "truncated"
+    return f"{what}: read up to byte {d['offset']}: {d['reason']}"
 
 
 def format_info(info: dict[str, Any]) -> str:
@@ -123,6 +136,7 @@ def format_info(info: dict[str, Any]) -> str:
         ("cwd", info["cwd"]),
         ("started", info["started_at"]),
         ("ended", ended),
+        ("duration", _duration(info)),
         ("exit status", "unknown" if info["exit_status"] is None else str(info["exit_status"])),
         ("events", per_type(info["counts"])),
         ("lost", per_type(info["lost"])),
@@ -131,8 +145,6 @@ def format_info(info: dict[str, Any]) -> str:
     if info["unknown_types"]:
         rows.append(("unknown", f"{info['unknown_types']} events of unknown types"))
     rows.append(("format", info["format_version"]))
-    if info["damage"] is not None:
-        d = info["damage"]
-        rows.append(("damage", f"at byte {d['offset']}: {d['reason']}"))
+    rows.append(("file", _file_state(info)))
     width = max(len(name) for name, _ in rows) + 2
-    return "".join(f"{name:<{width}}{_printable(value)}\n" for name, value in rows)
+    return "".join(f"{name:<{width}}{printable(value)}\n" for name, value in rows)

@@ -65,6 +65,22 @@ def ascii_safe(text: str) -> str:
     return text.encode("ascii", "backslashreplace").decode("ascii")
 
 
+
+def duration_text(ns: int) -> str:
+    """'0.412 ms', '25.0 ms', '1.25 s', '3m05s', '2h03m'."""
+    if ns < 1_000_000:
+        return f"{ns / 1e6:.3f} ms"
+    if ns < 1_000_000_000:
+        return f"{ns / 1e6:.1f} ms"
+    s = ns / 1e9
+    if s < 60:
+        return f"{s:.2f} s"
+    m, sec = divmod(int(s), 60)
+    if m < 60:
+        return f"{m}m{sec:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m"
+
 # asm-generic/errno-base.h and errno.h: x86-64, arm64 and most architectures
 # (alpha, mips, parisc and sparc number some of these differently). 512 and
 # up are kernel-internal values a syscall tracepoint can still observe.

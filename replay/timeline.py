@@ -65,33 +65,41 @@ _RFC3339 = re.compile(
 )
 
 
-def parse_when(spec: str, wall_ns: int) -> int:
-    """--since/--until as ns since the recording's clock (event ts).
-
-    Relative: seconds since the start of the recording, '90', '1.5', '500ms',
-    '2m', '1h'. Absolute: RFC 3339 with a zone, '2026-11-21T11:10:02.5Z'."""
-    s = spec.strip()
-    m = _RELATIVE.match(s)
-    if m:
-        return int(float(m.group(1)) * _UNIT_NS[m.group(2) or "s"])
-    m = _RFC3339.match(s)
+def rfc3339_ns(text: str) -> int | None:
+    """ns since the epoch of an RFC 3339 time with a zone
+    ('2026-11-21T11:10:02.123456789Z'); None if it is not one."""
+    m = _RFC3339.match(text.strip())
     if not m:
-        raise UsageError(
-            f"cannot read time {spec!r}: give seconds since the start (1.5, 500ms, 2m, 1h) "
-            "or an RFC 3339 time with a zone (2026-11-21T11:10:02Z)"
-        )
+        return None
     year, mon, day, hh, mm, ss = (int(g) for g in m.groups()[:6])
     try:
         secs = calendar.timegm((year, mon, day, hh, mm, ss, 0, 0, 0))
         time.gmtime(secs)  # range check
-    except (ValueError, OverflowError) as e:
-        raise UsageError(f"cannot read time {spec!r}: {e}") from None
+    except (ValueError, OverflowError, OSError):
+        return None
     zone = m.group(8)
     if zone not in ("Z", "z"):
         sign = 1 if zone[0] == "+" else -1
         secs -= sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
     frac = (m.group(7) or "").ljust(9, "0")
-    return secs * 1_000_000_000 + int(frac) - wall_ns
+    return secs * 1_000_000_000 + int(frac)
+
+
+def parse_when(spec: str, wall_ns: int) -> int:
+    """--since/--until as ns since the recording's clock (event ts).
+
+    Relative: seconds since the start of the recording, '90', '1.5', '500ms',
+    '2m', '1h'. Absolute: RFC 3339 with a zone, '2026-11-21T11:10:02.5Z'."""
+    m = _RELATIVE.match(spec.strip())
+    if m:
+        return int(float(m.group(1)) * _UNIT_NS[m.group(2) or "s"])
+    absolute = rfc3339_ns(spec)
+    if absolute is None:
+        raise UsageError(
+            f"cannot read time {spec!r}: give seconds since the start (1.5, 500ms, 2m, 1h) "
+            "or an RFC 3339 time with a zone (2026-11-21T11:10:02Z)"
+        )
+    return absolute - wall_ns
 
 
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "replay.cli_info",
     "replay.cli_export",
     "replay.cli_replay",
+    "replay.cli_tree",
 )
 
 

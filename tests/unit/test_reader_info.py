@@ -19,11 +19,13 @@ def test_golden_text() -> None:
         "cwd          /home/alice",
         "started      2026-11-21T11:10:02.000000Z",
         "ended        2026-11-21T11:10:02.025123Z (cgroup-empty)",
+        "duration     25.1 ms",
         "exit status  3",
         "events       2 fork, 4 exec, 3 exit, 8 open, 4 connect, 3 chdir",
         "lost         2 open",
         "truncated    argv 1, path 1",
         "format       1.0",
+        "file         complete",
     ]
 
 
@@ -48,4 +50,6 @@ def test_unfinished_and_hostile(tmp_path: Path) -> None:
     assert "exit status  unknown" in lines
     assert "events       1 fork" in lines
     assert "lost         none" in lines
-    assert lines[-1].startswith("damage       at byte ")
+    assert "duration     unknown: the recording did not finish" in lines
+    assert lines[-1].startswith("file         truncated: read up to byte ")
+    assert lines[-1].endswith("the recording did not finish (no trailer)")
