@@ -25,11 +25,10 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from recorder import events
+from recorder import audit, events
 from recorder.cgroup import SessionCgroup, cgroup2_mount
 from recorder.loader import DEFAULT_RING_PAGES, DRAIN_BATCH, LoadConfig, Programs
 from recorder.writer import SessionWriter, check_writable
@@ -131,17 +130,6 @@ class _Signals:
             self.forward(signum)
 
 
-def _ids(pid: int) -> tuple[int | None, int | None]:
-    """(login uid, audit session id) of a process; unset (4294967295) is None."""
-    out: list[int | None] = []
-    for name in ("loginuid", "sessionid"):
-        try:
-            out.append(fmt.optional_id(int(Path(f"/proc/{pid}/{name}").read_text())))
-        except (OSError, ValueError):
-            out.append(None)
-    return out[0], out[1]
-
-
 def _text(arg: str) -> str:
     """A command-line argument as valid UTF-8 text for the header (undecodable
     bytes escaped); the exact bytes are in the exec event."""
@@ -186,6 +174,7 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
     sigs = _Signals()
     proc: subprocess.Popen[bytes] | None = None
     writer: SessionWriter | None = None
+    auditing: audit.AuditSession | None = None
     try:
         programs.add_session(cg.id)
         dispatcher = Dispatcher()
@@ -207,7 +196,8 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
             raise SessrecError(f"cannot run {opts.command[0]}: {e.strerror}") from e
         if proc is not None:
             sigs.forward = proc.send_signal
-        login_uid, audit_session = _ids(leader_pid or os.getpid())
+        login_uid, audit_session = audit.ids(leader_pid or os.getpid())
+        auditing = audit.AuditSession(session_id, opts.output, leader_pid)
         uid = os.getuid()
         header: dict[str, Any] = {
             "session_id": session_id,
@@ -227,6 +217,7 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
             "recorder": {"version": __version__, "pid": os.getpid()},
             "limits": {"argv_max": events.ARGV_MAX, "path_max": events.PATH_MAX},
             "abi_version": events.ABI_VERSION,
+            "audit": auditing.start(),
         }
         try:
             writer = SessionWriter(
@@ -251,20 +242,24 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
             _warn(stderr, f"{sum(lost.values())} events lost (ring buffer full): "
                   f"{lost_summary(lost)}; a larger --ring-pages helps")
         counts = {TYPE_NAMES[t]: n for t, n in sorted(sink.counts.items())}
+        lost_names = {TYPE_NAMES.get(t, str(t)): n for t, n in lost.items()}
         trailer = {
             "ended_at": fmt.rfc3339_us(time.time_ns()),
             "counts": counts,
-            "lost": {TYPE_NAMES.get(t, str(t)): n for t, n in lost.items()},
+            "lost": lost_names,
             "truncated": {"argv": sink.truncated_argv, "path": sink.truncated_path},
             "unknown_types": sink.decoder.unknown + sink.decoder.malformed,
             "exit_status": status,
             "end_reason": end_reason,
+            "audit": auditing.end(counts, lost_names, end_reason, status),
         }
         writer.close(trailer)
         writer = None
         return status if status is not None else 0
     finally:
         sigs.restore()
+        if auditing is not None:
+            auditing.abort()  # a failed end record, if the end was not reached
         if writer is not None:  # an error on the way: keep what we have
             try:
                 writer.close(None)

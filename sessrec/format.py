@@ -33,7 +33,7 @@ from sessrec.errors import FormatError
 # --- versions -----------------------------------------------------------------
 
 FORMAT_MAJOR: Final = 1
-FORMAT_MINOR: Final = 0
+FORMAT_MINOR: Final = 1  # 1.1: the optional audit keys
 SIGNATURE: Final = b"SESSREC\0"
 
 # --- framing ------------------------------------------------------------------
@@ -297,6 +297,27 @@ TRAILER_SCHEMA: Final[Mapping[str, object]] = {
 
 STATS_SCHEMA: Final[Mapping[str, object]] = {"k": str, "ts": int, "lost": _MapOf(int)}
 
+# Optional keys, added by minor versions: absent from older files; when
+# present, of this shape (docs/FORMAT.md, docs/AUDIT.md).
+HEADER_OPTIONAL: Final[Mapping[str, object]] = {
+    # 1.1: the kernel's audit status and the start record (recorder/audit.py)
+    "audit": {
+        "record_type": int,
+        "status": _Opt(_MapOf(int)),
+        "sender_session_id": _Opt(int),
+        "start_record": bool,
+        "reason": _Opt(str),
+    },
+}
+TRAILER_OPTIONAL: Final[Mapping[str, object]] = {
+    # 1.1: the end record
+    "audit": {"end_record": bool, "reason": _Opt(str)},
+}
+_OPTIONAL: Final[Mapping[str, Mapping[str, object]]] = {
+    "header": HEADER_OPTIONAL,
+    "trailer": TRAILER_OPTIONAL,
+}
+
 
 def _validate(
     obj: object, schema: Mapping[str, object], kind: str, path: str | None, offset: int | None
@@ -306,6 +327,9 @@ def _validate(
         assert isinstance(obj, dict)
         if obj["k"] != kind:
             problem = f"{kind} has k={obj['k']!r}, should be {kind!r}"
+        for key, spec in _OPTIONAL.get(kind, {}).items():
+            if problem is None and key in obj:
+                problem = _problem(obj[key], spec, f"{kind}[{key!r}]")
     if problem is not None:
         raise FormatError(f"bad {kind} record: {problem}", path, offset)
     return obj  # type: ignore[return-value]

@@ -64,7 +64,8 @@ def test_roundtrip(records: list[Any], chunk: int, complete: bool) -> None:
     want = [r for r in records if isinstance(r, list)]
     assert got == want
     assert session.stats_lost == lost
-    assert session.header == {"k": "header", "format": [1, 0], **HEADER}
+    written = [fmt.FORMAT_MAJOR, fmt.FORMAT_MINOR]
+    assert session.header == {"k": "header", "format": written, **HEADER}
     assert session.events_read == len(want)
     if complete:
         assert session.damage is None

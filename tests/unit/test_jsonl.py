@@ -13,6 +13,7 @@ from srec_util import GOLDEN, GOLDEN_DIR, HEADER, TRAILER, ev, write_session
 from replay.info import session_info
 from replay.jsonl import write_jsonl
 from replay.reader import open_session
+from sessrec import format as fmt
 
 COMMON = ["type", "time", "pid", "tid", "ppid", "uid", "comm", "session_id"]
 KEYS = {
@@ -158,7 +159,7 @@ def test_info_of_an_unfinished_file(tmp_path: Path) -> None:
     assert info["exit_status"] == 134  # the leader's SIGABRT, as a shell reports it
     assert info["damage"]["offset"] == p.stat().st_size
     assert info["cwd"] == "/home/alice"
-    assert info["format_version"] == "1.0"
+    assert info["format_version"] == f"1.{fmt.FORMAT_MINOR}"
     json.dumps(info)
 
 
