@@ -24,6 +24,8 @@ COMMAND_MODULES = (
     "replay.cli_export",
     "replay.cli_replay",
     "replay.cli_tree",
+    "replay.cli_ls",
+    "replay.cli_search",
 )
 
 
