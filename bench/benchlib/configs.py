@@ -1,0 +1,207 @@
+"""One run of a prepared workload under one configuration.
+
+unrecorded  the workload alone;
+floor       the workload outside any session while a `sessrec record -- sleep`
+            runs: the programs are loaded, so every syscall pays the in-kernel
+            filter, but nothing is recorded;
+sessrec     `sessrec record -- <workload>`;
+auditd      the workload in a fresh audit session, with auditd's syscall rule
+            for that session (see benchlib.auditd).
+
+Every workload runs under `timed`, which waits at a gate until the
+configuration is ready, so only the workload itself is timed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from benchlib import auditd
+from benchlib.common import (
+    REPO,
+    SESSREC,
+    BenchError,
+    Gate,
+    Timing,
+    build,
+    children_cpu_ns,
+    info,
+    parse_timed,
+    proc_cpu_ns,
+    timed_argv,
+    total,
+)
+from benchlib.workloads import Prepared
+
+CONFIGS = ("unrecorded", "floor", "sessrec", "auditd")
+# Events the configuration sees besides the workload's own: under sessrec the
+# `timed` wrapper is exec'd inside the session; under auditd it starts the new
+# audit session only after its exec.
+WRAPPER_EVENTS = {"sessrec": {"exec": 1}}
+
+
+@dataclass
+class Sample:
+    """One run of one workload under one configuration."""
+
+    wall_s: float
+    workload_cpu_s: float
+    true: dict[str, int]                       # what the workload did, per event type
+    recorded: dict[str, int] | None = None     # what the recorder wrote, per event type
+    events: int | None = None                  # every event it wrote
+    lost: int | None = None                    # what it says it lost
+    bytes: int | None = None                   # on disk for this run
+    recorder_cpu_s: float | None = None        # its CPU time during the run
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Runner:
+    def __init__(self, tmp: Path, log: TextIO) -> None:
+        self.tmp = tmp
+        self.log = log
+        self.timed = build("timed")
+
+    def run(self, config: str, prep: Prepared) -> Sample:
+        if prep.reset is not None:
+            prep.reset()
+        if config == "unrecorded":
+            return self._unrecorded(prep)
+        if config == "floor":
+            return self._floor(prep)
+        if config == "sessrec":
+            return self._sessrec(prep)
+        if config == "auditd":
+            return self._auditd(prep)
+        raise BenchError(f"unknown configuration {config!r}")
+
+    # -- plumbing -----------------------------------------------------------
+
+    def _files(self) -> tuple[Path, Path]:
+        return self.tmp / "work.out", self.tmp / "work.err"
+
+    def _popen(self, argv: list[str], prep: Prepared) -> subprocess.Popen[bytes]:
+        out, err = self._files()
+        with open(out, "wb") as o, open(err, "wb") as e:
+            return subprocess.Popen(argv, cwd=prep.cwd, env=prep.env, stdin=subprocess.DEVNULL,
+                                    stdout=o, stderr=e)
+
+    def _finish(self, proc: subprocess.Popen[bytes], what: str) -> tuple[Timing, str]:
+        rc = proc.wait()
+        out, err = (p.read_text(errors="replace") for p in self._files())
+        timing = parse_timed(err)
+        if rc != 0 or timing.status != 0:
+            raise BenchError(f"{what} failed (exit {rc}); stderr:\n{err[-2000:]}")
+        return timing, out
+
+    def _sample(self, timing: Timing, true: dict[str, int], **kw: Any) -> Sample:
+        return Sample(wall_s=timing.wall_ns / 1e9, workload_cpu_s=timing.cpu_ns / 1e9,
+                      true=true, **kw)
+
+    # -- the configurations -------------------------------------------------
+
+    def _unrecorded(self, prep: Prepared, around: int | None = None) -> Sample:
+        gate = Gate(self.tmp)
+        proc = self._popen(timed_argv(self.timed, gate, prep.argv, copies=prep.copies), prep)
+        fd = gate.wait_reader(proc)
+        cpu0 = proc_cpu_ns(around) if around else 0
+        Gate.open_(fd)
+        timing, out = self._finish(proc, "workload")
+        sample = self._sample(timing, prep.truth(out))
+        if around:
+            sample.recorder_cpu_s = (proc_cpu_ns(around) - cpu0) / 1e9
+        return sample
+
+    def _floor(self, prep: Prepared) -> Sample:
+        out = self.tmp / "floor.srec"
+        err = self.tmp / "floor.err"
+        with open(err, "wb") as e:
+            rec = subprocess.Popen([*SESSREC, "record", "-f", "-o", str(out), "--", "sleep",
+                                    "3600"], cwd=REPO, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=e)
+        try:
+            deadline = time.monotonic() + 60
+            while not out.exists() or out.stat().st_size == 0:
+                if time.monotonic() > deadline or rec.poll() is not None:
+                    raise BenchError("the floor's recorder did not start: "
+                                     + err.read_text(errors="replace")[-2000:])
+                time.sleep(0.05)
+            return self._unrecorded(prep, around=rec.pid)
+        finally:
+            rec.send_signal(signal.SIGTERM)  # passed on to sleep; then the recorder ends
+            rec.wait(timeout=60)
+            out.unlink(missing_ok=True)
+
+    def _sessrec(self, prep: Prepared) -> Sample:
+        out = self.tmp / "session.srec"
+        gate = Gate(self.tmp)
+        argv = [*SESSREC, "record", "-f", "-o", str(out), "--",
+                *timed_argv(self.timed, gate, prep.argv, copies=prep.copies)]
+        before = children_cpu_ns()
+        proc = self._popen(argv, prep)
+        fd = gate.wait_reader(proc)
+        startup_cpu = proc_cpu_ns(proc.pid)
+        Gate.open_(fd)
+        timing, stdout = self._finish(proc, "sessrec record")
+        # The recorder's CPU from the gate to its exit: all of it, less what it
+        # spent starting (loading the programs), less its children (timed and
+        # the workload, which timed measured).
+        recorder_cpu = children_cpu_ns() - before - startup_cpu - timing.cpu_ns
+        i = info(out)
+        counts = {k: int(v) for k, v in dict(i["counts"]).items()}
+        true = prep.truth(stdout)
+        for kind, n in WRAPPER_EVENTS["sessrec"].items():
+            if kind in true:
+                true[kind] += n
+        sample = self._sample(timing, true, recorded=counts, events=sum(counts.values()),
+                              lost=total(i["lost"]), bytes=out.stat().st_size,
+                              recorder_cpu_s=max(recorder_cpu, 0) / 1e9)
+        out.unlink()
+        return sample
+
+    def _auditd(self, prep: Prepared) -> Sample:
+        with auditd.BenchAuditd(self.tmp) as ad:
+            gate = Gate(self.tmp)
+            proc = self._popen(timed_argv(self.timed, gate, prep.argv, copies=prep.copies,
+                                               audit_session=True), prep)
+            fd = gate.wait_reader(proc)
+            ses = int(Path(f"/proc/{proc.pid}/sessionid").read_text())
+            ad.watch(ses)
+            s0 = auditd.status()
+            offset, cpu0 = ad.log_size(), ad.cpu_ns()
+            Gate.open_(fd)
+            backlog_max = 0
+            while proc.poll() is None:
+                backlog_max = max(backlog_max, auditd.status().get("backlog", 0))
+                time.sleep(0.25)
+            timing, stdout = self._finish(proc, "workload")
+            ad.drained()
+            cpu = ad.cpu_ns() - cpu0
+            s1 = auditd.status()
+            ad.unwatch()
+            counted = ad.count(offset, ses)
+        return self._sample(
+            timing, prep.truth(stdout), recorded=counted.events,
+            events=counted.syscall_records, lost=s1.get("lost", 0) - s0.get("lost", 0),
+            bytes=counted.bytes, recorder_cpu_s=cpu / 1e9,
+            extra={"audit_session": ses, "backlog_max": backlog_max,
+                   "backlog_limit": s1.get("backlog_limit"), "log_records": counted.records},
+        )
+
+
+def rate_prepared(prep: Prepared, copies: int) -> Prepared:
+    """`copies` open storms in parallel in one session: the rate ladder."""
+
+    def truth(out: str) -> dict[str, int]:
+        return {"open": sum(int(n) for n in re.findall(r"\bopens=(\d+)", out))}
+
+    return dataclasses.replace(prep, truth=truth, copies=copies)
