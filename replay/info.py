@@ -10,6 +10,7 @@ import os
 import shlex
 from typing import Any
 
+from replay.auditlog import audit_info, describe_audit
 from replay.reader import open_session, read_trailer_fast
 from replay.text import duration_text, printable
 from replay.timeline import rfc3339_ns
@@ -63,7 +64,7 @@ def session_info(path: str | os.PathLike[str]) -> dict[str, Any]:
                 lost = session.stats_lost
                 truncated = {"argv": argv_trunc, "path": path_trunc}
                 unknown = sum(session.unknown_types.values())
-        return {
+        info: dict[str, Any] = {
             "session_id": header["session_id"],
             "audit_session_id": header["audit_session_id"],
             "login_uid": header["login_uid"],
@@ -85,6 +86,9 @@ def session_info(path: str | os.PathLike[str]) -> dict[str, Any]:
             "complete": trailer is not None,
             "damage": None if damage is None else damage.as_dict(),
         }
+        if "audit" in header:  # format 1.1 and later
+            info["audit"] = audit_info(header, trailer)
+        return info
 
 
 def _duration(info: dict[str, Any]) -> str:
@@ -142,6 +146,8 @@ def format_info(info: dict[str, Any]) -> str:
         ("lost", per_type(info["lost"])),
         ("truncated", f"argv {info['truncated']['argv']}, path {info['truncated']['path']}"),
     ]
+    if "audit" in info:
+        rows.insert(2, ("audit", describe_audit(info["audit"])))
     if info["unknown_types"]:
         rows.append(("unknown", f"{info['unknown_types']} events of unknown types"))
     rows.append(("format", info["format_version"]))

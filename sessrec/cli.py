@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "replay.cli_tree",
     "replay.cli_ls",
     "replay.cli_search",
+    "replay.cli_find",
 )
 
 

@@ -1,0 +1,581 @@
+"""auditd's log on the replay timeline (docs/AUDIT.md).
+
+read_events() reads auditd's log files (raw or ENRICHED format, as auditd
+writes them or `ausearch --raw` prints them) and yields the events of one
+audit session, each with all its records: auditd writes an event as several
+lines that share the `msg=audit(TIME:SERIAL)` stamp (SYSCALL, EXECVE, CWD,
+PATH, PROCTITLE), and only some of them carry `ses=`. merge_by_time()
+interleaves those events with a session file's events.
+
+This is a parser of its own rather than auparse (Debian's python3-audit):
+`replay` must work wherever sessrec is installed, including a laptop that
+was handed a session file and an audit.log and has neither root nor the
+audit packages; and a bad line must be a counted warning, not the end of the
+run. What it handles: events grouped by serial (records of different events
+may interleave); `node=` prefixes; the ENRICHED part after the 0x1d
+separator; hex-encoded values (proctitle, EXECVE arguments, split arguments
+`a1[0]`, names, TTY data, ...); the quoted `msg='...'` of user-space records,
+whose fields are merged into the record's. Lines it cannot read are skipped
+with a warning naming the file and line.
+
+Everything here comes from a file someone else wrote: values are returned as
+text and displays must escape control characters.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO, TypeVar
+
+from replay.base import Session
+from replay.events import AnyEvent, iter_events
+from replay.text import ascii_safe, encodable, printable
+from replay.timeline import EventFilter, Filters, Pacer, Style, format_event, rel_time, rfc3339_ns
+
+DEFAULT_LOG = "/var/log/audit/audit.log"
+# auditd cuts a record at 8970 bytes; the ENRICHED part adds to that.
+MAX_LINE = 64 * 1024
+# An event is complete once the log has moved this far past it (as auparse's
+# end_of_event_timeout), or when this many other events are pending.
+EVENT_TIMEOUT_NS = 2_000_000_000
+MAX_PENDING = 4096
+# Audit times are the syscall's entry time from a coarse clock, printed in
+# milliseconds; session events are exact to the nanosecond. Events this close
+# to the session's ends still belong to it.
+MARGIN_NS = 1_000_000_000
+WARN_LINES = 10  # bad lines reported one by one; the rest are counted
+
+GS = "\x1d"  # separates the raw fields from the ENRICHED interpretations
+
+_HEAD = re.compile(
+    r"(?:node=(?P<node>\S+) )?type=(?P<type>\S+) "
+    r"msg=audit\((?P<sec>\d{1,12})\.(?P<ms>\d{3}):(?P<serial>\d{1,20})\):\s?"
+)
+_FIELD = re.compile(r"""([^\s=']+)=("[^"]*"|'[^']*'|\S*)""")
+_HEX = re.compile(r"(?:[0-9A-F]{2})+")
+_EXECVE_ARG = re.compile(r"a(\d+)(?:\[(\d+)\])?")
+# Fields whose unquoted values are hex-encoded text (auparse's escaped types).
+_HEX_FIELDS = frozenset({
+    "acct", "cmd", "comm", "cwd", "data", "dir", "exe", "file", "grp", "key", "name",
+    "new", "new_group", "new_user", "ocomm", "old", "path", "proctitle", "root_dir",
+    "sw", "vm", "watch",
+})
+
+T = TypeVar("T")
+Warn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One line of the log. fields: the values as text (quotes removed, hex
+    decoded); the fields of a user record's msg='...' are merged in, after
+    the kernel's own (which win). interpreted: the ENRICHED part."""
+
+    type: str
+    fields: Mapping[str, str]
+    interpreted: Mapping[str, str]
+    raw: str
+
+    def get(self, name: str) -> str | None:
+        return self.fields.get(name)
+
+
+@dataclass
+class AuditEvent:
+    """The records that share one `msg=audit(TIME:SERIAL)` stamp."""
+
+    time_ns: int
+    serial: int
+    node: str | None
+    records: list[AuditRecord] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        """EXECVE for an execve's event (whose first record is SYSCALL),
+        otherwise the first record's type."""
+        types = [r.type for r in self.records]
+        return "EXECVE" if "EXECVE" in types else types[0]
+
+    def record(self, type_name: str) -> AuditRecord | None:
+        for r in self.records:
+            if r.type == type_name:
+                return r
+        return None
+
+    def value(self, name: str) -> str | None:
+        """The first value of a field in any of the records."""
+        for r in self.records:
+            v = r.fields.get(name)
+            if v is not None:
+                return v
+        return None
+
+    @property
+    def pid(self) -> int | None:
+        v = self.value("pid")
+        return int(v) if v is not None and v.isdigit() else None
+
+    @property
+    def session_id(self) -> int | None:
+        v = self.value("ses")
+        return int(v) if v is not None and v.isdigit() else None
+
+    def argv(self) -> list[str] | None:
+        """An EXECVE record's arguments, split ones (a1[0], a1[1]) joined."""
+        rec = self.record("EXECVE")
+        if rec is None:
+            return None
+        parts: dict[int, dict[int, str]] = {}
+        for k, v in rec.fields.items():
+            m = _EXECVE_ARG.fullmatch(k)
+            if m:
+                parts.setdefault(int(m[1]), {})[int(m[2] or 0)] = v
+        return ["".join(p[i] for i in sorted(p)) for _, p in sorted(parts.items())]
+
+    def summary(self) -> str:
+        """One line for people (raw text: escape it for a terminal)."""
+        kind = self.kind
+        pieces: list[str] = [kind]
+        if kind == "EXECVE":
+            pieces.append(f"pid={self.value('pid') or '?'}")
+            argv = self.argv() or []
+            pieces.append(" ".join(_quote(a) for a in argv))
+        elif kind == "SYSCALL":
+            rec = self.records[0]
+            name = rec.interpreted.get("SYSCALL") or rec.get("syscall") or "?"
+            pieces.append(name)
+            for k in ("pid", "success", "exit", "comm", "exe"):
+                if rec.get(k) is not None:
+                    pieces.append(f"{k}={_quote(rec.fields[k])}")
+        elif kind == "TTY" or kind == "USER_TTY":
+            pieces.append(f"pid={self.value('pid') or '?'}")
+            pieces.append(_quote(self.value("data") or self.value("msg") or ""))
+        else:
+            rec = self.records[0]
+            shown = ("op", "acct", "id", "cmd", "sessrec_session", "file", "exe",
+                     "hostname", "addr", "terminal", "auid", "ses", "res")
+            for k in shown:
+                v = rec.get(k)
+                if v is not None and v != "?":
+                    pieces.append(f"{k}={_quote(v)}")
+        key = self.value("key")
+        if key not in (None, "(null)") and kind in ("EXECVE", "SYSCALL"):
+            pieces.append(f"key={_quote(key or '')}")
+        return " ".join(p for p in pieces if p)
+
+    def as_dict(self) -> dict[str, Any]:
+        """For JSON: every record's fields (interpretations under 'interpreted')."""
+        return {
+            "audit_type": self.kind,
+            "serial": self.serial,
+            "node": self.node,
+            "summary": self.summary(),
+            "records": [
+                {"type": r.type, "fields": dict(r.fields),
+                 **({"interpreted": dict(r.interpreted)} if r.interpreted else {})}
+                for r in self.records
+            ],
+        }
+
+
+def _quote(text: str) -> str:
+    return f'"{text}"' if (not text or any(c.isspace() for c in text)) else text
+
+
+def _decode_hex(value: str, name: str) -> str:
+    data = bytes.fromhex(value)
+    if name == "proctitle":
+        data = data.rstrip(b"\0").replace(b"\0", b" ")
+    elif name == "key":
+        data = data.replace(b"\x01", b",")  # several keys
+    return data.decode("utf-8", "backslashreplace")
+
+
+def _values(text: str, execve: bool) -> dict[str, str]:
+    out: dict[str, str] = {}
+    inner: dict[str, str] = {}
+    for m in _FIELD.finditer(text):
+        name, value = m[1], m[2]
+        if value.startswith('"') and len(value) >= 2:
+            value = value[1:-1]
+        elif value.startswith("'") and len(value) >= 2:
+            value = value[1:-1]
+            if name == "msg":
+                inner = _values(value, False)
+        elif (name in _HEX_FIELDS or (execve and _EXECVE_ARG.fullmatch(name))) \
+                and _HEX.fullmatch(value):
+            value = _decode_hex(value, name)
+        out.setdefault(name, value)
+    for name, value in inner.items():
+        out.setdefault(name, value)
+    return out
+
+
+def parse_line(line: str) -> tuple[str | None, int, int, AuditRecord] | None:
+    """(node, time_ns, serial, record) of one log line, or None if the line is
+    not an audit record."""
+    m = _HEAD.match(line)
+    if m is None:
+        return None
+    body = line[m.end():]
+    raw, _, enriched = body.partition(GS)
+    typ = m["type"]
+    fields = _values(raw, typ == "EXECVE")
+    interpreted = _values(enriched, False) if enriched else {}
+    time_ns = int(m["sec"]) * 1_000_000_000 + int(m["ms"]) * 1_000_000
+    return m["node"], time_ns, int(m["serial"]), AuditRecord(typ, fields, interpreted, line)
+
+
+def log_files(path: str) -> list[str]:
+    """path and its rotated files (path.1, path.2, ...), oldest first, as
+    auditd rotates them (path.1 is the newest of the old ones)."""
+    directory, base = os.path.split(path)
+    rotated: list[tuple[int, str]] = []
+    try:
+        names = os.listdir(directory or ".")
+    except OSError:
+        names = []
+    for name in names:
+        if name.startswith(base + ".") and name[len(base) + 1:].isdigit():
+            rotated.append((int(name[len(base) + 1:]), os.path.join(directory, name)))
+    return [p for _, p in sorted(rotated, reverse=True)] + [path]
+
+
+class _Lines:
+    """The lines of the log files, with warnings for what cannot be read."""
+
+    def __init__(self, warn: Warn):
+        self.warn = warn
+        self.bad = 0
+
+    def bad_line(self, where: str, why: str) -> None:
+        self.bad += 1
+        if self.bad <= WARN_LINES:
+            self.warn(f"{where}: {why}; skipped")
+
+    def read(self, paths: Sequence[str], missing_ok: bool) -> Iterator[tuple[str, str]]:
+        for path in paths:
+            try:
+                f = open(path, "rb")
+            except FileNotFoundError:
+                if not missing_ok:
+                    self.warn(f"{path}: no such audit log")
+                continue
+            except OSError as e:
+                self.warn(f"cannot read the audit log {path}: {e.strerror or e}")
+                continue
+            with f:
+                number = 0
+                while True:
+                    chunk = f.readline(MAX_LINE + 1)
+                    if not chunk:
+                        break
+                    number += 1
+                    if len(chunk) > MAX_LINE and not chunk.endswith(b"\n"):
+                        while chunk and not chunk.endswith(b"\n"):
+                            chunk = f.readline(MAX_LINE + 1)
+                        self.bad_line(f"{path}:{number}", f"a line longer than {MAX_LINE} bytes")
+                        continue
+                    yield f"{path}:{number}", chunk.decode("utf-8", "backslashreplace")
+
+    def finish(self) -> None:
+        if self.bad > WARN_LINES:
+            self.warn(f"{self.bad - WARN_LINES} more unreadable audit log lines skipped")
+
+
+def read_events(paths: Sequence[str], *, session_id: int, since_ns: int | None = None,
+                until_ns: int | None = None, exclude_pids: Iterable[int] = (),
+                warn: Warn = lambda _m: None, missing_ok: bool = False) -> Iterator[AuditEvent]:
+    """The events of audit session session_id in the log files paths (oldest
+    first; see log_files), within [since_ns, until_ns], in log order (which is
+    nearly time order). Events of exclude_pids (the recorder) are left out.
+    Unreadable lines and files become warnings; this never raises for them."""
+    ses = re.compile(rf"(?<![\w-])ses={session_id}(?![\w])")
+    excluded = {str(p) for p in exclude_pids}
+    lines = _Lines(warn)
+    pending: OrderedDict[tuple[str | None, int, int], list[tuple[str, str]]] = OrderedDict()
+
+    def complete(key: tuple[str | None, int, int],
+                 items: list[tuple[str, str]]) -> AuditEvent | None:
+        if not any(ses.search(text.partition(GS)[0]) for _, text in items):
+            return None
+        event = AuditEvent(key[1], key[2], key[0])
+        for where, text in items:
+            parsed = parse_line(text)
+            if parsed is None:  # matched the stamp before; cannot happen
+                lines.bad_line(where, "not an audit record")
+                continue
+            event.records.append(parsed[3])
+        if not event.records or event.value("pid") in excluded:
+            return None
+        return event
+
+    for where, text in lines.read(paths, missing_ok):
+        text = text.rstrip("\r\n")
+        if not text or text == "----":  # ausearch's separator
+            continue
+        m = _HEAD.match(text)
+        if m is None:
+            lines.bad_line(where, "not an audit record")
+            continue
+        t = int(m["sec"]) * 1_000_000_000 + int(m["ms"]) * 1_000_000
+        if (since_ns is not None and t < since_ns) or (until_ns is not None and t > until_ns):
+            continue
+        key = (m["node"], t, int(m["serial"]))
+        items = pending.get(key)
+        if items is None:
+            pending[key] = items = []
+        items.append((where, text))
+        while pending:
+            first = next(iter(pending))
+            if first[1] >= t - EVENT_TIMEOUT_NS and len(pending) <= MAX_PENDING:
+                break
+            event = complete(first, pending.pop(first))
+            if event is not None:
+                yield event
+    for key, items in pending.items():
+        event = complete(key, items)
+        if event is not None:
+            yield event
+    lines.finish()
+
+
+# Syscall numbers of the calls sessrec records, for logs without the
+# ENRICHED SYSCALL= name; by auditd's arch= value.
+_SYSCALLS: Mapping[str, Mapping[str, str]] = {
+    "c000003e": {"2": "open", "257": "openat", "437": "openat2", "85": "creat", "59": "execve",
+                 "322": "execveat", "42": "connect", "80": "chdir", "81": "fchdir"},
+    "c00000b7": {"56": "openat", "437": "openat2", "221": "execve", "281": "execveat",
+                 "203": "connect", "49": "chdir", "50": "fchdir"},
+}
+_SESSREC_TYPE = {"open": "open", "openat": "open", "openat2": "open", "creat": "open",
+                 "execve": "exec", "execveat": "exec", "connect": "connect", "chdir": "chdir",
+                 "fchdir": "chdir"}
+# How far ahead of a session event an audit event is looked for, and how long
+# one waits for its session event before it is shown on its own.
+LOOKAHEAD_NS = 50_000_000
+PAIR_WAIT_NS = 500_000_000
+
+Key = Hashable
+
+
+def syscall_name(event: AuditEvent) -> str | None:
+    rec = event.record("SYSCALL")
+    if rec is None:
+        return None
+    name = rec.interpreted.get("SYSCALL")
+    if name:
+        return name
+    return _SYSCALLS.get(rec.get("arch") or "", {}).get(rec.get("syscall") or "")
+
+
+def audit_pair_key(event: AuditEvent) -> Key | None:
+    """("exec", pid, result) for the audit event of a syscall that sessrec
+    also records (exec, open, connect, chdir); None for the others."""
+    name = syscall_name(event)
+    kind = _SESSREC_TYPE.get(name or "")
+    rec = event.record("SYSCALL")
+    if kind is None or rec is None:
+        return None
+    try:
+        return kind, int(rec.get("pid") or ""), int(rec.get("exit") or "")
+    except ValueError:
+        return None
+
+
+def event_pair_key(ev: AnyEvent) -> Key | None:
+    """The same key for a session event."""
+    ret = getattr(ev, "ret", None)
+    return None if ret is None else (ev.type_name, ev.pid, ret)
+
+
+def merge_by_time(events: Iterable[T], event_time: Callable[[T], int],
+                  audit: Iterable[AuditEvent], *,
+                  event_key: Callable[[T], Key | None] | None = None,
+                  audit_key: Callable[[AuditEvent], Key | None] = audit_pair_key,
+                  ) -> Iterator[T | AuditEvent]:
+    """events (wall-clock ns by event_time) and audit events in one stream,
+    by time, lazily. Each input keeps its order, except for pairs:
+
+    With event_key, an audit event with a key goes right before the session
+    event with the same key (the same syscall of the same process with the
+    same result, as seen by auditd and by sessrec), first come first paired.
+    Audit times are taken at syscall entry from a coarse clock and printed in
+    ms, so by time alone they land a few ms early, often before other events.
+    An audit event whose session event does not come within PAIR_WAIT_NS
+    (not recorded, or lost) is shown by time, that late at most."""
+    upcoming = iter(audit)
+    pending: list[tuple[AuditEvent, Key | None]] = []  # read ahead, in log order
+    nxt = next(upcoming, None)
+    for ev in events:
+        t = event_time(ev)
+        while nxt is not None and nxt.time_ns <= t + LOOKAHEAD_NS:
+            pending.append((nxt, None if event_key is None else audit_key(nxt)))
+            nxt = next(upcoming, None)
+        if pending:
+            keep: list[tuple[AuditEvent, Key | None]] = []
+            for a, k in pending:
+                due = a.time_ns + (PAIR_WAIT_NS if k is not None else 0)
+                if due <= t:
+                    yield a
+                else:
+                    keep.append((a, k))
+            pending = keep
+            key = None if event_key is None else event_key(ev)
+            if key is not None:
+                for i, (a, k) in enumerate(pending):
+                    if k == key:
+                        del pending[i]
+                        yield a
+                        break
+        yield ev
+    for a, _ in pending:
+        yield a
+    while nxt is not None:
+        yield nxt
+        nxt = next(upcoming, None)
+
+
+def session_audit_events(header: Mapping[str, Any], trailer: Mapping[str, Any] | None,
+                         last_event_ns: int | None, log_path: str | None = None, *,
+                         warn: Warn = lambda _m: None) -> Iterator[AuditEvent]:
+    """The audit events of a session file's audit session during the
+    recording (MARGIN_NS either side), from log_path (default: auditd's log)
+    and its rotated files. last_event_ns: the wall time of the last event,
+    the end when the file has no trailer."""
+    ses = header.get("audit_session_id")
+    if not isinstance(ses, int):
+        warn("the session has no audit session id (its login uid was unset): "
+             "no audit records to show")
+        return iter(())
+    start = header["clock"]["wall_ns"]
+    end = rfc3339_ns(trailer["ended_at"]) if trailer is not None else None
+    if end is None:
+        end = last_event_ns if last_event_ns is not None else start
+    recorder = header.get("recorder", {}).get("pid")
+    path = log_path or DEFAULT_LOG
+    return read_events(log_files(path), session_id=ses, since_ns=start - MARGIN_NS,
+                       until_ns=end + MARGIN_NS,
+                       exclude_pids=() if recorder is None else (recorder,), warn=warn)
+
+
+# --- the header's audit keys, for `sessrec info` ---------------------------------
+
+RECORD_TYPE_NAMES = {1121: "TRUSTED_APP", 1005: "USER"}
+
+
+def audit_info(header: Mapping[str, Any], trailer: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The "audit" value of `sessrec info --json`, from the header's and the
+    trailer's audit maps (format 1.1 and later)."""
+    h = header["audit"]
+    t = None if trailer is None else trailer.get("audit")
+    status = h["status"]
+    reasons = [r for r in (h["reason"], None if t is None else t["reason"]) if r]
+    return {
+        "status": status,
+        "auditd_running": None if status is None else bool(status.get("pid")),
+        "enabled": None if status is None else status.get("enabled"),
+        "record_type": h["record_type"],
+        "sender_session_id": h["sender_session_id"],
+        "start_record": h["start_record"],
+        "end_record": None if t is None else t["end_record"],
+        "reason": "; ".join(dict.fromkeys(reasons)) or None,
+    }
+
+
+def describe_audit(info: Mapping[str, Any] | None) -> str:
+    """audit_info() in one line for people."""
+    if info is None:
+        return "not recorded (format 1.0)"
+    status = info["status"]
+    if status is None:
+        parts = ["status unknown"]
+    else:
+        state = {0: "disabled", 1: "enabled", 2: "enabled and locked"}.get(
+            status.get("enabled", -1), "unknown")
+        pid = status.get("pid") or 0
+        parts = [f"auditing {state}", f"auditd pid {pid}" if pid else "auditd not running"]
+    written = [w for w, ok in (("start", info["start_record"]), ("end", info["end_record"]))
+               if ok]
+    name = RECORD_TYPE_NAMES.get(info["record_type"], str(info["record_type"]))
+    if written:
+        parts.append(f"{' and '.join(written)} record{'s' * (len(written) > 1)} written "
+                     f"({name})")
+    else:
+        parts.append("no record written")
+    if info["reason"]:
+        parts.append(info["reason"])
+    return "; ".join(parts)
+
+
+# --- the merged timeline of `sessrec replay --audit-log` -------------------------
+
+
+def audit_failed(event: AuditEvent) -> bool:
+    """res=failed (user records) or success=no (syscalls)."""
+    res = event.value("res")
+    return event.value("success") == "no" or res in ("failed", "0")
+
+
+def keep_audit(event: AuditEvent, filters: Filters, wall_ns: int) -> bool:
+    """The replay filters that apply to an audit event: --pid (that process
+    only, as auditd names no parent), --failed, --since and --until. The
+    event filters (--type, --path, --dest) leave audit events alone."""
+    ts = event.time_ns - wall_ns
+    if filters.pid is not None and event.pid != filters.pid:
+        return False
+    if filters.failed and not audit_failed(event):
+        return False
+    if filters.since is not None and ts < filters.since:
+        return False
+    return filters.until is None or ts <= filters.until
+
+
+def format_audit(event: AuditEvent, wall_ns: int, style: Style) -> str:
+    """A timeline line for an audit event, in the columns of the others."""
+    who = str(event.pid) if event.pid is not None else "-"
+    comm = printable(event.value("comm") or "")
+    kind = style.fail(f"{'audit':<7}") if audit_failed(event) else f"{'audit':<7}"
+    return (f"{style.dim(f'{rel_time(event.time_ns - wall_ns):>9}')} {who:>7} {comm:<15} "
+            f"{kind} {printable(event.summary())}")
+
+
+def write_merged_timeline(session: Session, out: TextIO, audit: Iterable[AuditEvent], *,
+                          filters: Filters | None = None, style: Style | None = None,
+                          pacer: Pacer | None = None) -> int:
+    """write_timeline (replay.timeline) with audit events interleaved by
+    time; returns the number of lines."""
+    filters = filters or Filters()
+    style = style or Style(False)
+    keep = EventFilter(filters, session.header["leader_pid"])
+    wall_ns = session.header["clock"]["wall_ns"]
+    safe = encodable(out)
+    n = 0
+    merged = merge_by_time(iter_events(session), _event_time, audit, event_key=event_pair_key)
+    for item in merged:
+        if isinstance(item, AuditEvent):
+            if not keep_audit(item, filters, wall_ns):
+                continue
+            ts = item.time_ns - wall_ns
+            line = format_audit(item, wall_ns, style)
+        else:
+            if not keep(item):
+                continue
+            ts = item.ts
+            line = format_event(item, style)
+        if pacer is not None:
+            pacer.wait(ts)
+            out.write((line if safe else ascii_safe(line)) + "\n")
+            out.flush()
+        else:
+            out.write((line if safe else ascii_safe(line)) + "\n")
+        n += 1
+    return n
+
+
+def _event_time(ev: AnyEvent) -> int:
+    return ev.time_ns
