@@ -31,12 +31,12 @@ BPF_HASH(lost, struct lost_key, u64, 16384);
 /* Scratch space to build large events in, one slot per CPU: per-CPU array
  * values are limited to 32 KiB, and an exec event needs more. Programs on
  * tracepoints do not migrate between CPUs while running. */
-/* Variable offsets into the data area are masked with SR_DATA_MASK before
- * use, because the verifier loses bounds that LLVM checks on a copy of a
- * register; the area is sized so that any masked offset plus one more
- * string read stays inside it. */
+/* Variable offsets and sizes in the data area are masked with SR_DATA_MASK
+ * before use, because the verifier loses bounds that LLVM checks on a copy of
+ * a register; the area is sized so that any masked offset plus any masked
+ * size stays inside it. */
 #define SR_DATA_MASK 0xFFFF
-#define SR_SCRATCH_SIZE (sizeof(struct exec_event) + SR_DATA_MASK + 1 + SR_PATH_MAX)
+#define SR_SCRATCH_SIZE (sizeof(struct exec_event) + 2 * (SR_DATA_MASK + 1))
 struct scratch_buf {
 	u8 buf[SR_SCRATCH_SIZE];
 };
@@ -63,6 +63,10 @@ struct inflight {
 BPF_TASK_STORAGE(inflight, struct inflight);
 
 #define SR_AT_FDCWD -100
+
+/* Hides a value from LLVM so that a bounds check it could prove redundant is
+ * kept for the verifier, which cannot prove it. */
+#define SR_OPAQUE(x) asm volatile("" : "+r"(x))
 #define SR_CLONE_THREAD 0x00010000
 
 /* The session cgroup of the current task, or 0 when it is in none: the one
@@ -113,6 +117,22 @@ static __always_inline void fill_header(struct event_header *h, u16 type, u64 cg
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
 
+/* The length of a path read with a limit of SR_PATH_MAX + 1 (one byte more
+ * than the longest path the kernel takes, 4095 bytes and the NUL, to tell a
+ * path of 4095 bytes from a longer one cut there), flagging what happened. */
+static __always_inline u32 clamp_path_len(struct event_header *h, long n)
+{
+	u32 len = n > 0 ? (u32)n - 1 : 0;
+	if (n < 0)
+		h->flags |= SR_FLAG_READ_FAILED;
+	if (len > SR_PATH_MAX - 1) {
+		h->flags |= SR_FLAG_PATH_TRUNCATED;
+		len = SR_PATH_MAX - 1;
+	}
+	SR_OPAQUE(len);
+	return len & (SR_PATH_MAX - 1);
+}
+
 static __always_inline void *scratch_area(void)
 {
 	u32 cpu = bpf_get_smp_processor_id();
@@ -122,10 +142,6 @@ static __always_inline void *scratch_area(void)
 
 /* Copy a finished record into the ring. No wake-up: user space drains on a
  * short timer, because a wake-up per event costs more than the event. */
-/* Hides a value from LLVM so that a bounds check it could prove redundant is
- * kept for the verifier, which cannot prove it. */
-#define SR_OPAQUE(x) asm volatile("" : "+r"(x))
-
 static __always_inline void submit(void *rec, u64 size, u16 type)
 {
 	SR_OPAQUE(size);

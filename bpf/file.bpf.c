@@ -70,14 +70,7 @@ static __always_inline int open_exit(long ret)
 	/* One byte more than the longest path the kernel takes (4095 bytes and
 	 * the NUL), to tell a path of 4095 bytes from a longer one cut there. */
 	long n = bpf_probe_read_user_str(e->path, SR_PATH_MAX + 1, (void *)f.arg[1]);
-	u32 plen = n > 0 ? (u32)n - 1 : 0;
-	if (n < 0)
-		e->h.flags |= SR_FLAG_READ_FAILED;
-	if (plen > SR_PATH_MAX - 1) {
-		e->h.flags |= SR_FLAG_PATH_TRUNCATED;
-		plen = SR_PATH_MAX - 1;
-	}
-	plen &= SR_PATH_MAX - 1;
+	u32 plen = clamp_path_len(&e->h, n);
 	e->path_len = plen;
 	u64 size = sizeof(*e) + plen;
 	e->h.size = size;

@@ -116,11 +116,8 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 
 	/* filename is a __data_loc string: low 16 bits are its offset. */
 	u32 loc = args->data_loc_filename & 0xFFFF;
-	long n = bpf_probe_read_kernel_str(e->data, SR_PATH_MAX, (char *)args + loc);
-	u32 flen = n > 0 ? (u32)n - 1 : 0; /* without the NUL */
-	if (flen >= SR_PATH_MAX - 1)
-		e->h.flags |= SR_FLAG_PATH_TRUNCATED;
-	flen &= SR_PATH_MAX - 1;
+	long n = bpf_probe_read_kernel_str(e->data, SR_PATH_MAX + 1, (char *)args + loc);
+	u32 flen = clamp_path_len(&e->h, n);
 	e->filename_len = flen;
 
 	void *task = (void *)bpf_get_current_task();
@@ -165,47 +162,54 @@ static __always_inline int exec_exit(long ret)
 	e->syscall = f.sub;
 	e->_pad = 0;
 
-	long n = bpf_probe_read_user_str(e->data, SR_PATH_MAX, (void *)f.arg[0]);
-	u32 flen = n > 0 ? (u32)n - 1 : 0;
-	if (n < 0)
-		e->h.flags |= SR_FLAG_READ_FAILED;
-	if (flen >= SR_PATH_MAX - 1)
-		e->h.flags |= SR_FLAG_PATH_TRUNCATED;
-	flen &= SR_PATH_MAX - 1;
+	long n = bpf_probe_read_user_str(e->data, SR_PATH_MAX + 1, (void *)f.arg[0]);
+	u32 flen = clamp_path_len(&e->h, n);
 	e->filename_len = flen;
 
-	/* argv follows the filename: data[flen ..], flen < SR_PATH_MAX. The loop
-	 * body has no data-dependent branches beyond its exits, to keep the
-	 * verifier's state count small. */
+	/* argv follows the filename: data[flen ..], flen < SR_PATH_MAX. Each
+	 * argument may take what is left of SR_ARGV_MAX, as on success. */
 	const char *const *argv = (const char *const *)f.arg[1];
 	u32 off = 0;
 	u32 argc = 0;
-	u32 cut = 0; /* an argument hit the per-argument limit */
+	u32 cut = 0;
 	int i;
 	for (i = 0; i < SR_FAILED_EXEC_MAX_ARGS && argv; i++) {
 		const char *p = NULL;
 		if (bpf_probe_read_user(&p, sizeof(p), &argv[i]) != 0 || !p)
 			break;
-		if (off >= SR_ARGV_MAX)
-			break;
-		long m = bpf_probe_read_user_str(e->data + ((flen + off) & SR_DATA_MASK),
-						 SR_PATH_MAX, p);
-		if (m <= 0)
-			break;
-		cut |= (u32)m >> 12; /* m == SR_PATH_MAX */
-		off += (u32)m;
 		argc++;
+		if (off >= SR_ARGV_MAX) {
+			cut = 1; /* keep counting: argc is the original count */
+			continue;
+		}
+		u32 room = SR_ARGV_MAX - off;
+		SR_OPAQUE(room);
+		/* One byte more than the room: a string that does not fit is kept
+		 * up to exactly SR_ARGV_MAX bytes of argv, like the mm copy on
+		 * success, not cut one byte short for its NUL. */
+		long m = bpf_probe_read_user_str(e->data + ((flen + off) & SR_DATA_MASK),
+						 (room + 1) & SR_DATA_MASK, p);
+		if (m <= 0) {
+			e->h.flags |= SR_FLAG_READ_FAILED;
+			break;
+		}
+		if ((u32)m > room) {
+			off = SR_ARGV_MAX;
+			cut = 1;
+			continue;
+		}
+		off += (u32)m;
 	}
-	if (argv && (i == SR_FAILED_EXEC_MAX_ARGS || off >= SR_ARGV_MAX)) {
-		/* Stopped by a limit: truncated if another argument exists. */
+	/* Stopped by the argument limit: truncated if another one exists. argc
+	 * then counts the arguments read (a lower bound): counting the rest here
+	 * is more than the verifier accepts in one program. */
+	if (argv && i == SR_FAILED_EXEC_MAX_ARGS) {
 		const char *p = NULL;
 		if (bpf_probe_read_user(&p, sizeof(p), &argv[argc]) == 0 && p)
 			cut = 1;
 	}
-	if (off > SR_ARGV_MAX) {
+	if (off > SR_ARGV_MAX)
 		off = SR_ARGV_MAX;
-		cut = 1;
-	}
 	if (cut)
 		e->h.flags |= SR_FLAG_ARGV_TRUNCATED;
 	e->argc = argc;
@@ -282,13 +286,8 @@ static __always_inline int chdir_exit(u32 kind, long ret)
 	u32 plen = 0;
 	if (kind == SR_INFLIGHT_CHDIR) {
 		e->fd = -1;
-		long n = bpf_probe_read_user_str(e->path, SR_PATH_MAX, (void *)f.arg[0]);
-		plen = n > 0 ? (u32)n - 1 : 0;
-		if (n < 0)
-			e->h.flags |= SR_FLAG_READ_FAILED;
-		if (plen >= SR_PATH_MAX - 1)
-			e->h.flags |= SR_FLAG_PATH_TRUNCATED;
-		plen &= SR_PATH_MAX - 1;
+		long n = bpf_probe_read_user_str(e->path, SR_PATH_MAX + 1, (void *)f.arg[0]);
+		plen = clamp_path_len(&e->h, n);
 	} else {
 		e->fd = (s32)f.arg[0];
 	}

@@ -19,8 +19,10 @@
 #define SR_PATH_MAX 4096
 /* argv is captured exactly up to this many bytes (NUL-separated). */
 #define SR_ARGV_MAX 32768
-/* A failed exec has no new mm to copy argv from, so argv is read pointer
- * by pointer from the caller; bounded to keep the verifier's work small. */
+/* A failed exec has no new mm to copy argv from, so argv is read pointer by
+ * pointer from the caller: the first SR_FAILED_EXEC_MAX_ARGS arguments, within
+ * SR_ARGV_MAX. Bounded to keep the verifier's work small. When there are more,
+ * the event is flagged truncated and its argc counts the arguments read. */
 #define SR_FAILED_EXEC_MAX_ARGS 64
 /* Large enough for sockaddr_in6 and sockaddr_un (110 bytes). */
 #define SR_SOCKADDR_MAX 112
@@ -82,7 +84,8 @@ struct fork_event {
 struct exec_event {
 	struct event_header h;
 	__s32 ret;          /* 0, or -errno */
-	__u32 argc;         /* the original argc, also when argv is truncated */
+	__u32 argc;         /* the original argc, also when argv is truncated
+			     * (a failed exec past SR_FAILED_EXEC_MAX_ARGS: those read) */
 	__u32 filename_len;
 	__u32 argv_len;
 	__u32 old_pid;      /* tid that called exec (differs after de_thread) */

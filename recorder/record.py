@@ -14,12 +14,12 @@ The recorder itself never joins the cgroup, so its own activity is not seen.
 
 from __future__ import annotations
 
+import errno
 import os
 import pwd
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import time
 import uuid
@@ -143,13 +143,72 @@ def _user(uid: int) -> str:
         return str(uid)
 
 
-def _join_cgroup(procs_file: str) -> Callable[[], None]:
-    def join() -> None:
-        # Runs in the child between fork and exec: "0" means "this process".
-        with open(procs_file, "w") as f:
-            f.write("0")
+class Leader:
+    """The recorded command's first process. Started with fork and exec here,
+    not subprocess.Popen, so that its pid is known even when exec fails: the
+    failed exec is part of the session, and its process is the leader. Like
+    a shell, a command that is not found exits 127, and one that cannot be
+    executed 126."""
 
-    return join
+    def __init__(self, command: list[str], cwd: str, procs_file: str) -> None:
+        r, w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 127
+            try:
+                os.close(r)
+                # The command must not inherit the recorder's descriptors (BPF
+                # programs and maps, the session file): keep stdio and the pipe.
+                os.closerange(3, w)
+                os.closerange(w + 1, 1 << 20)
+                step = b"chdir"
+                os.chdir(cwd)
+                # Join the session last, so that only the exec is recorded:
+                # "0" is this process.
+                step = b"cgroup"
+                with open(procs_file, "w") as f:
+                    f.write("0")
+                step = b"exec"
+                os.execvp(command[0], command)
+            except OSError as e:
+                if step == b"exec" and e.errno != errno.ENOENT:
+                    code = 126
+                os.write(w, step + b" %d" % (e.errno or 0))
+            finally:
+                os._exit(code)
+        os.close(w)
+        with os.fdopen(r, "rb") as pipe:
+            failure = pipe.read()  # EOF at a successful exec (close-on-exec)
+        self.pid = pid
+        self.returncode: int | None = None
+        if failure and not failure.startswith(b"exec"):
+            self.wait()
+            step, _, num = failure.partition(b" ")
+            raise SessrecError(f"cannot start the command: {step.decode()} failed: "
+                               f"{os.strerror(int(num or 0))}")
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
 
 
 def _warn(stderr: TextIO, msg: str) -> None:
@@ -172,7 +231,7 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
     session_id = str(uuid.uuid4())
     cg = SessionCgroup.create(session_id, mount)
     sigs = _Signals()
-    proc: subprocess.Popen[bytes] | None = None
+    proc: Leader | None = None
     writer: SessionWriter | None = None
     auditing: audit.AuditSession | None = None
     try:
@@ -182,21 +241,10 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
         wall_ns, mono_ns = time.time_ns(), time.monotonic_ns()
         cwd = os.path.abspath(opts.cwd) if opts.cwd else os.getcwd()
         sigs.install()
-        status: int | None = None
-        try:
-            proc = subprocess.Popen(
-                list(opts.command), cwd=cwd, preexec_fn=_join_cgroup(str(cg.procs_file))
-            )
-            leader_pid = proc.pid
-        except FileNotFoundError:
-            status, leader_pid = 127, 0
-        except PermissionError:
-            status, leader_pid = 126, 0
-        except OSError as e:
-            raise SessrecError(f"cannot run {opts.command[0]}: {e.strerror}") from e
-        if proc is not None:
-            sigs.forward = proc.send_signal
-        login_uid, audit_session = audit.ids(leader_pid or os.getpid())
+        proc = Leader(list(opts.command), cwd, str(cg.procs_file))
+        leader_pid = proc.pid
+        sigs.forward = proc.send_signal
+        login_uid, audit_session = audit.ids(leader_pid)
         auditing = audit.AuditSession(session_id, opts.output, leader_pid)
         uid = os.getuid()
         header: dict[str, Any] = {
@@ -232,8 +280,7 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
         dispatcher.sinks[cg.id] = sink
 
         end_reason = _drain_until_done(programs, cg, proc, sigs, writer, opts, stderr)
-        if proc is not None:
-            status = _shell_status(proc.wait())
+        status = _shell_status(proc.wait())
         time.sleep(END_GRACE)
         programs.consume()
 
@@ -255,7 +302,7 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
         }
         writer.close(trailer)
         writer = None
-        return status if status is not None else 0
+        return status
     finally:
         sigs.restore()
         if auditing is not None:
@@ -281,13 +328,13 @@ def _shell_status(returncode: int) -> int:
 def _drain_until_done(
     programs: Programs,
     cg: SessionCgroup,
-    proc: subprocess.Popen[bytes] | None,
+    proc: Leader,
     sigs: _Signals,
     writer: SessionWriter,
     opts: RecordOptions,
     stderr: TextIO,
 ) -> str:
-    leader_exit_at: float | None = None if proc is not None else time.monotonic()
+    leader_exit_at: float | None = None
     warned_lost = 0
     next_loss_check = 0.0
     while True:
@@ -307,7 +354,7 @@ def _drain_until_done(
                 if warned_lost == 0:
                     _warn(stderr, "events are being lost (ring buffer full); recording goes on")
                 warned_lost = total
-        if leader_exit_at is None and proc is not None and proc.poll() is not None:
+        if leader_exit_at is None and proc.poll() is not None:
             leader_exit_at = now
             sigs.leader_done = True
         if leader_exit_at is not None:

