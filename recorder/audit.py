@@ -36,6 +36,7 @@ from typing import Any, NamedTuple, Protocol
 # Imported here, not in the sender: the sender is a fresh fork, and the
 # import (about 0.15 s) would delay every record.
 from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST, nlmsg
+from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.nlsocket import NetlinkSocket
 
 from sessrec import __version__
@@ -53,6 +54,7 @@ AUDIT_TRUSTED_APP = 1121
 RECORD_TYPE = AUDIT_TRUSTED_APP
 
 TIMEOUT = 1.0  # seconds the recorder waits for the sender's answer
+KernelError = (OSError, NetlinkError)
 
 # struct audit_status (linux/audit.h), as far as sessrec reads it; the
 # kernel's may be longer.
@@ -102,7 +104,7 @@ class _audit_text(nlmsg):  # type: ignore[misc]
 
 class AuditNetlink(Protocol):
     """What AuditSession needs of the kernel; tests substitute fakes.
-    Methods raise OSError (pyroute2's NetlinkError is one)."""
+    Methods raise OSError or pyroute2's NetlinkError (not an OSError)."""
 
     def status(self) -> AuditStatus: ...
 
@@ -174,7 +176,7 @@ def exchange(text: str, connect: Callable[[], AuditNetlink]) -> dict[str, Any]:
     "reason": str or None}; kernel errors become the reason."""
     try:
         link = connect()
-    except OSError as e:
+    except KernelError as e:
         return {"status": None, "sent": False,
                 "reason": f"cannot open the audit netlink socket: {describe_error(e)}"}
     try:
@@ -182,7 +184,7 @@ def exchange(text: str, connect: Callable[[], AuditNetlink]) -> dict[str, Any]:
         note = None
         try:
             status = link.status()
-        except OSError as e:
+        except KernelError as e:
             # Sending may still work (CAP_AUDIT_WRITE without CAP_AUDIT_CONTROL).
             note = f"audit status unknown: {describe_error(e)}"
         status_map = None if status is None else status.as_dict()
@@ -192,7 +194,7 @@ def exchange(text: str, connect: Callable[[], AuditNetlink]) -> dict[str, Any]:
                 return {"status": status_map, "sent": False, "reason": reason}
         try:
             link.send(RECORD_TYPE, text)
-        except OSError as e:
+        except KernelError as e:
             refused = f"the kernel refused the audit record: {describe_error(e)}"
             return {"status": status_map, "sent": False,
                     "reason": f"{note}; {refused}" if note else refused}
@@ -200,7 +202,7 @@ def exchange(text: str, connect: Callable[[], AuditNetlink]) -> dict[str, Any]:
     finally:
         try:
             link.close()
-        except OSError:
+        except KernelError:
             pass
 
 
