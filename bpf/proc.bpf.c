@@ -61,17 +61,12 @@ TRACEPOINT_PROBE(syscalls, sys_enter_vfork)
 
 TRACEPOINT_PROBE(sched, sched_process_fork)
 {
+	u64 cg = current_session();
+	if (!cg)
+		return 0;
 	struct inflight f = {};
-	u64 cg;
-	if (unstash(SR_INFLIGHT_CLONE, &f)) {
-		if (f.arg[0] & SR_CLONE_THREAD)
-			return 0;
-		cg = f.cgroup_id;
-	} else {
-		cg = current_session();
-		if (!cg)
-			return 0;
-	}
+	if (unstash(SR_INFLIGHT_CLONE, &f) && (f.arg[0] & SR_CLONE_THREAD))
+		return 0;
 	struct fork_event e = {};
 	fill_header(&e.h, SR_EVENT_FORK, cg);
 	e.h.size = sizeof(e);

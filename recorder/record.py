@@ -30,7 +30,13 @@ from typing import Any, TextIO
 
 from recorder import audit, events
 from recorder.cgroup import SessionCgroup, cgroup2_mount
-from recorder.loader import DEFAULT_RING_PAGES, DRAIN_BATCH, LoadConfig, Programs
+from recorder.loader import (
+    DEFAULT_RING_PAGES,
+    DRAIN_BATCH,
+    LoadConfig,
+    Programs,
+    check_privileges,
+)
 from recorder.writer import SessionWriter, check_writable
 from sessrec import __version__
 from sessrec import format as fmt
@@ -221,6 +227,7 @@ def lost_summary(lost: dict[int, int]) -> str:
 
 def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
     """Records opts.command; returns its exit status as a shell reports it."""
+    check_privileges()
     check_writable(opts.output, opts.force)
     if opts.cwd is not None and not os.path.isdir(opts.cwd):
         raise SessrecError(f"cannot run the command in {opts.cwd}: no such directory")

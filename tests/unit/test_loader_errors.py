@@ -1,0 +1,113 @@
+"""What a user sees when the machine cannot record: one line, a non-zero
+exit, no traceback. The failures are faked here (no root or BPF needed);
+the kernel tier runs the real thing."""
+
+from __future__ import annotations
+
+import builtins
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recorder import loader
+from sessrec.cli import ExitStatus, main
+from sessrec.errors import EnvironmentProblem, PrivilegeError
+
+
+def run(argv: list[str]) -> tuple[int, str]:
+    out, err = io.StringIO(), io.StringIO()
+    status = main(argv, stdout=out, stderr=err)
+    return status, err.getvalue()
+
+
+def assert_one_line_error(stderr: str, *words: str) -> None:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("sessrec: error: "), stderr
+    assert "Traceback" not in stderr
+    for w in words:
+        assert w in lines[0], (w, stderr)
+
+
+def test_not_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(loader.os, "geteuid", lambda: 1000)
+    status, err = run(["record", "-o", str(tmp_path / "x.srec"), "--", "true"])
+    assert status == ExitStatus.PRIVILEGE
+    assert_one_line_error(err, "root", "sudo")
+    assert not (tmp_path / "x.srec").exists()
+
+
+def test_bcc_missing_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_import = builtins.__import__
+
+    def no_bcc(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "bcc" or name.startswith("bcc."):
+            raise ImportError("No module named 'bcc'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_bcc)
+    with pytest.raises(EnvironmentProblem, match="python3-bpfcc") as e:
+        loader.import_bcc()
+    assert "unrelated" in str(e.value)  # the PyPI package of that name
+
+
+def test_no_btf(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loader, "BTF_PATH", "/nonexistent/vmlinux")
+    with pytest.raises(EnvironmentProblem, match="no BTF at /nonexistent/vmlinux"):
+        loader.compile_flags(loader.LoadConfig(session_level=2), Path("/nonexistent"))
+
+
+def test_missing_tracepoints_are_named(tmp_path: Path) -> None:
+    # A tracefs with every tracepoint but two.
+    wanted = loader.tracepoints()
+    for cat, ev in wanted[2:]:
+        (tmp_path / "events" / cat / ev).mkdir(parents=True)
+    with pytest.raises(EnvironmentProblem) as e:
+        loader.check_tracepoints(tmp_path)
+    msg = str(e.value)
+    for cat, ev in wanted[:2]:
+        assert f"{cat}:{ev}" in msg
+    for cat, ev in wanted[2:]:
+        assert f"{cat}:{ev}" not in msg
+
+
+def test_every_tracepoint_is_a_tracepoint() -> None:
+    """Only tracepoints: this kernel has no kprobes, and fentry is refused."""
+    text = loader.program_text()
+    assert loader.tracepoints(text), "no TRACEPOINT_PROBE found"
+    for forbidden in ("KPROBE", "kprobe__", "KFUNC_PROBE", "RAW_TRACEPOINT_PROBE", "LSM_PROBE"):
+        assert forbidden not in text
+    assert {c for c, _ in loader.tracepoints(text)} == {"syscalls", "sched"}
+
+
+def test_load_failure_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Whatever BCC raises while loading becomes an EnvironmentProblem."""
+
+    class FakeBcc:
+        @staticmethod
+        def BPF(**_: Any) -> Any:
+            raise Exception("Failed to load BPF program b'x': Permission denied")
+
+    monkeypatch.setattr(loader, "check_privileges", lambda: None)
+    monkeypatch.setattr(loader, "tracefs", lambda: tmp_path)
+    monkeypatch.setattr(loader, "check_tracepoints", lambda _: None)
+    monkeypatch.setattr(loader, "compile_flags", lambda *_: [])
+    monkeypatch.setattr(loader, "import_bcc", lambda: FakeBcc)
+    with pytest.raises(EnvironmentProblem, match="loading the BPF programs failed"):
+        loader.Programs.load(loader.LoadConfig(session_level=2))
+
+
+def test_privilege_error_says_how_to_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loader.os, "geteuid", lambda: 1000)
+    with pytest.raises(PrivilegeError, match="sudo"):
+        loader.check_privileges()
+
+
+def test_ebpf_prints_the_program_without_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loader.os, "geteuid", lambda: 1000)
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["record", "--ebpf"], stdout=out, stderr=err) == 0
+    assert "TRACEPOINT_PROBE(sched, sched_process_exec)" in out.getvalue()
+    assert "struct event_header" in out.getvalue()  # the header is inlined
