@@ -129,11 +129,12 @@ def startup(tmp: Path, n: int) -> list[float]:
 
 
 def spread(xs: list[float]) -> str:
-    return f"{statistics.median(xs):.3f} ({min(xs):.3f}–{max(xs):.3f})"
+    return f"{statistics.median(xs):.3f} ({min(xs):.3f}-{max(xs):.3f})"
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="200,000 opens, 2 rounds (a smoke test)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--opens", type=int, default=1_000_000)
@@ -157,8 +158,8 @@ def main() -> int:
             time.sleep(SETTLE)
             rec.append(recorded(work, tmp))
             print(f"round {i + 1}/{rounds}: unrecorded {base[-1].wall_ns / 1e9:.3f} s, "
-                  f"floor {flo[-1].wall_ns / 1e9:.3f} s, recorded {rec[-1].run.wall_ns / 1e9:.3f} s",
-                  file=sys.stderr)
+                  f"floor {flo[-1].wall_ns / 1e9:.3f} s, "
+                  f"recorded {rec[-1].run.wall_ns / 1e9:.3f} s", file=sys.stderr)
         starts = startup(tmp, 3 if a.quick else 5)
     b = [r.wall_ns / 1e9 for r in base]
     f = [r.wall_ns / 1e9 for r in flo]
@@ -180,16 +181,17 @@ def main() -> int:
         "recorder_cpu_s": statistics.median(x.recorder_cpu_ns / 1e9 for x in rec),
         "startup_s": starts,
     }
+    recorded_list = ", ".join(f"{x.opens_recorded:,}" for x in rec)
     print(f"""
 | measure | value |
 | --- | --- |
 | workload | {opens:,} open+close, {rounds} interleaved rounds |
-| unrecorded, s (median, min–max) | {spread(b)} |
+| unrecorded, s (median, min-max) | {spread(b)} |
 | floor (programs loaded, no session), s | {spread(f)} |
 | recorded, s | {spread(r)} |
 | **floor ratio** | **{result['floor_ratio']:.2f}** |
 | **recorded ratio** (target ≤ 1.3) | **{result['recorded_ratio']:.2f}** |
-| opens recorded / true (per round) | {', '.join(f'{x.opens_recorded:,}' for x in rec)} / {opens:,} |
+| opens recorded / true (per round) | {recorded_list} / {opens:,} |
 | events lost (per round) | {', '.join(str(x.lost) for x in rec)} |
 | bytes per event on disk | {result['bytes_per_event']:.2f} |
 | recorder CPU, s (median) | {result['recorder_cpu_s']:.2f} |
