@@ -38,6 +38,13 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, io: Streams) -> int:
+    from replay.model import no_gc
+
+    with no_gc():
+        return _run(args, io)
+
+
+def _run(args: argparse.Namespace, io: Streams) -> int:
     from replay.model import ProcessModel
     from replay.reader import open_session
     from replay.text import ascii_safe, encodable, use_color

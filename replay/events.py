@@ -177,6 +177,12 @@ class PathResolver:
         return path
 
 
+# Plain ints: int & IntFlag builds an enum member, a cost on every event.
+_PATH_TRUNCATED = int(EventFlag.PATH_TRUNCATED)
+_ARGV_TRUNCATED = int(EventFlag.ARGV_TRUNCATED)
+_READ_FAILED = int(EventFlag.READ_FAILED)
+
+
 # --- typed events ---------------------------------------------------------------------
 
 
@@ -202,15 +208,15 @@ class Event:
 
     @property
     def path_truncated(self) -> bool:
-        return bool(self.flags & EventFlag.PATH_TRUNCATED)
+        return bool(self.flags & _PATH_TRUNCATED)
 
     @property
     def argv_truncated(self) -> bool:
-        return bool(self.flags & EventFlag.ARGV_TRUNCATED)
+        return bool(self.flags & _ARGV_TRUNCATED)
 
     @property
     def read_failed(self) -> bool:
-        return bool(self.flags & EventFlag.READ_FAILED)
+        return bool(self.flags & _READ_FAILED)
 
 
 @dataclass(slots=True)
@@ -316,6 +322,44 @@ def build_event(ev: list[Any], wall_ns: int, path: bytes | None = None) -> AnyEv
     raise ValueError(f"unknown event type {t}")
 
 
+def raw_event(ev: AnyEvent) -> list[Any]:
+    """The raw array of a typed event: the inverse of build_event (the
+    resolved path is ev.path, where the type has one)."""
+    c: list[Any] = [ev.TYPE.value, ev.ts, ev.pid, ev.tid, ev.ppid, ev.uid, ev.comm, ev.flags]
+    if type(ev) is OpenEvent:
+        c += (ev.ret, ev.syscall, ev.dirfd, ev.requested_path, ev.open_flags, ev.mode)
+    elif type(ev) is ExecEvent:
+        c += (ev.ret, ev.requested_path, ev.argv, ev.argc, ev.old_pid, ev.syscall)
+    elif type(ev) is ForkEvent:
+        c.append(ev.child_pid)
+    elif type(ev) is ExitEvent:
+        c.append(ev.exit_code_raw)
+    elif type(ev) is ConnectEvent:
+        c += (ev.ret, ev.fd, ev.sock_type, ev.protocol, ev.sockaddr)
+    elif type(ev) is ChdirEvent:
+        c += (ev.ret, ev.fd, b"" if ev.requested_path is None else ev.requested_path)
+    return c
+
+
+def iter_raw(
+    session: Session,
+    *,
+    follow: bool = False,
+    poll_interval: float = 0.2,
+    resolver: PathResolver | None = None,
+) -> Iterator[tuple[list[Any], bytes | None]]:
+    """(raw event array, its resolved path) for each event of the session:
+    what iter_events types, for tools that can skip the typing.
+
+    resolver: pass one to ask it about the state after each event (a
+    process's cwd); by default a fresh one from the header."""
+    if resolver is None:
+        resolver = PathResolver.from_header(session.header)
+    apply = resolver.apply
+    for ev in session.records(follow=follow, poll_interval=poll_interval):
+        yield ev, apply(ev)
+
+
 def iter_events(
     session: Session,
     *,
@@ -323,13 +367,8 @@ def iter_events(
     poll_interval: float = 0.2,
     resolver: PathResolver | None = None,
 ) -> Iterator[AnyEvent]:
-    """The session's events, typed, with paths resolved.
-
-    resolver: pass one to ask it about the state after each event (a
-    process's cwd); by default a fresh one from the header."""
+    """The session's events, typed, with paths resolved (see iter_raw)."""
     wall_ns = session.header["clock"]["wall_ns"]
-    if resolver is None:
-        resolver = PathResolver.from_header(session.header)
-    apply = resolver.apply
-    for ev in session.records(follow=follow, poll_interval=poll_interval):
-        yield build_event(ev, wall_ns, apply(ev))
+    for ev, path in iter_raw(session, follow=follow, poll_interval=poll_interval,
+                             resolver=resolver):
+        yield build_event(ev, wall_ns, path)

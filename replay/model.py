@@ -1,9 +1,10 @@
 """The process model of a session: who ran what, under which parent, for how
 long, and what each process touched.
 
-Built in one pass over replay.events.iter_events (ProcessModel.build), or fed
-event by event (ProcessModel.add) by a tool that streams, such as `sessrec
-replay --children` or the ECS export. Memory grows with the number of
+Built in one pass over the session's events (ProcessModel.build, over
+replay.events.iter_raw: the arrays that iter_events types, with their
+resolved paths), or fed event by event (ProcessModel.feed) by a tool that
+streams, such as `sessrec replay --children` or the ECS export. Memory grows with the number of
 processes, plus one small record per open and connect when index=True.
 
 How the tree is made:
@@ -24,8 +25,10 @@ How the tree is made:
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from replay.base import Session
 from replay.events import (
@@ -34,13 +37,16 @@ from replay.events import (
     ConnectEvent,
     ExecEvent,
     ExitEvent,
-    ForkEvent,
     OpenEvent,
     PathResolver,
-    iter_events,
+    iter_raw,
+    raw_event,
 )
 from replay.text import EINPROGRESS
 from sessrec import format as fmt
+
+_ARGV_TRUNCATED = int(fmt.EventFlag.ARGV_TRUNCATED)
+_FORK, _EXEC, _EXIT, _OPEN, _CONNECT, _CHDIR = (int(t) for t in fmt.EventType)
 
 
 class ExecInfo(NamedTuple):
@@ -76,17 +82,31 @@ class Connection(NamedTuple):
     ret: int
 
 
+@contextlib.contextmanager
+def no_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector. A model only grows while it is
+    built and read: a collection then finds nothing, and its passes over a
+    heap of a million objects cost more than half the time of `sessrec tree`
+    on a million events."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def failed(ev: AnyEvent) -> bool:
     """Whether an event reports a failure: a negative return (but a
     non-blocking connect's EINPROGRESS), or an exit with a non-zero code or
     by a signal."""
-    t = type(ev)
-    if t is OpenEvent or t is ExecEvent or t is ChdirEvent:
-        return ev.ret < 0  # type: ignore[union-attr]
-    if t is ConnectEvent:
-        return ev.ret < 0 and ev.ret != -EINPROGRESS  # type: ignore[union-attr]
-    if t is ExitEvent:
-        return ev.exit_code_raw != 0  # type: ignore[union-attr]
+    if type(ev) is OpenEvent or type(ev) is ExecEvent or type(ev) is ChdirEvent:
+        return ev.ret < 0
+    if type(ev) is ConnectEvent:
+        return ev.ret < 0 and ev.ret != -EINPROGRESS
+    if type(ev) is ExitEvent:
+        return ev.exit_code_raw != 0
     return False
 
 
@@ -210,9 +230,10 @@ class ProcessModel:
     ) -> ProcessModel:
         """Read the whole session once. session.damage tells whether it ended early."""
         model = cls(session.header["leader_pid"], index=index)
-        add = model.add
-        for ev in iter_events(session, resolver=resolver):
-            add(ev)
+        feed = model.feed
+        with no_gc():
+            for ev, path in iter_raw(session, resolver=resolver):
+                feed(ev, path)
         return model
 
     @property
@@ -239,77 +260,88 @@ class ProcessModel:
         else:
             parent.children.append(proc)
 
-    def _proc(self, pid: int, ppid: int, ts: int, comm: bytes) -> Process:
-        """The live process of pid, created (and attached to its ppid) if new."""
-        proc = self.by_pid.get(pid)
-        if proc is None or proc.end_ns is not None:
-            proc = self._new(pid, ppid, ts, comm, False)
-            parent = self.by_pid.get(ppid)
-            self._attach(proc, parent if parent is not None and parent.end_ns is None else None)
-        elif ppid != proc.ppid:
-            proc.ppid = ppid
-            proc.ppids.append((ts, ppid))
+    def _arrive(self, pid: int, ppid: int, ts: int, comm: bytes) -> Process:
+        """A pid not (or no longer) alive in the model: a new process,
+        attached to the live process of its ppid if there is one."""
+        proc = self._new(pid, ppid, ts, comm, False)
+        parent = self.by_pid.get(ppid)
+        self._attach(proc, parent if parent is not None and parent.end_ns is None else None)
         return proc
 
     def add(self, ev: AnyEvent) -> Process:
-        """Apply one event; return the process it belongs to (for a fork, the
-        parent)."""
-        ts = ev.ts
+        """Apply one typed event (replay.events.iter_events); see feed()."""
+        return self.feed(raw_event(ev), getattr(ev, "path", None))
+
+    def feed(self, ev: list[Any], path: bytes | None = None) -> Process:
+        """Apply one raw event array (format.EVENT_FIELDS layout) with its
+        resolved path (replay.events.iter_raw gives both); return the process
+        it belongs to (for a fork, the parent). The hot path of every
+        model-based tool: it reads the arrays directly."""
+        t, ts, pid, tid, ppid, _uid, comm = ev[:7]
         if self.first_ns is None:
             self.first_ns = ts
         self.last_ns = ts
         self.events += 1
-        proc = self._proc(ev.pid, ev.ppid, ts, ev.comm)
-        proc.comm = ev.comm
+        proc = self.by_pid.get(pid)
+        if proc is None or proc.end_ns is not None:
+            proc = self._arrive(pid, ppid, ts, comm)
+        elif ppid != proc.ppid:
+            proc.ppid = ppid
+            proc.ppids.append((ts, ppid))
+        proc.comm = comm
         proc.n_events += 1
         proc.last_ns = ts
-        if ev.tid != ev.pid:
-            proc.threads.add(ev.tid)
-        t = type(ev)
-        if t is OpenEvent:
-            assert isinstance(ev, OpenEvent)
+        if tid != pid:
+            proc.threads.add(tid)
+        if t == _OPEN:
             proc.n_opens += 1
-            if ev.ret < 0:
+            ret = ev[fmt.OPEN_RET]
+            if ret < 0:
                 proc.n_failed += 1
             if self.index:
                 proc.files.append(
-                    FileAccess(ts, ev.path, ev.requested_path, ev.open_flags, ev.ret)
+                    FileAccess(ts, path, ev[fmt.OPEN_PATH], ev[fmt.OPEN_FLAGS], ret)
                 )
-        elif t is ExecEvent:
-            assert isinstance(ev, ExecEvent)
-            if ev.ret < 0:
+        elif t == _EXEC:
+            ret = ev[fmt.EXEC_RET]
+            if ret < 0:
                 proc.n_failed += 1
             proc.execs.append(
                 ExecInfo(
-                    ts, ev.ret, ev.path, ev.requested_path, ev.argv, ev.argc, ev.argv_truncated
+                    ts,
+                    ret,
+                    path,
+                    ev[fmt.EXEC_FILENAME],
+                    ev[fmt.EXEC_ARGV],
+                    ev[fmt.EXEC_ARGC],
+                    bool(ev[fmt.I_FLAGS] & _ARGV_TRUNCATED),
                 )
             )
-        elif t is ForkEvent:
-            assert isinstance(ev, ForkEvent)
-            self._fork(proc, ev)
-        elif t is ExitEvent:
-            assert isinstance(ev, ExitEvent)
+        elif t == _FORK:
+            self._fork(proc, ev[fmt.FORK_CHILD_PID], ts)
+        elif t == _EXIT:
             proc.end_ns = ts
-            proc.exit_code_raw = ev.exit_code_raw
-        elif t is ConnectEvent:
-            assert isinstance(ev, ConnectEvent)
+            proc.exit_code_raw = ev[fmt.EXIT_CODE_RAW]
+        elif t == _CONNECT:
             proc.n_connects += 1
-            if ev.ret < 0 and ev.ret != -EINPROGRESS:
+            ret = ev[fmt.CONNECT_RET]
+            if ret < 0 and ret != -EINPROGRESS:
                 proc.n_failed += 1
             if self.index:
-                a = ev.address
-                proc.connections.append(
-                    Connection(ts, a.family_name, a.address, a.port, ev.protocol_name, ev.ret)
+                a = fmt.decode_sockaddr(ev[fmt.CONNECT_SOCKADDR])
+                proto = fmt.protocol_name(
+                    a.family, ev[fmt.CONNECT_SOCK_TYPE], ev[fmt.CONNECT_PROTOCOL]
                 )
-        elif t is ChdirEvent:
-            assert isinstance(ev, ChdirEvent)
+                proc.connections.append(
+                    Connection(ts, a.family_name, a.address, a.port, proto, ret)
+                )
+        elif t == _CHDIR:
             proc.n_chdirs += 1
-            if ev.ret < 0:
+            if ev[fmt.CHDIR_RET] < 0:
                 proc.n_failed += 1
         return proc
 
-    def _fork(self, parent: Process, ev: ForkEvent) -> None:
-        cpid = ev.child_pid
+    def _fork(self, parent: Process, cpid: int, ts: int) -> None:
         early = self.by_pid.get(cpid)
         if (
             early is not None
@@ -320,14 +352,14 @@ class ProcessModel:
         ):
             # The child's first event arrived before its fork (another CPU).
             early.forked = True
-            early.start_ns = min(early.start_ns, ev.ts)
+            early.start_ns = min(early.start_ns, ts)
             if early.parent is not parent:
                 (self.roots if early.parent is None else early.parent.children).remove(early)
                 self._attach(early, parent)
             return
         # The child starts with its parent's comm (and program: see
         # running_program).
-        self._attach(self._new(cpid, parent.pid, ev.ts, parent.comm, True), parent)
+        self._attach(self._new(cpid, parent.pid, ts, parent.comm, True), parent)
 
     # --- queries ------------------------------------------------------------
 

@@ -21,7 +21,7 @@ import shlex
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 from replay.base import Session
 from replay.events import (
@@ -32,9 +32,10 @@ from replay.events import (
     ExitEvent,
     ForkEvent,
     OpenEvent,
-    iter_events,
+    build_event,
+    iter_raw,
 )
-from replay.model import ProcessModel, failed
+from replay.model import Process, ProcessModel, failed
 from replay.text import ascii_safe, encodable, printable, result, show, signal_name
 from sessrec import format as fmt
 from sessrec.errors import UsageError
@@ -186,50 +187,47 @@ def _paths(ev: AnyEvent) -> tuple[bytes | None, bytes | None]:
 
 
 class EventFilter:
-    """Filters as a predicate; keeps the process model --children needs."""
+    """Filters as a predicate on typed events (__call__), or as a function
+    from a raw event array and its resolved path to the typed event or None
+    (select: types only the events that pass the cheap tests). Keeps the
+    process model --children needs; feed it every event, in order."""
 
-    def __init__(self, filters: Filters, leader_pid: int | None = None):
+    def __init__(self, filters: Filters, leader_pid: int | None = None, *, wall_ns: int = 0):
         self.f = filters
+        self.wall_ns = wall_ns  # for select(): the header's clock.wall_ns
         self.model = ProcessModel(leader_pid, index=False) if filters.needs_model else None
         self._member: dict[int, bool] = {}  # Process.seq -> under --pid
 
-    def _in_subtree(self, ev: AnyEvent) -> bool:
-        assert self.model is not None
-        proc = self.model.add(ev)
+    def _in_subtree(self, proc: Process | None) -> bool:
         pid = self.f.pid
         chain = []
         answer = False
-        p = proc
-        while p is not None:
-            known = self._member.get(p.seq)
+        while proc is not None:
+            known = self._member.get(proc.seq)
             if known is not None:
                 answer = known
                 break
-            if p.pid == pid:
+            if proc.pid == pid:
                 answer = True
                 break
-            chain.append(p.seq)
-            p = p.parent  # type: ignore[assignment]
+            chain.append(proc.seq)
+            proc = proc.parent
         for seq in chain:
             self._member[seq] = answer
-        if answer and proc.pid == pid:
-            self._member[proc.seq] = True
         return answer
 
-    def __call__(self, ev: AnyEvent) -> bool:
+    def _cheap(self, t: int, pid: int, ts: int) -> bool:
         f = self.f
-        # The model must see every event, so it comes first.
-        if self.model is not None:
-            if not self._in_subtree(ev):
-                return False
-        elif f.pid is not None and ev.pid != f.pid:
+        if self.model is None and f.pid is not None and pid != f.pid:
             return False
-        if f.types is not None and ev.TYPE not in f.types:
+        if f.types is not None and t not in f.types:
             return False
-        if f.since is not None and ev.ts < f.since:
+        if f.since is not None and ts < f.since:
             return False
-        if f.until is not None and ev.ts > f.until:
-            return False
+        return f.until is None or ts <= f.until
+
+    def _rest(self, ev: AnyEvent) -> bool:
+        f = self.f
         if f.failed and not failed(ev):
             return False
         if f.path is not None:
@@ -246,6 +244,20 @@ class EventFilter:
             if not any(d(addr) for d in f.dests):
                 return False
         return True
+
+    def __call__(self, ev: AnyEvent) -> bool:
+        # The model must see every event, so it comes first.
+        if self.model is not None and not self._in_subtree(self.model.add(ev)):
+            return False
+        return self._cheap(ev.TYPE, ev.pid, ev.ts) and self._rest(ev)
+
+    def select(self, raw: list[Any], path: bytes | None) -> AnyEvent | None:
+        if self.model is not None and not self._in_subtree(self.model.feed(raw, path)):
+            return None
+        if not self._cheap(raw[0], raw[fmt.I_PID], raw[fmt.I_TS]):
+            return None
+        ev = build_event(raw, self.wall_ns, path)
+        return ev if self._rest(ev) else None
 
 
 # --- formatting -------------------------------------------------------------------
@@ -411,13 +423,17 @@ def write_timeline(
 
     session.damage (if any) is the caller's to report afterwards."""
     style = style or Style(False)
-    keep = EventFilter(filters or Filters(), session.header["leader_pid"])
+    header = session.header
+    select = EventFilter(
+        filters or Filters(), header["leader_pid"], wall_ns=header["clock"]["wall_ns"]
+    ).select
     safe = encodable(out)
     flush = follow or pacer is not None
     write = out.write
     n = 0
-    for ev in iter_events(session, follow=follow, poll_interval=poll_interval):
-        if not keep(ev):
+    for raw, path in iter_raw(session, follow=follow, poll_interval=poll_interval):
+        ev = select(raw, path)
+        if ev is None:
             continue
         if pacer is not None:
             pacer.wait(ev.ts)

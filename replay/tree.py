@@ -151,21 +151,32 @@ class TreeFormatter:
         self.style = style or Style(False)
         self.collapse = collapse
         self.argv_limit = argv_limit
+        self._programs: dict[tuple[object, ...], str] = {}
+
+    def _program(self, proc: Process) -> str:
+        """The program text of proc, cached: thousands of processes often
+        run the same argv."""
+        prog = running_program(proc)
+        if prog is None:
+            return _program_text(None, proc, self.argv_limit, self.g)
+        key = (tuple(prog.argv), prog.path, prog.requested_path)
+        text = self._programs.get(key)
+        if text is None:
+            if len(self._programs) > 4096:
+                self._programs.clear()
+            text = self._programs[key] = _program_text(prog, proc, self.argv_limit, self.g)
+        return text
 
     def label(self, proc: Process, leader_pid: int | None = None) -> str:
-        prog = running_program(proc)
-        text = f"{proc.pid} {_program_text(prog, proc, self.argv_limit, self.g)}"
+        text = f"{proc.pid} {self._program(proc)}"
         return f"{text}  [{', '.join(_facts(proc, self.style, self.g, leader_pid))}]"
 
     def group_label(self, group: _Group) -> str:
         procs = group.procs
         first = procs[0]
         g = self.g
-        prog = running_program(first)
-        text = (
-            f"{first.pid}{g.ellipsis}{procs[-1].pid} "
-            f"{_program_text(prog, first, self.argv_limit, g)} {g.times}{len(procs)}"
-        )
+        text = f"{first.pid}{g.ellipsis}{procs[-1].pid} {self._program(first)}"
+        text += f" {g.times}{len(procs)}"
         facts = [_status(first, self.style)]
         durations = [d for d in (p.duration_ns for p in procs) if d is not None]
         if durations:
