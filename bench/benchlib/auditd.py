@@ -240,8 +240,8 @@ class BenchAuditd:
     # -- one measured run ---------------------------------------------------
 
     def watch(self, ses: int) -> None:
-        rule = f"-a always,exit -F arch=b64 -S {SYSCALLS} -F ses={ses} -F key={KEY}"
-        auditctl(*shlex.split(rule))
+        rule = f"always,exit -F arch=b64 -S {SYSCALLS} -F sessionid={ses} -F key={KEY}"
+        auditctl("-a", *shlex.split(rule))
         self._watched.append(rule)
 
     def unwatch(self) -> None:

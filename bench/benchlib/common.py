@@ -21,7 +21,10 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent.parent
 REPO = BENCH.parent
 WORKLOADS = BENCH / "workloads"
-SESSREC = [sys.executable, "-m", "sessrec"]
+# The sessrec of the tree this bench is in (not whatever is installed), so a
+# copy of the tree (git archive) can be benchmarked while the tree changes.
+SESSREC = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(REPO)!r}); "
+           "from sessrec.cli import main; sys.exit(main())"]
 # A previous recording's tracepoints are detached in the background (~2 s of
 # RCU waits); loading again meanwhile is slower, so the bench lets it finish.
 SETTLE = 2.5

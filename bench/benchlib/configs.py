@@ -185,8 +185,8 @@ class Runner:
                 time.sleep(0.25)
             timing, stdout = self._finish(proc, "workload")
             ad.drained()
-            cpu = ad.cpu_ns() - cpu0
             s1 = auditd.status()
+            cpu = ad.cpu_ns() - cpu0
             ad.unwatch()
             counted = ad.count(offset, ses)
         return self._sample(
@@ -194,7 +194,11 @@ class Runner:
             events=counted.syscall_records, lost=s1.get("lost", 0) - s0.get("lost", 0),
             bytes=counted.bytes, recorder_cpu_s=cpu / 1e9,
             extra={"audit_session": ses, "backlog_max": backlog_max,
-                   "backlog_limit": s1.get("backlog_limit"), "log_records": counted.records},
+                   "backlog_limit": s1.get("backlog_limit"), "log_records": counted.records,
+                   # How long the workload's syscalls were held waiting for
+                   # room in the backlog (the kernel's counter, in jiffies).
+                   "backlog_wait_jiffies": s1.get("backlog_wait_time_actual", 0)
+                   - s0.get("backlog_wait_time_actual", 0)},
         )
 
 

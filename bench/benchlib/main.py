@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from benchlib import auditd, report
+from benchlib import auditd, profile, report
 from benchlib.common import BENCH, REPO, BenchError, build, settle
 from benchlib.configs import CONFIGS, Runner, rate_prepared
 from benchlib.workloads import PREPARE, WORKLOADS_BY_NAME, Services
@@ -55,6 +55,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--rounds", type=int, help="interleaved rounds (default 5, --quick 1)")
     ap.add_argument("--out", metavar="DIR", type=Path, default=BENCH / "out",
                     help="where results.json goes (default bench/out)")
+    ap.add_argument("--profile", action="store_true",
+                    help="also profile the recorder under the open storm with py-spy "
+                    "(.venv/bin/pip install py-spy)")
     doc = ap.add_mutually_exclusive_group()
     doc.add_argument("--doc", dest="doc", action="store_true", default=None,
                      help="write docs/PERFORMANCE.md (the default, except with --quick)")
@@ -106,6 +109,7 @@ def run(a: argparse.Namespace, log: TextIO) -> dict[str, Any]:
              for w in workloads}
     cells: dict[tuple[str, str], report.Cell] = {}
     rate: list[dict[str, Any]] = []
+    prof: str | None = None
     listener, port = start_listener()
     started = time.monotonic()
     try:
@@ -139,6 +143,13 @@ def run(a: argparse.Namespace, log: TextIO) -> dict[str, Any]:
                             settle()
             if "rate" in a.only and "sessrec" in configs:
                 rate = rate_ladder(runner, a, tmp, services, log)
+            if a.profile:
+                storm = WORKLOADS_BY_NAME["open"]
+                size = storm.quick if a.quick else storm.full
+                settle()
+                prof = profile.profile_sessrec(PREPARE["open"](size, tmp, services), tmp, a.out,
+                                               log)
+                prof = f"py-spy, {size:,} open+close: " + prof
     finally:
         listener.kill()
         listener.wait()
@@ -158,7 +169,7 @@ def run(a: argparse.Namespace, log: TextIO) -> dict[str, Any]:
         "notes": notes,
     }
     ordered = [cells[(w, c)] for w in workloads for c in configs]
-    md = report.markdown(meta, ordered, summaries, rate, tgts)
+    md = report.markdown(meta, ordered, summaries, rate, tgts, prof)
     return {
         "meta": meta,
         "cells": [{"workload": c.workload, "config": c.config, "kind": c.kind,
@@ -166,6 +177,7 @@ def run(a: argparse.Namespace, log: TextIO) -> dict[str, Any]:
                    "samples": [s.to_json() for s in c.samples]} for c in ordered],
         "rate": rate,
         "targets": tgts,
+        "profile": prof,
         "markdown": md,
     }
 
