@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "replay.cli_ls",
     "replay.cli_search",
     "replay.cli_find",
+    "replay.cli_html",
 )
 
 

@@ -1,9 +1,10 @@
 """Test tiers by privilege (see tests/README.md):
 - tests/unit: no root, no BCC;
-- tests/kernel: root and real BPF; marked `kernel`.
+- tests/kernel: root and real BPF; marked `kernel`;
+- tests/browser: the HTML report in real headless Chromium; marked `browser`.
 
-A kernel test skips, with the reason, when something it needs is missing;
-under CI=true a skip is a failure, because CI must run the kernel tier.
+A kernel or browser test skips, with the reason, when something it needs is
+missing; under CI=true a skip is a failure, because CI must run every tier.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+CHROMIUM = os.environ.get("SESSREC_CHROMIUM", "/usr/bin/chromium")
 
 
 def _kernel_tier_problem() -> str | None:
@@ -29,12 +31,19 @@ def _kernel_tier_problem() -> str | None:
     return None
 
 
+def _browser_tier_problem() -> str | None:
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        return f"needs Chromium at {CHROMIUM} (Debian's chromium package: run ./setup.sh)"
+    return None
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if "kernel" not in item.keywords:
-        return
-    problem = _kernel_tier_problem()
-    if problem is None:
-        return
-    if IN_CI:
-        pytest.fail(f"CI=true, so the kernel tier must run, but it {problem}", pytrace=False)
-    pytest.skip(f"kernel tier: {problem}")
+    for tier, probe in (("kernel", _kernel_tier_problem), ("browser", _browser_tier_problem)):
+        if tier not in item.keywords:
+            continue
+        problem = probe()
+        if problem is None:
+            continue
+        if IN_CI:
+            pytest.fail(f"CI=true, so the {tier} tier must run, but it {problem}", pytrace=False)
+        pytest.skip(f"{tier} tier: {problem}")

@@ -1,0 +1,320 @@
+"""`sessrec html`: one self-contained HTML page for a session.
+
+The page (replay/html_assets/report.{html,css,js}, inlined here) loads nothing
+from the network: a Content-Security-Policy forbids it, and everything it
+needs is in the file. It shows a summary, a warning when events were lost or
+the file is damaged, the process tree, a timeline with one lane per process
+(canvas, drawing only the lanes and pixels in view, so that sessions of
+millions of events stay usable), the list of events, and the details of what
+is clicked, with a search box and type filters.
+
+The session is embedded as JSON in a <script type="application/json">
+element. The JSON is ASCII with "<", ">" and "&" written as \\u escapes, so
+no text from the file (an argv holding "</script>", U+2028) can end the
+element early or be read as markup; the page's script parses it with
+JSON.parse and inserts text with textContent only.
+
+Layout of the data (columns rather than objects, to keep a million events
+small and fast to parse): strings are interned in `strings`; events are
+parallel arrays in file order: `t` type, `dt` time since the previous event
+in microseconds (delta-coded), `p` process index, `s` string (detail), `c`
+string (comm), `r` return value, `x` type-specific (open flags, exit status, child pid, or the
+executable's string for exec). Processes are parallel arrays in tree order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import gc
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from replay.base import Session
+from replay.events import iter_raw
+from replay.model import ProcessModel
+from replay.text import ERRNO_NAMES, SIGNAL_NAMES, printable, show
+from replay.timeline import address_text, argv_text
+from sessrec import __version__
+from sessrec import format as fmt
+
+ASSETS = "html_assets"
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_DATA_MARK = "<!--sessrec:data-->"
+_STYLE_MARK = "/*sessrec:style*/"
+_SCRIPT_MARK = "/*sessrec:script*/"
+
+_FORK, _EXEC, _EXIT, _OPEN, _CONNECT, _CHDIR = (int(t) for t in fmt.EventType)
+_PATH_TRUNCATED = int(fmt.EventFlag.PATH_TRUNCATED)
+_ARGV_TRUNCATED = int(fmt.EventFlag.ARGV_TRUNCATED)
+
+CSP = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    "img-src data:"
+)
+
+
+class _Strings:
+    """Interned strings: each distinct text once, referred to by index."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.items: list[str] = []
+
+    def __call__(self, text: str) -> int:
+        i = self.index.get(text)
+        if i is None:
+            i = self.index[text] = len(self.items)
+            self.items.append(text)
+        return i
+
+
+def _path(path: bytes | None, requested: bytes | None) -> str:
+    if path is not None:
+        return show(path)
+    if requested:
+        return show(requested) + " (unresolved)"
+    return "?"
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _us(ns: int) -> int:
+    return ns // 1000
+
+
+def report_data(session: Session, name: str) -> dict[str, Any]:
+    """The JSON document the page shows, read from session in one pass."""
+    header = session.header
+    model = ProcessModel(header["leader_pid"], index=False)
+    feed = model.feed
+    strings = _Strings()
+    # Caches: the same paths, argv, flags and addresses come back again and again.
+    path_idx: dict[tuple[bytes | None, bytes | None], int] = {}
+    argv_idx: dict[tuple[bytes, ...], int] = {}
+    flag_idx: dict[int, int] = {}
+    addr_idx: dict[tuple[bytes, int, int], int] = {}
+    comm_idx: dict[bytes, int] = {}
+
+    def path_s(path: bytes | None, requested: bytes | None) -> int:
+        key = (path, requested)
+        i = path_idx.get(key)
+        if i is None:
+            i = path_idx[key] = strings(_path(path, requested))
+        return i
+
+    t_col: list[int] = []
+    dt_col: list[int] = []
+    p_col: list[int] = []
+    s_col: list[int] = []
+    c_col: list[int] = []
+    r_col: list[int] = []
+    x_col: list[int] = []
+    prev = 0
+    argv_trunc = path_trunc = 0
+    # Everything built here lives until the page is written: the garbage
+    # collector's passes over the growing heap would find nothing.
+    with _no_gc():
+        for ev, path in iter_raw(session):
+            proc = feed(ev, path)
+            t = ev[0]
+            s = -1
+            r = 0
+            x = 0
+            if t == _OPEN:
+                s = path_s(path, ev[fmt.OPEN_PATH])
+                r = ev[fmt.OPEN_RET]
+                flags = ev[fmt.OPEN_FLAGS]
+                x = flag_idx.get(flags, -1)
+                if x < 0:
+                    x = flag_idx[flags] = strings("|".join(fmt.open_flag_names(flags)))
+                if ev[fmt.I_FLAGS] & _PATH_TRUNCATED:
+                    path_trunc += 1
+            elif t == _EXEC:
+                argv = tuple(ev[fmt.EXEC_ARGV])
+                s = argv_idx.get(argv, -1)
+                if s < 0:
+                    if len(argv_idx) > 100_000:
+                        argv_idx.clear()
+                    s = argv_idx[argv] = strings(argv_text(list(argv)) if argv else "''")
+                x = path_s(path, ev[fmt.EXEC_FILENAME])
+                r = ev[fmt.EXEC_RET]
+                if ev[fmt.I_FLAGS] & _ARGV_TRUNCATED:
+                    argv_trunc += 1
+            elif t == _CONNECT:
+                key = (ev[fmt.CONNECT_SOCKADDR], ev[fmt.CONNECT_SOCK_TYPE],
+                       ev[fmt.CONNECT_PROTOCOL])
+                s = addr_idx.get(key, -1)
+                if s < 0:
+                    a = fmt.decode_sockaddr(key[0])
+                    s = addr_idx[key] = strings(
+                        address_text(a, fmt.protocol_name(a.family, key[1], key[2])))
+                r = ev[fmt.CONNECT_RET]
+            elif t == _CHDIR:
+                fd = ev[fmt.CHDIR_FD]
+                if fd == -1:
+                    s = path_s(path, ev[fmt.CHDIR_PATH])
+                else:
+                    s = strings(f"{_path(path, None)} (fd {fd})")
+                r = ev[fmt.CHDIR_RET]
+            elif t == _EXIT:
+                x = ev[fmt.EXIT_CODE_RAW]
+            elif t == _FORK:
+                x = ev[fmt.FORK_CHILD_PID]
+            us = ev[1] // 1000
+            t_col.append(t)
+            dt_col.append(us - prev)
+            prev = us
+            p_col.append(proc.seq)
+            s_col.append(s)
+            r_col.append(r)
+            x_col.append(x)
+            c = comm_idx.get(ev[6])
+            if c is None:
+                c = comm_idx[ev[6]] = strings(show(ev[6]))
+            c_col.append(c)
+
+    order = [p for _depth, p in model.walk()]
+    depth = {p.seq: d for d, p in model.walk()}
+    seq_to_row = {p.seq: i for i, p in enumerate(order)}
+    procs: dict[str, list[Any]] = {k: [] for k in (
+        "pid", "ppid", "parent", "depth", "start", "end", "last", "exit", "comm", "execs",
+        "events", "opens", "connects", "failed", "orphaned", "threads")}
+    for p in order:
+        procs["pid"].append(p.pid)
+        procs["ppid"].append(p.ppid)
+        procs["parent"].append(-1 if p.parent is None else seq_to_row[p.parent.seq])
+        procs["depth"].append(depth[p.seq])
+        procs["start"].append(_us(p.start_ns))
+        procs["end"].append(-1 if p.end_ns is None else _us(p.end_ns))
+        procs["last"].append(_us(p.last_ns))
+        procs["exit"].append(p.exit_code_raw)
+        procs["comm"].append(strings(show(p.comm)))
+        procs["execs"].append([
+            [_us(e.ts), e.ret, strings(argv_text(e.argv) if e.argv else "''"),
+             strings(_path(e.path, e.requested_path))]
+            for e in p.execs
+        ])
+        procs["events"].append(p.n_events)
+        procs["opens"].append(p.n_opens)
+        procs["connects"].append(p.n_connects)
+        procs["failed"].append(p.n_failed)
+        procs["orphaned"].append(int(p.orphaned))
+        procs["threads"].append(len(p.threads))
+    p_col = [seq_to_row[s] for s in p_col]
+
+    trailer = session.trailer
+    damage = session.damage
+    lost = dict(trailer["lost"] if trailer is not None else session.stats_lost)
+    end_us = prev if model.last_ns is None else _us(model.last_ns)
+    wall_ns: int = header["clock"]["wall_ns"]
+    summary = {
+        "file": printable(name),
+        "session_id": printable(header["session_id"]),
+        "user": printable(header["user"]),
+        "uid": header["uid"],
+        "login_uid": header["login_uid"],
+        "audit_session_id": header["audit_session_id"],
+        "hostname": printable(header["hostname"]),
+        "kernel": printable(header["kernel"]),
+        "command": [printable(c) for c in header["command"]],
+        "cwd": show(header["cwd"]),
+        "started_at": printable(header["started_at"]),
+        "ended_at": None if trailer is None else printable(trailer["ended_at"]),
+        "end_reason": None if trailer is None else printable(trailer["end_reason"]),
+        "exit_status": None if trailer is None else trailer["exit_status"],
+        "counts": session.counts,
+        "lost": {printable(k): v for k, v in lost.items() if v},
+        "truncated": {"argv": argv_trunc, "path": path_trunc},
+        "unknown_types": sum(session.unknown_types.values()),
+        "complete": trailer is not None and damage is None,
+        "damage": None if damage is None else {
+            "offset": damage.offset, "reason": printable(damage.reason),
+            "truncated": damage.truncated,
+        },
+        "format_version": session.format_version,
+        "events": len(t_col),
+        "processes": len(order),
+    }
+    warnings = []
+    if damage is not None:
+        warnings.append(printable(damage.warning(name, len(t_col))))
+    lost_total = sum(v for v in lost.values() if v > 0)
+    if lost_total:
+        per = ", ".join(f"{v} {printable(k)}" for k, v in lost.items() if v > 0)
+        warnings.append(f"{lost_total} events were lost during the recording ({per}): the "
+                        "process tree and timeline may miss processes and events.")
+    if summary["unknown_types"]:
+        warnings.append(f"{summary['unknown_types']} events of types this sessrec does not "
+                        "know were skipped.")
+    return {
+        "version": 1,
+        "generator": f"sessrec {__version__}",
+        "generated_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "wall_ms": wall_ns / 1e6,
+        "end_us": end_us,
+        "summary": summary,
+        "warnings": warnings,
+        "strings": strings.items,
+        "procs": procs,
+        "ev": {"t": t_col, "dt": dt_col, "p": p_col, "s": s_col, "c": c_col, "r": r_col,
+               "x": x_col},
+        "errno": {str(k): v for k, v in ERRNO_NAMES.items() if v != "-"},
+        "signals": {str(k): v for k, v in SIGNAL_NAMES.items()},
+        "types": dict(fmt.TYPE_NAMES),
+    }
+
+
+def script_json(data: object) -> str:
+    """JSON that is safe inside <script type="application/json">: ASCII only
+    (U+2028 and U+2029 escaped too), and "<", ">", "&" as \\u escapes, so that
+    neither "</script>" nor "<!--" can appear in it."""
+    text = json.dumps(data, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _asset(name: str) -> str:
+    # Next to this module (package data, see pyproject.toml); not through
+    # importlib.resources, which an editable install can confuse.
+    with open(os.path.join(_HERE, ASSETS, name), encoding="utf-8") as f:
+        return f.read()
+
+
+def render(data: dict[str, Any]) -> str:
+    """The whole page."""
+    page = _asset("report.html")
+    style = _asset("report.css")
+    script = _asset("report.js")
+    for mark in (_DATA_MARK, _STYLE_MARK, _SCRIPT_MARK):
+        if page.count(mark) != 1:
+            raise AssertionError(f"report.html must hold {mark} exactly once")
+    if "</script" in script.lower() or "</style" in style.lower():
+        raise AssertionError("an asset would end its own element")
+    page = page.replace("{{CSP}}", CSP)
+    # Substitute in one pass, by position, so nothing inserted is searched again.
+    pieces = {_STYLE_MARK: style, _SCRIPT_MARK: script, _DATA_MARK: script_json(data)}
+    out = []
+    pos = 0
+    for at, mark in sorted((page.index(m), m) for m in pieces):
+        out += [page[pos:at], pieces[mark]]
+        pos = at + len(mark)
+    out.append(page[pos:])
+    return "".join(out)
+
+
+def report(session: Session, name: str | None = None) -> tuple[str, dict[str, Any]]:
+    """(the page, its summary) for session."""
+    data = report_data(session, name or os.path.basename(session.path))
+    summary: dict[str, Any] = data["summary"]
+    return render(data), summary
