@@ -33,8 +33,10 @@ from typing import Any, TextIO, TypeVar
 
 from replay.base import Session
 from replay.events import AnyEvent, iter_events
+from replay.reader import read_trailer_fast
 from replay.text import ascii_safe, encodable, printable
 from replay.timeline import EventFilter, Filters, Pacer, Style, format_event, rel_time, rfc3339_ns
+from sessrec.errors import SessrecError
 
 DEFAULT_LOG = "/var/log/audit/audit.log"
 # auditd cuts a record at 8970 bytes; the ENRICHED part adds to that.
@@ -445,8 +447,8 @@ def session_audit_events(header: Mapping[str, Any], trailer: Mapping[str, Any] |
                          warn: Warn = lambda _m: None) -> Iterator[AuditEvent]:
     """The audit events of a session file's audit session during the
     recording (MARGIN_NS either side), from log_path (default: auditd's log)
-    and its rotated files. last_event_ns: the wall time of the last event,
-    the end when the file has no trailer."""
+    and its rotated files, without the recorder's own. last_event_ns: the
+    wall time of the last event, the end when the file has no trailer."""
     ses = header.get("audit_session_id")
     if not isinstance(ses, int):
         warn("the session has no audit session id (its login uid was unset): "
@@ -461,6 +463,25 @@ def session_audit_events(header: Mapping[str, Any], trailer: Mapping[str, Any] |
     return read_events(log_files(path), session_id=ses, since_ns=start - MARGIN_NS,
                        until_ns=end + MARGIN_NS,
                        exclude_pids=() if recorder is None else (recorder,), warn=warn)
+
+
+def audit_events_of(session: Session, log_path: str | None = None, *,
+                    warn: Warn = lambda _m: None) -> Iterator[AuditEvent]:
+    """session_audit_events() for an open session file. A file without a
+    trailer (the recorder was killed) is read once more to find its end."""
+    header = session.header
+    try:
+        trailer = read_trailer_fast(session.path)
+    except SessrecError:
+        trailer = None
+    last = None
+    if trailer is None:
+        last_ts = None
+        for ev in session.records():
+            last_ts = ev[1]
+        if last_ts is not None:
+            last = header["clock"]["wall_ns"] + last_ts
+    return session_audit_events(header, trailer, last, log_path, warn=warn)
 
 
 # --- the header's audit keys, for `sessrec info` ---------------------------------

@@ -290,6 +290,14 @@ def test_auditd_records_merged_into_the_replay(auditd: Auditd, can_log_in: None,
     ops = [i.value("op") for i in items if isinstance(i, auditlog.AuditEvent)
            and i.kind == "TRUSTED_APP"]
     assert ops == ["sessrec-start", "sessrec-end"]
+    # The same through the command line.
+    status, out, err = run_cli("replay", rec.path, "--audit-log", auditd.log, "--type", "exec")
+    assert status == 0 and err == ""
+    lines = out.splitlines()
+    shown = [line.split(None, 4)[3:] for line in lines]
+    assert [kind for kind, _ in shown] == ["audit", "exec"] * 5 + ["audit"] * 2
+    for (_, text), e in zip(shown[0:10:2], execs, strict=True):
+        assert text.startswith(f"EXECVE pid={e.pid} ") and text.endswith(f" key={RULE_KEY}")
     # The rule is gone again.
     assert not any(f"sessionid={rec.session}" in r for r in auditd.rules())
 

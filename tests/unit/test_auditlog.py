@@ -4,13 +4,16 @@ merged into a session's timeline, on hand-written logs in the formats auditd
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import pytest
+from srec_util import HEADER, ev, write_session
 
 from replay import auditlog
 from replay.auditlog import AuditEvent, AuditRecord
+from sessrec.cli import main
 
 GS = "\x1d"
 T0 = 1795260400  # seconds of the first event below
@@ -251,3 +254,83 @@ def test_info_audit(header_audit: dict[str, Any], trailer_audit: dict[str, Any] 
     assert auditlog.describe_audit(info) == text
     assert info["start_record"] is header_audit["start_record"]
     assert auditlog.describe_audit(None) == "not recorded (format 1.0)"
+
+
+# --- the commands ---------------------------------------------------------------
+
+
+def _session_with_log(tmp_path: Path) -> tuple[Path, Path]:
+    """A session (audit session 42, recorder pid 999) with two execs, and an
+    audit log with their EXECVE events, early as auditd's are, plus others."""
+    wall = HEADER["clock"]["wall_ns"]
+    ms = 1_000_000
+    path = tmp_path / "s.srec"
+    write_session(path, [
+        ev(2, pid=1000, body=[0, b"/bin/a", [b"a"], 1, 1000, 0], ts=100 * ms),
+        ev(4, pid=1000, ts=101 * ms),
+        ev(2, pid=1001, body=[0, b"/bin/b", [b"b", b"x y"], 2, 1001, 0], ts=102 * ms),
+    ], header={**HEADER, "audit": {"record_type": 1121, "status": None,
+                                   "sender_session_id": 42, "start_record": False,
+                                   "reason": "auditd is not running"}})
+
+    def at(offset_ms: int, serial: int) -> str:
+        t = wall + offset_ms * ms
+        return f"msg=audit({t // 10**9}.{t % 10**9 // ms:03d}:{serial})"
+
+    def execve(offset_ms: int, serial: int, pid: int, args: str) -> list[str]:
+        return [
+            f"type=SYSCALL {at(offset_ms, serial)}: arch=c000003e syscall=59 success=yes "
+            f"exit=0 a0=1 a1=2 a2=3 a3=0 items=2 ppid=1 pid={pid} auid=1000 uid=0 ses=42 "
+            f'comm="x" exe="/bin/x" key="k"',
+            f"type=EXECVE {at(offset_ms, serial)}: {args}",
+        ]
+
+    log = tmp_path / "audit.log"
+    log.write_text("\n".join([
+        *execve(95, 10, 1000, 'argc=1 a0="a"'),
+        *execve(96, 11, 1001, 'argc=2 a0="b" a1=782079'),
+        f"type=USER_CMD {at(97, 12)}: pid=7 uid=0 auid=1000 ses=43 msg='cmd=6C73 res=success'",
+        "this is not audit",
+        f"type=TTY {at(150, 13)}: tty pid=1000 uid=0 auid=1000 ses=42 major=1 minor=1 "
+        "comm=\"a\" data=1B5B324A",
+        f"type=TTY {at(5000, 14)}: tty pid=1000 uid=0 auid=1000 ses=42 data=41",  # too late
+    ]) + "\n")
+    return path, log
+
+
+def test_replay_with_the_audit_log(tmp_path: Path) -> None:
+    path, log = _session_with_log(tmp_path)
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["replay", str(path), "--audit-log", str(log)], stdout=out, stderr=err) == 0
+    lines = out.getvalue().splitlines()
+    kinds = [line.split()[3] for line in lines]
+    assert kinds == ["audit", "exec", "open", "audit", "exec", "audit"], lines
+    assert lines[0].split()[4:] == ["EXECVE", "pid=1000", "a", "key=k"]
+    assert lines[3].split(None, 4)[4] == 'EXECVE pid=1001 b "x y" key=k'
+    assert lines[5].endswith("TTY pid=1000 \\x1b[2J")  # escaped, never sent to the terminal
+    assert err.getvalue() == f"sessrec: warning: {log}:6: not an audit record; skipped\n"
+
+    out = io.StringIO()
+    assert main(["replay", str(path), "--audit-log", str(log), "--pid", "1001"],
+                stdout=out, stderr=io.StringIO()) == 0
+    assert [line.split()[3] for line in out.getvalue().splitlines()] == ["audit", "exec"]
+    err = io.StringIO()
+    assert main(["replay", str(path), "--audit-log", str(log), "--follow"],
+                stdout=io.StringIO(), stderr=err) == 2
+    assert "cannot --follow" in err.getvalue()
+
+
+def test_find_by_audit_session(tmp_path: Path) -> None:
+    for name, ses in (("a.srec", 42), ("b.srec", 43), ("c.srec", 42), ("d.srec", None)):
+        write_session(tmp_path / name, [], header={**HEADER, "audit_session_id": ses})
+    out = io.StringIO()
+    assert main(["find", "--audit-session", "42", str(tmp_path)], stdout=out,
+                stderr=io.StringIO()) == 0
+    assert out.getvalue() == f"{tmp_path / 'a.srec'}\n{tmp_path / 'c.srec'}\n"
+    out = io.StringIO()
+    assert main(["find", "--audit-session", "7", str(tmp_path)], stdout=out,
+                stderr=io.StringIO()) == 1
+    assert out.getvalue() == ""
+    err = io.StringIO()
+    assert main(["find", "--audit-session", "4294967295", str(tmp_path)],
+                stdout=io.StringIO(), stderr=err) == 2
