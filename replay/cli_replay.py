@@ -44,6 +44,7 @@ def register(sub: Any) -> None:
             "sessrec replay build.srec --dest 10.0.0.5 --dest '[2001:db8::1]:443'",
             "sessrec replay build.srec --speed 4 --max-gap 2",
             "sessrec replay live.srec --follow",
+            "sessrec replay build.srec --audit-log   # with auditd's records of its audit session",
         ),
         notes="Times: --since/--until take seconds since the start of the recording (1.5, "
         "500ms, 2m, 1h) or an RFC 3339 time with a zone. --path matches the resolved path "
@@ -71,6 +72,10 @@ def register(sub: Any) -> None:
                    help="with --speed: wait at most this long between two events (default 5)")
     p.add_argument("--follow", "-f", action="store_true",
                    help="keep reading a session that is still being recorded, until it ends")
+    p.add_argument("--audit-log", nargs="?", const="/var/log/audit/audit.log", metavar="PATH",
+                   help="interleave auditd's records of the session's audit session from PATH "
+                   "and its rotated files PATH.1, PATH.2, ... (default /var/log/audit/audit.log; "
+                   "docs/AUDIT.md)")
     add_color_option(p)
 
 
@@ -89,6 +94,8 @@ def run(args: argparse.Namespace, io: Streams) -> int:
 
     if args.children and args.pid is None:
         raise UsageError("--children needs --pid")
+    if args.audit_log is not None and args.follow:
+        raise UsageError("--audit-log reads the audit log once: it cannot --follow")
     dests = tuple(DestMatcher(d) for d in args.dest)
     with open_session(args.file, strict=False) as session:
         wall_ns = session.header["clock"]["wall_ns"]
@@ -104,8 +111,15 @@ def run(args: argparse.Namespace, io: Streams) -> int:
         )
         style = Style(use_color(args.color, io.stdout, os.environ))
         pacer = None if args.speed is None else Pacer(args.speed, args.max_gap)
-        write_timeline(session, io.stdout, filters=filters, style=style, pacer=pacer,
-                       follow=args.follow)
+        if args.audit_log is not None:
+            from replay.auditlog import audit_events_of, write_merged_timeline
+
+            audit = audit_events_of(session, args.audit_log, warn=io.warn)
+            write_merged_timeline(session, io.stdout, audit, filters=filters, style=style,
+                                  pacer=pacer)
+        else:
+            write_timeline(session, io.stdout, filters=filters, style=style, pacer=pacer,
+                           follow=args.follow)
         io.stdout.flush()
         warning = session.damage_warning()
         if warning:
