@@ -1,0 +1,76 @@
+"""Write the golden session file of format 1.1, v1.1-audit.srec, and its
+expected `sessrec info --json` output: the events of v1.0-synthetic (so its
+jsonl export is v1.0-synthetic.jsonl), plus the header's and the trailer's
+audit keys that 1.1 added (docs/AUDIT.md).
+
+Like every golden it is kept forever and never regenerated: this script
+refuses to overwrite it.
+
+    python tests/golden/make_golden_v1_1.py [--out-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_golden
+
+from recorder.writer import SessionWriter
+from replay.info import session_info
+from sessrec import format as fmt
+
+NAME = "v1.1-audit"
+HEADER: dict[str, Any] = {
+    **make_golden.HEADER,
+    "audit": {
+        "record_type": 1121,
+        "status": {"enabled": 1, "failure": 1, "pid": 612, "rate_limit": 0,
+                   "backlog_limit": 8192, "lost": 0, "backlog": 0, "backlog_wait_time": 15000},
+        "sender_session_id": 42,
+        "start_record": True,
+        "reason": None,
+    },
+}
+TRAILER: dict[str, Any] = {
+    **make_golden.TRAILER,
+    "audit": {"end_record": False,
+              "reason": "no answer from audit netlink within 1 s (auditd's backlog full?); "
+              "the record may still be written"},
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out-dir", default=make_golden.HERE)
+    args = ap.parse_args(argv)
+    assert (fmt.FORMAT_MAJOR, fmt.FORMAT_MINOR) == (1, 1), "this writer no longer writes 1.1"
+    base = os.path.join(args.out_dir, NAME)
+    outputs = [base + ".srec", base + ".info.json"]
+    for p in outputs:
+        if os.path.exists(p):
+            print(f"{p} exists; goldens are never regenerated", file=sys.stderr)
+            return 1
+    w = SessionWriter(outputs[0], HEADER)
+    for r in make_golden.RECORDS:
+        if r == "flush":
+            w.flush()
+        elif isinstance(r, dict):
+            w.add_stats({k: v for k, v in r.items() if k != "k"})
+        else:
+            w.add(r)
+    w.close(TRAILER)
+    with open(outputs[1], "w", encoding="utf-8") as f:
+        json.dump(session_info(outputs[0]), f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    for p in outputs:
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
