@@ -47,7 +47,7 @@ from sessrec.format import EventType
 
 INDEX_NAME = ".sessrec-index.sqlite"
 # Bump when the tables change: an index of another version is rebuilt.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SUFFIX = ".srec"
 
 _I64_MIN = -(1 << 63)
@@ -89,6 +89,10 @@ CREATE TABLE sessions (
     damage_truncated INTEGER,       -- 1 truncated, 0 corrupt
     format_version TEXT NOT NULL
 );
+CREATE TABLE strings (            -- every text, once: paths, argv, names repeat
+    id INTEGER PRIMARY KEY,
+    text TEXT NOT NULL UNIQUE
+);
 CREATE TABLE events (
     file_id INTEGER NOT NULL,
     seq INTEGER NOT NULL,           -- position among the file's events
@@ -96,23 +100,23 @@ CREATE TABLE events (
     time_ns INTEGER NOT NULL,       -- wall clock, ns since the epoch
     pid INTEGER NOT NULL,
     ppid INTEGER NOT NULL,
-    comm TEXT NOT NULL,
+    comm INTEGER NOT NULL,          -- strings.id
     ret INTEGER NOT NULL,
-    path TEXT,                      -- exec, open, chdir: resolved, else as passed
-    name TEXT,                      -- exec: the executable's base name
-    cmd TEXT,                       -- exec: argv joined with spaces
-    argv TEXT,                      -- exec: JSON list of str
+    path INTEGER,                   -- exec, open, chdir: resolved, else as passed
+    name INTEGER,                   -- exec: the executable's base name
+    cmd INTEGER,                    -- exec: argv joined with spaces
+    argv INTEGER,                   -- exec: argv as a JSON list
     flags INTEGER,                  -- open: O_* flags
-    addr TEXT,                      -- connect: address, unix path or @name
+    addr INTEGER,                   -- connect: address, unix path or @name
     port INTEGER,                   -- connect: port (inet)
-    proto TEXT                      -- connect: tcp, udp, stream, ...
-);
-CREATE INDEX events_file ON events (file_id, time_ns);
-CREATE INDEX events_path ON events (path);
-CREATE INDEX events_addr ON events (addr);
+    proto INTEGER,                  -- connect: tcp, udp, stream, ...
+    PRIMARY KEY (file_id, seq)
+) WITHOUT ROWID;                    -- clustered by file: no separate index for it
+CREATE INDEX events_path ON events (path) WHERE path IS NOT NULL;
+CREATE INDEX events_addr ON events (addr) WHERE addr IS NOT NULL;
 """
 
-_TABLES = ("files", "sessions", "events")
+_TABLES = ("files", "sessions", "strings", "events")
 
 
 # --- where the index lives --------------------------------------------------------
@@ -187,6 +191,11 @@ def _glob_clause(column: str, pattern: str, params: list[Any]) -> str:
     if sql_glob_equivalent(pattern):
         return f"{column} GLOB ?"
     return f"sessrec_fnmatch(?, {column})"
+
+
+def _ids(cond: str) -> str:
+    """The ids of the strings whose text t matches cond."""
+    return f"(SELECT t.id FROM strings t WHERE {cond})"
 
 
 @dataclass(frozen=True)
@@ -325,29 +334,29 @@ class Query:
         kinds: list[tuple[str, str, list[Any]]] = []
         if self.paths:
             params: list[Any] = []
-            ors = [_glob_clause("e.path", p, params) for p in self.paths]
+            texts = " OR ".join(_glob_clause("t.text", p, params) for p in self.paths)
             types = f"{int(EventType.EXEC)}, {int(EventType.OPEN)}, {int(EventType.CHDIR)}"
-            kinds.append(("path", f"(e.type IN ({types}) AND ({' OR '.join(ors)}))", params))
+            kinds.append(("path", f"(e.type IN ({types}) AND e.path IN {_ids(texts)})", params))
         if self.cmds:
             params = []
-            ors = []
-            for c in self.cmds:
-                ors += [_glob_clause(col, c, params) for col in ("e.cmd", "e.path", "e.name")]
-            kinds.append(("cmd", f"(e.type = {int(EventType.EXEC)} AND ({' OR '.join(ors)}))",
-                          params))
+            texts = " OR ".join(_glob_clause("t.text", c, params) for c in self.cmds)
+            ids = _ids(texts)
+            kinds.append(("cmd", f"(e.type = {int(EventType.EXEC)} AND (e.cmd IN {ids} OR "
+                                 f"e.path IN {ids} OR e.name IN {ids}))", params * 3))
         if self.dests:
             params = []
             ors = []
             for d in self.dests:
                 parts = []
                 if d.addresses:
-                    parts.append(f"e.addr IN ({', '.join('?' * len(d.addresses))})")
+                    marks = ", ".join("?" * len(d.addresses))
+                    parts.append(f"e.addr IN {_ids(f't.text IN ({marks})')}")
                     params += d.addresses
                 elif d.network is not None:
-                    parts.append("sessrec_in_network(?, e.addr)")
+                    parts.append(f"e.addr IN {_ids('sessrec_in_network(?, t.text)')}")
                     params.append(d.network)
                 elif d.unix is not None:
-                    parts.append(_glob_clause("e.addr", d.unix, params))
+                    parts.append(f"e.addr IN {_ids(_glob_clause('t.text', d.unix, params))}")
                 if d.port is not None:
                     parts.append("e.port = ?")
                     params.append(d.port)
@@ -545,22 +554,55 @@ _BATCH = 5000
 _TEXT = fmt.text
 
 
-def _index_file(conn: sqlite3.Connection, file_id: int, full: str) -> str:
+class _Interner:
+    """Ids of texts in the strings table, cached for one update of the index."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+        self.ids: dict[str, int] = {}
+
+    def __call__(self, text: str) -> int:
+        i = self.ids.get(text)
+        if i is None:
+            row = self.conn.execute("SELECT id FROM strings WHERE text = ?", (text,)).fetchone()
+            if row is None:
+                new = self.conn.execute("INSERT INTO strings (text) VALUES (?)", (text,)).lastrowid
+                assert new is not None
+                i = new
+            else:
+                i = row[0]
+            if len(self.ids) >= 1 << 20:
+                self.ids.clear()
+            self.ids[text] = i
+        return i
+
+
+def _index_file(conn: sqlite3.Connection, file_id: int, full: str, intern: _Interner) -> str:
     """Read one session file into sessions and events rows; return its session
     id. FormatError/SessrecError if it has no readable header."""
     with open_session(full, strict=False) as session:
         header = session.header
         wall_ns: int = header["clock"]["wall_ns"]
         resolve = PathResolver.from_header(header).apply
-        comms: dict[bytes, str] = {}
-        name: str
-        connects: dict[tuple[bytes, int, int], tuple[str | None, int | None, str | None]] = {}
+        # By the bytes of the file: each distinct value decoded and interned once.
+        comms: dict[bytes, int] = {}
+        paths: dict[bytes, tuple[int, int]] = {}  # path -> (path id, base name id)
+        argvs: dict[tuple[bytes, ...], tuple[int, int]] = {}  # -> (cmd id, argv id)
+        connects: dict[tuple[bytes, int, int], tuple[int | None, int | None, int | None]] = {}
+
+        def path_ids(raw: bytes) -> tuple[int, int]:
+            ids = paths.get(raw)
+            if ids is None:
+                if len(paths) >= 1 << 18:
+                    paths.clear()
+                ids = paths[raw] = (intern(_TEXT(raw)), intern(_TEXT(raw.rsplit(b"/", 1)[-1])))
+            return ids
+
         batch: list[tuple[Any, ...]] = []
         row: tuple[Any, ...]
         last_ts = 0
         leader = header["leader_pid"]
         exit_status: int | None = None
-        argv_trunc = path_trunc = 0
         seq = 0
         exec_, open_, connect, chdir, exit_ = (
             int(EventType.EXEC), int(EventType.OPEN), int(EventType.CONNECT),
@@ -572,10 +614,6 @@ def _index_file(conn: sqlite3.Connection, file_id: int, full: str) -> str:
             ts = ev[1]
             if ts > last_ts:
                 last_ts = ts
-            flags = ev[7]
-            if flags:
-                argv_trunc += bool(flags & fmt.EventFlag.ARGV_TRUNCATED)
-                path_trunc += bool(flags & fmt.EventFlag.PATH_TRUNCATED)
             path = resolve(ev)
             if t == exit_:
                 if ev[2] == leader:
@@ -585,31 +623,37 @@ def _index_file(conn: sqlite3.Connection, file_id: int, full: str) -> str:
                 continue
             comm = comms.get(ev[6])
             if comm is None:
-                comm = comms[ev[6]] = _TEXT(ev[6])
+                comm = comms[ev[6]] = intern(_TEXT(ev[6]))
             common = (file_id, seq, t, wall_ns + ts, ev[2], ev[4], comm, ev[8])
             if t == open_:
-                p = _TEXT(path if path is not None else ev[fmt.OPEN_PATH])
-                row = (*common, p, None, None, None, ev[fmt.OPEN_FLAGS], None, None, None)
+                pid_ = path_ids(path if path is not None else ev[fmt.OPEN_PATH])[0]
+                row = (*common, pid_, None, None, None, ev[fmt.OPEN_FLAGS], None, None, None)
             elif t == exec_:
-                p = _TEXT(path if path is not None else ev[fmt.EXEC_FILENAME])
-                argv = [_TEXT(a) for a in ev[fmt.EXEC_ARGV]]
-                name = p.rsplit("/", 1)[-1]
-                row = (*common, p, name, " ".join(argv), json.dumps(argv), None,
-                       None, None, None)
+                pid_, name = path_ids(path if path is not None else ev[fmt.EXEC_FILENAME])
+                key = tuple(ev[fmt.EXEC_ARGV])
+                cmd = argvs.get(key)
+                if cmd is None:
+                    if len(argvs) >= 1 << 16:
+                        argvs.clear()
+                    texts = [_TEXT(a) for a in key]
+                    cmd = argvs[key] = (intern(" ".join(texts)), intern(json.dumps(texts)))
+                row = (*common, pid_, name, *cmd, None, None, None, None)
             elif t == connect:
-                key = (ev[fmt.CONNECT_SOCKADDR], ev[fmt.CONNECT_SOCK_TYPE],
-                       ev[fmt.CONNECT_PROTOCOL])
-                dest = connects.get(key)
+                ckey = (ev[fmt.CONNECT_SOCKADDR], ev[fmt.CONNECT_SOCK_TYPE],
+                        ev[fmt.CONNECT_PROTOCOL])
+                dest = connects.get(ckey)
                 if dest is None:
-                    a = fmt.decode_sockaddr(key[0])
-                    dest = connects[key] = (
-                        a.address, a.port, fmt.protocol_name(a.family, key[1], key[2])
+                    a = fmt.decode_sockaddr(ckey[0])
+                    proto = fmt.protocol_name(a.family, ckey[1], ckey[2])
+                    dest = connects[ckey] = (
+                        None if a.address is None else intern(a.address), a.port,
+                        None if proto is None else intern(proto),
                     )
                 row = (*common, None, None, None, None, None, *dest)
             else:
                 req = ev[fmt.CHDIR_PATH] if ev[fmt.CHDIR_FD] == -1 else b""
                 target = path if path is not None else req
-                row = (*common, _TEXT(target) if target else None, None, None, None,
+                row = (*common, path_ids(target)[0] if target else None, None, None, None,
                        None, None, None, None)
             batch.append(row)
             if len(batch) >= _BATCH:
@@ -659,11 +703,15 @@ def _insert_events(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> Non
 
 
 def _insert(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    conn.execute("SAVEPOINT batch")
     try:
         conn.executemany(sql, rows)
     except OverflowError:
-        # An integer beyond SQLite's 64 bits in a hostile file: clamp it.
+        # An integer beyond SQLite's 64 bits in a hostile file: undo the rows
+        # before it, and clamp.
+        conn.execute("ROLLBACK TO batch")
         conn.executemany(sql, [_clamp_row(r) for r in rows])
+    conn.execute("RELEASE batch")
 
 
 # --- the index ---------------------------------------------------------------------------
@@ -798,6 +846,7 @@ class SessionIndex:
                 "SELECT id, name, size, mtime_ns, session_id, error FROM files")
         }
         seen: set[str] = set()
+        intern = _Interner(conn)
         for name in find_session_files(self.root):
             full = os.path.join(self.root, name)
             try:
@@ -813,7 +862,7 @@ class SessionIndex:
                 if old[4] is not None:
                     stats.unreadable.append((name, old[4]))
                 continue
-            self._index_one(name, full, st, old, stats)
+            self._index_one(name, full, st, old, stats, intern)
         for name, (fid, *_rest) in known.items():
             if name not in seen:
                 conn.execute("BEGIN")
@@ -829,7 +878,7 @@ class SessionIndex:
 
     def _index_one(self, name: str, full: str, st: os.stat_result,
                    old: tuple[int, int, int, str | None, str | None] | None,
-                   stats: SyncStats) -> None:
+                   stats: SyncStats, intern: _Interner) -> None:
         conn = self.conn
         conn.execute("BEGIN")
         try:
@@ -844,7 +893,7 @@ class SessionIndex:
             error = None
             sid: str | None = None
             try:
-                sid = _index_file(conn, fid, full)
+                sid = _index_file(conn, fid, full, intern)
             except SessrecError as e:
                 error = str(e)
                 self._forget(fid)  # rows of a file that failed midway
@@ -944,10 +993,15 @@ class SessionIndex:
                 total = conn.execute(f"SELECT count(*) {base}", [fid, *eparams]).fetchone()[0]
                 if with_events and max_events != 0:
                     limit = -1 if max_events is None else max_events
+                    texts = "".join(
+                        f" LEFT JOIN strings s_{c} ON s_{c}.id = e.{c}"
+                        for c in ("comm", "path", "argv", "addr", "proto"))
+                    select = base.replace("FROM events e", f"FROM events e{texts}", 1)
                     events = [self._event(r) for r in conn.execute(
-                        "SELECT e.type, e.time_ns, e.pid, e.ppid, e.comm, e.ret, e.path, "
-                        "e.argv, e.flags, e.addr, e.port, e.proto "
-                        f"{base} ORDER BY e.time_ns, e.seq LIMIT ?", [fid, *eparams, limit])]
+                        "SELECT e.type, e.time_ns, e.pid, e.ppid, s_comm.text, e.ret, "
+                        "s_path.text, s_argv.text, e.flags, s_addr.text, e.port, s_proto.text "
+                        f"{select} ORDER BY e.time_ns, e.seq LIMIT ?",
+                        [fid, *eparams, limit])]
             matches.append(Match(session, total, events, matched_kinds[fid]))
         matches.sort(key=lambda m: (m.session.start_ns, m.session.file))
         return matches
