@@ -865,7 +865,7 @@ class SessionIndex:
             self._index_one(name, full, st, old, stats, intern)
         for name, (fid, *_rest) in known.items():
             if name not in seen:
-                conn.execute("BEGIN")
+                conn.execute("BEGIN IMMEDIATE")
                 self._forget(fid)
                 conn.execute("DELETE FROM files WHERE id = ?", (fid,))
                 conn.execute("COMMIT")
@@ -880,15 +880,23 @@ class SessionIndex:
                    old: tuple[int, int, int, str | None, str | None] | None,
                    stats: SyncStats, intern: _Interner) -> None:
         conn = self.conn
-        conn.execute("BEGIN")
+        # IMMEDIATE: take the write lock first, so that two sessrec runs
+        # updating one index wait for each other instead of failing.
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            if old is None:
+            now = conn.execute("SELECT id, size, mtime_ns, session_id, error FROM files "
+                               "WHERE name = ?", (name,)).fetchone()
+            if now is not None and now[1] == st.st_size and now[2] == st.st_mtime_ns:
+                conn.execute("COMMIT")  # another run indexed it meanwhile
+                stats.unchanged += 1
+                return
+            if now is None:
                 fid = conn.execute(
                     "INSERT INTO files (name, size, mtime_ns) VALUES (?, ?, ?)",
                     (name, st.st_size, st.st_mtime_ns)).lastrowid
                 assert fid is not None
             else:
-                fid = old[0]
+                fid = now[0]
                 self._forget(fid)
             error = None
             sid: str | None = None
@@ -904,6 +912,7 @@ class SessionIndex:
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
+            intern.ids.clear()  # ids of strings inserted by the rolled back transaction
             raise
         if error is not None:
             stats.unreadable.append((name, error))

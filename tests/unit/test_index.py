@@ -394,3 +394,42 @@ def test_hostile_contents(tmp_path: Path) -> None:
     assert "matched path: 1 event\n" in out
     # The DROP TABLE in argv did nothing to the index.
     assert _search(tmp_path, Query(dests=[parse_dest("10.0.0.5")])) == ["evil\x1b[31m"]
+
+
+def test_unwritable_dir_uses_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    d = tmp_path / "ro"
+    d.mkdir()
+    write_session(d / "x.srec", [_open(1000, b"/etc/hosts")])
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if os.fspath(p) == str(d)
+                        else real_access(p, mode))  # as if DIR were read-only (tests run as root)
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    with SessionIndex(str(d), environ=env) as index:
+        assert index.db_path.startswith(str(tmp_path / "cache" / "sessrec" / "index-"))
+        index.sync()
+        assert [r.session_id for r in index.sessions()] == [HEADER["session_id"]]
+    assert not (d / INDEX_NAME).exists()
+
+
+def test_two_runs_share_an_index(sessions: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run that read the list of indexed files just before another run
+    indexed them all finds them indexed and does not index them again."""
+    from replay import index as index_mod
+
+    first = SessionIndex(str(sessions))
+    second = SessionIndex(str(sessions))
+    real = index_mod.find_session_files
+
+    def racing(root: str) -> Any:
+        monkeypatch.setattr(index_mod, "find_session_files", real)
+        assert len(first.sync().added) == 3  # meanwhile, in another process
+        yield from real(root)
+
+    try:
+        monkeypatch.setattr(index_mod, "find_session_files", racing)
+        stats = second.sync()
+        assert stats.added == [] and stats.unchanged == 3
+        assert [r.session_id for r in second.sessions()] == ["bbbb", "aaaa", "cccc"]
+    finally:
+        first.close()
+        second.close()
