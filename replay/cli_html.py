@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import textwrap
 from typing import Any
 
 from sessrec.cli import ExitStatus, Streams, add_command
@@ -14,11 +15,12 @@ def register(sub: Any) -> None:
     p = add_command(
         sub, "html",
         help="write a self-contained HTML report of a session",
-        description="Write one HTML page that shows a session: a summary, the process tree, "
-        "a timeline with one lane per process (exec, file and network markers), the events, "
-        "search and type filters, and a warning when events were lost or the file is "
-        "damaged. The page holds all its data and loads nothing from the network, so it can "
-        "be mailed or attached to a ticket and opened offline.",
+        description=textwrap.fill(
+            "Write one HTML page that shows a session: a summary, the process tree, "
+            "a timeline with one lane per process (exec, file and network markers), the events, "
+            "search and type filters, and a warning when events were lost or the file is "
+            "damaged. The page holds all its data and loads nothing from the network, so it can "
+            "be mailed or attached to a ticket and opened offline.", width=88),
         example_lines=(
             "sessrec html build.srec -o build.html",
             "sessrec html /var/log/sessrec/6f1c2a9e.srec -o /tmp/incident.html && "

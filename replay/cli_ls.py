@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 from typing import Any
 
 from sessrec.cli import ExitStatus, Streams, add_command
@@ -13,11 +14,12 @@ def register(sub: Any) -> None:
     p = add_command(
         sub, "ls",
         help="list the sessions in a directory",
-        description="List the session files (*.srec) under DIR, recursively, oldest first: "
-        "session id, user, audit session, start, duration, event counts, and whether each "
-        "file is complete, truncated (the recording did not finish) or damaged. Reads an "
-        "index kept in DIR/.sessrec-index.sqlite (or under $XDG_CACHE_HOME/sessrec when DIR "
-        "is not writable), updated from the files on every run.",
+        description=textwrap.fill(
+            "List the session files (*.srec) under DIR, recursively, oldest first: "
+            "session id, user, audit session, start, duration, event counts, and whether each "
+            "file is complete, truncated (the recording did not finish) or damaged. Reads an "
+            "index kept in DIR/.sessrec-index.sqlite (or under $XDG_CACHE_HOME/sessrec when DIR "
+            "is not writable), updated from the files on every run.", width=88),
         example_lines=(
             "sessrec ls /var/log/sessrec",
             "sessrec ls --json /var/log/sessrec | jq '.sessions[] | select(.status != "

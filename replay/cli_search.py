@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 import time
 from typing import Any
 
@@ -30,9 +31,10 @@ def register(sub: Any) -> None:
     p = add_command(
         sub, "search",
         help="find sessions and events across session files",
-        description="Find the sessions under DIR (recursively) whose events match, and show "
-        "the matching events: time, pid, program, type and details. Uses the same index as "
-        "`sessrec ls`, updated from the files on every run.",
+        description=textwrap.fill(
+            "Find the sessions under DIR (recursively) whose events match, and show "
+            "the matching events: time, pid, program, type and details. Uses the same index as "
+            "`sessrec ls`, updated from the files on every run.", width=88),
         example_lines=(
             "sessrec search /var/log/sessrec --path /etc/shadow --since 7d",
             "sessrec search /var/log/sessrec --any --path /etc/shadow --dest 10.0.0.5 --since 7d",
