@@ -293,10 +293,13 @@ def test_auditd_records_merged_into_the_replay(auditd: Auditd, can_log_in: None,
     # The same through the command line.
     status, out, err = run_cli("replay", rec.path, "--audit-log", auditd.log, "--type", "exec")
     assert status == 0 and err == ""
-    lines = out.splitlines()
-    shown = [line.split(None, 4)[3:] for line in lines]
-    assert [kind for kind, _ in shown] == ["audit", "exec"] * 5 + ["audit"] * 2
-    for (_, text), e in zip(shown[0:10:2], execs, strict=True):
+    # time, pid, comm (15 wide), then the type and the details
+    shown = [line[34:].split(None, 1) for line in out.splitlines()]
+    ours = [text for kind, text in shown if text.startswith("TRUSTED_APP ")]
+    assert [t.split()[1] for t in ours] == ["op=sessrec-start", "op=sessrec-end"]
+    pairs = [(kind, text) for kind, text in shown if not text.startswith("TRUSTED_APP ")]
+    assert [kind for kind, _ in pairs] == ["audit", "exec"] * 5
+    for (_, text), e in zip(pairs[0::2], execs, strict=True):
         assert text.startswith(f"EXECVE pid={e.pid} ") and text.endswith(f" key={RULE_KEY}")
     # The rule is gone again.
     assert not any(f"sessionid={rec.session}" in r for r in auditd.rules())
