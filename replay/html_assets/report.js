@@ -546,6 +546,7 @@
     const per = (v1 - v0) / W;
     let step = NICE[NICE.length - 1];
     for (const s of NICE) if (s / per >= 90) { step = s; break; }
+    while (step / per < 90) step *= 10; // spans beyond a day
     actx.font = "11px " + css.getPropertyValue("--mono");
     actx.textBaseline = "middle";
     for (let t = Math.ceil(v0 / step) * step; t <= v1; t += step) {

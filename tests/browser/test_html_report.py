@@ -279,3 +279,32 @@ def test_100k_events_interactive(browser: Chromium, tmp_path: Path) -> None:
     print(f"\nHTML report, {info['events']:,} events: {json.dumps(timing)}")
     assert ready_s < 30  # a guard against a hang, not a performance target
     assert HEADER["user"] == "alice"
+
+
+def test_empty_and_absurd_sessions(browser: Chromium, tmp_path: Path) -> None:
+    """No events at all; and integers far out of range in a hostile file."""
+    from recorder.writer import SessionWriter
+
+    header = {**HEADER, "clock": {"wall_ns": 2**64 - 5, "mono_ns": 0}}
+    for name, hdr, events in (
+        ("empty", HEADER, []),
+        ("absurd", header, [
+            [4, 2**62, 2**63, 1, 1, 0, b"x", 0, 2**63, 1, -100, b"/x", 2**40, 0],
+            [3, 5, 5, 5, 1, 0, b"y", 0, 2**31 + 5],
+        ]),
+    ):
+        srec = tmp_path / f"{name}.srec"
+        w = SessionWriter(srec, hdr)
+        for e in events:
+            w.add(e)
+        w.close(None)
+        page = _html(srec, tmp_path / f"{name}.html")
+        mark = _load(browser, page)
+        _clean(browser, mark, page)
+        assert _state(browser)["listed"] == len(events)
+        assert _text(browser, "#procCount") == f"{len(events)} processes"
+        if events:
+            browser.click_selector("#events .row")
+            browser.wait_for(lambda: _text(browser, "#detailsTitle") == "Event", 5)
+        assert browser.evaluate("document.querySelectorAll('#axis').length") == 1
+        _clean(browser, mark, page)
