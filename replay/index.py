@@ -17,7 +17,10 @@ flagged; a file that is not a session file is remembered with its error so it
 is not read again until it changes.
 
 Text from the files is stored decoded (UTF-8, undecodable bytes as \\xNN) and
-unescaped; whoever displays it escapes control characters.
+unescaped, once each in a strings table that events refer to (paths, argv
+and addresses repeat); whoever displays it escapes control characters.
+Patterns match the strings table (SQL GLOB where it is equivalent to
+fnmatch, else fnmatch), then events by string id.
 """
 
 from __future__ import annotations
