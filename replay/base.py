@@ -79,6 +79,12 @@ class Session(abc.ABC):
         return sum(self._counts.values())
 
     @property
+    def position(self) -> int:
+        """How far into the file reading has got, in bytes (for progress
+        bars); 0 when the reader cannot tell."""
+        return 0
+
+    @property
     def format_version(self) -> str:
         return f"{self.version[0]}.{self.version[1]}"
 

@@ -8,27 +8,41 @@ from typing import Any, TextIO
 from sessrec.cli import ExitStatus, Streams, add_command
 from sessrec.errors import SessrecError
 
+FORMATS = ("jsonl", "teleport", "ecs")
+
 
 def register(sub: Any) -> None:
     p = add_command(
         sub, "export",
         help="export a session's events for a SIEM",
-        description="Write every event of a session file, one JSON object per line.",
+        description="Write every event of a session file, one JSON object per line: "
+        "sessrec's own JSON lines (jsonl, the default; docs/FORMAT.md), Teleport audit events "
+        "(teleport: session.start, session.command, session.disk, session.network, "
+        "session.process_exit, session.end), or Elastic Common Schema documents (ecs, ECS "
+        "8.x, with the process fields Elastic's Session View uses). docs/EXPORTS.md has the "
+        "mappings. A long export draws a progress bar on stderr when it is a terminal.",
         example_lines=(
             "sessrec export build.srec --format jsonl > build.jsonl",
             "sessrec export build.srec | jq 'select(.type==\"exec\") | .argv'",
+            "sessrec export build.srec --format teleport -o build.teleport.json",
+            "sessrec export build.srec --format ecs | curl -s -H 'Content-Type: "
+            "application/x-ndjson' --data-binary @- ...",
         ),
         func=run,
     )
     p.add_argument("file", metavar="FILE")
-    p.add_argument("--format", default="jsonl", choices=["jsonl"], help="output format")
+    p.add_argument("--format", default="jsonl", choices=FORMATS, help="output format")
     p.add_argument("-o", "--output", metavar="OUT", help="write here instead of stdout")
 
 
 def run(args: argparse.Namespace, io: Streams) -> int:
+    from replay.ecs import write_ecs
     from replay.jsonl import write_jsonl
+    from replay.progress import with_progress
     from replay.reader import open_session
+    from replay.teleport import write_teleport
 
+    writer = {"jsonl": write_jsonl, "teleport": write_teleport, "ecs": write_ecs}[args.format]
     out: TextIO = io.stdout
     f: TextIO | None = None
     if args.output:
@@ -39,7 +53,7 @@ def run(args: argparse.Namespace, io: Streams) -> int:
         out = f
     try:
         with open_session(args.file, strict=False) as session:
-            write_jsonl(session, out)
+            writer(with_progress(session, io.stderr, out), out)
             warning = session.damage_warning()
             if warning:
                 io.warn(warning)

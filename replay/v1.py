@@ -137,6 +137,10 @@ class SessionV1(Session):
     def close(self) -> None:
         self._file.close()
 
+    @property
+    def position(self) -> int:
+        return 0 if self._file.closed else self._file.tell()
+
     # --- frames ---
 
     def _read(self, n: int) -> bytes:
