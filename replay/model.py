@@ -124,6 +124,7 @@ class Process:
         "exit_code_raw",
         "files",
         "forked",
+        "inherited",
         "last_ns",
         "n_chdirs",
         "n_connects",
@@ -153,6 +154,8 @@ class Process:
         self.exit_code_raw: int | None = None
         self.comm = comm
         self.execs: list[ExecInfo] = []
+        # The program it runs before it execs: its parent's when it forked.
+        self.inherited: ExecInfo | None = None
         self.threads: set[int] = set()
         self.files: list[FileAccess] = []
         self.connections: list[Connection] = []
@@ -350,16 +353,23 @@ class ProcessModel:
             and early.ppid == parent.pid
             and early is not parent
         ):
-            # The child's first event arrived before its fork (another CPU).
+            # The child's first event came before its fork (a lost or late
+            # fork event). It stays where it is unless it is the newest
+            # root, which moves under its parent (never under itself).
             early.forked = True
             early.start_ns = min(early.start_ns, ts)
-            if early.parent is not parent:
-                (self.roots if early.parent is None else early.parent.children).remove(early)
+            early.inherited = parent.program or parent.inherited
+            if (
+                early.parent is None
+                and self.roots[-1] is early
+                and early not in parent.ancestors()
+            ):
+                self.roots.pop()
                 self._attach(early, parent)
             return
-        # The child starts with its parent's comm (and program: see
-        # running_program).
-        self._attach(self._new(cpid, parent.pid, ts, parent.comm, True), parent)
+        child = self._new(cpid, parent.pid, ts, parent.comm, True)
+        child.inherited = parent.program or parent.inherited  # what it runs until it execs
+        self._attach(child, parent)
 
     # --- queries ------------------------------------------------------------
 
@@ -385,14 +395,10 @@ class ProcessModel:
 def running_program(proc: Process, at: int | None = None) -> ExecInfo | None:
     """What proc runs at time at (default: its last event): its latest
     successful exec before then, or, if it had not exec'd, the program its
-    parent ran when it forked it, and so on up the tree. None if no exec of
-    the lineage is in the file."""
-    p: Process | None = proc
+    parent ran when it forked it (Process.inherited). None if no exec of its
+    lineage is in the file."""
     when = proc.last_ns if at is None else at
-    while p is not None:
-        for ex in reversed(p.execs):
-            if ex.ret == 0 and ex.ts <= when:
-                return ex
-        when = p.start_ns
-        p = p.parent
-    return None
+    for ex in reversed(proc.execs):
+        if ex.ret == 0 and ex.ts <= when:
+            return ex
+    return proc.inherited
