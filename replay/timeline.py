@@ -392,11 +392,11 @@ class Pacer:
     speed (2 = twice as fast), with gaps capped at max_gap seconds."""
 
     def __init__(
-        self, speed: float, max_gap: float | None, sleep: Callable[[float], None] = time.sleep
+        self, speed: float, max_gap: float | None, sleep: Callable[[float], None] | None = None
     ):
         self.speed = speed
         self.max_gap = max_gap
-        self.sleep = sleep
+        self.sleep = time.sleep if sleep is None else sleep
         self.prev: int | None = None
 
     def wait(self, ts: int) -> None:
