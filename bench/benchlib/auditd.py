@@ -27,6 +27,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -55,6 +56,10 @@ BACKLOG = 65536
 # Settings `auditctl -s` shows and the flag that sets each.
 _SETTINGS = {"failure": "-f", "rate_limit": "-r", "backlog_limit": "-b",
              "backlog_wait_time": "--backlog_wait_time"}
+
+
+class Interference(BenchError):
+    """Another program changed auditd during a measured run."""
 
 
 def auditctl(*args: str) -> str:
@@ -156,33 +161,36 @@ class BenchAuditd:
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
                  tb: TracebackType | None) -> None:
+        """Restores everything, each step on its own: one failing (another
+        program changed auditd meanwhile) does not stop the others."""
         problems: list[str] = []
+
+        def step(what: str, fn: Callable[..., object], *args: object) -> None:
+            try:
+                fn(*args)
+            except (BenchError, OSError, subprocess.SubprocessError) as e:
+                problems.append(f"{what}: {e}")
+
         try:
             for rule in self._watched:
-                try:
-                    auditctl("-d", *shlex.split(rule))
-                except BenchError as e:
-                    problems.append(str(e))
+                step("removing the bench's rule", auditctl, "-d", *shlex.split(rule))
             self._watched.clear()
             if self._pid is not None:
-                self._stop(self._pid)
+                step("stopping the bench's auditd", self._stop, self._pid)
                 self._pid = None
-            if self._machine_cmd is not None:
-                self._start(self._machine_cmd)
-            auditctl("-D")
+            if self._machine_cmd is not None and not status().get("pid", 0):
+                step("restarting the machine's auditd", self._start, self._machine_cmd)
+            step("deleting the rules", auditctl, "-D")
             for rule in self._saved_rules:
-                try:
-                    auditctl(*shlex.split(rule))
-                except BenchError as e:
-                    problems.append(f"could not restore rule {rule!r}: {e}")
+                step(f"restoring rule {rule!r}", auditctl, *shlex.split(rule))
             args: list[str] = []
             for name, flag in _SETTINGS.items():
                 if name in self._saved_status:
                     args += [flag, str(self._saved_status[name])]
             if args:
-                auditctl(*args)
+                step("restoring the settings", auditctl, *args)
             if "enabled" in self._saved_status:
-                auditctl("-e", str(self._saved_status["enabled"]))
+                step("restoring enabled", auditctl, "-e", str(self._saved_status["enabled"]))
             if self.log_file.exists():
                 self.log_file.unlink()
         finally:
@@ -191,10 +199,13 @@ class BenchAuditd:
                 os.close(self._lock_fd)
                 self._lock_fd = None
         if problems:
-            raise BenchError("; ".join(problems))
+            raise BenchError("restoring the audit configuration: " + "; ".join(problems))
 
     def _stop(self, pid: int) -> None:
-        os.kill(pid, signal.SIGTERM)
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
         deadline = time.monotonic() + 20
         while _alive(pid) or status().get("pid", 0) == pid:
             if time.monotonic() > deadline:
@@ -257,8 +268,16 @@ class BenchAuditd:
 
     def cpu_ns(self) -> int:
         """CPU time of auditd and of the kernel's kauditd thread."""
+        self.check()
         pids = [p for p in (self._pid, self._kauditd) if p]
         return sum(proc_cpu_ns(p) for p in pids)
+
+    def check(self) -> None:
+        """Raises Interference if the bench's auditd is no longer the one
+        registered with the kernel: something else stopped or replaced it."""
+        if self._pid is None or not _alive(self._pid) or status().get("pid") != self._pid:
+            raise Interference("the bench's auditd was stopped or replaced during the run "
+                               "(by something that does not take " + LOCK_PATH + ")")
 
     def drained(self, quiet: float = 0.5, timeout: float = 120.0) -> None:
         """Waits until the kernel's backlog is empty and the log stops growing."""

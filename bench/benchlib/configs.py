@@ -81,6 +81,14 @@ class Runner:
         if config == "sessrec":
             return self._sessrec(prep)
         if config == "auditd":
+            for attempt in range(3):
+                try:
+                    return self._auditd(prep)
+                except auditd.Interference as e:
+                    print(f"bench: {e}; running it again", file=self.log)
+                    time.sleep(5 * (attempt + 1))
+                    if prep.reset is not None:
+                        prep.reset()
             return self._auditd(prep)
         raise BenchError(f"unknown configuration {config!r}")
 
