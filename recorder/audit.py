@@ -56,8 +56,10 @@ RECORD_TYPE = AUDIT_TRUSTED_APP
 TIMEOUT = 1.0  # seconds the recorder waits for the sender's answer
 KernelError = (OSError, NetlinkError)
 
-# struct audit_status (linux/audit.h), as far as sessrec reads it; the
-# kernel's may be longer.
+# struct audit_status (linux/audit.h), all u32, as far as sessrec reads it;
+# the kernel's may be longer. These, AUDIT_GET, AUDIT_TRUSTED_APP and
+# NETLINK_AUDIT are checked against the compiled header by
+# tests/kernel/test_audit.py::test_audit_abi_matches_linux_audit_h.
 STATUS_FIELDS = (
     "mask", "enabled", "failure", "pid", "rate_limit", "backlog_limit", "lost", "backlog",
     "feature_bitmap", "backlog_wait_time",

@@ -339,3 +339,35 @@ def test_auditing_disabled(auditd: Auditd, record: Recorder) -> None:
     trailer = read_trailer_fast(rec.path)
     assert trailer is not None
     _no_audit_record(rec.header, trailer["audit"], "auditing is disabled")
+
+
+def test_audit_abi_matches_linux_audit_h(tmp_path: Path) -> None:
+    """recorder/audit.py's struct audit_status fields, AUDIT_GET and the
+    netlink family against the compiler's view of <linux/audit.h>, and its
+    record type within the kernel's user-message range. (The kernel headers
+    do not name 1121; libaudit does, and auditd writing it as
+    `type=TRUSTED_APP` in test_a_login_session checks that.)"""
+    from recorder import audit
+
+    gcc = shutil.which("gcc")
+    need(gcc is not None and Path("/usr/include/linux/audit.h").exists(),
+         "need gcc and <linux/audit.h> (linux-libc-dev)")
+    assert gcc is not None
+    fields = " ".join(f'printf("{f} %zu\\n", offsetof(struct audit_status, {f}));'
+                      for f in audit.STATUS_FIELDS)
+    src = tmp_path / "abi.c"
+    src.write_text(
+        "#include <stddef.h>\n#include <stdio.h>\n#include <linux/audit.h>\n"
+        "#include <linux/netlink.h>\n"
+        f"int main(void) {{ {fields} printf(\"size %zu\\n\", sizeof(struct audit_status)); "
+        'printf("AUDIT_GET %d\\nFIRST %d\\nLAST %d\\nNETLINK_AUDIT %d\\n", AUDIT_GET, '
+        "AUDIT_FIRST_USER_MSG, AUDIT_LAST_USER_MSG, NETLINK_AUDIT); return 0; }\n")
+    subprocess.run([gcc, "-o", tmp_path / "abi", src], check=True, capture_output=True)
+    out = subprocess.run([tmp_path / "abi"], check=True, capture_output=True, text=True).stdout
+    got = dict(line.split() for line in out.splitlines())
+    for i, name in enumerate(audit.STATUS_FIELDS):
+        assert int(got[name]) == 4 * i, name  # u32 each, in this order
+    assert int(got["size"]) >= 4 * len(audit.STATUS_FIELDS)  # the kernel's may be longer
+    assert int(got["AUDIT_GET"]) == audit.AUDIT_GET
+    assert int(got["FIRST"]) <= audit.RECORD_TYPE <= int(got["LAST"])
+    assert int(got["NETLINK_AUDIT"]) == audit.NETLINK_AUDIT
