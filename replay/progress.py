@@ -13,6 +13,9 @@ from typing import Any, TextIO
 from replay.base import Session
 
 
+DELAY = 0.5  # seconds an export runs before its bar appears
+
+
 class Progress:
     """Draws '  42% [########............]  12.3 / 29.0 MB' on one line."""
 
@@ -21,19 +24,19 @@ class Progress:
         stream: TextIO,
         total: int,
         *,
-        delay: float = 0.5,
+        delay: float | None = None,
         interval: float = 0.1,
         width: int = 30,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.stream = stream
         self.total = max(total, 1)
-        self.delay = delay
+        self.delay = DELAY if delay is None else delay
         self.interval = interval
         self.width = width
         self.clock = clock
         self.start = clock()
-        self.next_draw = self.start + delay
+        self.next_draw = self.start + self.delay
         self.drawn = False
 
     def update(self, done: int) -> None:
