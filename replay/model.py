@@ -266,8 +266,8 @@ class ProcessModel:
     def _arrive(self, pid: int, ppid: int, ts: int, comm: bytes) -> Process:
         """A pid not (or no longer) alive in the model: a new process,
         attached to the live process of its ppid if there is one."""
+        parent = self.by_pid.get(ppid)  # before _new: pid may equal ppid
         proc = self._new(pid, ppid, ts, comm, False)
-        parent = self.by_pid.get(ppid)
         self._attach(proc, parent if parent is not None and parent.end_ns is None else None)
         return proc
 

@@ -175,6 +175,9 @@ def test_a_hostile_file_cannot_make_a_cycle(tmp_path: Path) -> None:
         open_(2, 7, b"/b", ppid=5),
         fork(3, 7, 5, ppid=5),
         fork(4, 5, 5, ppid=7),  # and a process forks its own pid
+        open_(5, 9, b"/c", ppid=9),  # and one is its own parent
+        exit_(6, 9, 9),
+        open_(7, 9, b"/d", ppid=9),
     ])
     assert len(list(m.walk())) == len(m.processes)
     for p in m.processes:
