@@ -12,7 +12,6 @@ from typing import Any, TextIO
 
 from replay.base import Session
 
-
 DELAY = 0.5  # seconds an export runs before its bar appears
 
 
