@@ -4,6 +4,7 @@ round, then one table as text, JSON and Markdown (docs/PERFORMANCE.md)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -21,7 +22,7 @@ from typing import Any, TextIO
 from benchlib import auditd, profile, report
 from benchlib.common import BENCH, REPO, BenchError, build, settle
 from benchlib.configs import CONFIGS, Runner, rate_prepared
-from benchlib.workloads import PREPARE, WORKLOADS_BY_NAME, Services
+from benchlib.workloads import PREPARE, WORKLOADS_BY_NAME, Prepared, Services
 
 EPILOG = """\
 examples:
@@ -36,8 +37,12 @@ takes /run/sessrec-audit.lock, runs its own auditd with a never-rotating log
 in the bench's temp directory, and always restores the machine's auditd,
 audit rules and settings afterwards.
 """
-RATE_COPIES = (1, 2, 4, 8)
+RATE_COPIES = (1, 2, 4)
 RATE_COPIES_QUICK = (1, 2)
+# One storm paced at these fractions of its unrecorded speed, for this long.
+PACED_FRACTIONS = (0.2, 0.4, 0.6, 0.8)
+PACED_FRACTIONS_QUICK = (0.3, 0.6)
+PACED_SECONDS = 4.0
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -184,23 +189,41 @@ def run(a: argparse.Namespace, log: TextIO) -> dict[str, Any]:
 
 def rate_ladder(runner: Runner, a: argparse.Namespace, tmp: Path, services: Services,
                 log: TextIO) -> list[dict[str, Any]]:
-    """Raises the event rate with open storms in parallel in one session."""
+    """The highest event rate recorded without loss. First open storms in
+    parallel in one session (1, 2, 4: the generators' full speed); then one
+    storm paced at fractions of its unrecorded speed, each held for a few
+    seconds, since a rate the recorder cannot sustain loses events only once
+    its backlog outgrows the ring."""
     size = WORKLOADS_BY_NAME["open"].quick if a.quick else WORKLOADS_BY_NAME["open"].full
     base = PREPARE["open"](size, tmp, services)
     out: list[dict[str, Any]] = []
+
+    def one(prep: Prepared, config: str, copies: int, paced: int | None) -> dict[str, Any]:
+        s = runner.run(config, prep)
+        opens = int(s.recorded["open"]) if s.recorded else s.true["open"]
+        row = {"copies": copies, "paced": paced, "config": config, "wall_s": s.wall_s,
+               "true": s.true["open"], "recorded": opens, "lost": int(s.lost or 0),
+               "rate": opens / s.wall_s, "recorder_cpu_s": s.recorder_cpu_s}
+        out.append(row)
+        what = f"{copies} storm(s)" if paced is None else f"paced {paced:,}/s"
+        print(f"bench: rate {what:18} {config:10} {s.wall_s:8.3f} s "
+              f"{row['rate']:12,.0f} opens/s  lost {row['lost']}", file=log)
+        if config == "sessrec":
+            settle()
+        return row
+
+    full_speed = 0.0
     for copies in RATE_COPIES_QUICK if a.quick else RATE_COPIES:
         prep = rate_prepared(base, copies)
-        for config in ("unrecorded", "sessrec"):
-            s = runner.run(config, prep)
-            opens = int(s.recorded["open"]) if s.recorded else s.true["open"]
-            row = {"copies": copies, "config": config, "wall_s": s.wall_s, "true": s.true["open"],
-                   "recorded": opens, "lost": int(s.lost or 0),
-                   "rate": opens / s.wall_s, "recorder_cpu_s": s.recorder_cpu_s}
-            out.append(row)
-            print(f"bench: rate {copies} storm(s) {config:10} {s.wall_s:8.3f} s "
-                  f"{row['rate']:12,.0f} opens/s  lost {row['lost']}", file=log)
-            if config == "sessrec":
-                settle()
+        u = one(prep, "unrecorded", copies, None)
+        full_speed = full_speed or u["rate"]
+        one(prep, "sessrec", copies, None)
+    hold = 1.0 if a.quick else PACED_SECONDS
+    for fraction in PACED_FRACTIONS_QUICK if a.quick else PACED_FRACTIONS:
+        rate = int(full_speed * fraction / 10_000) * 10_000 or 10_000
+        prep = dataclasses.replace(base, argv=[base.argv[0], str(int(rate * hold)),
+                                               "/etc/hostname", str(rate)])
+        one(prep, "sessrec", 1, rate)
     return out
 
 

@@ -1,6 +1,11 @@
 /* open_storm: N open+close calls of one existing file. Prints the count, the
  * wall time of the loop and its own CPU time (ns), so the bench times the
- * workload itself and can tell the recorder's CPU from the workload's. */
+ * workload itself and can tell the recorder's CPU from the workload's.
+ *
+ *   open_storm [N [PATH [RATE]]]
+ *
+ * RATE > 0 paces the loop at RATE opens per second (it sleeps whenever it is
+ * ahead), so the bench can look for the highest rate recorded without loss. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,11 +22,22 @@ int main(int argc, char **argv)
 {
 	long n = argc > 1 ? atol(argv[1]) : 1000000;
 	const char *path = argc > 2 ? argv[2] : "/etc/hostname";
+	double rate = argc > 3 ? atof(argv[3]) : 0;
 	struct timespec a, b;
 	struct rusage ru;
 	long ok = 0;
 	clock_gettime(CLOCK_MONOTONIC, &a);
 	for (long i = 0; i < n; i++) {
+		if (rate > 0 && (i & 255) == 0) {
+			/* Where the loop should be at this rate, against where it is. */
+			struct timespec now;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			double ahead = i / rate - ((now.tv_sec - a.tv_sec) + (now.tv_nsec - a.tv_nsec) / 1e9);
+			if (ahead > 0) {
+				struct timespec d = {(time_t)ahead, (long)((ahead - (time_t)ahead) * 1e9)};
+				nanosleep(&d, NULL);
+			}
+		}
 		int fd = open(path, O_RDONLY);
 		if (fd >= 0) {
 			ok++;
