@@ -24,17 +24,14 @@ executable's string for exec). Processes are parallel arrays in tree order.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import gc
 import json
 import os
-from collections.abc import Iterator
 from typing import Any
 
 from replay.base import Session
 from replay.events import iter_raw
-from replay.model import ProcessModel
+from replay.model import ProcessModel, no_gc
 from replay.text import ERRNO_NAMES, SIGNAL_NAMES, printable, show
 from replay.timeline import address_text, argv_text
 from sessrec import __version__
@@ -79,17 +76,6 @@ def _path(path: bytes | None, requested: bytes | None) -> str:
     return "?"
 
 
-@contextlib.contextmanager
-def _no_gc() -> Iterator[None]:
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def _us(ns: int) -> int:
     return ns // 1000
 
@@ -125,7 +111,7 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
     argv_trunc = path_trunc = 0
     # Everything built here lives until the page is written: the garbage
     # collector's passes over the growing heap would find nothing.
-    with _no_gc():
+    with no_gc():
         for ev, path in iter_raw(session):
             proc = feed(ev, path)
             t = ev[0]

@@ -25,6 +25,11 @@ def _per_type(counts: dict[str, int]) -> dict[str, int]:
     return out
 
 
+def _from_trailer(t: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any]:
+    """counts, lost, truncated, unknown_types, exit_status."""
+    return t["counts"], t["lost"], t["truncated"], t["unknown_types"], t["exit_status"]
+
+
 def session_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The summary dict for `sessrec info --json` (keys in display order)."""
     with open_session(path, strict=False) as session:
@@ -35,11 +40,7 @@ def session_info(path: str | os.PathLike[str]) -> dict[str, Any]:
             trailer = None  # a damaged footer: the scan below says where
         damage = None
         if trailer is not None:
-            counts = trailer["counts"]
-            lost = trailer["lost"]
-            truncated = trailer["truncated"]
-            unknown = trailer["unknown_types"]
-            exit_status = trailer["exit_status"]
+            counts, lost, truncated, unknown, exit_status = _from_trailer(trailer)
         else:
             leader = header["leader_pid"]
             argv_trunc = path_trunc = 0
@@ -54,11 +55,7 @@ def session_info(path: str | os.PathLike[str]) -> dict[str, Any]:
             damage = session.damage
             trailer = session.trailer  # there when only the footer is missing
             if trailer is not None:
-                counts = trailer["counts"]
-                lost = trailer["lost"]
-                truncated = trailer["truncated"]
-                unknown = trailer["unknown_types"]
-                exit_status = trailer["exit_status"]
+                counts, lost, truncated, unknown, exit_status = _from_trailer(trailer)
             else:
                 counts = session.counts
                 lost = session.stats_lost
