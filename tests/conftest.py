@@ -47,3 +47,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         if IN_CI:
             pytest.fail(f"CI=true, so the {tier} tier must run, but it {problem}", pytrace=False)
         pytest.skip(f"{tier} tier: {problem}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """Under CI=true a kernel or browser test may not skip, whatever skipped
+    it (a fixture, or the test itself): a skip there is a failure."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    tiers = {"kernel", "browser"} & set(item.keywords)
+    if IN_CI and tiers and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"CI=true: a {'/'.join(sorted(tiers))} test may not skip ({reason})"
+    return None
