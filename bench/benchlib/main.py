@@ -43,6 +43,8 @@ RATE_COPIES_QUICK = (1, 2)
 PACED_FRACTIONS = (0.2, 0.4, 0.6, 0.8)
 PACED_FRACTIONS_QUICK = (0.3, 0.6)
 PACED_SECONDS = 4.0
+# Workloads shorter than this (unrecorded) are warmed up again in every round.
+WARM_EACH_ROUND_S = 3.0
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -127,15 +129,21 @@ def run(a: argparse.Namespace, log: TextIO) -> dict[str, Any]:
             for w in workloads:
                 for c in configs:
                     cells[(w, c)] = report.Cell(w, c, prepared[w].kind, prepared[w].exact)
+            short: set[str] = set()
             for w in workloads:
                 # Once unrecorded and untimed first: page cache, compiled
                 # binaries and the generated project are warm for every round.
-                runner.run("unrecorded", prepared[w])
+                if runner.run("unrecorded", prepared[w]).wall_s < WARM_EACH_ROUND_S:
+                    short.add(w)
             for rnd in range(a.rounds):
                 # Interleaved, so drift in the machine's speed hits every
                 # configuration alike; the order turns each round.
                 order = configs[rnd % len(configs):] + configs[:rnd % len(configs)]
                 for w in workloads:
+                    if w in short:
+                        # A short workload after a long one finds the caches
+                        # the long one pushed out: warm it again, untimed.
+                        runner.run("unrecorded", prepared[w])
                     for c in order:
                         s = runner.run(c, prepared[w])
                         cells[(w, c)].samples.append(s)
@@ -170,6 +178,7 @@ def run(a: argparse.Namespace, log: TextIO) -> dict[str, Any]:
         "quick": a.quick,
         "configs": configs,
         "duration_s": round(time.monotonic() - started),
+        "commit": commit(),
         "workloads": {w: WORKLOADS_BY_NAME[w].describe(sizes[w]) for w in workloads},
         "notes": notes,
     }
@@ -185,6 +194,15 @@ def run(a: argparse.Namespace, log: TextIO) -> dict[str, Any]:
         "profile": prof,
         "markdown": md,
     }
+
+
+def commit() -> str | None:
+    r = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                       capture_output=True, text=True)
+    if r.returncode == 0:
+        return r.stdout.strip()
+    stamp = REPO / "COMMIT"  # a copy of the tree made with git archive, stamped
+    return stamp.read_text().strip() if stamp.exists() else None
 
 
 def rate_ladder(runner: Runner, a: argparse.Namespace, tmp: Path, services: Services,

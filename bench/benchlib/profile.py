@@ -38,6 +38,7 @@ def profile_sessrec(prep: Prepared, tmp: Path, out_dir: Path, log: TextIO,
     gate = Gate(tmp)
     out_dir.mkdir(parents=True, exist_ok=True)
     raw = out_dir / "profile-open.txt"
+    raw.unlink(missing_ok=True)  # never summarise an older run's samples
     session = tmp / "profile.srec"
     argv = [*SESSREC, "record", "-f", "-o", str(session), "--",
             *timed_argv(timed, gate, prep.argv)]
@@ -59,7 +60,7 @@ def profile_sessrec(prep: Prepared, tmp: Path, out_dir: Path, log: TextIO,
     _, spy_err = spy_proc.communicate(timeout=60)
     timing = parse_timed(err.read_text(errors="replace"))
     session.unlink(missing_ok=True)
-    if not raw.exists():
+    if spy_proc.returncode != 0 or not raw.exists() or raw.stat().st_size == 0:
         if native:
             print("bench: py-spy --native failed; sampling Python frames only", file=log)
             return profile_sessrec(prep, tmp, out_dir, log, native=False)
