@@ -21,7 +21,7 @@ CONFIG_TITLES = {
     "unrecorded": "unrecorded",
     "floor": "floor (programs loaded, no session)",
     "sessrec": "sessrec record",
-    "auditd": "auditd (syscall rules, -F ses=)",
+    "auditd": "auditd (syscall rules, -F sessionid=)",
 }
 
 
