@@ -7,6 +7,9 @@
  *   SR_OFF_*          kernel struct member offsets taken from BTF at load
  *                     time: the installed headers do not match the running
  *                     kernel, so no kernel struct is ever read through them.
+ *
+ * Every syscall is traced at its sys_exit tracepoint only, where the result
+ * is known and the arguments are still in the saved registers (x86-64).
  */
 #ifndef SR_COMMON_BPF_H
 #define SR_COMMON_BPF_H
@@ -41,26 +44,6 @@ struct scratch_buf {
 	u8 buf[SR_SCRATCH_SIZE];
 };
 BPF_ARRAY(scratch, struct scratch_buf, SR_NR_CPUS);
-
-/* Syscall arguments kept from sys_enter_* to sys_exit_* of the same thread,
- * because the result is only known at exit. Only session threads get one. */
-enum sr_inflight_kind {
-	SR_INFLIGHT_OPEN = 1,
-	SR_INFLIGHT_EXEC = 2,
-	SR_INFLIGHT_CONNECT = 3,
-	SR_INFLIGHT_CHDIR = 4,
-	SR_INFLIGHT_FCHDIR = 5,
-	SR_INFLIGHT_CLONE = 6,
-};
-struct inflight {
-	u64 cgroup_id;
-	u64 arg[4];
-	u32 kind;
-	u32 sub; /* which syscall of the kind */
-};
-/* Task-local storage, not a hash keyed by tid: no hashing, no allocation per
- * syscall, and nothing left behind when a thread dies mid-syscall. */
-BPF_TASK_STORAGE(inflight, struct inflight);
 
 #define SR_AT_FDCWD -100
 
@@ -158,31 +141,24 @@ static __always_inline void submit(void *rec, u64 size, u16 type)
 	}
 }
 
-static __always_inline void stash(u32 kind, u32 sub, u64 cg, u64 a0, u64 a1, u64 a2, u64 a3)
+/* The arguments of the current syscall, at its sys_exit tracepoint: they are
+ * still in the task's saved user registers (x86-64: di, si, dx, r10; only ax
+ * is overwritten, with the result). Reading them at exit means one program
+ * per syscall, not an enter program and a stash to carry the arguments. */
+static __always_inline void syscall_args(u64 a[4])
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct inflight *f = inflight.task_storage_get(task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!f)
-		return;
-	f->cgroup_id = cg;
-	f->kind = kind;
-	f->sub = sub;
-	f->arg[0] = a0;
-	f->arg[1] = a1;
-	f->arg[2] = a2;
-	f->arg[3] = a3;
+	void *regs = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	a[0] = read_kptr(regs, SR_OFF_PT_REGS_DI);
+	a[1] = read_kptr(regs, SR_OFF_PT_REGS_SI);
+	a[2] = read_kptr(regs, SR_OFF_PT_REGS_DX);
+	a[3] = read_kptr(regs, SR_OFF_PT_REGS_R10);
 }
 
-/* Take (and forget) the thread's stashed arguments if they are of `kind`. */
-static __always_inline int unstash(u32 kind, struct inflight *out)
+/* The number of the syscall the current task is in (orig_ax). */
+static __always_inline u64 syscall_nr(void)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct inflight *f = inflight.task_storage_get(task, 0, 0);
-	if (!f || f->kind != kind)
-		return 0;
-	__builtin_memcpy(out, f, sizeof(*out));
-	f->kind = 0;
-	return 1;
+	void *regs = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	return read_kptr(regs, SR_OFF_PT_REGS_ORIG_AX);
 }
 
 #endif /* SR_COMMON_BPF_H */

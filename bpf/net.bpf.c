@@ -2,8 +2,9 @@
  * destination sockaddr as passed, the socket type and protocol, and the
  * result (-EINPROGRESS for a non-blocking connect).
  *
- * Tracepoints: syscalls:sys_{enter,exit}_connect.
- * Needs: BPF ring buffer (5.8); BTF offsets of task_struct.files,
+ * Tracepoints: syscalls:sys_exit_connect (arguments from the saved registers).
+ * Needs: BPF ring buffer (5.8), bpf_task_pt_regs (5.15), x86-64; BTF
+ *   offsets of task_struct.files,
  *   files_struct.fdt, fdtable.{fd,max_fds}, file.private_data,
  *   socket.{type,sk} and sock.sk_protocol to find the socket behind the fd.
  */
@@ -11,15 +12,6 @@
 
 #define SR_EBADF 9
 #define SR_ENOTSOCK 88
-
-TRACEPOINT_PROBE(syscalls, sys_enter_connect)
-{
-	u64 cg = current_session();
-	if (cg)
-		stash(SR_INFLIGHT_CONNECT, 0, cg, (u64)args->fd, (u64)args->uservaddr,
-		      (u64)args->addrlen, 0);
-	return 0;
-}
 
 /* task->files->fdt->fd[fd]->private_data is the struct socket of a socket fd. */
 static __always_inline void *socket_of_fd(u32 fd)
@@ -44,21 +36,23 @@ static __always_inline void *socket_of_fd(u32 fd)
 
 TRACEPOINT_PROBE(syscalls, sys_exit_connect)
 {
-	struct inflight f = {};
-	if (!unstash(SR_INFLIGHT_CONNECT, &f))
+	u64 cg = current_session();
+	if (!cg)
 		return 0;
+	u64 f[4]; /* fd, sockaddr, addrlen */
+	syscall_args(f);
 	struct connect_event *e = scratch_area();
 	if (!e)
 		return 0;
-	fill_header(&e->h, SR_EVENT_CONNECT, f.cgroup_id);
+	fill_header(&e->h, SR_EVENT_CONNECT, cg);
 	e->h.size = sizeof(*e);
 	e->ret = (s32)args->ret;
-	e->fd = (s32)f.arg[0];
+	e->fd = (s32)f[0];
 	e->sock_type = 0;
 	e->protocol = 0;
 	e->_pad = 0;
 	if (args->ret != -SR_EBADF && args->ret != -SR_ENOTSOCK) {
-		void *sock = socket_of_fd((u32)f.arg[0]);
+		void *sock = socket_of_fd((u32)f[0]);
 		if (sock) {
 			e->sock_type = read_ku16(sock, SR_OFF_SOCKET_TYPE);
 			void *sk = (void *)read_kptr(sock, SR_OFF_SOCKET_SK);
@@ -66,11 +60,11 @@ TRACEPOINT_PROBE(syscalls, sys_exit_connect)
 				e->protocol = read_ku16(sk, SR_OFF_SOCK_SK_PROTOCOL);
 		}
 	}
-	u64 alen = (u32)f.arg[2];
+	u64 alen = (u32)f[2];
 	if (alen > SR_SOCKADDR_MAX)
 		alen = SR_SOCKADDR_MAX;
 	__builtin_memset(e->addr, 0, SR_SOCKADDR_MAX);
-	if (bpf_probe_read_user(e->addr, alen, (void *)f.arg[1]) != 0) {
+	if (bpf_probe_read_user(e->addr, alen, (void *)f[1]) != 0) {
 		alen = 0;
 		e->h.flags |= SR_FLAG_READ_FAILED;
 	}

@@ -3,10 +3,9 @@
  * paths.
  *
  * Tracepoints: sched:sched_process_{fork,exec,exit},
- *   syscalls:sys_{enter,exit}_{execve,execveat}, sys_enter_{clone,clone3,
- *   fork,vfork}, syscalls:sys_{enter,exit}_{chdir,fchdir}.
+ *   syscalls:sys_exit_{execve,execveat,chdir,fchdir}.
  * Needs: BPF ring buffer (5.8), bpf_get_current_ancestor_cgroup_id (5.7),
- *   BTF for struct offsets (see common.bpf.h).
+ *   bpf_task_pt_regs (5.15), BTF for struct offsets (see common.bpf.h), x86-64.
  *
  * exec: a successful exec is reported at sched_process_exec, where argv is
  * one contiguous block in the new mm (arg_start..arg_end) and is copied in a
@@ -15,57 +14,33 @@
  * reading argv pointer by pointer from the caller, which is still intact.
  *
  * fork: sched_process_fork also fires for new threads and does not say which
- * it is, so the clone flags are stashed at sys_enter_clone{,3} and threads are
- * dropped.
+ * it is; it runs inside the parent's clone, so the clone flags are read from
+ * the parent's saved registers, and threads are dropped.
  */
 #include "common.bpf.h"
 
 /* ---- fork ---------------------------------------------------------------- */
 
-TRACEPOINT_PROBE(syscalls, sys_enter_clone)
-{
-	u64 cg = current_session();
-	if (cg)
-		stash(SR_INFLIGHT_CLONE, 0, cg, args->clone_flags, 0, 0, 0);
-	return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_clone3)
-{
-	u64 cg = current_session();
-	if (cg) {
-		u64 flags = 0;
-		bpf_probe_read_user(&flags, sizeof(flags), (void *)args->uargs);
-		stash(SR_INFLIGHT_CLONE, 0, cg, flags, 0, 0, 0);
-	}
-	return 0;
-}
-
-/* fork and vfork create processes; stashing them overwrites a stale clone
- * entry left by a clone that failed before sched_process_fork. */
-TRACEPOINT_PROBE(syscalls, sys_enter_fork)
-{
-	u64 cg = current_session();
-	if (cg)
-		stash(SR_INFLIGHT_CLONE, 0, cg, 0, 0, 0, 0);
-	return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_vfork)
-{
-	u64 cg = current_session();
-	if (cg)
-		stash(SR_INFLIGHT_CLONE, 0, cg, 0, 0, 0, 0);
-	return 0;
-}
+/* x86-64 syscall numbers of the calls that create tasks. */
+#define SR_NR_CLONE 56
+#define SR_NR_CLONE3 435
 
 TRACEPOINT_PROBE(sched, sched_process_fork)
 {
 	u64 cg = current_session();
 	if (!cg)
 		return 0;
-	struct inflight f = {};
-	if (unstash(SR_INFLIGHT_CLONE, &f) && (f.arg[0] & SR_CLONE_THREAD))
+	/* clone(flags, ...) or clone3(&clone_args: flags first); fork and vfork
+	 * always make processes. */
+	u64 nr = syscall_nr();
+	u64 a[4];
+	u64 flags = 0;
+	syscall_args(a);
+	if (nr == SR_NR_CLONE)
+		flags = a[0];
+	else if (nr == SR_NR_CLONE3)
+		bpf_probe_read_user(&flags, sizeof(flags), (void *)a[0]);
+	if (flags & SR_CLONE_THREAD)
 		return 0;
 	struct fork_event e = {};
 	fill_header(&e.h, SR_EVENT_FORK, cg);
@@ -76,24 +51,6 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
 }
 
 /* ---- exec ---------------------------------------------------------------- */
-
-TRACEPOINT_PROBE(syscalls, sys_enter_execve)
-{
-	u64 cg = current_session();
-	if (cg)
-		stash(SR_INFLIGHT_EXEC, SR_SYS_EXECVE, cg, (u64)args->filename,
-		      (u64)args->argv, (u64)SR_AT_FDCWD, 0);
-	return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
-{
-	u64 cg = current_session();
-	if (cg)
-		stash(SR_INFLIGHT_EXEC, SR_SYS_EXECVEAT, cg, (u64)args->filename,
-		      (u64)args->argv, (u64)args->fd, 0);
-	return 0;
-}
 
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
@@ -143,27 +100,34 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 
 /* Only failed execs are reported here; successful ones were reported by
  * sched_process_exec (and their caller's memory is gone by now). */
-static __always_inline int exec_exit(long ret)
+static __always_inline int exec_exit(u16 sys, long ret)
 {
-	struct inflight f = {};
-	if (!unstash(SR_INFLIGHT_EXEC, &f) || ret == 0)
+	if (ret == 0)
 		return 0;
+	u64 cg = current_session();
+	if (!cg)
+		return 0;
+	/* execve(filename, argv, envp); execveat(dirfd, filename, argv, ...) */
+	u64 a[4];
+	syscall_args(a);
+	u64 filename = sys == SR_SYS_EXECVEAT ? a[1] : a[0];
+	u64 argv_ptr = sys == SR_SYS_EXECVEAT ? a[2] : a[1];
 	struct exec_event *e = scratch_area();
 	if (!e)
 		return 0;
-	fill_header(&e->h, SR_EVENT_EXEC, f.cgroup_id);
+	fill_header(&e->h, SR_EVENT_EXEC, cg);
 	e->ret = (s32)ret;
 	e->old_pid = e->h.tid;
-	e->syscall = f.sub;
+	e->syscall = sys;
 	e->_pad = 0;
 
-	long n = bpf_probe_read_user_str(e->data, SR_PATH_MAX + 1, (void *)f.arg[0]);
+	long n = bpf_probe_read_user_str(e->data, SR_PATH_MAX + 1, (void *)filename);
 	u32 flen = clamp_path_len(&e->h, n);
 	e->filename_len = flen;
 
 	/* argv follows the filename: data[flen ..], flen < SR_PATH_MAX. Each
 	 * argument may take what is left of SR_ARGV_MAX, as on success. */
-	const char *const *argv = (const char *const *)f.arg[1];
+	const char *const *argv = (const char *const *)argv_ptr;
 	u32 off = 0;
 	u32 argc = 0;
 	u32 cut = 0;
@@ -217,12 +181,12 @@ static __always_inline int exec_exit(long ret)
 
 TRACEPOINT_PROBE(syscalls, sys_exit_execve)
 {
-	return exec_exit(args->ret);
+	return exec_exit(SR_SYS_EXECVE, args->ret);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_execveat)
 {
-	return exec_exit(args->ret);
+	return exec_exit(SR_SYS_EXECVEAT, args->ret);
 }
 
 /* ---- exit ---------------------------------------------------------------- */
@@ -251,40 +215,27 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 
 /* ---- chdir / fchdir ------------------------------------------------------ */
 
-TRACEPOINT_PROBE(syscalls, sys_enter_chdir)
+/* chdir(path) with fd = -1, or fchdir(fd) with is_fchdir set. */
+static __always_inline int chdir_exit(int is_fchdir, long ret)
 {
 	u64 cg = current_session();
-	if (cg)
-		stash(SR_INFLIGHT_CHDIR, 0, cg, (u64)args->filename, 0, 0, 0);
-	return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_fchdir)
-{
-	u64 cg = current_session();
-	if (cg)
-		stash(SR_INFLIGHT_FCHDIR, 0, cg, (u64)args->fd, 0, 0, 0);
-	return 0;
-}
-
-static __always_inline int chdir_exit(u32 kind, long ret)
-{
-	struct inflight f = {};
-	if (!unstash(kind, &f))
+	if (!cg)
 		return 0;
+	u64 a[4];
+	syscall_args(a);
 	struct chdir_event *e = scratch_area();
 	if (!e)
 		return 0;
-	fill_header(&e->h, SR_EVENT_CHDIR, f.cgroup_id);
+	fill_header(&e->h, SR_EVENT_CHDIR, cg);
 	e->ret = (s32)ret;
 	e->_pad = 0;
 	u32 plen = 0;
-	if (kind == SR_INFLIGHT_CHDIR) {
+	if (!is_fchdir) {
 		e->fd = -1;
-		long n = bpf_probe_read_user_str(e->path, SR_PATH_MAX + 1, (void *)f.arg[0]);
+		long n = bpf_probe_read_user_str(e->path, SR_PATH_MAX + 1, (void *)a[0]);
 		plen = clamp_path_len(&e->h, n);
 	} else {
-		e->fd = (s32)f.arg[0];
+		e->fd = (s32)a[0];
 	}
 	e->path_len = plen;
 	u64 size = sizeof(*e) + plen;
@@ -295,10 +246,10 @@ static __always_inline int chdir_exit(u32 kind, long ret)
 
 TRACEPOINT_PROBE(syscalls, sys_exit_chdir)
 {
-	return chdir_exit(SR_INFLIGHT_CHDIR, args->ret);
+	return chdir_exit(0, args->ret);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_fchdir)
 {
-	return chdir_exit(SR_INFLIGHT_FCHDIR, args->ret);
+	return chdir_exit(1, args->ret);
 }

@@ -42,7 +42,15 @@ KERNEL_OFFSETS: tuple[tuple[str, str, str], ...] = (
     ("SR_OFF_SOCKET_TYPE", "socket", "type"),
     ("SR_OFF_SOCKET_SK", "socket", "sk"),
     ("SR_OFF_SOCK_SK_PROTOCOL", "sock", "sk_protocol"),
+    # Syscall arguments, read at sys_exit from the saved user registers.
+    ("SR_OFF_PT_REGS_DI", "pt_regs", "di"),
+    ("SR_OFF_PT_REGS_SI", "pt_regs", "si"),
+    ("SR_OFF_PT_REGS_DX", "pt_regs", "dx"),
+    ("SR_OFF_PT_REGS_R10", "pt_regs", "r10"),
+    ("SR_OFF_PT_REGS_ORIG_AX", "pt_regs", "orig_ax"),
 )
+# The programs read syscall arguments from x86-64's saved registers.
+SUPPORTED_MACHINES = ("x86_64",)
 
 PAGE_SIZE = 4096  # BPF_RINGBUF_OUTPUT sizes are in pages of this size
 DEFAULT_RING_PAGES = 8192
@@ -103,6 +111,16 @@ def _mount(source: str, target: str, fstype: str) -> None:
     if libc.mount(source.encode(), target.encode(), fstype.encode(), 0, None) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
+
+
+def check_machine() -> None:
+    machine = os.uname().machine
+    if machine not in SUPPORTED_MACHINES:
+        raise EnvironmentProblem(
+            f"recording is supported on {', '.join(SUPPORTED_MACHINES)} only, not {machine} "
+            "(the BPF programs read syscall arguments from its registers); reading "
+            "session files works anywhere"
+        )
 
 
 def check_privileges() -> None:
@@ -185,6 +203,7 @@ class Programs:
     @classmethod
     def load(cls, cfg: LoadConfig) -> Programs:
         check_privileges()
+        check_machine()
         tf = tracefs()
         check_tracepoints(tf)
         cflags = compile_flags(cfg, tf)
