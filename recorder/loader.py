@@ -8,7 +8,6 @@ the shared ring buffer names its session's cgroup id.
 from __future__ import annotations
 
 import ctypes
-import errno
 import os
 import re
 from collections.abc import Callable
@@ -53,10 +52,10 @@ KERNEL_OFFSETS: tuple[tuple[str, str, str], ...] = (
 SUPPORTED_MACHINES = ("x86_64",)
 
 PAGE_SIZE = 4096  # BPF_RINGBUF_OUTPUT sizes are in pages of this size
-DEFAULT_RING_PAGES = 8192
+DEFAULT_RING_PAGES = 8192  # 32 MiB: a burst of ~300k events fits
 # Records handled per consume() call at most, so the drain loop keeps
 # flushing and watching the session during a flood.
-DRAIN_BATCH = 65536  # 32 MiB: a burst of ~300k events fits
+DRAIN_BATCH = 65536
 
 
 @dataclass(frozen=True)
@@ -302,7 +301,3 @@ def _close_in_grandchild(fds: list[int]) -> None:
     for fd in fds:
         os.close(fd)
     os.close(w)
-
-
-def describe_errno(e: OSError) -> str:
-    return e.strerror or errno.errorcode.get(e.errno or 0, str(e))
