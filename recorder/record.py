@@ -15,20 +15,22 @@ The recorder itself never joins the cgroup, so its own activity is not seen.
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import pwd
 import signal
 import socket
 import struct
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from recorder import audit, events
+from recorder import events
 from recorder.cgroup import SessionCgroup, cgroup2_mount
 from recorder.loader import (
     DEFAULT_RING_PAGES,
@@ -41,6 +43,9 @@ from recorder.writer import SessionWriter, check_writable
 from sessrec import __version__
 from sessrec import format as fmt
 from sessrec.errors import SessrecError
+
+if TYPE_CHECKING:
+    from recorder import audit
 
 DRAIN_INTERVAL = 0.005  # seconds between ring drains: short, as there are no wake-ups
 END_GRACE = 0.05        # after the cgroup empties, for programs still finishing on other CPUs
@@ -232,9 +237,15 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
     if opts.cwd is not None and not os.path.isdir(opts.cwd):
         raise SessrecError(f"cannot run the command in {opts.cwd}: no such directory")
     mount = cgroup2_mount()
+    # Importing the audit module (pyroute2: ~0.15 s) overlaps the BPF compile,
+    # which runs in C without the GIL: start-up is a target (< 1.5 s).
+    warm = threading.Thread(target=importlib.import_module, args=("recorder.audit",))
+    warm.start()
     programs = Programs.load(
         LoadConfig(session_level=SessionCgroup.session_level(mount), ring_pages=opts.ring_pages)
     )
+    warm.join()
+    from recorder import audit
     session_id = str(uuid.uuid4())
     cg = SessionCgroup.create(session_id, mount)
     sigs = _Signals()
