@@ -109,7 +109,8 @@ def test_filters(browser: Chromium, small: tuple[Path, Path, dict[str, int]]) ->
         "document.querySelector('#types .chip[data-type=open]').getAttribute('aria-pressed')"
     ) == "false"
     assert _text(browser, "#matchCount") == f"{n - opens:,} of {n:,} events"
-    assert _state(browser)["markers"] != before["markers"]
+    # The timeline redraws on the next animation frame, after the list.
+    browser.wait_for(lambda: _state(browser)["markers"] != before["markers"], 5)
     shown = browser.evaluate(
         "[...document.querySelectorAll('#events .row')].filter(r => r.style.display !== 'none')"
         ".map(r => r.querySelector('.tag').textContent)")
