@@ -475,11 +475,16 @@
     }
     return [a, Math.max(b, a + 1)];
   }
+  // The rows of a virtual list that are in view: the first one and how many,
+  // with the pool of row elements grown to fit them.
+  function inView(box, viewEl, count, pool, make) {
+    const first = Math.max(0, Math.floor(box.top() / ROW));
+    const n = Math.max(0, Math.min(count - first, Math.ceil(viewEl.clientHeight / ROW) + 1));
+    while (pool.length < n) pool.push(make());
+    return [first, n];
+  }
   function drawTree() {
-    const h = treeEl.clientHeight;
-    const first = Math.max(0, Math.floor(treeBox.top() / ROW));
-    const n = Math.min(rows.length - first, Math.ceil(h / ROW) + 1);
-    while (treePool.length < n) treePool.push(treeRow());
+    const [first, n] = inView(treeBox, treeEl, rows.length, treePool, treeRow);
     const filtering = query || failedOnly;
     for (let k = 0; k < treePool.length; k++) {
       const r = treePool[k];
@@ -644,10 +649,7 @@
     return r;
   }
   function drawList() {
-    const h = listEl.clientHeight;
-    const first = Math.max(0, Math.floor(listBox.top() / ROW));
-    const n = Math.max(0, Math.min(listIdx.length - first, Math.ceil(h / ROW) + 1));
-    while (listPool.length < n) listPool.push(listRow());
+    const [first, n] = inView(listBox, listEl, listIdx.length, listPool, listRow);
     for (let k = 0; k < listPool.length; k++) {
       const r = listPool[k];
       if (k >= n) { r.style.display = "none"; continue; }
