@@ -160,12 +160,28 @@ def describe_error(e: BaseException) -> str:
     return text
 
 
-def skip_reason(status: AuditStatus) -> str | None:
+def pid_alive(pid: int) -> bool:
+    """pid names a live process (not a zombie) in this pid namespace."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # it exists; we may just not read it
+    return stat[stat.rindex(")") + 2] not in "ZX"
+
+
+def skip_reason(status: AuditStatus, alive: Callable[[int], bool] = pid_alive) -> str | None:
     """Why no record should be sent with this status, or None."""
     if status.enabled == 0:
         return "auditing is disabled in the kernel (auditctl -e 0)"
     if status.pid == 0:
         return "auditd is not running"
+    if not alive(status.pid):
+        # The kernel forgets a killed auditd only when a delivery to it
+        # fails; this record would be that delivery, and would be dropped.
+        return (f"auditd is not running (pid {status.pid} is still registered with the "
+                "kernel, but has exited)")
     if status.backlog_limit and status.backlog >= status.backlog_limit:
         return (f"auditd's backlog is full ({status.backlog} of {status.backlog_limit}); "
                 "not sending, so as not to block")

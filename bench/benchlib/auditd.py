@@ -34,6 +34,7 @@ from types import TracebackType
 from typing import TextIO
 
 from benchlib.common import BenchError, proc_cpu_ns
+from recorder.audit import pid_alive
 
 LOCK_PATH = "/run/sessrec-audit.lock"
 KEY = "sessrec-bench"
@@ -94,14 +95,6 @@ def _kauditd_pid() -> int | None:
     return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
-
-
 def available() -> str | None:
     """Why the auditd configuration cannot run here, or None."""
     if os.geteuid() != 0:
@@ -148,7 +141,7 @@ class BenchAuditd:
             self._saved_rules = rules()
             self._saved_status = status()
             pid = self._saved_status.get("pid", 0)
-            if pid:
+            if pid and pid_alive(pid):  # not one killed but still registered
                 self._machine_cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode() \
                     .rstrip("\0").split("\0")
                 self._stop(pid)
@@ -207,7 +200,7 @@ class BenchAuditd:
         except ProcessLookupError:
             return
         deadline = time.monotonic() + 20
-        while _alive(pid) or status().get("pid", 0) == pid:
+        while pid_alive(pid) or status().get("pid", 0) == pid:
             if time.monotonic() > deadline:
                 raise BenchError(f"auditd {pid} did not stop")
             time.sleep(0.05)
@@ -222,7 +215,7 @@ class BenchAuditd:
         while True:
             starter.poll()
             pid = status().get("pid", 0)
-            if pid and _alive(pid):
+            if pid and pid_alive(pid):
                 return pid
             if time.monotonic() > deadline:
                 raise BenchError(f"{' '.join(argv)} did not start")
@@ -275,7 +268,7 @@ class BenchAuditd:
     def check(self) -> None:
         """Raises Interference if the bench's auditd is no longer the one
         registered with the kernel: something else stopped or replaced it."""
-        if self._pid is None or not _alive(self._pid) or status().get("pid") != self._pid:
+        if self._pid is None or not pid_alive(self._pid) or status().get("pid") != self._pid:
             raise Interference("the bench's auditd was stopped or replaced during the run "
                                "(by something that does not take " + LOCK_PATH + ")")
 

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from krec import Recorder, header, info, run_cli
 
+from recorder import audit
 from replay import auditlog
 from replay.events import ExecEvent, iter_events
 from replay.reader import open_session, read_trailer_fast
@@ -73,6 +74,14 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float = WAIT) -> Non
         time.sleep(0.05)
 
 
+def running_pid() -> int:
+    """auditd's pid; 0 if none is registered with the kernel, or if the one
+    registered was killed (the kernel forgets a killed auditd only when a
+    delivery to it fails: CI machines start that way)."""
+    pid = status().get("pid", 0)
+    return pid if pid > 0 and audit.pid_alive(pid) else 0
+
+
 @dataclass
 class Auditd:
     """The running auditd; started_here: this fixture started it (and may
@@ -83,16 +92,40 @@ class Auditd:
 
     @property
     def pid(self) -> int:
-        return status().get("pid", 0)
+        return running_pid()
 
     def start(self) -> None:
-        subprocess.run([tool("auditd")], check=True)  # it daemonizes itself
+        # It daemonizes itself; it takes over from a killed one still registered.
+        subprocess.run([tool("auditd")], check=True, stdin=subprocess.DEVNULL,
+                       capture_output=True)
         wait_for(lambda: self.pid != 0, "auditd to register with the kernel")
 
     def stop(self) -> None:
         pid = self.pid
+        assert pid > 0, "no auditd to stop"  # never kill(0): that is our process group
         os.kill(pid, signal.SIGTERM)
-        wait_for(lambda: self.pid == 0 and not Path(f"/proc/{pid}").exists(), "auditd to stop")
+        wait_for(lambda: status().get("pid") != pid and not audit.pid_alive(pid),
+                 "auditd to stop")
+
+    def check_writes_log(self) -> None:
+        """A user record with a unique text must reach self.log: the auditd
+        registered is the one writing the log these tests read."""
+        token = f"sessrec-test-probe-{os.getpid()}-{time.monotonic_ns()}"
+        subprocess.run([tool("auditctl"), "-m", token], check=True, capture_output=True)
+
+        def logged() -> bool:
+            try:
+                with open(self.log, "rb") as f:
+                    f.seek(max(0, os.fstat(f.fileno()).st_size - (1 << 20)))
+                    return token.encode() in f.read()
+            except FileNotFoundError:
+                return False
+
+        try:
+            wait_for(logged, "a probe record")
+        except AssertionError:
+            need(False, f"auditd (pid {self.pid}) does not write {self.log}: "
+                 "a probe record never arrived there")
 
     def rules(self) -> list[list[str]]:
         out = subprocess.run([tool("auditctl"), "-l"], check=True, capture_output=True,
@@ -106,13 +139,14 @@ def auditd() -> Iterator[Auditd]:
     tool("ausearch")
     before = status()
     need(before.get("enabled") != 2, "need changeable audit rules, but they are locked (-e 2)")
-    d = Auditd(started_here=before.get("pid", 0) == 0)
+    d = Auditd(started_here=running_pid() == 0)
     saved_rules = d.rules()
     try:
         if d.started_here:
             d.start()
         if status().get("enabled") == 0:
             subprocess.run([tool("auditctl"), "-e", "1"], check=True, capture_output=True)
+        d.check_writes_log()
         yield d
     finally:
         auditctl = tool("auditctl")
@@ -347,8 +381,6 @@ def test_audit_abi_matches_linux_audit_h(tmp_path: Path) -> None:
     record type within the kernel's user-message range. (The kernel headers
     do not name 1121; libaudit does, and auditd writing it as
     `type=TRUSTED_APP` in test_a_login_session checks that.)"""
-    from recorder import audit
-
     gcc = shutil.which("gcc")
     need(gcc is not None and Path("/usr/include/linux/audit.h").exists(),
          "need gcc and <linux/audit.h> (linux-libc-dev)")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ from sessrec import format as fmt
 from sessrec.errors import FormatError
 
 UUID = "6f1c2a9e-3b4d-4e5f-8a7b-0c1d2e3f4a5b"
-RUNNING = audit.AuditStatus(enabled=1, failure=1, pid=4321, rate_limit=0, backlog_limit=64,
+# auditd's pid must name a live process: this one will do.
+RUNNING = audit.AuditStatus(enabled=1, failure=1, pid=os.getpid(), rate_limit=0, backlog_limit=64,
                             lost=0, backlog=0, backlog_wait_time=15000)
 
 
@@ -71,6 +73,25 @@ def test_status_that_forbids_sending(change: dict[str, int], words: str) -> None
     assert answer["sent"] is False and words in answer["reason"]
     assert answer["status"] == RUNNING._replace(**change).as_dict()
     assert fake.sent == [] and fake.closed
+
+
+def test_a_killed_auditd_still_registered_gets_no_record() -> None:
+    """After SIGKILL the kernel keeps auditd's pid until a delivery fails;
+    a record sent then would be dropped. A zombie, then a reaped child."""
+    child = subprocess.Popen(["true"])
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, unreaped: a zombie
+    assert Path(f"/proc/{child.pid}").exists()
+
+    def check() -> None:
+        fake = FakeAudit(RUNNING._replace(pid=child.pid))
+        answer = audit.exchange("op=x res=success", lambda: fake)
+        assert answer["sent"] is False and fake.sent == []
+        assert answer["reason"] == (f"auditd is not running (pid {child.pid} is still "
+                                    "registered with the kernel, but has exited)")
+
+    check()
+    child.wait()
+    check()
 
 
 def test_running_auditd_gets_the_record() -> None:
