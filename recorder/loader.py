@@ -28,6 +28,10 @@ TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 KERNEL_OFFSETS: tuple[tuple[str, str, str], ...] = (
     ("SR_OFF_TASK_REAL_PARENT", "task_struct", "real_parent"),
     ("SR_OFF_TASK_TGID", "task_struct", "tgid"),
+    ("SR_OFF_TASK_PID", "task_struct", "pid"),
+    ("SR_OFF_TASK_COMM", "task_struct", "comm"),
+    ("SR_OFF_TASK_CRED", "task_struct", "cred"),
+    ("SR_OFF_CRED_UID", "cred", "uid"),
     ("SR_OFF_TASK_MM", "task_struct", "mm"),
     ("SR_OFF_TASK_EXIT_CODE", "task_struct", "exit_code"),
     ("SR_OFF_TASK_FILES", "task_struct", "files"),

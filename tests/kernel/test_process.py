@@ -137,3 +137,51 @@ def test_threads_are_not_processes(record: Recorder, tmp_path: Path) -> None:
     assert len({e["tid"] for e in opens} | {python}) == 4  # three threads, none the main one
     exits = [(e["pid"], e["exit_code"], e["signal"]) for e in events if e["type"] == "exit"]
     assert exits == [(true, 0, None), (python, 7, None)]
+
+
+IDENTITY = """
+import ctypes, os, sys, threading
+d = sys.argv[1]
+def probe(tag):
+    # It fails (ENOENT, or EACCES as nobody): recorded all the same, named
+    # with what the process knows of itself.
+    try:
+        open(f"{d}/{tag}-{os.getpid()}-{threading.get_native_id()}-{os.getppid()}-{os.getuid()}")
+    except OSError:
+        pass
+probe("start")
+ctypes.CDLL(None).prctl(15, b"renamed-by-prctl", 0, 0, 0)  # PR_SET_NAME: 15 bytes kept
+probe("renamed")
+t = threading.Thread(target=probe, args=("thread",))
+t.start()
+t.join()
+os.setresuid(65534, 65534, 65534)
+probe("nobody")
+"""
+
+
+def test_every_header_field_is_what_the_process_knows(record: Recorder, tmp_path: Path) -> None:
+    """pid, tid, ppid, uid and comm of each event against the values the
+    process itself reports, after a prctl rename, in a thread and after
+    setuid: the programs read them from the task, not through helpers."""
+    script = tmp_path / "identity.py"
+    script.write_text(IDENTITY)
+    d = tmp_path / "missing"
+    status, events, _ = record([PYTHON, str(script), str(d)])
+
+    assert status == 0
+    probes = {}
+    for e in events:
+        if e["type"] == "open" and e["path"].startswith(f"{d}/"):
+            tag, pid, tid, ppid, uid = e["path"][len(f"{d}/"):].split("-")
+            probes[tag] = (e["pid"], e["tid"], e["ppid"], e["uid"], e["comm"],
+                           int(pid), int(tid), int(ppid), int(uid))
+    assert sorted(probes) == ["nobody", "renamed", "start", "thread"]
+    for tag, (pid, tid, ppid, uid, _comm, *known) in probes.items():
+        assert [pid, tid, ppid, uid] == known, tag
+    python = probes["start"][0]
+    assert probes["start"][4].startswith("python")
+    assert probes["start"][1] == python and probes["thread"][1] != python
+    assert probes["renamed"][4] == "renamed-by-prct"  # TASK_COMM_LEN is 16 with the NUL
+    assert probes["thread"][4] == "renamed-by-prct"  # a new thread inherits the name
+    assert probes["nobody"][3] == 65534
