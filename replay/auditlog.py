@@ -528,8 +528,9 @@ def describe_audit(info: Mapping[str, Any] | None) -> str:
                      f"({name})")
     else:
         parts.append("no record written")
-    if info["reason"]:
-        parts.append(info["reason"])
+    reason = info["reason"]
+    if reason and not (reason == "auditd is not running" and "auditd not running" in parts):
+        parts.append(reason)
     return "; ".join(parts)
 
 

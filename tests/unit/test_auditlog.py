@@ -240,7 +240,13 @@ def test_pair_keys_from_syscall_numbers_without_enriched_names() -> None:
     ({"record_type": 1121, "sender_session_id": 3, "start_record": False,
       "reason": "auditd is not running", "status": {"enabled": 1, "pid": 0}},
      {"end_record": False, "reason": "auditd is not running"},
-     "auditing enabled; auditd not running; no record written; auditd is not running"),
+     "auditing enabled; auditd not running; no record written"),  # said once
+    ({"record_type": 1121, "sender_session_id": 3, "start_record": False,
+      "reason": "auditd is not running (pid 77 is still registered with the kernel, but has "
+      "exited)", "status": {"enabled": 1, "pid": 77}},
+     {"end_record": False, "reason": "auditd is not running"},
+     "auditing enabled; auditd pid 77; no record written; auditd is not running (pid 77 is "
+     "still registered with the kernel, but has exited); auditd is not running"),
     ({"record_type": 1121, "sender_session_id": None, "start_record": False,
       "reason": "cannot open the audit netlink socket: EPROTONOSUPPORT", "status": None},
      None,
