@@ -2,7 +2,7 @@
  *
  * Every record that crosses the ring buffer starts with struct event_header,
  * then a fixed body per type, then (for some types) variable-length bytes.
- * recorder/events.py mirrors these layouts with struct formats; the test
+ * sessrec/records.py mirrors these layouts with struct formats; the test
  * tests/unit/test_abi_layout.py compiles this header and checks every offset
  * and size against it, so the two cannot drift.
  *

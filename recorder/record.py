@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
-from recorder import events
 from recorder.cgroup import SessionCgroup, cgroup2_mount
 from recorder.loader import (
     DEFAULT_RING_PAGES,
@@ -40,7 +39,7 @@ from recorder.loader import (
     check_privileges,
 )
 from recorder.writer import SessionWriter, check_writable
-from sessrec import __version__
+from sessrec import __version__, records
 from sessrec import format as fmt
 from sessrec.errors import SessrecError
 
@@ -68,7 +67,7 @@ class SessionSink:
     """Where one session's records go: decoded, counted, written. take() runs
     once per event, so it is one function around the type's decoder."""
 
-    def __init__(self, cgroup_id: int, writer: SessionWriter, decoder: events.Decoder) -> None:
+    def __init__(self, cgroup_id: int, writer: SessionWriter, decoder: records.Decoder) -> None:
         self.cgroup_id = cgroup_id
         self.writer = writer
         self.decoder = decoder
@@ -111,7 +110,7 @@ class Dispatcher:
 
 
 _CGROUP_ID = struct.Struct("<Q").unpack_from
-_CGROUP_OFFSET = events.HEADER.offsets()["cgroup_id"]
+_CGROUP_OFFSET = records.HEADER.offsets()["cgroup_id"]
 
 
 class _Signals:
@@ -281,8 +280,8 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
             "cgroup": str(cg.path),
             "cgroup_id": cg.id,
             "recorder": {"version": __version__, "pid": os.getpid()},
-            "limits": {"argv_max": events.ARGV_MAX, "path_max": events.PATH_MAX},
-            "abi_version": events.ABI_VERSION,
+            "limits": {"argv_max": records.ARGV_MAX, "path_max": records.PATH_MAX},
+            "abi_version": records.ABI_VERSION,
             "audit": auditing.start(),
         }
         try:
@@ -294,7 +293,7 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
                 proc.kill()
                 proc.wait()
             raise
-        sink = SessionSink(cg.id, writer, events.Decoder(mono_ns))
+        sink = SessionSink(cg.id, writer, records.Decoder(mono_ns))
         dispatcher.sinks[cg.id] = sink
 
         end_reason = _drain_until_done(programs, cg, proc, sigs, writer, opts, stderr)

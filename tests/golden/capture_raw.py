@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from recorder import events
 from recorder import record as rec
+from sessrec import records
 
 
 def _plain(v: Any) -> Any:
@@ -54,13 +54,13 @@ def main() -> int:
     )
     with tempfile.TemporaryDirectory() as d:
         rec.record(rec.RecordOptions(command=["sh", "-c", script], output=f"{d}/x.srec"))
-    dec = events.Decoder(origin[0])
+    dec = records.Decoder(origin[0])
     with open(prefix.with_suffix(".bin"), "wb") as f:
         for r in raw:
             f.write(struct.pack("<I", len(r)) + r)
     decoded = [_plain(dec.decode(r)) for r in raw]
     prefix.with_suffix(".json").write_text(
-        json.dumps({"abi_version": events.ABI_VERSION, "mono_origin_ns": origin[0],
+        json.dumps({"abi_version": records.ABI_VERSION, "mono_origin_ns": origin[0],
                     "events": decoded}, indent=1) + "\n"
     )
     print(f"captured {len(raw)} records")

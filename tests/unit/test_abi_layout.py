@@ -1,6 +1,6 @@
 """The Python mirrors of bpf/sessrec.h against what the C compiler makes of it.
 
-recorder/events.py describes every ring-buffer struct as struct formats; this
+sessrec/records.py describes every ring-buffer struct as struct formats; this
 compiles the header with gcc and checks each field's offset, each struct's
 size and each constant, so that a change on one side fails here, not in a
 recording. (Tetragon's alignchecker does the same for its Go mirrors.)
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from recorder import events
+from sessrec import records
 
 BPF_DIR = Path(__file__).resolve().parents[2] / "bpf"
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
@@ -28,13 +28,13 @@ def _c_program() -> str:
         '#include "sessrec.h"',
         "int main(void) {",
     ]
-    h = events.HEADER
+    h = records.HEADER
     lines.append(f'printf("{h.c_name} size %zu\\n", sizeof(struct {h.c_name}));')
     for name, _ in h.fields:
         lines.append(
             f'printf("{h.c_name}.{name} %zu\\n", offsetof(struct {h.c_name}, {name}));'
         )
-    for body in events.BODIES.values():
+    for body in records.BODIES.values():
         c = body.c_name
         lines.append(f'printf("{c} size %zu\\n", sizeof(struct {c}));')
         for name, _ in body.fields:
@@ -60,31 +60,31 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
 
 
 def test_header_offsets_match_c(compiled: dict[str, int]) -> None:
-    h = events.HEADER
+    h = records.HEADER
     for name, off in h.offsets().items():
         assert compiled[f"{h.c_name}.{name}"] == off, name
-    assert compiled[f"{h.c_name} size"] == h.size == events.HEADER_SIZE
+    assert compiled[f"{h.c_name} size"] == h.size == records.HEADER_SIZE
 
 
-@pytest.mark.parametrize("etype", sorted(events.BODIES))
+@pytest.mark.parametrize("etype", sorted(records.BODIES))
 def test_event_struct_offsets_match_c(compiled: dict[str, int], etype: int) -> None:
-    body = events.BODIES[etype]
+    body = records.BODIES[etype]
     # Body fields follow the embedded header (field `h` of every event struct).
     for name, off in body.offsets().items():
-        assert compiled[f"{body.c_name}.{name}"] == events.HEADER_SIZE + off, name
-    assert compiled[f"{body.c_name} size"] == events.HEADER_SIZE + body.size
+        assert compiled[f"{body.c_name}.{name}"] == records.HEADER_SIZE + off, name
+    assert compiled[f"{body.c_name} size"] == records.HEADER_SIZE + body.size
 
 
 def test_constants_match_c(compiled: dict[str, int]) -> None:
-    assert compiled["SESSREC_ABI_VERSION"] == events.ABI_VERSION
-    assert compiled["SR_COMM_LEN"] == events.COMM_LEN
-    assert compiled["SR_PATH_MAX"] == events.PATH_MAX
-    assert compiled["SR_ARGV_MAX"] == events.ARGV_MAX
-    assert compiled["SR_SOCKADDR_MAX"] == events.SOCKADDR_MAX
-    assert compiled["SR_EVENT_TYPE_MAX"] == events.EVENT_TYPE_MAX
+    assert compiled["SESSREC_ABI_VERSION"] == records.ABI_VERSION
+    assert compiled["SR_COMM_LEN"] == records.COMM_LEN
+    assert compiled["SR_PATH_MAX"] == records.PATH_MAX
+    assert compiled["SR_ARGV_MAX"] == records.ARGV_MAX
+    assert compiled["SR_SOCKADDR_MAX"] == records.SOCKADDR_MAX
+    assert compiled["SR_EVENT_TYPE_MAX"] == records.EVENT_TYPE_MAX
     for name in ("FORK", "EXEC", "EXIT", "OPEN", "CONNECT", "CHDIR"):
-        assert compiled[f"SR_EVENT_{name}"] == getattr(events, name), name
+        assert compiled[f"SR_EVENT_{name}"] == getattr(records, name), name
 
 
 def test_every_event_type_has_a_layout() -> None:
-    assert sorted(events.BODIES) == list(range(1, events.EVENT_TYPE_MAX))
+    assert sorted(records.BODIES) == list(range(1, records.EVENT_TYPE_MAX))

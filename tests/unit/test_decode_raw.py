@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from recorder import events
 from sessrec import format as fmt
+from sessrec import records
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 CAPTURES = sorted(GOLDEN.glob("raw-abi*.bin"))
@@ -38,7 +38,7 @@ def _plain(v: Any) -> Any:
 @pytest.mark.parametrize("capture", CAPTURES, ids=lambda p: p.stem)
 def test_captured_records_decode_as_recorded(capture: Path) -> None:
     expected = json.loads(capture.with_suffix(".json").read_text())
-    dec = events.Decoder(expected["mono_origin_ns"])
+    dec = records.Decoder(expected["mono_origin_ns"])
     got = [dec.decode(r) for r in _records(capture)]
     assert got == [_plain(e) for e in expected["events"]]
     assert dec.unknown == dec.malformed == 0
@@ -51,16 +51,16 @@ def test_capture_covers_every_event_type() -> None:
     seen = set()
     for capture in CAPTURES:
         seen |= {e[0] for e in json.loads(capture.with_suffix(".json").read_text())["events"]}
-    assert seen == set(events.BODIES)
+    assert seen == set(records.BODIES)
 
 
 def test_short_and_unknown_records_are_counted_not_raised() -> None:
-    dec = events.Decoder(0)
+    dec = records.Decoder(0)
     raw = _records(CAPTURES[0])[0]
     assert dec.decode(raw[:10]) is None
     assert dec.malformed == 1
     assert dec.decode(struct.pack("<H", 99) + raw[2:]) is None
     assert dec.unknown == 1
     # A body cut short (header intact) is malformed, not an exception.
-    assert dec.decode(raw[: events.HEADER_SIZE + 2]) is None
+    assert dec.decode(raw[: records.HEADER_SIZE + 2]) is None
     assert dec.malformed == 2
