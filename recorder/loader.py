@@ -191,7 +191,8 @@ def import_bcc() -> Any:
     return bcc
 
 
-RecordCallback = Callable[[memoryview], None]
+# (the mapping, the offset of a record's 8-byte ring header, the record's length)
+RecordCallback = Callable[[memoryview, int, int], None]
 
 
 @dataclass
@@ -229,8 +230,8 @@ class Programs:
             pass
 
     def open_ring(self, on_record: RecordCallback) -> None:
-        """on_record gets each raw record (a view valid only during the call)
-        whenever consume() runs."""
+        """on_record(view, offset, length) gets each record whenever consume()
+        runs (see RingReader.drain; the view is valid only during the call)."""
         table = self.bpf["events"]
         self._ring = RingReader(table.map_fd, self.cfg.ring_pages * PAGE_SIZE)
         self._on_record = on_record

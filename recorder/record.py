@@ -64,53 +64,66 @@ class RecordOptions:
 
 
 class SessionSink:
-    """Where one session's records go: decoded, counted, written. take() runs
-    once per event, so it is one function around the type's decoder."""
+    """One session's records: counted by type, and copied, framed as the ring
+    framed them (format.RECORD_FRAME), into the writer's records buffer. They
+    are decoded when the file is read, not here: the recorder shares the
+    machine's CPUs with the session it records, so it does the least it can
+    per event (docs/PERFORMANCE.md)."""
 
-    def __init__(self, cgroup_id: int, writer: SessionWriter, decoder: records.Decoder) -> None:
+    def __init__(self, cgroup_id: int, writer: SessionWriter) -> None:
         self.cgroup_id = cgroup_id
         self.writer = writer
-        self.decoder = decoder
+        self.records = writer.begin_records()
         self.per_type = [0] * 256
         self.truncated_argv = 0
         self.truncated_path = 0
+        self.unknown = 0  # records of a type not known here, or too short: not written
 
     @property
     def counts(self) -> dict[int, int]:
         return {t: n for t, n in enumerate(self.per_type) if n}
 
-    def take(self, raw: memoryview) -> None:
-        ev = self.decoder.decode(raw)
-        if ev is None:
-            return
-        self.per_type[raw[0]] += 1
-        if raw[2]:  # the low byte of flags: truncation bits
-            flags = raw[2]
-            if flags & fmt.EventFlag.ARGV_TRUNCATED:
-                self.truncated_argv += 1
-            if flags & fmt.EventFlag.PATH_TRUNCATED:
-                self.truncated_path += 1
-        self.writer.add(ev)
+    def count_flags(self, flags: int) -> None:
+        if flags & fmt.EventFlag.ARGV_TRUNCATED:
+            self.truncated_argv += 1
+        if flags & fmt.EventFlag.PATH_TRUNCATED:
+            self.truncated_path += 1
 
 
 class Dispatcher:
     """Routes ring records to sessions by the cgroup id in their header, so
-    that one program set can serve many sessions (the daemon's case)."""
+    that one program set can serve many sessions (the daemon's case). Called
+    once per record, with the record's ring header at view[off:off + 8]; all
+    the per-record work is here, in one function."""
 
     def __init__(self) -> None:
         self.sinks: dict[int, SessionSink] = {}
         self.orphan_records = 0
 
-    def __call__(self, raw: memoryview) -> None:
-        sink = self.sinks.get(_CGROUP_ID(raw, _CGROUP_OFFSET)[0])
+    def __call__(self, view: memoryview, off: int, size: int) -> None:
+        sink = self.sinks.get(_CGROUP_ID(view, off + _CGROUP_AT)[0])
         if sink is None:
             self.orphan_records += 1
             return
-        sink.take(raw)
+        start = off + _FRAME
+        t = view[start]
+        if size < _MIN_SIZE[t] or view[start + 1]:  # the type is a u16: its high byte is 0
+            sink.unknown += 1
+            return
+        sink.per_type[t] += 1
+        if view[start + 2]:  # the low byte of flags: truncation bits
+            sink.count_flags(view[start + 2])
+        sink.records += view[off : start + size]
 
 
+_FRAME = fmt.RECORD_FRAME.size
 _CGROUP_ID = struct.Struct("<Q").unpack_from
-_CGROUP_OFFSET = records.HEADER.offsets()["cgroup_id"]
+_CGROUP_AT = _FRAME + records.HEADER.offsets()["cgroup_id"]
+# The smallest valid record of each type (header and fixed body); a type the
+# decoder does not know can never be long enough.
+_MIN_SIZE = [1 << 32] * 256
+for _t in records.BODIES:
+    _MIN_SIZE[_t] = records.record_size(_t)
 
 
 class _Signals:
@@ -293,7 +306,7 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
                 proc.kill()
                 proc.wait()
             raise
-        sink = SessionSink(cg.id, writer, records.Decoder(mono_ns))
+        sink = SessionSink(cg.id, writer)
         dispatcher.sinks[cg.id] = sink
 
         end_reason = _drain_until_done(programs, cg, proc, sigs, writer, opts, stderr)
@@ -312,7 +325,7 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
             "counts": counts,
             "lost": lost_names,
             "truncated": {"argv": sink.truncated_argv, "path": sink.truncated_path},
-            "unknown_types": sink.decoder.unknown + sink.decoder.malformed,
+            "unknown_types": sink.unknown,
             "exit_status": status,
             "end_reason": end_reason,
             "audit": auditing.end(counts, lost_names, end_reason, status),

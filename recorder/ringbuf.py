@@ -50,9 +50,12 @@ class RingReader:
         self._cons_word = memoryview(self._cons).cast("Q")
         self._prod_word = self._view[:8].cast("Q")
 
-    def drain(self, handle: Callable[[memoryview], None], limit: int = 65536) -> int:
-        """Calls handle() with committed records (a view valid only during the
-        call), at most `limit` of them so that the caller's loop keeps running
+    def drain(self, handle: Callable[[memoryview, int, int], None], limit: int = 65536,
+              max_bytes: int = 1 << 20) -> int:
+        """Calls handle(view, offset, length) for each committed record: the
+        record's 8-byte ring header is at view[offset:offset + 8] and the record
+        follows it (the view is valid only during the call). At most `limit`
+        records and about max_bytes, so that the caller's loop keeps running
         (flushing, checking the session) under a flood; returns the count."""
         view = self._view
         mask = self.size - 1
@@ -60,16 +63,16 @@ class RingReader:
         u32 = _U32.unpack_from
         cons_word = self._cons_word
         cons = cons_word[0]
-        prod = self._prod_word[0]
+        end = min(self._prod_word[0], cons + max_bytes)
         n = 0
-        while cons < prod:
+        while cons < end:
             off = base + (cons & mask)
             length = u32(view, off)[0]
             if length & BUSY:
                 break
             size = length & ~(BUSY | DISCARD)
             if not length & DISCARD:
-                handle(view[off + HEADER : off + HEADER + size])
+                handle(view, off, size)
             cons += (size + HEADER + 7) & ~7
             n += 1
             if n % _PUBLISH_EVERY == 0:

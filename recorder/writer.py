@@ -1,9 +1,12 @@
 """SessionWriter: writes a session file (docs/FORMAT.md) as events arrive.
 
-Events are packed into a buffer and written as one chunk (descriptor plus
-zstd frame) per flush, each chunk in a single write() followed by a flush, so
-that a reader following the file sees only whole chunks and a recorder killed
-with SIGKILL leaves at worst one partial chunk at the end.
+Two kinds of data are buffered: ring-buffer records, framed as they come
+(RECORDS chunks: the recorder's path, with no decoding while recording), and
+msgpack event arrays and stats maps (EVENTS chunks). One buffer holds data at
+a time, so chunks keep the order of arrival. Each flush writes one chunk
+(descriptor plus zstd frame) in a single write() followed by a flush, so that
+a reader following the file sees only whole chunks and a recorder killed with
+SIGKILL leaves at worst one partial chunk at the end.
 """
 
 from __future__ import annotations
@@ -61,8 +64,9 @@ class SessionWriter:
     stream: write to this binary file object instead of creating path (tests,
     pipes); path is then only used in messages.
 
-    The hot path is add(); it does no validation. Call maybe_flush() from the
-    event loop, and close(trailer) at the end."""
+    The hot paths are add() and `records` (a bytearray the recorder appends
+    framed records to, after begin_records()); neither validates. Call
+    maybe_flush() from the event loop, and close(trailer) at the end."""
 
     def __init__(
         self,
@@ -89,6 +93,7 @@ class SessionWriter:
         self.events_written = 0
         self.closed = False
         self._buf = bytearray()
+        self.records = bytearray()
         self._packer = msgpack.Packer(use_bin_type=True, datetime=False)
         self._cctx = zstandard.ZstdCompressor(
             level=level, write_checksum=True, write_content_size=True
@@ -121,30 +126,55 @@ class SessionWriter:
 
     def add(self, event: list[Any]) -> None:
         """Append one event array (format.EVENT_FIELDS layout), not validated."""
+        if self.records:
+            self._flush_records()
         buf = self._buf
         buf += self._packer.pack(event)
         self.events_written += 1
         if len(buf) >= self.max_chunk_bytes:
             self.flush()
 
+    def begin_records(self) -> bytearray:
+        """The buffer to append framed records (format.RECORD_FRAME, then the
+        record) to; buffered event arrays are flushed first, to keep the order."""
+        if self._buf:
+            self._flush_events()
+        return self.records
+
     def add_stats(self, stats: dict[str, Any]) -> None:
-        """Append a stats map: {"ts": int, "lost": {type_name: int}} (cumulative)."""
-        self._buf += self._pack(fmt.validate_stats({"k": "stats", **stats}))
+        """Write a stats map, {"ts": int, "lost": {type_name: int}} (cumulative),
+        at once, after everything buffered: the recorder appends to `records`
+        at any time, so stats are not left in a buffer behind them. (Stats are
+        written when losses grow, at most about once a second.)"""
+        packed = self._pack(fmt.validate_stats({"k": "stats", **stats}))
+        self.flush()
+        self._write(self._chunk(fmt.ChunkKind.EVENTS, packed))
 
     def maybe_flush(self, now_monotonic: float) -> None:
-        """Flush if flush_interval has passed since the last flush."""
-        if now_monotonic - self._last_flush >= self.flush_interval:
+        """Flush if flush_interval has passed since the last flush, or if
+        max_chunk_bytes of records are buffered."""
+        if (now_monotonic - self._last_flush >= self.flush_interval
+                or len(self.records) >= self.max_chunk_bytes):
             self.flush()
             self._last_flush = now_monotonic
 
     def flush(self) -> None:
-        """Write the buffered events as one chunk (nothing if none)."""
+        """Write what is buffered as one chunk (nothing if nothing is)."""
         self._last_flush = time.monotonic()
-        if not self._buf:
-            return
+        if self.records:
+            self._flush_records()
+        if self._buf:
+            self._flush_events()
+
+    def _flush_events(self) -> None:
         raw = bytes(self._buf)
         self._buf.clear()
         self._write(self._chunk(fmt.ChunkKind.EVENTS, raw))
+
+    def _flush_records(self) -> None:
+        raw = bytes(self.records)
+        self.records.clear()
+        self._write(self._chunk(fmt.ChunkKind.RECORDS, raw))
 
     def close(self, trailer: dict[str, Any] | None) -> None:
         """Write the remaining events, the trailer and the footer, fsync, close.

@@ -11,14 +11,14 @@ from __future__ import annotations
 import os
 from typing import Any, BinaryIO
 
-from replay import v1
+from replay import v1, v2
 from replay.base import Damage, Session
 from sessrec.errors import FormatError, SessrecError
 from sessrec.format import PREAMBLE, unpack_preamble
 
 __all__ = ["SUPPORTED_MAJORS", "Damage", "Session", "open_session", "read_trailer_fast"]
 
-SUPPORTED_MAJORS: tuple[int, ...] = (1,)
+SUPPORTED_MAJORS: tuple[int, ...] = (1, 2)
 
 
 def _open(path: str | os.PathLike[str]) -> tuple[str, BinaryIO]:
@@ -54,6 +54,8 @@ def open_session(path: str | os.PathLike[str], *, strict: bool = True) -> Sessio
         major, minor = _preamble(p, f)
         if major == 1:
             return v1.SessionV1(p, f, minor, strict=strict)
+        if major == 2:
+            return v2.SessionV2(p, f, minor, strict=strict)
         raise AssertionError(f"major version {major} in SUPPORTED_MAJORS without a reader")
     except BaseException:
         f.close()
@@ -66,6 +68,6 @@ def read_trailer_fast(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     p, f = _open(path)
     with f:
         major, _minor = _preamble(p, f)
-        if major == 1:
+        if major in (1, 2):  # the same trailer chunk and footer
             return v1.read_trailer_fast(p, f)
         raise AssertionError(f"major version {major} in SUPPORTED_MAJORS without a reader")

@@ -122,10 +122,13 @@ def _check_descriptor(kind: int, clen: int, rlen: int, offset: int) -> fmt.Chunk
 
 
 class SessionV1(Session):
-    """A version 1.x file, opened by replay.reader.open_session."""
+    """A version 1.x file, opened by replay.reader.open_session. (replay.v2
+    extends it with one chunk kind.)"""
+
+    MAJOR = 1
 
     def __init__(self, path: str, file: BinaryIO, minor: int, *, strict: bool = True):
-        super().__init__(path, (1, minor), strict)
+        super().__init__(path, (self.MAJOR, minor), strict)
         self._file = file
         self._dctx = zstandard.ZstdDecompressor()
         self._trailer_offset: int | None = None
@@ -222,13 +225,19 @@ class SessionV1(Session):
                     continue
                 self.damage = self._short_damage(pos)
                 return
-            if kind == fmt.ChunkKind.EVENTS:
-                yield from self._events(raw, pos)
-            elif kind == fmt.ChunkKind.TRAILER:
-                self._read_trailer(raw, pos)
-            else:
-                _fail(pos, "a second header chunk")
+            yield from self._body_chunk(kind, raw, pos)
             pos = end
+
+    def _body_chunk(self, kind: fmt.ChunkKind, raw: bytes, pos: int) -> Iterator[list[Any]]:
+        """The events of a chunk after the header; the trailer is kept."""
+        if kind == fmt.ChunkKind.EVENTS:
+            yield from self._events(raw, pos)
+        elif kind == fmt.ChunkKind.TRAILER:
+            self._read_trailer(raw, pos)
+        elif kind == fmt.ChunkKind.HEADER:
+            _fail(pos, "a second header chunk")
+        else:
+            _fail(pos, f"chunk kind {int(kind)} does not exist in format {self.MAJOR}")
 
     def _short_damage(self, pos: int) -> Damage:
         self._file.seek(0, 2)

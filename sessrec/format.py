@@ -32,8 +32,10 @@ from sessrec.errors import FormatError
 
 # --- versions -----------------------------------------------------------------
 
-FORMAT_MAJOR: Final = 1
-FORMAT_MINOR: Final = 1  # 1.1: the optional audit keys
+FORMAT_MAJOR: Final = 2
+FORMAT_MINOR: Final = 0
+# 1.1: the optional audit keys. 2.0: RECORDS chunks, the BPF programs' records
+# as the ring buffer gave them, decoded when read (1.x files are still read).
 SIGNATURE: Final = b"SESSREC\0"
 
 # --- framing ------------------------------------------------------------------
@@ -60,6 +62,17 @@ class ChunkKind(enum.IntEnum):
     HEADER = 1  # exactly one header map; the first chunk
     EVENTS = 2  # event arrays and "stats" maps
     TRAILER = 3  # exactly one trailer map; the last chunk
+    RECORDS = 4  # since 2.0: framed ring-buffer records (RECORD_FRAME), not msgpack
+
+
+# A frame in a RECORDS chunk, as in the BPF ring buffer (kernel/bpf/ringbuf.c),
+# so the recorder copies each one with a single slice: u32 length of the
+# record, u32 that readers ignore (the ring's page offset), then the record
+# (length bytes, bpf/sessrec.h layouts of the header's abi_version). Frames
+# follow each other without padding.
+RECORD_FRAME: Final = struct.Struct("<II")
+# Bits of the ring's length word that are flags; never set in a file.
+RECORD_FLAG_BITS: Final = 0xC0000000
 
 
 # --- limits for untrusted input -------------------------------------------------

@@ -116,6 +116,11 @@ HEADER_SIZE = _HDR.size
 _FULL = {t: struct.Struct(HEADER.fmt + b.fmt[1:]) for t, b in BODIES.items()}
 _TYPE_SIZE = struct.Struct("<HHI")
 
+
+def record_size(event_type: int) -> int:
+    """Bytes of a record of this (known) type without its variable part."""
+    return _FULL[event_type].size
+
 Event = list[object]
 
 
@@ -123,8 +128,10 @@ class Decoder:
     """Turns raw records into session-file arrays (docs/FORMAT.md):
     [type, ts, pid, tid, ppid, uid, comm, flags, *body], with ts relative to
     the session's monotonic origin. Unknown or malformed records are counted,
-    never raised: this runs in the drain loop, once per event, so each type's
-    decoder is a single function with one unpack call."""
+    never raised (the reader, replay/v2.py, decides what they mean). It runs
+    once per event read, so each type's decoder is a single function with one
+    unpack call; lengths taken from a record are checked against the record
+    and the ABI's limits, as a session file is untrusted input."""
 
     def __init__(self, mono_origin_ns: int) -> None:
         self.origin = mono_origin_ns
@@ -167,6 +174,8 @@ class Decoder:
     def _exec(self, raw: memoryview | bytes) -> Event:
         v = _EXEC(raw)
         flen, alen = v[12], v[13]
+        if flen > PATH_MAX or alen > ARGV_MAX or _EXEC_SIZE + flen + alen > len(raw):
+            raise struct.error("exec record: lengths beyond the record or the limits")
         data = bytes(raw[_EXEC_SIZE : _EXEC_SIZE + flen + alen])
         argv = data[flen:].split(b"\0")
         # The block ends with the last argument's NUL, unless cut short.
@@ -182,16 +191,22 @@ class Decoder:
 
     def _open(self, raw: memoryview | bytes) -> Event:
         v = _OPEN(raw)
+        if v[15] > PATH_MAX or _OPEN_SIZE + v[15] > len(raw):
+            raise struct.error("open record: path beyond the record or the limit")
         return [v[0], v[3] - self.origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
                 v[10], v[14], v[11], bytes(raw[_OPEN_SIZE : _OPEN_SIZE + v[15]]), v[12], v[13]]
 
     def _connect(self, raw: memoryview | bytes) -> Event:
         v = _CONNECT(raw)
+        if v[14] > SOCKADDR_MAX:
+            raise struct.error("connect record: address longer than its field")
         return [v[0], v[3] - self.origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
                 v[10], v[11], v[12], v[13], v[16][: v[14]]]
 
     def _chdir(self, raw: memoryview | bytes) -> Event:
         v = _CHDIR(raw)
+        if v[12] > PATH_MAX or _CHDIR_SIZE + v[12] > len(raw):
+            raise struct.error("chdir record: path beyond the record or the limit")
         return [v[0], v[3] - self.origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
                 v[10], v[11], bytes(raw[_CHDIR_SIZE : _CHDIR_SIZE + v[12]])]
 

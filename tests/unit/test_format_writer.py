@@ -82,8 +82,8 @@ def test_header_is_validated(tmp_path: Path) -> None:
     with pytest.raises(FormatError, match="cwd"):
         SessionWriter(tmp_path / "x.srec", bad)
     assert not (tmp_path / "x.srec").exists()
-    with pytest.raises(ValueError, match=rf"writes format 1\.{fmt.FORMAT_MINOR}"):
-        SessionWriter(tmp_path / "y.srec", {**HEADER, "format": [2, 0]})
+    with pytest.raises(ValueError, match=rf"writes format 2\.{fmt.FORMAT_MINOR}"):
+        SessionWriter(tmp_path / "y.srec", {**HEADER, "format": [1, 1]})
 
 
 def test_trailer_and_stats_are_validated(tmp_path: Path) -> None:

@@ -159,7 +159,7 @@ def test_info_of_an_unfinished_file(tmp_path: Path) -> None:
     assert info["exit_status"] == 134  # the leader's SIGABRT, as a shell reports it
     assert info["damage"]["offset"] == p.stat().st_size
     assert info["cwd"] == "/home/alice"
-    assert info["format_version"] == f"1.{fmt.FORMAT_MINOR}"
+    assert info["format_version"] == f"{fmt.FORMAT_MAJOR}.{fmt.FORMAT_MINOR}"
     json.dumps(info)
 
 

@@ -81,13 +81,13 @@ def test_empty_file(tmp_path: Path) -> None:
 
 
 def test_unknown_major(tmp_path: Path) -> None:
-    p = _file(tmp_path, header_bytes(major=2, minor=3))
+    p = _file(tmp_path, header_bytes(major=3, minor=1))
     with pytest.raises(FormatError) as e:
         open_session(p)
-    assert "format version 2.3 is not supported" in str(e.value)
-    assert "major version 1" in str(e.value)
-    assert SUPPORTED_MAJORS == (1,)
-    with pytest.raises(FormatError, match=r"2\.3"):
+    assert "format version 3.1 is not supported" in str(e.value)
+    assert "major version 1, 2" in str(e.value)
+    assert SUPPORTED_MAJORS == (1, 2)
+    with pytest.raises(FormatError, match=r"3\.1"):
         read_trailer_fast(p)
 
 

@@ -47,9 +47,9 @@ def ring() -> FakeRing:
     return FakeRing()
 
 
-def drain(r: RingReader, limit: int = 65536) -> list[bytes]:
+def drain(r: RingReader, limit: int = 65536, max_bytes: int = 1 << 20) -> list[bytes]:
     got: list[bytes] = []
-    r.drain(lambda v: got.append(bytes(v)), limit)
+    r.drain(lambda v, off, n: got.append(bytes(v[off + 8 : off + 8 + n])), limit, max_bytes)
     return got
 
 
@@ -98,6 +98,17 @@ def test_limit_bounds_one_drain(ring: FakeRing) -> None:
     # The limit is checked where the position is published (every 4096 records),
     # so a small ring drains whole; what matters is that nothing is skipped.
     assert drain(reader, limit=1) == [b"%d" % i for i in range(10)]
+
+
+def test_max_bytes_bounds_one_drain(ring: FakeRing) -> None:
+    reader = RingReader(ring.fd, SIZE)
+    records = [bytes([i]) * 100 for i in range(10)]  # 8 + 100, padded: 112 bytes each
+    for r in records:
+        ring.put(r)
+    # Records that start before the 250th byte: those at 0, 112 and 224.
+    assert drain(reader, max_bytes=250) == records[:3]
+    assert ring.consumer_pos() == 3 * 112
+    assert drain(reader) == records[3:]
 
 
 def test_size_must_be_a_power_of_two_of_pages(ring: FakeRing) -> None:
