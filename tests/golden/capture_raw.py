@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from recorder import record as rec
+from replay.reader import open_session
 from sessrec import records
 
 
@@ -36,16 +37,13 @@ def main() -> int:
         print(f"{prefix}.bin exists: captures are kept, pick a new name", file=sys.stderr)
         return 1
     raw: list[bytes] = []
-    origin: list[int] = []
-    take = rec.SessionSink.take
+    dispatch = rec.Dispatcher.__call__
 
-    def tap(self: rec.SessionSink, r: memoryview) -> None:
-        raw.append(bytes(r))
-        if not origin:
-            origin.append(self.decoder.origin)
-        take(self, r)
+    def tap(self: rec.Dispatcher, view: memoryview, off: int, size: int) -> None:
+        raw.append(bytes(view[off + 8 : off + 8 + size]))
+        dispatch(self, view, off, size)
 
-    rec.SessionSink.take = tap  # type: ignore[method-assign]
+    rec.Dispatcher.__call__ = tap  # type: ignore[method-assign]
     script = (
         "cd /tmp && cat /etc/hostname >/dev/null; /nonexistent-cmd 2>/dev/null; "
         "/usr/bin/python3 -c 'import socket,os; s=socket.socket(socket.AF_INET6); "
@@ -54,6 +52,8 @@ def main() -> int:
     )
     with tempfile.TemporaryDirectory() as d:
         rec.record(rec.RecordOptions(command=["sh", "-c", script], output=f"{d}/x.srec"))
+        with open_session(f"{d}/x.srec") as s:
+            origin = [s.header["clock"]["mono_ns"]]
     dec = records.Decoder(origin[0])
     with open(prefix.with_suffix(".bin"), "wb") as f:
         for r in raw:

@@ -1,0 +1,118 @@
+"""Write the golden session file of format 2.0, v2.0-records.srec, and its
+expected `sessrec info --json` and jsonl outputs: the 106 ring records of a
+real recording (raw-abi1.bin, captured on a real kernel by capture_raw.py) in
+two RECORDS chunks, with a stats map between them, as the recorder writes
+them since 2.0; the header and trailer describe that recording.
+
+Like every golden it is kept forever and never regenerated: this script
+refuses to overwrite it.
+
+    python tests/golden/make_golden_v2_0.py [--out-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import struct
+import sys
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_golden
+
+from recorder.writer import SessionWriter
+from replay.info import session_info
+from replay.jsonl import write_jsonl
+from replay.reader import open_session
+from sessrec import format as fmt
+from sessrec import records
+
+NAME = "v2.0-records"
+CAPTURE = os.path.join(make_golden.HERE, "raw-abi1")
+
+
+def capture() -> tuple[list[bytes], int]:
+    """The captured records and the monotonic origin they were decoded with."""
+    with open(CAPTURE + ".bin", "rb") as f:
+        data = f.read()
+    out: list[bytes] = []
+    at = 0
+    while at < len(data):
+        (n,) = struct.unpack_from("<I", data, at)
+        out.append(data[at + 4 : at + 4 + n])
+        at += 4 + n
+    with open(CAPTURE + ".json", encoding="utf-8") as f:
+        origin: int = json.load(f)["mono_origin_ns"]
+    return out, origin
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out-dir", default=make_golden.HERE)
+    args = ap.parse_args(argv)
+    assert (fmt.FORMAT_MAJOR, fmt.FORMAT_MINOR) == (2, 0), "this writer no longer writes 2.0"
+    base = os.path.join(args.out_dir, NAME)
+    outputs = [base + ".srec", base + ".jsonl", base + ".info.json"]
+    for p in outputs:
+        if os.path.exists(p):
+            print(f"{p} exists; goldens are never regenerated", file=sys.stderr)
+            return 1
+    raw, origin = capture()
+    decoder = records.Decoder(origin)
+    events = [decoder.decode(r) for r in raw]
+    assert all(e is not None for e in events)
+    first = events[0]
+    assert first is not None
+    counts = {name: 0 for name in fmt.TYPE_NAMES.values()}
+    for e in events:
+        assert e is not None
+        counts[fmt.TYPE_NAMES[int(e[0])]] += 1  # type: ignore[call-overload]
+    header: dict[str, Any] = {
+        **make_golden.HEADER,
+        "command": ["sh", "-c", "cd /tmp && cat /etc/hostname >/dev/null; ..."],
+        "cwd": b"/root",
+        "leader_pid": first[2],
+        "uid": 0,
+        "user": "root",
+        "login_uid": None,
+        "audit_session_id": None,
+        "clock": {"wall_ns": make_golden.WALL_NS, "mono_ns": origin},
+        "cgroup_id": struct.unpack_from("<Q", raw[0], records.HEADER.offsets()["cgroup_id"])[0],
+        "audit": {"record_type": 1121, "status": None, "sender_session_id": None,
+                  "start_record": False, "reason": "auditd is not running"},
+    }
+    trailer: dict[str, Any] = {
+        **make_golden.TRAILER,
+        "counts": counts,
+        "lost": {"open": 3},
+        "truncated": {"argv": 0, "path": 0},
+        "exit_status": 7,
+        "audit": {"end_record": False, "reason": "auditd is not running"},
+    }
+    w = SessionWriter(outputs[0], header)
+    half = len(raw) // 2
+    for i, part in enumerate((raw[:half], raw[half:])):
+        buf = w.begin_records()
+        for r in part:
+            buf += fmt.RECORD_FRAME.pack(len(r), 0) + r
+        if i == 0:
+            w.add_stats({"ts": 5_000_000, "lost": {"open": 3}})
+    w.close(trailer)
+    out = io.StringIO()
+    with open_session(outputs[0]) as session:
+        write_jsonl(session, out)
+    with open(outputs[1], "w", encoding="utf-8") as f:
+        f.write(out.getvalue())
+    with open(outputs[2], "w", encoding="utf-8") as f:
+        json.dump(session_info(outputs[0]), f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    for p in outputs:
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
