@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 import os
+import struct
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -105,3 +107,30 @@ def complete_file(*body_chunks: bytes) -> bytes:
     """header + body chunks + trailer + footer, offsets computed."""
     data = header_bytes() + b"".join(body_chunks)
     return data + trailer_and_footer(len(data))
+
+
+def raw_records(path: Path) -> list[bytes]:
+    """The records of a capture_raw.py .bin file (u32 length, record; repeated)."""
+    data = path.read_bytes()
+    out, at = [], 0
+    while at < len(data):
+        (n,) = struct.unpack_from("<I", data, at)
+        out.append(data[at + 4 : at + 4 + n])
+        at += 4 + n
+    return out
+
+
+def capture() -> tuple[list[bytes], dict[str, Any]]:
+    """The raw ring records captured on a real kernel (tests/golden/raw-abi1.*),
+    and what they decode to (bytes as {"b": latin-1 text}, see plain())."""
+    return (raw_records(GOLDEN_DIR / "raw-abi1.bin"),
+            json.loads((GOLDEN_DIR / "raw-abi1.json").read_text(encoding="utf-8")))
+
+
+def plain(v: Any) -> Any:
+    """An event array as raw-abi1.json has it."""
+    if isinstance(v, bytes):
+        return {"b": v.decode("latin-1")}
+    if isinstance(v, list):
+        return [plain(x) for x in v]
+    return v

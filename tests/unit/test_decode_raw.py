@@ -9,22 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from srec_util import raw_records
 
 from sessrec import format as fmt
 from sessrec import records
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 CAPTURES = sorted(GOLDEN.glob("raw-abi*.bin"))
-
-
-def _records(path: Path) -> list[bytes]:
-    data = path.read_bytes()
-    out, pos = [], 0
-    while pos < len(data):
-        (n,) = struct.unpack_from("<I", data, pos)
-        out.append(data[pos + 4 : pos + 4 + n])
-        pos += 4 + n
-    return out
 
 
 def _plain(v: Any) -> Any:
@@ -39,7 +30,7 @@ def _plain(v: Any) -> Any:
 def test_captured_records_decode_as_recorded(capture: Path) -> None:
     expected = json.loads(capture.with_suffix(".json").read_text())
     dec = records.Decoder(expected["mono_origin_ns"])
-    got = [dec.decode(r) for r in _records(capture)]
+    got = [dec.decode(r) for r in raw_records(capture)]
     assert got == [_plain(e) for e in expected["events"]]
     assert dec.unknown == dec.malformed == 0
     for ev in got:
@@ -56,7 +47,7 @@ def test_capture_covers_every_event_type() -> None:
 
 def test_short_and_unknown_records_are_counted_not_raised() -> None:
     dec = records.Decoder(0)
-    raw = _records(CAPTURES[0])[0]
+    raw = raw_records(CAPTURES[0])[0]
     assert dec.decode(raw[:10]) is None
     assert dec.malformed == 1
     assert dec.decode(struct.pack("<H", 99) + raw[2:]) is None

@@ -13,9 +13,11 @@ import pytest
 from srec_util import (
     GOLDEN_DIR,
     HEADER,
+    capture,
     chunk,
     header_bytes,
     pack,
+    plain,
     read_all,
     trailer_and_footer,
 )
@@ -30,25 +32,6 @@ from sessrec.errors import FormatError
 GOLDEN_2_0 = GOLDEN_DIR / "v2.0-records.srec"
 RECORDS = fmt.ChunkKind.RECORDS
 ORIGIN = HEADER["clock"]["mono_ns"]
-
-
-def capture() -> tuple[list[bytes], dict[str, Any]]:
-    """The raw records captured on a real kernel, and what they decode to."""
-    data = (GOLDEN_DIR / "raw-abi1.bin").read_bytes()
-    raw, at = [], 0
-    while at < len(data):
-        (n,) = struct.unpack_from("<I", data, at)
-        raw.append(data[at + 4 : at + 4 + n])
-        at += 4 + n
-    return raw, json.loads((GOLDEN_DIR / "raw-abi1.json").read_text(encoding="utf-8"))
-
-
-def plain(v: Any) -> Any:
-    if isinstance(v, bytes):
-        return {"b": v.decode("latin-1")}
-    if isinstance(v, list):
-        return [plain(x) for x in v]
-    return v
 
 
 def frames(*recs: bytes) -> bytes:
