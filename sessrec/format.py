@@ -1,7 +1,7 @@
 """The session file format: the one module that defines it.
 
 docs/FORMAT.md describes the format for people; this module describes it for
-the code. The writer (recorder.writer) and every reader (replay.v1, ...) take
+the code. The writer (recorder.writer) and every reader (replay.v1, v2) take
 their constants, layouts and record schemas from here, so they cannot drift.
 
 Layout of a file (all integers little-endian), as a valid zstd stream:
@@ -9,7 +9,8 @@ Layout of a file (all integers little-endian), as a valid zstd stream:
     preamble     skippable frame 0x184D2A50: b"SESSREC\\0", u16 major, u16 minor
     chunk ...    skippable frame 0x184D2A51: u32 kind, u32 compressed_len,
                  u32 raw_len; then one zstd frame of compressed_len bytes whose
-                 content is raw_len bytes of concatenated msgpack objects
+                 content is raw_len bytes of concatenated msgpack objects, or
+                 (RECORDS, since 2.0) of framed BPF records, sessrec.records
     footer       skippable frame 0x184D2A52: u64 offset of the trailer's
                  descriptor (only in a completed file)
 

@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -245,11 +246,18 @@ def rate_ladder(runner: Runner, a: argparse.Namespace, tmp: Path, services: Serv
     return out
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     a = parse_args(argv)
     if os.geteuid() != 0:
         print("bench/run: needs root (it runs sessrec record and auditd)", file=sys.stderr)
         return 2
+    # SIGTERM as Ctrl-C: the cleanup (the listener, the workload, auditd and its
+    # rules) runs either way; a plain SIGTERM left the listener behind.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         results = run(a, sys.stderr)
     except BenchError as e:
