@@ -4,6 +4,7 @@ become messages and exit codes."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import enum
 import importlib
 import os
@@ -54,11 +55,24 @@ class Streams:
 Command = Callable[[argparse.Namespace, Streams], int]
 
 
+class _ParserExit(Exception):
+    """--help (or --version) was printed: main() returns this status."""
+
+    def __init__(self, status: int):
+        super().__init__(status)
+        self.status = status
+
+
 class Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so main() owns the exit code."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
+        if message:
+            self._print_message(message, sys.stderr)
+        raise _ParserExit(status)
 
 
 def examples(*lines: str) -> str:
@@ -103,7 +117,12 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None,
     io = Streams(stdout or sys.stdout, stderr or sys.stderr)
     parser = build_parser()
     try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        try:
+            # --help prints to sys.stdout: make that the caller's stdout.
+            with contextlib.redirect_stdout(io.stdout):
+                args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        except _ParserExit as e:
+            return e.status
         func: Command | None = getattr(args, "func", None)
         if func is None:
             parser.print_help(io.stderr)
