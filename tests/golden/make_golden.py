@@ -23,6 +23,7 @@ from recorder.writer import SessionWriter
 from replay.info import session_info
 from replay.jsonl import write_jsonl
 from replay.reader import open_session
+from sessrec import format as fmt
 
 NAME = "v1.0-synthetic"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -206,10 +207,29 @@ def write(path: str) -> None:
     w.close(TRAILER)
 
 
+def write_expected(srec: str, jsonl: str | None, info_json: str) -> None:
+    """The expected `export --format jsonl` (unless jsonl is None) and
+    `info --json` of a golden file just written; prints the three paths."""
+    if jsonl is not None:
+        out = io.StringIO()
+        with open_session(srec) as session:
+            write_jsonl(session, out)
+        with open(jsonl, "w", encoding="utf-8") as f:
+            f.write(out.getvalue())
+    with open(info_json, "w", encoding="utf-8") as f:
+        json.dump(session_info(srec), f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    for p in (srec, jsonl, info_json):
+        if p is not None:
+            print(p)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out-dir", default=HERE)
     args = ap.parse_args(argv)
+    # Its HEADER, RECORDS and TRAILER stay in use (tests/unit/srec_util.py).
+    assert (fmt.FORMAT_MAJOR, fmt.FORMAT_MINOR) == (1, 0), "this writer no longer writes 1.0"
     base = os.path.join(args.out_dir, NAME)
     outputs = [base + ".srec", base + ".jsonl", base + ".info.json"]
     for p in outputs:
@@ -217,16 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{p} exists; goldens are never regenerated", file=sys.stderr)
             return 1
     write(outputs[0])
-    out = io.StringIO()
-    with open_session(outputs[0]) as session:
-        write_jsonl(session, out)
-    with open(outputs[1], "w", encoding="utf-8") as f:
-        f.write(out.getvalue())
-    with open(outputs[2], "w", encoding="utf-8") as f:
-        json.dump(session_info(outputs[0]), f, indent=2, ensure_ascii=False)
-        f.write("\n")
-    for p in outputs:
-        print(p)
+    write_expected(*outputs)
     return 0
 
 

@@ -12,7 +12,6 @@ refuses to overwrite it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Any
@@ -21,7 +20,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import make_golden
 
 from recorder.writer import SessionWriter
-from replay.info import session_info
 from sessrec import format as fmt
 
 NAME = "v1.1-audit"
@@ -64,11 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             w.add(r)
     w.close(TRAILER)
-    with open(outputs[1], "w", encoding="utf-8") as f:
-        json.dump(session_info(outputs[0]), f, indent=2, ensure_ascii=False)
-        f.write("\n")
-    for p in outputs:
-        print(p)
+    make_golden.write_expected(outputs[0], None, outputs[1])
     return 0
 
 

@@ -13,7 +13,6 @@ refuses to overwrite it.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import struct
@@ -24,9 +23,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import make_golden
 
 from recorder.writer import SessionWriter
-from replay.info import session_info
-from replay.jsonl import write_jsonl
-from replay.reader import open_session
 from sessrec import format as fmt
 from sessrec import records
 
@@ -101,16 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         if i == 0:
             w.add_stats({"ts": 5_000_000, "lost": {"open": 3}})
     w.close(trailer)
-    out = io.StringIO()
-    with open_session(outputs[0]) as session:
-        write_jsonl(session, out)
-    with open(outputs[1], "w", encoding="utf-8") as f:
-        f.write(out.getvalue())
-    with open(outputs[2], "w", encoding="utf-8") as f:
-        json.dump(session_info(outputs[0]), f, indent=2, ensure_ascii=False)
-        f.write("\n")
-    for p in outputs:
-        print(p)
+    make_golden.write_expected(*outputs)
     return 0
 
 
