@@ -228,14 +228,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out-dir", default=HERE)
     args = ap.parse_args(argv)
-    # Its HEADER, RECORDS and TRAILER stay in use (tests/unit/srec_util.py).
-    assert (fmt.FORMAT_MAJOR, fmt.FORMAT_MINOR) == (1, 0), "this writer no longer writes 1.0"
     base = os.path.join(args.out_dir, NAME)
     outputs = [base + ".srec", base + ".jsonl", base + ".info.json"]
     for p in outputs:
         if os.path.exists(p):
             print(f"{p} exists; goldens are never regenerated", file=sys.stderr)
             return 1
+    # Its HEADER, RECORDS and TRAILER stay in use (tests/unit/srec_util.py).
+    assert (fmt.FORMAT_MAJOR, fmt.FORMAT_MINOR) == (1, 0), "this writer no longer writes 1.0"
     write(outputs[0])
     write_expected(*outputs)
     return 0
