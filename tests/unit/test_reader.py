@@ -58,7 +58,7 @@ def test_golden_v1_0_fast_trailer() -> None:
 
 def test_golden_script_refuses_to_overwrite(tmp_path: Path) -> None:
     assert golden.main(["--out-dir", str(GOLDEN.parent)]) == 1
-    with pytest.raises(AssertionError, match="no longer writes 1.0"):
+    with pytest.raises(AssertionError, match=r"no longer writes 1\.0"):
         golden.main(["--out-dir", str(tmp_path)])  # it would be a 2.0 file
     golden.write(str(tmp_path / "now.srec"))  # its records, with today's writer
     records, _ = read_all(tmp_path / "now.srec")
