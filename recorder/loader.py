@@ -243,6 +243,16 @@ class Programs:
             return 0
         return self._ring.drain(self._on_record, DRAIN_BATCH)
 
+    def pending(self) -> bool:
+        """Records are waiting in the ring (consume() stops after a batch)."""
+        return self._ring is not None and self._ring.pending()
+
+    def consume_all(self) -> int:
+        """Drains the ring to its end: what is left when a session ends."""
+        if self._ring is None or self._on_record is None:
+            return 0
+        return self._ring.drain_all(self._on_record)
+
     def lost(self, cgroup_id: int) -> dict[int, int]:
         """Records of a session the kernel could not put in the ring, per
         event type."""

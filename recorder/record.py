@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 from recorder.cgroup import SessionCgroup, cgroup2_mount
 from recorder.loader import (
     DEFAULT_RING_PAGES,
-    DRAIN_BATCH,
     LoadConfig,
     Programs,
     check_privileges,
@@ -312,7 +311,7 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
         end_reason = _drain_until_done(programs, cg, proc, sigs, writer, opts, stderr)
         status = _shell_status(proc.wait())
         time.sleep(END_GRACE)
-        programs.consume()
+        programs.consume_all()
 
         lost = programs.lost(cg.id)
         if lost:
@@ -368,7 +367,8 @@ def _drain_until_done(
     warned_lost = 0
     next_loss_check = 0.0
     while True:
-        busy = programs.consume() >= DRAIN_BATCH
+        programs.consume()
+        busy = programs.pending()  # a batch ends at DRAIN_BATCH records or about 1 MiB
         now = time.monotonic()
         writer.maybe_flush(now)
         if now >= next_loss_check:

@@ -82,6 +82,21 @@ class RingReader:
         cons_word[0] = cons
         return n
 
+    def pending(self) -> bool:
+        """Whether the kernel has written past what drain() has consumed."""
+        return bool(self._prod_word[0] > self._cons_word[0])
+
+    def drain_all(self, handle: Callable[[memoryview, int, int], None],
+                  max_bytes: int = 1 << 20) -> int:
+        """drain() until nothing is left (or a record is still being
+        written): at the end of a session, when nothing may stay behind."""
+        total = 0
+        while True:
+            n = self.drain(handle, max_bytes=max_bytes)
+            total += n
+            if n == 0 or not self.pending():
+                return total
+
     def close(self) -> None:
         self._cons_word.release()
         self._prod_word.release()

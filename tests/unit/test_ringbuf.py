@@ -111,6 +111,25 @@ def test_max_bytes_bounds_one_drain(ring: FakeRing) -> None:
     assert drain(reader) == records[3:]
 
 
+def test_drain_all_leaves_nothing_behind(ring: FakeRing) -> None:
+    """At the end of a session one drain is not enough: it stops at about
+    max_bytes (1 MiB), and the ring may hold more."""
+    reader = RingReader(ring.fd, SIZE)
+    records = [bytes([i]) * 100 for i in range(30)]  # 112 bytes each in the ring
+    for r in records:
+        ring.put(r)
+    got: list[bytes] = []
+
+    def keep(v: memoryview, off: int, n: int) -> None:
+        got.append(bytes(v[off + 8 : off + 8 + n]))
+
+    assert reader.pending()
+    assert reader.drain(keep, max_bytes=500) == 5  # records at 0, 112, ... 448
+    assert reader.pending()
+    assert reader.drain_all(keep, max_bytes=500) == 25  # in five drains
+    assert got == records and not reader.pending()
+
+
 def test_size_must_be_a_power_of_two_of_pages(ring: FakeRing) -> None:
     with pytest.raises(ValueError):
         RingReader(ring.fd, 3 * PAGE)
