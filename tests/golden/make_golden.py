@@ -193,10 +193,12 @@ def events() -> list[list[Any]]:
     return [r for r in RECORDS if isinstance(r, list)]
 
 
-def write(path: str) -> None:
+def write(path: str, header: dict[str, Any] = HEADER,
+          trailer: dict[str, Any] = TRAILER) -> None:
+    """RECORDS into path, between header and trailer."""
     if os.path.exists(path):
         raise SystemExit(f"{path} exists; goldens are never regenerated")
-    w = SessionWriter(path, HEADER)
+    w = SessionWriter(path, header)
     for r in RECORDS:
         if r == "flush":
             w.flush()
@@ -204,7 +206,7 @@ def write(path: str) -> None:
             w.add_stats({k: v for k, v in r.items() if k != "k"})
         else:
             w.add(r)
-    w.close(TRAILER)
+    w.close(trailer)
 
 
 def write_expected(srec: str, jsonl: str | None, info_json: str) -> None:

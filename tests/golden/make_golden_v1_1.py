@@ -19,7 +19,6 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import make_golden
 
-from recorder.writer import SessionWriter
 from sessrec import format as fmt
 
 NAME = "v1.1-audit"
@@ -53,15 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.path.exists(p):
             print(f"{p} exists; goldens are never regenerated", file=sys.stderr)
             return 1
-    w = SessionWriter(outputs[0], HEADER)
-    for r in make_golden.RECORDS:
-        if r == "flush":
-            w.flush()
-        elif isinstance(r, dict):
-            w.add_stats({k: v for k, v in r.items() if k != "k"})
-        else:
-            w.add(r)
-    w.close(TRAILER)
+    make_golden.write(outputs[0], HEADER, TRAILER)
     make_golden.write_expected(outputs[0], None, outputs[1])
     return 0
 
