@@ -114,7 +114,6 @@ _HDR = struct.Struct(HEADER.fmt)
 HEADER_SIZE = _HDR.size
 # Header and body unpacked in one call: the decoder runs once per event.
 _FULL = {t: struct.Struct(HEADER.fmt + b.fmt[1:]) for t, b in BODIES.items()}
-_TYPE_SIZE = struct.Struct("<HHI")
 
 
 def record_size(event_type: int) -> int:
@@ -142,13 +141,6 @@ class Decoder:
         for t, fn in ((FORK, self._fork), (EXEC, self._exec), (EXIT, self._exit),
                       (OPEN, self._open), (CONNECT, self._connect), (CHDIR, self._chdir)):
             self.by_type[t] = fn
-
-    @staticmethod
-    def peek(raw: memoryview | bytes) -> tuple[int, int]:
-        """(type, cgroup_id) of a record, to route it before decoding."""
-        typ = _TYPE_SIZE.unpack_from(raw)[0]
-        (cg,) = _CGROUP.unpack_from(raw, _CGROUP_OFFSET)
-        return typ, cg
 
     def decode(self, raw: memoryview | bytes) -> Event | None:
         if len(raw) < HEADER_SIZE:
@@ -211,8 +203,6 @@ class Decoder:
                 v[10], v[11], bytes(raw[_CHDIR_SIZE : _CHDIR_SIZE + v[12]])]
 
 
-_CGROUP = struct.Struct("<Q")
-_CGROUP_OFFSET = HEADER.offsets()["cgroup_id"]
 _FORK = _FULL[FORK].unpack_from
 _EXEC = _FULL[EXEC].unpack_from
 _EXEC_SIZE = _FULL[EXEC].size

@@ -226,16 +226,25 @@ def write_expected(srec: str, jsonl: str | None, info_json: str) -> None:
             print(p)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def new_outputs(argv: list[str] | None, doc: str, name: str,
+                suffixes: tuple[str, ...] = (".srec", ".jsonl", ".info.json")) -> list[str] | None:
+    """The paths a golden script writes (--out-dir, by default here), or None
+    after saying so if one exists: goldens are never regenerated."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--out-dir", default=HERE)
-    args = ap.parse_args(argv)
-    base = os.path.join(args.out_dir, NAME)
-    outputs = [base + ".srec", base + ".jsonl", base + ".info.json"]
+    base = os.path.join(ap.parse_args(argv).out_dir, name)
+    outputs = [base + s for s in suffixes]
     for p in outputs:
         if os.path.exists(p):
             print(f"{p} exists; goldens are never regenerated", file=sys.stderr)
-            return 1
+            return None
+    return outputs
+
+
+def main(argv: list[str] | None = None) -> int:
+    outputs = new_outputs(argv, __doc__, NAME)
+    if outputs is None:
+        return 1
     # Its HEADER, RECORDS and TRAILER stay in use (tests/unit/srec_util.py).
     assert (fmt.FORMAT_MAJOR, fmt.FORMAT_MINOR) == (1, 0), "this writer no longer writes 1.0"
     write(outputs[0])

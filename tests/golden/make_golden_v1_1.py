@@ -11,7 +11,6 @@ refuses to overwrite it.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from typing import Any
@@ -42,16 +41,10 @@ TRAILER: dict[str, Any] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out-dir", default=make_golden.HERE)
-    args = ap.parse_args(argv)
     assert (fmt.FORMAT_MAJOR, fmt.FORMAT_MINOR) == (1, 1), "this writer no longer writes 1.1"
-    base = os.path.join(args.out_dir, NAME)
-    outputs = [base + ".srec", base + ".info.json"]
-    for p in outputs:
-        if os.path.exists(p):
-            print(f"{p} exists; goldens are never regenerated", file=sys.stderr)
-            return 1
+    outputs = make_golden.new_outputs(argv, __doc__, NAME, (".srec", ".info.json"))
+    if outputs is None:
+        return 1
     make_golden.write(outputs[0], HEADER, TRAILER)
     make_golden.write_expected(outputs[0], None, outputs[1])
     return 0

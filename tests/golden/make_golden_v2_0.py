@@ -12,7 +12,6 @@ refuses to overwrite it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import struct
@@ -46,16 +45,10 @@ def capture() -> tuple[list[bytes], int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out-dir", default=make_golden.HERE)
-    args = ap.parse_args(argv)
     assert (fmt.FORMAT_MAJOR, fmt.FORMAT_MINOR) == (2, 0), "this writer no longer writes 2.0"
-    base = os.path.join(args.out_dir, NAME)
-    outputs = [base + ".srec", base + ".jsonl", base + ".info.json"]
-    for p in outputs:
-        if os.path.exists(p):
-            print(f"{p} exists; goldens are never regenerated", file=sys.stderr)
-            return 1
+    outputs = make_golden.new_outputs(argv, __doc__, NAME)
+    if outputs is None:
+        return 1
     raw, origin = capture()
     decoder = records.Decoder(origin)
     events = [decoder.decode(r) for r in raw]
