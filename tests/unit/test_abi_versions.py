@@ -22,16 +22,16 @@ GOLDEN_ABI_1 = GOLDEN_DIR / "v2.0-records.srec"
 GOLDEN_TEST_ABI = GOLDEN_DIR / "v2.0-abi-test.srec"
 
 
-def _script() -> ModuleType:
-    path = GOLDEN_DIR / "make_golden_abi_test.py"
-    spec = importlib.util.spec_from_file_location("make_golden_abi_test", path)
+def _script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, GOLDEN_DIR / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-script = _script()
+script = _script("make_golden_abi_test")
+outputs = _script("make_replay_outputs")
 
 
 @pytest.fixture
@@ -69,6 +69,12 @@ def test_both_abis_read_and_the_appended_field_is_decoded(test_abi: records.Abi)
 def test_the_appended_field_changes_no_output(test_abi: records.Abi) -> None:
     assert _jsonl(GOLDEN_TEST_ABI) == _jsonl(GOLDEN_ABI_1) == (
         GOLDEN_DIR / "v2.0-records.jsonl").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("suffix", outputs.OUTPUTS)
+def test_every_command_shows_the_same(test_abi: records.Abi, suffix: str) -> None:
+    expected = (GOLDEN_DIR / f"v2.0-records{suffix}").read_text(encoding="utf-8")
+    assert outputs.output(str(GOLDEN_TEST_ABI), suffix) == expected
 
 
 def test_an_abi_this_sessrec_does_not_know_is_refused_by_name() -> None:
