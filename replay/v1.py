@@ -25,6 +25,7 @@ import zstandard
 from replay.base import Damage, Session
 from sessrec import format as fmt
 from sessrec.errors import FormatError
+from sessrec.event import CLASSES, REQUIRED_TYPES, Event, EventType, Exec, make
 
 _PAYLOAD = fmt.DESCRIPTOR_PAYLOAD_LEN
 _HEAD = fmt.FRAME_HEAD.size
@@ -33,12 +34,15 @@ _FOOT = fmt.FOOTER.size
 _DESC_PAYLOAD = struct.Struct("<III")  # kind, compressed_len, raw_len
 _FOOT_PAYLOAD = struct.Struct("<Q")
 
-# type number -> (field types, field count), for the fast per-event check.
-_LAYOUT: dict[int, tuple[tuple[type, ...], int]] = {
-    t: (types, len(types)) for t, types in fmt.EVENT_TYPES.items()
+# type number -> (event class, types of its required fields, their count,
+# its field count), for the fast per-event check and the typing.
+_LAYOUT: dict[int, tuple[type[Event], tuple[type, ...], int, int]] = {
+    t: (cls, REQUIRED_TYPES[t], len(REQUIRED_TYPES[t]), len(cls._fields))
+    for t, cls in CLASSES.items()
 }
-_EXEC = int(fmt.EventType.EXEC)
-_EXEC_ARGV = fmt.EXEC_ARGV
+_EXEC = int(EventType.EXEC)
+_EXEC_ARGV = Exec._fields.index("argv")
+_new = tuple.__new__
 
 
 class _Corrupt(Exception):
@@ -186,7 +190,7 @@ class SessionV1(Session):
 
     # --- records ---
 
-    def records(self, follow: bool = False, poll_interval: float = 0.2) -> Iterator[list[Any]]:
+    def records(self, follow: bool = False, poll_interval: float = 0.2) -> Iterator[Event]:
         self.trailer = None
         self.damage = None
         self.stats_lost = {}
@@ -201,7 +205,7 @@ class SessionV1(Session):
                 raise FormatError(c.reason, self.path, c.offset) from None
             self.damage = Damage(c.offset, c.reason, truncated=False)
 
-    def _records(self, follow: bool, poll_interval: float) -> Iterator[list[Any]]:
+    def _records(self, follow: bool, poll_interval: float) -> Iterator[Event]:
         f = self._file
         pos = self._body_start
         while True:
@@ -228,7 +232,7 @@ class SessionV1(Session):
             yield from self._body_chunk(kind, raw, pos)
             pos = end
 
-    def _body_chunk(self, kind: fmt.ChunkKind, raw: bytes, pos: int) -> Iterator[list[Any]]:
+    def _body_chunk(self, kind: fmt.ChunkKind, raw: bytes, pos: int) -> Iterator[Event]:
         """The events of a chunk after the header; the trailer is kept."""
         if kind == fmt.ChunkKind.EVENTS:
             yield from self._events(raw, pos)
@@ -267,7 +271,7 @@ class SessionV1(Session):
             _fail(pos, str(e))
         self._trailer_offset = pos
 
-    def _events(self, raw: bytes, pos: int) -> Iterator[list[Any]]:
+    def _events(self, raw: bytes, pos: int) -> Iterator[Event]:
         unpacker = _unpacker(len(raw))
         unpacker.feed(raw)
         layout = _LAYOUT.get
@@ -282,13 +286,16 @@ class SessionV1(Session):
                     if lay is None:
                         self.unknown_types[t] = self.unknown_types.get(t, 0) + 1
                         continue
-                    types, n = lay
+                    cls, types, n, n_fields = lay
                     if tuple(map(type, obj[:n])) != types or (
                         t == _EXEC and not all(type(a) is bytes for a in obj[_EXEC_ARGV])
                     ):
                         _fail(pos, f"bad event: {fmt.event_problem(obj)}")
                     counts[t] = counts.get(t, 0) + 1
-                    yield obj
+                    if len(obj) == n_fields:
+                        yield _new(cls, obj)
+                    else:  # fields of another minor version
+                        yield make(obj)
                 elif type(obj) is dict:
                     self._map_record(obj, pos)
                 else:
