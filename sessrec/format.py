@@ -84,6 +84,12 @@ RECORD_FLAG_BITS: Final = 0xC0000000
 MAX_RAW_LEN: Final = 64 << 20
 # zstd's worst case for MAX_RAW_LEN bytes, rounded up generously.
 MAX_COMPRESSED_LEN: Final = MAX_RAW_LEN + (MAX_RAW_LEN >> 7) + 4096
+# A chunk of msgpack (header, events, trailer) may not declare more raw bytes
+# than this. Unpacking multiplies a length by up to about 72 (an empty map is
+# one byte and a 64-byte dict), so this bounds what one object can take in
+# memory (about 150 MB), whatever the chunk holds. The writer's event chunks
+# end at the first event past 1 MiB.
+MAX_MSGPACK_RAW_LEN: Final = 2 << 20
 # msgpack.Unpacker limits. Paths are at most 4096 bytes and argv at most
 # 32 KiB in ABI 1; these leave room for growth but stop absurd allocations.
 UNPACK_LIMITS: Final[Mapping[str, int]] = {
