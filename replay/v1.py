@@ -50,6 +50,8 @@ class _Corrupt(Exception):
         super().__init__(reason)
         self.offset = offset
         self.reason = reason
+        # The events of the damaged chunk before the damage, still given.
+        self.before: list[Event] = []
 
 
 class _Short(Exception):
@@ -204,13 +206,17 @@ class SessionV1(Session):
         self._counts = {}
         self._trailer_offset = None
         try:
-            yield from self._records(follow, poll_interval)
+            # A chunk's events come as one list: the reader's cost per event
+            # is one generator level, not one per function below.
+            for events in self._chunks(follow, poll_interval):
+                yield from events
         except _Corrupt as c:
+            yield from c.before
             if self.strict:
                 raise FormatError(c.reason, self.path, c.offset) from None
             self.damage = Damage(c.offset, c.reason, truncated=False)
 
-    def _records(self, follow: bool, poll_interval: float) -> Iterator[Event]:
+    def _chunks(self, follow: bool, poll_interval: float) -> Iterator[list[Event]]:
         f = self._file
         pos = self._body_start
         while True:
@@ -234,19 +240,21 @@ class SessionV1(Session):
                     continue
                 self.damage = self._short_damage(pos)
                 return
-            yield from self._body_chunk(kind, raw, pos)
+            yield self._body_chunk(kind, raw, pos)
             pos = end
 
-    def _body_chunk(self, kind: fmt.ChunkKind, raw: bytes, pos: int) -> Iterator[Event]:
-        """The events of a chunk after the header; the trailer is kept."""
+    def _body_chunk(self, kind: fmt.ChunkKind, raw: bytes, pos: int) -> list[Event]:
+        """The events of a chunk after the header; the trailer is kept.
+        Damage raises _Corrupt with the chunk's events before it."""
         if kind == fmt.ChunkKind.EVENTS:
-            yield from self._events(raw, pos)
-        elif kind == fmt.ChunkKind.TRAILER:
+            return self._events(raw, pos)
+        if kind == fmt.ChunkKind.TRAILER:
             self._read_trailer(raw, pos)
         elif kind == fmt.ChunkKind.HEADER:
             _fail(pos, "a second header chunk")
         else:
             _fail(pos, f"chunk kind {int(kind)} does not exist in format {self.MAJOR}")
+        return []
 
     def _short_damage(self, pos: int) -> Damage:
         self._file.seek(0, 2)
@@ -274,10 +282,20 @@ class SessionV1(Session):
             _fail(pos, str(e))
         self._trailer_offset = pos
 
-    def _events(self, raw: bytes, pos: int) -> Iterator[Event]:
+    def _events(self, raw: bytes, pos: int) -> list[Event]:
+        out: list[Event] = []
+        try:
+            self._unpack_events(raw, pos, out)
+        except _Corrupt as c:
+            c.before = out
+            raise
+        return out
+
+    def _unpack_events(self, raw: bytes, pos: int, out: list[Event]) -> None:
         unpacker = _unpacker(raw)
         layout = _LAYOUT.get
         counts = self._counts
+        append = out.append
         try:
             for obj in unpacker:
                 if type(obj) is list:
@@ -289,15 +307,17 @@ class SessionV1(Session):
                         self.unknown_types[t] = self.unknown_types.get(t, 0) + 1
                         continue
                     cls, types, n, n_fields = lay
-                    if tuple(map(type, obj[:n])) != types or (
+                    if len(obj) == n == n_fields:  # as this version writes it
+                        ok = tuple(map(type, obj)) == types
+                    else:  # fields of another minor version
+                        ok = len(obj) >= n and tuple(map(type, obj[:n])) == types
+                    if not ok or (
                         t == _EXEC and not all(type(a) is bytes for a in obj[_EXEC_ARGV])
                     ):
                         _fail(pos, f"bad event: {fmt.event_problem(obj)}")
+                    ev = _new(cls, obj) if len(obj) == n_fields else make(obj)
                     counts[t] = counts.get(t, 0) + 1
-                    if len(obj) == n_fields:
-                        yield _new(cls, obj)
-                    else:  # fields of another minor version
-                        yield make(obj)
+                    append(ev)
                 elif type(obj) is dict:
                     self._map_record(obj, pos)
                 else:
