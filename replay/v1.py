@@ -22,7 +22,7 @@ from typing import Any, BinaryIO, NoReturn
 import msgpack
 import zstandard
 
-from replay.base import Damage, Session
+from replay.base import Damage, Session, no_gc
 from sessrec import format as fmt
 from sessrec.errors import FormatError
 from sessrec.event import CLASSES, REQUIRED_TYPES, Event, EventType, Exec, make
@@ -285,7 +285,8 @@ class SessionV1(Session):
     def _events(self, raw: bytes, pos: int) -> list[Event]:
         out: list[Event] = []
         try:
-            self._unpack_events(raw, pos, out)
+            with no_gc():
+                self._unpack_events(raw, pos, out)
         except _Corrupt as c:
             c.before = out
             raise

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
+from replay.base import no_gc
 from replay.v1 import SessionV1, _Corrupt, _fail
 from sessrec import format as fmt
 from sessrec import records
@@ -49,7 +50,8 @@ class SessionV2(SessionV1):
         if kind == fmt.ChunkKind.RECORDS:
             out: list[Event] = []
             try:
-                self._records_chunk(raw, pos, out)
+                with no_gc():
+                    self._records_chunk(raw, pos, out)
             except _Corrupt as c:
                 c.before = out
                 raise
