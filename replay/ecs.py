@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+from collections.abc import Callable
 from typing import Any, Final, TextIO
 
 from replay.base import Session
@@ -92,6 +93,8 @@ class _Docs:
     # --- processes ---
 
     def entity_id(self, proc: Process) -> str:
+        if proc.seq < 0:  # not in the model (past its MAX_PROCESSES): not cached
+            return self.ids.process(proc.pid, proc.start_ns)
         eid = self.entity.get(proc.seq)
         if eid is None:
             eid = self.entity[proc.seq] = self.ids.process(proc.pid, proc.start_ns)
@@ -160,13 +163,14 @@ class _Docs:
         cwd = self.resolver.cwd(proc.pid) if proc.end_ns is None else None
         if cwd is None:
             return self._cwds.get(proc.seq)
-        self._cwds[proc.seq] = cwd
+        if proc.seq >= 0:
+            self._cwds[proc.seq] = cwd
         return cwd
 
     def process_json(self, proc: Process, ev: AnyEvent, **extra: Any) -> str:
         """process.* encoded, from the cache when nothing it shows changed."""
         leader = self._leader_json()
-        if extra:
+        if extra or proc.seq < 0:
             doc = self.process(proc, ev)
             doc.update(extra)
             return _dumps(doc)[:-1] + f',"entry_leader":{leader},"session_leader":{leader}}}'
@@ -272,7 +276,8 @@ class _Docs:
                              "success" if ev.exit_code_raw == 0 else "failure", process,
                              sessrec={"signal": st.signal, "core_dumped": st.core_dumped})
         if isinstance(ev, ForkEvent):
-            child = self.model.by_pid[ev.child_pid]
+            # (not in the model past its MAX_PROCESSES: the forking process)
+            child = self.model.by_pid.get(ev.child_pid, proc)
             return self.line(ev, "process", "start", "fork", "success",
                              self.process_json(child, ev))
         if isinstance(ev, ChdirEvent):
@@ -284,10 +289,13 @@ class _Docs:
         raise TypeError(ev)  # pragma: no cover - build_event knows no other types
 
 
-def write_ecs(session: Session, out: TextIO) -> int:
+def write_ecs(session: Session, out: TextIO,
+              warn: Callable[[str], None] | None = None) -> int:
     """Write one ECS document per event of session to out; return the count.
 
-    session.damage (if any) is the caller's to report afterwards."""
+    session.damage (if any) is the caller's to report afterwards; warn gets
+    the process model's warning when the session has more processes than
+    it keeps."""
     docs = _Docs(session)
     write = out.write
     document = docs.document
@@ -295,4 +303,7 @@ def write_ecs(session: Session, out: TextIO) -> int:
     for raw, path in iter_raw(session, resolver=docs.resolver):
         write(document(raw, path))
         n += 1
+    limit = docs.model.limit_warning()
+    if limit and warn is not None:
+        warn(limit)
     return n
