@@ -2,8 +2,8 @@
 long, and what each process touched.
 
 Built in one pass over the session's events (ProcessModel.build, over
-replay.events.iter_raw: the arrays that iter_events types, with their
-resolved paths), or fed event by event (ProcessModel.feed) by a tool that
+replay.events.with_paths: the events with their resolved paths), or fed
+event by event (ProcessModel.feed) by a tool that
 streams, such as `sessrec replay --children` or the ECS export. Memory grows with the number of
 processes, plus one small record per open and connect when index=True.
 
@@ -37,22 +37,12 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from replay.base import Session
-from replay.events import (
-    AnyEvent,
-    ChdirEvent,
-    ConnectEvent,
-    ExecEvent,
-    ExitEvent,
-    OpenEvent,
-    PathResolver,
-    iter_raw,
-    raw_event,
-)
-from replay.text import EINPROGRESS
+from replay.events import PathResolver, with_paths
 from sessrec import format as fmt
+from sessrec.event import ARGV_TRUNCATED, Chdir, Connect, Event, Exec, Exit, Fork, Open, failed
 
 # What a model keeps at most (see the module docstring). About 1 KB a
 # process: MAX_PROCESSES of them and ARGV_BUDGET stay well under 512 MiB.
@@ -62,9 +52,6 @@ MAX_THREADS = 4096
 MAX_PPIDS = 64
 ARGV_BUDGET = 64 << 20
 ARGV_KEPT = 1024
-
-_ARGV_TRUNCATED = int(fmt.EventFlag.ARGV_TRUNCATED)
-_FORK, _EXEC, _EXIT, _OPEN, _CONNECT, _CHDIR = (int(t) for t in fmt.EventType)
 
 
 class ExecInfo(NamedTuple):
@@ -113,19 +100,6 @@ def no_gc() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def failed(ev: AnyEvent) -> bool:
-    """Whether an event reports a failure: a negative return (but a
-    non-blocking connect's EINPROGRESS), or an exit with a non-zero code or
-    by a signal."""
-    if type(ev) is OpenEvent or type(ev) is ExecEvent or type(ev) is ChdirEvent:
-        return ev.ret < 0
-    if type(ev) is ConnectEvent:
-        return ev.ret < 0 and ev.ret != -EINPROGRESS
-    if type(ev) is ExitEvent:
-        return ev.exit_code_raw != 0
-    return False
 
 
 class Process:
@@ -256,7 +230,7 @@ class ProcessModel:
         model = cls(session.header["leader_pid"], index=index)
         feed = model.feed
         with no_gc():
-            for ev, path in iter_raw(session, resolver=resolver):
+            for ev, path in with_paths(session, resolver=resolver):
                 feed(ev, path)
         return model
 
@@ -269,6 +243,8 @@ class ProcessModel:
                 return p
         return self.processes[0] if self.processes else None
 
+    # --- building -----------------------------------------------------------
+
     def limit_warning(self) -> str | None:
         """The warning to print when the session had more processes than
         the model keeps, else None."""
@@ -277,8 +253,6 @@ class ProcessModel:
         return (f"more than {MAX_PROCESSES} processes: later ones are left out of the "
                 f"process model ({self.forks_left_out} forks; {self.left_out} events shown "
                 "without their process)")
-
-    # --- building -----------------------------------------------------------
 
     def _new(self, pid: int, ppid: int, ts: int, comm: bytes, forked: bool) -> Process | None:
         """A new process, or None past MAX_PROCESSES."""
@@ -289,9 +263,9 @@ class ProcessModel:
         self.by_pid[pid] = proc
         return proc
 
-    def _exec_info(self, ev: list[Any], ret: int, path: bytes | None) -> ExecInfo:
-        argv: list[bytes] = ev[fmt.EXEC_ARGV]
-        truncated = bool(ev[fmt.I_FLAGS] & _ARGV_TRUNCATED)
+    def _exec_info(self, ev: Exec, path: bytes | None) -> ExecInfo:
+        argv = ev.argv
+        truncated = bool(ev.flags & ARGV_TRUNCATED)
         size = sum(map(len, argv)) + len(argv)
         if self._argv_bytes + size > ARGV_BUDGET:
             kept: list[bytes] = []
@@ -303,8 +277,7 @@ class ProcessModel:
                 left -= len(a) + 1
             argv, truncated, size = kept, True, ARGV_KEPT
         self._argv_bytes += size
-        return ExecInfo(ev[fmt.I_TS], ret, path, ev[fmt.EXEC_FILENAME], argv,
-                        ev[fmt.EXEC_ARGC], truncated)
+        return ExecInfo(ev.ts, ev.ret, path, ev.requested_path, argv, ev.argc, truncated)
 
     def _attach(self, proc: Process, parent: Process | None) -> None:
         proc.parent = parent
@@ -324,75 +297,59 @@ class ProcessModel:
         self._attach(proc, parent if parent is not None and parent.end_ns is None else None)
         return proc
 
-    def add(self, ev: AnyEvent) -> Process:
-        """Apply one typed event (replay.events.iter_events); see feed()."""
-        return self.feed(raw_event(ev), getattr(ev, "path", None))
-
-    def feed(self, ev: list[Any], path: bytes | None = None) -> Process:
-        """Apply one raw event array (format.EVENT_FIELDS layout) with its
-        resolved path (replay.events.iter_raw gives both); return the process
-        it belongs to (for a fork, the parent). The hot path of every
-        model-based tool: it reads the arrays directly."""
-        t, ts, pid, tid, ppid, _uid, comm = ev[:7]
+    def feed(self, ev: Event, path: bytes | None = None) -> Process:
+        """Apply one event with its resolved path (replay.events.with_paths
+        gives both); return the process it belongs to (for a fork, the
+        parent). The hot path of every model-based tool."""
+        ts = ev.ts
+        pid = ev.pid
+        ppid = ev.ppid
         if self.first_ns is None:
             self.first_ns = ts
         self.last_ns = ts
         self.events += 1
         proc = self.by_pid.get(pid)
         if proc is None or proc.end_ns is not None:
-            proc = self._arrive(pid, ppid, ts, comm)
+            proc = self._arrive(pid, ppid, ts, ev.comm)
         elif ppid != proc.ppid:
             proc.ppid = ppid
             if len(proc.ppids) < MAX_PPIDS:
                 proc.ppids.append((ts, ppid))
-        proc.comm = comm
+        proc.comm = ev.comm
         proc.n_events += 1
         proc.last_ns = ts
-        if tid != pid and len(proc.threads) < MAX_THREADS:
-            proc.threads.add(tid)
-        if t == _OPEN:
+        if ev.tid != pid and len(proc.threads) < MAX_THREADS:
+            proc.threads.add(ev.tid)
+        if failed(ev) and type(ev) is not Exit:  # its exit is its status, shown apart
+            proc.n_failed += 1
+        if type(ev) is Open:
             proc.n_opens += 1
-            ret = ev[fmt.OPEN_RET]
-            if ret < 0:
-                proc.n_failed += 1
             if self.index:
-                proc.files.append(
-                    FileAccess(ts, path, ev[fmt.OPEN_PATH], ev[fmt.OPEN_FLAGS], ret)
-                )
-        elif t == _EXEC:
-            ret = ev[fmt.EXEC_RET]
-            if ret < 0:
-                proc.n_failed += 1
+                proc.files.append(FileAccess(ts, path, ev.requested_path, ev.open_flags, ev.ret))
+        elif type(ev) is Exec:
             proc.n_execs += 1
             keep = len(proc.execs) < MAX_EXECS
-            if keep or ret == 0:
-                info = self._exec_info(ev, ret, path)
+            if keep or ev.ret == 0:
+                info = self._exec_info(ev, path)
                 if keep:
                     proc.execs.append(info)
-                if ret == 0:
+                if ev.ret == 0:
                     proc.program = info
-        elif t == _FORK:
-            self._fork(proc, ev[fmt.FORK_CHILD_PID], ts)
-        elif t == _EXIT:
+        elif type(ev) is Fork:
+            self._fork(proc, ev.child_pid, ts)
+        elif type(ev) is Exit:
             proc.end_ns = ts
-            proc.exit_code_raw = ev[fmt.EXIT_CODE_RAW]
-        elif t == _CONNECT:
+            proc.exit_code_raw = ev.exit_code_raw
+        elif type(ev) is Connect:
             proc.n_connects += 1
-            ret = ev[fmt.CONNECT_RET]
-            if ret < 0 and ret != -EINPROGRESS:
-                proc.n_failed += 1
             if self.index:
-                a = fmt.decode_sockaddr(ev[fmt.CONNECT_SOCKADDR])
-                proto = fmt.protocol_name(
-                    a.family, ev[fmt.CONNECT_SOCK_TYPE], ev[fmt.CONNECT_PROTOCOL]
-                )
+                a = fmt.decode_sockaddr(ev.sockaddr)
+                proto = fmt.protocol_name(a.family, ev.sock_type, ev.protocol)
                 proc.connections.append(
-                    Connection(ts, a.family_name, a.address, a.port, proto, ret)
+                    Connection(ts, a.family_name, a.address, a.port, proto, ev.ret)
                 )
-        elif t == _CHDIR:
+        elif type(ev) is Chdir:
             proc.n_chdirs += 1
-            if ev[fmt.CHDIR_RET] < 0:
-                proc.n_failed += 1
         return proc
 
     def _fork(self, parent: Process, cpid: int, ts: int) -> None:

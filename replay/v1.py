@@ -25,6 +25,7 @@ import zstandard
 from replay.base import Damage, Session
 from sessrec import format as fmt
 from sessrec.errors import FormatError
+from sessrec.event import CLASSES, REQUIRED_TYPES, Event, EventType, Exec, make
 
 _PAYLOAD = fmt.DESCRIPTOR_PAYLOAD_LEN
 _HEAD = fmt.FRAME_HEAD.size
@@ -33,12 +34,15 @@ _FOOT = fmt.FOOTER.size
 _DESC_PAYLOAD = struct.Struct("<III")  # kind, compressed_len, raw_len
 _FOOT_PAYLOAD = struct.Struct("<Q")
 
-# type number -> (field types, field count), for the fast per-event check.
-_LAYOUT: dict[int, tuple[tuple[type, ...], int]] = {
-    t: (types, len(types)) for t, types in fmt.EVENT_TYPES.items()
+# type number -> (event class, types of its required fields, their count,
+# its field count), for the fast per-event check and the typing.
+_LAYOUT: dict[int, tuple[type[Event], tuple[type, ...], int, int]] = {
+    t: (cls, REQUIRED_TYPES[t], len(REQUIRED_TYPES[t]), len(cls._fields))
+    for t, cls in CLASSES.items()
 }
-_EXEC = int(fmt.EventType.EXEC)
-_EXEC_ARGV = fmt.EXEC_ARGV
+_EXEC = int(EventType.EXEC)
+_EXEC_ARGV = Exec._fields.index("argv")
+_new = tuple.__new__
 
 
 class _Corrupt(Exception):
@@ -46,6 +50,8 @@ class _Corrupt(Exception):
         super().__init__(reason)
         self.offset = offset
         self.reason = reason
+        # The events of the damaged chunk before the damage, still given.
+        self.before: list[Event] = []
 
 
 class _Short(Exception):
@@ -191,7 +197,7 @@ class SessionV1(Session):
 
     # --- records ---
 
-    def records(self, follow: bool = False, poll_interval: float = 0.2) -> Iterator[list[Any]]:
+    def records(self, follow: bool = False, poll_interval: float = 0.2) -> Iterator[Event]:
         self.trailer = None
         self.damage = None
         self.stats_lost = {}
@@ -200,13 +206,17 @@ class SessionV1(Session):
         self._counts = {}
         self._trailer_offset = None
         try:
-            yield from self._records(follow, poll_interval)
+            # A chunk's events come as one list: the reader's cost per event
+            # is one generator level, not one per function below.
+            for events in self._chunks(follow, poll_interval):
+                yield from events
         except _Corrupt as c:
+            yield from c.before
             if self.strict:
                 raise FormatError(c.reason, self.path, c.offset) from None
             self.damage = Damage(c.offset, c.reason, truncated=False)
 
-    def _records(self, follow: bool, poll_interval: float) -> Iterator[list[Any]]:
+    def _chunks(self, follow: bool, poll_interval: float) -> Iterator[list[Event]]:
         f = self._file
         pos = self._body_start
         while True:
@@ -230,19 +240,21 @@ class SessionV1(Session):
                     continue
                 self.damage = self._short_damage(pos)
                 return
-            yield from self._body_chunk(kind, raw, pos)
+            yield self._body_chunk(kind, raw, pos)
             pos = end
 
-    def _body_chunk(self, kind: fmt.ChunkKind, raw: bytes, pos: int) -> Iterator[list[Any]]:
-        """The events of a chunk after the header; the trailer is kept."""
+    def _body_chunk(self, kind: fmt.ChunkKind, raw: bytes, pos: int) -> list[Event]:
+        """The events of a chunk after the header; the trailer is kept.
+        Damage raises _Corrupt with the chunk's events before it."""
         if kind == fmt.ChunkKind.EVENTS:
-            yield from self._events(raw, pos)
-        elif kind == fmt.ChunkKind.TRAILER:
+            return self._events(raw, pos)
+        if kind == fmt.ChunkKind.TRAILER:
             self._read_trailer(raw, pos)
         elif kind == fmt.ChunkKind.HEADER:
             _fail(pos, "a second header chunk")
         else:
             _fail(pos, f"chunk kind {int(kind)} does not exist in format {self.MAJOR}")
+        return []
 
     def _short_damage(self, pos: int) -> Damage:
         self._file.seek(0, 2)
@@ -270,10 +282,20 @@ class SessionV1(Session):
             _fail(pos, str(e))
         self._trailer_offset = pos
 
-    def _events(self, raw: bytes, pos: int) -> Iterator[list[Any]]:
+    def _events(self, raw: bytes, pos: int) -> list[Event]:
+        out: list[Event] = []
+        try:
+            self._unpack_events(raw, pos, out)
+        except _Corrupt as c:
+            c.before = out
+            raise
+        return out
+
+    def _unpack_events(self, raw: bytes, pos: int, out: list[Event]) -> None:
         unpacker = _unpacker(raw)
         layout = _LAYOUT.get
         counts = self._counts
+        append = out.append
         try:
             for obj in unpacker:
                 if type(obj) is list:
@@ -284,13 +306,18 @@ class SessionV1(Session):
                     if lay is None:
                         self.unknown_types[t] = self.unknown_types.get(t, 0) + 1
                         continue
-                    types, n = lay
-                    if tuple(map(type, obj[:n])) != types or (
+                    cls, types, n, n_fields = lay
+                    if len(obj) == n == n_fields:  # as this version writes it
+                        ok = tuple(map(type, obj)) == types
+                    else:  # fields of another minor version
+                        ok = len(obj) >= n and tuple(map(type, obj[:n])) == types
+                    if not ok or (
                         t == _EXEC and not all(type(a) is bytes for a in obj[_EXEC_ARGV])
                     ):
                         _fail(pos, f"bad event: {fmt.event_problem(obj)}")
+                    ev = _new(cls, obj) if len(obj) == n_fields else make(obj)
                     counts[t] = counts.get(t, 0) + 1
-                    yield obj
+                    append(ev)
                 elif type(obj) is dict:
                     self._map_record(obj, pos)
                 else:

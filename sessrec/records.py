@@ -22,9 +22,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-# enum sr_event_type
-FORK, EXEC, EXIT, OPEN, CONNECT, CHDIR = 1, 2, 3, 4, 5, 6
-EVENT_TYPE_MAX = 7
+from sessrec.event import Chdir, Connect, Event, EventType, Exec, Exit, Fork, Open
+
+FORK, EXEC, EXIT, OPEN, CONNECT, CHDIR = (int(t) for t in EventType)
+EVENT_TYPE_MAX = max(EventType) + 1  # SR_EVENT_TYPE_MAX
 
 COMM_LEN = 16
 PATH_MAX = 4096
@@ -79,22 +80,27 @@ HEADER = Layout(
 HEADER_SIZE = HEADER.size
 _N_HEADER = len(HEADER.fields)
 
-Event = list[object]
 # What struct.unpack gives: the header's fields, then the body's, in order.
 Values = tuple[Any, ...]
-# Builds the event array from the unpacked values, the record, where its
-# variable part starts, and the session's monotonic origin. Raises
-# struct.error when a length in the record does not fit it.
-Builder = Callable[[Values, "memoryview | bytes", int, int], Event]
+# Builds the event's fields (sessrec.event, in order) from the unpacked
+# values, the record, where its variable part starts, and the session's
+# monotonic origin. Raises struct.error when a length in the record does not
+# fit it.
+Builder = Callable[[Values, "memoryview | bytes", int, int], tuple[object, ...]]
 
 
 @dataclass(frozen=True)
 class RecordType:
     """One event type in one ABI version: the body's layout (after the
-    header) and how its values become the event array."""
+    header), how its values become the fields of its event class, and how
+    many fields that gives. Fewer than the class has: the rest (appended to
+    the class for a later version) take their defaults. More: the class does
+    not know them yet (the test ABI's field), and they are left out."""
 
     body: Layout
     build: Builder
+    n_fields: int
+    cls: type[Event]
 
 
 @dataclass(frozen=True)
@@ -108,36 +114,38 @@ class Abi:
                new_types: Mapping[int, RecordType] | None = None) -> Abi:
         """The next ABI version, made by a minor change: `appended` fields go
         at the end of those types' fixed parts (their variable parts move
-        after them), and their values (pads excepted) are appended to the
-        event array, in order; `new_types` adds event types. Every other type reads as here."""
+        after them), and their values (pads excepted) become the fields
+        appended to the event class (sessrec.event), in order; `new_types`
+        adds event types. Every other type reads as here."""
         types = dict(self.types)
         for t, fields in appended.items():
             old = types[t]
             body = Layout(old.body.c_name, old.body.fields + fields, old.body.tail)
             first = _N_HEADER + len(old.body.fields)
             keep = [first + i for i, (name, _) in enumerate(fields) if not name.startswith("_")]
-            types[t] = RecordType(body, _appending(old.build, keep))
+            types[t] = RecordType(body, _appending(old.build, keep), old.n_fields + len(keep),
+                                  old.cls)
         types.update(new_types or {})
         return Abi(version, types)
 
 
 def _appending(base: Builder, keep: list[int]) -> Builder:
     """base, then the values at `keep` (the appended fields but their pads)."""
-    def build(v: Values, raw: memoryview | bytes, end: int, origin: int) -> Event:
-        return base(v, raw, end, origin) + [v[i] for i in keep]
+    def build(v: Values, raw: memoryview | bytes, end: int, origin: int) -> tuple[object, ...]:
+        return (*base(v, raw, end, origin), *[v[i] for i in keep])
 
     return build
 
 
 # v: type, flags, size, ts, cgroup, pid, tid, ppid, uid, comm, body...
-# The common fields of every event array (docs/FORMAT.md, Events).
+# Each gives the common fields (docs/FORMAT.md, Events), then its own.
 
 
-def _fork(v: Values, raw: memoryview | bytes, end: int, origin: int) -> Event:
-    return [v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1], v[10]]
+def _fork(v: Values, raw: memoryview | bytes, end: int, origin: int) -> tuple[object, ...]:
+    return (v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1], v[10])
 
 
-def _exec(v: Values, raw: memoryview | bytes, end: int, origin: int) -> Event:
+def _exec(v: Values, raw: memoryview | bytes, end: int, origin: int) -> tuple[object, ...]:
     flen, alen = v[12], v[13]
     if flen > PATH_MAX or alen > ARGV_MAX or end + flen + alen > len(raw):
         raise struct.error("exec record: lengths beyond the record or the limits")
@@ -146,38 +154,39 @@ def _exec(v: Values, raw: memoryview | bytes, end: int, origin: int) -> Event:
     # The block ends with the last argument's NUL, unless cut short.
     if argv and argv[-1] == b"":
         argv.pop()
-    return [v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
-            v[10], data[:flen], argv, v[11], v[14], v[15]]
+    return (v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
+            v[10], data[:flen], argv, v[11], v[14], v[15])
 
 
-def _exit(v: Values, raw: memoryview | bytes, end: int, origin: int) -> Event:
-    return [v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1], v[10]]
+def _exit(v: Values, raw: memoryview | bytes, end: int, origin: int) -> tuple[object, ...]:
+    return (v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1], v[10])
 
 
-def _open(v: Values, raw: memoryview | bytes, end: int, origin: int) -> Event:
+def _open(v: Values, raw: memoryview | bytes, end: int, origin: int) -> tuple[object, ...]:
     if v[15] > PATH_MAX or end + v[15] > len(raw):
         raise struct.error("open record: path beyond the record or the limit")
-    return [v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
-            v[10], v[14], v[11], bytes(raw[end : end + v[15]]), v[12], v[13]]
+    return (v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
+            v[10], v[14], v[11], bytes(raw[end : end + v[15]]), v[12], v[13])
 
 
-def _connect(v: Values, raw: memoryview | bytes, end: int, origin: int) -> Event:
+def _connect(v: Values, raw: memoryview | bytes, end: int, origin: int) -> tuple[object, ...]:
     if v[14] > SOCKADDR_MAX:
         raise struct.error("connect record: address longer than its field")
-    return [v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
-            v[10], v[11], v[12], v[13], v[16][: v[14]]]
+    return (v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
+            v[10], v[11], v[12], v[13], v[16][: v[14]])
 
 
-def _chdir(v: Values, raw: memoryview | bytes, end: int, origin: int) -> Event:
+def _chdir(v: Values, raw: memoryview | bytes, end: int, origin: int) -> tuple[object, ...]:
     if v[12] > PATH_MAX or end + v[12] > len(raw):
         raise struct.error("chdir record: path beyond the record or the limit")
-    return [v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
-            v[10], v[11], bytes(raw[end : end + v[12]])]
+    return (v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
+            v[10], v[11], bytes(raw[end : end + v[12]]))
 
 
 # ABI 1: the first. Bodies follow the header ("h" in C).
 ABI_1 = Abi(1, {
-    FORK: RecordType(Layout("fork_event", (("child_pid", "I"), ("_pad", "I"))), _fork),
+    FORK: RecordType(Layout("fork_event", (("child_pid", "I"), ("_pad", "I"))), _fork,
+                     len(Fork._fields), Fork),
     EXEC: RecordType(Layout(
         "exec_event",
         (
@@ -190,8 +199,9 @@ ABI_1 = Abi(1, {
             ("_pad", "H"),
         ),
         "data",
-    ), _exec),
-    EXIT: RecordType(Layout("exit_event", (("exit_code", "I"), ("_pad", "I"))), _exit),
+    ), _exec, len(Exec._fields), Exec),
+    EXIT: RecordType(Layout("exit_event", (("exit_code", "I"), ("_pad", "I"))), _exit,
+                     len(Exit._fields), Exit),
     OPEN: RecordType(Layout(
         "open_event",
         (
@@ -203,7 +213,7 @@ ABI_1 = Abi(1, {
             ("path_len", "H"),
         ),
         "path",
-    ), _open),
+    ), _open, len(Open._fields), Open),
     CONNECT: RecordType(Layout(
         "connect_event",
         (
@@ -215,12 +225,12 @@ ABI_1 = Abi(1, {
             ("_pad", "H"),
             ("addr", f"{SOCKADDR_MAX}s"),
         ),
-    ), _connect),
+    ), _connect, len(Connect._fields), Connect),
     CHDIR: RecordType(Layout(
         "chdir_event",
         (("ret", "i"), ("fd", "i"), ("path_len", "I"), ("_pad", "I")),
         "path",
-    ), _chdir),
+    ), _chdir, len(Chdir._fields), Chdir),
 })
 
 # Every ABI version ever recorded, read forever. Append, never replace.
@@ -237,9 +247,8 @@ def record_size(event_type: int, abi: Abi = CURRENT) -> int:
 
 
 class Decoder:
-    """Turns raw records of one ABI version into session-file arrays
-    (docs/FORMAT.md): [type, ts, pid, tid, ppid, uid, comm, flags, *body],
-    with ts relative to the session's monotonic origin. Unknown or malformed
+    """Turns raw records of one ABI version into typed events
+    (sessrec.event), with ts relative to the session's monotonic origin. Unknown or malformed
     records are counted, never raised (the reader, replay/v2.py, decides what
     they mean). It runs once per event read: one unpack of header and body,
     then the type's builder; lengths taken from a record are checked against
@@ -251,10 +260,18 @@ class Decoder:
         self.unknown = 0
         self.malformed = 0
         # Indexed by type: a list lookup is cheaper than a dict lookup.
-        self.by_type: list[tuple[Callable[..., Values], int, Builder] | None] = [None] * 256
+        self.by_type: list[tuple[Callable[..., Values], int, Builder, type[Event]] | None]
+        self.by_type = [None] * 256
         for t, rt in abi.types.items():
             full = struct.Struct(HEADER.fmt + rt.body.fmt[1:])
-            self.by_type[t] = (full.unpack_from, full.size, rt.build)
+            cls = rt.cls
+            build = rt.build
+            missing = cls._fields[rt.n_fields :]
+            if missing:  # fields of a later version: their defaults
+                build = _padded(build, tuple(cls._field_defaults[f] for f in missing))
+            elif rt.n_fields > len(cls._fields):
+                build = _cut(build, len(cls._fields))
+            self.by_type[t] = (full.unpack_from, full.size, build, cls)
 
     def decode(self, raw: memoryview | bytes) -> Event | None:
         if len(raw) < HEADER_SIZE:
@@ -264,9 +281,26 @@ class Decoder:
         if entry is None:
             self.unknown += 1
             return None
-        unpack, end, build = entry
+        unpack, end, build, cls = entry
         try:
-            return build(unpack(raw), raw, end, self.origin)
+            return _new(cls, build(unpack(raw), raw, end, self.origin))
         except struct.error:
             self.malformed += 1
             return None
+
+
+_new = tuple.__new__
+
+
+def _padded(base: Builder, defaults: tuple[object, ...]) -> Builder:
+    def build(v: Values, raw: memoryview | bytes, end: int, origin: int) -> tuple[object, ...]:
+        return (*base(v, raw, end, origin), *defaults)
+
+    return build
+
+
+def _cut(base: Builder, n: int) -> Builder:
+    def build(v: Values, raw: memoryview | bytes, end: int, origin: int) -> tuple[object, ...]:
+        return base(v, raw, end, origin)[:n]
+
+    return build

@@ -24,6 +24,7 @@ import make_golden
 from recorder.writer import SessionWriter
 from sessrec import format as fmt
 from sessrec import records
+from sessrec.event import TYPE_NAMES
 
 NAME = "v2.0-records"
 CAPTURE = os.path.join(make_golden.HERE, "raw-abi1")
@@ -53,10 +54,10 @@ def write(path: str, raw: list[bytes], origin: int, *,
     assert all(e is not None for e in events)
     first = events[0]
     assert first is not None
-    counts = {name: 0 for name in fmt.TYPE_NAMES.values()}
+    counts = {name: 0 for name in TYPE_NAMES.values()}
     for e in events:
         assert e is not None
-        counts[fmt.TYPE_NAMES[int(e[0])]] += 1  # type: ignore[call-overload]
+        counts[TYPE_NAMES[int(e[0])]] += 1  # type: ignore[call-overload]
     header: dict[str, Any] = {
         **make_golden.HEADER,
         "command": ["sh", "-c", "cd /tmp && cat /etc/hostname >/dev/null; ..."],

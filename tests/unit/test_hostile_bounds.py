@@ -26,6 +26,7 @@ from hostile import (
 
 from replay import model
 from replay.model import MAX_PROCESSES
+from sessrec.event import make
 
 READ_COMMANDS = (
     ["info"],
@@ -132,9 +133,9 @@ def test_model_keeps_a_bounded_history(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(model, "ARGV_BUDGET", 10_000)
     m = model.ProcessModel(1000, index=False)
     for i in range(200):  # 1,000 bytes of argv each; every other one fails
-        m.feed(exec_(1000, [b"a" * 99] * 10, ret=-2 if i % 2 else 0, ts=i))
+        m.feed(make(exec_(1000, [b"a" * 99] * 10, ret=-2 if i % 2 else 0, ts=i)))
     for i in range(10_000):
-        m.feed(ev(4, 1000, [3, 1, -100, b"/x", 0, 0], ppid=i, tid=5000 + i, ts=300))
+        m.feed(make(ev(4, 1000, [3, 1, -100, b"/x", 0, 0], ppid=i, tid=5000 + i, ts=300)))
     (p,) = m.processes
     assert len(p.execs) == model.MAX_EXECS and p.n_execs == 200 and p.n_failed == 100
     assert p.program is not None and p.program.ts == 198
