@@ -5,6 +5,7 @@ what could be read, never a traceback or MemoryError."""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,20 +13,28 @@ import pytest
 from hostile import (
     ISSUE_BOMB,
     big_execs,
+    chunk,
     deep_chain,
     ev,
     events_bomb,
     exec_,
     failed_execs,
+    fork_records,
     forks_of_one_child,
     header_bomb,
     header_key_bomb,
+    nul_argv_execs,
+    record,
     run_bounded,
+    session,
     trailer_bomb,
 )
 
 from replay import model
 from replay.model import MAX_PROCESSES
+from replay.reader import open_session
+from sessrec import format as fmt
+from sessrec import records
 from sessrec.event import make
 
 READ_COMMANDS = (
@@ -145,3 +154,25 @@ def test_model_keeps_a_bounded_history(monkeypatch: pytest.MonkeyPatch) -> None:
     assert model.running_program(p, at=5) is p.execs[4]  # an earlier time
     assert len(p.threads) == model.MAX_THREADS and len(p.ppids) == model.MAX_PPIDS
     assert p.ppid == 9999
+
+
+@pytest.mark.parametrize("build", [nul_argv_execs, fork_records])
+def test_largest_records_chunk_is_bounded(tmp_path: Path, build: Callable[..., bytes]) -> None:
+    """A 64 MiB RECORDS chunk of records that grow most once decoded (32 KiB
+    of NULs: 32,768 arguments each; or the smallest records): decoded in
+    batches, not all at once (600 MB)."""
+    p = tmp_path / "r.srec"
+    p.write_bytes(build(complete=False))  # info reads every event
+    (s1, _), (s2, err) = check_bounded(p, tmp_path, (["info"], ["tree"]))
+    assert s1 == s2 == 0 and "the recording did not finish" in err
+
+
+def test_damage_in_a_large_records_chunk_keeps_the_events_before_it(tmp_path: Path) -> None:
+    body = struct.pack(records.BODIES[records.FORK].fmt, 1001, 0)
+    recs = [record(records.FORK, body)] * 100_000  # 5.6 MB: more than one batch
+    bad = fmt.RECORD_FRAME.pack(1 << 20, 0)  # a frame that overruns its chunk
+    p = tmp_path / "d.srec"
+    p.write_bytes(session([chunk(fmt.ChunkKind.RECORDS, b"".join(recs) + bad)]))
+    with open_session(p, strict=False) as s:
+        n = sum(1 for _ in s.records())
+    assert n == 100_000 and s.damage is not None and "overruns" in s.damage.reason
