@@ -13,8 +13,9 @@ SessionEnd, SessionCommand, SessionDisk, SessionNetwork, BPFMetadata).
                              no exit event)
     session.end      T2004I  last, from the trailer (not for an unfinished file)
 
-Teleport has no event for fork, chdir, or connects of other socket families
-(unix): those are not exported here (they are in the jsonl and ECS exports).
+Teleport has no event for fork, chdir, connects of other socket families
+(unix), or connects of raw and ICMP sockets (no connection is made): those
+are not exported here (they are in the jsonl and ECS exports).
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ SESSION_NETWORK = ("session.network", "T4002I")
 SESSION_PROCESS_EXIT = ("session.process_exit", "SR4003I")
 
 OPERATION_CONNECT = 0  # SessionNetwork.NetworkOperation CONNECT
+SOCK_RAW = 3
+# A connect() on a raw or ICMP ("ping") socket only sets the address that
+# send() uses: no connection, and no port.
+ICMP_PROTOCOLS = frozenset((1, 58))  # IPPROTO_ICMP, IPPROTO_ICMPV6
 ACTION_OBSERVED = 0  # EventAction OBSERVED: recorded, not enforced
 # src_addr: the recorder does not see the local address; the unspecified
 # address of the family says so and keeps the field an IP.
@@ -75,6 +80,7 @@ def write_teleport(session: Session, out: TextIO) -> int:
     # SessionMetadata, UserMetadata, ServerMetadata: the same in every event.
     common = (
         f'"sid":{_dump(sid)},"login":{_dump(user)},"user":{_dump(user)},'
+        f'"server_id":"{ids.server(header["hostname"])}",'
         f'"server_hostname":{_dump(header["hostname"])}'
     )
     comms = _Cache(_jtext)
@@ -110,6 +116,8 @@ def write_teleport(session: Session, out: TextIO) -> int:
             )
             kind = command
         elif type(ev) is Connect:
+            if ev.sock_type == SOCK_RAW or ev.protocol in ICMP_PROTOCOLS:
+                continue  # no connection: not what SessionNetwork's CONNECT means
             addr = fmt.decode_sockaddr(ev.sockaddr)
             src = UNKNOWN_SOURCE.get(addr.family)
             if src is None or addr.address is None:
@@ -146,6 +154,8 @@ def write_teleport(session: Session, out: TextIO) -> int:
             "session_start": header["started_at"],
             "session_stop": trailer["ended_at"],
             "initial_command": list(header["command"]),
+            # Whether the session had a terminal: not recorded by sessrec.
+            "interactive": False,
         }
         write(line(n, _kind(SESSION_END), _dump(trailer["ended_at"]), "," + _dump(end)[1:-1]))
         n += 1
