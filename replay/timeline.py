@@ -195,6 +195,8 @@ class EventFilter:
 
     def _in_subtree(self, proc: Process | None) -> bool:
         pid = self.f.pid
+        if proc is not None and proc.seq < 0:  # not in the model: no lineage
+            return proc.pid == pid
         chain = []
         answer = False
         while proc is not None:

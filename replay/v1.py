@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO, NoReturn
 
 import msgpack
@@ -216,7 +216,7 @@ class SessionV1(Session):
                 raise FormatError(c.reason, self.path, c.offset) from None
             self.damage = Damage(c.offset, c.reason, truncated=False)
 
-    def _chunks(self, follow: bool, poll_interval: float) -> Iterator[list[Event]]:
+    def _chunks(self, follow: bool, poll_interval: float) -> Iterator[Iterable[Event]]:
         f = self._file
         pos = self._body_start
         while True:
@@ -243,7 +243,7 @@ class SessionV1(Session):
             yield self._body_chunk(kind, raw, pos)
             pos = end
 
-    def _body_chunk(self, kind: fmt.ChunkKind, raw: bytes, pos: int) -> list[Event]:
+    def _body_chunk(self, kind: fmt.ChunkKind, raw: bytes, pos: int) -> Iterable[Event]:
         """The events of a chunk after the header; the trailer is kept.
         Damage raises _Corrupt with the chunk's events before it."""
         if kind == fmt.ChunkKind.EVENTS:
