@@ -239,6 +239,7 @@ class _Walker:
         self.next_n = 0
         self.prev_mac = seal.ZERO
         self.shift: int | None = None  # stored offset - actual offset, at the last good seal
+        self.resync = False  # after a bad seal: take the next good seal's shift as it is
         self.final: dict[str, Any] | None = None
         self.final_end = 0
         self.trailer_at: int | None = None
@@ -311,8 +312,11 @@ class _Walker:
             if type(obj) is dict and obj.get("k") == "seal":
                 self._seal(obj, pos, end)
                 return end
-        if kind == fmt.ChunkKind.HEADER and pos == fmt.PREAMBLE.size and not isinstance(raw, str):
-            self._header(raw, pos)
+        if pos == fmt.PREAMBLE.size:
+            if kind != fmt.ChunkKind.HEADER:
+                self.find(f"the first chunk, at byte {pos}, is not the header")
+            elif not isinstance(raw, str):
+                self._header(raw, pos)
         if kind == fmt.ChunkKind.TRAILER:
             self.trailer_at = pos
         self.r.chunks += 1
@@ -374,6 +378,9 @@ class _Walker:
             if not hmac.compare_digest(mac, obj["mac"]):
                 self.find(f"seal #{s.n} at byte {at} is forged or altered (its MAC does not "
                           f"verify); {covered} is not covered by a good seal")
+                # Go on as if a seal was here: later seals are judged by their own MACs.
+                self.prev_mac, self.resync = obj["mac"], True
+                self.next_n += 1
                 return
         altered = obj["digest"] != digest
         if altered:
@@ -400,16 +407,16 @@ class _Walker:
         elif s.n < self.next_n:
             self.find(f"seal #{s.n} at byte {s.at} comes after seal #{self.next_n - 1}: "
                       "chunks reordered or repeated")
-        elif obj["prev"] != self.prev_mac:
+        elif obj["prev"] != self.prev_mac and not self.resync:
             self.find(f"seal #{s.n} at byte {s.at} does not follow the seal before it")
-        elif altered:
-            pass  # its segment may have changed length: reported already
+        elif altered or self.resync:
+            pass  # a segment changed length, reported already
         elif self.shift is not None and shift != self.shift:
             self.find(f"{shift - self.shift} bytes removed or inserted before seal #{s.n} "
                       f"at byte {s.at}")
         elif self.shift is None and shift != 0:
             self.find(f"seal #{s.n} says it was at byte {s.offset}, it is at byte {s.at}")
-        self.shift = shift
+        self.shift, self.resync = shift, False
         self.next_n = max(self.next_n, s.n + 1)
 
     # --- the end ---
@@ -443,6 +450,9 @@ class _Walker:
     def _end(self, pos: int, partial: int) -> None:
         """The file ends at pos + partial, without a footer."""
         r = self.r
+        if pos == fmt.PREAMBLE.size:
+            self.find("the file ends before its header: nothing can be checked")
+            return
         cut = f"the file ends inside the frame at byte {pos}" if partial else \
             f"the file ends at byte {pos}"
         if not r.sealed:
@@ -452,10 +462,10 @@ class _Walker:
         if self.final is not None:
             r.tail = f"{cut}: the trailer that the final seal covers is cut or missing"
             return
-        self._unsealed_tail(pos + partial)
+        self._unsealed_tail(pos + partial, partial)
 
-    def _unsealed_tail(self, end: int) -> None:
-        loose = self.seg_bytes
+    def _unsealed_tail(self, end: int, partial: int = 0) -> None:
+        loose = self.seg_bytes + partial
         if loose:
             self.r.tail = (f"the {loose} bytes after it (from byte {end - loose}) are not "
                            "sealed; the recording did not finish, or its end was cut off")

@@ -119,7 +119,7 @@ def test_verify_key_parsing(tmp_path: Path) -> None:
     for bad in ("sessrec-verify-1:zz", str(vk)[:-1], str(vk) + "0"):
         with pytest.raises(seal.SealKeyError, match="not a sessrec verification key"):
             seal.VerifyKey.load(bad)
-    with pytest.raises(seal.SealKeyError, match="cannot read key .*No such file"):
+    with pytest.raises(seal.SealKeyError, match=r"cannot read key .*No such file"):
         seal.VerifyKey.load(str(tmp_path / "missing"))
     f.write_bytes(b"\xff\xfe" * 3000)
     with pytest.raises(seal.SealKeyError, match="not a sessrec verification key"):
