@@ -254,6 +254,14 @@ def write_private(path: str, data: bytes, *, force: bool = False) -> None:
     _fsync_dir(parent)
 
 
+def seal_key_path(flag: str | None) -> str | None:
+    """The seal key a recorder uses: the one given, else the node's default
+    if it exists, else none (the file is not sealed)."""
+    if flag is not None:
+        return flag
+    return DEFAULT_SEAL_KEY if os.path.lexists(DEFAULT_SEAL_KEY) else None
+
+
 def _fsync_dir(path: str) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
