@@ -244,7 +244,9 @@ class SessionWriter:
         if self._sealer is None:
             return b""
         seal = self._sealer.seal(segment, self.bytes_written + len(segment), tail)
-        return self._chunk(fmt.ChunkKind.EVENTS, self._pack(seal))
+        chunk = self._chunk(fmt.ChunkKind.EVENTS, self._pack(seal))
+        self._sealer.written(chunk)
+        return chunk
 
     def _sealed(self, data: bytes) -> bytes:
         """data followed by its seal chunk, for one write()."""

@@ -143,10 +143,11 @@ class Report:
                     f"node; checksums of {self.chunks} chunks intact")
         g = self.last_good
         assert g is not None  # a keyed, finding-free file with seals
-        since = f"sealed from {self.first_good.when if self.first_good else g.when}"
         if v == Verdict.INTACT:
-            return (f"intact up to the last seal (#{g.n}, {g.when}): {self.seals} seals "
-                    f"cover all {self.chunks} chunks, complete; {since}")
+            first = self.first_good.when if self.first_good else g.when
+            return (f"intact up to the last seal (#{g.n}, sealed {g.when}) and complete: "
+                    f"{self.seals} seals cover all {self.chunks} chunks, the first sealed "
+                    f"{first}")
         return (f"truncated: intact up to the last good seal (#{g.n} at byte {g.at}, "
                 f"sealed {g.when}); {self.tail}")
 
@@ -237,7 +238,7 @@ class _Walker:
         self.seg_chunks: list[tuple[int, str]] = []
         self.seg_bytes = 0
         self.next_n = 0
-        self.prev_mac = seal.ZERO
+        self.prev_chunk = seal.ZERO  # SHA-256 of the last seal chunk's bytes
         self.shift: int | None = None  # stored offset - actual offset, at the last good seal
         self.resync = False  # after a bad seal: take the next good seal's shift as it is
         self.final: dict[str, Any] | None = None
@@ -310,7 +311,7 @@ class _Walker:
         elif kind == fmt.ChunkKind.EVENTS:
             obj = _one_map(raw)
             if type(obj) is dict and obj.get("k") == "seal":
-                self._seal(obj, pos, end)
+                self._seal(obj, pos, chunk)
                 return end
         if pos == fmt.PREAMBLE.size:
             if kind != fmt.ChunkKind.HEADER:
@@ -348,7 +349,7 @@ class _Walker:
 
     # --- seals ---
 
-    def _seal(self, obj: dict[str, Any], at: int, end: int) -> None:
+    def _seal(self, obj: dict[str, Any], at: int, chunk: bytes) -> None:
         r = self.r
         r.seals += 1
         digest = self.seg.digest()
@@ -362,6 +363,8 @@ class _Walker:
         problem = _seal_problem(obj)
         if problem is not None:
             self.find(f"the seal at byte {at} is malformed: {problem}")
+            self.prev_chunk, self.resync = hashlib.sha256(chunk).digest(), True
+            self.next_n += 1
             return
         s = SealRead(at, obj["n"], obj["time_ns"], obj["offset"], obj["final"])
         covered = _covered(chunks, at, seg_bytes)
@@ -379,7 +382,7 @@ class _Walker:
                 self.find(f"seal #{s.n} at byte {at} is forged or altered (its MAC does not "
                           f"verify); {covered} is not covered by a good seal")
                 # Go on as if a seal was here: later seals are judged by their own MACs.
-                self.prev_mac, self.resync = obj["mac"], True
+                self.prev_chunk, self.resync = hashlib.sha256(chunk).digest(), True
                 self.next_n += 1
                 return
         altered = obj["digest"] != digest
@@ -387,12 +390,12 @@ class _Walker:
             self.find(f"{covered} was altered: it does not match seal #{s.n} "
                       f"(sealed {s.when})")
         self._order(s, obj, altered)
-        self.prev_mac = obj["mac"]
+        self.prev_chunk = hashlib.sha256(chunk).digest()
         if not r.findings:
             r.last_good = s
             r.first_good = r.first_good or s
         if s.final:
-            self.final, self.final_end = obj, end
+            self.final, self.final_end = obj, at + len(chunk)
 
     def _order(self, s: SealRead, obj: dict[str, Any], altered: bool) -> None:
         """Seals must come in order, each after the one before it, at the
@@ -407,8 +410,9 @@ class _Walker:
         elif s.n < self.next_n:
             self.find(f"seal #{s.n} at byte {s.at} comes after seal #{self.next_n - 1}: "
                       "chunks reordered or repeated")
-        elif obj["prev"] != self.prev_mac and not self.resync:
-            self.find(f"seal #{s.n} at byte {s.at} does not follow the seal before it")
+        elif obj["prev"] != self.prev_chunk and not self.resync:
+            self.find(f"the seal chunk before seal #{s.n} (at byte {s.at}) was altered or "
+                      "re-encoded, or replaced")
         elif altered or self.resync:
             pass  # a segment changed length, reported already
         elif self.shift is not None and shift != self.shift:

@@ -17,8 +17,9 @@ FSPRG:
   N(h, 0) = H(node | T(h)), N(h, l+1) = H(next | N(h, l)); epoch e = h*BLOCK + l.
   The host holds N(h, l) and T(h+1): neither leads back to an earlier epoch.
 - File chain: K(0) = H(file | N(e)), K(j+1) = H(seal-next | K(j)). Seal j is
-  HMAC-SHA256 under H(mac | K(j)) of its fields and the SHA-256 of the bytes
-  it covers; then K(j) is replaced by K(j+1) in memory. Someone who becomes
+  HMAC-SHA256 under H(mac | K(j)) of its fields, the SHA-256 of the bytes it
+  covers and the SHA-256 of the previous seal chunk's bytes (the chain); then
+  K(j) is replaced by K(j+1) in memory. Someone who becomes
   root at time T holds at best the next unused K: every seal made before T
   stays out of reach.
 
@@ -360,7 +361,8 @@ class Sealer:
     def seal(self, segment: bytes, offset: int, tail: bytes | None = None) -> dict[str, Any]:
         """The seal map for segment, the file's bytes since the previous seal
         chunk, whose seal chunk starts at byte offset. tail: for the final
-        seal, the bytes that follow it (the trailer chunk)."""
+        seal, the bytes that follow it (the trailer chunk). Then written()
+        with the seal chunk's bytes, which the next seal chains to."""
         now = time.time_ns()
         digest = hashlib.sha256(segment).digest()
         final = tail is not None
@@ -375,8 +377,11 @@ class Sealer:
             seal["tail"] = tail_digest
         seal["mac"] = mac
         self.n += 1
-        self._prev = mac
         return seal
+
+    def written(self, seal_chunk: bytes) -> None:
+        """The bytes of the seal chunk just made: the next seal covers them."""
+        self._prev = hashlib.sha256(seal_chunk).digest()
 
     def close(self) -> None:
         _wipe(self._key)

@@ -44,11 +44,8 @@ def capture() -> tuple[list[bytes], int]:
     return out, origin
 
 
-def main(argv: list[str] | None = None) -> int:
-    assert (fmt.FORMAT_MAJOR, fmt.FORMAT_MINOR) == (2, 0), "this writer no longer writes 2.0"
-    outputs = make_golden.new_outputs(argv, __doc__, NAME)
-    if outputs is None:
-        return 1
+def session() -> tuple[list[bytes], dict[str, Any], dict[str, Any]]:
+    """The captured records, and the header and trailer of their recording."""
     raw, origin = capture()
     decoder = records.Decoder(origin)
     events = [decoder.decode(r) for r in raw]
@@ -81,7 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         "exit_status": 7,
         "audit": {"end_record": False, "reason": "auditd is not running"},
     }
-    w = SessionWriter(outputs[0], header)
+    return raw, header, trailer
+
+
+def write_records(w: SessionWriter, raw: list[bytes], trailer: dict[str, Any]) -> None:
+    """The records in two RECORDS chunks with a stats map between them."""
     half = len(raw) // 2
     for i, part in enumerate((raw[:half], raw[half:])):
         buf = w.begin_records()
@@ -90,6 +91,15 @@ def main(argv: list[str] | None = None) -> int:
         if i == 0:
             w.add_stats({"ts": 5_000_000, "lost": {"open": 3}})
     w.close(trailer)
+
+
+def main(argv: list[str] | None = None) -> int:
+    assert (fmt.FORMAT_MAJOR, fmt.FORMAT_MINOR) == (2, 0), "this writer no longer writes 2.0"
+    outputs = make_golden.new_outputs(argv, __doc__, NAME)
+    if outputs is None:
+        return 1
+    raw, header, trailer = session()
+    write_records(SessionWriter(outputs[0], header), raw, trailer)
     make_golden.write_expected(*outputs)
     return 0
 

@@ -38,8 +38,8 @@ def test_sealed_recordings_verify(tmp_path: Path) -> None:
     status, out, err = run_cli("verify", "--key", str(vk), *(r.path for r in recs))
     assert status == 0, out + err
     for rec in recs:
-        assert re.search(rf"{rec.path}: intact up to the last seal \(#\d+, [^)]+\): "
-                         r"\d+ seals cover all \d+ chunks, complete", out), out
+        assert re.search(rf"{rec.path}: intact up to the last seal \(#\d+, sealed [^)]+\) "
+                         r"and complete: \d+ seals cover all \d+ chunks", out), out
     assert f"node {vk.node}: session files #0 to #1 given; none missing between" in out
     assert seal.seal_key_status(str(key)).next_epoch == 2
 
