@@ -73,7 +73,7 @@ def storm(path: Path, sealer: seal.Sealer | None, recs: list[bytes]) -> tuple[fl
 def per_seal(segment: bytes, n: int) -> float:
     """CPU microseconds of one seal of a chunk of len(segment) bytes: hash,
     MAC, the seal map packed and compressed, the next key."""
-    w = SessionWriter("/dev/null", HEADER, stream=open(os.devnull, "wb"),  # noqa: SIM115
+    w = SessionWriter("/dev/null", HEADER, stream=open(os.devnull, "wb"),
                       sealer=seal.Sealer(b"n" * 16, 0, bytes(32)))
     t = time.process_time()
     for _ in range(n):

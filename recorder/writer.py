@@ -87,6 +87,7 @@ class SessionWriter:
         if not 0 < max_chunk_bytes <= fmt.MAX_RAW_LEN // 2:
             raise ValueError(f"max_chunk_bytes must be in 1..{fmt.MAX_RAW_LEN // 2}")
         self._sealer = sealer
+        self._carry = b""
         if sealer is not None:
             header = {**header, "seal": sealer.header_info()}
         self.header = fmt.validate_header(
@@ -238,12 +239,24 @@ class SessionWriter:
         frame = self._cctx.compress(raw)
         return fmt.pack_descriptor(kind, len(frame), len(raw)) + frame
 
+    def seal_from_here(self, sealer: Sealer, unsealed: bytes = b"") -> None:
+        """Seal what is written from now on with a new chain: for a file that
+        another process wrote and sealed (a session a daemon left), continued
+        here. unsealed: the file's bytes from the end of its last seal chunk
+        to where this writer continues (replay.verify.sealed_end), which the
+        new chain's first seal covers."""
+        sealer.resumed = True
+        self._sealer, self._carry = sealer, unsealed
+
     def _seal_chunk(self, segment: bytes, tail: bytes | None = None) -> bytes:
         """The seal chunk for segment, about to be written at bytes_written
         (b"" when not sealing). tail: the trailer chunk, for the final seal."""
         if self._sealer is None:
             return b""
-        seal = self._sealer.seal(segment, self.bytes_written + len(segment), tail)
+        offset = self.bytes_written + len(segment)
+        if self._carry:
+            segment, self._carry = self._carry + segment, b""
+        seal = self._sealer.seal(segment, offset, tail)
         chunk = self._chunk(fmt.ChunkKind.EVENTS, self._pack(seal))
         self._sealer.written(chunk)
         return chunk

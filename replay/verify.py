@@ -87,6 +87,9 @@ class Report:
     complete: bool = False  # the final seal, the trailer it covers and the footer
     tail: str | None = None  # why the file is not complete
     stopped: bool = False
+    resumes: list[str] = field(default_factory=list)  # where a new chain continues the file
+    epochs: list[int] = field(default_factory=list)  # the node's session file numbers used
+    sealed_end: int = 0  # the end of the last seal chunk
 
     @property
     def sealed(self) -> bool:
@@ -102,7 +105,7 @@ class Report:
             return Verdict.UNSEALED
         if not self.keyed:
             return Verdict.UNVERIFIED
-        return Verdict.INTACT if self.complete else Verdict.TRUNCATED
+        return Verdict.INTACT if self.complete and not self.resumes else Verdict.TRUNCATED
 
     def lines(self) -> list[str]:
         p = self.path
@@ -113,6 +116,7 @@ class Report:
         else:
             out.append(f"{p}: unsealed: recorded without a seal key, so only its "
                        "checksums can be checked")
+        out += [f"{p}: {f}" for f in self.resumes]
         out += [f"{p}: {f}" for f in self.findings]
         if self.stopped:
             out.append(f"{p}: too many problems; stopped looking")
@@ -143,6 +147,12 @@ class Report:
                     f"node; checksums of {self.chunks} chunks intact")
         g = self.last_good
         assert g is not None  # a keyed, finding-free file with seals
+        if self.resumes and self.complete:
+            n = len(self.resumes)
+            return (f"truncated before {'each' if n > 1 else 'its'} resume: intact up to the "
+                    f"last seal (#{g.n}, sealed {g.when}) and complete, but continued "
+                    f"{n} time{'s' if n > 1 else ''} after the recorder stopped without "
+                    "its final seal: the end of each part before a resume may be missing")
         if v == Verdict.INTACT:
             first = self.first_good.when if self.first_good else g.when
             return (f"intact up to the last seal (#{g.n}, sealed {g.when}) and complete: "
@@ -337,6 +347,7 @@ class _Walker:
             self.find(f"the header at byte {pos} is malformed: {e}")
             return
         self.r.node, self.r.epoch = info["node_id"], info["epoch"]
+        self.r.epochs.append(info["epoch"])
         if info["scheme"] != seal.SCHEME:
             self.find(f"the header names seal scheme {info['scheme']!r}; this sessrec "
                       f"checks {seal.SCHEME!r}")
@@ -368,6 +379,9 @@ class _Walker:
             return
         s = SealRead(at, obj["n"], obj["time_ns"], obj["offset"], obj["final"])
         covered = _covered(chunks, at, seg_bytes)
+        epoch = obj.get("epoch")
+        if epoch is not None and not self._chain_start(s, epoch):
+            return
         if self.final is not None:
             self.find(f"seal #{s.n} at byte {at} follows the final seal")
         if self.chain is not None:
@@ -377,7 +391,7 @@ class _Walker:
                 raise _Stop
             tail = obj["tail"] if s.final else seal.ZERO
             mac = seal.seal_mac(key, s.n, s.time_ns, s.offset, s.final, obj["prev"],
-                                obj["digest"], tail)
+                                obj["digest"], tail, epoch)
             if not hmac.compare_digest(mac, obj["mac"]):
                 self.find(f"seal #{s.n} at byte {at} is forged or altered (its MAC does not "
                           f"verify); {covered} is not covered by a good seal")
@@ -391,11 +405,32 @@ class _Walker:
                       f"(sealed {s.when})")
         self._order(s, obj, altered)
         self.prev_chunk = hashlib.sha256(chunk).digest()
+        r.sealed_end = at + len(chunk)
         if not r.findings:
             r.last_good = s
             r.first_good = r.first_good or s
         if s.final:
             self.final, self.final_end = obj, at + len(chunk)
+
+    def _chain_start(self, s: SealRead, epoch: object) -> bool:
+        """A seal that starts a new chain, continuing the file (a daemon
+        restarted): whether to go on checking it."""
+        r = self.r
+        if type(epoch) is not int or not 0 <= epoch <= seal.MAX_EPOCH or s.n != 0:
+            self.find(f"the seal at byte {s.at} is malformed: a bad chain start")
+            return False
+        if self.final is not None:
+            self.find(f"a new chain starts at byte {s.at}, after the final seal")
+        last = r.last_good
+        before = "no seal" if last is None else f"seal #{last.n} (sealed {last.when})"
+        r.resumes.append(f"resumed: a new chain, session file #{epoch}, seals from byte "
+                         f"{r.sealed_end} on (its first seal at byte {s.at}, sealed {s.when}); "
+                         f"the part before ends at {before} without its final seal")
+        r.epochs.append(epoch)
+        if self.chain is not None and self.key is not None:
+            self.chain = _Chain(self.key.file_key(epoch))
+        self.next_n, self.prev_chunk, self.shift = 0, seal.ZERO, None
+        return True
 
     def _order(self, s: SealRead, obj: dict[str, Any], altered: bool) -> None:
         """Seals must come in order, each after the one before it, at the
@@ -508,12 +543,19 @@ def verify_file(path: str | os.PathLike[str], key: seal.VerifyKey | None) -> Rep
         return _Walker(p, f, key).run()
 
 
+def sealed_end(path: str | os.PathLike[str]) -> int:
+    """Where the sealed part of a file ends (after its last seal chunk; 0 if
+    it has none): a writer continuing the file (SessionWriter.seal_from_here)
+    covers the bytes from there to where it continues."""
+    return verify_file(path, None).sealed_end
+
+
 def epoch_gaps(reports: Iterable[Report]) -> list[str]:
     """For each node, the session files missing between the ones given."""
     by_node: dict[str, set[int]] = {}
     for r in reports:
-        if r.node is not None and r.epoch is not None:
-            by_node.setdefault(r.node, set()).add(r.epoch)
+        if r.node is not None:
+            by_node.setdefault(r.node, set()).update(r.epochs)
     lines = []
     for node, epochs in sorted(by_node.items()):
         lo, hi = min(epochs), max(epochs)

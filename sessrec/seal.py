@@ -160,9 +160,12 @@ def next_seal_key(key: bytes | bytearray) -> bytes:
 
 
 def seal_mac(key: bytes | bytearray, n: int, time_ns: int, offset: int, final: bool,
-             prev: bytes, digest: bytes, tail: bytes) -> bytes:
-    """The MAC of seal n under its file-chain key K(n)."""
+             prev: bytes, digest: bytes, tail: bytes, epoch: int | None = None) -> bytes:
+    """The MAC of seal n under its file-chain key K(n). epoch: only in the
+    first seal of a chain that continues a file (Sealer.resumed)."""
     msg = _SEAL_FIELDS.pack(n, time_ns, offset, final) + prev + digest + tail
+    if epoch is not None:
+        msg += struct.pack("<Q", epoch)
     return hmac.new(_h(_MAC, key), _SEAL_MSG + msg, hashlib.sha256).digest()
 
 
@@ -353,6 +356,9 @@ class Sealer:
         self._key = bytearray(file_key)
         self.n = 0
         self._prev = ZERO
+        # Continuing a file that another process sealed (a daemon restarted):
+        # this chain's first seal names its epoch (recorder.writer.seal_from_here).
+        self.resumed = False
 
     def header_info(self) -> dict[str, Any]:
         """The header's "seal" map."""
@@ -367,12 +373,16 @@ class Sealer:
         digest = hashlib.sha256(segment).digest()
         final = tail is not None
         tail_digest = hashlib.sha256(tail).digest() if tail is not None else ZERO
-        mac = seal_mac(self._key, self.n, now, offset, final, self._prev, digest, tail_digest)
+        chain_start = self.epoch if self.resumed and self.n == 0 else None
+        mac = seal_mac(self._key, self.n, now, offset, final, self._prev, digest, tail_digest,
+                       chain_start)
         self._key[:] = next_seal_key(self._key)
         seal: dict[str, Any] = {
             "k": "seal", "n": self.n, "time_ns": now, "offset": offset,
             "prev": self._prev, "digest": digest, "final": final,
         }
+        if self.resumed and self.n == 0:
+            seal["epoch"] = self.epoch  # a new chain: K(0) of this session file number
         if final:
             seal["tail"] = tail_digest
         seal["mac"] = mac

@@ -14,10 +14,10 @@ from pathlib import Path
 import msgpack
 import pytest
 import zstandard
-from srec_util import HEADER, TRAILER, ev, read_all
+from srec_util import HEADER, TRAILER, KeepOpen, ev, read_all
 
 from recorder.writer import SessionWriter
-from replay.verify import verify_file
+from replay.verify import sealed_end, verify_file
 from sessrec import format as fmt
 from sessrec import seal
 from sessrec.cli import ExitStatus, main
@@ -489,3 +489,50 @@ def test_random_damage_never_raises(sealed: Path, node: Node) -> None:
         assert report.verdict.name in ("TAMPERED", "TRUNCATED", "INTACT"), report.lines()
         if bytes(d) != data and report.verdict.name == "INTACT":
             pytest.fail(f"a change went unnoticed: {report.lines()}")
+
+
+# --- a file continued by another process (a daemon restarted) ----------------------
+
+
+def test_a_file_continued_with_a_new_chain(tmp_path: Path, node: Node) -> None:
+    """A daemon killed mid-write leaves a chunk without its seal; the next
+    daemon continues the file with a chain of its own (a new session file
+    number), whose first seal covers that chunk too. verify checks both
+    chains and says where the first one stopped."""
+    path = tmp_path / "s.srec"
+    write(path, seal.start_file(str(node.state)), close=False)
+    fs = frames(path.read_bytes())
+    old = join(fs[:-1])  # the last chunk's seal never made it to the disk
+    path.write_bytes(old)
+    last_good = msgpack.unpackb(fs[-3].raw(), raw=False)
+    end = sealed_end(path)
+    assert end == fs[-2].start
+    resumed = seal.start_file(str(node.state))
+    w = SessionWriter(path, HEADER, stream=KeepOpen())
+    w._stream.seek(0)
+    w._stream.truncate()  # as the daemon's writer does with resume_at: no new header
+    w.bytes_written = len(old)
+    w.seal_from_here(resumed, old[end:])
+    w.add_stats({"ts": 99, "lost": {}})
+    w.add(ev(4, pid=2000, ts=100))
+    w.close(TRAILER)
+    path.write_bytes(old + w._stream.getvalue())
+    events, session = read_all(path)
+    assert session.damage is None and len(events) == 2 * CHUNKS + 1
+
+    status, out = verify(path, node.key_arg)
+    assert status == ExitStatus.TRUNCATED, out
+    assert f"resumed: a new chain, session file #1, seals from byte {end} on" in out
+    assert (f"the part before ends at seal #{last_good['n']} (sealed "
+            f"{fmt.rfc3339_us(last_good['time_ns'])}) without its final seal") in out
+    assert "truncated before its resume: intact up to the last seal" in out
+    assert "continued 1 time after the recorder stopped" in out
+    assert verify(path)[0] == ExitStatus.UNVERIFIED
+
+    # The continued part is sealed like any other: a change in it shows.
+    fs = frames(path.read_bytes())
+    i = max(data_chunks(fs))
+    fs[i].data = edit_events(fs[i])
+    path.write_bytes(join(fs))
+    status, out = verify(path, node.key_arg)
+    assert status == ExitStatus.TAMPERED and "was altered" in out
