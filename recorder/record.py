@@ -41,13 +41,13 @@ from recorder.writer import SessionWriter, check_writable
 from sessrec import __version__, records, seal
 from sessrec import format as fmt
 from sessrec.errors import SessrecError
+from sessrec.event import TYPE_NAMES, EventFlag
 
 if TYPE_CHECKING:
     from recorder import audit
 
 DRAIN_INTERVAL = 0.005  # seconds between ring drains: short, as there are no wake-ups
 END_GRACE = 0.05        # after the cgroup empties, for programs still finishing on other CPUs
-TYPE_NAMES = {int(t): t.name.lower() for t in fmt.EventType}
 
 
 @dataclass
@@ -84,9 +84,9 @@ class SessionSink:
         return {t: n for t, n in enumerate(self.per_type) if n}
 
     def count_flags(self, flags: int) -> None:
-        if flags & fmt.EventFlag.ARGV_TRUNCATED:
+        if flags & EventFlag.ARGV_TRUNCATED:
             self.truncated_argv += 1
-        if flags & fmt.EventFlag.PATH_TRUNCATED:
+        if flags & EventFlag.PATH_TRUNCATED:
             self.truncated_path += 1
 
 

@@ -84,8 +84,8 @@ class SessionWriter:
         sealer: Sealer | None = None,
     ):
         self.path = os.fspath(path)
-        if not 0 < max_chunk_bytes <= fmt.MAX_RAW_LEN // 2:
-            raise ValueError(f"max_chunk_bytes must be in 1..{fmt.MAX_RAW_LEN // 2}")
+        if not 0 < max_chunk_bytes <= fmt.MAX_MSGPACK_RAW_LEN // 2:
+            raise ValueError(f"max_chunk_bytes must be in 1..{fmt.MAX_MSGPACK_RAW_LEN // 2}")
         self._sealer = sealer
         self._carry = b""
         if sealer is not None:
@@ -121,7 +121,11 @@ class SessionWriter:
                 raise _cannot_write(self.path, e) from None
             stream = os.fdopen(fd, "wb", buffering=0)
         self._stream: BinaryIO = stream
-        header_chunk = self._chunk(fmt.ChunkKind.HEADER, self._pack(self.header))
+        packed = self._pack(self.header)
+        if len(packed) > fmt.MAX_MSGPACK_RAW_LEN:  # readers refuse it
+            raise UsageError(f"the session header would take {len(packed)} bytes, more than "
+                             f"the {fmt.MAX_MSGPACK_RAW_LEN} a file allows: shorten the command")
+        header_chunk = self._chunk(fmt.ChunkKind.HEADER, packed)
         try:
             self._write(self._sealed(fmt.pack_preamble() + header_chunk))
         except OutputError:

@@ -18,23 +18,22 @@ import posixpath
 from typing import Any, Final, TextIO
 
 from replay.base import Session
-from replay.events import (
-    AnyEvent,
-    ChdirEvent,
-    ConnectEvent,
-    ExecEvent,
-    ExitEvent,
-    ForkEvent,
-    OpenEvent,
-    PathResolver,
-    build_event,
-    iter_raw,
-)
+from replay.events import PathResolver, with_paths
 from replay.export_ids import Ids
 from replay.jsonl import _Cache, _jtext
 from replay.model import Process, ProcessModel, running_program
-from replay.text import EINPROGRESS
 from sessrec import format as fmt
+from sessrec.event import (
+    ARGV_TRUNCATED,
+    EINPROGRESS,
+    Chdir,
+    Connect,
+    Event,
+    Exec,
+    Exit,
+    Fork,
+    Open,
+)
 
 ECS_VERSION: Final = "8.11.0"
 O_CREAT: Final = 0o100
@@ -123,7 +122,7 @@ class _Docs:
             self._leader = text
         return text
 
-    def process(self, proc: Process, ev: AnyEvent) -> dict[str, Any]:
+    def process(self, proc: Process, ev: Event) -> dict[str, Any]:
         """The process.* fields of proc at this event, as a dict."""
         if not proc.forked and proc.pid == self.header["leader_pid"]:
             start = self.header["started_at"]  # it started the recording
@@ -163,7 +162,7 @@ class _Docs:
         self._cwds[proc.seq] = cwd
         return cwd
 
-    def process_json(self, proc: Process, ev: AnyEvent, **extra: Any) -> str:
+    def process_json(self, proc: Process, ev: Event, **extra: Any) -> str:
         """process.* encoded, from the cache when nothing it shows changed."""
         leader = self._leader_json()
         if extra:
@@ -184,7 +183,7 @@ class _Docs:
 
     # --- documents ---
 
-    def line(self, ev: AnyEvent, category: str, etype: str, action: str, outcome: str,
+    def line(self, ev: Event, category: str, etype: str, action: str, outcome: str,
              process: str, **fields: str | dict[str, Any] | None) -> str:
         """One document: fields are the other top-level objects (file,
         destination, network, sessrec): dicts to encode, or JSON text."""
@@ -205,7 +204,7 @@ class _Docs:
         n = self.n
         self.n += 1
         parts = [
-            f'{{"@timestamp":"{self.timefmt(ev.time_ns)}",{self.constant},'
+            f'{{"@timestamp":"{self.timefmt(self.wall_ns + ev.ts)}",{self.constant},'
             f'"event":{{{head},"id":"{self.ids.event(n)}","sequence":{n}}},'
             f'"user":{user},"process":{process}'
         ]
@@ -215,15 +214,14 @@ class _Docs:
         parts.append("}\n")
         return "".join(parts)
 
-    def document(self, raw: list[Any], path: bytes | None) -> str:
-        proc = self.model.feed(raw, path)
-        ev = build_event(raw, self.wall_ns, path)
-        if isinstance(ev, OpenEvent):  # the most frequent event: encoded by hand
+    def document(self, ev: Event, path: bytes | None) -> str:
+        proc = self.model.feed(ev, path)
+        if isinstance(ev, Open):  # the most frequent event: encoded by hand
             etype = "creation" if ev.open_flags & O_CREAT else "access"
             file = []
-            if ev.path is not None:
-                head, _, tail = ev.path.rpartition(b"/")
-                file.append(f'"path":{_jtext(ev.path)},"directory":{_jtext(head or b"/")}')
+            if path is not None:
+                head, _, tail = path.rpartition(b"/")
+                file.append(f'"path":{_jtext(path)},"directory":{_jtext(head or b"/")}')
             else:
                 tail = ev.requested_path.rstrip(b"/").rpartition(b"/")[2]
             if tail:
@@ -232,22 +230,24 @@ class _Docs:
                 ev, "file", etype, "open", _outcome(ev.ret), self.process_json(proc, ev),
                 file="{" + ",".join(file) + "}",
                 sessrec=f'{{"return_code":{ev.ret},"flags":{self._flags[ev.open_flags]},'
-                f'"requested_path":{_jtext(ev.requested_path)},"syscall":"{ev.syscall_name}"}}',
+                f'"requested_path":{_jtext(ev.requested_path)},'
+                f'"syscall":"{fmt.syscall_name(fmt.OPEN_SYSCALLS, ev.syscall)}"}}',
             )
-        if isinstance(ev, ExecEvent):
+        if isinstance(ev, Exec):
             attempted = None
             if ev.ret < 0:  # the caller's process; the program it tried:
-                tried = ev.path if ev.path is not None else ev.requested_path
+                tried = path if path is not None else ev.requested_path
                 attempted = {"path": _text(tried), "name": _text(posixpath.basename(tried))}
-            extra = {"return_code": ev.ret, "argc": ev.argc, "argv_truncated": ev.argv_truncated}
+            extra = {"return_code": ev.ret, "argc": ev.argc,
+                     "argv_truncated": bool(ev.flags & ARGV_TRUNCATED)}
             return self.line(ev, "process", "start", "exec", _outcome(ev.ret),
                              self.process_json(proc, ev), file=attempted, sessrec=extra)
-        if isinstance(ev, ConnectEvent):
+        if isinstance(ev, Connect):
             if ev.ret == -EINPROGRESS:
                 outcome = "unknown"
             else:
                 outcome = "success" if ev.ret == 0 else "failure"
-            addr = ev.address
+            addr = fmt.decode_sockaddr(ev.sockaddr)
             dest: dict[str, Any] = {}
             network: dict[str, Any] = {}
             if addr.address is not None:
@@ -256,7 +256,7 @@ class _Docs:
                 dest["ip"] = addr.address.partition("%")[0]
                 network["type"] = "ipv4" if addr.family == fmt.AF_INET else "ipv6"
                 network["direction"] = "egress"
-                proto = ev.protocol_name
+                proto = fmt.protocol_name(addr.family, ev.sock_type, ev.protocol)
                 if proto is not None:
                     network["transport"] = proto
             if addr.port is not None:
@@ -264,24 +264,24 @@ class _Docs:
             return self.line(ev, "network", "connection", "connect", outcome,
                              self.process_json(proc, ev), destination=dest, network=network,
                              sessrec={"return_code": ev.ret, "family": addr.family_name})
-        if isinstance(ev, ExitEvent):
-            st = ev.status
-            process = self.process_json(proc, ev, exit_code=ev.shell_status,
-                                        end=self.timefmt(ev.time_ns))
+        if isinstance(ev, Exit):
+            st = fmt.decode_exit(ev.exit_code_raw)
+            process = self.process_json(proc, ev, exit_code=fmt.shell_status(ev.exit_code_raw),
+                                        end=self.timefmt(self.wall_ns + ev.ts))
             return self.line(ev, "process", "end", "exit",
                              "success" if ev.exit_code_raw == 0 else "failure", process,
                              sessrec={"signal": st.signal, "core_dumped": st.core_dumped})
-        if isinstance(ev, ForkEvent):
+        if isinstance(ev, Fork):
             child = self.model.by_pid[ev.child_pid]
             return self.line(ev, "process", "start", "fork", "success",
                              self.process_json(child, ev))
-        if isinstance(ev, ChdirEvent):
+        if isinstance(ev, Chdir):
             changed: dict[str, Any] = {"return_code": ev.ret}
-            if ev.path is not None:
-                changed["directory"] = _text(ev.path)
+            if path is not None:
+                changed["directory"] = _text(path)
             return self.line(ev, "process", "change", "chdir", _outcome(ev.ret),
                              self.process_json(proc, ev), sessrec=changed)
-        raise TypeError(ev)  # pragma: no cover - build_event knows no other types
+        raise TypeError(ev)  # pragma: no cover - the reader knows no other types
 
 
 def write_ecs(session: Session, out: TextIO) -> int:
@@ -292,7 +292,7 @@ def write_ecs(session: Session, out: TextIO) -> int:
     write = out.write
     document = docs.document
     n = 0
-    for raw, path in iter_raw(session, resolver=docs.resolver):
-        write(document(raw, path))
+    for ev, path in with_paths(session, resolver=docs.resolver):
+        write(document(ev, path))
         n += 1
     return n

@@ -24,6 +24,7 @@ import make_golden
 from recorder.writer import SessionWriter
 from sessrec import format as fmt
 from sessrec import records
+from sessrec.event import TYPE_NAMES
 
 NAME = "v2.0-records"
 CAPTURE = os.path.join(make_golden.HERE, "raw-abi1")
@@ -44,18 +45,21 @@ def capture() -> tuple[list[bytes], int]:
     return out, origin
 
 
-def session() -> tuple[list[bytes], dict[str, Any], dict[str, Any]]:
-    """The captured records, and the header and trailer of their recording."""
-    raw, origin = capture()
+def write(path: str, raw: list[bytes], origin: int, *,
+          abi_version: int = records.ABI_VERSION, stored: list[bytes] | None = None,
+          sealer: Any = None) -> None:
+    """The session of the captured records `raw` into path; `stored` (the
+    same records in another ABI, by default raw) is what its RECORDS hold;
+    sealed by `sealer` if one is given (make_golden_v2_1.py)."""
     decoder = records.Decoder(origin)
     events = [decoder.decode(r) for r in raw]
     assert all(e is not None for e in events)
     first = events[0]
     assert first is not None
-    counts = {name: 0 for name in fmt.TYPE_NAMES.values()}
+    counts = {name: 0 for name in TYPE_NAMES.values()}
     for e in events:
         assert e is not None
-        counts[fmt.TYPE_NAMES[int(e[0])]] += 1  # type: ignore[call-overload]
+        counts[TYPE_NAMES[int(e[0])]] += 1  # type: ignore[call-overload]
     header: dict[str, Any] = {
         **make_golden.HEADER,
         "command": ["sh", "-c", "cd /tmp && cat /etc/hostname >/dev/null; ..."],
@@ -69,6 +73,7 @@ def session() -> tuple[list[bytes], dict[str, Any], dict[str, Any]]:
         "cgroup_id": struct.unpack_from("<Q", raw[0], records.HEADER.offsets()["cgroup_id"])[0],
         "audit": {"record_type": 1121, "status": None, "sender_session_id": None,
                   "start_record": False, "reason": "auditd is not running"},
+        "abi_version": abi_version,
     }
     trailer: dict[str, Any] = {
         **make_golden.TRAILER,
@@ -78,13 +83,10 @@ def session() -> tuple[list[bytes], dict[str, Any], dict[str, Any]]:
         "exit_status": 7,
         "audit": {"end_record": False, "reason": "auditd is not running"},
     }
-    return raw, header, trailer
-
-
-def write_records(w: SessionWriter, raw: list[bytes], trailer: dict[str, Any]) -> None:
-    """The records in two RECORDS chunks with a stats map between them."""
-    half = len(raw) // 2
-    for i, part in enumerate((raw[:half], raw[half:])):
+    stored = raw if stored is None else stored
+    w = SessionWriter(path, header, sealer=sealer)
+    half = len(stored) // 2
+    for i, part in enumerate((stored[:half], stored[half:])):
         buf = w.begin_records()
         for r in part:
             buf += fmt.RECORD_FRAME.pack(len(r), 0) + r
@@ -98,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     outputs = make_golden.new_outputs(argv, __doc__, NAME)
     if outputs is None:
         return 1
-    raw, header, trailer = session()
-    write_records(SessionWriter(outputs[0], header), raw, trailer)
+    write(outputs[0], *capture())
     make_golden.write_expected(*outputs)
     return 0
 

@@ -24,7 +24,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import make_golden
 import make_golden_v2_0
 
-from recorder.writer import SessionWriter
 from sessrec import format as fmt
 from sessrec import seal
 from sessrec.cli import main as sessrec_main
@@ -40,7 +39,6 @@ def main(argv: list[str] | None = None) -> int:
     if outputs is None:
         return 1
     srec, info_json, key_file, verify_txt = outputs
-    raw, header, trailer = make_golden_v2_0.session()
     with tempfile.TemporaryDirectory() as tmp:
         state = os.path.join(tmp, "seal.key")
         vk = seal.create_seal_key(state)
@@ -48,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             seal.start_file(state)
         sealer = seal.start_file(state)
     assert sealer.epoch == EPOCH
-    make_golden_v2_0.write_records(SessionWriter(srec, header, sealer=sealer), raw, trailer)
+    make_golden_v2_0.write(srec, *make_golden_v2_0.capture(), sealer=sealer)
     make_golden.write_expected(srec, None, info_json)
     with open(key_file, "w", encoding="ascii") as f:
         f.write(f"# the verification key of the test node that sealed {NAME}.srec\n{vk}\n")
