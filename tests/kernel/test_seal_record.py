@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from krec import SESSREC, header, record_into, run_cli
-from test_file_live import kill_cgroup
+from krec import live_recording, record_into, run_cli
 
 from sessrec import seal
+from sessrec.format import rfc3339_us
 
 pytestmark = pytest.mark.kernel
 
@@ -55,15 +54,7 @@ def test_a_killed_sealed_recording_is_intact_up_to_its_last_seal(tmp_path: Path)
     out = tmp_path / "live.srec"
     marker = tmp_path.resolve() / "first"
     cmd = [SH, "-c", f"echo > {marker}; exec /bin/sleep 30"]
-    recorder = subprocess.Popen(
-        [SESSREC, "record", "--seal-key", str(key), "-o", str(out), "--", *cmd],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    cgroup: Path | None = None
-    try:
-        while not (out.exists() and out.stat().st_size > 0 and marker.exists()):
-            assert recorder.poll() is None, recorder.communicate()
-            time.sleep(0.05)
-        cgroup = Path(header(out)["cgroup"])
+    with live_recording(out, marker, cmd, "--seal-key", str(key)) as recorder:
         time.sleep(1.6)  # more than the 1 s flush interval: the open is sealed
         recorder.send_signal(signal.SIGKILL)
         assert recorder.wait(timeout=10) == -signal.SIGKILL
@@ -74,16 +65,4 @@ def test_a_killed_sealed_recording_is_intact_up_to_its_last_seal(tmp_path: Path)
                       r"sealed (\S+)\); the file ends there without its final seal", text)
         assert m, text
         assert int(m[1]) >= 1  # the header's seal and at least one chunk's
-        assert m[2] <= seal_time(killed_at)
-    finally:
-        if recorder.poll() is None:
-            recorder.kill()
-            recorder.wait()
-        if cgroup is not None:
-            kill_cgroup(cgroup)
-
-
-def seal_time(ns: int) -> str:
-    from sessrec.format import rfc3339_us
-
-    return rfc3339_us(ns)
+        assert m[2] <= rfc3339_us(killed_at)
