@@ -499,7 +499,10 @@ class _Walker:
                 f"{cut}, before the footer"
             return
         if self.final is not None:
-            r.tail = f"{cut}: the trailer that the final seal covers is cut or missing"
+            if self.trailer_at == self.final_end and self.seg.digest() == self.final["tail"]:
+                r.tail = f"{cut}: the trailer is sealed and intact, its footer is missing"
+            else:
+                r.tail = f"{cut}: the trailer that the final seal covers is cut or missing"
             return
         self._unsealed_tail(pos + partial, partial)
 

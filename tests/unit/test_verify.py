@@ -276,6 +276,18 @@ def test_chunks_reordered(sealed: Path, node: Node) -> None:
     assert "seal #2 at byte" in out and "comes after seal #3: chunks reordered" in out
 
 
+def test_the_footer_cut_or_the_trailer_cut(sealed: Path, node: Node) -> None:
+    data = sealed.read_bytes()
+    sealed.write_bytes(data[:-16])
+    status, out = verify(sealed, node.key_arg)
+    assert status == ExitStatus.TRUNCATED, out
+    assert "the trailer is sealed and intact, its footer is missing" in out
+    sealed.write_bytes(data[:-40])
+    status, out = verify(sealed, node.key_arg)
+    assert status == ExitStatus.TRUNCATED, out
+    assert "the trailer that the final seal covers is cut or missing" in out
+
+
 @pytest.mark.parametrize("cut", ["at-a-seal", "inside-a-chunk", "killed"])
 def test_a_truncated_tail(sealed: Path, node: Node, cut: str, tmp_path: Path) -> None:
     fs = frames(sealed.read_bytes())
