@@ -34,8 +34,8 @@ def register(sub: Any) -> None:
     p.add_argument("--seal-key", metavar="FILE", default=DEFAULT_SEAL_KEY,
                    help=f"where to write the seal key state (default {DEFAULT_SEAL_KEY})")
     p.add_argument("--verify-key", metavar="FILE",
-                   help="also write the verification key to FILE (mode 0600; move it off "
-                   "the host) instead of printing it only")
+                   help="write the verification key to FILE (mode 0600) instead of "
+                   "printing it; then move FILE off the host")
     p.add_argument("-f", "--force", action="store_true", help="replace an existing seal key")
     p.add_argument("--status", action="store_true",
                    help="print the node id and the number of the next session file, and exit")
@@ -57,7 +57,11 @@ def run(args: argparse.Namespace, io: Streams) -> int:
             "seals.\n"
             f"{vk}\n")
     if args.verify_key:
-        seal.write_private(args.verify_key, text.encode(), force=args.force)
+        try:
+            seal.write_private(args.verify_key, text.encode(), force=args.force)
+        except seal.SealKeyError:
+            io.stdout.write(text)  # the only copy: never lose it
+            raise
         io.warn(f"verification key written to {args.verify_key}: move it off this host")
     else:
         io.stdout.write(text)

@@ -88,6 +88,7 @@ class SessionWriter:
             raise ValueError(f"max_chunk_bytes must be in 1..{fmt.MAX_MSGPACK_RAW_LEN // 2}")
         self._sealer = sealer
         self._carry = b""
+        self._unwritten_seal: bytes | None = None
         if sealer is not None:
             header = {**header, "seal": sealer.header_info()}
         self.header = fmt.validate_header(
@@ -258,11 +259,9 @@ class SessionWriter:
         if self._sealer is None:
             return b""
         offset = self.bytes_written + len(segment)
-        if self._carry:
-            segment, self._carry = self._carry + segment, b""
-        seal = self._sealer.seal(segment, offset, tail)
+        seal = self._sealer.seal(self._carry + segment, offset, tail)
         chunk = self._chunk(fmt.ChunkKind.EVENTS, self._pack(seal))
-        self._sealer.written(chunk)
+        self._unwritten_seal = chunk  # its key is used up once _write succeeds
         return chunk
 
     def _sealed(self, data: bytes) -> bytes:
@@ -276,6 +275,7 @@ class SessionWriter:
         if self.closed:
             raise ValueError(f"{self.path}: the session writer is closed")
         view = memoryview(data)
+        seal, self._unwritten_seal = self._unwritten_seal, None
         try:
             while view:
                 n = self._stream.write(view)
@@ -287,3 +287,6 @@ class SessionWriter:
         except OSError as e:
             self._failed = _cannot_write(self.path, e)
             raise self._failed from None
+        if seal is not None and self._sealer is not None:
+            self._sealer.written(seal)
+            self._carry = b""

@@ -347,8 +347,8 @@ def start_file(path: str) -> Sealer:
 
 class Sealer:
     """The file chain of one session file, held in memory by its writer
-    (recorder.writer.SessionWriter(sealer=...)). Each call to seal() uses K(n)
-    once and replaces it by K(n+1)."""
+    (recorder.writer.SessionWriter(sealer=...)). Each seal uses K(n) once:
+    seal(), then written() replaces it by K(n+1)."""
 
     def __init__(self, node_id: bytes, epoch: int, file_key: bytes | bytearray):
         self.node_id = node_id
@@ -367,8 +367,11 @@ class Sealer:
     def seal(self, segment: bytes, offset: int, tail: bytes | None = None) -> dict[str, Any]:
         """The seal map for segment, the file's bytes since the previous seal
         chunk, whose seal chunk starts at byte offset. tail: for the final
-        seal, the bytes that follow it (the trailer chunk). Then written()
-        with the seal chunk's bytes, which the next seal chains to."""
+        seal, the bytes that follow it (the trailer chunk).
+
+        The key is used up by written(), once the seal chunk is on disk: a
+        write that failed (and was cut back) leaves the number and its key
+        for the seal made again in its place."""
         now = time.time_ns()
         digest = hashlib.sha256(segment).digest()
         final = tail is not None
@@ -376,21 +379,22 @@ class Sealer:
         chain_start = self.epoch if self.resumed and self.n == 0 else None
         mac = seal_mac(self._key, self.n, now, offset, final, self._prev, digest, tail_digest,
                        chain_start)
-        self._key[:] = next_seal_key(self._key)
         seal: dict[str, Any] = {
             "k": "seal", "n": self.n, "time_ns": now, "offset": offset,
             "prev": self._prev, "digest": digest, "final": final,
         }
-        if self.resumed and self.n == 0:
-            seal["epoch"] = self.epoch  # a new chain: K(0) of this session file number
+        if chain_start is not None:
+            seal["epoch"] = chain_start  # a new chain: K(0) of this session file number
         if final:
             seal["tail"] = tail_digest
         seal["mac"] = mac
-        self.n += 1
         return seal
 
     def written(self, seal_chunk: bytes) -> None:
-        """The bytes of the seal chunk just made: the next seal covers them."""
+        """The seal chunk is on disk: erase its key (K(n) becomes K(n+1));
+        the next seal chains to these bytes."""
+        self._key[:] = next_seal_key(self._key)
+        self.n += 1
         self._prev = hashlib.sha256(seal_chunk).digest()
 
     def close(self) -> None:

@@ -21,6 +21,7 @@ from replay.verify import sealed_end, verify_file
 from sessrec import format as fmt
 from sessrec import seal
 from sessrec.cli import ExitStatus, main
+from sessrec.errors import SessrecError
 
 CHUNKS = 6  # data chunks in the test file, each sealed
 
@@ -548,3 +549,42 @@ def test_a_file_continued_with_a_new_chain(tmp_path: Path, node: Node) -> None:
     path.write_bytes(join(fs))
     status, out = verify(path, node.key_arg)
     assert status == ExitStatus.TAMPERED and "was altered" in out
+
+
+class Flaky(KeepOpen):
+    """Fails one write() after writing part of it (a full disk)."""
+
+    fail = False
+
+    def write(self, b: bytes) -> int:  # type: ignore[override]
+        if self.fail:
+            self.fail = False
+            super().write(bytes(b)[:10])
+            raise OSError(28, "No space left on device")
+        return super().write(b)
+
+
+def test_a_failed_write_cut_back_is_sealed_again(tmp_path: Path, node: Node) -> None:
+    """The daemon cuts a failed write back to the last whole chunk and goes
+    on: the seal that did not reach the disk is made again, with its number
+    and key, for what is written in its place."""
+    stream = Flaky()
+    w = SessionWriter(tmp_path / "s.srec", HEADER, stream=stream,
+                      sealer=seal.start_file(str(node.state)))
+    w.add(ev(4, ts=1))
+    w.flush()
+    start = w.bytes_written
+    stream.fail = True
+    w.add(ev(4, ts=2))
+    with pytest.raises(SessrecError, match="No space left"):
+        w.flush()
+    stream.truncate(start)  # as recorder/daemon's cut-back does
+    stream.seek(start)
+    w.bytes_written, w._failed = start, None
+    w.add(ev(4, ts=3))
+    w.close(TRAILER)
+    path = tmp_path / "s.srec"
+    path.write_bytes(stream.getvalue())
+    status, out = verify(path, node.key_arg)
+    assert status == ExitStatus.OK, out
+    assert [e[1] for e in read_all(path)[0]] == [1, 3]
