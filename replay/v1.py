@@ -335,6 +335,8 @@ class SessionV1(Session):
             except FormatError as e:
                 _fail(pos, str(e))
             self.stats_lost = dict(stats["lost"])
+        elif k == "seal":
+            pass  # since 2.1; checked by `sessrec verify` (replay/verify.py), not here
         elif type(k) is str:
             self.unknown_records += 1  # a record kind of a newer minor version
         else:

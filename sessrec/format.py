@@ -35,9 +35,11 @@ from sessrec.event import FIELDS, REQUIRED_TYPES, TYPE_NAMES, EventType
 # --- versions -----------------------------------------------------------------
 
 FORMAT_MAJOR: Final = 2
-FORMAT_MINOR: Final = 0
+FORMAT_MINOR: Final = 1
 # 1.1: the optional audit keys. 2.0: RECORDS chunks, the BPF programs' records
 # as the ring buffer gave them, decoded when read (1.x files are still read).
+# 2.1: sealed files, the optional header key "seal" and "seal" maps in EVENTS
+# chunks (sessrec.seal; 2.0 readers skip both).
 SIGNATURE: Final = b"SESSREC\0"
 
 # --- framing ------------------------------------------------------------------
@@ -270,6 +272,8 @@ HEADER_OPTIONAL: Final[Mapping[str, object]] = {
         "start_record": bool,
         "reason": _Opt(str),
     },
+    # 2.1: the node seal key's epoch of a sealed file (sessrec.seal)
+    "seal": {"node_id": str, "epoch": int, "scheme": str},
 }
 TRAILER_OPTIONAL: Final[Mapping[str, object]] = {
     # 1.1: the end record
