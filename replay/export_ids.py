@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import uuid
 
-
 # A hex digit with its top two bits set to the RFC 4122 variant, 10.
 _VARIANT = {h: "89ab"[int(h, 16) & 3] for h in "0123456789abcdef"}
 
