@@ -38,7 +38,7 @@ from recorder.loader import (
     check_privileges,
 )
 from recorder.writer import SessionWriter, check_writable
-from sessrec import __version__, records
+from sessrec import __version__, records, seal
 from sessrec import format as fmt
 from sessrec.errors import SessrecError
 from sessrec.event import TYPE_NAMES, EventFlag
@@ -60,6 +60,7 @@ class RecordOptions:
     ring_pages: int = DEFAULT_RING_PAGES
     flush_interval: float = 1.0
     cwd: str | None = None
+    seal_key: str | None = None  # seal the file with this node key (sessrec.seal)
 
 
 class SessionSink:
@@ -245,6 +246,8 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
     """Records opts.command; returns its exit status as a shell reports it."""
     check_privileges()
     check_writable(opts.output, opts.force)
+    if opts.seal_key is not None:
+        seal.seal_key_status(opts.seal_key)  # usable? fail before the command starts
     if opts.cwd is not None and not os.path.isdir(opts.cwd):
         raise SessrecError(f"cannot run the command in {opts.cwd}: no such directory")
     mount = cgroup2_mount()
@@ -297,8 +300,10 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
             "audit": auditing.start(),
         }
         try:
+            sealer = None if opts.seal_key is None else seal.start_file(opts.seal_key)
             writer = SessionWriter(
-                opts.output, header, force=opts.force, flush_interval=opts.flush_interval
+                opts.output, header, force=opts.force, flush_interval=opts.flush_interval,
+                sealer=sealer,
             )
         except BaseException:
             if proc is not None:

@@ -38,7 +38,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, io: Streams) -> int:
-    from replay.model import no_gc
+    from replay.base import no_gc
 
     with no_gc():
         return _run(args, io)

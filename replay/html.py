@@ -29,9 +29,9 @@ import json
 import os
 from typing import Any
 
-from replay.base import Session
+from replay.base import Session, no_gc
 from replay.events import with_paths
-from replay.model import ProcessModel, no_gc
+from replay.model import ProcessModel
 from replay.text import ERRNO_NAMES, SIGNAL_NAMES, printable, show
 from replay.timeline import address_text, argv_text
 from sessrec import __version__

@@ -34,12 +34,10 @@ truncated.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from replay.base import Session
+from replay.base import Session, no_gc
 from replay.events import PathResolver, with_paths
 from sessrec import format as fmt
 from sessrec.event import ARGV_TRUNCATED, Chdir, Connect, Event, Exec, Exit, Fork, Open, failed
@@ -85,21 +83,6 @@ class Connection(NamedTuple):
     port: int | None
     protocol: str | None
     ret: int
-
-
-@contextlib.contextmanager
-def no_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector. A model only grows while it is
-    built and read: a collection then finds nothing, and its passes over a
-    heap of a million objects cost more than half the time of `sessrec tree`
-    on a million events."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 class Process:

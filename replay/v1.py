@@ -22,7 +22,7 @@ from typing import Any, BinaryIO, NoReturn
 import msgpack
 import zstandard
 
-from replay.base import Damage, Session
+from replay.base import Damage, Session, no_gc
 from sessrec import format as fmt
 from sessrec.errors import FormatError
 from sessrec.event import CLASSES, REQUIRED_TYPES, Event, EventType, Exec, make
@@ -285,7 +285,8 @@ class SessionV1(Session):
     def _events(self, raw: bytes, pos: int) -> list[Event]:
         out: list[Event] = []
         try:
-            self._unpack_events(raw, pos, out)
+            with no_gc():
+                self._unpack_events(raw, pos, out)
         except _Corrupt as c:
             c.before = out
             raise
@@ -334,6 +335,8 @@ class SessionV1(Session):
             except FormatError as e:
                 _fail(pos, str(e))
             self.stats_lost = dict(stats["lost"])
+        elif k == "seal":
+            pass  # since 2.1; checked by `sessrec verify` (replay/verify.py), not here
         elif type(k) is str:
             self.unknown_records += 1  # a record kind of a newer minor version
         else:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
+from replay.base import no_gc
 from replay.v1 import SessionV1, _Corrupt, _fail
 from sessrec import format as fmt
 from sessrec import records
@@ -55,7 +56,8 @@ class SessionV2(SessionV1):
                 return self._batches(raw, pos)
             out: list[Event] = []
             try:
-                self._records_chunk(raw, pos, out)
+                with no_gc():
+                    self._records_chunk(raw, pos, out)
             except _Corrupt as c:
                 c.before = out
                 raise

@@ -35,9 +35,11 @@ from sessrec.event import FIELDS, REQUIRED_TYPES, TYPE_NAMES, EventType
 # --- versions -----------------------------------------------------------------
 
 FORMAT_MAJOR: Final = 2
-FORMAT_MINOR: Final = 0
+FORMAT_MINOR: Final = 1
 # 1.1: the optional audit keys. 2.0: RECORDS chunks, the BPF programs' records
 # as the ring buffer gave them, decoded when read (1.x files are still read).
+# 2.1: sealed files, the optional header key "seal" and "seal" maps in EVENTS
+# chunks (sessrec.seal; 2.0 readers skip both).
 SIGNATURE: Final = b"SESSREC\0"
 
 # --- framing ------------------------------------------------------------------
@@ -270,6 +272,8 @@ HEADER_OPTIONAL: Final[Mapping[str, object]] = {
         "start_record": bool,
         "reason": _Opt(str),
     },
+    # 2.1: the node seal key's epoch of a sealed file (sessrec.seal)
+    "seal": {"node_id": str, "epoch": int, "scheme": str},
 }
 TRAILER_OPTIONAL: Final[Mapping[str, object]] = {
     # 1.1: the end record
@@ -355,8 +359,13 @@ class TimeFormatter:
         sec, ns = divmod(wall_ns, 1_000_000_000)
         if sec != self._sec:
             self._sec = sec
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+            self._prefix = self.second(sec)
         return f"{self._prefix}.{ns:09d}Z"
+
+    @staticmethod
+    def second(sec: int) -> str:
+        """'2026-11-21T11:10:02': the time's text up to its second."""
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
 
 
 class ExitStatus(NamedTuple):

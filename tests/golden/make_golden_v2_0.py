@@ -46,9 +46,11 @@ def capture() -> tuple[list[bytes], int]:
 
 
 def write(path: str, raw: list[bytes], origin: int, *,
-          abi_version: int = records.ABI_VERSION, stored: list[bytes] | None = None) -> None:
+          abi_version: int = records.ABI_VERSION, stored: list[bytes] | None = None,
+          sealer: Any = None) -> None:
     """The session of the captured records `raw` into path; `stored` (the
-    same records in another ABI, by default raw) is what its RECORDS hold."""
+    same records in another ABI, by default raw) is what its RECORDS hold;
+    sealed by `sealer` if one is given (make_golden_v2_1.py)."""
     decoder = records.Decoder(origin)
     events = [decoder.decode(r) for r in raw]
     assert all(e is not None for e in events)
@@ -82,7 +84,7 @@ def write(path: str, raw: list[bytes], origin: int, *,
         "audit": {"end_record": False, "reason": "auditd is not running"},
     }
     stored = raw if stored is None else stored
-    w = SessionWriter(path, header)
+    w = SessionWriter(path, header, sealer=sealer)
     half = len(stored) // 2
     for i, part in enumerate((stored[:half], stored[half:])):
         buf = w.begin_records()
