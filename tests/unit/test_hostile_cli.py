@@ -6,11 +6,17 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
-from hostile import header_map, pack, session, trailer_map
+import pytest
+from hostile import ROOT, header_map, pack, session, trailer_map
 from srec_util import TRAILER
 
+from replay import reader
 from sessrec.cli import main
 
 
@@ -76,3 +82,62 @@ def test_an_ascii_stdout_gets_escapes_not_a_traceback(tmp_path: Path) -> None:
             assert "caf" in text
             if "--json" in argv:
                 assert json.loads(text)["hostname"] == "café"
+
+
+def test_ls_and_search_skip_a_file_name_that_is_not_utf8(tmp_path: Path) -> None:
+    good = session()
+    (tmp_path / "good.srec").write_bytes(good)
+    with open(os.path.join(os.fsencode(tmp_path), b"caf\xe9\x1b.srec"), "wb") as f:
+        f.write(good)
+    for argv in (["ls"], ["ls", "--json"], ["search", "--user", "alice"]):
+        status, out, err = run([argv[0], str(tmp_path), *argv[1:]])
+        assert status == 0, (argv, err)
+        assert err == ("sessrec: warning: caf\\xe9\\x1b.srec: the file name is not UTF-8; "
+                       "rename it to index it; skipped\n")
+        assert "good.srec" in out or "6f1c2a9e" in out
+        if "--json" in argv:
+            assert json.loads(out)["unreadable"][0]["file"] == "caf\\xe9\x1b.srec"
+
+
+GOLDEN_V2 = Path(__file__).resolve().parent.parent / "golden" / "v2.0-records.srec"
+
+
+def test_replay_reads_a_pipe(tmp_path: Path) -> None:
+    """/dev/stdin as a pipe: not seekable, so read to its end first."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    want = run(["replay", str(GOLDEN_V2)])[1]
+    for cmd in ("replay", "info", "tree"):
+        r = subprocess.run([sys.executable, "-m", "sessrec", cmd, "/dev/stdin"],
+                           input=GOLDEN_V2.read_bytes(), capture_output=True, env=env,
+                           timeout=60, check=False)
+        assert r.returncode == 0 and r.stderr == b"", (cmd, r.stderr)
+        if cmd == "replay":
+            assert r.stdout.decode() == want
+        if cmd == "info":
+            assert b"complete" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "sessrec", "replay", "/dev/stdin"],
+                       input=b"garbage" * 1000, capture_output=True, env=env, timeout=60,
+                       check=False)
+    assert r.returncode == 1 and r.stderr == b"sessrec: error: /dev/stdin: at byte 0: not a " \
+        b"sessrec session file\n"
+
+
+def test_a_fifo_without_a_writer_does_not_hang(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reader, "PIPE_WAIT", 0.2)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    status, _out, err = run(["replay", str(fifo)])
+    assert status == 1 and err == (f"sessrec: error: cannot read {fifo}: nothing came in 0.2 s "
+                                   "(a pipe or FIFO without a writer?)\n")
+
+    def writer() -> None:
+        with open(fifo, "wb") as f:
+            f.write(GOLDEN_V2.read_bytes())
+
+    monkeypatch.setattr(reader, "PIPE_WAIT", 30)
+    t = threading.Thread(target=writer)
+    t.start()
+    status, out, err = run(["replay", str(fifo)])
+    t.join()
+    assert status == 0 and err == "" and out == run(["replay", str(GOLDEN_V2)])[1]
