@@ -4,6 +4,7 @@ built by the test from the same kind of input the review used."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -141,3 +142,23 @@ def test_a_fifo_without_a_writer_does_not_hang(tmp_path: Path,
     status, out, err = run(["replay", str(fifo)])
     t.join()
     assert status == 0 and err == "" and out == run(["replay", str(GOLDEN_V2)])[1]
+
+
+class FullDisk(io.StringIO):
+    """A stdout on a full disk."""
+
+    def write(self, s: str) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_full_disk_is_one_line(tmp_path: Path) -> None:
+    g = str(GOLDEN_V2)
+    for argv in (["export", g], ["export", g, "--format", "ecs"], ["replay", g], ["tree", g],
+                 ["info", g], ["info", "--json", g]):
+        err = io.StringIO()
+        assert main(argv, stdout=FullDisk(), stderr=err) == 1, argv
+        assert err.getvalue() == "sessrec: error: No space left on device\n", argv
+    if os.path.exists("/dev/full"):
+        status, _out, err = run(["export", g, "-o", "/dev/full"])
+        assert status == 1
+        assert err == "sessrec: error: cannot write /dev/full: No space left on device\n"
