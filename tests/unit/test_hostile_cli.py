@@ -8,6 +8,7 @@ import errno
 import io
 import json
 import os
+import stat
 import subprocess
 import sys
 import threading
@@ -162,3 +163,31 @@ def test_a_full_disk_is_one_line(tmp_path: Path) -> None:
         status, _out, err = run(["export", g, "-o", "/dev/full"])
         assert status == 1
         assert err == "sessrec: error: cannot write /dev/full: No space left on device\n"
+
+
+def test_html_replaces_only_a_regular_file_and_follows_no_planted_link(tmp_path: Path) -> None:
+    g = str(GOLDEN_V2)
+    fifo = tmp_path / "fifo.html"
+    os.mkfifo(fifo)
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    link = tmp_path / "link.html"
+    link.symlink_to(victim)
+    for target, what in ((fifo, "not a regular file"), (link, "a symbolic link"),
+                         (tmp_path, "a directory")):
+        status, _out, err = run(["html", g, "-o", str(target)])
+        assert status == 1 and err == (f"sessrec: error: cannot write {target}: it is {what}; "
+                                       "give a new or regular file\n")
+    assert stat.S_ISFIFO(fifo.lstat().st_mode) and victim.read_text() == "keep"
+    if os.geteuid() == 0 and os.path.exists("/dev/full"):
+        assert run(["html", g, "-o", "/dev/full"])[0] == 1
+        assert stat.S_ISCHR(os.lstat("/dev/full").st_mode)
+    # The old temporary name was OUT.tmp<pid>: a link planted there is not followed.
+    out = tmp_path / "report.html"
+    (tmp_path / f"report.html.tmp{os.getpid()}").symlink_to(victim)
+    status, _out, err = run(["html", g, "-o", str(out)])
+    assert status == 0 and victim.read_text() == "keep" and "<html" in out.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "fifo.html", "link.html", "report.html", f"report.html.tmp{os.getpid()}", "victim"]
+    out.write_text("old")
+    assert run(["html", g, "-o", str(out)])[0] == 0 and "<html" in out.read_text()
