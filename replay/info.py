@@ -31,8 +31,11 @@ def _from_trailer(t: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any]:
     return t["counts"], t["lost"], t["truncated"], t["unknown_types"], t["exit_status"]
 
 
-def session_info(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The summary dict for `sessrec info --json` (keys in display order)."""
+def session_info(path: str | os.PathLike[str], check: bool = False) -> dict[str, Any]:
+    """The summary dict for `sessrec info --json` (keys in display order).
+
+    check: read every event of a completed file too, to find damage between
+    its header and trailer (by default only those two are read)."""
     with open_session(path, strict=False) as session:
         header = session.header
         try:
@@ -40,8 +43,13 @@ def session_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         except FormatError:
             trailer = None  # a damaged footer: the scan below says where
         damage = None
+        checked = trailer is None or check  # the scan reads every event
         if trailer is not None:
             counts, lost, truncated, unknown, exit_status = _from_trailer(trailer)
+            if check:
+                for _ev in session.records():
+                    pass
+                damage = session.damage
         else:
             leader = header["leader_pid"]
             argv_trunc = path_trunc = 0
@@ -83,6 +91,7 @@ def session_info(path: str | os.PathLike[str]) -> dict[str, Any]:
             "unknown_types": unknown,
             "complete": trailer is not None,
             "damage": None if damage is None else damage.as_dict(),
+            "checked": checked,
         }
         if "audit" in header:  # format 1.1 and later
             info["audit"] = audit_info(header, trailer)
@@ -103,6 +112,8 @@ def _duration(info: dict[str, Any]) -> str:
 def _file_state(info: dict[str, Any]) -> str:
     """'complete', or 'truncated: ...' with where and why the reading stopped."""
     d = info["damage"]
+    if d is None and not info.get("checked", True):
+        return "complete (its events were not read: `sessrec info --check` reads them)"
     if d is None:
         return "complete" if info["complete"] else "truncated"
     what = "complete, but damaged" if info["complete"] else "truncated"

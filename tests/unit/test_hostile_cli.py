@@ -191,3 +191,23 @@ def test_html_replaces_only_a_regular_file_and_follows_no_planted_link(tmp_path:
         "fifo.html", "link.html", "report.html", f"report.html.tmp{os.getpid()}", "victim"]
     out.write_text("old")
     assert run(["html", g, "-o", str(out)])[0] == 0 and "<html" in out.read_text()
+
+
+def test_info_says_the_events_were_not_read_and_check_reads_them(tmp_path: Path) -> None:
+    """A completed file damaged between its header and trailer: info reads
+    only those two, and says so; --check finds the damage that replay does."""
+    data = bytearray(GOLDEN_V2.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    p = tmp_path / "mid.srec"
+    p.write_bytes(bytes(data))
+    status, out, _err = run(["info", str(p)])
+    assert status == 0 and out.endswith(
+        "file         complete (its events were not read: `sessrec info --check` reads them)\n")
+    status, out, _err = run(["info", "--check", str(p)])
+    assert status == 1 and "file         complete, but damaged: read up to byte 493: " in out
+    status, out, _err = run(["info", "--check", "--json", str(p)])
+    info = json.loads(out)
+    assert status == 1 and info["checked"] and info["damage"]["offset"] == 493
+    assert run(["replay", str(p)])[2].startswith(f"sessrec: warning: {p}: damaged at byte 493")
+    status, out, _err = run(["info", "--check", str(GOLDEN_V2)])
+    assert status == 0 and out.endswith("file         complete\n")
