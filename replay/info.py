@@ -18,15 +18,16 @@ from sessrec import format as fmt
 from sessrec.errors import FormatError
 
 
-def session_summary(path: str | os.PathLike[str]) -> SessionSummary:
+def session_summary(path: str | os.PathLike[str], check: bool = False) -> SessionSummary:
     """The file's summary: from its header and its trailer, found through the
-    footer, when it has them; else from reading every event."""
+    footer, when it has them and check is false; else from reading every
+    event (check: to find damage between the header and the trailer)."""
     with open_session(path, strict=False) as session:
         try:
             trailer = read_trailer_fast(path)
         except FormatError:
             trailer = None  # a damaged footer: the scan below says where
-        if trailer is not None:
+        if trailer is not None and not check:
             return from_trailer(session, trailer)
         tally = Tally(session.header)
         add = tally.add
@@ -62,15 +63,16 @@ def info_dict(summary: SessionSummary) -> dict[str, Any]:
         "complete": summary.complete,
         "status": summary.status,
         "damage": None if damage is None else damage.as_dict(),
+        "checked": summary.body_checked,
     }
     if "audit" in header:  # format 1.1 and later
         info["audit"] = audit_info(header, summary.trailer)
     return info
 
 
-def session_info(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """info_dict() of the file's summary."""
-    return info_dict(session_summary(path))
+def session_info(path: str | os.PathLike[str], check: bool = False) -> dict[str, Any]:
+    """info_dict() of the file's summary (see session_summary)."""
+    return info_dict(session_summary(path, check))
 
 
 def _duration(info: dict[str, Any]) -> str:
@@ -78,7 +80,7 @@ def _duration(info: dict[str, Any]) -> str:
     end and the last event)."""
     ns: int | None = info["duration_ns"]
     if ns is None:
-        return "unknown: the recording did not finish"
+        return "unknown: the recording did not finish" if info["ended_at"] is None else "unknown"
     text = duration_text(ns)
     return text if info["ended_at"] is not None else f"{text}, to the last event (unfinished)"
 
@@ -86,6 +88,8 @@ def _duration(info: dict[str, Any]) -> str:
 def _file_state(info: dict[str, Any]) -> str:
     """'complete', or the status with where and why the reading stopped."""
     d = info["damage"]
+    if d is None and not info.get("checked", True):
+        return "complete (its events were not read: `sessrec info --check` reads them)"
     if d is None:
         return str(info["status"])
     return f"{info['status']}: read up to byte {d['offset']}: {d['reason']}"

@@ -66,7 +66,10 @@ class SessionSummary:
 
     @property
     def duration_ns(self) -> int | None:
-        return None if self.end_ns is None else max(0, self.end_ns - self.start_ns)
+        """None without an end, or when the file's end is before its start."""
+        if self.end_ns is None or self.end_ns < self.start_ns:
+            return None
+        return self.end_ns - self.start_ns
 
     @property
     def lost_total(self) -> int:
