@@ -114,6 +114,7 @@ class Session:
     drop_first_ts: int | None = None
     drop_last_ts: int = 0
     drop_detail: str = ""
+    gaps: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {"session": self.id, "kind": self.kind, "pid": self.pid, "user": self.user,
@@ -367,6 +368,7 @@ class Daemon:
             sess.writer.add_map("gap", gap)
         except OutputError:
             return
+        sess.gaps.append(gap)
         self.log("output-recovered", session=sess.id, file=sess.file,
                  dropped=sum(sess.dropped.values()))
         sess.drop_first_ts = None
@@ -693,6 +695,8 @@ class Daemon:
         self.programs.forget_lost(sess.cg.id)
         self.dispatcher.sinks.pop(sess.cg.id, None)
         extra: dict[str, Any] = {"left_running": left}
+        if sess.gaps:
+            extra["gaps"] = sess.gaps
         if sess.dropped:
             extra["dropped"] = {TYPE_NAMES.get(t, str(t)): n for t, n in sess.dropped.items()}
         trailer = session_trailer(sess.sink, lost, sess.exit_status, reason, sess.auditing,

@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -38,7 +39,7 @@ from recorder.loader import (
     check_privileges,
 )
 from recorder.writer import SessionWriter, check_writable
-from sessrec import __version__, records
+from sessrec import __version__, control, records
 from sessrec import format as fmt
 from sessrec.errors import SessrecError
 
@@ -379,7 +380,7 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
         header = session_header(
             session_id=session_id, cg=cg, leader_pid=leader_pid, uid=os.getuid(),
             command=[_text(a) for a in opts.command], cwd=cwd,
-            clock=(wall_ns, mono_ns), audit_header=auditing.start())
+            clock=(wall_ns, mono_ns), audit_header=auditing.start(), extra={"kind": "record"})
         try:
             writer = SessionWriter(
                 opts.output, header, force=opts.force, flush_interval=opts.flush_interval
@@ -421,6 +422,78 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
             _warn(stderr, f"stopped recording {len(left)} process(es) still running: "
                   + " ".join(map(str, left)))
         programs.close(background=True)
+
+
+def record_via_daemon(opts: RecordOptions, conn: control.Connection,
+                      stderr: TextIO = sys.stderr) -> int:
+    """Records opts.command through a running daemon (docs/CONTROL.md): the
+    daemon moves the command's process into a new session before it execs
+    and writes the file; this process runs the command and waits as
+    record() does, then ends the session with the exit status. The file is
+    the one record() writes, but for the recorder's pid (the daemon's)."""
+    check_privileges()
+    check_writable(opts.output, opts.force)
+    if opts.cwd is not None and not os.path.isdir(opts.cwd):
+        raise SessrecError(f"cannot run the command in {opts.cwd}: no such directory")
+    cwd = os.path.abspath(opts.cwd) if opts.cwd else os.getcwd()
+    sigs = _Signals()
+    sigs.install()
+    try:
+        proc = Leader(list(opts.command), cwd, None)
+        try:
+            reply = conn.request("start", pid=proc.pid, kind="record",
+                                 command=[_text(a) for a in opts.command], cwd=cwd,
+                                 output=os.path.abspath(opts.output), force=opts.force)
+            if not reply.get("recorded"):
+                raise SessrecError(f"the daemon does not record this: {reply.get('reason')}")
+        except BaseException:
+            proc.abandon()
+            raise
+        session = str(reply["session"])
+        try:
+            proc.release()
+        except SessrecError:
+            conn.request("end", session=session, reason="error", linger=0)
+            raise
+        sigs.forward = proc.send_signal
+        cg = SessionCgroup(path=Path(reply["cgroup"]), id=int(reply["cgroup_id"]), level=-1,
+                           mount=cgroup2_mount())
+        end_reason = _wait_done(cg, proc, sigs, opts)
+        status = _shell_status(proc.wait())
+        conn.settimeout(None)  # the end waits for the last drain, however long
+        summary = conn.request("end", session=session, reason=end_reason, exit_status=status,
+                               linger=0)
+    finally:
+        sigs.restore()
+    lost = {fmt.TYPE_BY_NAME.get(k, 0): n for k, n in summary["lost"].items()}
+    if lost:
+        _warn(stderr, f"{sum(lost.values())} events lost (ring buffer full): "
+              f"{lost_summary(lost)}; the daemon's ring_size is too small")
+    left = summary.get("left_running") or []
+    if left:
+        _warn(stderr, f"stopped recording {len(left)} process(es) still running: "
+              + " ".join(map(str, left)))
+    return status
+
+
+def _wait_done(cg: SessionCgroup, proc: Leader, sigs: _Signals, opts: RecordOptions) -> str:
+    """_drain_until_done's waiting, for a session the daemon drains."""
+    leader_exit_at: float | None = None
+    while True:
+        now = time.monotonic()
+        if leader_exit_at is None and proc.poll() is not None:
+            leader_exit_at = now
+            sigs.leader_done = True
+        if leader_exit_at is not None:
+            if not cg.populated():
+                return "cgroup-empty"
+            if not opts.wait_leftovers:
+                return "leader-exited"
+            if sigs.stop_waiting:
+                return "interrupted"
+            if opts.wait_timeout is not None and now - leader_exit_at >= opts.wait_timeout:
+                return "wait-timeout"
+        time.sleep(DRAIN_INTERVAL)
 
 
 def _shell_status(returncode: int) -> int:

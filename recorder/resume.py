@@ -47,6 +47,7 @@ def resume(d: Daemon, state_path: Path) -> Session | None:
             path_cut += bool(flags & fmt.EventFlag.PATH_TRUNCATED)
             last_ts = max(last_ts, ev[fmt.I_TS])
         header, trailer, damage, lost_before = s.header, s.trailer, s.damage, s.stats_lost
+        gaps = [{k: v for k, v in g.items() if k != "k"} for g in s.gaps]
         unknown = sum(s.unknown_types.values())
     if trailer is not None or damage is None:
         d.log("resume-skipped", session=sid, file=file, why="the file is complete")
@@ -65,10 +66,11 @@ def resume(d: Daemon, state_path: Path) -> Session | None:
     d.dispatcher.sinks[cg.id] = sink
     d.programs.add_session(cg.id)
     end = time.monotonic_ns() - header["clock"]["mono_ns"]
-    writer.add_map("gap", {"ts": last_ts, "end": end, "reason": "restart",
-                           "detail": "no daemon recorded this session (restarted or killed); "
-                           f"the file was continued from byte {damage.offset}",
-                           "dropped": None})
+    gap = {"ts": last_ts, "end": end, "reason": "restart",
+           "detail": "no daemon recorded this session (restarted or killed); "
+           f"the file was continued from byte {damage.offset}", "dropped": None}
+    writer.add_map("gap", gap)
+    sess.gaps = [*gaps, gap]
     d.log("session-resumed", session=sid, kind=sess.kind, user=sess.user, pid=sess.pid,
           file=file, gap_s=round((end - last_ts) / 1e9, 3), events_before=sum(per_type))
     return sess

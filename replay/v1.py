@@ -190,6 +190,7 @@ class SessionV1(Session):
         self.trailer = None
         self.damage = None
         self.stats_lost = {}
+        self.gaps = []
         self.unknown_types = {}
         self.unknown_records = 0
         self._counts = {}
@@ -305,6 +306,11 @@ class SessionV1(Session):
             except FormatError as e:
                 _fail(pos, str(e))
             self.stats_lost = dict(stats["lost"])
+        elif k == "gap":  # 2.1
+            try:
+                self.gaps.append(fmt.validate_gap(obj))
+            except FormatError as e:
+                _fail(pos, str(e))
         elif type(k) is str:
             self.unknown_records += 1  # a record kind of a newer minor version
         else:

@@ -355,6 +355,8 @@ TRAILER_OPTIONAL: Final[Mapping[str, object]] = {
     # not killed), and records that could not be written, by type
     "left_running": _ListOf(int),
     "dropped": _MapOf(int),
+    # 2.1: the session's "gap" maps again, so that a summary needs no scan
+    "gaps": _ListOf({"ts": int, "end": int, "reason": str, "detail": str}),
 }
 _OPTIONAL: Final[Mapping[str, Mapping[str, object]]] = {
     "header": HEADER_OPTIONAL,
