@@ -22,6 +22,7 @@ import fcntl
 import json
 import os
 import re
+import resource
 import selectors
 import signal
 import socket
@@ -159,6 +160,11 @@ class Daemon:
 
     def run(self) -> int:
         check_privileges("sudo sessrec daemon")
+        # A session holds its file open: 1,000 sessions need more than the
+        # usual soft limit of 1,024 descriptors.
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         self._take_lock()
         from recorder import audit
 
@@ -565,6 +571,8 @@ class Daemon:
                               "login"}
         if unknown:
             raise _bad(f"unknown field {sorted(unknown)[0]!r}")
+        if output is not None and not output.startswith("/"):
+            raise _bad("output must be an absolute path")
         real_uid = _proc_uid(pid)
         if real_uid is None:
             raise control.ControlError(control.E_NOT_FOUND, f"no process {pid}")
@@ -584,8 +592,6 @@ class Daemon:
             safe = re.sub(r"[^A-Za-z0-9._-]", "_", user)[:64] or str(uid)
             stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(wall_ns // 10**9))
             output = os.path.join(self.cfg.output_dir, f"{stamp}-{safe}-{session_id}.srec")
-        elif not output.startswith("/"):
-            raise _bad("output must be an absolute path")
         try:
             check_writable(output, force)
         except SessrecError as e:
