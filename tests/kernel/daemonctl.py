@@ -11,9 +11,9 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
-import shutil
 import sys
 import tempfile
 import time
@@ -38,7 +38,7 @@ class Daemon:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self, wait: bool = True) -> Daemon:
-        log = open(self.log_path, "ab")  # noqa: SIM115 (the daemon owns it)
+        log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sessrec", "daemon", "--config", str(self.config),
              "--log-format", "json"],
