@@ -288,7 +288,7 @@ class Daemon:
             if now >= next_flush:
                 next_flush = now + FLUSH_EVERY
                 for sess in list(self.sessions.values()):
-                    if sess.writer.records:
+                    if sess.writer.records or sess.drop_first_ts is not None:
                         self._guarded(sess, sess.writer.maybe_flush, now)
             if now >= next_loss:
                 next_loss = now + LOSS_EVERY
@@ -700,6 +700,8 @@ class Daemon:
         self.programs.remove_session(sess.cg.id)
         self.programs.forget_lost(sess.cg.id)
         self.dispatcher.sinks.pop(sess.cg.id, None)
+        if sess.drop_first_ts is not None:
+            self._guarded(sess, sess.writer.flush)  # and the gap map, if it can
         extra: dict[str, Any] = {"left_running": left}
         if sess.gaps:
             extra["gaps"] = sess.gaps
@@ -710,8 +712,6 @@ class Daemon:
         trailer["lost"] = sess.lost_names(lost)
         complete = True
         try:
-            if sess.drop_first_ts is not None:
-                self._write_drop_gap(sess)
             sess.writer.close(trailer)
         except OutputError as e:
             complete = False

@@ -75,8 +75,9 @@ class Daemon:
     def events(self, name: str) -> list[dict[str, Any]]:
         return [e for e in self.log() if e.get("event") == name]
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        assert self.proc is not None
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        if self.proc is None:
+            return None
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
