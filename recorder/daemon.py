@@ -110,7 +110,6 @@ class Session:
     waiters: list[Client] = field(default_factory=list)
     lost_written: int = 0
     lost_before: dict[str, int] = field(default_factory=dict)  # from before a restart
-    exits_seen: int = 0
     dropped: dict[int, int] = field(default_factory=dict)
     drop_first_ts: int | None = None
     drop_last_ts: int = 0
@@ -140,6 +139,8 @@ class Daemon:
         self.run_dir = Path(self.sock_path).parent
         self.state_dir = self.run_dir / "sessions"
         self.sessions: dict[str, Session] = {}
+        self.by_cg: dict[int, Session] = {}
+        self.ending: set[str] = set()  # sessions after `end`, until finished
         self.ended: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.clients: dict[int, Client] = {}
         self.sel = selectors.DefaultSelector()
@@ -309,25 +310,26 @@ class Daemon:
     def _note_exits(self) -> None:
         """A session whose cgroup may have emptied has recorded an exit."""
         now = time.monotonic()
-        for sess in list(self.sessions.values()):
-            exits = sess.sink.per_type[fmt.EventType.EXIT]
-            if exits != sess.exits_seen:
-                sess.exits_seen = exits
+        exited = self.dispatcher.exited
+        while exited:
+            sess = self.by_cg.get(exited.pop().cgroup_id)
+            if sess is not None:
                 self._maybe_empty(sess, now)
 
     def _maybe_empty(self, sess: Session, now: float) -> None:
         """An active session whose processes are all gone ends by itself,
         except a `record` session that its client still watches."""
-        if sess.state != "active" or (sess.kind == "record" and sess.owner is not None):
+        if sess.state == "finishing" or (sess.state == "active" and sess.kind == "record"
+                                         and sess.owner is not None):
             return
         if not sess.cg.populated():
-            sess.state = "ending"
-            sess.end_reason = "cgroup-empty"
+            if sess.state == "active":
+                self._begin_end(sess, "cgroup-empty", None, 0.0)
             sess.deadline = now
 
     def _advance_endings(self, now: float) -> None:
-        for sess in list(self.sessions.values()):
-            if sess.state == "ending" and (now >= sess.deadline or not sess.cg.populated()):
+        for sess in [self.sessions[sid] for sid in self.ending]:
+            if sess.state == "ending" and now >= sess.deadline:
                 sess.state = "finishing"
                 sess.finish_at = now + END_GRACE
             elif sess.state == "finishing" and now >= sess.finish_at:
@@ -644,6 +646,7 @@ class Daemon:
                 raise control.ControlError(control.E_FAILED, str(e)) from None
             raise
         self.sessions[session_id] = sess
+        self.by_cg[cg.id] = sess
         self.sessions_total += 1
         if sess.owner is not None:
             c.owns.add(session_id)
@@ -675,6 +678,7 @@ class Daemon:
             linger = 0.0 if sess.kind == "record" else self.cfg.linger
         if sess.state == "active":
             self._begin_end(sess, reason, status, float(linger))
+            self._maybe_empty(sess, time.monotonic())
         if wait is False:
             return {"ok": True, "session": sid, "ending": True}
         sess.waiters.append(c)
@@ -687,6 +691,7 @@ class Daemon:
         sess.end_reason = reason
         sess.exit_status = status
         sess.deadline = time.monotonic() + linger
+        self.ending.add(sess.id)
 
     def _finish(self, sess: Session) -> None:
         """The end of a session: drain, move leftovers out, trailer, cleanup."""
@@ -720,6 +725,8 @@ class Daemon:
             with contextlib.suppress(SessrecError):
                 sess.writer.close(None)
         del self.sessions[sess.id]
+        del self.by_cg[sess.cg.id]
+        self.ending.discard(sess.id)
         with contextlib.suppress(OSError):
             (self.state_dir / f"{sess.id}.json").unlink()
         summary = {"session": sess.id, "file": sess.file, "end_reason": reason,
@@ -765,6 +772,7 @@ class Daemon:
             if sess is None:
                 continue
             self.sessions[sess.id] = sess
+            self.by_cg[sess.cg.id] = sess
             self.sessions_total += 1
             self._maybe_empty(sess, time.monotonic())
 

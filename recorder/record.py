@@ -99,6 +99,9 @@ class Dispatcher:
     def __init__(self) -> None:
         self.sinks: dict[int, SessionSink] = {}
         self.orphan_records = 0
+        # Sessions that recorded an exit since the daemon last looked: only
+        # they can have become empty.
+        self.exited: set[SessionSink] = set()
 
     def __call__(self, view: memoryview, off: int, size: int) -> None:
         sink = self.sinks.get(_CGROUP_ID(view, off + _CGROUP_AT)[0])
@@ -111,12 +114,15 @@ class Dispatcher:
             sink.unknown += 1
             return
         sink.per_type[t] += 1
+        if t == _EXIT:
+            self.exited.add(sink)
         if view[start + 2]:  # the low byte of flags: truncation bits
             sink.count_flags(view[start + 2])
         sink.records += view[off : start + size]
 
 
 _FRAME = fmt.RECORD_FRAME.size
+_EXIT = int(fmt.EventType.EXIT)
 _CGROUP_ID = struct.Struct("<Q").unpack_from
 _CGROUP_AT = _FRAME + records.HEADER.offsets()["cgroup_id"]
 # The smallest valid record of each type (header and fixed body); a type the

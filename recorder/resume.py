@@ -61,7 +61,7 @@ def resume(d: Daemon, state_path: Path) -> Session | None:
     sess = Session(id=sid, kind=str(st["kind"]), pid=int(st["pid"]), uid=int(st["uid"]),
                    user=str(st["user"]), file=file, cg=cg, writer=writer, sink=sink,
                    auditing=None, started_at=header["started_at"], owner=None,
-                   lost_before=dict(lost_before), exits_seen=per_type[fmt.EventType.EXIT])
+                   lost_before=dict(lost_before))
     writer.on_drop = lambda k, raw: d._on_drop(sess, k, raw)
     d.dispatcher.sinks[cg.id] = sink
     d.programs.add_session(cg.id)
