@@ -258,3 +258,40 @@ def test_full_disk_drops_counts_and_recovers(daemon: Daemon, tmp_path: Path) -> 
         daemon.stop()
         if subprocess.run(["umount", str(small)], check=False).returncode:
             subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_ready_is_sent_to_the_notify_socket(tmp_path: Path) -> None:
+    """Type=notify without systemd here: the test is the notify socket."""
+    import socket
+
+    d = make_daemon(tmp_path)
+    addr = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.bind(addr)
+        s.settimeout(180)
+        os.environ["NOTIFY_SOCKET"] = addr
+        try:
+            d.start(wait=False)
+        finally:
+            del os.environ["NOTIFY_SOCKET"]
+        try:
+            msg = s.recv(4096).decode()
+            assert d.proc is not None
+            assert msg == f"READY=1\nMAINPID={d.proc.pid}\nSTATUS=serving"
+            # Ready means serving.
+            assert d.request("status")["pid"] == d.proc.pid
+            d.stop()
+            assert s.recv(4096) == b"STOPPING=1"
+        finally:
+            d.cleanup()
+
+
+def test_the_unit_file_verifies() -> None:
+    unit = Path(__file__).resolve().parents[2] / "systemd" / "sessrec.service"
+    r = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    text = unit.read_text()
+    for directive in ("Type=notify", "Restart=on-failure", "RuntimeDirectoryPreserve=yes",
+                      "ExecStart=/usr/local/bin/sessrec daemon"):
+        assert f"\n{directive}" in text
