@@ -51,7 +51,7 @@ class Daemon:
         cfg = tmp / "sessrec.toml"
         cfg.write_text(f'output_dir = "{self.out}"\ncontrol_socket = "{self.sock}"\n'
                        f'cgroup_root = "{self.root}"\nring_size = "{ring}"\n')
-        self.log = open(tmp / "daemon.log", "wb")  # noqa: SIM115
+        self.log = open(tmp / "daemon.log", "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sessrec", "daemon", "--config", str(cfg)],
             cwd=REPO, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
@@ -98,7 +98,7 @@ class Daemon:
 
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
 def cpu_share(d: Daemon, seconds: float) -> float:
@@ -172,7 +172,8 @@ def bench_active(d: Daemon, active: int, paced_n: int, paced_rate: int,
     out: list[dict[str, Any]] = []
     for i, r in enumerate(sessions):
         with open_session(r["file"]) as s:
-            opens = sum(1 for e in s.records() if e[fmt.I_TYPE] == fmt.EventType.OPEN and e[fmt.OPEN_PATH] == target.encode())
+            opens = sum(1 for e in s.records() if e[fmt.I_TYPE] == fmt.EventType.OPEN
+                        and e[fmt.OPEN_PATH] == target.encode())
             trailer = s.trailer or {}
         out.append({"flood": i == 0, "opens_recorded": opens,
                     "opens_true": flood_n if i == 0 else paced_n,
