@@ -40,7 +40,7 @@ from benchlib.common import build, proc_cpu_ns  # noqa: E402
 
 from replay.reader import open_session  # noqa: E402
 from sessrec import control  # noqa: E402
-from sessrec import format as fmt  # noqa: E402
+from sessrec.event import Open  # noqa: E402
 
 
 class Daemon:
@@ -172,8 +172,8 @@ def bench_active(d: Daemon, active: int, paced_n: int, paced_rate: int,
     out: list[dict[str, Any]] = []
     for i, r in enumerate(sessions):
         with open_session(r["file"]) as s:
-            opens = sum(1 for e in s.records() if e[fmt.I_TYPE] == fmt.EventType.OPEN
-                        and e[fmt.OPEN_PATH] == target.encode())
+            opens = sum(1 for e in s.records()
+                        if isinstance(e, Open) and e.requested_path == target.encode())
             trailer = s.trailer or {}
         out.append({"flood": i == 0, "opens_recorded": opens,
                     "opens_true": flood_n if i == 0 else paced_n,

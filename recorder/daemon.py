@@ -38,7 +38,6 @@ from recorder.cgroup import Mount, SessionCgroup, cgroup2_mount
 from recorder.daemonlog import Log
 from recorder.loader import KIND_FILES, PAGE_SIZE, LoadConfig, Programs, check_privileges
 from recorder.record import (
-    TYPE_NAMES,
     Dispatcher,
     SessionSink,
     _user,
@@ -51,6 +50,7 @@ from sessrec import __version__, control
 from sessrec import format as fmt
 from sessrec.config import Config
 from sessrec.errors import SessrecError
+from sessrec.event import TYPE_NAMES
 
 if TYPE_CHECKING:
     from recorder import audit

@@ -39,16 +39,16 @@ from recorder.loader import (
     check_privileges,
 )
 from recorder.writer import SessionWriter, check_writable
-from sessrec import __version__, control, records
+from sessrec import __version__, control, records, seal
 from sessrec import format as fmt
 from sessrec.errors import SessrecError
+from sessrec.event import TYPE_BY_NAME, TYPE_NAMES, EventFlag, EventType
 
 if TYPE_CHECKING:
     from recorder import audit
 
 DRAIN_INTERVAL = 0.005  # seconds between ring drains: short, as there are no wake-ups
 END_GRACE = 0.05        # after the cgroup empties, for programs still finishing on other CPUs
-TYPE_NAMES = {int(t): t.name.lower() for t in fmt.EventType}
 
 
 @dataclass
@@ -61,6 +61,7 @@ class RecordOptions:
     ring_pages: int = DEFAULT_RING_PAGES
     flush_interval: float = 1.0
     cwd: str | None = None
+    seal_key: str | None = None  # seal the file with this node key (sessrec.seal)
 
 
 class SessionSink:
@@ -84,9 +85,9 @@ class SessionSink:
         return {t: n for t, n in enumerate(self.per_type) if n}
 
     def count_flags(self, flags: int) -> None:
-        if flags & fmt.EventFlag.ARGV_TRUNCATED:
+        if flags & EventFlag.ARGV_TRUNCATED:
             self.truncated_argv += 1
-        if flags & fmt.EventFlag.PATH_TRUNCATED:
+        if flags & EventFlag.PATH_TRUNCATED:
             self.truncated_path += 1
 
 
@@ -122,7 +123,7 @@ class Dispatcher:
 
 
 _FRAME = fmt.RECORD_FRAME.size
-_EXIT = int(fmt.EventType.EXIT)
+_EXIT = int(EventType.EXIT)
 _CGROUP_ID = struct.Struct("<Q").unpack_from
 _CGROUP_AT = _FRAME + records.HEADER.offsets()["cgroup_id"]
 # The smallest valid record of each type (header and fixed body); a type the
@@ -354,6 +355,8 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
     """Records opts.command; returns its exit status as a shell reports it."""
     check_privileges()
     check_writable(opts.output, opts.force)
+    if opts.seal_key is not None:
+        seal.seal_key_status(opts.seal_key)  # usable? fail before the command starts
     if opts.cwd is not None and not os.path.isdir(opts.cwd):
         raise SessrecError(f"cannot run the command in {opts.cwd}: no such directory")
     mount = cgroup2_mount()
@@ -388,8 +391,10 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
             command=[_text(a) for a in opts.command], cwd=cwd,
             clock=(wall_ns, mono_ns), audit_header=auditing.start(), extra={"kind": "record"})
         try:
+            sealer = None if opts.seal_key is None else seal.start_file(opts.seal_key)
             writer = SessionWriter(
-                opts.output, header, force=opts.force, flush_interval=opts.flush_interval
+                opts.output, header, force=opts.force, flush_interval=opts.flush_interval,
+                sealer=sealer,
             )
         except BaseException:
             if proc is not None:
@@ -471,7 +476,7 @@ def record_via_daemon(opts: RecordOptions, conn: control.Connection,
                                linger=0)
     finally:
         sigs.restore()
-    lost = {fmt.TYPE_BY_NAME.get(k, 0): n for k, n in summary["lost"].items()}
+    lost = {TYPE_BY_NAME.get(k, 0): n for k, n in summary["lost"].items()}
     if lost:
         _warn(stderr, f"{sum(lost.values())} events lost (ring buffer full): "
               f"{lost_summary(lost)}; the daemon's ring_size is too small")

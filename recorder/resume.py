@@ -19,7 +19,7 @@ from recorder.cgroup import SessionCgroup
 from recorder.record import SessionSink
 from recorder.writer import SessionWriter
 from replay.reader import open_session
-from sessrec import format as fmt
+from sessrec.event import ARGV_TRUNCATED, PATH_TRUNCATED
 
 if TYPE_CHECKING:
     from recorder.daemon import Daemon, Session
@@ -41,11 +41,10 @@ def resume(d: Daemon, state_path: Path) -> Session | None:
     last_ts = 0
     with open_session(file, strict=False) as s:
         for ev in s.records():
-            per_type[ev[fmt.I_TYPE]] += 1
-            flags = ev[fmt.I_FLAGS]
-            argv_cut += bool(flags & fmt.EventFlag.ARGV_TRUNCATED)
-            path_cut += bool(flags & fmt.EventFlag.PATH_TRUNCATED)
-            last_ts = max(last_ts, ev[fmt.I_TS])
+            per_type[ev.type] += 1
+            argv_cut += bool(ev.flags & ARGV_TRUNCATED)
+            path_cut += bool(ev.flags & PATH_TRUNCATED)
+            last_ts = max(last_ts, ev.ts)
         header, trailer, damage, lost_before = s.header, s.trailer, s.damage, s.stats_lost
         gaps = [{k: v for k, v in g.items() if k != "k"} for g in s.gaps]
         unknown = sum(s.unknown_types.values())

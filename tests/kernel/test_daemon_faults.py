@@ -102,7 +102,7 @@ def test_sigkill_mid_session_continues_the_file_with_the_gap_stated(
         elif f"step-{i}" not in seen:
             missing_inside += 1
     assert missing_inside > 0
-    in_gap = [e for e in evs if gap_from < e[1] < gap_to]
+    in_gap = [e for e in evs if gap_from < e.ts < gap_to]
     assert not in_gap, "events recorded inside the gap"
     # The session's end is its own: the workload's exit, last.
     exits = [e for e in events if e["type"] == "exit" and e["pid"] == p.pid]

@@ -15,6 +15,7 @@ from daemonctl import Daemon, make_daemon
 
 from replay.reader import open_session
 from sessrec import format as fmt
+from sessrec.event import EventType, Exit
 
 pytestmark = pytest.mark.kernel
 N = 1000
@@ -66,6 +67,7 @@ def test_a_thousand_sessions(daemon: Daemon) -> None:
             assert s.trailer["end_reason"] == "cgroup-empty"
             assert s.trailer["lost"] == {}
         # The one event each: sleep killed by SIGTERM.
-        assert [(e[fmt.I_TYPE], e[fmt.I_PID]) for e in evs] == [(fmt.EventType.EXIT, pid)]
-        assert fmt.decode_exit(evs[0][fmt.EXIT_CODE_RAW]).signal == signal.SIGTERM
+        assert [(e.type, e.pid) for e in evs] == [(EventType.EXIT, pid)]
+        assert isinstance(evs[0], Exit)
+        assert fmt.decode_exit(evs[0].exit_code_raw).signal == signal.SIGTERM
         assert not Path(r["cgroup"]).exists()
