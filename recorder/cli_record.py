@@ -40,7 +40,8 @@ def register(sub: Any) -> None:
                    "implies --no-daemon, whose ring is its config's")
     r.add_argument("--seal-key", metavar="FILE",
                    help="seal the file with this node seal key (`sessrec keygen`); default: "
-                   "/etc/sessrec/seal.key when it exists")
+                   "/etc/sessrec/seal.key when it exists. Implies --no-daemon (the daemon "
+                   "seals with the default key)")
     r.add_argument("--no-seal", action="store_true",
                    help="do not seal the file, even when the node has a seal key")
     r.add_argument("-C", "--cwd", metavar="DIR", help="run the command in DIR")
@@ -99,7 +100,8 @@ def run(args: argparse.Namespace, io: Streams) -> int:
     if args.ring_pages:
         opts.ring_pages = args.ring_pages
     conn = None
-    if not (args.no_daemon or args.ring_pages):
+    # The daemon seals with the node's default key, or not at all.
+    if not (args.no_daemon or args.ring_pages or args.seal_key is not None):
         from recorder.cli_daemon import default_socket
         from sessrec import control
 

@@ -46,7 +46,7 @@ from recorder.record import (
     write_lost_stats,
 )
 from recorder.writer import OutputError, SessionWriter, check_writable
-from sessrec import __version__, control
+from sessrec import __version__, control, seal
 from sessrec import format as fmt
 from sessrec.config import Config
 from sessrec.errors import SessrecError
@@ -568,9 +568,10 @@ class Daemon:
         cwd = _field(req, "cwd", str, required=False)
         output = _field(req, "output", str, required=False)
         force = _field(req, "force", bool, required=False) or False
+        sealing = _field(req, "seal", bool, required=False) is not False
         login = _login(req.get("login"))
         unknown = set(req) - {"v", "op", "pid", "kind", "command", "cwd", "output", "force",
-                              "login"}
+                              "login", "seal"}
         if unknown:
             raise _bad(f"unknown field {sorted(unknown)[0]!r}")
         if output is not None and not output.startswith("/"):
@@ -617,7 +618,9 @@ class Daemon:
                 cwd=cwd, clock=(wall_ns, time.monotonic_ns()),
                 audit_header=auditing.start(),
                 extra={"kind": kind, **({"login": login} if login else {})})
-            writer = SessionWriter(output, header, force=force)
+            key = seal.seal_key_path(None) if sealing else None
+            sealer = None if key is None else seal.start_file(key)
+            writer = SessionWriter(output, header, force=force, sealer=sealer)
             sess = Session(id=session_id, kind=kind, pid=pid, uid=uid, user=user, file=output,
                            cg=cg, writer=writer, sink=SessionSink(cg.id, writer),
                            auditing=auditing, started_at=header["started_at"],

@@ -454,7 +454,8 @@ def record_via_daemon(opts: RecordOptions, conn: control.Connection,
         try:
             reply = conn.request("start", pid=proc.pid, kind="record",
                                  command=[_text(a) for a in opts.command], cwd=cwd,
-                                 output=os.path.abspath(opts.output), force=opts.force)
+                                 output=os.path.abspath(opts.output), force=opts.force,
+                                 seal=opts.seal_key is not None)
             if not reply.get("recorded"):
                 raise SessrecError(f"the daemon does not record this: {reply.get('reason')}")
         except BaseException:

@@ -19,6 +19,8 @@ from recorder.cgroup import SessionCgroup
 from recorder.record import SessionSink
 from recorder.writer import SessionWriter
 from replay.reader import open_session
+from replay.verify import sealed_end
+from sessrec import seal
 from sessrec.event import ARGV_TRUNCATED, PATH_TRUNCATED
 
 if TYPE_CHECKING:
@@ -54,6 +56,14 @@ def resume(d: Daemon, state_path: Path) -> Session | None:
         state_path.unlink()
         return None
     writer = SessionWriter(file, header, resume_at=damage.offset)
+    key = seal.seal_key_path(None)
+    if "seal" in header and key is not None:
+        # A new seal chain, whose first seal covers what the old one left unsealed.
+        start = sealed_end(file)
+        with open(file, "rb") as f:
+            f.seek(start)
+            unsealed = f.read(max(0, damage.offset - start))
+        writer.seal_from_here(seal.start_file(key), unsealed)
     sink = SessionSink(cg.id, writer)
     sink.per_type = per_type
     sink.truncated_argv, sink.truncated_path, sink.unknown = argv_cut, path_cut, unknown
