@@ -76,8 +76,8 @@ def resume(d: Daemon, state_path: Path) -> Session | None:
     d.programs.add_session(cg.id)
     end = time.monotonic_ns() - header["clock"]["mono_ns"]
     gap = {"ts": last_ts, "end": end, "reason": "restart",
-           "detail": "no daemon recorded this session (restarted or killed); "
-           f"the file was continued from byte {damage.offset}", "dropped": None}
+           "detail": "the daemon was restarted or killed; the file continues from byte "
+           f"{damage.offset}", "dropped": None}
     writer.add_map("gap", gap)
     sess.gaps = [*gaps, gap]
     d.log("session-resumed", session=sid, kind=sess.kind, user=sess.user, pid=sess.pid,

@@ -122,11 +122,6 @@ def run(args: argparse.Namespace, io: Streams) -> int:
             write_timeline(session, io.stdout, filters=filters, style=style, pacer=pacer,
                            follow=args.follow)
         io.stdout.flush()
-        from replay.base import describe_gap
-        from replay.text import printable
-
-        for gap in session.gaps:
-            io.warn(printable(describe_gap(gap)))
         warning = session.damage_warning()
         if warning:
             io.warn(warning)
