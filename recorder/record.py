@@ -488,24 +488,39 @@ def record_via_daemon(opts: RecordOptions, conn: control.Connection,
     return status
 
 
+class _EndWatch:
+    """When a recorded command's session is over, and why: the one rule of
+    both ways of recording (here, or through the daemon)."""
+
+    def __init__(self, cg: SessionCgroup, proc: Leader, sigs: _Signals,
+                 opts: RecordOptions) -> None:
+        self.cg, self.proc, self.sigs, self.opts = cg, proc, sigs, opts
+        self.leader_exit_at: float | None = None
+
+    def reason(self, now: float) -> str | None:
+        if self.leader_exit_at is None and self.proc.poll() is not None:
+            self.leader_exit_at = now
+            self.sigs.leader_done = True
+        if self.leader_exit_at is None:
+            return None
+        if not self.cg.populated():
+            return "cgroup-empty"
+        if not self.opts.wait_leftovers:
+            return "leader-exited"
+        if self.sigs.stop_waiting:
+            return "interrupted"
+        timeout = self.opts.wait_timeout
+        if timeout is not None and now - self.leader_exit_at >= timeout:
+            return "wait-timeout"
+        return None
+
+
 def _wait_done(cg: SessionCgroup, proc: Leader, sigs: _Signals, opts: RecordOptions) -> str:
     """_drain_until_done's waiting, for a session the daemon drains."""
-    leader_exit_at: float | None = None
-    while True:
-        now = time.monotonic()
-        if leader_exit_at is None and proc.poll() is not None:
-            leader_exit_at = now
-            sigs.leader_done = True
-        if leader_exit_at is not None:
-            if not cg.populated():
-                return "cgroup-empty"
-            if not opts.wait_leftovers:
-                return "leader-exited"
-            if sigs.stop_waiting:
-                return "interrupted"
-            if opts.wait_timeout is not None and now - leader_exit_at >= opts.wait_timeout:
-                return "wait-timeout"
+    watch = _EndWatch(cg, proc, sigs, opts)
+    while (reason := watch.reason(time.monotonic())) is None:
         time.sleep(DRAIN_INTERVAL)
+    return reason
 
 
 def _shell_status(returncode: int) -> int:
@@ -521,7 +536,7 @@ def _drain_until_done(
     opts: RecordOptions,
     stderr: TextIO,
 ) -> str:
-    leader_exit_at: float | None = None
+    watch = _EndWatch(cg, proc, sigs, opts)
     warned_lost = 0
     next_loss_check = 0.0
     while True:
@@ -538,17 +553,8 @@ def _drain_until_done(
                 if warned_lost == 0:
                     _warn(stderr, "events are being lost (ring buffer full); recording goes on")
                 warned_lost = total
-        if leader_exit_at is None and proc.poll() is not None:
-            leader_exit_at = now
-            sigs.leader_done = True
-        if leader_exit_at is not None:
-            if not cg.populated():
-                return "cgroup-empty"
-            if not opts.wait_leftovers:
-                return "leader-exited"
-            if sigs.stop_waiting:
-                return "interrupted"
-            if opts.wait_timeout is not None and now - leader_exit_at >= opts.wait_timeout:
-                return "wait-timeout"
+        reason = watch.reason(now)
+        if reason is not None:
+            return reason
         if not busy:
             time.sleep(DRAIN_INTERVAL)
