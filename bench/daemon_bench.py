@@ -199,7 +199,7 @@ def main() -> int:
     ap.add_argument("--paced", type=int, default=20000, help="opens per paced session")
     ap.add_argument("--paced-rate", type=int, default=4000, help="opens/s per paced session")
     ap.add_argument("--flood", type=int, default=2_000_000, help="opens of the flooding one")
-    ap.add_argument("--ring", default="32MiB")
+    ap.add_argument("--ring", default="1MiB", help="each session's ring (config ring_size)")
     ap.add_argument("--out", type=Path, default=HERE / "out" / "daemon.json")
     a = ap.parse_args()
     if os.geteuid() != 0:

@@ -125,7 +125,7 @@ def cgroup2() -> Path:
     return cgroup2_mount().path
 
 
-def make_daemon(base: Path, extra: str = "", name: str = "d") -> Daemon:
+def make_daemon(base: Path, extra: str = "", name: str = "d", ring: str = "1MiB") -> Daemon:
     d = base / name
     d.mkdir(parents=True, exist_ok=True)
     os.chmod(d, 0o755)
@@ -136,7 +136,7 @@ def make_daemon(base: Path, extra: str = "", name: str = "d") -> Daemon:
     root = f"sessrec-test-{os.getpid()}-{next(_n)}"
     cfg = d / "sessrec.toml"
     cfg.write_text(f'output_dir = "{out}"\ncontrol_socket = "{sock}"\n'
-                   f'cgroup_root = "{root}"\nring_size = "8MiB"\n{extra}')
+                   f'cgroup_root = "{root}"\nring_size = "{ring}"\n{extra}')
     return Daemon(dir=d, config=cfg, socket=str(sock), out=out, cgroup_root=root,
                   log_path=d / "daemon.log")
 

@@ -174,7 +174,7 @@ def test_status(daemon: Daemon) -> None:
     assert "syscalls:sys_exit_openat" in s["programs"] and "sched:sched_process_exec" in \
         s["programs"]
     assert s["events"] == ["command", "disk", "network"]
-    assert s["ring_size"] == 8 << 20 and s["sessions_active"] == 0
+    assert s["ring_size"] == 1 << 20 and s["sessions_active"] == 0
     for k in ("events_per_second", "lost_total", "events_total", "uptime_s", "sessions"):
         assert k in s
     status, out, _ = run_cli("status", "--socket", daemon.socket)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemonctl import Daemon, make_daemon
+from daemonctl import Daemon, gated, make_daemon, release
 
 from replay.reader import open_session
 from sessrec import format as fmt
@@ -23,7 +23,7 @@ N = 1000
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    d = make_daemon(tmp_path)
+    d = make_daemon(tmp_path, ring="256KiB")
     try:
         yield d.start()
     finally:
@@ -71,3 +71,35 @@ def test_a_thousand_sessions(daemon: Daemon) -> None:
         assert isinstance(evs[0], Exit)
         assert fmt.decode_exit(evs[0].exit_code_raw).signal == signal.SIGTERM
         assert not Path(r["cgroup"]).exists()
+
+
+def test_a_flooding_session_costs_the_others_nothing(tmp_path: Path,
+                                                    progs: dict[str, Path]) -> None:
+    """Each session has its own ring: one opening as fast as it can fills
+    its own, and 19 others at a steady pace lose nothing (each exactly its
+    opens). The flooder's own losses, if any, are counted in its file."""
+    d = make_daemon(tmp_path, ring="256KiB")
+    try:
+        d.start()
+        target = "/etc/hostname"
+        flood = gated([str(progs["open_many"]), "3000000", target])
+        paced = [gated([str(progs["open_paced"]), "4000", "1000", target]) for _ in range(19)]
+        started = [d.request("start", pid=p.pid, kind="pam") for p in [flood, *paced]]
+        for p in [flood, *paced]:
+            release(p)
+        for p in [flood, *paced]:
+            assert p.wait(300) == 0
+        files = [d.wait_ended(r["session"])["file"] for r in started]
+    finally:
+        d.cleanup()
+    for i, path in enumerate(files):
+        with open_session(path) as s:
+            opens = sum(1 for e in s.records()
+                        if e.type == EventType.OPEN and e.requested_path == target.encode())
+            trailer = s.trailer
+        assert trailer is not None
+        lost = sum(trailer["lost"].values())
+        if i == 0:
+            assert opens + trailer["lost"].get("open", 0) == 3000000
+        else:
+            assert (opens, lost) == (4000, 0), f"paced session {i} lost events"
