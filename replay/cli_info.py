@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from sessrec.cli import ExitStatus, Streams, add_command
@@ -25,11 +24,11 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace, io: Streams) -> int:
     from replay.info import format_info, session_info
+    from replay.text import json_text
 
     info = session_info(args.file)
     if args.json:
-        json.dump(info, io.stdout, indent=2, ensure_ascii=False)
-        io.stdout.write("\n")
+        io.stdout.write(json_text(info, io.stdout) + "\n")
     else:
         io.stdout.write(format_info(info))
     return ExitStatus.OK

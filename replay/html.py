@@ -29,9 +29,9 @@ import json
 import os
 from typing import Any
 
-from replay.base import Session, describe_gap
+from replay.base import Session, describe_gap, no_gc
 from replay.events import with_paths
-from replay.model import ProcessModel, no_gc
+from replay.model import ProcessModel
 from replay.text import ERRNO_NAMES, SIGNAL_NAMES, printable, show
 from replay.timeline import address_text, argv_text
 from sessrec import __version__
@@ -121,6 +121,8 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
     with no_gc():
         for ev, path in with_paths(session):
             proc = feed(ev, path)
+            if proc.seq < 0:  # past the model's MAX_PROCESSES: left out (a warning says)
+                continue
             s = -1
             r = 0
             x = 0
@@ -241,6 +243,9 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
     warnings = []
     if damage is not None:
         warnings.append(printable(damage.warning(name, len(t_col))))
+    limit = model.limit_warning()
+    if limit:
+        warnings.append(limit + ".")
     lost_total = sum(v for v in lost.values() if v > 0)
     if lost_total:
         per = ", ".join(f"{v} {printable(k)}" for k, v in lost.items() if v > 0)

@@ -195,6 +195,8 @@ class EventFilter:
 
     def _in_subtree(self, proc: Process | None) -> bool:
         pid = self.f.pid
+        if proc is not None and proc.seq < 0:  # not in the model: no lineage
+            return proc.pid == pid
         chain = []
         answer = False
         while proc is not None:
@@ -411,7 +413,11 @@ def write_timeline(
     session.damage (if any) is the caller's to report afterwards."""
     style = style or Style(False)
     header = session.header
-    keep = EventFilter(filters or Filters(), header["leader_pid"])
+    filters = filters or Filters()
+    keep = EventFilter(filters, header["leader_pid"])
+    # Without a model to feed, an event of another type is dropped here,
+    # before a call (the --type filter of keep() says the same).
+    types = filters.types if not filters.needs_model else None
     safe = encodable(out)
     flush = follow or pacer is not None
     write = out.write
@@ -430,7 +436,7 @@ def write_timeline(
     for ev, path in with_paths(session, follow=follow, poll_interval=poll_interval):
         if len(session.gaps) != gaps:
             n += gap_lines()
-        if not keep(ev, path):
+        if (types is not None and ev.type not in types) or not keep(ev, path):
             continue
         if pacer is not None:
             pacer.wait(ev.ts)

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO, NoReturn
 
 import msgpack
 import zstandard
 
-from replay.base import Damage, Session
+from replay.base import Damage, Session, no_gc
 from sessrec import format as fmt
 from sessrec.errors import FormatError
 from sessrec.event import CLASSES, REQUIRED_TYPES, Event, EventType, Exec, make
@@ -217,7 +217,7 @@ class SessionV1(Session):
                 raise FormatError(c.reason, self.path, c.offset) from None
             self.damage = Damage(c.offset, c.reason, truncated=False)
 
-    def _chunks(self, follow: bool, poll_interval: float) -> Iterator[list[Event]]:
+    def _chunks(self, follow: bool, poll_interval: float) -> Iterator[Iterable[Event]]:
         f = self._file
         pos = self._body_start
         while True:
@@ -244,7 +244,7 @@ class SessionV1(Session):
             yield self._body_chunk(kind, raw, pos)
             pos = end
 
-    def _body_chunk(self, kind: fmt.ChunkKind, raw: bytes, pos: int) -> list[Event]:
+    def _body_chunk(self, kind: fmt.ChunkKind, raw: bytes, pos: int) -> Iterable[Event]:
         """The events of a chunk after the header; the trailer is kept.
         Damage raises _Corrupt with the chunk's events before it."""
         if kind == fmt.ChunkKind.EVENTS:
@@ -286,7 +286,8 @@ class SessionV1(Session):
     def _events(self, raw: bytes, pos: int) -> list[Event]:
         out: list[Event] = []
         try:
-            self._unpack_events(raw, pos, out)
+            with no_gc():
+                self._unpack_events(raw, pos, out)
         except _Corrupt as c:
             c.before = out
             raise

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
+from replay.text import encodable, printable
 from sessrec import __version__
 from sessrec.errors import SessrecError, UsageError
 
@@ -59,7 +60,7 @@ class Streams:
     stderr: TextIO
 
     def warn(self, message: str) -> None:
-        print(f"sessrec: warning: {message}", file=self.stderr)
+        print(f"sessrec: warning: {printable(message)}", file=self.stderr)
 
 
 Command = Callable[[argparse.Namespace, Streams], int]
@@ -122,9 +123,20 @@ def build_parser() -> Parser:
     return p
 
 
+def _never_unencodable(stream: TextIO) -> None:
+    """A stream that does not take UTF-8 (PYTHONIOENCODING=ascii, a Latin-1
+    locale) writes what it cannot encode as \\xNN escapes instead of raising:
+    a host name like café must not end a command with a traceback."""
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None and not encodable(stream):
+        reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None,
          stderr: TextIO | None = None) -> int:
     io = Streams(stdout or sys.stdout, stderr or sys.stderr)
+    for stream in (io.stdout, io.stderr):
+        _never_unencodable(stream)
     parser = build_parser()
     try:
         try:
@@ -139,7 +151,9 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None,
             return ExitStatus.USAGE
         return func(args, io)
     except SessrecError as e:
-        print(f"sessrec: error: {e}", file=io.stderr)
+        # File names and reasons can come from a hostile file: escaped,
+        # and so on one line.
+        print(f"sessrec: error: {printable(str(e))}", file=io.stderr)
         return e.exit_status
     except KeyboardInterrupt:
         print("sessrec: interrupted", file=io.stderr)

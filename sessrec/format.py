@@ -396,8 +396,13 @@ class TimeFormatter:
         sec, ns = divmod(wall_ns, 1_000_000_000)
         if sec != self._sec:
             self._sec = sec
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+            self._prefix = self.second(sec)
         return f"{self._prefix}.{ns:09d}Z"
+
+    @staticmethod
+    def second(sec: int) -> str:
+        """'2026-11-21T11:10:02': the time's text up to its second."""
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
 
 
 class ExitStatus(NamedTuple):
