@@ -3,9 +3,8 @@
 One process, one thread, one non-blocking event loop over the control
 socket's connections, with the ring drained between them. Sessions are
 started and ended through the control socket (docs/CONTROL.md); each has its
-own cgroup and its own file. Records are routed to their session's file by
-the cgroup id in their header (record.Dispatcher): see docs/PERFORMANCE.md
-for why the ring is shared.
+own cgroup, its own ring buffer (loader.Programs) and its own file, so that
+a session that floods loses only its own events (docs/PERFORMANCE.md).
 
 What survives the daemon (a restart, a SIGKILL): the session cgroups, and a
 state file per session (<socket dir>/sessions/<id>.json). A new daemon finds
