@@ -11,6 +11,7 @@ import shlex
 from typing import Any
 
 from replay.auditlog import audit_info, describe_audit
+from replay.base import describe_gap
 from replay.reader import open_session, read_trailer_fast
 from replay.text import duration_text, printable
 from replay.timeline import rfc3339_ns
@@ -93,6 +94,10 @@ def session_info(path: str | os.PathLike[str], check: bool = False) -> dict[str,
             "damage": None if damage is None else damage.as_dict(),
             "checked": checked,
         }
+        # A finished file's trailer repeats its gaps (2.1); an unfinished one was scanned.
+        gaps = session.gaps if trailer is None else trailer.get("gaps", [])
+        if gaps:  # the key only when there are any: summaries of older files stay as they were
+            info["gaps"] = [dict(g) for g in gaps]
         if "audit" in header:  # format 1.1 and later
             info["audit"] = audit_info(header, trailer)
         return info
@@ -159,6 +164,8 @@ def format_info(info: dict[str, Any]) -> str:
         rows.insert(2, ("audit", describe_audit(info["audit"])))
     if info["unknown_types"]:
         rows.append(("unknown", f"{info['unknown_types']} events of unknown types"))
+    for gap in info.get("gaps", []):
+        rows.append(("gap", describe_gap(gap).removeprefix("gap ")))
     rows.append(("format", info["format_version"]))
     rows.append(("file", _file_state(info)))
     width = max(len(name) for name, _ in rows) + 2
