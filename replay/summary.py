@@ -26,7 +26,7 @@ from typing import Any
 
 from replay.base import Damage, Session
 from replay.terms import parse_instant
-from sessrec import format as fmt
+from sessrec import linux
 from sessrec.event import ARGV_TRUNCATED, PATH_TRUNCATED, TYPE_NAMES, Event, Exit
 
 
@@ -134,7 +134,7 @@ class Tally:
             self.argv_truncated += bool(flags & ARGV_TRUNCATED)
             self.path_truncated += bool(flags & PATH_TRUNCATED)
         if type(ev) is Exit and ev.pid == self.leader:
-            self.exit_status = fmt.shell_status(ev.exit_code_raw)
+            self.exit_status = linux.shell_status(ev.exit_code_raw)
 
     def summary(self, session: Session) -> SessionSummary:
         header = session.header
