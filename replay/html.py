@@ -34,9 +34,10 @@ from replay.events import with_paths
 from replay.model import ProcessModel
 from replay.summary import Tally
 from replay.text import printable, show
-from replay.timeline import address_text, argv_text, exit_text
+from replay.timeline import READ_FAILED_NOTE, address_text, argv_text, exit_text
 from sessrec import __version__, linux
 from sessrec.event import (
+    READ_FAILED,
     TYPE_NAMES,
     Chdir,
     Connect,
@@ -168,6 +169,8 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
                     s = exit_texts[x] = strings(exit_text(x))
             elif type(ev) is Fork:
                 x = ev.child_pid
+            if ev.flags & READ_FAILED and s >= 0:
+                s = strings(f"{strings.items[s]} {READ_FAILED_NOTE}")
             us = ev.ts // 1000
             t_col.append(ev.type)
             dt_col.append(us - prev)

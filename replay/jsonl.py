@@ -21,6 +21,7 @@ from sessrec import linux
 from sessrec.event import (
     ARGV_TRUNCATED,
     PATH_TRUNCATED,
+    READ_FAILED,
     TYPE_NAMES,
     Chdir,
     Connect,
@@ -161,6 +162,8 @@ def write_jsonl(
         else:  # a type this module does not know yet: the common fields only
             name = TYPE_NAMES.get(ev.type, f"type_{ev.type}")
             line = f'{{"type":{json.dumps(name)},{common}}}\n'
+        if ev.flags & READ_FAILED:  # its path, argv or address is missing or partial
+            line = line[:-2] + ',"read_failed":true}\n'
         write(line)
         n += 1
     return n

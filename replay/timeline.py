@@ -17,7 +17,7 @@ import shlex
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 from replay.base import Session, describe_gap
 from replay.events import with_paths
@@ -30,6 +30,7 @@ from sessrec.errors import UsageError
 from sessrec.event import (
     ARGV_TRUNCATED,
     PATH_TRUNCATED,
+    READ_FAILED,
     TYPE_BY_NAME,
     TYPE_NAMES,
     Chdir,
@@ -215,8 +216,18 @@ def address_text(addr: linux.SockAddr, protocol: str | None) -> str:
     return f"{addr.family_name} {protocol or '?'} {where}".rstrip(" ?")
 
 
+# An event whose path, argv or address the BPF program could not read from
+# the process (SR_FLAG_READ_FAILED): what is shown is missing or partial.
+READ_FAILED_NOTE: Final = "[not read: the kernel could not read it from the process]"
+
+
 def details(ev: Event, path: bytes | None, style: Style) -> str:
     """The details column of one event, with its resolved path."""
+    text = _details(ev, path, style)
+    return f"{text} {READ_FAILED_NOTE}" if ev.flags & READ_FAILED else text
+
+
+def _details(ev: Event, path: bytes | None, style: Style) -> str:
 
     def ret(r: int, is_failure: bool) -> str:
         text = f"= {result(r)}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
 import threading
 import time
@@ -269,3 +270,22 @@ def test_follow_a_growing_file(tmp_path: Path) -> None:
     assert not t.is_alive()
     assert result == {"n": 2, "damage": None}
     assert [cols(x)[2] for x in out.getvalue().splitlines()] == ["exec", "exit"]
+
+
+def test_an_unreadable_path_or_argv_is_said_so(tmp_path: Path) -> None:
+    """SR_FLAG_READ_FAILED: the kernel could not read the path, argv or
+    address; the empty value is not shown as if it were the data."""
+    p = tmp_path / "rf.srec"
+    write_session(p, [
+        [EXEC, 1, 1000, 1000, 1, 0, b"sh", 4, 0, b"", [], 2, 1000, 0],
+        [OPEN, 2, 1000, 1000, 1, 0, b"sh", 4, -14, 1, -100, b"", 0, 0],
+        [OPEN, 3, 1000, 1000, 1, 0, b"sh", 0, 3, 1, -100, b"/etc/passwd", 0, 0],
+    ])
+    status, out, err = run("replay", str(p))
+    shown = out.splitlines()
+    assert status == 0 and err == "" and len(shown) == 3
+    assert all("[not read: the kernel could not read it" in line for line in shown[:2])
+    assert "not read" not in shown[2]
+    status, out, err = run("export", str(p), "--format", "jsonl")
+    docs = [json.loads(line) for line in out.splitlines()]
+    assert [d.get("read_failed") for d in docs] == [True, True, None]
