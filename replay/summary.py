@@ -51,10 +51,6 @@ class SessionSummary:
     gaps: tuple[Mapping[str, Any], ...] = ()
 
     @property
-    def has_trailer(self) -> bool:
-        return self.trailer is not None
-
-    @property
     def complete(self) -> bool:
         return self.trailer is not None and self.damage is None
 

@@ -45,8 +45,6 @@ SIGNATURE: Final = b"SESSREC\0"
 
 # --- framing ------------------------------------------------------------------
 
-SKIPPABLE_MAGIC_MIN: Final = 0x184D2A50
-SKIPPABLE_MAGIC_MAX: Final = 0x184D2A5F
 PREAMBLE_MAGIC: Final = 0x184D2A50
 DESCRIPTOR_MAGIC: Final = 0x184D2A51
 FOOTER_MAGIC: Final = 0x184D2A52

@@ -44,7 +44,6 @@ AT_FDCWD: Final = -100
 O_CLOEXEC: Final = 0o2000000
 
 OPEN_SYSCALLS: Final = ("open", "openat", "openat2", "creat")  # enum sr_open_syscall
-EXEC_SYSCALLS: Final = ("execve", "execveat")  # enum sr_exec_syscall
 
 
 def syscall_name(names: tuple[str, ...], number: int) -> str:
