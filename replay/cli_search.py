@@ -66,7 +66,7 @@ def register(sub: Any) -> None:
 
 
 def build_query(args: argparse.Namespace, now_ns: int) -> Any:
-    from replay.index import Query
+    from replay.index_query import Query
     from replay.terms import parse_dest, parse_time
 
     for option in ("path", "cmd", "user"):

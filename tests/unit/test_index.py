@@ -14,14 +14,9 @@ import pytest
 from srec_util import GOLDEN, HEADER, TRAILER, ev, write_session
 
 from recorder.writer import SessionWriter
-from replay.index import (
-    INDEX_NAME,
-    Query,
-    SessionIndex,
-    choose_index_path,
-    open_index,
-    sql_glob_equivalent,
-)
+from replay.index import SessionIndex, open_index
+from replay.index_location import INDEX_NAME, choose_index_path
+from replay.index_query import Query, sql_glob_equivalent
 from replay.terms import parse_dest, parse_time
 from sessrec.cli import main
 from sessrec.errors import UsageError
