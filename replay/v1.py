@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import struct
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO, NoReturn
 
@@ -40,6 +41,7 @@ _LAYOUT: dict[int, tuple[type[Event], tuple[type, ...], int, int]] = {
     t: (cls, REQUIRED_TYPES[t], len(REQUIRED_TYPES[t]), len(cls._fields))
     for t, cls in CLASSES.items()
 }
+_TYPE_OF: dict[type[Event], int] = {cls: t for t, cls in CLASSES.items()}
 _EXEC = int(EventType.EXEC)
 _EXEC_ARGV = Exec._fields.index("argv")
 _new = tuple.__new__
@@ -291,12 +293,20 @@ class SessionV1(Session):
         except _Corrupt as c:
             c.before = out
             raise
+        finally:
+            self._count(out)
         return out
+
+    def _count(self, events: list[Event]) -> None:
+        """Count a chunk's events by type, at once (Counter counts in C)."""
+        counts = self._counts
+        for cls, n in Counter(map(type, events)).items():
+            t = _TYPE_OF[cls]
+            counts[t] = counts.get(t, 0) + n
 
     def _unpack_events(self, raw: bytes, pos: int, out: list[Event]) -> None:
         unpacker = _unpacker(raw)
         layout = _LAYOUT.get
-        counts = self._counts
         append = out.append
         try:
             for obj in unpacker:
@@ -309,17 +319,16 @@ class SessionV1(Session):
                         self.unknown_types[t] = self.unknown_types.get(t, 0) + 1
                         continue
                     cls, types, n, n_fields = lay
-                    if len(obj) == n == n_fields:  # as this version writes it
+                    k = len(obj)
+                    if k == n == n_fields:  # as this version writes it
                         ok = tuple(map(type, obj)) == types
                     else:  # fields of another minor version
-                        ok = len(obj) >= n and tuple(map(type, obj[:n])) == types
+                        ok = k >= n and tuple(map(type, obj[:n])) == types
                     if not ok or (
                         t == _EXEC and not all(type(a) is bytes for a in obj[_EXEC_ARGV])
                     ):
                         _fail(pos, f"bad event: {event_problem(obj)}")
-                    ev = _new(cls, obj) if len(obj) == n_fields else make(obj)
-                    counts[t] = counts.get(t, 0) + 1
-                    append(ev)
+                    append(_new(cls, obj) if k == n_fields else make(obj))
                 elif type(obj) is dict:
                     self._map_record(obj, pos)
                 else:

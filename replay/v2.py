@@ -61,6 +61,8 @@ class SessionV2(SessionV1):
             except _Corrupt as c:
                 c.before = out
                 raise
+            finally:
+                self._count(out)
             return out
         return super()._body_chunk(kind, raw, pos)
 
@@ -89,7 +91,6 @@ class SessionV2(SessionV1):
         decode = decoder.decode
         frame = _FRAME.unpack_from
         view = memoryview(raw)
-        counts = self._counts
         end = len(raw)
         stop = end if stop is None else min(stop, end)
         while at < stop:
@@ -108,7 +109,5 @@ class SessionV2(SessionV1):
                 t = raw[start] | raw[start + 1] << 8
                 self.unknown_types[t] = self.unknown_types.get(t, 0) + 1
                 continue
-            t = ev.type
-            counts[t] = counts.get(t, 0) + 1
             append(ev)
         return at
