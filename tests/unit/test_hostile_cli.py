@@ -55,6 +55,8 @@ def test_file_names_are_escaped_in_errors_and_warnings(tmp_path: Path) -> None:
     status, _out, err = run(["replay", str(evil)])
     assert status == 0 and err.startswith("sessrec: warning: ") and err.count("\n") == 1
     assert "\x1b" not in err and "\x07" not in err
+    status, out, _err = run(["verify", str(evil)])
+    assert status == 7 and "\x1b" not in out and "\\x1b]0;pwned" in out
 
 
 def test_json_outputs_pass_no_terminal_controls(tmp_path: Path) -> None:
