@@ -38,6 +38,7 @@ from recorder.loader import (
     check_privileges,
 )
 from recorder.writer import SessionWriter, check_writable
+from replay.text import printable
 from sessrec import __version__, records, seal
 from sessrec import format as fmt
 from sessrec.errors import SessrecError
@@ -234,6 +235,39 @@ class Leader:
         self.send_signal(signal.SIGKILL)
 
 
+# How long after the command's exit its leftovers are named: most children
+# of a shell end within milliseconds of it, and need no notice.
+WAIT_NOTICE_AFTER = 0.5
+_NAMED = 5  # leftover processes named in the notice, at most
+
+
+def _cmdline(pid: int) -> str:
+    """What a process runs, as ps shows it: its argv, else [comm]."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read(4096).rstrip(b"\0").split(b"\0")
+        if argv != [b""]:
+            return printable(" ".join(a.decode("utf-8", "backslashreplace") for a in argv))
+        with open(f"/proc/{pid}/comm", "rb") as f:
+            return f"[{printable(f.read().strip().decode('utf-8', 'backslashreplace'))}]"
+    except OSError:
+        return "(exited)"
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def waiting_notice(pids: list[int], timeout: float | None) -> str:
+    """The one line record prints when the command has exited but left
+    processes running, which it goes on recording."""
+    shown = ", ".join(f"{pid} {_short(_cmdline(pid))}" for pid in pids[:_NAMED])
+    more = f" and {len(pids) - _NAMED} more" if len(pids) > _NAMED else ""
+    limit = "" if timeout is None else f" (at most {timeout:g} s)"
+    return (f"sessrec: the command exited; recording goes on while what it left runs{limit}: "
+            f"{shown}{more}. Ctrl-C stops the wait.")
+
+
 def _warn(stderr: TextIO, msg: str) -> None:
     print(f"sessrec: warning: {msg}", file=stderr)
 
@@ -369,6 +403,7 @@ def _drain_until_done(
     stderr: TextIO,
 ) -> str:
     leader_exit_at: float | None = None
+    told_waiting = False
     warned_lost = 0
     next_loss_check = 0.0
     while True:
@@ -401,5 +436,8 @@ def _drain_until_done(
                 return "interrupted"
             if opts.wait_timeout is not None and now - leader_exit_at >= opts.wait_timeout:
                 return "wait-timeout"
+            if not told_waiting and now - leader_exit_at >= WAIT_NOTICE_AFTER:
+                told_waiting = True
+                print(waiting_notice(cg.pids(), opts.wait_timeout), file=stderr)
         if not busy:
             time.sleep(DRAIN_INTERVAL)
