@@ -178,3 +178,17 @@ def test_damage_in_a_large_records_chunk_keeps_the_events_before_it(tmp_path: Pa
     with open_session(p, strict=False) as s:
         n = sum(1 for _ in s.records())
     assert n == 100_000 and s.damage is not None and "overruns" in s.damage.reason
+
+
+def test_ls_and_search_index_hostile_files_within_bounds(tmp_path: Path) -> None:
+    """The index reads every event of every file: the same bounds."""
+    d = tmp_path / "sessions"
+    d.mkdir()
+    for name, build in (*BOMBS.items(), ("deep", lambda: deep_chain(20_000)),
+                        ("failed", lambda: failed_execs(50_000)),
+                        ("records", lambda: nul_argv_execs(complete=True))):
+        (d / f"{name}.srec").write_bytes(build())
+    for argv in (["ls", str(d)], ["ls", "--json", str(d)], ["search", str(d), "--path", "/x"]):
+        r = run_bounded(argv)
+        assert r.status in (0, 1) and "Traceback" not in r.stderr, (argv, r.stderr)
+        assert all(line.startswith("sessrec: ") for line in r.stderr.splitlines())
