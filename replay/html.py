@@ -29,7 +29,7 @@ import json
 import os
 from typing import Any
 
-from replay.base import Session, no_gc
+from replay.base import Session, describe_gap, no_gc
 from replay.events import with_paths
 from replay.model import ProcessModel
 from replay.summary import Tally
@@ -261,6 +261,7 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
         per = ", ".join(f"{v} {printable(k)}" for k, v in lost.items() if v > 0)
         warnings.append(f"{lost_total} events were lost during the recording ({per}): the "
                         "process tree and timeline may miss processes and events.")
+    warnings += [printable(describe_gap(gap)) + "." for gap in session.gaps]
     if summary["unknown_types"]:
         warnings.append(f"{summary['unknown_types']} events of types this sessrec does not "
                         "know were skipped.")

@@ -11,6 +11,7 @@ import shlex
 from typing import Any
 
 from replay.auditlog import audit_info, describe_audit
+from replay.base import describe_gap
 from replay.reader import open_session, read_trailer_fast
 from replay.summary import SessionSummary, Tally, from_trailer
 from replay.text import duration_text, printable
@@ -65,6 +66,8 @@ def info_dict(summary: SessionSummary) -> dict[str, Any]:
         "damage": None if damage is None else damage.as_dict(),
         "checked": summary.body_checked,
     }
+    if summary.gaps:  # the key only when there are any: older files' summaries stay as they were
+        info["gaps"] = [dict(g) for g in summary.gaps]
     if "audit" in header:  # format 1.1 and later
         info["audit"] = audit_info(header, summary.trailer)
     return info
@@ -134,6 +137,8 @@ def format_info(info: dict[str, Any]) -> str:
         rows.insert(2, ("audit", describe_audit(info["audit"])))
     if info["unknown_types"]:
         rows.append(("unknown", f"{info['unknown_types']} events of unknown types"))
+    for gap in info.get("gaps", []):
+        rows.append(("gap", describe_gap(gap).removeprefix("gap ")))
     rows.append(("format", info["format_version"]))
     rows.append(("file", _file_state(info)))
     width = max(len(name) for name, _ in rows) + 2

@@ -47,6 +47,8 @@ class SessionSummary:
     damage: Damage | None
     events_read: int | None  # None when the events were not read
     body_checked: bool  # whether every event was read (and its chunk checked)
+    # "gap" maps (2.1): the trailer's of a finished file, else those read
+    gaps: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def has_trailer(self) -> bool:
@@ -106,7 +108,7 @@ def from_trailer(session: Session, trailer: Mapping[str, Any]) -> SessionSummary
         exit_status=trailer["exit_status"], counts=per_type(trailer["counts"]),
         lost=per_type(trailer["lost"]), truncated=dict(trailer["truncated"]),
         unknown_types=trailer["unknown_types"], damage=None, events_read=None,
-        body_checked=False,
+        body_checked=False, gaps=tuple(trailer.get("gaps", ())),
     )
 
 
@@ -150,4 +152,5 @@ class Tally:
             exit_status=exit_status, counts=counts, lost=lost, truncated=truncated,
             unknown_types=unknown, damage=session.damage, events_read=session.events_read,
             body_checked=True,
+            gaps=tuple(session.gaps if trailer is None else trailer.get("gaps", ())),
         )

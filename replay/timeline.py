@@ -17,9 +17,9 @@ import shlex
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
-from replay.base import Session
+from replay.base import Session, describe_gap
 from replay.events import with_paths
 from replay.model import Process, ProcessModel
 from replay.terms import Dest, glob_match
@@ -321,7 +321,20 @@ def write_timeline(
     flush = follow or pacer is not None
     write = out.write
     n = 0
+    gaps = 0  # session.gaps grows as the reader meets gap maps, in file order
+
+    def gap_lines() -> int:
+        nonlocal gaps
+        new = session.gaps[gaps:]
+        gaps = len(session.gaps)
+        for gap in new:
+            line = gap_line(gap)
+            write((line if safe else ascii_safe(line)) + "\n")
+        return len(new)
+
     for ev, path in with_paths(session, follow=follow, poll_interval=poll_interval):
+        if len(session.gaps) != gaps:
+            n += gap_lines()
         if (types is not None and ev.type not in types) or not keep(ev, path):
             continue
         if pacer is not None:
@@ -331,4 +344,10 @@ def write_timeline(
         if flush:
             out.flush()
         n += 1
-    return n
+    return n + gap_lines()
+
+
+def gap_line(gap: dict[str, Any]) -> str:
+    """A timeline line for a stretch of the session with events missing."""
+    at = "+{:.3f}".format(gap["ts"] / 1e9)
+    return f"{at:>9}   !!! " + printable(describe_gap(gap))

@@ -201,6 +201,7 @@ class SessionV1(Session):
         self.trailer = None
         self.damage = None
         self.stats_lost = {}
+        self.gaps = []
         self.unknown_types = {}
         self.unknown_records = 0
         self._counts = {}
@@ -335,6 +336,11 @@ class SessionV1(Session):
             except FormatError as e:
                 _fail(pos, str(e))
             self.stats_lost = dict(stats["lost"])
+        elif k == "gap":  # 2.1
+            try:
+                self.gaps.append(fmt.validate_gap(obj))
+            except FormatError as e:
+                _fail(pos, str(e))
         elif k == "seal":
             pass  # since 2.1; checked by `sessrec verify` (replay/verify.py), not here
         elif type(k) is str:

@@ -22,6 +22,8 @@ from sessrec.errors import SessrecError, UsageError
 # lazily: the replay commands must work without BCC or root.
 COMMAND_MODULES = (
     "recorder.cli_record",
+    "recorder.cli_daemon",
+    "sessrec.cli_config",
     "recorder.cli_keygen",
     "replay.cli_info",
     "replay.cli_export",
