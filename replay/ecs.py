@@ -24,9 +24,9 @@ from replay.export_ids import Ids
 from replay.jsonl import _Cache, _jtext
 from replay.model import ExecInfo, Process, ProcessModel, running_program
 from sessrec import format as fmt
+from sessrec import linux
 from sessrec.event import (
     ARGV_TRUNCATED,
-    EINPROGRESS,
     Chdir,
     Connect,
     Event,
@@ -35,6 +35,7 @@ from sessrec.event import (
     Fork,
     Open,
 )
+from sessrec.linux import EINPROGRESS
 
 ECS_VERSION: Final = "8.11.0"
 O_CREAT: Final = 0o100
@@ -110,7 +111,7 @@ class _Docs:
         self._heads: dict[tuple[str, str, str, str], str] = {}
         self._users: dict[int, str] = {}
         self._cwds: dict[int, bytes] = {}  # Process.seq -> its latest cwd
-        self._flags = _Cache(lambda flags: _dumps(list(fmt.open_flag_names(flags))))
+        self._flags = _Cache(lambda flags: _dumps(list(linux.open_flag_names(flags))))
         self._connects: dict[tuple[bytes, int, int], str] = {}
         self.n = 0
 
@@ -267,15 +268,15 @@ class _Docs:
         text = self._connects.get(key)
         if text is not None:
             return text
-        addr = fmt.decode_sockaddr(ev.sockaddr)
+        addr = linux.decode_sockaddr(ev.sockaddr)
         dest: dict[str, Any] = {}
         network: dict[str, Any] = {}
         extra = ""
         if addr.address is not None:
             dest["address"] = addr.address
-        if addr.family in (fmt.AF_INET, fmt.AF_INET6) and addr.address is not None:
+        if addr.family in (linux.AF_INET, linux.AF_INET6) and addr.address is not None:
             dest["ip"] = addr.address.partition("%")[0]
-            network["type"] = "ipv4" if addr.family == fmt.AF_INET else "ipv6"
+            network["type"] = "ipv4" if addr.family == linux.AF_INET else "ipv6"
             network["direction"] = "egress"
             iana = IANA_TRANSPORT.get(ev.protocol)
             if iana is not None:
@@ -311,7 +312,7 @@ class _Docs:
             self._head("file", etype, "open", "failure"),
             f',"file":{{{file}}},"sessrec":{{"return_code":',
             f',"flags":{self._flags[flags]},"requested_path":{_jtext(requested)},'
-            f'"syscall":"{fmt.syscall_name(fmt.OPEN_SYSCALLS, syscall)}"}}',
+            f'"syscall":"{linux.syscall_name(linux.OPEN_SYSCALLS, syscall)}"}}',
         )
         if len(self._opens) > 65536:
             self._opens.clear()
@@ -345,8 +346,8 @@ class _Docs:
                              self.process(child, ev), "")
         if type(ev) is Exit:
             raw = ev.exit_code_raw
-            st = fmt.decode_exit(raw)
-            process = (f'{self.core(proc, ev)},"exit_code":{fmt.shell_status(raw)},'
+            st = linux.decode_exit(raw)
+            process = (f'{self.core(proc, ev)},"exit_code":{linux.shell_status(raw)},'
                        f'"end":"{self.timefmt(self.wall_ns + ev.ts)}"{self._leaders()}}}')
             self._cores.pop(proc.seq, None)  # its last event
             self._cwds.pop(proc.seq, None)

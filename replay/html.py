@@ -33,10 +33,9 @@ from replay.base import Session, describe_gap, no_gc
 from replay.events import with_paths
 from replay.model import ProcessModel
 from replay.summary import Tally
-from replay.text import ERRNO_NAMES, printable, show
+from replay.text import printable, show
 from replay.timeline import address_text, argv_text, exit_text
-from sessrec import __version__
-from sessrec import format as fmt
+from sessrec import __version__, linux
 from sessrec.event import (
     TYPE_NAMES,
     Chdir,
@@ -47,6 +46,7 @@ from sessrec.event import (
     Open,
     failed,
 )
+from sessrec.linux import ERRNO_NAMES
 
 ASSETS = "html_assets"
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -145,7 +145,7 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
                 flags = ev.open_flags
                 x = flag_idx.get(flags, -1)
                 if x < 0:
-                    x = flag_idx[flags] = strings("|".join(fmt.open_flag_names(flags)))
+                    x = flag_idx[flags] = strings("|".join(linux.open_flag_names(flags)))
             elif type(ev) is Exec:
                 argv = tuple(ev.argv)
                 s = argv_idx.get(argv, -1)
@@ -159,9 +159,9 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
                 key = (ev.sockaddr, ev.sock_type, ev.protocol)
                 s = addr_idx.get(key, -1)
                 if s < 0:
-                    a = fmt.decode_sockaddr(key[0])
+                    a = linux.decode_sockaddr(key[0])
                     s = addr_idx[key] = strings(
-                        address_text(a, fmt.protocol_name(a.family, key[1], key[2])))
+                        address_text(a, linux.protocol_name(a.family, key[1], key[2])))
                 r = ev.ret
             elif type(ev) is Chdir:
                 fd = ev.fd

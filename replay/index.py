@@ -41,6 +41,7 @@ from replay.reader import open_session
 from replay.summary import Tally
 from replay.terms import Dest, glob_match, in_network
 from sessrec import format as fmt
+from sessrec import linux
 from sessrec.errors import SessrecError, UsageError
 from sessrec.event import TYPE_NAMES, Chdir, Connect, EventType, Exec, Open
 
@@ -353,7 +354,7 @@ class EventRow:
             d.update(path=self.path, argv=self.argv)
         elif self.type == "open":
             flags = self.flags or 0
-            d.update(path=self.path, flags=flags, flag_names=list(fmt.open_flag_names(flags)))
+            d.update(path=self.path, flags=flags, flag_names=list(linux.open_flag_names(flags)))
         elif self.type == "chdir":
             d.update(path=self.path)
         elif self.type == "connect":
@@ -493,8 +494,8 @@ def _index_file(conn: sqlite3.Connection, file_id: int, full: str, intern: _Inte
                 ckey = (ev.sockaddr, ev.sock_type, ev.protocol)
                 dest = connects.get(ckey)
                 if dest is None:
-                    a = fmt.decode_sockaddr(ckey[0])
-                    proto = fmt.protocol_name(a.family, ckey[1], ckey[2])
+                    a = linux.decode_sockaddr(ckey[0])
+                    proto = linux.protocol_name(a.family, ckey[1], ckey[2])
                     dest = connects[ckey] = (
                         None if a.address is None else intern(a.address), a.port,
                         None if proto is None else intern(proto),

@@ -66,7 +66,7 @@ def info_dict(summary: SessionSummary) -> dict[str, Any]:
         "damage": None if damage is None else damage.as_dict(),
         "checked": summary.body_checked,
     }
-    if summary.gaps:  # the key only when there are any: older files' summaries stay as they were
+    if summary.gaps:  # the key only when there are any: summaries of older files stay as they were
         info["gaps"] = [dict(g) for g in summary.gaps]
     if "audit" in header:  # format 1.1 and later
         info["audit"] = audit_info(header, summary.trailer)

@@ -9,9 +9,10 @@ import shlex
 from collections.abc import Sequence
 
 from replay.index import EventRow, Match, SessionRow, SyncStats, format_time
-from replay.text import duration_text, printable, result
-from sessrec import format as fmt
+from replay.text import duration_text, printable
+from sessrec import linux
 from sessrec.cli import Streams
+from sessrec.linux import result
 
 
 def _start(ns: int) -> str:
@@ -59,7 +60,7 @@ def describe(e: EventRow) -> str:
         exe = f" [{e.path}]" if e.path and (not argv or e.path != argv[0]) else ""
         return printable(f"{shlex.join(argv)}{exe} {_result(e.return_code)}")
     if e.type == "open":
-        flags = "|".join(fmt.open_flag_names(e.flags or 0))
+        flags = "|".join(linux.open_flag_names(e.flags or 0))
         return printable(f"{e.path} {flags} {_result(e.return_code)}")
     if e.type == "chdir":
         return printable(f"{e.path} {_result(e.return_code)}")

@@ -26,7 +26,7 @@ from typing import Any
 
 from replay.base import Damage, Session
 from replay.terms import parse_instant
-from sessrec import format as fmt
+from sessrec import linux
 from sessrec.event import ARGV_TRUNCATED, PATH_TRUNCATED, TYPE_NAMES, Event, Exit
 
 
@@ -47,7 +47,7 @@ class SessionSummary:
     damage: Damage | None
     events_read: int | None  # None when the events were not read
     body_checked: bool  # whether every event was read (and its chunk checked)
-    # "gap" maps (2.1): the trailer's of a finished file, else those read
+    # Gap maps (format 2.1): the trailer's, or those read in an unfinished file
     gaps: tuple[Mapping[str, Any], ...] = ()
 
     @property
@@ -134,7 +134,7 @@ class Tally:
             self.argv_truncated += bool(flags & ARGV_TRUNCATED)
             self.path_truncated += bool(flags & PATH_TRUNCATED)
         if type(ev) is Exit and ev.pid == self.leader:
-            self.exit_status = fmt.shell_status(ev.exit_code_raw)
+            self.exit_status = linux.shell_status(ev.exit_code_raw)
 
     def summary(self, session: Session) -> SessionSummary:
         header = session.header

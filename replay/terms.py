@@ -23,7 +23,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from sessrec import format as fmt
+from sessrec import linux
 from sessrec.errors import UsageError
 
 # --- time and duration --------------------------------------------------------------
@@ -128,7 +128,7 @@ class Dest:
     port: int | None = None
     text: str = ""
 
-    def matches(self, addr: fmt.SockAddr) -> bool:
+    def matches(self, addr: linux.SockAddr) -> bool:
         """Whether a connect's decoded address is this destination."""
         if self.port is not None and addr.port != self.port:
             return False
@@ -137,7 +137,7 @@ class Dest:
         if self.network is not None:
             return in_network(self.network, addr.address)
         if self.unix is not None:
-            return addr.family == fmt.AF_UNIX and glob_match(self.unix, addr.address)
+            return addr.family == linux.AF_UNIX and glob_match(self.unix, addr.address)
         return True
 
 

@@ -23,8 +23,9 @@ from replay.base import Session, describe_gap
 from replay.events import with_paths
 from replay.model import Process, ProcessModel
 from replay.terms import Dest, glob_match
-from replay.text import ascii_safe, encodable, printable, result, show, signal_name
+from replay.text import ascii_safe, encodable, printable, show
 from sessrec import format as fmt
+from sessrec import linux
 from sessrec.errors import UsageError
 from sessrec.event import (
     ARGV_TRUNCATED,
@@ -40,6 +41,7 @@ from sessrec.event import (
     Open,
     failed,
 )
+from sessrec.linux import result, signal_name
 
 # --- parsing the filters --------------------------------------------------------
 
@@ -131,7 +133,7 @@ class EventFilter:
         if f.dests:
             if not isinstance(ev, Connect):
                 return False
-            addr = fmt.decode_sockaddr(ev.sockaddr)
+            addr = linux.decode_sockaddr(ev.sockaddr)
             if not any(d.matches(addr) for d in f.dests):
                 return False
         return True
@@ -190,7 +192,7 @@ def _as_requested(path: bytes | None, requested: bytes | None) -> str:
 def exit_text(raw: int, *, short: bool = False) -> str:
     """'code 3', 'killed by SIGSEGV (core dumped)'; short: 'exit 3',
     'SIGSEGV core'."""
-    st = fmt.decode_exit(raw)
+    st = linux.decode_exit(raw)
     if st.signal is None:
         return f"exit {st.exit_code}" if short else f"code {st.exit_code}"
     if short:
@@ -199,16 +201,16 @@ def exit_text(raw: int, *, short: bool = False) -> str:
     return f"killed by {signal_name(st.signal)}{core}"
 
 
-def address_text(addr: fmt.SockAddr, protocol: str | None) -> str:
+def address_text(addr: linux.SockAddr, protocol: str | None) -> str:
     """'tcp 192.0.2.1:80', 'tcp [2001:db8::1]:443', 'unix stream /run/x.sock'."""
     where = "?" if addr.address is None else printable(addr.address)
-    if addr.family == fmt.AF_INET6 and addr.address is not None:
+    if addr.family == linux.AF_INET6 and addr.address is not None:
         where = f"[{where}]"
     if addr.port is not None:
         where = f"{where}:{addr.port}"
-    if addr.family == fmt.AF_UNIX:
+    if addr.family == linux.AF_UNIX:
         return f"unix {protocol or '?'} {where}"
-    if addr.family in (fmt.AF_INET, fmt.AF_INET6):
+    if addr.family in (linux.AF_INET, linux.AF_INET6):
         return f"{protocol or addr.family_name} {where}"
     return f"{addr.family_name} {protocol or '?'} {where}".rstrip(" ?")
 
@@ -221,7 +223,7 @@ def details(ev: Event, path: bytes | None, style: Style) -> str:
         return style.fail(text) if is_failure else text
 
     if isinstance(ev, Open):
-        flags = "|".join(fmt.open_flag_names(ev.open_flags))
+        flags = "|".join(linux.open_flag_names(ev.open_flags))
         text = f"{_as_requested(path, ev.requested_path)} {flags}"
         if ev.open_flags & (0o100 | 0o20000000):  # O_CREAT, __O_TMPFILE: mode matters
             text += f" {ev.mode:04o}"
@@ -239,8 +241,8 @@ def details(ev: Event, path: bytes | None, style: Style) -> str:
             text += f" [argv truncated, argc {ev.argc}]"
         return text if ev.ret == 0 else f"{text} {ret(ev.ret, True)}"
     if isinstance(ev, Connect):
-        addr = fmt.decode_sockaddr(ev.sockaddr)
-        text = address_text(addr, fmt.protocol_name(addr.family, ev.sock_type, ev.protocol))
+        addr = linux.decode_sockaddr(ev.sockaddr)
+        text = address_text(addr, linux.protocol_name(addr.family, ev.sock_type, ev.protocol))
         return f"{text} {ret(ev.ret, failed(ev))}"
     if isinstance(ev, Exit):
         text = exit_text(ev.exit_code_raw)

@@ -17,7 +17,7 @@ from replay.reader import open_session
 from replay.terms import parse_dest, parse_when
 from replay.text import printable, show, use_color
 from replay.timeline import Pacer, parse_types, write_timeline
-from sessrec import format as fmt
+from sessrec import linux
 from sessrec.cli import main
 from sessrec.errors import UsageError
 
@@ -95,15 +95,15 @@ def test_dest() -> None:
 
 
 def test_dest_matcher() -> None:
-    mapped = fmt.SockAddr(fmt.AF_INET6, "inet6", "::ffff:10.0.0.5", 443)
+    mapped = linux.SockAddr(linux.AF_INET6, "inet6", "::ffff:10.0.0.5", 443)
     assert parse_dest("10.0.0.5").matches(mapped)
     assert parse_dest("10.0.0.0/8:443").matches(mapped)
     assert not parse_dest("10.0.0.5:80").matches(mapped)
-    scoped = fmt.SockAddr(fmt.AF_INET6, "inet6", "fe80::1%2", 22)
+    scoped = linux.SockAddr(linux.AF_INET6, "inet6", "fe80::1%2", 22)
     assert parse_dest("[fe80::1]:22").matches(scoped)
-    unix = fmt.SockAddr(fmt.AF_UNIX, "unix", "/run/x.sock", None)
+    unix = linux.SockAddr(linux.AF_UNIX, "unix", "/run/x.sock", None)
     assert parse_dest("/run/*.sock").matches(unix) and not parse_dest("/run/*.sock").matches(
-        fmt.SockAddr(fmt.AF_INET, "inet", "/run/x.sock", 1))
+        linux.SockAddr(linux.AF_INET, "inet", "/run/x.sock", 1))
     for bad in ("10.0.0.5:http", "[::1", "[::1]x", "1.2.3.4:99999", "example.com"):
         with pytest.raises(UsageError):
             parse_dest(bad)
