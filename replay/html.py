@@ -55,6 +55,11 @@ _DATA_MARK = "<!--sessrec:data-->"
 _STYLE_MARK = "/*sessrec:style*/"
 _SCRIPT_MARK = "/*sessrec:script*/"
 
+# The page's timeline holds at most this many events: each costs about 190
+# bytes while the page is built (a million: 190 MB, a 24 MB page), and a
+# small file can hold hundreds of millions.
+MAX_PAGE_EVENTS = 1_000_000
+
 CSP = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
     "img-src data:"
@@ -120,6 +125,7 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
     tally = Tally(header)
     add = tally.add
     exit_texts: dict[int, int] = {}  # exit_code_raw -> its text's string
+    not_shown = 0  # events past MAX_PAGE_EVENTS
     # Everything built here lives until the page is written: the garbage
     # collector's passes over the growing heap would find nothing.
     with no_gc():
@@ -127,6 +133,9 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
             proc = feed(ev, path)
             add(ev)
             if proc.seq < 0:  # past the model's MAX_PROCESSES: left out (a warning says)
+                continue
+            if len(t_col) >= MAX_PAGE_EVENTS:  # still in the tree and the counts
+                not_shown += 1
                 continue
             s = -1
             r = 0
@@ -259,6 +268,9 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
     limit = model.limit_warning()
     if limit:
         warnings.append(limit + ".")
+    if not_shown:
+        warnings.append(f"The timeline shows the first {len(t_col)} events; {not_shown} later "
+                        "ones are in the tree and the counts only (`sessrec replay` shows all).")
     lost_total = sm.lost_total
     if lost_total:
         per = ", ".join(f"{v} {printable(k)}" for k, v in lost.items() if v > 0)
