@@ -21,6 +21,7 @@ from sessrec.errors import SessrecError, UsageError
 # lazily: the replay commands must work without BCC or root.
 COMMAND_MODULES = (
     "recorder.cli_record",
+    "recorder.cli_pam",
     "replay.cli_info",
     "replay.cli_export",
     "replay.cli_replay",
