@@ -19,14 +19,14 @@ import argparse
 import os
 import signal
 import syslog
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from recorder import pam
+from sessrec import config, control
 from sessrec.cli import ExitStatus, Streams, add_command
-from sessrec.errors import EnvironmentProblem, SessrecError, UsageError
+from sessrec.errors import SessrecError
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -79,33 +79,36 @@ def _alarm(_sig: int, _frame: FrameType | None) -> None:
 
 def run(args: argparse.Namespace, io: Streams) -> int:
     log = _Log(io)
-    who = "a login"
+    failed = "a login is NOT recorded"
     previous = signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, max(args.timeout, 0.1))
     try:
         env = pam.parse_environ(Path("/proc/self/environ").read_bytes())
         who = f"the login of {env.user!r} (service {env.service!r})"
+        failed = f"{who} is NOT recorded" if env.type == pam.OPEN \
+            else f"the close of {who} did not reach the daemon"
         pid = os.getppid()
-        settings = _settings(args.config)
+        cfg = config.load(args.config)
         if env.type == pam.OPEN:
-            return _open(env, pid, settings, log)
-        return _close(env, pid, settings, log)
+            return _open(env, pid, cfg, log, args.timeout)
+        return _close(env, pid, cfg, log, args.timeout)
     except SessrecError as e:
-        log(syslog.LOG_ERR, f"{who} is NOT recorded: {e}")
+        log(syslog.LOG_ERR, f"{failed}: {e}")
         return e.exit_status
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 
 
-def _open(env: pam.PamEnv, pid: int, settings: Settings, log: _Log) -> int:
+def _open(env: pam.PamEnv, pid: int, cfg: config.Config, log: _Log, timeout: float) -> int:
     login = pam.login_of(env, pid)
-    reply = _start(settings, login)
+    reply = control.request("start", socket_path=cfg.control_socket, timeout=timeout,
+                            pid=pid, kind="pam", login=login.to_wire())
     where = f"from {login.peer.remote_addr} port {login.peer.remote_port}" if login.peer \
         else f"from {login.rhost or 'an unknown host'}"
-    if reply.get("excluded"):
+    if not reply.get("recorded"):
         log(syslog.LOG_INFO, f"login of {login.user} (uid {login.uid}) {where} not recorded: "
-            f"{reply.get('reason', 'left out by [users] in the config')}")
+            f"{reply.get('reason')}")
         return ExitStatus.OK
     log(syslog.LOG_INFO, f"recording login of {login.user} (uid {login.uid}, pid {pid}) "
         f"{where}, service {login.service}: session {reply.get('session')} "
@@ -113,77 +116,17 @@ def _open(env: pam.PamEnv, pid: int, settings: Settings, log: _Log) -> int:
     return ExitStatus.OK
 
 
-def _close(env: pam.PamEnv, pid: int, settings: Settings, log: _Log) -> int:
-    session = pam.session_of(pid, _cgroup_root(settings))
+def _close(env: pam.PamEnv, pid: int, cfg: config.Config, log: _Log, timeout: float) -> int:
+    session = pam.session_of(pid, cfg.cgroup_root)
     if session is None:
         log(syslog.LOG_INFO, f"close of the login of {env.user} (pid {pid}): it was not "
             "recorded")
         return ExitStatus.OK
-    _end(settings, session)
+    # wait=False: sshd's close must not wait for the user's leftover
+    # processes; the daemon ends the session when they are gone, or after
+    # `linger`.
+    control.request("end", socket_path=cfg.control_socket, timeout=timeout,
+                    session=session, reason="pam-close", wait=False)
     log(syslog.LOG_INFO, f"login of {env.user} closed (pid {pid}): session {session} is "
-        "recorded until its last process exits")
+        f"recorded until its last process exits (at most {cfg.linger:g} s more)")
     return ExitStatus.OK
-
-
-# --- the daemon's side. Interim, until the daemon's config and client
-# modules land (docs/CONTROL.md): the two settings the hook needs, and one
-# JSON-lines exchange on the control socket.
-
-DEFAULT_CONFIG = "/etc/sessrec/sessrec.toml"
-
-
-@dataclass(frozen=True)
-class Settings:
-    control_socket: str = "/run/sessrec/control.sock"
-    cgroup_root: str = "sessrec"
-
-
-def _settings(path: str | None) -> Settings:
-    import tomllib
-    if path is None and not os.path.exists(DEFAULT_CONFIG):
-        return Settings()
-    path = path or DEFAULT_CONFIG
-    try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise UsageError(f"cannot read the config {path}: {e}") from None
-    d = Settings()
-    return Settings(control_socket=str(doc.get("control_socket", d.control_socket)),
-                    cgroup_root=str(doc.get("cgroup_root", d.cgroup_root)))
-
-
-def _cgroup_root(settings: Settings) -> str:
-    return settings.cgroup_root
-
-
-def _ask(settings: Settings, request: dict[str, Any]) -> dict[str, Any]:
-    import json
-    import socket
-    path = settings.control_socket
-    if not os.path.exists(path):
-        raise EnvironmentProblem(f"sessrec daemon is not running (no socket at {path})")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        try:
-            s.connect(path)
-            s.sendall(json.dumps({"v": 1, **request}).encode() + b"\n")
-            data = s.makefile("rb").readline(1 << 20)
-        except OSError as e:
-            raise EnvironmentProblem(f"sessrec daemon at {path}: {e.strerror or e}") from None
-    try:
-        reply = json.loads(data)
-    except ValueError:
-        raise EnvironmentProblem(f"sessrec daemon at {path} gave no answer") from None
-    if not isinstance(reply, dict) or not reply.get("ok"):
-        err = reply.get("error") if isinstance(reply, dict) else None
-        raise EnvironmentProblem(f"sessrec daemon refused: {err or reply!r}")
-    return reply
-
-
-def _start(settings: Settings, login: pam.Login) -> dict[str, Any]:
-    return _ask(settings, {"op": "start", "pid": login.pid, "kind": "pam",
-                           "login": login.to_wire()})
-
-
-def _end(settings: Settings, session: str) -> None:
-    _ask(settings, {"op": "end", "session": session, "reason": "close_session"})
