@@ -202,3 +202,23 @@ def session_of(pid: int, cgroup_root: str, proc: Path = Path("/proc")) -> str | 
             if len(parts) > len(root) and parts[:len(root)] == root:
                 return parts[len(root)]
     return None
+
+
+def tty_of(pid: int, proc: Path = Path("/proc")) -> str | None:
+    """The controlling terminal of pid as PAM names ttys ("pts/3", "tty1"),
+    or None. PAM_TTY is "ssh" at sshd's open_session (the pty is made after
+    it): the daemon learns the login's tty from its processes instead."""
+    try:
+        stat = (proc / str(pid) / "stat").read_text()
+        tty_nr = int(stat[stat.rindex(")") + 2:].split()[4])
+    except (OSError, ValueError, IndexError):
+        return None
+    major = (tty_nr >> 8) & 0xFFF
+    minor = (tty_nr & 0xFF) | ((tty_nr >> 12) & 0xFFF00)
+    if tty_nr == 0:
+        return None
+    if 136 <= major < 144:              # UNIX98 ptys: 8 majors of 256 minors
+        return f"pts/{(major - 136) * 256 + minor}"
+    if major == 4:
+        return f"tty{minor}" if minor < 64 else f"ttyS{minor - 64}"
+    return f"{major}:{minor}"

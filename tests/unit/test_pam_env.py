@@ -8,6 +8,7 @@ import pwd
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,37 @@ def test_the_session_comes_from_the_process_cgroup(tmp_path: Path) -> None:
     (tmp_path / "7" / "cgroup").write_text("0::/a/b/sessrec/s1/sub\n")
     assert pam.session_of(7, "a/b/sessrec", tmp_path) == "s1"
     assert pam.session_of(8, "sessrec", tmp_path) is None
+
+
+def test_the_tty_of_a_process_on_a_pty() -> None:
+    """A process whose controlling terminal is a new pty (setsid -c), as a
+    login shell's is: tty_of names it as PAM would (pts/N)."""
+    master, slave = os.openpty()
+    try:
+        name = os.ttyname(slave).removeprefix("/dev/")
+        p = subprocess.Popen(["setsid", "-c", "sleep", "10"], stdin=slave)
+        try:
+            for _ in range(200):
+                if pam.tty_of(p.pid) == name:
+                    break
+                time.sleep(0.01)
+            assert pam.tty_of(p.pid) == name
+        finally:
+            p.kill()
+            p.wait()
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert pam.tty_of(os.getpid()) != name
+
+
+def test_tty_numbers_in_a_fake_proc(tmp_path: Path) -> None:
+    def stat(tty_nr: int) -> None:
+        (tmp_path / "5").mkdir(exist_ok=True)
+        (tmp_path / "5" / "stat").write_text(f"5 (a) b) S 1 5 5 {tty_nr} 5 0 0\n")
+    for nr, name in (((136 << 8) | 3, "pts/3"), ((137 << 8) | 1, "pts/257"),
+                     ((4 << 8) | 1, "tty1"), ((4 << 8) | 64, "ttyS0"), (0, None),
+                     ((0x300 << 12) | (136 << 8) | 0x10, "pts/784")):
+        stat(nr)
+        assert pam.tty_of(5, tmp_path) == name, nr
+    assert pam.tty_of(6, tmp_path) is None
