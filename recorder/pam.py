@@ -222,3 +222,28 @@ def tty_of(pid: int, proc: Path = Path("/proc")) -> str | None:
     if major == 4:
         return f"tty{minor}" if minor < 64 else f"ttyS{minor - 64}"
     return f"{major}:{minor}"
+
+
+def user_side_ran(path: str | os.PathLike[str]) -> bool:
+    """Whether the user's side of a recorded sshd login ran any program.
+
+    sshd's [priv] process (the session's leader) forks the user's child,
+    which never execs: it runs the shell, the command or the SFTP server as
+    its own child. The PAM modules that run programs (pam_motd's run-parts,
+    this hook at close_session) are children of the leader that exec
+    themselves. So the user ran something exactly when a grandchild of the
+    leader, through a child that did not exec, exec'd successfully. A port
+    forwarding without a shell (ssh -N) runs nothing there: it is not a
+    session, and the daemon removes its file."""
+    from replay.model import ProcessModel
+    from replay.reader import open_session
+
+    with open_session(path, strict=False) as session:
+        model = ProcessModel.build(session, index=False)
+        leader = session.header["leader_pid"]
+    for p in model.processes:
+        q = p.parent
+        if (q is not None and q.pid != leader and q.ppid == leader and not q.execs
+                and any(e.ret == 0 for e in p.execs)):
+            return True
+    return False
