@@ -110,10 +110,24 @@ def _open(env: pam.PamEnv, pid: int, cfg: config.Config, log: _Log, timeout: flo
         log(syslog.LOG_INFO, f"login of {login.user} (uid {login.uid}) {where} not recorded: "
             f"{reply.get('reason')}")
         return ExitStatus.OK
+    session, file = str(reply.get("session")), str(reply.get("file"))
     log(syslog.LOG_INFO, f"recording login of {login.user} (uid {login.uid}, pid {pid}) "
-        f"{where}, service {login.service}: session {reply.get('session')} "
-        f"in {reply.get('file')}")
+        f"{where}, service {login.service}: session {session} in {file}")
+    _audit_record(log, "sessrec-start", session, file, pid, {"kind": "pam"})
     return ExitStatus.OK
+
+
+def _audit_record(log: _Log, op: str, session: str, file: str, pid: int,
+                  fields: dict[str, object]) -> None:
+    """A start or end record in the audit trail (docs/AUDIT.md), sent from
+    here: the hook is a child of the login's process, in its audit session,
+    so `ausearch --session N` finds it with sshd's records of the login. The
+    daemon is in no login's audit session. auditd not running is no error."""
+    from recorder import audit
+    answer = audit.AuditSession(session, file, pid).note(op, {"leader_pid": pid, **fields})
+    quiet = ("not running", "disabled")        # no auditd here: nothing to say
+    if not answer["sent"] and answer["reason"] and not any(q in answer["reason"] for q in quiet):
+        log(syslog.LOG_WARNING, f"session {session}: no {op} audit record: {answer['reason']}")
 
 
 def _close(env: pam.PamEnv, pid: int, cfg: config.Config, log: _Log, timeout: float) -> int:
@@ -125,8 +139,13 @@ def _close(env: pam.PamEnv, pid: int, cfg: config.Config, log: _Log, timeout: fl
     # wait=False: sshd's close must not wait for the user's leftover
     # processes; the daemon ends the session when they are gone, or after
     # `linger`.
+    file = next((str(s.get("file")) for s in control.request(
+        "list", socket_path=cfg.control_socket, timeout=timeout)["sessions"]
+        if s.get("session") == session), "?")
     control.request("end", socket_path=cfg.control_socket, timeout=timeout,
                     session=session, reason="pam-close", wait=False)
+    _audit_record(log, "sessrec-end", session, file, pid, {"kind": "pam",
+                                                           "end_reason": "pam-close"})
     log(syslog.LOG_INFO, f"login of {env.user} closed (pid {pid}): session {session} is "
         f"recorded until its last process exits (at most {cfg.linger:g} s more)")
     return ExitStatus.OK
