@@ -21,6 +21,9 @@ from sessrec.errors import EnvironmentProblem, PrivilegeError
 
 BPF_DIR = Path(os.environ.get("SESSREC_BPF_DIR", Path(__file__).resolve().parent.parent / "bpf"))
 PROGRAM_FILES = ("proc.bpf.c", "file.bpf.c", "net.bpf.c")
+# The config's `events` kinds (sessrec/config.py), each the program file that
+# records it: a kind that is off is not compiled, so it costs nothing.
+KIND_FILES = {"command": "proc.bpf.c", "disk": "file.bpf.c", "network": "net.bpf.c"}
 BTF_PATH = "/sys/kernel/btf/vmlinux"
 TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 
@@ -66,15 +69,16 @@ DRAIN_BATCH = 65536
 class LoadConfig:
     session_level: int
     ring_pages: int = DEFAULT_RING_PAGES
+    program_files: tuple[str, ...] = PROGRAM_FILES
 
 
-def program_text() -> str:
+def program_text(files: tuple[str, ...] = PROGRAM_FILES) -> str:
     """The C source handed to BCC, as one translation unit: sessrec.h, then
     common.bpf.h, then the program files. Our own #include lines are inlined
     because BCC rewrites map calls (`sessions.lookup(...)`) in the main file
     only; each file still includes what it uses, for readers and editors."""
     parts = []
-    for name in ("sessrec.h", "common.bpf.h", *PROGRAM_FILES):
+    for name in ("sessrec.h", "common.bpf.h", *files):
         path = BPF_DIR / name
         try:
             text = path.read_text()
@@ -88,10 +92,11 @@ def program_text() -> str:
 _LOCAL_INCLUDE = re.compile(r'^#include "([\w.]+)"', re.MULTILINE)
 
 
-def tracepoints(text: str | None = None) -> list[tuple[str, str]]:
+def tracepoints(text: str | None = None,
+                files: tuple[str, ...] = PROGRAM_FILES) -> list[tuple[str, str]]:
     """(category, event) of every tracepoint the programs attach to, read from
     the source so there is one list only."""
-    src = program_text() if text is None else text
+    src = program_text(files) if text is None else text
     return re.findall(r"^TRACEPOINT_PROBE\((\w+),\s*(\w+)\)", src, re.MULTILINE)
 
 
@@ -126,11 +131,11 @@ def check_machine() -> None:
         )
 
 
-def check_privileges() -> None:
+def check_privileges(example: str = "sudo sessrec record -- CMD") -> None:
     if os.geteuid() != 0:
         raise PrivilegeError(
             "recording needs root (BPF and cgroups): run it with sudo, e.g. "
-            "'sudo sessrec record -- CMD'"
+            f"'{example}'"
         )
 
 
@@ -169,8 +174,9 @@ def _possible_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def check_tracepoints(tf: Path) -> None:
-    missing = [f"{c}:{e}" for c, e in tracepoints() if not (tf / "events" / c / e).is_dir()]
+def check_tracepoints(tf: Path, files: tuple[str, ...] = PROGRAM_FILES) -> None:
+    missing = [f"{c}:{e}" for c, e in tracepoints(files=files)
+               if not (tf / "events" / c / e).is_dir()]
     if missing:
         raise EnvironmentProblem(
             "missing tracepoint(s) " + ", ".join(missing) + ": this kernel lacks "
@@ -209,11 +215,11 @@ class Programs:
         check_privileges()
         check_machine()
         tf = tracefs()
-        check_tracepoints(tf)
+        check_tracepoints(tf, cfg.program_files)
         cflags = compile_flags(cfg, tf)
         bcc = import_bcc()
         try:
-            bpf = bcc.BPF(text=program_text(), cflags=cflags)
+            bpf = bcc.BPF(text=program_text(cfg.program_files), cflags=cflags)
         except Exception as e:  # BCC raises bare Exception on compile/load errors
             raise EnvironmentProblem(f"loading the BPF programs failed: {e}") from e
         return cls(bpf=bpf, cfg=cfg)
@@ -252,6 +258,15 @@ class Programs:
         if self._ring is None or self._on_record is None:
             return 0
         return self._ring.drain_all(self._on_record)
+
+    def lost_all(self) -> dict[int, dict[int, int]]:
+        """Every session's losses, cgroup id -> {event type: count}: one pass
+        over the map for all sessions (the daemon checks them together)."""
+        out: dict[int, dict[int, int]] = {}
+        for k, v in self.bpf["lost"].items():
+            if v.value:
+                out.setdefault(int(k.cgroup_id), {})[int(k.type)] = int(v.value)
+        return out
 
     def lost(self, cgroup_id: int) -> dict[int, int]:
         """Records of a session the kernel could not put in the ring, per

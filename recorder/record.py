@@ -172,24 +172,38 @@ class Leader:
     a shell, a command that is not found exits 127, and one that cannot be
     executed 126."""
 
-    def __init__(self, command: list[str], cwd: str, procs_file: str) -> None:
+    def __init__(self, command: list[str], cwd: str, procs_file: str | None) -> None:
+        """procs_file: the child joins that cgroup itself before it execs.
+        None: the child waits for release() (a byte on a pipe) instead, while
+        the daemon moves it into its session."""
         r, w = os.pipe2(os.O_CLOEXEC)
+        gate_r = gate_w = -1
+        if procs_file is None:
+            gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:  # the child
             code = 127
             try:
                 os.close(r)
                 # The command must not inherit the recorder's descriptors (BPF
-                # programs and maps, the session file): keep stdio and the pipe.
-                os.closerange(3, w)
-                os.closerange(w + 1, 1 << 20)
+                # programs and maps, the session file): keep stdio and the pipes.
+                keep = sorted({w, gate_r} - {-1})
+                lo = 3
+                for fd in keep:
+                    os.closerange(lo, fd)
+                    lo = fd + 1
+                os.closerange(lo, 1 << 20)
                 step = b"chdir"
                 os.chdir(cwd)
                 # Join the session last, so that only the exec is recorded:
                 # "0" is this process.
                 step = b"cgroup"
-                with open(procs_file, "w") as f:
-                    f.write("0")
+                if procs_file is not None:
+                    with open(procs_file, "w") as f:
+                        f.write("0")
+                elif os.read(gate_r, 1) != b"1":
+                    os.write(w, b"gate 0")
+                    os._exit(code)
                 step = b"exec"
                 os.execvp(command[0], command)
             except OSError as e:
@@ -198,11 +212,36 @@ class Leader:
                 os.write(w, step + b" %d" % (e.errno or 0))
             finally:
                 os._exit(code)
+        self._gate = gate_w
+        self._failure_pipe = r
         os.close(w)
-        with os.fdopen(r, "rb") as pipe:
-            failure = pipe.read()  # EOF at a successful exec (close-on-exec)
         self.pid = pid
         self.returncode: int | None = None
+        if procs_file is None:
+            os.close(gate_r)
+            return
+        self._check_started()
+
+    def release(self) -> None:
+        """Lets a gated child exec (after it was moved into its session);
+        raises SessrecError as the constructor does when it could not."""
+        os.write(self._gate, b"1")
+        os.close(self._gate)
+        self._gate = -1
+        self._check_started()
+
+    def abandon(self) -> None:
+        """A gated child that must not run: it exits without exec."""
+        if self._gate >= 0:
+            os.close(self._gate)
+            self._gate = -1
+        os.close(self._failure_pipe)
+        self.wait()
+
+    def _check_started(self) -> None:
+        r = self._failure_pipe
+        with os.fdopen(r, "rb") as pipe:
+            failure = pipe.read()  # EOF at a successful exec (close-on-exec)
         if failure and not failure.startswith(b"exec"):
             self.wait()
             step, _, num = failure.partition(b" ")
@@ -231,6 +270,69 @@ class Leader:
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
+
+
+def session_header(*, session_id: str, cg: SessionCgroup, leader_pid: int, uid: int,
+                   command: list[str], cwd: str, clock: tuple[int, int],
+                   audit_header: dict[str, Any],
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The header of a session file, the same for `sessrec record` and the
+    daemon: the login uid and audit session id are read from /proc here."""
+    from recorder import audit
+
+    login_uid, audit_session = audit.ids(leader_pid)
+    wall_ns, mono_ns = clock
+    return {
+        "session_id": session_id,
+        "hostname": socket.gethostname(),
+        "kernel": os.uname().release,
+        "user": _user(uid),
+        "uid": uid,
+        "login_uid": login_uid,
+        "audit_session_id": audit_session,
+        "command": command,
+        "cwd": os.fsencode(cwd),
+        "leader_pid": leader_pid,
+        "started_at": fmt.rfc3339_us(wall_ns),
+        "clock": {"wall_ns": wall_ns, "mono_ns": mono_ns},
+        "cgroup": str(cg.path),
+        "cgroup_id": cg.id,
+        "recorder": {"version": __version__, "pid": os.getpid()},
+        "limits": {"argv_max": records.ARGV_MAX, "path_max": records.PATH_MAX},
+        "abi_version": records.ABI_VERSION,
+        "audit": audit_header,
+        **(extra or {}),
+    }
+
+
+def session_trailer(sink: SessionSink, lost: dict[int, int], status: int | None,
+                    end_reason: str, auditing: audit.AuditSession | None,
+                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The trailer of a session file (and its audit end record), the same for
+    `sessrec record` and the daemon."""
+    counts = {TYPE_NAMES[t]: n for t, n in sorted(sink.counts.items())}
+    lost_names = {TYPE_NAMES.get(t, str(t)): n for t, n in lost.items()}
+    trailer = {
+        "ended_at": fmt.rfc3339_us(time.time_ns()),
+        "counts": counts,
+        "lost": lost_names,
+        "truncated": {"argv": sink.truncated_argv, "path": sink.truncated_path},
+        "unknown_types": sink.unknown,
+        "exit_status": status,
+        "end_reason": end_reason,
+        **(extra or {}),
+    }
+    if auditing is not None:
+        trailer["audit"] = auditing.end(counts, lost_names, end_reason, status)
+    return trailer
+
+
+def write_lost_stats(writer: SessionWriter, lost: dict[int, int]) -> None:
+    """A stats map with the session's cumulative ring losses, when they grew."""
+    writer.add_stats({
+        "ts": time.monotonic_ns() - writer.header["clock"]["mono_ns"],
+        "lost": {TYPE_NAMES.get(t, str(t)): n for t, n in lost.items()},
+    })
 
 
 def _warn(stderr: TextIO, msg: str) -> None:
@@ -273,29 +375,11 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
         proc = Leader(list(opts.command), cwd, str(cg.procs_file))
         leader_pid = proc.pid
         sigs.forward = proc.send_signal
-        login_uid, audit_session = audit.ids(leader_pid)
         auditing = audit.AuditSession(session_id, opts.output, leader_pid)
-        uid = os.getuid()
-        header: dict[str, Any] = {
-            "session_id": session_id,
-            "hostname": socket.gethostname(),
-            "kernel": os.uname().release,
-            "user": _user(uid),
-            "uid": uid,
-            "login_uid": login_uid,
-            "audit_session_id": audit_session,
-            "command": [_text(a) for a in opts.command],
-            "cwd": os.fsencode(cwd),
-            "leader_pid": leader_pid,
-            "started_at": fmt.rfc3339_us(wall_ns),
-            "clock": {"wall_ns": wall_ns, "mono_ns": mono_ns},
-            "cgroup": str(cg.path),
-            "cgroup_id": cg.id,
-            "recorder": {"version": __version__, "pid": os.getpid()},
-            "limits": {"argv_max": records.ARGV_MAX, "path_max": records.PATH_MAX},
-            "abi_version": records.ABI_VERSION,
-            "audit": auditing.start(),
-        }
+        header = session_header(
+            session_id=session_id, cg=cg, leader_pid=leader_pid, uid=os.getuid(),
+            command=[_text(a) for a in opts.command], cwd=cwd,
+            clock=(wall_ns, mono_ns), audit_header=auditing.start())
         try:
             writer = SessionWriter(
                 opts.output, header, force=opts.force, flush_interval=opts.flush_interval
@@ -317,18 +401,7 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
         if lost:
             _warn(stderr, f"{sum(lost.values())} events lost (ring buffer full): "
                   f"{lost_summary(lost)}; a larger --ring-pages helps")
-        counts = {TYPE_NAMES[t]: n for t, n in sorted(sink.counts.items())}
-        lost_names = {TYPE_NAMES.get(t, str(t)): n for t, n in lost.items()}
-        trailer = {
-            "ended_at": fmt.rfc3339_us(time.time_ns()),
-            "counts": counts,
-            "lost": lost_names,
-            "truncated": {"argv": sink.truncated_argv, "path": sink.truncated_path},
-            "unknown_types": sink.unknown,
-            "exit_status": status,
-            "end_reason": end_reason,
-            "audit": auditing.end(counts, lost_names, end_reason, status),
-        }
+        trailer = session_trailer(sink, lost, status, end_reason, auditing)
         writer.close(trailer)
         writer = None
         return status
@@ -376,11 +449,7 @@ def _drain_until_done(
             lost = programs.lost(cg.id)
             total = sum(lost.values())
             if total > warned_lost:
-                writer.add_stats({
-                    "k": "stats",
-                    "ts": time.monotonic_ns() - writer.header["clock"]["mono_ns"],
-                    "lost": {TYPE_NAMES.get(t, str(t)): n for t, n in lost.items()},
-                })
+                write_lost_stats(writer, lost)
                 if warned_lost == 0:
                     _warn(stderr, "events are being lost (ring buffer full); recording goes on")
                 warned_lost = total

@@ -22,6 +22,7 @@ from sessrec.errors import SessrecError, UsageError
 COMMAND_MODULES = (
     "recorder.cli_record",
     "recorder.cli_pam",
+    "recorder.cli_daemon",
     "sessrec.cli_config",
     "replay.cli_info",
     "replay.cli_export",

@@ -34,9 +34,11 @@ from sessrec.errors import FormatError
 # --- versions -----------------------------------------------------------------
 
 FORMAT_MAJOR: Final = 2
-FORMAT_MINOR: Final = 0
+FORMAT_MINOR: Final = 1
 # 1.1: the optional audit keys. 2.0: RECORDS chunks, the BPF programs' records
 # as the ring buffer gave them, decoded when read (1.x files are still read).
+# 2.1: the daemon's keys: header "login", trailer "left_running" and
+# "dropped", and "gap" maps (a stretch of the session with events missing).
 SIGNATURE: Final = b"SESSREC\0"
 
 # --- framing ------------------------------------------------------------------
@@ -235,7 +237,17 @@ class _MapOf:
         self.spec = spec
 
 
+class _OneOf:
+    def __init__(self, *types: type):
+        self.types = types
+
+
 def _problem(value: object, spec: object, where: str) -> str | None:
+    if isinstance(spec, _OneOf):
+        if type(value) in spec.types:
+            return None
+        return f"{where} is {type(value).__name__}, should be " + " or ".join(
+            t.__name__ for t in spec.types)
     if isinstance(spec, _Opt):
         return None if value is None else _problem(value, spec.spec, where)
     if isinstance(spec, _ListOf):
@@ -311,6 +323,15 @@ TRAILER_SCHEMA: Final[Mapping[str, object]] = {
 
 STATS_SCHEMA: Final[Mapping[str, object]] = {"k": str, "ts": int, "lost": _MapOf(int)}
 
+# 2.1: events between ts and end (ns from the header's clock.mono_ns) are
+# missing: the daemon was not running ("restart"), or they could not be
+# written ("output-error", with how many by type in "dropped").
+GAP_SCHEMA: Final[Mapping[str, object]] = {
+    "k": str, "ts": int, "end": int, "reason": str, "detail": str,
+    "dropped": _Opt(_MapOf(int)),
+}
+GAP_REASONS: Final = ("restart", "output-error")
+
 # Optional keys, added by minor versions: absent from older files; when
 # present, of this shape (docs/FORMAT.md, docs/AUDIT.md).
 HEADER_OPTIONAL: Final[Mapping[str, object]] = {
@@ -322,10 +343,18 @@ HEADER_OPTIONAL: Final[Mapping[str, object]] = {
         "start_record": bool,
         "reason": _Opt(str),
     },
+    # 2.1: who logged in (the daemon's start request: untrusted, validated
+    # there) and how the session was enrolled ("record", "pam", "logind")
+    "login": _MapOf(_OneOf(str, int)),
+    "kind": str,
 }
 TRAILER_OPTIONAL: Final[Mapping[str, object]] = {
     # 1.1: the end record
     "audit": {"end_record": bool, "reason": _Opt(str)},
+    # 2.1: processes still running when the session ended (moved out of it,
+    # not killed), and records that could not be written, by type
+    "left_running": _ListOf(int),
+    "dropped": _MapOf(int),
 }
 _OPTIONAL: Final[Mapping[str, Mapping[str, object]]] = {
     "header": HEADER_OPTIONAL,
@@ -360,6 +389,12 @@ def validate_trailer(
     obj: object, path: str | None = None, offset: int | None = None
 ) -> dict[str, Any]:
     return _validate(obj, TRAILER_SCHEMA, "trailer", path, offset)
+
+
+def validate_gap(
+    obj: object, path: str | None = None, offset: int | None = None
+) -> dict[str, Any]:
+    return _validate(obj, GAP_SCHEMA, "gap", path, offset)
 
 
 def validate_stats(
