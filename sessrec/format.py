@@ -355,6 +355,9 @@ TRAILER_OPTIONAL: Final[Mapping[str, object]] = {
     # not killed), and records that could not be written, by type
     "left_running": _ListOf(int),
     "dropped": _MapOf(int),
+    # 2.1: a PAM login's terminal ("pts/3"), learned from its processes
+    # (PAM_TTY, in the header's login map, is "ssh" for every sshd login)
+    "tty": str,
 }
 _OPTIONAL: Final[Mapping[str, Mapping[str, object]]] = {
     "header": HEADER_OPTIONAL,
