@@ -77,7 +77,7 @@ def run_status(args: argparse.Namespace, io: Streams) -> int:
           f"(since {reply['started_at']})", file=out)
     print(f"config:     {reply['config'] or '(defaults)'}", file=out)
     print(f"programs:   {len(reply['programs'])} tracepoints ({', '.join(reply['events'])}); "
-          f"ring {reply['ring_size'] >> 20} MiB", file=out)
+          f"a {reply['ring_size'] >> 10} KiB ring per session", file=out)
     print(f"sessions:   {reply['sessions_active']} active, {reply['sessions_total']} since start",
           file=out)
     print(f"events:     {reply['events_total']} ({reply['events_per_second']}/s over 10 s)",

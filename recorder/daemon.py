@@ -3,9 +3,8 @@
 One process, one thread, one non-blocking event loop over the control
 socket's connections, with the ring drained between them. Sessions are
 started and ended through the control socket (docs/CONTROL.md); each has its
-own cgroup and its own file. Records are routed to their session's file by
-the cgroup id in their header (record.Dispatcher): see docs/PERFORMANCE.md
-for why the ring is shared.
+own cgroup, its own ring buffer (loader.Programs) and its own file, so that
+a session that floods loses only its own events (docs/PERFORMANCE.md).
 
 What survives the daemon (a restart, a SIGKILL): the session cgroups, and a
 state file per session (<socket dir>/sessions/<id>.json). A new daemon finds
@@ -22,6 +21,7 @@ import fcntl
 import json
 import os
 import re
+import resource
 import selectors
 import signal
 import socket
@@ -38,7 +38,6 @@ from recorder.cgroup import Mount, SessionCgroup, cgroup2_mount
 from recorder.daemonlog import Log
 from recorder.loader import KIND_FILES, PAGE_SIZE, LoadConfig, Programs, check_privileges
 from recorder.record import (
-    TYPE_NAMES,
     Dispatcher,
     SessionSink,
     _user,
@@ -47,10 +46,11 @@ from recorder.record import (
     write_lost_stats,
 )
 from recorder.writer import OutputError, SessionWriter, check_writable
-from sessrec import __version__, control
+from sessrec import __version__, control, seal
 from sessrec import format as fmt
 from sessrec.config import Config
 from sessrec.errors import SessrecError
+from sessrec.event import TYPE_NAMES, EventType
 
 if TYPE_CHECKING:
     from recorder import audit
@@ -111,7 +111,6 @@ class Session:
     waiters: list[Client] = field(default_factory=list)
     lost_written: int = 0
     lost_before: dict[str, int] = field(default_factory=dict)  # from before a restart
-    exits_seen: int = 0
     dropped: dict[int, int] = field(default_factory=dict)
     drop_first_ts: int | None = None
     drop_last_ts: int = 0
@@ -119,6 +118,7 @@ class Session:
     tty: str | None = None          # a login's terminal, learned from its processes
     tty_scans: int = 0
     execs_seen: int = 0
+    gaps: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {"session": self.id, "kind": self.kind, "pid": self.pid, "user": self.user,
@@ -143,6 +143,8 @@ class Daemon:
         self.run_dir = Path(self.sock_path).parent
         self.state_dir = self.run_dir / "sessions"
         self.sessions: dict[str, Session] = {}
+        self.by_cg: dict[int, Session] = {}
+        self.ending: set[str] = set()  # sessions after `end`, until finished
         self.ended: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.clients: dict[int, Client] = {}
         self.sel = selectors.DefaultSelector()
@@ -163,6 +165,11 @@ class Daemon:
 
     def run(self) -> int:
         check_privileges("sudo sessrec daemon")
+        # A session holds its file open: 1,000 sessions need more than the
+        # usual soft limit of 1,024 descriptors.
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         self._take_lock()
         from recorder import audit
 
@@ -287,7 +294,7 @@ class Daemon:
             if now >= next_flush:
                 next_flush = now + FLUSH_EVERY
                 for sess in list(self.sessions.values()):
-                    if sess.writer.records:
+                    if sess.writer.records or sess.drop_first_ts is not None:
                         self._guarded(sess, sess.writer.maybe_flush, now)
             if now >= next_loss:
                 next_loss = now + LOSS_EVERY
@@ -308,10 +315,10 @@ class Daemon:
     def _note_exits(self) -> None:
         """A session whose cgroup may have emptied has recorded an exit."""
         now = time.monotonic()
-        for sess in list(self.sessions.values()):
-            exits = sess.sink.per_type[fmt.EventType.EXIT]
-            if exits != sess.exits_seen:
-                sess.exits_seen = exits
+        exited = self.dispatcher.exited
+        while exited:
+            sess = self.by_cg.get(exited.pop().cgroup_id)
+            if sess is not None:
                 self._maybe_empty(sess, now)
 
     def _learn_ttys(self) -> None:
@@ -322,7 +329,7 @@ class Daemon:
         for sess in self.sessions.values():
             if sess.kind != "pam" or sess.tty is not None or sess.tty_scans >= TTY_SCANS:
                 continue
-            execs = sess.sink.per_type[fmt.EventType.EXEC]
+            execs = sess.sink.per_type[EventType.EXEC]
             if execs != sess.execs_seen:
                 sess.execs_seen = execs
                 sess.tty_scans += 1
@@ -331,16 +338,17 @@ class Daemon:
     def _maybe_empty(self, sess: Session, now: float) -> None:
         """An active session whose processes are all gone ends by itself,
         except a `record` session that its client still watches."""
-        if sess.state != "active" or (sess.kind == "record" and sess.owner is not None):
+        if sess.state == "finishing" or (sess.state == "active" and sess.kind == "record"
+                                         and sess.owner is not None):
             return
         if not sess.cg.populated():
-            sess.state = "ending"
-            sess.end_reason = "cgroup-empty"
+            if sess.state == "active":
+                self._begin_end(sess, "cgroup-empty", None, 0.0)
             sess.deadline = now
 
     def _advance_endings(self, now: float) -> None:
-        for sess in list(self.sessions.values()):
-            if sess.state == "ending" and (now >= sess.deadline or not sess.cg.populated()):
+        for sess in [self.sessions[sid] for sid in self.ending]:
+            if sess.state == "ending" and now >= sess.deadline:
                 sess.state = "finishing"
                 sess.finish_at = now + END_GRACE
             elif sess.state == "finishing" and now >= sess.finish_at:
@@ -387,6 +395,7 @@ class Daemon:
             sess.writer.add_map("gap", gap)
         except OutputError:
             return
+        sess.gaps.append(gap)
         self.log("output-recovered", session=sess.id, file=sess.file,
                  dropped=sum(sess.dropped.values()))
         sess.drop_first_ts = None
@@ -578,11 +587,14 @@ class Daemon:
         cwd = _field(req, "cwd", str, required=False)
         output = _field(req, "output", str, required=False)
         force = _field(req, "force", bool, required=False) or False
+        sealing = _field(req, "seal", bool, required=False) is not False
         login = _login(req.get("login"))
         unknown = set(req) - {"v", "op", "pid", "kind", "command", "cwd", "output", "force",
-                              "login"}
+                              "login", "seal"}
         if unknown:
             raise _bad(f"unknown field {sorted(unknown)[0]!r}")
+        if output is not None and not output.startswith("/"):
+            raise _bad("output must be an absolute path")
         real_uid = _proc_uid(pid)
         if real_uid is None:
             raise control.ControlError(control.E_NOT_FOUND, f"no process {pid}")
@@ -602,8 +614,6 @@ class Daemon:
             safe = re.sub(r"[^A-Za-z0-9._-]", "_", user)[:64] or str(uid)
             stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(wall_ns // 10**9))
             output = os.path.join(self.cfg.output_dir, f"{stamp}-{safe}-{session_id}.srec")
-        elif not output.startswith("/"):
-            raise _bad("output must be an absolute path")
         try:
             check_writable(output, force)
         except SessrecError as e:
@@ -627,7 +637,9 @@ class Daemon:
                 cwd=cwd, clock=(wall_ns, time.monotonic_ns()),
                 audit_header=auditing.start(),
                 extra={"kind": kind, **({"login": login} if login else {})})
-            writer = SessionWriter(output, header, force=force)
+            key = seal.seal_key_path(None) if sealing else None
+            sealer = None if key is None else seal.start_file(key)
+            writer = SessionWriter(output, header, force=force, sealer=sealer)
             sess = Session(id=session_id, kind=kind, pid=pid, uid=uid, user=user, file=output,
                            cg=cg, writer=writer, sink=SessionSink(cg.id, writer),
                            auditing=auditing, started_at=header["started_at"],
@@ -656,6 +668,7 @@ class Daemon:
                 raise control.ControlError(control.E_FAILED, str(e)) from None
             raise
         self.sessions[session_id] = sess
+        self.by_cg[cg.id] = sess
         self.sessions_total += 1
         if sess.owner is not None:
             c.owns.add(session_id)
@@ -687,6 +700,7 @@ class Daemon:
             linger = 0.0 if sess.kind == "record" else self.cfg.linger
         if sess.state == "active":
             self._begin_end(sess, reason, status, float(linger))
+            self._maybe_empty(sess, time.monotonic())
         if wait is False:
             return {"ok": True, "session": sid, "ending": True}
         sess.waiters.append(c)
@@ -699,6 +713,7 @@ class Daemon:
         sess.end_reason = reason
         sess.exit_status = status
         sess.deadline = time.monotonic() + linger
+        self.ending.add(sess.id)
 
     def _finish(self, sess: Session) -> None:
         """The end of a session: drain, move leftovers out, trailer, cleanup."""
@@ -712,9 +727,13 @@ class Daemon:
         self.programs.remove_session(sess.cg.id)
         self.programs.forget_lost(sess.cg.id)
         self.dispatcher.sinks.pop(sess.cg.id, None)
+        if sess.drop_first_ts is not None:
+            self._guarded(sess, sess.writer.flush)  # and the gap map, if it can
         extra: dict[str, Any] = {"left_running": left}
         if sess.tty is not None:
             extra["tty"] = sess.tty
+        if sess.gaps:
+            extra["gaps"] = sess.gaps
         if sess.dropped:
             extra["dropped"] = {TYPE_NAMES.get(t, str(t)): n for t, n in sess.dropped.items()}
         trailer = session_trailer(sess.sink, lost, sess.exit_status, reason, sess.auditing,
@@ -722,8 +741,6 @@ class Daemon:
         trailer["lost"] = sess.lost_names(lost)
         complete = True
         try:
-            if sess.drop_first_ts is not None:
-                self._write_drop_gap(sess)
             sess.writer.close(trailer)
         except OutputError as e:
             complete = False
@@ -732,6 +749,8 @@ class Daemon:
             with contextlib.suppress(SessrecError):
                 sess.writer.close(None)
         del self.sessions[sess.id]
+        del self.by_cg[sess.cg.id]
+        self.ending.discard(sess.id)
         with contextlib.suppress(OSError):
             (self.state_dir / f"{sess.id}.json").unlink()
         discarded = complete and sess.kind == "pam" and self._no_user_program(sess)
@@ -794,6 +813,7 @@ class Daemon:
             if sess is None:
                 continue
             self.sessions[sess.id] = sess
+            self.by_cg[sess.cg.id] = sess
             self.sessions_total += 1
             self._maybe_empty(sess, time.monotonic())
 

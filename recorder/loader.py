@@ -1,8 +1,9 @@
 """Loads sessrec's BPF programs: the only module that imports bcc.
 
 One loaded program set serves any number of sessions at once: a session is
-an entry in the `sessions` map, keyed by its cgroup id, and every record in
-the shared ring buffer names its session's cgroup id.
+an entry in the `sessions` map (a map of maps), keyed by its cgroup id, whose
+value is the session's own ring buffer, created here; every record names its
+session's cgroup id too.
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ SUPPORTED_MACHINES = ("x86_64",)
 
 PAGE_SIZE = 4096  # BPF_RINGBUF_OUTPUT sizes are in pages of this size
 DEFAULT_RING_PAGES = 8192  # 32 MiB: a burst of ~300k events fits
+BPF_MAP_TYPE_RINGBUF = 27
+# Rings of ended sessions kept for the next ones (creating one costs a
+# syscall and zeroed memory; keeping one costs its memory).
+RING_POOL = 8
 # Records handled per consume() call at most, so the drain loop keeps
 # flushing and watching the session during a flood.
 DRAIN_BATCH = 65536
@@ -202,12 +207,20 @@ RecordCallback = Callable[[memoryview, int, int], None]
 
 
 @dataclass
+class _Ring:
+    fd: int
+    reader: RingReader
+    owned: bool  # created here (closed here), not the program set's template
+
+
+@dataclass
 class Programs:
     """The loaded program set."""
 
     bpf: Any
     cfg: LoadConfig
-    _ring: RingReader | None = field(default=None, repr=False)
+    _rings: dict[int, _Ring] = field(default_factory=dict, repr=False)
+    _pool: list[_Ring] = field(default_factory=list, repr=False)
     _on_record: RecordCallback | None = field(default=None, repr=False)
 
     @classmethod
@@ -225,39 +238,84 @@ class Programs:
         return cls(bpf=bpf, cfg=cfg)
 
     def add_session(self, cgroup_id: int) -> None:
-        t = self.bpf["sessions"]
-        t[t.Key(cgroup_id)] = t.Leaf(1)
-
-    def remove_session(self, cgroup_id: int) -> None:
+        """Gives the session its ring and registers it: the programs record
+        its processes from now on."""
+        if cgroup_id in self._rings:
+            return
+        ring = self._new_ring()
         t = self.bpf["sessions"]
         try:
-            del t[t.Key(cgroup_id)]
+            t[ctypes.c_uint64(cgroup_id)] = ctypes.c_int(ring.fd)
+        except Exception as e:  # BCC raises bare Exception on a failed update
+            self._release(ring)
+            raise EnvironmentProblem(f"cannot register the session's ring: {e}") from None
+        self._rings[cgroup_id] = ring
+
+    def _new_ring(self) -> _Ring:
+        if self._pool:
+            return self._pool.pop()
+        size = self.cfg.ring_pages * PAGE_SIZE
+        tmpl = self.bpf["ring_tmpl"].map_fd
+        if not any(r.fd == tmpl for r in self._rings.values()):
+            return _Ring(tmpl, RingReader(tmpl, size), owned=False)
+        from bcc import libbcc
+
+        fd = libbcc.lib.bcc_create_map(BPF_MAP_TYPE_RINGBUF, b"sessrec_ring", 0, 0, size, 0)
+        if fd < 0:
+            why = os.strerror(-fd) if fd < -1 else "failed"
+            raise EnvironmentProblem(f"cannot create a {size >> 10} KiB ring buffer for a "
+                                     f"session: {why} (each session has one: see ring_size)")
+        return _Ring(fd, RingReader(fd, size), owned=True)
+
+    def _release(self, ring: _Ring) -> None:
+        if not ring.owned or len(self._pool) < RING_POOL:
+            self._pool.append(ring)
+            return
+        ring.reader.close()
+        os.close(ring.fd)
+
+    def remove_session(self, cgroup_id: int) -> None:
+        """Unregisters the session; what its ring still holds is drained
+        first (the caller drained already: this is for late records)."""
+        t = self.bpf["sessions"]
+        try:
+            del t[ctypes.c_uint64(cgroup_id)]
         except KeyError:
             pass
+        ring = self._rings.pop(cgroup_id, None)
+        if ring is not None:
+            if self._on_record is not None:
+                ring.reader.drain_all(self._on_record)
+            self._release(ring)
 
     def open_ring(self, on_record: RecordCallback) -> None:
-        """on_record(view, offset, length) gets each record whenever consume()
-        runs (see RingReader.drain; the view is valid only during the call)."""
-        table = self.bpf["events"]
-        self._ring = RingReader(table.map_fd, self.cfg.ring_pages * PAGE_SIZE)
+        """on_record(view, offset, length) gets each record of every session
+        whenever consume() runs (see RingReader.drain; the view is valid only
+        during the call)."""
         self._on_record = on_record
 
     def consume(self) -> int:
-        """Drains the ring without waiting (records are submitted without
-        wake-ups, so the caller drains on a timer). Returns the record count."""
-        if self._ring is None or self._on_record is None:
+        """Drains every session's ring without waiting (records are submitted
+        without wake-ups, so the caller drains on a timer), each at most a
+        batch, so that a flooding session does not starve the others.
+        Returns the record count."""
+        if self._on_record is None:
             return 0
-        return self._ring.drain(self._on_record, DRAIN_BATCH)
+        n = 0
+        for ring in self._rings.values():
+            if ring.reader.pending():
+                n += ring.reader.drain(self._on_record, DRAIN_BATCH)
+        return n
 
     def pending(self) -> bool:
-        """Records are waiting in the ring (consume() stops after a batch)."""
-        return self._ring is not None and self._ring.pending()
+        """Records are waiting in a ring (consume() stops after a batch)."""
+        return any(r.reader.pending() for r in self._rings.values())
 
     def consume_all(self) -> int:
-        """Drains the ring to its end: what is left when a session ends."""
-        if self._ring is None or self._on_record is None:
+        """Drains every ring to its end: what is left when a session ends."""
+        if self._on_record is None:
             return 0
-        return self._ring.drain_all(self._on_record)
+        return sum(r.reader.drain_all(self._on_record) for r in self._rings.values())
 
     def lost_all(self) -> dict[int, dict[int, int]]:
         """Every session's losses, cgroup id -> {event type: count}: one pass
@@ -296,9 +354,12 @@ class Programs:
         if background and fds:
             _close_in_grandchild(fds)
             self.bpf.tracepoint_fds.clear()
-        if self._ring is not None:
-            self._ring.close()
-            self._ring = None
+        for ring in [*self._rings.values(), *self._pool]:
+            ring.reader.close()
+            if ring.owned:
+                os.close(ring.fd)
+        self._rings.clear()
+        self._pool.clear()
         try:
             self.bpf.cleanup()
         except Exception:  # best effort at teardown

@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -38,16 +39,16 @@ from recorder.loader import (
     check_privileges,
 )
 from recorder.writer import SessionWriter, check_writable
-from sessrec import __version__, records
+from sessrec import __version__, control, records, seal
 from sessrec import format as fmt
 from sessrec.errors import SessrecError
+from sessrec.event import TYPE_BY_NAME, TYPE_NAMES, EventFlag, EventType
 
 if TYPE_CHECKING:
     from recorder import audit
 
 DRAIN_INTERVAL = 0.005  # seconds between ring drains: short, as there are no wake-ups
 END_GRACE = 0.05        # after the cgroup empties, for programs still finishing on other CPUs
-TYPE_NAMES = {int(t): t.name.lower() for t in fmt.EventType}
 
 
 @dataclass
@@ -60,6 +61,7 @@ class RecordOptions:
     ring_pages: int = DEFAULT_RING_PAGES
     flush_interval: float = 1.0
     cwd: str | None = None
+    seal_key: str | None = None  # seal the file with this node key (sessrec.seal)
 
 
 class SessionSink:
@@ -83,9 +85,9 @@ class SessionSink:
         return {t: n for t, n in enumerate(self.per_type) if n}
 
     def count_flags(self, flags: int) -> None:
-        if flags & fmt.EventFlag.ARGV_TRUNCATED:
+        if flags & EventFlag.ARGV_TRUNCATED:
             self.truncated_argv += 1
-        if flags & fmt.EventFlag.PATH_TRUNCATED:
+        if flags & EventFlag.PATH_TRUNCATED:
             self.truncated_path += 1
 
 
@@ -98,6 +100,9 @@ class Dispatcher:
     def __init__(self) -> None:
         self.sinks: dict[int, SessionSink] = {}
         self.orphan_records = 0
+        # Sessions that recorded an exit since the daemon last looked: only
+        # they can have become empty.
+        self.exited: set[SessionSink] = set()
 
     def __call__(self, view: memoryview, off: int, size: int) -> None:
         sink = self.sinks.get(_CGROUP_ID(view, off + _CGROUP_AT)[0])
@@ -110,12 +115,15 @@ class Dispatcher:
             sink.unknown += 1
             return
         sink.per_type[t] += 1
+        if t == _EXIT:
+            self.exited.add(sink)
         if view[start + 2]:  # the low byte of flags: truncation bits
             sink.count_flags(view[start + 2])
         sink.records += view[off : start + size]
 
 
 _FRAME = fmt.RECORD_FRAME.size
+_EXIT = int(EventType.EXIT)
 _CGROUP_ID = struct.Struct("<Q").unpack_from
 _CGROUP_AT = _FRAME + records.HEADER.offsets()["cgroup_id"]
 # The smallest valid record of each type (header and fixed body); a type the
@@ -347,6 +355,8 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
     """Records opts.command; returns its exit status as a shell reports it."""
     check_privileges()
     check_writable(opts.output, opts.force)
+    if opts.seal_key is not None:
+        seal.seal_key_status(opts.seal_key)  # usable? fail before the command starts
     if opts.cwd is not None and not os.path.isdir(opts.cwd):
         raise SessrecError(f"cannot run the command in {opts.cwd}: no such directory")
     mount = cgroup2_mount()
@@ -379,10 +389,12 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
         header = session_header(
             session_id=session_id, cg=cg, leader_pid=leader_pid, uid=os.getuid(),
             command=[_text(a) for a in opts.command], cwd=cwd,
-            clock=(wall_ns, mono_ns), audit_header=auditing.start())
+            clock=(wall_ns, mono_ns), audit_header=auditing.start(), extra={"kind": "record"})
         try:
+            sealer = None if opts.seal_key is None else seal.start_file(opts.seal_key)
             writer = SessionWriter(
-                opts.output, header, force=opts.force, flush_interval=opts.flush_interval
+                opts.output, header, force=opts.force, flush_interval=opts.flush_interval,
+                sealer=sealer,
             )
         except BaseException:
             if proc is not None:
@@ -423,6 +435,94 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
         programs.close(background=True)
 
 
+def record_via_daemon(opts: RecordOptions, conn: control.Connection,
+                      stderr: TextIO = sys.stderr) -> int:
+    """Records opts.command through a running daemon (docs/CONTROL.md): the
+    daemon moves the command's process into a new session before it execs
+    and writes the file; this process runs the command and waits as
+    record() does, then ends the session with the exit status. The file is
+    the one record() writes, but for the recorder's pid (the daemon's)."""
+    check_privileges()
+    check_writable(opts.output, opts.force)
+    if opts.cwd is not None and not os.path.isdir(opts.cwd):
+        raise SessrecError(f"cannot run the command in {opts.cwd}: no such directory")
+    cwd = os.path.abspath(opts.cwd) if opts.cwd else os.getcwd()
+    sigs = _Signals()
+    sigs.install()
+    try:
+        proc = Leader(list(opts.command), cwd, None)
+        try:
+            reply = conn.request("start", pid=proc.pid, kind="record",
+                                 command=[_text(a) for a in opts.command], cwd=cwd,
+                                 output=os.path.abspath(opts.output), force=opts.force,
+                                 seal=opts.seal_key is not None)
+            if not reply.get("recorded"):
+                raise SessrecError(f"the daemon does not record this: {reply.get('reason')}")
+        except BaseException:
+            proc.abandon()
+            raise
+        session = str(reply["session"])
+        try:
+            proc.release()
+        except SessrecError:
+            conn.request("end", session=session, reason="error", linger=0)
+            raise
+        sigs.forward = proc.send_signal
+        cg = SessionCgroup(path=Path(reply["cgroup"]), id=int(reply["cgroup_id"]), level=-1,
+                           mount=cgroup2_mount())
+        end_reason = _wait_done(cg, proc, sigs, opts)
+        status = _shell_status(proc.wait())
+        conn.settimeout(None)  # the end waits for the last drain, however long
+        summary = conn.request("end", session=session, reason=end_reason, exit_status=status,
+                               linger=0)
+    finally:
+        sigs.restore()
+    lost = {TYPE_BY_NAME.get(k, 0): n for k, n in summary["lost"].items()}
+    if lost:
+        _warn(stderr, f"{sum(lost.values())} events lost (ring buffer full): "
+              f"{lost_summary(lost)}; the daemon's ring_size is too small")
+    left = summary.get("left_running") or []
+    if left:
+        _warn(stderr, f"stopped recording {len(left)} process(es) still running: "
+              + " ".join(map(str, left)))
+    return status
+
+
+class _EndWatch:
+    """When a recorded command's session is over, and why: the one rule of
+    both ways of recording (here, or through the daemon)."""
+
+    def __init__(self, cg: SessionCgroup, proc: Leader, sigs: _Signals,
+                 opts: RecordOptions) -> None:
+        self.cg, self.proc, self.sigs, self.opts = cg, proc, sigs, opts
+        self.leader_exit_at: float | None = None
+
+    def reason(self, now: float) -> str | None:
+        if self.leader_exit_at is None and self.proc.poll() is not None:
+            self.leader_exit_at = now
+            self.sigs.leader_done = True
+        if self.leader_exit_at is None:
+            return None
+        if not self.cg.populated():
+            return "cgroup-empty"
+        if not self.opts.wait_leftovers:
+            return "leader-exited"
+        if self.sigs.stop_waiting:
+            return "interrupted"
+        timeout = self.opts.wait_timeout
+        if timeout is not None and now - self.leader_exit_at >= timeout:
+            return "wait-timeout"
+        return None
+
+
+def _wait_done(cg: SessionCgroup, proc: Leader, sigs: _Signals, opts: RecordOptions) -> str:
+    """_drain_until_done's waiting, for a session the daemon drains."""
+    watch = _EndWatch(cg, proc, sigs, opts)
+    while (reason := watch.reason(time.monotonic())) is None:
+        time.sleep(DRAIN_INTERVAL)
+    return reason
+
+
 def _shell_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
@@ -436,7 +536,7 @@ def _drain_until_done(
     opts: RecordOptions,
     stderr: TextIO,
 ) -> str:
-    leader_exit_at: float | None = None
+    watch = _EndWatch(cg, proc, sigs, opts)
     warned_lost = 0
     next_loss_check = 0.0
     while True:
@@ -453,17 +553,8 @@ def _drain_until_done(
                 if warned_lost == 0:
                     _warn(stderr, "events are being lost (ring buffer full); recording goes on")
                 warned_lost = total
-        if leader_exit_at is None and proc.poll() is not None:
-            leader_exit_at = now
-            sigs.leader_done = True
-        if leader_exit_at is not None:
-            if not cg.populated():
-                return "cgroup-empty"
-            if not opts.wait_leftovers:
-                return "leader-exited"
-            if sigs.stop_waiting:
-                return "interrupted"
-            if opts.wait_timeout is not None and now - leader_exit_at >= opts.wait_timeout:
-                return "wait-timeout"
+        reason = watch.reason(now)
+        if reason is not None:
+            return reason
         if not busy:
             time.sleep(DRAIN_INTERVAL)

@@ -19,7 +19,9 @@ from recorder.cgroup import SessionCgroup
 from recorder.record import SessionSink
 from recorder.writer import SessionWriter
 from replay.reader import open_session
-from sessrec import format as fmt
+from replay.verify import sealed_end
+from sessrec import seal
+from sessrec.event import ARGV_TRUNCATED, PATH_TRUNCATED
 
 if TYPE_CHECKING:
     from recorder.daemon import Daemon, Session
@@ -41,12 +43,12 @@ def resume(d: Daemon, state_path: Path) -> Session | None:
     last_ts = 0
     with open_session(file, strict=False) as s:
         for ev in s.records():
-            per_type[ev[fmt.I_TYPE]] += 1
-            flags = ev[fmt.I_FLAGS]
-            argv_cut += bool(flags & fmt.EventFlag.ARGV_TRUNCATED)
-            path_cut += bool(flags & fmt.EventFlag.PATH_TRUNCATED)
-            last_ts = max(last_ts, ev[fmt.I_TS])
+            per_type[ev.type] += 1
+            argv_cut += bool(ev.flags & ARGV_TRUNCATED)
+            path_cut += bool(ev.flags & PATH_TRUNCATED)
+            last_ts = max(last_ts, ev.ts)
         header, trailer, damage, lost_before = s.header, s.trailer, s.damage, s.stats_lost
+        gaps = [{k: v for k, v in g.items() if k != "k"} for g in s.gaps]
         unknown = sum(s.unknown_types.values())
     if trailer is not None or damage is None:
         d.log("resume-skipped", session=sid, file=file, why="the file is complete")
@@ -54,21 +56,30 @@ def resume(d: Daemon, state_path: Path) -> Session | None:
         state_path.unlink()
         return None
     writer = SessionWriter(file, header, resume_at=damage.offset)
+    key = seal.seal_key_path(None)
+    if "seal" in header and key is not None:
+        # A new seal chain, whose first seal covers what the old one left unsealed.
+        start = sealed_end(file)
+        with open(file, "rb") as f:
+            f.seek(start)
+            unsealed = f.read(max(0, damage.offset - start))
+        writer.seal_from_here(seal.start_file(key), unsealed)
     sink = SessionSink(cg.id, writer)
     sink.per_type = per_type
     sink.truncated_argv, sink.truncated_path, sink.unknown = argv_cut, path_cut, unknown
     sess = Session(id=sid, kind=str(st["kind"]), pid=int(st["pid"]), uid=int(st["uid"]),
                    user=str(st["user"]), file=file, cg=cg, writer=writer, sink=sink,
                    auditing=None, started_at=header["started_at"], owner=None,
-                   lost_before=dict(lost_before), exits_seen=per_type[fmt.EventType.EXIT])
+                   lost_before=dict(lost_before))
     writer.on_drop = lambda k, raw: d._on_drop(sess, k, raw)
     d.dispatcher.sinks[cg.id] = sink
     d.programs.add_session(cg.id)
     end = time.monotonic_ns() - header["clock"]["mono_ns"]
-    writer.add_map("gap", {"ts": last_ts, "end": end, "reason": "restart",
-                           "detail": "no daemon recorded this session (restarted or killed); "
-                           f"the file was continued from byte {damage.offset}",
-                           "dropped": None})
+    gap = {"ts": last_ts, "end": end, "reason": "restart",
+           "detail": "the daemon was restarted or killed; the file continues from byte "
+           f"{damage.offset}", "dropped": None}
+    writer.add_map("gap", gap)
+    sess.gaps = [*gaps, gap]
     d.log("session-resumed", session=sid, kind=sess.kind, user=sess.user, pid=sess.pid,
           file=file, gap_s=round((end - last_ts) / 1e9, 3), events_before=sum(per_type))
     return sess

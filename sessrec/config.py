@@ -35,7 +35,9 @@ class Config:
     output_dir: str = "/var/lib/sessrec/sessions"
     control_socket: str = "/run/sessrec/control.sock"
     events: tuple[str, ...] = EVENT_KINDS
-    ring_size: int = 32 << 20  # bytes; one ring shared by the sessions (docs/PERFORMANCE.md)
+    # bytes; each session's own ring: 1,000 sessions lock 1,000 of them
+    # (docs/PERFORMANCE.md)
+    ring_size: int = 1 << 20
     cgroup_root: str = "sessrec"
     linger: float = 600.0  # seconds a session waits for its processes after its end
     enrolment: str = "pam"

@@ -138,6 +138,9 @@ class Connection:
         line, _, self._buf = self._buf.partition(b"\n")
         return line
 
+    def settimeout(self, timeout: float | None) -> None:
+        self._sock.settimeout(timeout)
+
     def close(self) -> None:
         self._sock.close()
 
