@@ -113,21 +113,39 @@ def _open(env: pam.PamEnv, pid: int, cfg: config.Config, log: _Log, timeout: flo
     session, file = str(reply.get("session")), str(reply.get("file"))
     log(syslog.LOG_INFO, f"recording login of {login.user} (uid {login.uid}, pid {pid}) "
         f"{where}, service {login.service}: session {session} in {file}")
-    _audit_record(log, "sessrec-start", session, file, pid, {"kind": "pam"})
+    _audit_record("sessrec-start", session, file, pid, {"kind": "pam"})
     return ExitStatus.OK
 
 
-def _audit_record(log: _Log, op: str, session: str, file: str, pid: int,
+def _audit_record(op: str, session: str, file: str, pid: int,
                   fields: dict[str, object]) -> None:
     """A start or end record in the audit trail (docs/AUDIT.md), sent from
-    here: the hook is a child of the login's process, in its audit session,
-    so `ausearch --session N` finds it with sshd's records of the login. The
-    daemon is in no login's audit session. auditd not running is no error."""
-    from recorder import audit
-    answer = audit.AuditSession(session, file, pid).note(op, {"leader_pid": pid, **fields})
-    quiet = ("not running", "disabled")        # no auditd here: nothing to say
-    if not answer["sent"] and answer["reason"] and not any(q in answer["reason"] for q in quiet):
-        log(syslog.LOG_WARNING, f"session {session}: no {op} audit record: {answer['reason']}")
+    a grandchild of the hook: the hook is a child of the login's process, in
+    its audit session, so `ausearch --session N` finds the record with
+    sshd's records of the login (the daemon is in no login's audit session).
+    Detached, so that the login waits neither for the netlink library's
+    import (about 0.5 s here) nor for auditd. auditd not running is no
+    error; another failure is one line in the system log."""
+    child = os.fork()
+    if child:
+        os.waitpid(child, 0)
+        return
+    try:
+        if os.fork() == 0:
+            os.setsid()
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            from recorder import audit
+            answer = audit.AuditSession(session, file, pid).note(
+                op, {"leader_pid": pid, **fields})
+            quiet = ("not running", "disabled")     # no auditd here: nothing to say
+            reason = answer["reason"]
+            if not answer["sent"] and reason and not any(q in reason for q in quiet):
+                syslog.syslog(syslog.LOG_WARNING, f"session {session}: no {op} audit "
+                              f"record: {reason}")
+    finally:
+        os._exit(0)
 
 
 def _close(env: pam.PamEnv, pid: int, cfg: config.Config, log: _Log, timeout: float) -> int:
@@ -144,7 +162,7 @@ def _close(env: pam.PamEnv, pid: int, cfg: config.Config, log: _Log, timeout: fl
         if s.get("session") == session), "?")
     control.request("end", socket_path=cfg.control_socket, timeout=timeout,
                     session=session, reason="pam-close", wait=False)
-    _audit_record(log, "sessrec-end", session, file, pid, {"kind": "pam",
+    _audit_record("sessrec-end", session, file, pid, {"kind": "pam",
                                                            "end_reason": "pam-close"})
     log(syslog.LOG_INFO, f"login of {env.user} closed (pid {pid}): session {session} is "
         f"recorded until its last process exits (at most {cfg.linger:g} s more)")
