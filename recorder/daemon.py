@@ -165,6 +165,14 @@ class Daemon:
 
     def run(self) -> int:
         check_privileges("sudo sessrec daemon")
+        if self.cfg.enrolment == "logind":
+            # recorder/logind.py finds the scopes, but the programs match a
+            # session by its cgroup at one depth (<cgroup_root>/<id>), and a
+            # scope is deeper; adopting one waits for sessions keyed by
+            # process (docs/NODE.md). Refuse rather than record nothing.
+            raise SessrecError(
+                f"{self.cfg.source or 'the config'}: enrolment = \"logind\" is not available "
+                "in this version: use enrolment = \"pam\" and the PAM line (docs/NODE.md)")
         # A session holds its file open: 1,000 sessions need more than the
         # usual soft limit of 1,024 descriptors.
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
