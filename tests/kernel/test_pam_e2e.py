@@ -109,8 +109,9 @@ def make_daemon(d: Path, **extra: str) -> Daemon:
     sock = str(d / "run" / "control.sock")
     out = d / "sessions"
     lines = [f'output_dir = "{out}"', f'control_socket = "{sock}"',
-             f'cgroup_root = "sessrec-e2e-{secrets.token_hex(3)}"', 'linger = "30s"',
-             *(f"{k} = {v}" for k, v in extra.items())]
+             f'cgroup_root = "sessrec-e2e-{secrets.token_hex(3)}"', 'linger = "30s"']
+    if "users_exclude" in extra:
+        lines += ["[users]", f'exclude = ["{extra["users_exclude"]}"]']
     config = d / "sessrec.toml"
     config.write_text("\n".join(lines) + "\n")
     return Daemon(dir=d, config=config, socket=sock, output=out, log=d / "daemon.log")
@@ -142,6 +143,7 @@ class Scenario:
     refused_after_stop: subprocess.CompletedProcess[bytes] | None = None
     optional_after_stop: subprocess.CompletedProcess[bytes] | None = None
     attack: Login | None = None
+    excluded: subprocess.CompletedProcess[bytes] | None = None
     daemon_alive_after_attack: bool = False
 
 
@@ -164,10 +166,12 @@ def scenario(auditd: Auditd) -> Iterator[Scenario]:  # noqa: F811
     base.chmod(0o755)
     daemon = make_daemon(base / "daemon")
     listener = Listener()
-    with sshd.private_sshd(["a", "b"], hook_line("required", daemon.config)) as srv:
+    with sshd.private_sshd(["a", "b", "x"], hook_line("required", daemon.config)) as srv:
         try:
+            a, b, x = srv.users
+            # The same paths, now with the third user left out by [users].
+            make_daemon(base / "daemon", users_exclude=x.name)
             daemon.start()
-            a, b = srv.users
             script = (
                 "echo SID=$(cat /proc/self/sessionid)\n"
                 "echo TTY=$(tty)\n"
@@ -209,11 +213,12 @@ def scenario(auditd: Auditd) -> Iterator[Scenario]:  # noqa: F811
                 fwd.terminate()
                 fwd.wait(timeout=20)
             attack = _attack(srv, b, daemon)
+            excluded = srv.ssh(x, "echo excluded-in")
             _wait_all_ended(daemon)
             sc = Scenario(srv, daemon, listener, inter, cmd, scp,
                           listener.accepted - before, attack=attack,
                           daemon_alive_after_attack=daemon.proc is not None
-                          and daemon.proc.poll() is None)
+                          and daemon.proc.poll() is None, excluded=excluded)
             # The daemon stopped: optional goes on and says so; required refuses.
             daemon.stop()
             srv.write_pam(hook_line("optional", daemon.config))
@@ -471,3 +476,16 @@ def test_a_user_cannot_reach_or_stop_the_recording(scenario: Scenario) -> None:
     assert any(e["type"] == "open" and e["path"] == "/etc/issue.net" and e["comm"] == "cat"
                for e in ev)
     assert sum(1 for e in ev if e["type"] == "exec" and e["argv"][:1] == ["rmdir"]) == 1
+
+
+def test_an_excluded_user_logs_in_unrecorded(scenario: Scenario) -> None:
+    """[users] exclude: the login goes on, even with `required`, no file is
+    made, and the system log says why."""
+    x = scenario.srv.users[2]
+    r = scenario.excluded
+    assert r is not None and r.returncode == 0 and r.stdout == b"excluded-in\n", r
+    assert not [p for p, h in files_of(scenario) if h["user"] == x.name]
+    if scenario.srv.syslog.active:
+        assert re.search(rf"login of {x.name} \(uid {x.uid}\) from 127\.0\.0\.1 port \d+ "
+                         rf"not recorded: user {x.name} \(uid {x.uid}\) is not recorded "
+                         r"\(\[users\]\)", scenario.srv.syslog.text()), scenario.srv.syslog.text()
