@@ -33,7 +33,7 @@ from typing import Any
 
 from replay.base import Session
 from replay.reader import read_trailer_fast
-from replay.timeline import rfc3339_ns
+from replay.terms import parse_instant
 from sessrec.errors import SessrecError
 
 DEFAULT_LOG = "/var/log/audit/audit.log"
@@ -362,7 +362,7 @@ def session_audit_events(header: Mapping[str, Any], trailer: Mapping[str, Any] |
              "no audit records to show")
         return iter(())
     start = header["clock"]["wall_ns"]
-    end = rfc3339_ns(trailer["ended_at"]) if trailer is not None else None
+    end = parse_instant(trailer["ended_at"]) if trailer is not None else None
     if end is None:
         end = last_event_ns if last_event_ns is not None else start
     recorder = header.get("recorder", {}).get("pid")

@@ -25,17 +25,11 @@ fnmatch, else fnmatch), then events by string id.
 
 from __future__ import annotations
 
-import calendar
 import contextlib
 import dataclasses
-import datetime
-import fnmatch
-import functools
 import hashlib
-import ipaddress
 import json
 import os
-import re
 import sqlite3
 import stat
 from collections.abc import Iterator, Mapping
@@ -44,9 +38,11 @@ from typing import Any
 
 from replay.events import PathResolver
 from replay.reader import open_session
+from replay.summary import Tally
+from replay.terms import Dest, glob_match, in_network
 from sessrec import format as fmt
 from sessrec.errors import SessrecError, UsageError
-from sessrec.event import TYPE_NAMES, Chdir, Connect, EventType, Exec, Exit, Open
+from sessrec.event import TYPE_NAMES, Chdir, Connect, EventType, Exec, Open
 
 INDEX_NAME = ".sessrec-index.sqlite"
 # Bump when the tables change: an index of another version is rebuilt.
@@ -169,17 +165,6 @@ def choose_index_path(root: str, environ: Mapping[str, str] | None = None) -> st
 # --- query terms --------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=256)
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(fnmatch.translate(pattern), re.DOTALL)
-
-
-def _fnmatch(pattern: str | None, value: str | None) -> bool:
-    if pattern is None or value is None:
-        return False
-    return _glob_regex(pattern).match(value) is not None
-
-
 def sql_glob_equivalent(pattern: str) -> bool:
     """Whether SQLite's GLOB matches exactly as fnmatch.fnmatchcase does.
 
@@ -199,124 +184,6 @@ def _glob_clause(column: str, pattern: str, params: list[Any]) -> str:
 def _ids(cond: str) -> str:
     """The ids of the strings whose text t matches cond."""
     return f"(SELECT t.id FROM strings t WHERE {cond})"
-
-
-@dataclass(frozen=True)
-class Dest:
-    """A --dest term: an address, network, unix socket or port."""
-
-    addresses: tuple[str, ...] = ()  # exact spellings of one address
-    network: str | None = None  # CIDR, matched in Python
-    unix: str | None = None  # glob on unix paths and @abstract names
-    port: int | None = None
-    text: str = ""
-
-
-def _ip_spellings(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> tuple[str, ...]:
-    """The ways the decoder may print ip: an IPv4 address is also reached
-    through its v4-mapped IPv6 form."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        mapped = ip.ipv4_mapped
-        if mapped is not None:
-            return (f"::ffff:{mapped}", str(mapped))
-        return (str(ip),)
-    return (str(ip), f"::ffff:{ip}")
-
-
-def parse_dest(text: str) -> Dest:
-    """ADDR, ADDR:PORT, [V6ADDR]:PORT, :PORT, a CIDR network (10.0.0.0/8,
-    optionally :PORT after it in brackets form), or a unix socket path or
-    @abstract name (a glob)."""
-    t = text.strip()
-    if not t:
-        raise UsageError("--dest needs an address")
-    if t.startswith(("/", "@")):
-        return Dest(unix=t, text=text)
-    port: int | None = None
-    host = t
-    if t.startswith("["):
-        end = t.find("]")
-        if end < 0:
-            raise UsageError(f"--dest {text!r}: missing ']'")
-        host, rest = t[1:end], t[end + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise UsageError(f"--dest {text!r}: expected ':PORT' after ']'")
-            port = _port(rest[1:], text)
-    elif t.count(":") == 1:  # IPv4:PORT or :PORT; a bare IPv6 has several colons
-        host, _, p = t.partition(":")
-        port = _port(p, text)
-    if not host:
-        return Dest(port=port, text=text)
-    try:
-        if "/" in host:
-            net = ipaddress.ip_network(host, strict=False)
-            return Dest(network=str(net), port=port, text=text)
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        raise UsageError(
-            f"--dest {text!r}: not an IP address, network, unix socket path or :PORT "
-            "(session files hold addresses, not host names)"
-        ) from None
-    return Dest(addresses=_ip_spellings(ip), port=port, text=text)
-
-
-def _port(text: str, whole: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
-        raise UsageError(f"--dest {whole!r}: bad port {text!r}")
-    return int(text)
-
-
-@functools.lru_cache(maxsize=64)
-def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    return ipaddress.ip_network(text, strict=False)
-
-
-def _in_network(network: str | None, addr: str | None) -> bool:
-    if network is None or addr is None:
-        return False
-    try:
-        ip = ipaddress.ip_address(addr.split("%", 1)[0])
-    except ValueError:
-        return False
-    net = _network(network)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        if isinstance(net, ipaddress.IPv4Network):
-            return ip.ipv4_mapped in net
-    return ip in net
-
-
-_RELATIVE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_time(text: str, now_ns: int, option: str = "--since") -> int:
-    """A point in time, ns since the epoch: '7d', '12h', '30m', '2w', '90s'
-    (ago), a date '2026-11-14' (midnight UTC), or RFC 3339 / ISO 8601
-    ('2026-11-14T10:00:00Z', '2026-11-14 10:00+01:00'); without a zone, UTC."""
-    m = _RELATIVE.match(text)
-    if m:
-        return now_ns - int(m.group(1)) * _UNIT_S[m.group(2).lower()] * 1_000_000_000
-    try:
-        dt = datetime.datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(
-            f"{option} {text!r}: use a duration ago (7d, 12h, 30m) or a date or "
-            "time (2026-11-14, 2026-11-14T10:00:00Z)"
-        ) from None
-    ns = _datetime_ns(dt)
-    if ns is None:
-        raise UsageError(f"{option} {text!r}: out of range")
-    return ns
-
-
-def _datetime_ns(dt: datetime.datetime) -> int | None:
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=datetime.UTC)
-    try:
-        return calendar.timegm(dt.utctimetuple()) * 1_000_000_000 + dt.microsecond * 1000
-    except (OverflowError, ValueError):
-        return None
 
 
 @dataclass
@@ -544,13 +411,6 @@ def _clamp_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(_clamp(v) if type(v) is int else v for v in row)
 
 
-def _parse_rfc3339(text: str) -> int | None:
-    try:
-        return _datetime_ns(datetime.datetime.fromisoformat(text))
-    except ValueError:
-        return None
-
-
 # --- indexing one file ------------------------------------------------------------------
 
 _BATCH = 5000
@@ -603,26 +463,19 @@ def _index_file(conn: sqlite3.Connection, file_id: int, full: str, intern: _Inte
 
         batch: list[tuple[Any, ...]] = []
         row: tuple[Any, ...]
-        last_ts = 0
-        leader = header["leader_pid"]
-        exit_status: int | None = None
+        tally = Tally(header)
+        add = tally.add
         seq = 0
         for ev in session.records():
             seq += 1
-            ts = ev.ts
-            if ts > last_ts:
-                last_ts = ts
+            add(ev)
             path = resolve(ev)
-            if type(ev) is Exit:
-                if ev.pid == leader:
-                    exit_status = fmt.shell_status(ev.exit_code_raw)
-                continue
             if not isinstance(ev, Exec | Open | Connect | Chdir):
                 continue
             comm = comms.get(ev.comm)
             if comm is None:
                 comm = comms[ev.comm] = intern(_TEXT(ev.comm))
-            common = (file_id, seq, ev.type, wall_ns + ts, ev.pid, ev.ppid, comm, ev.ret)
+            common = (file_id, seq, ev.type, wall_ns + ev.ts, ev.pid, ev.ppid, comm, ev.ret)
             if type(ev) is Open:
                 pid_ = path_ids(path if path is not None else ev.requested_path)[0]
                 row = (*common, pid_, None, None, None, ev.open_flags, None, None, None)
@@ -658,30 +511,17 @@ def _index_file(conn: sqlite3.Connection, file_id: int, full: str, intern: _Inte
                 batch = []
         if batch:
             _insert_events(conn, batch)
-        trailer = session.trailer
-        damage = session.damage
-        counts = session.counts
-        for tnum, n in session.unknown_types.items():
-            counts[f"type_{tnum}"] = n
-        if trailer is not None:
-            lost = dict(trailer["lost"])
-            exit_status = trailer["exit_status"]
-            ended_ns = _parse_rfc3339(trailer["ended_at"])
-        else:
-            lost = dict(session.stats_lost)
-            ended_ns = None
-        end_ns = wall_ns + last_ts
-        if ended_ns is not None and ended_ns > end_ns:
-            end_ns = ended_ns
+        summary = tally.summary(session)
+        damage = summary.damage
         srow = (
             file_id, header["session_id"], header["user"], header["uid"],
             header["login_uid"], header["audit_session_id"], header["hostname"],
             header["kernel"], json.dumps(header["command"]), _TEXT(header["cwd"]),
-            header["started_at"], None if trailer is None else trailer["ended_at"],
-            wall_ns, end_ns, exit_status, None if trailer is None else trailer["end_reason"],
-            json.dumps(counts), json.dumps(lost), session.events_read,
-            sum(v for v in lost.values() if v > 0),
-            int(trailer is not None and damage is None),
+            header["started_at"], summary.ended_at, summary.start_ns,
+            summary.start_ns if summary.end_ns is None else summary.end_ns,
+            summary.exit_status, summary.end_reason, json.dumps(summary.counts),
+            json.dumps(summary.lost), session.events_read, summary.lost_total,
+            int(summary.complete),
             None if damage is None else damage.offset,
             None if damage is None else damage.reason,
             None if damage is None else int(damage.truncated),
@@ -745,8 +585,8 @@ class SessionIndex:
             conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
         except sqlite3.Error as e:
             raise SessrecError(f"cannot open the index {self.db_path}: {e}") from None
-        conn.create_function("sessrec_fnmatch", 2, _fnmatch, deterministic=True)
-        conn.create_function("sessrec_in_network", 2, _in_network, deterministic=True)
+        conn.create_function("sessrec_fnmatch", 2, glob_match, deterministic=True)
+        conn.create_function("sessrec_in_network", 2, in_network, deterministic=True)
         with contextlib.suppress(sqlite3.Error):
             conn.execute("PRAGMA trusted_schema = OFF")
         return conn

@@ -204,7 +204,8 @@ def test_info_says_the_events_were_not_read_and_check_reads_them(tmp_path: Path)
     assert status == 0 and out.endswith(
         "file         complete (its events were not read: `sessrec info --check` reads them)\n")
     status, out, _err = run(["info", "--check", str(p)])
-    assert status == 1 and "file         complete, but damaged: read up to byte 493: " in out
+    # complete means a trailer and no damage (replay/summary.py): damaged
+    assert status == 1 and "file         damaged: read up to byte 493: " in out
     status, out, _err = run(["info", "--check", "--json", str(p)])
     info = json.loads(out)
     assert status == 1 and info["checked"] and info["damage"]["offset"] == 493

@@ -14,8 +14,9 @@ from srec_util import GOLDEN, HEADER, TRAILER, write_session
 
 from recorder.writer import SessionWriter
 from replay.reader import open_session
+from replay.terms import parse_dest, parse_when
 from replay.text import printable, show, use_color
-from replay.timeline import DestMatcher, Pacer, parse_types, parse_when, write_timeline
+from replay.timeline import Pacer, parse_types, write_timeline
 from sessrec import format as fmt
 from sessrec.cli import main
 from sessrec.errors import UsageError
@@ -95,14 +96,17 @@ def test_dest() -> None:
 
 def test_dest_matcher() -> None:
     mapped = fmt.SockAddr(fmt.AF_INET6, "inet6", "::ffff:10.0.0.5", 443)
-    assert DestMatcher("10.0.0.5")(mapped)
-    assert DestMatcher("10.0.0.0/8:443")(mapped)
-    assert not DestMatcher("10.0.0.5:80")(mapped)
+    assert parse_dest("10.0.0.5").matches(mapped)
+    assert parse_dest("10.0.0.0/8:443").matches(mapped)
+    assert not parse_dest("10.0.0.5:80").matches(mapped)
     scoped = fmt.SockAddr(fmt.AF_INET6, "inet6", "fe80::1%2", 22)
-    assert DestMatcher("[fe80::1]:22")(scoped)
-    for bad in ("10.0.0.5:http", "[::1", "[::1]x", "1.2.3.4:99999"):
+    assert parse_dest("[fe80::1]:22").matches(scoped)
+    unix = fmt.SockAddr(fmt.AF_UNIX, "unix", "/run/x.sock", None)
+    assert parse_dest("/run/*.sock").matches(unix) and not parse_dest("/run/*.sock").matches(
+        fmt.SockAddr(fmt.AF_INET, "inet", "/run/x.sock", 1))
+    for bad in ("10.0.0.5:http", "[::1", "[::1]x", "1.2.3.4:99999", "example.com"):
         with pytest.raises(UsageError):
-            DestMatcher(bad)
+            parse_dest(bad)
 
 
 def test_failed() -> None:
@@ -129,8 +133,10 @@ def test_parse_helpers() -> None:
     assert parse_when("1h", 0) == 3_600_000_000_000
     assert parse_when("250ms", 0) == 250_000_000
     assert parse_when("1970-01-01T00:00:01.000000001Z", 1) == 1_000_000_000
+    # a time without a zone is UTC, as for search
+    assert parse_when("1970-01-01T00:00:02", 1_000_000_000) == 1_000_000_000
     with pytest.raises(UsageError):
-        parse_when("2026-11-21T11:10:02", 0)  # a time without a zone
+        parse_when("yesterday", 0)
     assert parse_types(["exec, open", "exit"]) == {2, 4, 3}
 
 
