@@ -450,6 +450,13 @@ class AuditSession:
         self.trailer = {"end_record": answer.get("sent") is True, "reason": _reason(answer)}
         return self.trailer
 
+    def note(self, op: str, fields: Mapping[str, object]) -> dict[str, Any]:
+        """Sends one record of this session with op and fields, from this
+        process's audit session (`sessrec pam` runs in the login's own);
+        returns {"sent": bool, "reason": str or None}."""
+        answer = self._send(record_text(op, self.session_id, self.path, fields))
+        return {"sent": answer.get("sent") is True, "reason": _reason(answer)}
+
     def abort(self) -> None:
         """After an error: a failed end record, if a start record went out."""
         if self.trailer is None and self.header.get("start_record"):

@@ -273,6 +273,9 @@ TRAILER_OPTIONAL: Final[Mapping[str, object]] = {
     "dropped": _MapOf(int),
     # 2.1: the session's "gap" maps again, so that a summary needs no scan
     "gaps": _ListOf({"ts": int, "end": int, "reason": str, "detail": str}),
+    # 2.1: a PAM login's terminal ("pts/3"), learned from its processes
+    # (PAM_TTY, in the header's login map, is "ssh" for every sshd login)
+    "tty": str,
 }
 _OPTIONAL: Final[Mapping[str, Mapping[str, object]]] = {
     "header": HEADER_OPTIONAL,
