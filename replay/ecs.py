@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final, TextIO
 
 from replay.base import Session
-from replay.events import PathResolver, with_paths
+from replay.events import PathResolver
 from replay.export_ids import Ids
 from replay.jsonl import _Cache, _jtext
 from replay.model import ExecInfo, Process, ProcessModel, running_program
@@ -384,8 +384,9 @@ def write_ecs(session: Session, out: TextIO,
     write = out.write
     document = docs.document
     n = 0
-    for ev, path in with_paths(session, resolver=docs.resolver):
-        write(document(ev, path))
+    resolve = docs.resolver.apply  # per event, without a generator between
+    for ev in session.records():
+        write(document(ev, resolve(ev)))
         n += 1
     limit = docs.model.limit_warning()
     if limit and warn is not None:

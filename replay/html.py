@@ -30,7 +30,7 @@ import os
 from typing import Any
 
 from replay.base import Session, describe_gap, no_gc
-from replay.events import with_paths
+from replay.events import PathResolver
 from replay.model import ProcessModel
 from replay.summary import Tally
 from replay.text import printable, show
@@ -129,7 +129,9 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
     # Everything built here lives until the page is written: the garbage
     # collector's passes over the growing heap would find nothing.
     with no_gc():
-        for ev, path in with_paths(session):
+        resolve = PathResolver.from_header(header).apply
+        for ev in session.records():
+            path = resolve(ev)
             proc = feed(ev, path)
             add(ev)
             if proc.seq < 0:  # past the model's MAX_PROCESSES: left out (a warning says)

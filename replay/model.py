@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from replay.base import Session, no_gc
-from replay.events import PathResolver, with_paths
+from replay.events import PathResolver
 from sessrec import format as fmt
 from sessrec import linux
 from sessrec.event import ARGV_TRUNCATED, Chdir, Connect, Event, Exec, Exit, Fork, Open, failed
@@ -214,7 +214,9 @@ class ProcessModel:
         model = cls(session.header["leader_pid"], index=index)
         feed = model.feed
         with no_gc():
-            for ev, path in with_paths(session, resolver=resolver):
+            resolve = (resolver or PathResolver.from_header(session.header)).apply
+            for ev in session.records():
+                path = resolve(ev)
                 feed(ev, path)
         return model
 

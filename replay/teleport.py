@@ -24,7 +24,7 @@ import json
 from typing import TextIO
 
 from replay.base import Session
-from replay.events import with_paths
+from replay.events import PathResolver
 from replay.export_ids import Ids
 from replay.jsonl import _Cache, _jpath, _jtext
 from sessrec import format as fmt
@@ -99,7 +99,9 @@ def write_teleport(session: Session, out: TextIO) -> int:
     start = {"initial_command": list(header["command"])}
     write(line(0, _kind(SESSION_START), _dump(header["started_at"]), "," + _dump(start)[1:-1]))
     n = 1
-    for ev, path in with_paths(session):
+    resolve = PathResolver.from_header(header).apply
+    for ev in session.records():
+        path = resolve(ev)
         if type(ev) is Open:
             body = (
                 f',"pid":{ev.pid},"cgroup_id":{cgroup_id},"program":{comms[ev.comm]},'

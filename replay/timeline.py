@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TextIO
 
 from replay.base import Session, describe_gap
-from replay.events import with_paths
+from replay.events import PathResolver
 from replay.model import Process, ProcessModel
 from replay.terms import Dest, glob_match
 from replay.text import ascii_safe, encodable, printable, show
@@ -345,7 +345,9 @@ def write_timeline(
             write((line if safe else ascii_safe(line)) + "\n")
         return len(new)
 
-    for ev, path in with_paths(session, follow=follow, poll_interval=poll_interval):
+    resolve = PathResolver.from_header(header).apply
+    for ev in session.records(follow=follow, poll_interval=poll_interval):
+        path = resolve(ev)
         if len(session.gaps) != gaps:
             n += gap_lines()
         if (types is not None and ev.type not in types) or not keep(ev, path):
