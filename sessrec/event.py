@@ -176,7 +176,9 @@ def make(fields: Sequence[object]) -> Event:
     typed as far as this version knows: fields a newer minor version
     appended are dropped; fields this one appended, when absent (an older
     file), take their defaults."""
-    cls = CLASSES[fields[0]]  # type: ignore[index]
+    t = fields[0]
+    assert isinstance(t, int), "make() takes checked arrays"
+    cls = CLASSES[t]
     n = len(cls._fields)
     if len(fields) >= n:
         return _new(cls, fields[:n])
@@ -242,7 +244,8 @@ def event_problem(ev: Sequence[object]) -> str | None:
             )
     if ev[0] == EventType.EXEC:
         argv = ev[FIELDS[EventType.EXEC].index("argv")]
-        for item in argv:  # type: ignore[attr-defined]
+        assert isinstance(argv, list)  # its type was checked above
+        for item in argv:
             if type(item) is not bytes:
                 return f"exec event argv item is {type(item).__name__}, should be bytes"
     return None
