@@ -18,6 +18,7 @@
  * the parent's saved registers, and threads are dropped.
  */
 #include "common.bpf.h"
+#include "kpath.bpf.h"
 
 /* ---- fork ---------------------------------------------------------------- */
 
@@ -92,15 +93,19 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 		e->h.flags |= SR_FLAG_READ_FAILED;
 	}
 	e->argv_len = alen;
-	u64 size = sizeof(*e) + flen + alen;
-	e->h.size = size;
-	submit(e, size, SR_EVENT_EXEC);
+
+	/* The executable the kernel runs: the new mm's exe_file (the
+	 * filename above is the kernel's copy of the caller's string). */
+	u64 kd = 0, km = 0;
+	file_path(read_kptr(mm, SR_OFF_MM_EXE_FILE), &kd, &km);
+	kpath_submit(args, &e->h, sizeof(*e) + flen + alen, SR_EVENT_EXEC, &e->k, kd, km,
+		     SR_KPATH_FILE);
 	return 0;
 }
 
 /* Only failed execs are reported here; successful ones were reported by
  * sched_process_exec (and their caller's memory is gone by now). */
-static __always_inline int exec_exit(u16 sys, long ret)
+static __always_inline int exec_exit(void *ctx, u16 sys, long ret)
 {
 	if (ret == 0)
 		return 0;
@@ -173,20 +178,23 @@ static __always_inline int exec_exit(u16 sys, long ret)
 		e->h.flags |= SR_FLAG_ARGV_TRUNCATED;
 	e->argc = argc;
 	e->argv_len = off;
-	u64 size = sizeof(*e) + flen + off;
-	e->h.size = size;
-	submit(e, size, SR_EVENT_EXEC);
+
+	/* What the kernel resolved the filename from. */
+	u64 kd = 0, km = 0;
+	s32 dirfd = sys == SR_SYS_EXECVEAT ? (s32)a[0] : SR_AT_FDCWD;
+	u16 src = request_base(e->data, flen, dirfd, &kd, &km);
+	kpath_submit(ctx, &e->h, sizeof(*e) + flen + off, SR_EVENT_EXEC, &e->k, kd, km, src);
 	return 0;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_execve)
 {
-	return exec_exit(SR_SYS_EXECVE, args->ret);
+	return exec_exit(args, SR_SYS_EXECVE, args->ret);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_execveat)
 {
-	return exec_exit(SR_SYS_EXECVEAT, args->ret);
+	return exec_exit(args, SR_SYS_EXECVEAT, args->ret);
 }
 
 /* ---- exit ---------------------------------------------------------------- */
@@ -216,7 +224,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 /* ---- chdir / fchdir ------------------------------------------------------ */
 
 /* chdir(path) with fd = -1, or fchdir(fd) with is_fchdir set. */
-static __always_inline int chdir_exit(int is_fchdir, long ret)
+static __always_inline int chdir_exit(void *ctx, int is_fchdir, long ret)
 {
 	u64 cg = current_session();
 	if (!cg)
@@ -238,18 +246,27 @@ static __always_inline int chdir_exit(int is_fchdir, long ret)
 		e->fd = (s32)a[0];
 	}
 	e->path_len = plen;
-	u64 size = sizeof(*e) + plen;
-	e->h.size = size;
-	submit(e, size, SR_EVENT_CHDIR);
+
+	/* The kernel's cwd after a chdir; after a failure, what the request
+	 * was resolved from (fchdir: the descriptor's file). */
+	u64 kd = 0, km = 0;
+	u16 src = SR_KPATH_FILE;
+	if (ret == 0)
+		task_fs_path(SR_OFF_FS_PWD, &kd, &km);
+	else if (is_fchdir)
+		file_path(file_of_fd((u32)a[0]), &kd, &km);
+	else
+		src = request_base(e->path, plen, SR_AT_FDCWD, &kd, &km);
+	kpath_submit(ctx, &e->h, sizeof(*e) + plen, SR_EVENT_CHDIR, &e->k, kd, km, src);
 	return 0;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_chdir)
 {
-	return chdir_exit(0, args->ret);
+	return chdir_exit(args, 0, args->ret);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_fchdir)
 {
-	return chdir_exit(1, args->ret);
+	return chdir_exit(args, 1, args->ret);
 }

@@ -12,7 +12,7 @@
 #ifndef SESSREC_H
 #define SESSREC_H
 
-#define SESSREC_ABI_VERSION 1
+#define SESSREC_ABI_VERSION 2
 
 #define SR_COMM_LEN 16
 /* Paths are captured up to PATH_MAX, the kernel's own limit. */
@@ -42,6 +42,24 @@ enum sr_event_flags {
 	SR_FLAG_PATH_TRUNCATED = 1 << 0, /* path hit SR_PATH_MAX */
 	SR_FLAG_ARGV_TRUNCATED = 1 << 1, /* argv hit SR_ARGV_MAX or arg count */
 	SR_FLAG_READ_FAILED = 1 << 2,    /* a user-memory read failed */
+	/* The kernel's path (kpath, ABI 2): */
+	SR_FLAG_KPATH_TRUNCATED = 1 << 3,   /* longer than the walk holds: emitted empty */
+	SR_FLAG_KPATH_DELETED = 1 << 4,     /* the file was unlinked */
+	SR_FLAG_KPATH_UNREACHABLE = 1 << 5, /* outside the task's root */
+	SR_FLAG_KPATH_NONE = 1 << 6,        /* no kernel object to take it from */
+	/* The caller's memory and the kernel's object disagree beyond what
+	 * resolution explains: both are kept, this is evidence. */
+	SR_FLAG_TAMPERED = 1 << 7,
+};
+
+/* What the kernel path (kpath) of an event is the path of. */
+enum sr_kpath_src {
+	SR_KPATH_NONE = 0,  /* none was taken */
+	SR_KPATH_FILE = 1,  /* the object itself: the opened file, the new
+			     * executable, the new working directory */
+	SR_KPATH_CWD = 2,   /* the task's cwd: the request is relative to it */
+	SR_KPATH_DIRFD = 3, /* the dirfd's file: the request is relative to it */
+	SR_KPATH_ROOT = 4,  /* the task's root: the request is absolute */
 };
 
 /* Which syscall produced an open event. */
@@ -56,6 +74,16 @@ enum sr_open_syscall {
 enum sr_exec_syscall {
 	SR_SYS_EXECVE = 0,
 	SR_SYS_EXECVEAT = 1,
+};
+
+/* The kernel's path of an event's object (ABI 2): kpath_len bytes after the
+ * event's other variable data, of what src says, its first root_len bytes
+ * outside the task's root (a chroot). */
+struct sr_kpath {
+	__u16 len;
+	__u16 src;          /* enum sr_kpath_src */
+	__u16 root_len;
+	__u16 _pad;
 };
 
 struct event_header {
@@ -91,6 +119,9 @@ struct exec_event {
 	__u32 old_pid;      /* tid that called exec (differs after de_thread) */
 	__u16 syscall;      /* enum sr_exec_syscall; failed execs only */
 	__u16 _pad;
+	/* ABI 2: the kernel's path of the executable (success: mm->exe_file),
+	 * after argv. */
+	struct sr_kpath k;
 	char data[];
 };
 
@@ -109,7 +140,9 @@ struct open_event {
 	__u64 flags;        /* open flags (openat2: how.flags) */
 	__u32 mode;
 	__u16 syscall;      /* enum sr_open_syscall */
-	__u16 path_len;
+	__u16 path_len;     /* the caller's string (requested_path) */
+	/* ABI 2: the kernel's path (enum sr_kpath_src), after the string. */
+	struct sr_kpath k;
 	char path[];
 };
 
@@ -130,8 +163,10 @@ struct chdir_event {
 	struct event_header h;
 	__s32 ret;
 	__s32 fd;
-	__u32 path_len;
+	__u32 path_len;     /* the caller's string (chdir) */
 	__u32 _pad;
+	/* ABI 2: the kernel's path of the new cwd, after the string. */
+	struct sr_kpath k;
 	char path[];
 };
 

@@ -22,6 +22,8 @@ from sessrec.errors import EnvironmentProblem, PrivilegeError
 BPF_DIR = Path(os.environ.get("SESSREC_BPF_DIR", Path(__file__).resolve().parent.parent / "bpf"))
 PROGRAM_FILES = ("proc.bpf.c", "file.bpf.c", "net.bpf.c")
 BTF_PATH = "/sys/kernel/btf/vmlinux"
+# The program the others tail-call to walk a kernel path (bpf/kpath.bpf.h).
+KPATH_WALK_FUNC = "sr_kpath_walk"
 TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 
 # Kernel struct members the programs read, as (macro, struct, member).
@@ -45,6 +47,23 @@ KERNEL_OFFSETS: tuple[tuple[str, str, str], ...] = (
     ("SR_OFF_SOCKET_TYPE", "socket", "type"),
     ("SR_OFF_SOCKET_SK", "socket", "sk"),
     ("SR_OFF_SOCK_SK_PROTOCOL", "sock", "sk_protocol"),
+    # Kernel paths (kpath.bpf.h): the walk from a struct path to the root.
+    ("SR_OFF_TASK_FS", "task_struct", "fs"),
+    ("SR_OFF_FS_ROOT", "fs_struct", "root"),
+    ("SR_OFF_FS_PWD", "fs_struct", "pwd"),
+    ("SR_OFF_PATH_MNT", "path", "mnt"),
+    ("SR_OFF_PATH_DENTRY", "path", "dentry"),
+    ("SR_OFF_FILE_F_PATH", "file", "f_path"),
+    ("SR_OFF_DENTRY_D_PARENT", "dentry", "d_parent"),
+    ("SR_OFF_DENTRY_D_NAME", "dentry", "d_name"),
+    ("SR_OFF_DENTRY_D_HASH_PPREV", "dentry", "d_hash.pprev"),
+    ("SR_OFF_QSTR_HASH_LEN", "qstr", "hash_len"),
+    ("SR_OFF_QSTR_NAME", "qstr", "name"),
+    ("SR_OFF_VFSMOUNT_MNT_ROOT", "vfsmount", "mnt_root"),
+    ("SR_OFF_MOUNT_MNT", "mount", "mnt"),
+    ("SR_OFF_MOUNT_MNT_PARENT", "mount", "mnt_parent"),
+    ("SR_OFF_MOUNT_MNT_MOUNTPOINT", "mount", "mnt_mountpoint"),
+    ("SR_OFF_MM_EXE_FILE", "mm_struct", "exe_file"),
     # Syscall arguments, read at sys_exit from the saved user registers.
     ("SR_OFF_PT_REGS_DI", "pt_regs", "di"),
     ("SR_OFF_PT_REGS_SI", "pt_regs", "si"),
@@ -74,7 +93,7 @@ def program_text() -> str:
     because BCC rewrites map calls (`sessions.lookup(...)`) in the main file
     only; each file still includes what it uses, for readers and editors."""
     parts = []
-    for name in ("sessrec.h", "common.bpf.h", *PROGRAM_FILES):
+    for name in ("sessrec.h", "common.bpf.h", "kpath.bpf.h", *PROGRAM_FILES):
         path = BPF_DIR / name
         try:
             text = path.read_text()
@@ -146,6 +165,7 @@ def compile_flags(cfg: LoadConfig, tracefs_dir: Path | None = None) -> list[str]
     flags: list[str] = []
     for macro, s, m in KERNEL_OFFSETS:
         flags.append(f"-D{macro}={found[(s, m)].offset}")
+    flags += dentry_block_flags(found)
     flags += [
         f"-DSR_SESSION_LEVEL={cfg.session_level}",
         f"-DSR_RING_PAGES={cfg.ring_pages}",
@@ -159,6 +179,26 @@ def compile_flags(cfg: LoadConfig, tracefs_dir: Path | None = None) -> list[str]
     except OSError:
         pass
     return flags
+
+
+def dentry_block_flags(found: dict[tuple[str, str], btf.MemberOffset]) -> list[str]:
+    """The path walk reads a dentry's d_parent and d_name (a qstr: hash_len,
+    then name) in one probe read: where that block starts and its length,
+    8-byte aligned. They have been adjacent for years; a kernel where they
+    are not gets a clear error, not a wrong read."""
+    parent = found[("dentry", "d_parent")].offset
+    name = found[("dentry", "d_name")].offset
+    hash_len = name + found[("qstr", "hash_len")].offset
+    qname = name + found[("qstr", "name")].offset
+    start = min(parent, hash_len, qname) & ~7
+    end = max(parent, hash_len, qname) + 8
+    length = (end - start + 7) & ~7
+    if length > 64 or any(o % 8 for o in (parent, hash_len, qname)):
+        raise EnvironmentProblem(
+            f"dentry.d_parent ({parent}) and dentry.d_name ({name}) are not within 64 "
+            "aligned bytes of each other in this kernel's BTF: the path walk cannot read them"
+        )
+    return [f"-DSR_DENTRY_BLK_OFF={start}", f"-DSR_DENTRY_BLK_LEN={length}"]
 
 
 def _possible_cpus() -> int:
@@ -216,6 +256,14 @@ class Programs:
             bpf = bcc.BPF(text=program_text(), cflags=cflags)
         except Exception as e:  # BCC raises bare Exception on compile/load errors
             raise EnvironmentProblem(f"loading the BPF programs failed: {e}") from e
+        try:
+            # The path walk, reached by tail call (bpf/kpath.bpf.h).
+            walk = bpf.load_func(KPATH_WALK_FUNC, bcc.BPF.TRACEPOINT)
+        except Exception as e:
+            bpf.cleanup()
+            raise EnvironmentProblem(f"loading the BPF path walk failed: {e}") from e
+        tails = bpf["kpath_prog"]
+        tails[tails.Key(0)] = tails.Leaf(walk.fd)
         return cls(bpf=bpf, cfg=cfg)
 
     def add_session(self, cgroup_id: int) -> None:

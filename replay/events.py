@@ -49,6 +49,26 @@ class _Proc:
 
 
 _DEV_FD = b"/dev/fd/"
+_KFILE, _KCWD, _KDIRFD, _KROOT = (int(fmt.KpathSource.FILE), int(fmt.KpathSource.CWD),
+                                  int(fmt.KpathSource.DIRFD), int(fmt.KpathSource.ROOT))
+
+
+def kernel_path(ev: list[Any], at: int, request: bytes) -> bytes | None:
+    """The path the kernel's objects give an event (BPF ABI 2),
+    or None when it has none (older files, or nothing taken): the object's
+    own path, or for a failed call the request joined to the directory the
+    kernel resolved it from (lexically: the file does not exist)."""
+    if len(ev) <= at + 1:
+        return None
+    kpath: bytes = ev[at]
+    src = ev[at + 1]
+    if src == _KFILE:
+        return kpath
+    if src == _KCWD or src == _KDIRFD:
+        return normalize(kpath + b"/" + request) if request else kpath
+    if src == _KROOT:
+        return normalize(kpath.rstrip(b"/") + request)
+    return None
 
 
 class PathResolver:
@@ -127,7 +147,10 @@ class PathResolver:
     def _exec(self, ev: list[Any]) -> bytes | None:
         pid = ev[fmt.I_PID]
         filename: bytes = ev[fmt.EXEC_FILENAME]
-        if filename.startswith(_DEV_FD):
+        kpath = kernel_path(ev, fmt.EXEC_KPATH, filename)
+        if kpath is not None:
+            path: bytes | None = kpath
+        elif filename.startswith(_DEV_FD):
             # A successful execveat(dirfd, name) shows as /dev/fd/<dirfd>/<name>
             # (and /dev/fd/<fd> with AT_EMPTY_PATH); so does exec of /dev/fd/N.
             num, _, rest = filename[len(_DEV_FD) :].partition(b"/")
@@ -151,7 +174,9 @@ class PathResolver:
 
     def _open(self, ev: list[Any]) -> bytes | None:
         pid = ev[fmt.I_PID]
-        path = self.resolve(pid, ev[fmt.OPEN_DIRFD], ev[fmt.OPEN_PATH])
+        path = kernel_path(ev, fmt.OPEN_KPATH, ev[fmt.OPEN_PATH])
+        if path is None:
+            path = self.resolve(pid, ev[fmt.OPEN_DIRFD], ev[fmt.OPEN_PATH])
         fd = ev[fmt.OPEN_RET]
         if fd >= 0:
             proc = self._proc(pid)
@@ -168,7 +193,10 @@ class PathResolver:
     def _chdir(self, ev: list[Any]) -> bytes | None:
         pid = ev[fmt.I_PID]
         fd = ev[fmt.CHDIR_FD]
-        if fd == -1:
+        path = kernel_path(ev, fmt.CHDIR_KPATH, ev[fmt.CHDIR_PATH] if fd == -1 else b"")
+        if path is not None:
+            pass
+        elif fd == -1:
             path = self.resolve(pid, AT_FDCWD, ev[fmt.CHDIR_PATH])
         else:
             path = self.fd_path(pid, fd)

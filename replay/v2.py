@@ -35,10 +35,12 @@ class SessionV2(SessionV1):
     def __init__(self, path: str, file: BinaryIO, minor: int, *, strict: bool = True):
         super().__init__(path, file, minor, strict=strict)
         abi = self.header["abi_version"]
-        if abi != records.ABI_VERSION:
+        if abi not in records.ABI_VERSIONS:
             file.close()
             raise FormatError(f"its records are of BPF ABI {abi}; this sessrec decodes ABI "
-                              f"{records.ABI_VERSION}", path, fmt.PREAMBLE.size)
+                              f"{', '.join(map(str, records.ABI_VERSIONS))}", path,
+                              fmt.PREAMBLE.size)
+        self._abi: int = abi
         self._origin: int = self.header["clock"]["mono_ns"]
 
     def _body_chunk(self, kind: fmt.ChunkKind, raw: bytes, pos: int) -> Iterator[list[Any]]:
@@ -47,7 +49,7 @@ class SessionV2(SessionV1):
         return super()._body_chunk(kind, raw, pos)
 
     def _records_chunk(self, raw: bytes, pos: int) -> Iterator[list[Any]]:
-        decoder = records.Decoder(self._origin)
+        decoder = records.Decoder(self._origin, self._abi)
         decode = decoder.decode
         frame = _FRAME.unpack_from
         view = memoryview(raw)

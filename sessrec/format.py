@@ -146,6 +146,21 @@ class EventFlag(enum.IntFlag):
     PATH_TRUNCATED = 1 << 0
     ARGV_TRUNCATED = 1 << 1
     READ_FAILED = 1 << 2
+    KPATH_TRUNCATED = 1 << 3
+    KPATH_DELETED = 1 << 4
+    KPATH_UNREACHABLE = 1 << 5
+    KPATH_NONE = 1 << 6
+    TAMPERED = 1 << 7
+
+
+class KpathSource(enum.IntEnum):
+    """enum sr_kpath_src in bpf/sessrec.h: what an event's kernel path is of."""
+
+    NONE = 0  # none was taken
+    FILE = 1  # the object itself (file opened, executable, new cwd)
+    CWD = 2  # the cwd the request was relative to
+    DIRFD = 3  # the dirfd's file the request was relative to
+    ROOT = 4  # the task's root (an absolute request)
 
 
 COMMON_FIELDS: Final = ("type", "ts", "pid", "tid", "ppid", "uid", "comm", "flags")
@@ -185,6 +200,11 @@ EXIT_CODE_RAW: Final = _B
 OPEN_RET, OPEN_SYSCALL, OPEN_DIRFD, OPEN_PATH, OPEN_FLAGS, OPEN_MODE = range(_B, _B + 6)
 CONNECT_RET, CONNECT_FD, CONNECT_SOCK_TYPE, CONNECT_PROTOCOL, CONNECT_SOCKADDR = range(_B, _B + 5)
 CHDIR_RET, CHDIR_FD, CHDIR_PATH = range(_B, _B + 3)
+# Appended with BPF ABI 2 (records of ABI 1 lack them): the kernel's path, its
+# source (KpathSource) and the length of its part outside the task's root.
+EXEC_KPATH, EXEC_KPATH_SRC, EXEC_KROOT_LEN = range(_B + 6, _B + 9)
+OPEN_KPATH, OPEN_KPATH_SRC, OPEN_KROOT_LEN = range(_B + 6, _B + 9)
+CHDIR_KPATH, CHDIR_KPATH_SRC, CHDIR_KROOT_LEN = range(_B + 3, _B + 6)
 
 
 def event_problem(ev: list[Any]) -> str | None:

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if outputs is None:
         return 1
     raw, origin = capture()
-    decoder = records.Decoder(origin)
+    decoder = records.Decoder(origin, 1)
     events = [decoder.decode(r) for r in raw]
     assert all(e is not None for e in events)
     first = events[0]
