@@ -158,6 +158,7 @@ def record_size(event_type: int, abi: int = ABI_VERSION) -> int:
     return _FULL_BY_ABI[abi][event_type].size
 
 Event = list[object]
+_Handler = Callable[[memoryview | bytes], Event]
 
 
 class Decoder:
@@ -177,11 +178,12 @@ class Decoder:
         self.unknown = 0
         self.malformed = 0
         # Indexed by type: a list lookup is cheaper than a dict lookup.
-        self.by_type: list[Callable[[memoryview | bytes], Event] | None] = [None] * 256
-        handlers = ((FORK, self._fork), (EXEC, self._exec), (EXIT, self._exit),
-                    (OPEN, self._open), (CONNECT, self._connect), (CHDIR, self._chdir))
+        self.by_type: list[_Handler | None] = [None] * 256
+        handlers: list[tuple[int, _Handler]] = [
+            (FORK, self._fork), (EXEC, self._exec), (EXIT, self._exit), (OPEN, self._open),
+            (CONNECT, self._connect), (CHDIR, self._chdir)]
         if abi >= 2:
-            handlers += ((EXEC, self._exec2), (OPEN, self._open2), (CHDIR, self._chdir2))
+            handlers += [(EXEC, self._exec2), (OPEN, self._open2), (CHDIR, self._chdir2)]
         for t, fn in handlers:
             self.by_type[t] = fn
 

@@ -134,7 +134,8 @@ def test_hostile_records_are_corruption(tmp_path: Path, body: bytes, words: str)
 
 def test_an_exec_argv_beyond_the_limit_is_corruption(tmp_path: Path) -> None:
     argv = b"a\0" * 20000  # 40,000 bytes: more than ARGV_MAX (32 KiB)
-    body = struct.pack(records.BODIES_BY_ABI[1][records.EXEC].fmt, 0, 20000, 2, len(argv), 1000, 0, 0)
+    body = struct.pack(records.BODIES_BY_ABI[1][records.EXEC].fmt, 0, 20000, 2, len(argv),
+                       1000, 0, 0)
     p = v2_file(tmp_path, chunk(RECORDS, frames(record(records.EXEC, body, b"/x" + argv))))
     with pytest.raises(FormatError, match="malformed record"):
         read_all(p)
