@@ -16,7 +16,8 @@
 
 #include "sessrec.h"
 
-/* Session cgroup ids being recorded. The value is unused (a presence set). */
+/* Session cgroup ids being recorded: a process moved into one of these
+ * cgroups joins its session (see members). The value is unused. */
 BPF_HASH(sessions, u64, u32, 4096);
 
 /* One ring buffer for all sessions; user space routes by header cgroup_id. */
@@ -52,14 +53,23 @@ BPF_ARRAY(scratch, struct scratch_buf, SR_NR_CPUS);
 #define SR_OPAQUE(x) asm volatile("" : "+r"(x))
 #define SR_CLONE_THREAD 0x00010000
 
-/* The session cgroup of the current task, or 0 when it is in none: the one
- * map lookup that every traced syscall of every process on the host pays. */
+/* The session of each process recorded (thread-group id -> the session's
+ * cgroup id). A process joins when it is moved into a session's cgroup
+ * (cgroup:cgroup_attach_task) or forked by a member, and leaves when it
+ * exits: not when it moves to another cgroup, so moving out of the session's
+ * cgroup (root can write any cgroup.procs) does not end its recording. Sized
+ * above the default pid_max (32768); a process that cannot be added is
+ * counted in `lost` under type SR_EVENT_NONE. */
+#define SR_MEMBERS_MAX 65536
+BPF_HASH(members, u32, u64, SR_MEMBERS_MAX);
+
+/* The session of the current task, or 0 when it is in none: the one map
+ * lookup that every traced syscall of every process on the host pays. */
 static __always_inline u64 current_session(void)
 {
-	u64 cg = bpf_get_current_ancestor_cgroup_id(SR_SESSION_LEVEL);
-	if (cg == 0 || sessions.lookup(&cg) == NULL)
-		return 0;
-	return cg;
+	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	u64 *cg = members.lookup(&tgid);
+	return cg ? *cg : 0;
 }
 
 static __always_inline u64 read_kptr(const void *base, u32 off)
@@ -131,12 +141,13 @@ static __always_inline void *scratch_area(void)
 	return s ? s->buf : NULL;
 }
 
-/* Copy a finished record into the ring. No wake-up: user space drains on a
+/* Copy a finished record into the ring, if it is at most limit bytes (the
+ * room the verifier must see behind rec). No wake-up: user space drains on a
  * short timer, because a wake-up per event costs more than the event. */
-static __always_inline void submit(void *rec, u64 size, u16 type)
+static __always_inline void submit_within(void *rec, u64 size, u16 type, u64 limit)
 {
 	SR_OPAQUE(size);
-	if (size > SR_SCRATCH_SIZE)
+	if (size > limit)
 		return;
 	if (events.ringbuf_output(rec, size, BPF_RB_NO_WAKEUP) != 0) {
 		struct lost_key k = {};
@@ -147,6 +158,24 @@ static __always_inline void submit(void *rec, u64 size, u16 type)
 		if (n)
 			__sync_fetch_and_add(n, 1);
 	}
+}
+
+/* A member that could not be added (the members map is full): counted. */
+static __always_inline void member_lost(u64 cg)
+{
+	struct lost_key k = {};
+	u64 zero = 0;
+	k.cgroup_id = cg;
+	k.type = SR_EVENT_NONE;
+	u64 *n = lost.lookup_or_try_init(&k, &zero);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
+
+/* submit_within() for a record at the start of the scratch area. */
+static __always_inline void submit(void *rec, u64 size, u16 type)
+{
+	submit_within(rec, size, type, SR_SCRATCH_SIZE);
 }
 
 /* The saved user registers of the current syscall, at its sys_exit

@@ -7,7 +7,10 @@
  * and size against it, so the two cannot drift.
  *
  * Rules: enum values and struct fields are append-only; any layout change
- * bumps SESSREC_ABI_VERSION.
+ * bumps SESSREC_ABI_VERSION, and sessrec/records.py gets a table for the new
+ * version next to the old ones (files of every version are read forever).
+ * A field appended to a struct goes before its flexible array member, with
+ * explicit padding (docs/FORMAT.md, "BPF ABI versions").
  */
 #ifndef SESSREC_H
 #define SESSREC_H
@@ -26,6 +29,10 @@
 #define SR_FAILED_EXEC_MAX_ARGS 64
 /* Large enough for sockaddr_in6 and sockaddr_un (110 bytes). */
 #define SR_SOCKADDR_MAX 112
+/* The destination the kernel keeps in a socket: sockaddr_in6 at most. */
+#define SR_KADDR_MAX 28
+/* Bytes of argv in one SR_EVENT_ARGV record. */
+#define SR_ARGV_PART 32768
 
 enum sr_event_type {
 	SR_EVENT_NONE = 0,
@@ -35,7 +42,9 @@ enum sr_event_type {
 	SR_EVENT_OPEN = 4,
 	SR_EVENT_CONNECT = 5,
 	SR_EVENT_CHDIR = 6,
-	SR_EVENT_TYPE_MAX = 7, /* keep last; append new types above it */
+	SR_EVENT_ARGV = 7,   /* ABI 2: the continuation of an exec's argv */
+	SR_EVENT_CGROUP = 8, /* ABI 2: a session process moved to a cgroup */
+	SR_EVENT_TYPE_MAX = 9, /* keep last; append new types above it */
 };
 
 enum sr_event_flags {
@@ -50,6 +59,12 @@ enum sr_event_flags {
 	/* The caller's memory and the kernel's object disagree beyond what
 	 * resolution explains: both are kept, this is evidence. */
 	SR_FLAG_TAMPERED = 1 << 7,
+};
+
+/* Where a connect event's kernel address (kaddr) was taken from. */
+enum sr_addr_src {
+	SR_ADDR_NONE = 0,   /* nowhere: the caller's sockaddr is all there is */
+	SR_ADDR_SOCK = 1,   /* the socket's destination (struct sock) */
 };
 
 /* What the kernel path (kpath) of an event is the path of. */
@@ -122,6 +137,10 @@ struct exec_event {
 	/* ABI 2: the kernel's path of the executable (success: mm->exe_file),
 	 * after argv. */
 	struct sr_kpath k;
+	/* ABI 2: argv in the new mm is argv_total bytes; the first argv_len
+	 * are here, the rest follows in argv_parts SR_EVENT_ARGV records. */
+	__u32 argv_total;
+	__u32 argv_parts;
 	char data[];
 };
 
@@ -156,6 +175,11 @@ struct connect_event {
 	__u16 addr_len;     /* bytes of addr captured */
 	__u16 _pad;
 	__u8 addr[SR_SOCKADDR_MAX];
+	/* ABI 2: the destination the kernel stored in the socket, as a
+	 * sockaddr (AF_INET/AF_INET6), and where it was taken from. */
+	__u16 kaddr_src;    /* enum sr_addr_src */
+	__u16 kaddr_len;
+	__u8 kaddr[SR_KADDR_MAX];
 };
 
 /* chdir (fd = -1, path follows) or fchdir (fd set, no path), at sys_exit. */
@@ -168,6 +192,35 @@ struct chdir_event {
 	/* ABI 2: the kernel's path of the new cwd, after the string. */
 	struct sr_kpath k;
 	char path[];
+};
+
+/* ABI 2: part of a successful exec's argv beyond the exec record's, sent
+ * in records of their own so that no ring reservation is huge. The exec
+ * record comes first; its parts follow in order (header pid/tid as the
+ * exec's). A part that could not be read is flagged SR_FLAG_READ_FAILED and
+ * is empty. */
+struct argv_event {
+	struct event_header h;
+	__u32 offset;       /* of this part in argv */
+	__u32 len;          /* bytes of data */
+	__u32 index;        /* 0, 1, ... of argv_parts */
+	__u32 _pad;
+	char data[];
+};
+
+/* ABI 2: cgroup:cgroup_attach_task of a session process: the header is the
+ * task that moved it (it may be itself), pid the task moved. A session
+ * process stays in its session wherever it moves; a move out of the
+ * session's cgroup is flagged SR_FLAG_TAMPERED. */
+struct cgroup_event {
+	struct event_header h;
+	__u64 dst_id;       /* the destination cgroup's id */
+	__s32 dst_root;     /* hierarchy id (0: cgroup2) */
+	__s32 dst_level;
+	__u32 pid;          /* the task moved (a thread id) */
+	__u16 path_len;
+	__u16 _pad;
+	char path[];        /* the destination cgroup's path */
 };
 
 #endif /* SESSREC_H */

@@ -47,6 +47,11 @@ KERNEL_OFFSETS: tuple[tuple[str, str, str], ...] = (
     ("SR_OFF_SOCKET_TYPE", "socket", "type"),
     ("SR_OFF_SOCKET_SK", "socket", "sk"),
     ("SR_OFF_SOCK_SK_PROTOCOL", "sock", "sk_protocol"),
+    # sock_common is the first member of struct sock (sock.__sk_common).
+    ("SR_OFF_SKC_FAMILY", "sock", "__sk_common.skc_family"),
+    ("SR_OFF_SKC_DPORT", "sock", "__sk_common.skc_dport"),
+    ("SR_OFF_SKC_DADDR", "sock", "__sk_common.skc_daddr"),
+    ("SR_OFF_SKC_V6_DADDR", "sock", "__sk_common.skc_v6_daddr"),
     # Kernel paths (kpath.bpf.h): the walk from a struct path to the root.
     ("SR_OFF_TASK_FS", "task_struct", "fs"),
     ("SR_OFF_FS_ROOT", "fs_struct", "root"),
@@ -271,11 +276,26 @@ class Programs:
         t[t.Key(cgroup_id)] = t.Leaf(1)
 
     def remove_session(self, cgroup_id: int) -> None:
+        """Stops recording the session: its cgroup and its processes, also
+        those that moved out of the cgroup (bpf/common.bpf.h, members)."""
         t = self.bpf["sessions"]
         try:
             del t[t.Key(cgroup_id)]
         except KeyError:
             pass
+        members = self.bpf["members"]
+        for k in [k for k, v in members.items() if v.value == cgroup_id]:
+            try:
+                del members[k]
+            except KeyError:
+                pass
+
+    def add_member(self, pid: int, cgroup_id: int) -> None:
+        """Records process pid in the session of cgroup_id from now on. A
+        process moved into a session's cgroup joins it by itself; this is
+        for one that was there before the session was added."""
+        members = self.bpf["members"]
+        members[members.Key(pid)] = members.Leaf(cgroup_id)
 
     def open_ring(self, on_record: RecordCallback) -> None:
         """on_record(view, offset, length) gets each record whenever consume()

@@ -80,7 +80,8 @@ class SessionSink:
 
     @property
     def counts(self) -> dict[int, int]:
-        return {t: n for t, n in enumerate(self.per_type) if n}
+        """Events per type; an exec's argv parts are part of the exec."""
+        return {t: n for t, n in enumerate(self.per_type) if n and t != records.ARGV}
 
     def count_flags(self, flags: int) -> None:
         if flags & fmt.EventFlag.ARGV_TRUNCATED:
@@ -318,7 +319,7 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
             _warn(stderr, f"{sum(lost.values())} events lost (ring buffer full): "
                   f"{lost_summary(lost)}; a larger --ring-pages helps")
         counts = {TYPE_NAMES[t]: n for t, n in sorted(sink.counts.items())}
-        lost_names = {TYPE_NAMES.get(t, str(t)): n for t, n in lost.items()}
+        lost_names = {fmt.LOST_NAMES.get(t, str(t)): n for t, n in lost.items()}
         trailer = {
             "ended_at": fmt.rfc3339_us(time.time_ns()),
             "counts": counts,
@@ -379,7 +380,7 @@ def _drain_until_done(
                 writer.add_stats({
                     "k": "stats",
                     "ts": time.monotonic_ns() - writer.header["clock"]["mono_ns"],
-                    "lost": {TYPE_NAMES.get(t, str(t)): n for t, n in lost.items()},
+                    "lost": {fmt.LOST_NAMES.get(t, str(t)): n for t, n in lost.items()},
                 })
                 if warned_lost == 0:
                     _warn(stderr, "events are being lost (ring buffer full); recording goes on")

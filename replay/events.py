@@ -326,7 +326,23 @@ class ChdirEvent(Event):
     path: bytes | None  # the target, resolved
 
 
-AnyEvent = ForkEvent | ExecEvent | ExitEvent | OpenEvent | ConnectEvent | ChdirEvent
+@dataclass(slots=True)
+class CgroupEvent(Event):
+    """A session process moved to a cgroup (BPF ABI 2). The common fields are
+    the mover's (it may be the process itself); moved_pid is the process
+    moved. It stays recorded wherever it goes; a move out of the session's
+    cgroup is flagged tampered."""
+
+    TYPE: ClassVar[EventType] = EventType.CGROUP
+    dst_id: int
+    dst_root: int  # cgroup hierarchy id; 0 is cgroup2
+    dst_level: int
+    moved_pid: int
+    dst_path: bytes
+
+
+AnyEvent = (ForkEvent | ExecEvent | ExitEvent | OpenEvent | ConnectEvent | ChdirEvent
+            | CgroupEvent)
 
 
 def build_event(ev: list[Any], wall_ns: int, path: bytes | None = None) -> AnyEvent:
@@ -347,6 +363,8 @@ def build_event(ev: list[Any], wall_ns: int, path: bytes | None = None) -> AnyEv
     if t == EventType.CHDIR:
         fd = ev[fmt.CHDIR_FD]
         return ChdirEvent(*c, ev[8], fd, ev[fmt.CHDIR_PATH] if fd == -1 else None, path)
+    if t == EventType.CGROUP:
+        return CgroupEvent(*c, ev[8], ev[9], ev[10], ev[11], ev[12])
     raise ValueError(f"unknown event type {t}")
 
 
@@ -366,6 +384,8 @@ def raw_event(ev: AnyEvent) -> list[Any]:
         c += (ev.ret, ev.fd, ev.sock_type, ev.protocol, ev.sockaddr)
     elif type(ev) is ChdirEvent:
         c += (ev.ret, ev.fd, b"" if ev.requested_path is None else ev.requested_path)
+    elif type(ev) is CgroupEvent:
+        c += (ev.dst_id, ev.dst_root, ev.dst_level, ev.moved_pid, ev.dst_path)
     return c
 
 

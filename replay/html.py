@@ -43,7 +43,9 @@ _DATA_MARK = "<!--sessrec:data-->"
 _STYLE_MARK = "/*sessrec:style*/"
 _SCRIPT_MARK = "/*sessrec:script*/"
 
-_FORK, _EXEC, _EXIT, _OPEN, _CONNECT, _CHDIR = (int(t) for t in fmt.EventType)
+_FORK, _EXEC, _EXIT, _OPEN, _CONNECT, _CHDIR = (
+    int(t) for t in (fmt.EventType.FORK, fmt.EventType.EXEC, fmt.EventType.EXIT,
+                     fmt.EventType.OPEN, fmt.EventType.CONNECT, fmt.EventType.CHDIR))
 _PATH_TRUNCATED = int(fmt.EventFlag.PATH_TRUNCATED)
 _ARGV_TRUNCATED = int(fmt.EventFlag.ARGV_TRUNCATED)
 

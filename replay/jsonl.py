@@ -101,7 +101,9 @@ def write_jsonl(
     exits = _Cache(_exit_fields)
     open_sys = fmt.OPEN_SYSCALLS
     write = out.write
-    fork, exec_, exit_, open_, connect, chdir = (int(t) for t in EventType)
+    fork, exec_, exit_, open_, connect, chdir = (
+        int(t) for t in (EventType.FORK, EventType.EXEC, EventType.EXIT, EventType.OPEN,
+                         EventType.CONNECT, EventType.CHDIR))
     n = 0
     for ev in session.records(follow=follow, poll_interval=poll_interval):
         t = ev[0]

@@ -46,7 +46,9 @@ from replay.text import EINPROGRESS
 from sessrec import format as fmt
 
 _ARGV_TRUNCATED = int(fmt.EventFlag.ARGV_TRUNCATED)
-_FORK, _EXEC, _EXIT, _OPEN, _CONNECT, _CHDIR = (int(t) for t in fmt.EventType)
+_FORK, _EXEC, _EXIT, _OPEN, _CONNECT, _CHDIR = (
+    int(t) for t in (fmt.EventType.FORK, fmt.EventType.EXEC, fmt.EventType.EXIT,
+                     fmt.EventType.OPEN, fmt.EventType.CONNECT, fmt.EventType.CHDIR))
 
 
 class ExecInfo(NamedTuple):

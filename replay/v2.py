@@ -4,9 +4,10 @@ files of version 2 are read forever (docs/FORMAT.md, tests/golden/v2.0-*).
 Version 2 is version 1 with one chunk kind more: RECORDS, the BPF programs'
 records as the ring buffer framed them, written by the recorder without
 decoding them. They are decoded here, by the decoder of the header's
-abi_version (sessrec/records.py), into the same event arrays a version 1 file
-holds. Everything else (framing, header, EVENTS chunks and stats, trailer,
-footer, damage) is version 1's, so this reader is replay.v1's plus that kind.
+abi_version (sessrec/records.py keeps one for every version ever recorded),
+into the same event arrays a version 1 file holds. Everything else (framing,
+header, EVENTS chunks and stats, trailer, footer, damage) is version 1's, so
+this reader is replay.v1's plus that kind.
 
 A record is untrusted like everything else in the file: a frame that overruns
 its chunk, or a record of a known type that does not decode, is corruption; a
@@ -34,14 +35,18 @@ class SessionV2(SessionV1):
 
     def __init__(self, path: str, file: BinaryIO, minor: int, *, strict: bool = True):
         super().__init__(path, file, minor, strict=strict)
-        abi = self.header["abi_version"]
-        if abi not in records.ABI_VERSIONS:
+        version = self.header["abi_version"]
+        abi = records.ABIS.get(version)
+        if abi is None:
             file.close()
-            raise FormatError(f"its records are of BPF ABI {abi}; this sessrec decodes ABI "
-                              f"{', '.join(map(str, records.ABI_VERSIONS))}", path,
-                              fmt.PREAMBLE.size)
-        self._abi: int = abi
+            known = ", ".join(str(v) for v in sorted(records.ABIS))
+            raise FormatError(f"its records are of BPF ABI {version}; this sessrec decodes ABI "
+                              f"{known}", path, fmt.PREAMBLE.size)
+        self._abi = abi
         self._origin: int = self.header["clock"]["mono_ns"]
+        # One decoder for the whole file: an exec's argv parts (ABI 2) may
+        # be in the records chunk before its own.
+        self._decoder = records.Decoder(self._origin, abi)
 
     def _body_chunk(self, kind: fmt.ChunkKind, raw: bytes, pos: int) -> Iterator[list[Any]]:
         if kind == fmt.ChunkKind.RECORDS:
@@ -49,7 +54,7 @@ class SessionV2(SessionV1):
         return super()._body_chunk(kind, raw, pos)
 
     def _records_chunk(self, raw: bytes, pos: int) -> Iterator[list[Any]]:
-        decoder = records.Decoder(self._origin, self._abi)
+        decoder = self._decoder
         decode = decoder.decode
         frame = _FRAME.unpack_from
         view = memoryview(raw)
@@ -71,6 +76,8 @@ class SessionV2(SessionV1):
                     _fail(pos, f"a malformed record at byte {start} of a records chunk")
                 t = raw[start] | raw[start + 1] << 8
                 self.unknown_types[t] = self.unknown_types.get(t, 0) + 1
+                continue
+            if ev is records.CONSUMED:
                 continue
             t = ev[0]  # type: ignore[assignment]
             counts[t] = counts.get(t, 0) + 1

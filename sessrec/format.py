@@ -134,10 +134,15 @@ class EventType(enum.IntEnum):
     OPEN = 4
     CONNECT = 5
     CHDIR = 6
+    # 7 is SR_EVENT_ARGV: a part of an exec's argv, joined to it when read.
+    CGROUP = 8  # a session process moved to another cgroup (BPF ABI 2)
 
 
 TYPE_NAMES: Final[Mapping[int, str]] = {t.value: t.name.lower() for t in EventType}
 TYPE_BY_NAME: Final[Mapping[str, int]] = {n: v for v, n in TYPE_NAMES.items()}
+# Names of what the kernel counts as lost (its `lost` map, by record type):
+# the event types, argv parts, and processes the members map had no room for.
+LOST_NAMES: Final[Mapping[int, str]] = {**TYPE_NAMES, 0: "session_membership", 7: "argv_part"}
 
 
 class EventFlag(enum.IntFlag):
@@ -173,6 +178,7 @@ BODY_FIELDS: Final[Mapping[int, tuple[str, ...]]] = {
     EventType.OPEN: ("ret", "syscall", "dirfd", "path", "flags", "mode"),
     EventType.CONNECT: ("ret", "fd", "sock_type", "protocol", "sockaddr"),
     EventType.CHDIR: ("ret", "fd", "path"),
+    EventType.CGROUP: ("dst_id", "dst_root", "dst_level", "moved_pid", "dst_path"),
 }
 BODY_TYPES: Final[Mapping[int, tuple[type, ...]]] = {
     EventType.FORK: (int,),
@@ -181,6 +187,7 @@ BODY_TYPES: Final[Mapping[int, tuple[type, ...]]] = {
     EventType.OPEN: (int, int, int, bytes, int, int),
     EventType.CONNECT: (int, int, int, int, bytes),
     EventType.CHDIR: (int, int, bytes),
+    EventType.CGROUP: (int, int, int, int, bytes),
 }
 
 # Full field names and Python types of each event array, by type number.
@@ -200,10 +207,13 @@ EXIT_CODE_RAW: Final = _B
 OPEN_RET, OPEN_SYSCALL, OPEN_DIRFD, OPEN_PATH, OPEN_FLAGS, OPEN_MODE = range(_B, _B + 6)
 CONNECT_RET, CONNECT_FD, CONNECT_SOCK_TYPE, CONNECT_PROTOCOL, CONNECT_SOCKADDR = range(_B, _B + 5)
 CHDIR_RET, CHDIR_FD, CHDIR_PATH = range(_B, _B + 3)
+CGROUP_DST_ID, CGROUP_DST_ROOT, CGROUP_DST_LEVEL, CGROUP_PID, CGROUP_PATH = range(_B, _B + 5)
 # Appended with BPF ABI 2 (records of ABI 1 lack them): the kernel's path, its
 # source (KpathSource) and the length of its part outside the task's root.
 EXEC_KPATH, EXEC_KPATH_SRC, EXEC_KROOT_LEN = range(_B + 6, _B + 9)
 OPEN_KPATH, OPEN_KPATH_SRC, OPEN_KROOT_LEN = range(_B + 6, _B + 9)
+EXEC_ARGV_TOTAL, EXEC_ARGV_PARTS = _B + 9, _B + 10
+CONNECT_KADDR_SRC, CONNECT_KADDR = _B + 5, _B + 6
 CHDIR_KPATH, CHDIR_KPATH_SRC, CHDIR_KROOT_LEN = range(_B + 3, _B + 6)
 
 

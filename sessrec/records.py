@@ -1,48 +1,50 @@
-"""Decoding of ring-buffer records into session-file event arrays.
+"""The ring-buffer records of bpf/sessrec.h: their layouts for every BPF ABI
+version ever recorded, and the decoder that turns a record into a session-file
+event array.
 
-The layouts below mirror the C structs of bpf/sessrec.h field by field.
-They are not trusted by eye: tests/unit/test_abi_layout.py compiles the
-header and checks every offset, size and enum value against these tables.
+Decoders are keyed by the ABI version a file declares (its header's
+`abi_version`), and every version ever written keeps its table forever: a new
+version is added to ABIS, never put in place of an older one. The rule
+(docs/FORMAT.md, "BPF ABI versions"): fields appended at the end of a struct's
+fixed part are a minor change, made with `Abi.extend`, and older files still
+read; a field that changes size, place or meaning is a major change and needs
+a table and decoding of its own.
+
+The layouts mirror the C structs field by field. They are not trusted by eye:
+tests/unit/test_abi_layout.py compiles the header for the BPF target and
+checks every offset, size and enum value of the current ABI against them.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-
-ABI_VERSION = 2
-# Every ABI version this module decodes; records of older ones stay readable
-# forever (tests/golden/raw-abi*.bin).
-ABI_VERSIONS = (1, 2)
+from typing import Any
 
 # enum sr_event_type
 FORK, EXEC, EXIT, OPEN, CONNECT, CHDIR = 1, 2, 3, 4, 5, 6
-EVENT_TYPE_MAX = 7
-
-# enum sr_event_flags (bits of the header's flags)
-FLAG_KPATH_TRUNCATED = 1 << 3
-FLAG_KPATH_DELETED = 1 << 4
-FLAG_KPATH_UNREACHABLE = 1 << 5
-FLAG_KPATH_NONE = 1 << 6
-FLAG_TAMPERED = 1 << 7
-
-# enum sr_kpath_src
-KPATH_NONE, KPATH_FILE, KPATH_CWD, KPATH_DIRFD, KPATH_ROOT = range(5)
+ARGV, CGROUP = 7, 8  # ABI 2
+EVENT_TYPE_MAX = 9
 
 COMM_LEN = 16
 PATH_MAX = 4096
 ARGV_MAX = 32768
 SOCKADDR_MAX = 112
+KADDR_MAX = 28  # ABI 2
+ARGV_PART = 32768  # ABI 2: bytes of argv in one ARGV record at most
 
 
 @dataclass(frozen=True)
 class Layout:
     """A C struct as (field, struct-format) pairs, little-endian, no implicit
-    padding: every pad in the C struct is a named field here too."""
+    padding: every pad in the C struct is a named field here too. `tail` names
+    the flexible array member that follows the fixed part, if any; it starts
+    at `size` (test_abi_layout.py checks that too)."""
 
     c_name: str
     fields: tuple[tuple[str, str], ...]
+    tail: str | None = None
 
     @property
     def fmt(self) -> str:
@@ -77,11 +79,114 @@ HEADER = Layout(
         ("comm", f"{COMM_LEN}s"),
     ),
 )
+HEADER_SIZE = HEADER.size
+_N_HEADER = len(HEADER.fields)
 
-# Bodies follow the header ("h" in C), per ABI version.
-_BODIES_V1: dict[int, Layout] = {
-    FORK: Layout("fork_event", (("child_pid", "I"), ("_pad", "I"))),
-    EXEC: Layout(
+Event = list[object]
+# What Decoder.decode returns for a record that is part of another (an argv
+# part, joined to its exec): nothing to show by itself.
+CONSUMED: Event = []
+# Bytes of argv parts a reader holds at most while waiting for their execs.
+ARGV_HELD_MAX = 64 << 20
+# What struct.unpack gives: the header's fields, then the body's, in order.
+Values = tuple[Any, ...]
+# Builds the event array from the unpacked values, the record, where its
+# variable part starts, and the session's monotonic origin. Raises
+# struct.error when a length in the record does not fit it.
+Builder = Callable[[Values, "memoryview | bytes", int, int], Event]
+
+
+@dataclass(frozen=True)
+class RecordType:
+    """One event type in one ABI version: the body's layout (after the
+    header) and how its values become the event array."""
+
+    body: Layout
+    build: Builder
+
+
+@dataclass(frozen=True)
+class Abi:
+    """The record layouts of one ABI version (SESSREC_ABI_VERSION)."""
+
+    version: int
+    types: Mapping[int, RecordType]
+
+    def extend(self, version: int, appended: Mapping[int, tuple[tuple[str, str], ...]],
+               new_types: Mapping[int, RecordType] | None = None) -> Abi:
+        """The next ABI version, made by a minor change: `appended` fields go
+        at the end of those types' fixed parts (their variable parts move
+        after them), and their values (pads excepted) are appended to the
+        event array, in order; `new_types` adds event types. Every other type reads as here."""
+        types = dict(self.types)
+        for t, fields in appended.items():
+            old = types[t]
+            body = Layout(old.body.c_name, old.body.fields + fields, old.body.tail)
+            first = _N_HEADER + len(old.body.fields)
+            keep = [first + i for i, (name, _) in enumerate(fields) if not name.startswith("_")]
+            types[t] = RecordType(body, _appending(old.build, keep))
+        types.update(new_types or {})
+        return Abi(version, types)
+
+
+def _appending(base: Builder, keep: list[int]) -> Builder:
+    """base, then the values at `keep` (the appended fields but their pads)."""
+    def build(v: Values, raw: memoryview | bytes, end: int, origin: int) -> Event:
+        return base(v, raw, end, origin) + [v[i] for i in keep]
+
+    return build
+
+
+# v: type, flags, size, ts, cgroup, pid, tid, ppid, uid, comm, body...
+# The common fields of every event array (docs/FORMAT.md, Events).
+
+
+def _fork(v: Values, raw: memoryview | bytes, end: int, origin: int) -> Event:
+    return [v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1], v[10]]
+
+
+def _exec(v: Values, raw: memoryview | bytes, end: int, origin: int) -> Event:
+    flen, alen = v[12], v[13]
+    if flen > PATH_MAX or alen > ARGV_MAX or end + flen + alen > len(raw):
+        raise struct.error("exec record: lengths beyond the record or the limits")
+    data = bytes(raw[end : end + flen + alen])
+    argv = data[flen:].split(b"\0")
+    # The block ends with the last argument's NUL, unless cut short.
+    if argv and argv[-1] == b"":
+        argv.pop()
+    return [v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
+            v[10], data[:flen], argv, v[11], v[14], v[15]]
+
+
+def _exit(v: Values, raw: memoryview | bytes, end: int, origin: int) -> Event:
+    return [v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1], v[10]]
+
+
+def _open(v: Values, raw: memoryview | bytes, end: int, origin: int) -> Event:
+    if v[15] > PATH_MAX or end + v[15] > len(raw):
+        raise struct.error("open record: path beyond the record or the limit")
+    return [v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
+            v[10], v[14], v[11], bytes(raw[end : end + v[15]]), v[12], v[13]]
+
+
+def _connect(v: Values, raw: memoryview | bytes, end: int, origin: int) -> Event:
+    if v[14] > SOCKADDR_MAX:
+        raise struct.error("connect record: address longer than its field")
+    return [v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
+            v[10], v[11], v[12], v[13], v[16][: v[14]]]
+
+
+def _chdir(v: Values, raw: memoryview | bytes, end: int, origin: int) -> Event:
+    if v[12] > PATH_MAX or end + v[12] > len(raw):
+        raise struct.error("chdir record: path beyond the record or the limit")
+    return [v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
+            v[10], v[11], bytes(raw[end : end + v[12]])]
+
+
+# ABI 1: the first. Bodies follow the header ("h" in C).
+ABI_1 = Abi(1, {
+    FORK: RecordType(Layout("fork_event", (("child_pid", "I"), ("_pad", "I"))), _fork),
+    EXEC: RecordType(Layout(
         "exec_event",
         (
             ("ret", "i"),
@@ -92,9 +197,10 @@ _BODIES_V1: dict[int, Layout] = {
             ("syscall", "H"),
             ("_pad", "H"),
         ),
-    ),
-    EXIT: Layout("exit_event", (("exit_code", "I"), ("_pad", "I"))),
-    OPEN: Layout(
+        "data",
+    ), _exec),
+    EXIT: RecordType(Layout("exit_event", (("exit_code", "I"), ("_pad", "I"))), _exit),
+    OPEN: RecordType(Layout(
         "open_event",
         (
             ("ret", "i"),
@@ -104,8 +210,9 @@ _BODIES_V1: dict[int, Layout] = {
             ("syscall", "H"),
             ("path_len", "H"),
         ),
-    ),
-    CONNECT: Layout(
+        "path",
+    ), _open),
+    CONNECT: RecordType(Layout(
         "connect_event",
         (
             ("ret", "i"),
@@ -116,190 +223,196 @@ _BODIES_V1: dict[int, Layout] = {
             ("_pad", "H"),
             ("addr", f"{SOCKADDR_MAX}s"),
         ),
-    ),
-    CHDIR: Layout(
+    ), _connect),
+    CHDIR: RecordType(Layout(
         "chdir_event",
         (("ret", "i"), ("fd", "i"), ("path_len", "I"), ("_pad", "I")),
-    ),
-}
+        "path",
+    ), _chdir),
+})
 
-# struct sr_kpath, embedded as field k (ABI 2): the kernel's path.
+# enum sr_event_flags: bits of the header's flags that ABI 2 added.
+FLAG_ARGV_TRUNCATED = 1 << 1
+FLAG_KPATH_TRUNCATED = 1 << 3
+FLAG_KPATH_DELETED = 1 << 4
+FLAG_KPATH_UNREACHABLE = 1 << 5
+FLAG_KPATH_NONE = 1 << 6
+FLAG_TAMPERED = 1 << 7
+
+# struct sr_kpath, the field k that ABI 2 appends to exec, open and chdir:
+# the kernel's path (bpf/kpath.bpf.h), after the record's other variable data.
 _KPATH = (("k.len", "H"), ("k.src", "H"), ("k.root_len", "H"), ("k._pad", "H"))
 
 
-def _grown(layout: Layout, *more: tuple[str, str]) -> Layout:
-    return Layout(layout.c_name, layout.fields + more)
+def _with_kpath(base: Builder, at: int, before: tuple[int, ...]) -> Builder:
+    """base's event array, then the kernel path, its source and the length
+    of its part outside the task's root. `at`: index of k.len in the unpacked
+    values; `before`: indexes of the lengths of the variable data before it."""
+
+    def build(v: Values, raw: memoryview | bytes, end: int, origin: int) -> Event:
+        ev = base(v, raw, end, origin)
+        klen = v[at]
+        start = end + sum(v[i] for i in before)
+        if klen > PATH_MAX or start + klen > len(raw):
+            raise struct.error("kernel path beyond the record or the limit")
+        return ev + [bytes(raw[start : start + klen]), v[at + 1], v[at + 2]]
+
+    return build
 
 
-# ABI 2: exec, open and chdir grow a struct sr_kpath at their end.
-_BODIES_V2: dict[int, Layout] = {
-    **_BODIES_V1,
-    EXEC: _grown(_BODIES_V1[EXEC], *_KPATH),
-    OPEN: _grown(_BODIES_V1[OPEN], *_KPATH),
-    CHDIR: _grown(_BODIES_V1[CHDIR], *_KPATH),
-}
-
-BODIES_BY_ABI: dict[int, dict[int, Layout]] = {1: _BODIES_V1, 2: _BODIES_V2}
-# The layouts of this sessrec's BPF programs (checked against bpf/sessrec.h).
-BODIES = BODIES_BY_ABI[ABI_VERSION]
-
-_HDR = struct.Struct(HEADER.fmt)
-HEADER_SIZE = _HDR.size
-# Header and body unpacked in one call: the decoder runs once per event.
-_FULL_BY_ABI = {
-    abi: {t: struct.Struct(HEADER.fmt + b.fmt[1:]) for t, b in bodies.items()}
-    for abi, bodies in BODIES_BY_ABI.items()
-}
-_FULL = _FULL_BY_ABI[ABI_VERSION]
+def _argv_part(v: Values, raw: memoryview | bytes, end: int, origin: int) -> Event:
+    if v[11] > ARGV_PART or end + v[11] > len(raw):
+        raise struct.error("argv record: part beyond the record or the limit")
+    return [v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
+            v[10], v[12], bytes(raw[end : end + v[11]])]
 
 
-def record_size(event_type: int, abi: int = ABI_VERSION) -> int:
+def _cgroup(v: Values, raw: memoryview | bytes, end: int, origin: int) -> Event:
+    if v[14] > PATH_MAX or end + v[14] > len(raw):
+        raise struct.error("cgroup record: path beyond the record or the limit")
+    return [v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
+            v[10], v[11], v[12], v[13], bytes(raw[end : end + v[14]])]
+
+
+def _connect2(v: Values, raw: memoryview | bytes, end: int, origin: int) -> Event:
+    if v[18] > KADDR_MAX:
+        raise struct.error("connect record: kernel address longer than its field")
+    return _connect(v, raw, end, origin) + [v[17], v[19][: v[18]]]
+
+
+def _exec_unsplit(v: Values, raw: memoryview | bytes, end: int, origin: int) -> Event:
+    """_exec with argv left as its bytes: the Decoder joins the ARGV parts
+    that came before it, then splits."""
+    flen, alen = v[12], v[13]
+    if flen > PATH_MAX or alen > ARGV_MAX or end + flen + alen > len(raw):
+        raise struct.error("exec record: lengths beyond the record or the limits")
+    data = bytes(raw[end : end + flen + alen])
+    return [v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
+            v[10], data[:flen], data[flen:], v[11], v[14], v[15]]
+
+
+def _exec2(v: Values, raw: memoryview | bytes, end: int, origin: int) -> Event:
+    return _exec_kpath(v, raw, end, origin) + [v[21], v[22]]
+
+
+_exec_kpath = _with_kpath(_exec_unsplit, 17, (12, 13))
+
+
+def _abi_2() -> Abi:
+    grown = ABI_1.extend(2, {
+        EXEC: _KPATH + (("argv_total", "I"), ("argv_parts", "I")),
+        OPEN: _KPATH,
+        CHDIR: _KPATH,
+        CONNECT: (("kaddr_src", "H"), ("kaddr_len", "H"), ("kaddr", f"{KADDR_MAX}s")),
+    })
+    t = grown.types
+    # k.len: after the header (10 values) and the ABI 1 body's fields.
+    return Abi(2, {
+        **t,
+        EXEC: RecordType(t[EXEC].body, _exec2),
+        OPEN: RecordType(t[OPEN].body, _with_kpath(_open, 16, (15,))),
+        CHDIR: RecordType(t[CHDIR].body, _with_kpath(_chdir, 14, (12,))),
+        CONNECT: RecordType(t[CONNECT].body, _connect2),
+        ARGV: RecordType(Layout("argv_event", (
+            ("offset", "I"), ("len", "I"), ("index", "I"), ("_pad", "I")), "data"), _argv_part),
+        CGROUP: RecordType(Layout("cgroup_event", (
+            ("dst_id", "Q"), ("dst_root", "i"), ("dst_level", "i"), ("pid", "I"),
+            ("path_len", "H"), ("_pad", "H")), "path"), _cgroup),
+    })
+
+
+# ABI 2: paths from the kernel (exec, open and chdir grow a struct sr_kpath).
+ABI_2 = _abi_2()
+
+# Every ABI version ever recorded, read forever. Append, never replace.
+ABIS: dict[int, Abi] = {1: ABI_1, 2: ABI_2}
+# The version the BPF programs of this sessrec write (SESSREC_ABI_VERSION).
+ABI_VERSION = 2
+CURRENT = ABIS[ABI_VERSION]
+BODIES: dict[int, Layout] = {t: rt.body for t, rt in CURRENT.types.items()}
+
+
+def record_size(event_type: int, abi: Abi = CURRENT) -> int:
     """Bytes of a record of this (known) type without its variable part."""
-    return _FULL_BY_ABI[abi][event_type].size
-
-Event = list[object]
-_Handler = Callable[[memoryview | bytes], Event]
+    return HEADER_SIZE + abi.types[event_type].body.size
 
 
 class Decoder:
-    """Turns raw records into session-file arrays (docs/FORMAT.md):
-    [type, ts, pid, tid, ppid, uid, comm, flags, *body], with ts relative to
-    the session's monotonic origin. Unknown or malformed records are counted,
-    never raised (the reader, replay/v2.py, decides what they mean). It runs
-    once per event read, so each type's decoder is a single function with one
-    unpack call; lengths taken from a record are checked against the record
-    and the ABI's limits, as a session file is untrusted input."""
+    """Turns raw records of one ABI version into session-file arrays
+    (docs/FORMAT.md): [type, ts, pid, tid, ppid, uid, comm, flags, *body],
+    with ts relative to the session's monotonic origin. Unknown or malformed
+    records are counted, never raised (the reader, replay/v2.py, decides what
+    they mean). It runs once per event read: one unpack of header and body,
+    then the type's builder; lengths taken from a record are checked against
+    the record and the ABI's limits, as a session file is untrusted input."""
 
-    def __init__(self, mono_origin_ns: int, abi: int = ABI_VERSION) -> None:
-        if abi not in BODIES_BY_ABI:
-            raise ValueError(f"no decoder for BPF ABI {abi}")
+    def __init__(self, mono_origin_ns: int, abi: Abi = CURRENT) -> None:
         self.origin = mono_origin_ns
         self.abi = abi
         self.unknown = 0
         self.malformed = 0
+        # ABI 2's argv parts: held per thread until their exec.
+        self._joins = ARGV in abi.types
+        self._parts: dict[int, list[bytes]] = {}
+        self._held = 0
+        self.argv_missing = 0  # execs whose parts were lost
+        self.argv_orphans = 0  # parts without their exec
         # Indexed by type: a list lookup is cheaper than a dict lookup.
-        self.by_type: list[_Handler | None] = [None] * 256
-        handlers: list[tuple[int, _Handler]] = [
-            (FORK, self._fork), (EXEC, self._exec), (EXIT, self._exit), (OPEN, self._open),
-            (CONNECT, self._connect), (CHDIR, self._chdir)]
-        if abi >= 2:
-            handlers += [(EXEC, self._exec2), (OPEN, self._open2), (CHDIR, self._chdir2)]
-        for t, fn in handlers:
-            self.by_type[t] = fn
+        self.by_type: list[tuple[Callable[..., Values], int, Builder] | None] = [None] * 256
+        for t, rt in abi.types.items():
+            full = struct.Struct(HEADER.fmt + rt.body.fmt[1:])
+            self.by_type[t] = (full.unpack_from, full.size, rt.build)
 
     def decode(self, raw: memoryview | bytes) -> Event | None:
         if len(raw) < HEADER_SIZE:
             self.malformed += 1
             return None
-        fn = self.by_type[raw[0]] if raw[1] == 0 else None
-        if fn is None:
+        entry = self.by_type[raw[0]] if raw[1] == 0 else None
+        if entry is None:
             self.unknown += 1
             return None
+        unpack, end, build = entry
         try:
-            return fn(raw)
+            ev = build(unpack(raw), raw, end, self.origin)
         except struct.error:
             self.malformed += 1
             return None
+        if self._joins and (ev[0] == EXEC or ev[0] == ARGV):
+            return self._join_argv(ev)
+        return ev
 
-    # v: type, flags, size, ts, cgroup, pid, tid, ppid, uid, comm, body...
-
-    def _fork(self, raw: memoryview | bytes) -> Event:
-        v = _FORK(raw)
-        return [v[0], v[3] - self.origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
-                v[10]]
-
-    def _exec(self, raw: memoryview | bytes) -> Event:
-        v = _EXEC(raw)
-        flen, alen = v[12], v[13]
-        if flen > PATH_MAX or alen > ARGV_MAX or _EXEC_SIZE + flen + alen > len(raw):
-            raise struct.error("exec record: lengths beyond the record or the limits")
-        data = bytes(raw[_EXEC_SIZE : _EXEC_SIZE + flen + alen])
-        argv = data[flen:].split(b"\0")
+    def _join_argv(self, ev: Event) -> Event:
+        """ABI 2: an ARGV part is kept until its exec, which follows it
+        (returns CONSUMED); an exec gets its parts joined to its argv. Parts
+        lost in the ring leave the exec's argv flagged truncated."""
+        tid = ev[3]
+        if ev[0] == ARGV:
+            index, data = ev[9], ev[10]
+            parts = self._parts.setdefault(tid, [])  # type: ignore[arg-type]
+            if index == 0 and parts:
+                self.argv_orphans += len(parts)
+                self._held -= sum(len(x) for x in parts)
+                parts.clear()
+            if index != len(parts) or self._held + len(data) > ARGV_HELD_MAX:  # type: ignore[arg-type]
+                self.argv_orphans += 1
+            else:
+                parts.append(data)  # type: ignore[arg-type]
+                self._held += len(data)  # type: ignore[arg-type]
+            return CONSUMED
+        argv: bytes = ev[10]  # type: ignore[assignment]
+        want: int = ev[-1]  # type: ignore[assignment]
+        got = self._parts.pop(tid, [])  # type: ignore[call-overload]
+        self._held -= sum(len(x) for x in got)
+        if want:
+            if len(got) < want:
+                ev[7] = ev[7] | FLAG_ARGV_TRUNCATED  # type: ignore[operator]
+                self.argv_missing += 1
+            argv += b"".join(got[:want])
+        elif got:
+            self.argv_orphans += len(got)
+        args = argv.split(b"\0")
         # The block ends with the last argument's NUL, unless cut short.
-        if argv and argv[-1] == b"":
-            argv.pop()
-        return [v[0], v[3] - self.origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
-                v[10], data[:flen], argv, v[11], v[14], v[15]]
-
-    def _exit(self, raw: memoryview | bytes) -> Event:
-        v = _EXIT(raw)
-        return [v[0], v[3] - self.origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
-                v[10]]
-
-    def _open(self, raw: memoryview | bytes) -> Event:
-        v = _OPEN(raw)
-        if v[15] > PATH_MAX or _OPEN_SIZE + v[15] > len(raw):
-            raise struct.error("open record: path beyond the record or the limit")
-        return [v[0], v[3] - self.origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
-                v[10], v[14], v[11], bytes(raw[_OPEN_SIZE : _OPEN_SIZE + v[15]]), v[12], v[13]]
-
-    def _connect(self, raw: memoryview | bytes) -> Event:
-        v = _CONNECT(raw)
-        if v[14] > SOCKADDR_MAX:
-            raise struct.error("connect record: address longer than its field")
-        return [v[0], v[3] - self.origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
-                v[10], v[11], v[12], v[13], v[16][: v[14]]]
-
-    def _chdir(self, raw: memoryview | bytes) -> Event:
-        v = _CHDIR(raw)
-        if v[12] > PATH_MAX or _CHDIR_SIZE + v[12] > len(raw):
-            raise struct.error("chdir record: path beyond the record or the limit")
-        return [v[0], v[3] - self.origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
-                v[10], v[11], bytes(raw[_CHDIR_SIZE : _CHDIR_SIZE + v[12]])]
-
-
-    # ABI 2: the same arrays, then the kernel's path, its source and the
-    # length of its part outside the task's root (bpf/kpath.bpf.h).
-
-    def _exec2(self, raw: memoryview | bytes) -> Event:
-        v = _EXEC2(raw)
-        flen, alen, klen = v[12], v[13], v[17]
-        if (flen > PATH_MAX or alen > ARGV_MAX or klen > PATH_MAX
-                or _EXEC2_SIZE + flen + alen + klen > len(raw)):
-            raise struct.error("exec record: lengths beyond the record or the limits")
-        data = bytes(raw[_EXEC2_SIZE : _EXEC2_SIZE + flen + alen + klen])
-        argv = data[flen : flen + alen].split(b"\0")
-        if argv and argv[-1] == b"":
-            argv.pop()
-        return [v[0], v[3] - self.origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
-                v[10], data[:flen], argv, v[11], v[14], v[15], data[flen + alen :], v[18],
-                v[19]]
-
-    def _open2(self, raw: memoryview | bytes) -> Event:
-        v = _OPEN2(raw)
-        plen, klen = v[15], v[16]
-        if plen > PATH_MAX or klen > PATH_MAX or _OPEN2_SIZE + plen + klen > len(raw):
-            raise struct.error("open record: paths beyond the record or the limit")
-        end = _OPEN2_SIZE + plen
-        return [v[0], v[3] - self.origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
-                v[10], v[14], v[11], bytes(raw[_OPEN2_SIZE:end]), v[12], v[13],
-                bytes(raw[end : end + klen]), v[17], v[18]]
-
-    def _chdir2(self, raw: memoryview | bytes) -> Event:
-        v = _CHDIR2(raw)
-        plen, klen = v[12], v[14]
-        if plen > PATH_MAX or klen > PATH_MAX or _CHDIR2_SIZE + plen + klen > len(raw):
-            raise struct.error("chdir record: paths beyond the record or the limit")
-        end = _CHDIR2_SIZE + plen
-        return [v[0], v[3] - self.origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
-                v[10], v[11], bytes(raw[_CHDIR2_SIZE:end]), bytes(raw[end : end + klen]),
-                v[15], v[16]]
-
-
-_V1 = _FULL_BY_ABI[1]
-_V2 = _FULL_BY_ABI[2]
-_EXEC2 = _V2[EXEC].unpack_from
-_EXEC2_SIZE = _V2[EXEC].size
-_OPEN2 = _V2[OPEN].unpack_from
-_OPEN2_SIZE = _V2[OPEN].size
-_CHDIR2 = _V2[CHDIR].unpack_from
-_CHDIR2_SIZE = _V2[CHDIR].size
-_FORK = _V1[FORK].unpack_from
-_EXEC = _V1[EXEC].unpack_from
-_EXEC_SIZE = _V1[EXEC].size
-_EXIT = _V1[EXIT].unpack_from
-_OPEN = _V1[OPEN].unpack_from
-_OPEN_SIZE = _V1[OPEN].size
-_CONNECT = _V1[CONNECT].unpack_from
-_CHDIR = _V1[CHDIR].unpack_from
-_CHDIR_SIZE = _V1[CHDIR].size
+        if args and args[-1] == b"":
+            args.pop()
+        ev[10] = args
+        return ev

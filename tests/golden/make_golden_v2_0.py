@@ -44,13 +44,12 @@ def capture() -> tuple[list[bytes], int]:
     return out, origin
 
 
-def main(argv: list[str] | None = None) -> int:
-    assert (fmt.FORMAT_MAJOR, fmt.FORMAT_MINOR) == (2, 0), "this writer no longer writes 2.0"
-    outputs = make_golden.new_outputs(argv, __doc__, NAME)
-    if outputs is None:
-        return 1
-    raw, origin = capture()
-    decoder = records.Decoder(origin, 1)
+def write(path: str, raw: list[bytes], origin: int, *,
+          abi_version: int = 1, stored: list[bytes] | None = None) -> None:
+    """The session of the captured records `raw` (of ABI 1) into path;
+    `stored` (the same records in another ABI, by default raw) is what its
+    RECORDS hold."""
+    decoder = records.Decoder(origin, records.ABI_1)
     events = [decoder.decode(r) for r in raw]
     assert all(e is not None for e in events)
     first = events[0]
@@ -72,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         "cgroup_id": struct.unpack_from("<Q", raw[0], records.HEADER.offsets()["cgroup_id"])[0],
         "audit": {"record_type": 1121, "status": None, "sender_session_id": None,
                   "start_record": False, "reason": "auditd is not running"},
+        "abi_version": abi_version,
     }
     trailer: dict[str, Any] = {
         **make_golden.TRAILER,
@@ -81,15 +81,24 @@ def main(argv: list[str] | None = None) -> int:
         "exit_status": 7,
         "audit": {"end_record": False, "reason": "auditd is not running"},
     }
-    w = SessionWriter(outputs[0], header)
-    half = len(raw) // 2
-    for i, part in enumerate((raw[:half], raw[half:])):
+    stored = raw if stored is None else stored
+    w = SessionWriter(path, header)
+    half = len(stored) // 2
+    for i, part in enumerate((stored[:half], stored[half:])):
         buf = w.begin_records()
         for r in part:
             buf += fmt.RECORD_FRAME.pack(len(r), 0) + r
         if i == 0:
             w.add_stats({"ts": 5_000_000, "lost": {"open": 3}})
     w.close(trailer)
+
+
+def main(argv: list[str] | None = None) -> int:
+    assert (fmt.FORMAT_MAJOR, fmt.FORMAT_MINOR) == (2, 0), "this writer no longer writes 2.0"
+    outputs = make_golden.new_outputs(argv, __doc__, NAME)
+    if outputs is None:
+        return 1
+    write(outputs[0], *capture())
     make_golden.write_expected(*outputs)
     return 0
 

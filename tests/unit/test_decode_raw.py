@@ -29,7 +29,7 @@ def _plain(v: Any) -> Any:
 @pytest.mark.parametrize("capture", CAPTURES, ids=lambda p: p.stem)
 def test_captured_records_decode_as_recorded(capture: Path) -> None:
     expected = json.loads(capture.with_suffix(".json").read_text())
-    dec = records.Decoder(expected["mono_origin_ns"], expected["abi_version"])
+    dec = records.Decoder(expected["mono_origin_ns"], records.ABIS[expected["abi_version"]])
     got = [dec.decode(r) for r in raw_records(capture)]
     assert got == [_plain(e) for e in expected["events"]]
     assert dec.unknown == dec.malformed == 0
@@ -46,7 +46,7 @@ def test_capture_covers_every_event_type() -> None:
 
 
 def test_short_and_unknown_records_are_counted_not_raised() -> None:
-    dec = records.Decoder(0, 1)
+    dec = records.Decoder(0, records.ABI_1)
     raw = raw_records(CAPTURES[0])[0]
     assert dec.decode(raw[:10]) is None
     assert dec.malformed == 1

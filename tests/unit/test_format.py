@@ -100,7 +100,9 @@ def test_event_layouts() -> None:
     assert fmt.EVENT_FIELDS[fmt.EventType.OPEN][fmt.OPEN_FLAGS] == "flags"
     assert fmt.EVENT_FIELDS[fmt.EventType.CONNECT][fmt.CONNECT_SOCKADDR] == "sockaddr"
     assert fmt.EVENT_FIELDS[fmt.EventType.CHDIR][fmt.CHDIR_PATH] == "path"
-    assert fmt.TYPE_NAMES == {1: "fork", 2: "exec", 3: "exit", 4: "open", 5: "connect", 6: "chdir"}
+    assert fmt.TYPE_NAMES == {1: "fork", 2: "exec", 3: "exit", 4: "open", 5: "connect", 6: "chdir",
+                              8: "cgroup"}
+    assert fmt.EVENT_FIELDS[fmt.EventType.CGROUP][fmt.CGROUP_PATH] == "dst_path"
 
 
 def test_event_problem() -> None:

@@ -152,7 +152,8 @@ def test_info_of_an_unfinished_file(tmp_path: Path) -> None:
     info = session_info(p)
     assert info["complete"] is False
     assert info["ended_at"] is None and info["end_reason"] is None
-    assert info["counts"] == {"fork": 0, "exec": 2, "exit": 2, "open": 2, "connect": 0, "chdir": 0}
+    assert info["counts"] == {"fork": 0, "exec": 2, "exit": 2, "open": 2, "connect": 0, "chdir": 0,
+                              "cgroup": 0}
     assert info["lost"]["open"] == 7
     assert info["truncated"] == {"argv": 1, "path": 1}
     assert info["unknown_types"] == 1
@@ -168,7 +169,7 @@ def test_info_of_a_complete_file_uses_the_trailer(tmp_path: Path) -> None:
     write_session(p, [ev(1)], trailer={**TRAILER, "lost": {"exec": 1, "future": 2}})
     info = session_info(p)
     assert info["complete"] is True and info["damage"] is None
-    assert info["counts"] == {**TRAILER["counts"]}
+    assert info["counts"] == {**TRAILER["counts"], "cgroup": 0}
     assert info["lost"] == {
         "fork": 0,
         "exec": 1,
@@ -176,6 +177,7 @@ def test_info_of_a_complete_file_uses_the_trailer(tmp_path: Path) -> None:
         "open": 0,
         "connect": 0,
         "chdir": 0,
+        "cgroup": 0,
         "future": 2,
     }
     assert info["exit_status"] == 3 and info["end_reason"] == "cgroup-empty"

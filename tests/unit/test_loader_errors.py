@@ -79,7 +79,7 @@ def test_every_tracepoint_is_a_tracepoint() -> None:
     assert loader.tracepoints(text), "no TRACEPOINT_PROBE found"
     for forbidden in ("KPROBE", "kprobe__", "KFUNC_PROBE", "RAW_TRACEPOINT_PROBE", "LSM_PROBE"):
         assert forbidden not in text
-    assert {c for c, _ in loader.tracepoints(text)} == {"syscalls", "sched"}
+    assert {c for c, _ in loader.tracepoints(text)} == {"syscalls", "sched", "cgroup"}
 
 
 def test_load_failure_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

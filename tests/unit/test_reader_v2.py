@@ -54,7 +54,7 @@ def record(t: int, body: bytes, tail: bytes = b"", ts: int = ORIGIN + 5) -> byte
 
 def open_record(path: bytes, path_len: int | None = None) -> bytes:
     n = len(path) if path_len is None else path_len
-    body = struct.pack(records.BODIES_BY_ABI[1][records.OPEN].fmt, 3, -100, 0, 0, 1, n)
+    body = struct.pack(records.ABI_1.types[records.OPEN].body.fmt, 3, -100, 0, 0, 1, n)
     return record(records.OPEN, body, path)
 
 
@@ -134,7 +134,7 @@ def test_hostile_records_are_corruption(tmp_path: Path, body: bytes, words: str)
 
 def test_an_exec_argv_beyond_the_limit_is_corruption(tmp_path: Path) -> None:
     argv = b"a\0" * 20000  # 40,000 bytes: more than ARGV_MAX (32 KiB)
-    body = struct.pack(records.BODIES_BY_ABI[1][records.EXEC].fmt, 0, 20000, 2, len(argv),
+    body = struct.pack(records.ABI_1.types[records.EXEC].body.fmt, 0, 20000, 2, len(argv),
                        1000, 0, 0)
     p = v2_file(tmp_path, chunk(RECORDS, frames(record(records.EXEC, body, b"/x" + argv))))
     with pytest.raises(FormatError, match="malformed record"):

@@ -29,6 +29,8 @@ SCRIPT = _script()
 CASES = [
     (srec, suffix)
     for srec in sorted(GOLDEN_DIR.glob("*.srec"))
+    # Only its test registers the test ABI (tests/unit/test_abi_versions.py).
+    if srec.stem != "v2.0-abi-test"
     for suffix in SCRIPT.OUTPUTS
 ]
 
