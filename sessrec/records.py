@@ -255,7 +255,7 @@ def _with_kpath(base: Builder, at: int, before: tuple[int, ...]) -> Builder:
         start = end + sum(v[i] for i in before)
         if klen > PATH_MAX or start + klen > len(raw):
             raise struct.error("kernel path beyond the record or the limit")
-        return ev + [bytes(raw[start : start + klen]), v[at + 1], v[at + 2]]
+        return [*ev, bytes(raw[start:start + klen]), v[at + 1], v[at + 2]]
 
     return build
 
@@ -277,7 +277,7 @@ def _cgroup(v: Values, raw: memoryview | bytes, end: int, origin: int) -> Event:
 def _connect2(v: Values, raw: memoryview | bytes, end: int, origin: int) -> Event:
     if v[18] > KADDR_MAX:
         raise struct.error("connect record: kernel address longer than its field")
-    return _connect(v, raw, end, origin) + [v[17], v[19][: v[18]]]
+    return [*_connect(v, raw, end, origin), v[17], v[19][:v[18]]]
 
 
 def _exec_unsplit(v: Values, raw: memoryview | bytes, end: int, origin: int) -> Event:
@@ -292,7 +292,7 @@ def _exec_unsplit(v: Values, raw: memoryview | bytes, end: int, origin: int) -> 
 
 
 def _exec2(v: Values, raw: memoryview | bytes, end: int, origin: int) -> Event:
-    return _exec_kpath(v, raw, end, origin) + [v[21], v[22]]
+    return [*_exec_kpath(v, raw, end, origin), v[21], v[22]]
 
 
 _exec_kpath = _with_kpath(_exec_unsplit, 17, (12, 13))
@@ -300,7 +300,7 @@ _exec_kpath = _with_kpath(_exec_unsplit, 17, (12, 13))
 
 def _abi_2() -> Abi:
     grown = ABI_1.extend(2, {
-        EXEC: _KPATH + (("argv_total", "I"), ("argv_parts", "I")),
+        EXEC: (*_KPATH, ("argv_total", "I"), ("argv_parts", "I")),
         OPEN: _KPATH,
         CHDIR: _KPATH,
         CONNECT: (("kaddr_src", "H"), ("kaddr_len", "H"), ("kaddr", f"{KADDR_MAX}s")),
