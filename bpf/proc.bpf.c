@@ -234,6 +234,8 @@ static __always_inline int exec_exit(void *ctx, u16 sys, long ret)
 		e->h.flags |= SR_FLAG_ARGV_TRUNCATED;
 	e->argc = argc;
 	e->argv_len = off;
+	e->argv_total = off; /* what was read: the caller's argv has no total */
+	e->argv_parts = 0;
 
 	/* What the kernel resolved the filename from. */
 	u64 kd = 0, km = 0;

@@ -120,11 +120,11 @@ def raw_records(path: Path) -> list[bytes]:
     return out
 
 
-def capture() -> tuple[list[bytes], dict[str, Any]]:
-    """The raw ring records captured on a real kernel (tests/golden/raw-abi1.*),
+def capture(name: str = "raw-abi1") -> tuple[list[bytes], dict[str, Any]]:
+    """The raw ring records captured on a real kernel (tests/golden/<name>.*),
     and what they decode to (bytes as {"b": latin-1 text}, see plain())."""
-    return (raw_records(GOLDEN_DIR / "raw-abi1.bin"),
-            json.loads((GOLDEN_DIR / "raw-abi1.json").read_text(encoding="utf-8")))
+    return (raw_records(GOLDEN_DIR / f"{name}.bin"),
+            json.loads((GOLDEN_DIR / f"{name}.json").read_text(encoding="utf-8")))
 
 
 def plain(v: Any) -> Any:
