@@ -14,6 +14,7 @@ from collections.abc import Callable
 from json.encoder import encode_basestring
 from typing import Any, TextIO
 
+from replay import trust
 from replay.base import Session
 from replay.events import PathResolver
 from sessrec import format as fmt
@@ -76,6 +77,28 @@ def _connect_fields(key: tuple[bytes, int, int]) -> str:
     )
 
 
+def _trust_fields(ev: list[Any]) -> str:
+    """The kernel's word on an exec, open or chdir (replay/trust.py)."""
+    return (
+        f'"path_source":"{trust.path_source(ev)}",'
+        f'"path_deleted":{_jbool(trust.path_deleted(ev))},'
+        f'"path_outside_root":{_jbool(trust.path_unreachable(ev))},'
+        f'"tampered":{_jbool(trust.tampered(ev))}'
+    )
+
+
+def _kernel_dst_fields(ev: list[Any]) -> str:
+    kaddr = trust.kernel_dst(ev)
+    k = None if kaddr is None else fmt.decode_sockaddr(kaddr)
+    addr = None if k is None else k.address
+    return (
+        f'"dst_source":"{trust.dst_source(ev)}",'
+        f'"kernel_dst_addr":{"null" if addr is None else encode_basestring(addr)},'
+        f'"kernel_dst_port":{_jint(None if k is None else k.port)},'
+        f'"tampered":{_jbool(trust.tampered(ev))}'
+    )
+
+
 def _exit_fields(raw: int) -> str:
     st = fmt.decode_exit(raw)
     return (
@@ -101,9 +124,9 @@ def write_jsonl(
     exits = _Cache(_exit_fields)
     open_sys = fmt.OPEN_SYSCALLS
     write = out.write
-    fork, exec_, exit_, open_, connect, chdir = (
+    fork, exec_, exit_, open_, connect, chdir, cgroup = (
         int(t) for t in (EventType.FORK, EventType.EXEC, EventType.EXIT, EventType.OPEN,
-                         EventType.CONNECT, EventType.CHDIR))
+                         EventType.CONNECT, EventType.CHDIR, EventType.CGROUP))
     n = 0
     for ev in session.records(follow=follow, poll_interval=poll_interval):
         t = ev[0]
@@ -121,14 +144,15 @@ def write_jsonl(
                 f'"requested_path":{_jtext(ev[11])},"flags":{fl},'
                 f'"flag_names":{flag_names[fl]},"mode":{ev[13]},"syscall":"{sysname}",'
                 f'"return_code":{ev[8]},'
-                f'"path_truncated":{"true" if ev[7] & _PATH_TRUNCATED else "false"}}}\n'
+                f'"path_truncated":{"true" if ev[7] & _PATH_TRUNCATED else "false"},'
+                f'{_trust_fields(ev)}}}\n'
             )
         elif t == exec_:
             line = (
                 f'{{"type":"exec",{common},"path":{_jpath(path)},'
                 f'"requested_path":{_jtext(ev[9])},"argv":{_argv(ev[10])},'
                 f'"argv_truncated":{"true" if ev[7] & _ARGV_TRUNCATED else "false"},'
-                f'"argc":{ev[11]},"return_code":{ev[8]}}}\n'
+                f'"argc":{ev[11]},"return_code":{ev[8]},{_trust_fields(ev)}}}\n'
             )
         elif t == fork:
             line = f'{{"type":"fork",{common},"child_pid":{ev[8]}}}\n'
@@ -137,14 +161,21 @@ def write_jsonl(
         elif t == connect:
             line = (
                 f'{{"type":"connect",{common},{connects[ev[12], ev[10], ev[11]]},'
-                f'"return_code":{ev[8]}}}\n'
+                f'"return_code":{ev[8]},{_kernel_dst_fields(ev)}}}\n'
             )
         elif t == chdir:
             fd = ev[9]
             requested = _jtext(ev[10]) if fd == -1 else "null"
             line = (
                 f'{{"type":"chdir",{common},"path":{_jpath(path)},'
-                f'"requested_path":{requested},"fd":{fd},"return_code":{ev[8]}}}\n'
+                f'"requested_path":{requested},"fd":{fd},"return_code":{ev[8]},'
+                f'{_trust_fields(ev)}}}\n'
+            )
+        elif t == cgroup:
+            line = (
+                f'{{"type":"cgroup",{common},"moved_pid":{ev[11]},"dst_cgroup_id":{ev[8]},'
+                f'"dst_hierarchy":{ev[9]},"dst_level":{ev[10]},"dst_path":{_jtext(ev[12])},'
+                f'"tampered":{_jbool(trust.tampered(ev))}}}\n'
             )
         else:  # a type this module does not know yet: the common fields only
             name = fmt.TYPE_NAMES.get(t, f"type_{t}")
