@@ -69,6 +69,26 @@ static __always_inline void kernel_dest(struct connect_event *e, void *sk)
 	e->kaddr_src = SR_ADDR_SOCK;
 }
 
+/* The caller's sockaddr (read at exit, when another thread may have
+ * rewritten it) names another destination than the kernel connected to:
+ * another family or port, or another address unless the caller's was the
+ * unspecified one (which the kernel turns into loopback). */
+static __always_inline int dest_differs(struct connect_event *e)
+{
+	if (*(u16 *)&e->addr[0] != *(u16 *)&e->kaddr[0] ||
+	    *(u16 *)&e->addr[2] != *(u16 *)&e->kaddr[2])
+		return 1;
+	if (*(u16 *)&e->kaddr[0] == SR_AF_INET) {
+		u32 a = *(u32 *)&e->addr[4];
+		return a != 0 && a != *(u32 *)&e->kaddr[4];
+	}
+	if (e->addr_len < 24)
+		return 1;
+	u64 a0 = *(u64 *)&e->addr[8], a1 = *(u64 *)&e->addr[16];
+	return (a0 | a1) != 0 &&
+	       (a0 != *(u64 *)&e->kaddr[8] || a1 != *(u64 *)&e->kaddr[16]);
+}
+
 TRACEPOINT_PROBE(syscalls, sys_exit_connect)
 {
 	u64 cg = current_session();
@@ -109,6 +129,8 @@ TRACEPOINT_PROBE(syscalls, sys_exit_connect)
 		e->h.flags |= SR_FLAG_READ_FAILED;
 	}
 	e->addr_len = alen;
+	if (e->kaddr_src == SR_ADDR_SOCK && alen >= 8 && dest_differs(e))
+		e->h.flags |= SR_FLAG_TAMPERED;
 	submit(e, sizeof(*e), SR_EVENT_CONNECT);
 	return 0;
 }

@@ -76,6 +76,7 @@ class SessionSink:
         self.per_type = [0] * 256
         self.truncated_argv = 0
         self.truncated_path = 0
+        self.tampered = 0
         self.unknown = 0  # records of a type not known here, or too short: not written
 
     @property
@@ -88,6 +89,8 @@ class SessionSink:
             self.truncated_argv += 1
         if flags & fmt.EventFlag.PATH_TRUNCATED:
             self.truncated_path += 1
+        if flags & fmt.EventFlag.TAMPERED:
+            self.tampered += 1
 
 
 class Dispatcher:
@@ -325,6 +328,7 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
             "counts": counts,
             "lost": lost_names,
             "truncated": {"argv": sink.truncated_argv, "path": sink.truncated_path},
+            "tampered": sink.tampered,
             "unknown_types": sink.unknown,
             "exit_status": status,
             "end_reason": end_reason,

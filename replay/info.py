@@ -10,6 +10,7 @@ import os
 import shlex
 from typing import Any
 
+from replay import trust
 from replay.auditlog import audit_info, describe_audit
 from replay.reader import open_session, read_trailer_fast
 from replay.text import duration_text, printable
@@ -39,6 +40,7 @@ def session_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         except FormatError:
             trailer = None  # a damaged footer: the scan below says where
         damage = None
+        tampered = 0 if trailer is None else trailer.get("tampered", 0)
         if trailer is not None:
             counts, lost, truncated, unknown, exit_status = _from_trailer(trailer)
         else:
@@ -50,12 +52,14 @@ def session_info(path: str | os.PathLike[str]) -> dict[str, Any]:
                 if flags:
                     argv_trunc += bool(flags & fmt.EventFlag.ARGV_TRUNCATED)
                     path_trunc += bool(flags & fmt.EventFlag.PATH_TRUNCATED)
+                    tampered += trust.tampered(ev)
                 if ev[0] == fmt.EventType.EXIT and ev[fmt.I_PID] == leader:
                     exit_status = fmt.shell_status(ev[fmt.EXIT_CODE_RAW])
             damage = session.damage
             trailer = session.trailer  # there when only the footer is missing
             if trailer is not None:
                 counts, lost, truncated, unknown, exit_status = _from_trailer(trailer)
+                tampered = trailer.get("tampered", tampered)
             else:
                 counts = session.counts
                 lost = session.stats_lost
@@ -79,6 +83,9 @@ def session_info(path: str | os.PathLike[str]) -> dict[str, Any]:
             "counts": _per_type(counts),
             "lost": _per_type(lost),
             "truncated": dict(truncated),
+            # Events the kernel's objects contradict, and moves out of the
+            # session's cgroup (replay/trust.py): evidence of tampering.
+            "tampered": tampered,
             "unknown_types": unknown,
             "complete": trailer is not None,
             "damage": None if damage is None else damage.as_dict(),
@@ -145,6 +152,11 @@ def format_info(info: dict[str, Any]) -> str:
     ]
     if "audit" in info:
         rows.insert(2, ("audit", describe_audit(info["audit"])))
+    if info["tampered"]:
+        moves = info["counts"].get("cgroup", 0)
+        rows.append(("tampering", f"{info['tampered']} events flagged tampered ("
+                     f"{moves} cgroup moves of session processes): see "
+                     "'sessrec search --tampered'"))
     if info["unknown_types"]:
         rows.append(("unknown", f"{info['unknown_types']} events of unknown types"))
     rows.append(("format", info["format_version"]))

@@ -356,6 +356,8 @@ HEADER_OPTIONAL: Final[Mapping[str, object]] = {
 TRAILER_OPTIONAL: Final[Mapping[str, object]] = {
     # 1.1: the end record
     "audit": {"end_record": bool, "reason": _Opt(str)},
+    # BPF ABI 2: events flagged tampered (replay/trust.py)
+    "tampered": int,
 }
 _OPTIONAL: Final[Mapping[str, Mapping[str, object]]] = {
     "header": HEADER_OPTIONAL,

@@ -68,7 +68,7 @@ def test_paths_are_the_kernels(record: Recorder, progs: dict[str, Path], tree: P
         f"chroot:{b}/real", "open:/secret.txt",    # in a chroot
         "open:/nope/missing.txt",                  # a failed open in the chroot
     ]
-    status, events, info = record(["/bin/sh", "-c", f'exec "$0" "$@" > {out}',
+    status, events, _info = record(["/bin/sh", "-c", f'exec "$0" "$@" > {out}',
                                    progs["kpaths"], *cmds])
     assert status == 0
     opens = [e for e in events if e["type"] == "open" and e["comm"] == "kpaths"]
@@ -146,7 +146,7 @@ def test_the_sockaddr_race_forges_no_destination(record: Recorder, progs: dict[s
                                                  tmp_path: Path) -> None:
     n = 3000
     out = tmp_path / "truth.txt"
-    status, events, info = record(["/bin/sh", "-c", f'exec "$0" "$@" > {out}',
+    status, events, _info = record(["/bin/sh", "-c", f'exec "$0" "$@" > {out}',
                                    progs["connect_race"], str(n)])
     assert status == 0
     lines = out.read_text().splitlines()
