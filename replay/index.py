@@ -44,13 +44,14 @@ from typing import Any
 
 from replay.events import PathResolver
 from replay.reader import open_session
+from replay.trust import kernel_dst, tampered
 from sessrec import format as fmt
 from sessrec.errors import SessrecError, UsageError
 from sessrec.format import EventType
 
 INDEX_NAME = ".sessrec-index.sqlite"
 # Bump when the tables change: an index of another version is rebuilt.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SUFFIX = ".srec"
 
 _I64_MIN = -(1 << 63)
@@ -113,10 +114,12 @@ CREATE TABLE events (
     addr INTEGER,                   -- connect: address, unix path or @name
     port INTEGER,                   -- connect: port (inet)
     proto INTEGER,                  -- connect: tcp, udp, stream, ...
+    tampered INTEGER NOT NULL,      -- 1: flagged tampered (replay/trust.py)
     PRIMARY KEY (file_id, seq)
 ) WITHOUT ROWID;                    -- clustered by file: no separate index for it
 CREATE INDEX events_path ON events (path) WHERE path IS NOT NULL;
 CREATE INDEX events_addr ON events (addr) WHERE addr IS NOT NULL;
+CREATE INDEX events_tampered ON events (file_id) WHERE tampered;
 """
 
 _TABLES = ("files", "sessions", "strings", "events")
@@ -331,6 +334,7 @@ class Query:
     since_ns: int | None = None
     until_ns: int | None = None
     any_kind: bool = False
+    tampered: bool = False
 
     def event_kinds(self) -> list[tuple[str, str, list[Any]]]:
         """(kind, SQL condition on events e, params) per event kind in use."""
@@ -367,6 +371,8 @@ class Query:
             kinds.append(
                 ("dest", f"(e.type = {int(EventType.CONNECT)} AND ({' OR '.join(ors)}))", params)
             )
+        if self.tampered:
+            kinds.append(("tampered", "(e.tampered = 1)", []))
         return kinds
 
     def time_clause(self, column: str, params: list[Any]) -> str:
@@ -472,6 +478,7 @@ class EventRow:
     dst_addr: str | None = None
     dst_port: int | None = None
     protocol: str | None = None
+    tampered: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -491,7 +498,10 @@ class EventRow:
             d.update(path=self.path)
         elif self.type == "connect":
             d.update(dst_addr=self.dst_addr, dst_port=self.dst_port, protocol=self.protocol)
+        elif self.type == "cgroup":
+            d.update(path=self.path)
         d["return_code"] = self.return_code
+        d["tampered"] = self.tampered
         return d
 
 
@@ -607,9 +617,9 @@ def _index_file(conn: sqlite3.Connection, file_id: int, full: str, intern: _Inte
         leader = header["leader_pid"]
         exit_status: int | None = None
         seq = 0
-        exec_, open_, connect, chdir, exit_ = (
+        exec_, open_, connect, chdir, exit_, cgroup = (
             int(EventType.EXEC), int(EventType.OPEN), int(EventType.CONNECT),
-            int(EventType.CHDIR), int(EventType.EXIT),
+            int(EventType.CHDIR), int(EventType.EXIT), int(EventType.CGROUP),
         )
         for ev in session.records():
             seq += 1
@@ -622,15 +632,17 @@ def _index_file(conn: sqlite3.Connection, file_id: int, full: str, intern: _Inte
                 if ev[2] == leader:
                     exit_status = fmt.shell_status(ev[fmt.EXIT_CODE_RAW])
                 continue
-            if t not in (exec_, open_, connect, chdir):
+            if t not in (exec_, open_, connect, chdir, cgroup):
                 continue
             comm = comms.get(ev[6])
             if comm is None:
                 comm = comms[ev[6]] = intern(_TEXT(ev[6]))
-            common = (file_id, seq, t, wall_ns + ts, ev[2], ev[4], comm, ev[8])
+            common = (file_id, seq, t, wall_ns + ts, ev[2], ev[4], comm,
+                      0 if t == cgroup else ev[8])
+            bad = int(tampered(ev))
             if t == open_:
                 pid_ = path_ids(path if path is not None else ev[fmt.OPEN_PATH])[0]
-                row = (*common, pid_, None, None, None, ev[fmt.OPEN_FLAGS], None, None, None)
+                row = (*common, pid_, None, None, None, ev[fmt.OPEN_FLAGS], None, None, None, bad)
             elif t == exec_:
                 pid_, name = path_ids(path if path is not None else ev[fmt.EXEC_FILENAME])
                 key = tuple(ev[fmt.EXEC_ARGV])
@@ -640,10 +652,12 @@ def _index_file(conn: sqlite3.Connection, file_id: int, full: str, intern: _Inte
                         argvs.clear()
                     texts = [_TEXT(a) for a in key]
                     cmd = argvs[key] = (intern(" ".join(texts)), intern(json.dumps(texts)))
-                row = (*common, pid_, name, *cmd, None, None, None, None)
+                row = (*common, pid_, name, *cmd, None, None, None, None, bad)
             elif t == connect:
-                ckey = (ev[fmt.CONNECT_SOCKADDR], ev[fmt.CONNECT_SOCK_TYPE],
-                        ev[fmt.CONNECT_PROTOCOL])
+                # The destination the kernel connected to, where it says.
+                kdst = kernel_dst(ev)
+                ckey = (ev[fmt.CONNECT_SOCKADDR] if kdst is None else kdst,
+                        ev[fmt.CONNECT_SOCK_TYPE], ev[fmt.CONNECT_PROTOCOL])
                 dest = connects.get(ckey)
                 if dest is None:
                     a = fmt.decode_sockaddr(ckey[0])
@@ -652,12 +666,15 @@ def _index_file(conn: sqlite3.Connection, file_id: int, full: str, intern: _Inte
                         None if a.address is None else intern(a.address), a.port,
                         None if proto is None else intern(proto),
                     )
-                row = (*common, None, None, None, None, None, *dest)
+                row = (*common, None, None, None, None, None, *dest, bad)
+            elif t == cgroup:
+                row = (*common, intern(_TEXT(ev[fmt.CGROUP_PATH])), None, None, None, None,
+                       None, None, None, bad)
             else:
                 req = ev[fmt.CHDIR_PATH] if ev[fmt.CHDIR_FD] == -1 else b""
                 target = path if path is not None else req
                 row = (*common, path_ids(target)[0] if target else None, None, None, None,
-                       None, None, None, None)
+                       None, None, None, None, bad)
             batch.append(row)
             if len(batch) >= _BATCH:
                 _insert_events(conn, batch)
@@ -698,7 +715,7 @@ def _index_file(conn: sqlite3.Connection, file_id: int, full: str, intern: _Inte
         return sid
 
 
-_EVENT_INSERT = "INSERT INTO events VALUES (" + ", ".join("?" * 16) + ")"
+_EVENT_INSERT = "INSERT INTO events VALUES (" + ", ".join("?" * 17) + ")"
 
 
 def _insert_events(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
@@ -1011,7 +1028,8 @@ class SessionIndex:
                     select = base.replace("FROM events e", f"FROM events e{texts}", 1)
                     events = [self._event(r) for r in conn.execute(
                         "SELECT e.type, e.time_ns, e.pid, e.ppid, s_comm.text, e.ret, "
-                        "s_path.text, s_argv.text, e.flags, s_addr.text, e.port, s_proto.text "
+                        "s_path.text, s_argv.text, e.flags, s_addr.text, e.port, s_proto.text, "
+                        "e.tampered "
                         f"{select} ORDER BY e.time_ns, e.seq LIMIT ?",
                         [fid, *eparams, limit])]
             matches.append(Match(session, total, events, matched_kinds[fid]))
@@ -1024,7 +1042,7 @@ class SessionIndex:
             type=fmt.TYPE_NAMES.get(r[0], f"type_{r[0]}"), time_ns=r[1], pid=r[2], ppid=r[3],
             comm=r[4], return_code=r[5], path=r[6],
             argv=None if r[7] is None else json.loads(r[7]), flags=r[8], dst_addr=r[9],
-            dst_port=r[10], protocol=r[11],
+            dst_port=r[10], protocol=r[11], tampered=bool(r[12]),
         )
 
 

@@ -4,6 +4,7 @@ its session wherever it moves; the move is recorded and flagged)."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -92,3 +93,8 @@ def test_a_process_that_leaves_the_session_cgroup_stays_recorded(
     status, out, _ = run_cli("info", rec.path)
     assert status == 0
     assert re.search(r"^tampering +1 events flagged tampered \(1 cgroup moves", out, re.M)
+    status, out, err = run_cli("search", rec.path.parent, "--tampered", "--json")
+    assert status == 0, err
+    found = json.loads(out)["sessions"]
+    assert [[(e["type"], e["path"], e["tampered"]) for e in m["events"]] for m in found] == [
+        [("cgroup", "/", True)]]
