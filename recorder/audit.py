@@ -41,6 +41,7 @@ from pyroute2.netlink.nlsocket import NetlinkSocket
 
 from sessrec import __version__
 from sessrec import format as fmt
+from sessrec.event import TYPE_NAMES
 
 NETLINK_AUDIT = 9
 AUDIT_GET = 1000  # linux/audit.h: get the status
@@ -362,7 +363,7 @@ class AuditSession:
     def end(self, counts: Mapping[str, int], lost: Mapping[str, int], end_reason: str,
             exit_status: int | None, success: bool = True) -> dict[str, Any]:
         """Sends the end record; returns the trailer's "audit" map."""
-        names = list(fmt.TYPE_NAMES.values())
+        names = list(TYPE_NAMES.values())
         fields: dict[str, object] = {"events": sum(counts.values())}
         fields.update((f"events_{n}", counts.get(n, 0)) for n in names)
         fields["lost"] = sum(lost.values())

@@ -21,6 +21,7 @@ def register(sub: Any) -> None:
             "sudo sessrec record -o build.srec -- make -j2",
             "sudo sessrec record --no-wait -- ./start-daemon.sh   # stop when it exits",
             "sudo sessrec record --ebpf                           # print the BPF program",
+            "sudo sessrec record --seal-key /etc/sessrec/seal.key -o s.srec -- bash",
         ),
         notes="Ctrl-C goes to the command as usual. Once the command has exited and the\n"
         "recorder waits for processes it left behind, Ctrl-C stops the wait.",
@@ -36,6 +37,11 @@ def register(sub: Any) -> None:
     r.add_argument("--ring-pages", type=_ring_pages, metavar="N",
                    help="ring buffer size in 4 KiB pages, a power of two (default 8192: "
                    "32 MiB; a smaller ring is a little faster, and loses events in bursts)")
+    r.add_argument("--seal-key", metavar="FILE",
+                   help="seal the file with this node seal key (`sessrec keygen`); default: "
+                   "/etc/sessrec/seal.key when it exists")
+    r.add_argument("--no-seal", action="store_true",
+                   help="do not seal the file, even when the node has a seal key")
     r.add_argument("-C", "--cwd", metavar="DIR", help="run the command in DIR")
     r.add_argument("--ebpf", action="store_true", help="print the BPF program source and exit")
     r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
@@ -74,11 +80,15 @@ def run(args: argparse.Namespace, io: Streams) -> int:
         raise UsageError("sessrec record: no command given "
                          "(usage: sessrec record [-o FILE] -- CMD [ARGS...])")
     from recorder import record as rec
+    from sessrec.seal import seal_key_path
 
+    if args.no_seal and args.seal_key:
+        raise UsageError("sessrec record: --seal-key and --no-seal contradict each other")
     output = args.output or time.strftime("session-%Y%m%dT%H%M%S.srec")
     opts = rec.RecordOptions(command=cmd, output=output, force=args.force,
                              wait_leftovers=args.wait_leftovers,
-                             wait_timeout=args.wait_timeout, cwd=args.cwd)
+                             wait_timeout=args.wait_timeout, cwd=args.cwd,
+                             seal_key=None if args.no_seal else seal_key_path(args.seal_key))
     if args.ring_pages:
         opts.ring_pages = args.ring_pages
     status = rec.record(opts, stderr=io.stderr)

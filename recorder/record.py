@@ -38,16 +38,16 @@ from recorder.loader import (
     check_privileges,
 )
 from recorder.writer import SessionWriter, check_writable
-from sessrec import __version__, records
+from sessrec import __version__, records, seal
 from sessrec import format as fmt
 from sessrec.errors import SessrecError
+from sessrec.event import LOST_NAMES, TYPE_NAMES, EventFlag
 
 if TYPE_CHECKING:
     from recorder import audit
 
 DRAIN_INTERVAL = 0.005  # seconds between ring drains: short, as there are no wake-ups
 END_GRACE = 0.05        # after the cgroup empties, for programs still finishing on other CPUs
-TYPE_NAMES = {int(t): t.name.lower() for t in fmt.EventType}
 
 
 @dataclass
@@ -60,6 +60,7 @@ class RecordOptions:
     ring_pages: int = DEFAULT_RING_PAGES
     flush_interval: float = 1.0
     cwd: str | None = None
+    seal_key: str | None = None  # seal the file with this node key (sessrec.seal)
 
 
 class SessionSink:
@@ -85,11 +86,11 @@ class SessionSink:
         return {t: n for t, n in enumerate(self.per_type) if n and t != records.ARGV}
 
     def count_flags(self, flags: int) -> None:
-        if flags & fmt.EventFlag.ARGV_TRUNCATED:
+        if flags & EventFlag.ARGV_TRUNCATED:
             self.truncated_argv += 1
-        if flags & fmt.EventFlag.PATH_TRUNCATED:
+        if flags & EventFlag.PATH_TRUNCATED:
             self.truncated_path += 1
-        if flags & fmt.EventFlag.TAMPERED:
+        if flags & EventFlag.TAMPERED:
             self.tampered += 1
 
 
@@ -249,6 +250,8 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
     """Records opts.command; returns its exit status as a shell reports it."""
     check_privileges()
     check_writable(opts.output, opts.force)
+    if opts.seal_key is not None:
+        seal.seal_key_status(opts.seal_key)  # usable? fail before the command starts
     if opts.cwd is not None and not os.path.isdir(opts.cwd):
         raise SessrecError(f"cannot run the command in {opts.cwd}: no such directory")
     mount = cgroup2_mount()
@@ -301,8 +304,10 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
             "audit": auditing.start(),
         }
         try:
+            sealer = None if opts.seal_key is None else seal.start_file(opts.seal_key)
             writer = SessionWriter(
-                opts.output, header, force=opts.force, flush_interval=opts.flush_interval
+                opts.output, header, force=opts.force, flush_interval=opts.flush_interval,
+                sealer=sealer,
             )
         except BaseException:
             if proc is not None:
@@ -322,7 +327,7 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
             _warn(stderr, f"{sum(lost.values())} events lost (ring buffer full): "
                   f"{lost_summary(lost)}; a larger --ring-pages helps")
         counts = {TYPE_NAMES[t]: n for t, n in sorted(sink.counts.items())}
-        lost_names = {fmt.LOST_NAMES.get(t, str(t)): n for t, n in lost.items()}
+        lost_names = {LOST_NAMES.get(t, str(t)): n for t, n in lost.items()}
         trailer = {
             "ended_at": fmt.rfc3339_us(time.time_ns()),
             "counts": counts,
@@ -384,7 +389,7 @@ def _drain_until_done(
                 writer.add_stats({
                     "k": "stats",
                     "ts": time.monotonic_ns() - writer.header["clock"]["mono_ns"],
-                    "lost": {fmt.LOST_NAMES.get(t, str(t)): n for t, n in lost.items()},
+                    "lost": {LOST_NAMES.get(t, str(t)): n for t, n in lost.items()},
                 })
                 if warned_lost == 0:
                     _warn(stderr, "events are being lost (ring buffer full); recording goes on")

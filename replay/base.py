@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from sessrec.format import TYPE_NAMES
+from sessrec.event import TYPE_NAMES, Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +60,7 @@ class Session(abc.ABC):
         self._counts: dict[int, int] = {}
 
     @abc.abstractmethod
-    def records(self, follow: bool = False, poll_interval: float = 0.2) -> Iterator[list[Any]]:
+    def records(self, follow: bool = False, poll_interval: float = 0.2) -> Iterator[Event]:
         """Iterate the event arrays. Each call starts again after the header.
 
         follow=True: at the end of the data, wait poll_interval seconds and look

@@ -10,18 +10,18 @@ import os
 import shlex
 from typing import Any
 
-from replay import trust
 from replay.auditlog import audit_info, describe_audit
 from replay.reader import open_session, read_trailer_fast
 from replay.text import duration_text, printable
 from replay.timeline import rfc3339_ns
 from sessrec import format as fmt
 from sessrec.errors import FormatError
+from sessrec.event import ARGV_TRUNCATED, PATH_TRUNCATED, TAMPERED, TYPE_NAMES, Exit
 
 
 def _per_type(counts: dict[str, int]) -> dict[str, int]:
     """Every known type name (0 if absent), then any others the file has."""
-    out = {name: counts.get(name, 0) for name in fmt.TYPE_NAMES.values()}
+    out = {name: counts.get(name, 0) for name in TYPE_NAMES.values()}
     out.update((k, v) for k, v in counts.items() if k not in out)
     return out
 
@@ -48,13 +48,13 @@ def session_info(path: str | os.PathLike[str]) -> dict[str, Any]:
             argv_trunc = path_trunc = 0
             exit_status = None
             for ev in session.records():
-                flags = ev[fmt.I_FLAGS]
+                flags = ev.flags
                 if flags:
-                    argv_trunc += bool(flags & fmt.EventFlag.ARGV_TRUNCATED)
-                    path_trunc += bool(flags & fmt.EventFlag.PATH_TRUNCATED)
-                    tampered += trust.tampered(ev)
-                if ev[0] == fmt.EventType.EXIT and ev[fmt.I_PID] == leader:
-                    exit_status = fmt.shell_status(ev[fmt.EXIT_CODE_RAW])
+                    argv_trunc += bool(flags & ARGV_TRUNCATED)
+                    path_trunc += bool(flags & PATH_TRUNCATED)
+                    tampered += bool(flags & TAMPERED)
+                if type(ev) is Exit and ev.pid == leader:
+                    exit_status = fmt.shell_status(ev.exit_code_raw)
             damage = session.damage
             trailer = session.trailer  # there when only the footer is missing
             if trailer is not None:

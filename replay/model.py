@@ -2,8 +2,8 @@
 long, and what each process touched.
 
 Built in one pass over the session's events (ProcessModel.build, over
-replay.events.iter_raw: the arrays that iter_events types, with their
-resolved paths), or fed event by event (ProcessModel.feed) by a tool that
+replay.events.with_paths: the events with their resolved paths), or fed
+event by event (ProcessModel.feed) by a tool that
 streams, such as `sessrec replay --children` or the ECS export. Memory grows with the number of
 processes, plus one small record per open and connect when index=True.
 
@@ -28,27 +28,12 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from replay.base import Session
-from replay.events import (
-    AnyEvent,
-    ChdirEvent,
-    ConnectEvent,
-    ExecEvent,
-    ExitEvent,
-    OpenEvent,
-    PathResolver,
-    iter_raw,
-    raw_event,
-)
-from replay.text import EINPROGRESS
+from replay.events import PathResolver, with_paths
 from sessrec import format as fmt
-
-_ARGV_TRUNCATED = int(fmt.EventFlag.ARGV_TRUNCATED)
-_FORK, _EXEC, _EXIT, _OPEN, _CONNECT, _CHDIR = (
-    int(t) for t in (fmt.EventType.FORK, fmt.EventType.EXEC, fmt.EventType.EXIT,
-                     fmt.EventType.OPEN, fmt.EventType.CONNECT, fmt.EventType.CHDIR))
+from sessrec.event import ARGV_TRUNCATED, Chdir, Connect, Event, Exec, Exit, Fork, Open, failed
 
 
 class ExecInfo(NamedTuple):
@@ -97,19 +82,6 @@ def no_gc() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def failed(ev: AnyEvent) -> bool:
-    """Whether an event reports a failure: a negative return (but a
-    non-blocking connect's EINPROGRESS), or an exit with a non-zero code or
-    by a signal."""
-    if type(ev) is OpenEvent or type(ev) is ExecEvent or type(ev) is ChdirEvent:
-        return ev.ret < 0
-    if type(ev) is ConnectEvent:
-        return ev.ret < 0 and ev.ret != -EINPROGRESS
-    if type(ev) is ExitEvent:
-        return ev.exit_code_raw != 0
-    return False
 
 
 class Process:
@@ -237,7 +209,7 @@ class ProcessModel:
         model = cls(session.header["leader_pid"], index=index)
         feed = model.feed
         with no_gc():
-            for ev, path in iter_raw(session, resolver=resolver):
+            for ev, path in with_paths(session, resolver=resolver):
                 feed(ev, path)
         return model
 
@@ -273,77 +245,53 @@ class ProcessModel:
         self._attach(proc, parent if parent is not None and parent.end_ns is None else None)
         return proc
 
-    def add(self, ev: AnyEvent) -> Process:
-        """Apply one typed event (replay.events.iter_events); see feed()."""
-        return self.feed(raw_event(ev), getattr(ev, "path", None))
-
-    def feed(self, ev: list[Any], path: bytes | None = None) -> Process:
-        """Apply one raw event array (format.EVENT_FIELDS layout) with its
-        resolved path (replay.events.iter_raw gives both); return the process
-        it belongs to (for a fork, the parent). The hot path of every
-        model-based tool: it reads the arrays directly."""
-        t, ts, pid, tid, ppid, _uid, comm = ev[:7]
+    def feed(self, ev: Event, path: bytes | None = None) -> Process:
+        """Apply one event with its resolved path (replay.events.with_paths
+        gives both); return the process it belongs to (for a fork, the
+        parent). The hot path of every model-based tool."""
+        ts = ev.ts
+        pid = ev.pid
+        ppid = ev.ppid
         if self.first_ns is None:
             self.first_ns = ts
         self.last_ns = ts
         self.events += 1
         proc = self.by_pid.get(pid)
         if proc is None or proc.end_ns is not None:
-            proc = self._arrive(pid, ppid, ts, comm)
+            proc = self._arrive(pid, ppid, ts, ev.comm)
         elif ppid != proc.ppid:
             proc.ppid = ppid
             proc.ppids.append((ts, ppid))
-        proc.comm = comm
+        proc.comm = ev.comm
         proc.n_events += 1
         proc.last_ns = ts
-        if tid != pid:
-            proc.threads.add(tid)
-        if t == _OPEN:
+        if ev.tid != pid:
+            proc.threads.add(ev.tid)
+        if failed(ev) and type(ev) is not Exit:  # its exit is its status, shown apart
+            proc.n_failed += 1
+        if type(ev) is Open:
             proc.n_opens += 1
-            ret = ev[fmt.OPEN_RET]
-            if ret < 0:
-                proc.n_failed += 1
             if self.index:
-                proc.files.append(
-                    FileAccess(ts, path, ev[fmt.OPEN_PATH], ev[fmt.OPEN_FLAGS], ret)
-                )
-        elif t == _EXEC:
-            ret = ev[fmt.EXEC_RET]
-            if ret < 0:
-                proc.n_failed += 1
-            proc.execs.append(
-                ExecInfo(
-                    ts,
-                    ret,
-                    path,
-                    ev[fmt.EXEC_FILENAME],
-                    ev[fmt.EXEC_ARGV],
-                    ev[fmt.EXEC_ARGC],
-                    bool(ev[fmt.I_FLAGS] & _ARGV_TRUNCATED),
-                )
-            )
-        elif t == _FORK:
-            self._fork(proc, ev[fmt.FORK_CHILD_PID], ts)
-        elif t == _EXIT:
+                proc.files.append(FileAccess(ts, path, ev.requested_path, ev.open_flags, ev.ret))
+        elif type(ev) is Exec:
+            info = ExecInfo(ts, ev.ret, path, ev.requested_path, ev.argv, ev.argc,
+                            bool(ev.flags & ARGV_TRUNCATED))
+            proc.execs.append(info)
+        elif type(ev) is Fork:
+            self._fork(proc, ev.child_pid, ts)
+        elif type(ev) is Exit:
             proc.end_ns = ts
-            proc.exit_code_raw = ev[fmt.EXIT_CODE_RAW]
-        elif t == _CONNECT:
+            proc.exit_code_raw = ev.exit_code_raw
+        elif type(ev) is Connect:
             proc.n_connects += 1
-            ret = ev[fmt.CONNECT_RET]
-            if ret < 0 and ret != -EINPROGRESS:
-                proc.n_failed += 1
             if self.index:
-                a = fmt.decode_sockaddr(ev[fmt.CONNECT_SOCKADDR])
-                proto = fmt.protocol_name(
-                    a.family, ev[fmt.CONNECT_SOCK_TYPE], ev[fmt.CONNECT_PROTOCOL]
-                )
+                a = fmt.decode_sockaddr(ev.sockaddr)
+                proto = fmt.protocol_name(a.family, ev.sock_type, ev.protocol)
                 proc.connections.append(
-                    Connection(ts, a.family_name, a.address, a.port, proto, ret)
+                    Connection(ts, a.family_name, a.address, a.port, proto, ev.ret)
                 )
-        elif t == _CHDIR:
+        elif type(ev) is Chdir:
             proc.n_chdirs += 1
-            if ev[fmt.CHDIR_RET] < 0:
-                proc.n_failed += 1
         return proc
 
     def _fork(self, parent: Process, cpid: int, ts: int) -> None:

@@ -19,55 +19,51 @@ the exports, `search --tampered` and `info`.
 
 from __future__ import annotations
 
-from typing import Any
+from sessrec.event import (
+    TAMPERED,
+    Chdir,
+    Connect,
+    Event,
+    EventFlag,
+    Exec,
+    KpathSource,
+    Open,
+)
 
-from sessrec import format as fmt
-from sessrec.format import EventType, KpathSource
-
-_TAMPERED = int(fmt.EventFlag.TAMPERED)
-_DELETED = int(fmt.EventFlag.KPATH_DELETED)
-_UNREACHABLE = int(fmt.EventFlag.KPATH_UNREACHABLE)
-_KPATH_AT = {int(EventType.OPEN): fmt.OPEN_KPATH, int(EventType.EXEC): fmt.EXEC_KPATH,
-             int(EventType.CHDIR): fmt.CHDIR_KPATH}
+_DELETED = int(EventFlag.KPATH_DELETED)
+_UNREACHABLE = int(EventFlag.KPATH_UNREACHABLE)
 _FILE = int(KpathSource.FILE)
 _NONE = int(KpathSource.NONE)
 
 
-def path_source(ev: list[Any]) -> str | None:
-    """"kernel", "kernel_base" or "request" for exec, open and chdir; None
-    for other types."""
-    at = _KPATH_AT.get(ev[0])
-    if at is None:
-        return None
-    src = ev[at + 1] if len(ev) > at + 1 else _NONE
+def path_source(ev: Exec | Open | Chdir) -> str:
+    """"kernel", "kernel_base" or "request" (see the module's docstring)."""
+    src = ev.kpath_src
     if src == _FILE:
         return "kernel"
     return "request" if src == _NONE else "kernel_base"
 
 
-def path_deleted(ev: list[Any]) -> bool:
+def path_deleted(ev: Event) -> bool:
     """The file had been unlinked (the kernel's path names where it was)."""
-    return bool(ev[fmt.I_FLAGS] & _DELETED)
+    return bool(ev.flags & _DELETED)
 
 
-def path_unreachable(ev: list[Any]) -> bool:
-    """The kernel's path lies outside the process's root (a chroot): it is
-    the path from the mount namespace's root."""
-    return bool(ev[fmt.I_FLAGS] & _UNREACHABLE)
+def path_unreachable(ev: Event) -> bool:
+    """The kernel's path lies outside the process's root (a file opened
+    before a chroot): it is the path from the mount namespace's root."""
+    return bool(ev.flags & _UNREACHABLE)
 
 
-def kernel_dst(ev: list[Any]) -> bytes | None:
+def kernel_dst(ev: Connect) -> bytes | None:
     """A connect's destination as the kernel stored it (a sockaddr), or None."""
-    if len(ev) <= fmt.CONNECT_KADDR or not ev[fmt.CONNECT_KADDR_SRC]:
-        return None
-    kaddr: bytes = ev[fmt.CONNECT_KADDR]
-    return kaddr
+    return ev.kaddr if ev.kaddr_src else None
 
 
-def dst_source(ev: list[Any]) -> str:
-    return "caller" if kernel_dst(ev) is None else "kernel"
+def dst_source(ev: Connect) -> str:
+    return "caller" if not ev.kaddr_src else "kernel"
 
 
-def tampered(ev: list[Any]) -> bool:
+def tampered(ev: Event) -> bool:
     """The verdict every output shows (see the module's docstring)."""
-    return bool(ev[fmt.I_FLAGS] & _TAMPERED)
+    return bool(ev.flags & TAMPERED)

@@ -16,13 +16,13 @@ record of an unknown type is counted in unknown_types and skipped.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-from replay.v1 import SessionV1, _fail
+from replay.v1 import SessionV1, _Corrupt, _fail
 from sessrec import format as fmt
 from sessrec import records
 from sessrec.errors import FormatError
+from sessrec.event import Event
 
 _FRAME = fmt.RECORD_FRAME
 _FRAME_SIZE = fmt.RECORD_FRAME.size
@@ -48,12 +48,19 @@ class SessionV2(SessionV1):
         # be in the records chunk before its own.
         self._decoder = records.Decoder(self._origin, abi)
 
-    def _body_chunk(self, kind: fmt.ChunkKind, raw: bytes, pos: int) -> Iterator[list[Any]]:
+    def _body_chunk(self, kind: fmt.ChunkKind, raw: bytes, pos: int) -> list[Event]:
         if kind == fmt.ChunkKind.RECORDS:
-            return self._records_chunk(raw, pos)
+            out: list[Event] = []
+            try:
+                self._records_chunk(raw, pos, out)
+            except _Corrupt as c:
+                c.before = out
+                raise
+            return out
         return super()._body_chunk(kind, raw, pos)
 
-    def _records_chunk(self, raw: bytes, pos: int) -> Iterator[list[Any]]:
+    def _records_chunk(self, raw: bytes, pos: int, out: list[Event]) -> None:
+        append = out.append
         decoder = self._decoder
         decode = decoder.decode
         frame = _FRAME.unpack_from
@@ -79,6 +86,6 @@ class SessionV2(SessionV1):
                 continue
             if ev is records.CONSUMED:
                 continue
-            t = ev[0]  # type: ignore[assignment]
+            t = ev.type
             counts[t] = counts.get(t, 0) + 1
-            yield ev
+            append(ev)

@@ -21,6 +21,7 @@ from sessrec.errors import SessrecError, UsageError
 # lazily: the replay commands must work without BCC or root.
 COMMAND_MODULES = (
     "recorder.cli_record",
+    "recorder.cli_keygen",
     "replay.cli_info",
     "replay.cli_export",
     "replay.cli_replay",
@@ -29,6 +30,7 @@ COMMAND_MODULES = (
     "replay.cli_search",
     "replay.cli_find",
     "replay.cli_html",
+    "replay.cli_verify",
 )
 
 
@@ -38,6 +40,12 @@ class ExitStatus(enum.IntEnum):
     USAGE = 2
     ENVIRONMENT = 3
     PRIVILEGE = 4
+    # `sessrec verify` (replay/verify.py), one status per verdict:
+    TAMPERED = 5    # altered, removed, reordered, forged or damaged
+    TRUNCATED = 6   # sealed and intact up to the last seal, the end is missing
+    UNSEALED = 7    # recorded without a seal key: checksums only
+    UNVERIFIED = 8  # sealed, checked without --key
+    WRONG_KEY = 9   # sealed by another node than the key's
     INTERRUPTED = 130
 
 

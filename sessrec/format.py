@@ -14,9 +14,9 @@ Layout of a file (all integers little-endian), as a valid zstd stream:
     footer       skippable frame 0x184D2A52: u64 offset of the trailer's
                  descriptor (only in a completed file)
 
-Events are msgpack arrays: COMMON_FIELDS, then BODY_FIELDS[type]. Readers
-accept longer arrays (fields appended by a later minor version) and ignore the
-extra fields.
+Events are msgpack arrays of the fields of sessrec.event's classes, in order.
+Readers accept longer arrays (fields appended by a later minor version) and
+ignore the extra fields.
 """
 
 from __future__ import annotations
@@ -26,17 +26,20 @@ import functools
 import ipaddress
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
 from sessrec.errors import FormatError
+from sessrec.event import FIELDS, REQUIRED_TYPES, TYPE_NAMES, EventType
 
 # --- versions -----------------------------------------------------------------
 
 FORMAT_MAJOR: Final = 2
-FORMAT_MINOR: Final = 0
+FORMAT_MINOR: Final = 1
 # 1.1: the optional audit keys. 2.0: RECORDS chunks, the BPF programs' records
 # as the ring buffer gave them, decoded when read (1.x files are still read).
+# 2.1: sealed files, the optional header key "seal" and "seal" maps in EVENTS
+# chunks (sessrec.seal; 2.0 readers skip both).
 SIGNATURE: Final = b"SESSREC\0"
 
 # --- framing ------------------------------------------------------------------
@@ -83,6 +86,12 @@ RECORD_FLAG_BITS: Final = 0xC0000000
 MAX_RAW_LEN: Final = 64 << 20
 # zstd's worst case for MAX_RAW_LEN bytes, rounded up generously.
 MAX_COMPRESSED_LEN: Final = MAX_RAW_LEN + (MAX_RAW_LEN >> 7) + 4096
+# A chunk of msgpack (header, events, trailer) may not declare more raw bytes
+# than this. Unpacking multiplies a length by up to about 72 (an empty map is
+# one byte and a 64-byte dict), so this bounds what one object can take in
+# memory (about 150 MB), whatever the chunk holds. The writer's event chunks
+# end at the first event past 1 MiB.
+MAX_MSGPACK_RAW_LEN: Final = 2 << 20
 # msgpack.Unpacker limits. Paths are at most 4096 bytes and argv at most
 # 32 KiB in ABI 1; these leave room for growth but stop absurd allocations.
 UNPACK_LIMITS: Final[Mapping[str, int]] = {
@@ -124,121 +133,32 @@ def pack_footer(trailer_offset: int) -> bytes:
 
 # --- events -------------------------------------------------------------------
 
-
-class EventType(enum.IntEnum):
-    """enum sr_event_type in bpf/sessrec.h. Append-only."""
-
-    FORK = 1
-    EXEC = 2
-    EXIT = 3
-    OPEN = 4
-    CONNECT = 5
-    CHDIR = 6
-    # 7 is SR_EVENT_ARGV: a part of an exec's argv, joined to it when read.
-    CGROUP = 8  # a session process moved to another cgroup (BPF ABI 2)
+# Event arrays hold the fields of sessrec.event's classes, in order (docs/
+# FORMAT.md, Events): the typed events are the one definition of them.
 
 
-TYPE_NAMES: Final[Mapping[int, str]] = {t.value: t.name.lower() for t in EventType}
-TYPE_BY_NAME: Final[Mapping[str, int]] = {n: v for v, n in TYPE_NAMES.items()}
-# Names of what the kernel counts as lost (its `lost` map, by record type):
-# the event types, argv parts, and processes the members map had no room for.
-LOST_NAMES: Final[Mapping[int, str]] = {**TYPE_NAMES, 0: "session_membership", 7: "argv_part"}
-
-
-class EventFlag(enum.IntFlag):
-    """enum sr_event_flags in bpf/sessrec.h."""
-
-    PATH_TRUNCATED = 1 << 0
-    ARGV_TRUNCATED = 1 << 1
-    READ_FAILED = 1 << 2
-    KPATH_TRUNCATED = 1 << 3
-    KPATH_DELETED = 1 << 4
-    KPATH_UNREACHABLE = 1 << 5
-    KPATH_NONE = 1 << 6
-    TAMPERED = 1 << 7
-
-
-class KpathSource(enum.IntEnum):
-    """enum sr_kpath_src in bpf/sessrec.h: what an event's kernel path is of."""
-
-    NONE = 0  # none was taken
-    FILE = 1  # the object itself (file opened, executable, new cwd)
-    CWD = 2  # the cwd the request was relative to
-    DIRFD = 3  # the dirfd's file the request was relative to
-    ROOT = 4  # the task's root (an absolute request)
-
-
-COMMON_FIELDS: Final = ("type", "ts", "pid", "tid", "ppid", "uid", "comm", "flags")
-COMMON_TYPES: Final[tuple[type, ...]] = (int, int, int, int, int, int, bytes, int)
-
-BODY_FIELDS: Final[Mapping[int, tuple[str, ...]]] = {
-    EventType.FORK: ("child_pid",),
-    EventType.EXEC: ("ret", "filename", "argv", "argc", "old_pid", "syscall"),
-    EventType.EXIT: ("exit_code_raw",),
-    EventType.OPEN: ("ret", "syscall", "dirfd", "path", "flags", "mode"),
-    EventType.CONNECT: ("ret", "fd", "sock_type", "protocol", "sockaddr"),
-    EventType.CHDIR: ("ret", "fd", "path"),
-    EventType.CGROUP: ("dst_id", "dst_root", "dst_level", "moved_pid", "dst_path"),
-}
-BODY_TYPES: Final[Mapping[int, tuple[type, ...]]] = {
-    EventType.FORK: (int,),
-    EventType.EXEC: (int, bytes, list, int, int, int),  # argv: list of bytes
-    EventType.EXIT: (int,),
-    EventType.OPEN: (int, int, int, bytes, int, int),
-    EventType.CONNECT: (int, int, int, int, bytes),
-    EventType.CHDIR: (int, int, bytes),
-    EventType.CGROUP: (int, int, int, int, bytes),
-}
-
-# Full field names and Python types of each event array, by type number.
-EVENT_FIELDS: Final[Mapping[int, tuple[str, ...]]] = {
-    t: COMMON_FIELDS + body for t, body in BODY_FIELDS.items()
-}
-EVENT_TYPES: Final[Mapping[int, tuple[type, ...]]] = {
-    t: COMMON_TYPES + body for t, body in BODY_TYPES.items()
-}
-
-# Indexes into an event array, so code says ev[EXEC_ARGV] and not ev[10].
-I_TYPE, I_TS, I_PID, I_TID, I_PPID, I_UID, I_COMM, I_FLAGS = range(len(COMMON_FIELDS))
-_B = len(COMMON_FIELDS)
-FORK_CHILD_PID: Final = _B
-EXEC_RET, EXEC_FILENAME, EXEC_ARGV, EXEC_ARGC, EXEC_OLD_PID, EXEC_SYSCALL = range(_B, _B + 6)
-EXIT_CODE_RAW: Final = _B
-OPEN_RET, OPEN_SYSCALL, OPEN_DIRFD, OPEN_PATH, OPEN_FLAGS, OPEN_MODE = range(_B, _B + 6)
-CONNECT_RET, CONNECT_FD, CONNECT_SOCK_TYPE, CONNECT_PROTOCOL, CONNECT_SOCKADDR = range(_B, _B + 5)
-CHDIR_RET, CHDIR_FD, CHDIR_PATH = range(_B, _B + 3)
-CGROUP_DST_ID, CGROUP_DST_ROOT, CGROUP_DST_LEVEL, CGROUP_PID, CGROUP_PATH = range(_B, _B + 5)
-# Appended with BPF ABI 2 (records of ABI 1 lack them): the kernel's path, its
-# source (KpathSource) and the length of its part outside the task's root.
-EXEC_KPATH, EXEC_KPATH_SRC, EXEC_KROOT_LEN = range(_B + 6, _B + 9)
-OPEN_KPATH, OPEN_KPATH_SRC, OPEN_KROOT_LEN = range(_B + 6, _B + 9)
-EXEC_ARGV_TOTAL, EXEC_ARGV_PARTS = _B + 9, _B + 10
-CONNECT_KADDR_SRC, CONNECT_KADDR = _B + 5, _B + 6
-CHDIR_KPATH, CHDIR_KPATH_SRC, CHDIR_KROOT_LEN = range(_B + 3, _B + 6)
-
-
-def event_problem(ev: list[Any]) -> str | None:
+def event_problem(ev: Sequence[object]) -> str | None:
     """Why ev is not a well-formed event of a known type, or None if it is.
 
-    Unknown type numbers are not a problem here: see EVENT_TYPES. This is the
-    slow, explanatory check; readers use a fast path and call it on failure."""
+    Unknown type numbers are not a problem here: readers count and skip them.
+    This is the slow, explanatory check; readers use a fast path and call it
+    on failure."""
     if not ev or type(ev[0]) is not int:
         return "event array does not start with an integer type"
-    types = EVENT_TYPES.get(ev[0])
+    types = REQUIRED_TYPES.get(ev[0])
     if types is None:
         return None
     name = TYPE_NAMES[ev[0]]
-    fields = EVENT_FIELDS[ev[0]]
     if len(ev) < len(types):
         return f"{name} event has {len(ev)} fields, needs {len(types)}"
-    for field, want, value in zip(fields, types, ev, strict=False):
+    for field, want, value in zip(FIELDS[ev[0]], types, ev, strict=False):
         if type(value) is not want:
             return (
                 f"{name} event field {field!r} is {type(value).__name__}, "
                 f"should be {want.__name__}"
             )
     if ev[0] == EventType.EXEC:
-        for item in ev[EXEC_ARGV]:
+        for item in ev[FIELDS[ev[0]].index("argv")]:  # type: ignore[attr-defined]
             if type(item) is not bytes:
                 return f"exec event argv item is {type(item).__name__}, should be bytes"
     return None
@@ -352,6 +272,8 @@ HEADER_OPTIONAL: Final[Mapping[str, object]] = {
         "start_record": bool,
         "reason": _Opt(str),
     },
+    # 2.1: the node seal key's epoch of a sealed file (sessrec.seal)
+    "seal": {"node_id": str, "epoch": int, "scheme": str},
 }
 TRAILER_OPTIONAL: Final[Mapping[str, object]] = {
     # 1.1: the end record

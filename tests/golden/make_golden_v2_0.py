@@ -24,6 +24,7 @@ import make_golden
 from recorder.writer import SessionWriter
 from sessrec import format as fmt
 from sessrec import records
+from sessrec.event import TYPE_NAMES
 
 NAME = "v2.0-records"
 CAPTURE = os.path.join(make_golden.HERE, "raw-abi1")
@@ -45,19 +46,20 @@ def capture() -> tuple[list[bytes], int]:
 
 
 def write(path: str, raw: list[bytes], origin: int, *,
-          abi_version: int = 1, stored: list[bytes] | None = None) -> None:
-    """The session of the captured records `raw` (of ABI 1) into path;
-    `stored` (the same records in another ABI, by default raw) is what its
-    RECORDS hold."""
+          abi_version: int = 1, stored: list[bytes] | None = None,
+          sealer: Any = None) -> None:
+    """The session of the captured records `raw` (of ABI 1, raw-abi1) into
+    path; `stored` (the same records in another ABI, by default raw) is what
+    its RECORDS hold; sealed by `sealer` if one is given (make_golden_v2_1.py)."""
     decoder = records.Decoder(origin, records.ABI_1)
     events = [decoder.decode(r) for r in raw]
     assert all(e is not None for e in events)
     first = events[0]
     assert first is not None
-    counts = {name: 0 for name in fmt.TYPE_NAMES.values()}
+    counts = {name: 0 for name in TYPE_NAMES.values()}
     for e in events:
         assert e is not None
-        counts[fmt.TYPE_NAMES[int(e[0])]] += 1  # type: ignore[call-overload]
+        counts[TYPE_NAMES[int(e[0])]] += 1  # type: ignore[call-overload]
     header: dict[str, Any] = {
         **make_golden.HEADER,
         "command": ["sh", "-c", "cd /tmp && cat /etc/hostname >/dev/null; ..."],
@@ -82,7 +84,7 @@ def write(path: str, raw: list[bytes], origin: int, *,
         "audit": {"end_record": False, "reason": "auditd is not running"},
     }
     stored = raw if stored is None else stored
-    w = SessionWriter(path, header)
+    w = SessionWriter(path, header, sealer=sealer)
     half = len(stored) // 2
     for i, part in enumerate((stored[:half], stored[half:])):
         buf = w.begin_records()

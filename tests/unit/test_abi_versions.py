@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import struct
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-from srec_util import GOLDEN_DIR, read_all
+from srec_util import GOLDEN_DIR
 
 from replay.jsonl import write_jsonl
 from replay.reader import open_session
 from sessrec import records
 from sessrec.errors import FormatError
+from sessrec.event import Open
 
 GOLDEN_ABI_1 = GOLDEN_DIR / "v2.0-records.srec"
 GOLDEN_TEST_ABI = GOLDEN_DIR / "v2.0-abi-test.srec"
@@ -49,20 +51,44 @@ def _jsonl(path: Path) -> str:
     return out.getvalue()
 
 
-def test_both_abis_read_and_the_appended_field_is_decoded(test_abi: records.Abi) -> None:
-    old, s_old = read_all(GOLDEN_ABI_1)
-    new, s_new = read_all(GOLDEN_TEST_ABI)
+def test_both_abis_read_to_the_same_events(test_abi: records.Abi) -> None:
+    """The grown records read as the old ones, their paths found after the
+    grown fixed part. The test ABI grows ABI 1, and this sessrec's Open has
+    the fields BPF ABI 2 appended after ABI 1's: the test field takes the
+    first of them (kpath), as a reading by position must; kpath_src stays
+    NONE, so nothing reads it (the outputs below are the same)."""
+    with open_session(GOLDEN_ABI_1) as s_old:
+        old = list(s_old.records())
+    with open_session(GOLDEN_TEST_ABI) as s_new:
+        new = list(s_new.records())
     assert s_old.header["abi_version"] == 1 and s_new.header["abi_version"] == 1001
     assert s_old.damage is s_new.damage is None
-    assert len(old) == len(new) == 106
+    assert all(e.kpath_src == 0 for e in new if type(e) is Open)
+    assert len(old) == 106
+    assert [e._replace(kpath=b"") if type(e) is Open else e for e in new] == old
+    assert sum(type(e) is Open for e in new) > 10
+
+
+def test_the_appended_field_is_decoded(test_abi: records.Abi) -> None:
+    """The test ABI's table gives the appended field's value after the
+    fields of ABI 1: what a sessrec whose Open has the field receives."""
+    raw, origin = script.make_golden_v2_0.capture()
+    grown = script.to_test_abi(raw)
+    old_open = records.ABI_1.types[records.OPEN]
+    new_open = test_abi.types[records.OPEN]
+    assert new_open.n_fields == old_open.n_fields + 1
     opens = 0
-    for i, (a, b) in enumerate(zip(old, new, strict=True)):
-        if a[0] == records.OPEN:
-            opens += 1
-            # Same event, its path read after the grown fixed part, plus the field.
-            assert b == [*a, script.test_value(i)]
-        else:
-            assert b == a
+    for i, (a, b) in enumerate(zip(raw, grown, strict=True)):
+        if a[0] != records.OPEN:
+            continue
+        opens += 1
+        va = struct.unpack_from(records.HEADER.fmt + old_open.body.fmt[1:], a)
+        vb = struct.unpack_from(records.HEADER.fmt + new_open.body.fmt[1:], b)
+        end_a = records.record_size(records.OPEN, records.ABI_1)
+        end_b = records.record_size(records.OPEN, test_abi)
+        fields_a = old_open.build(va, a, end_a, origin)
+        fields_b = new_open.build(vb, b, end_b, origin)
+        assert fields_b == (*fields_a, script.test_value(i))
     assert opens > 10
 
 

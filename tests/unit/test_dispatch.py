@@ -7,12 +7,12 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from srec_util import HEADER, TRAILER, capture, plain, read_all
+from srec_util import HEADER, TRAILER, as_written, capture, from_json, read_all
 
 from recorder.record import Dispatcher, SessionSink
 from recorder.writer import SessionWriter
-from sessrec import format as fmt
 from sessrec import records
+from sessrec.event import EventFlag, make
 
 CGROUP_AT = records.HEADER.offsets()["cgroup_id"]
 
@@ -38,7 +38,7 @@ def test_records_are_copied_framed_and_counted(tmp_path: Path) -> None:
     short = raw[0][: records.HEADER_SIZE + 4]  # an exec record cut short
     flagged = bytearray(raw[9])  # an open
     assert flagged[0] == records.OPEN
-    flagged[2] = fmt.EventFlag.PATH_TRUNCATED
+    flagged[2] = EventFlag.PATH_TRUNCATED
     feed = [*raw, bytes(other), bytes(unknown), short, bytes(flagged)]
 
     path = tmp_path / "s.srec"
@@ -62,6 +62,6 @@ def test_records_are_copied_framed_and_counted(tmp_path: Path) -> None:
     assert sink.counts == want
     assert (sink.truncated_path, sink.truncated_argv) == (1, 0)
     got, s = read_all(path)
-    assert [plain(e) for e in got[:-1]] == [e for e in expected["events"] if e]
-    assert got[-1][7] == fmt.EventFlag.PATH_TRUNCATED
+    assert got[:-1] == [as_written(make(from_json(e))) for e in expected["events"] if e]
+    assert got[-1][7] == EventFlag.PATH_TRUNCATED
     assert s.unknown_types == {} and s.damage is None

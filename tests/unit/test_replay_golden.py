@@ -29,8 +29,7 @@ SCRIPT = _script()
 CASES = [
     (srec, suffix)
     for srec in sorted(GOLDEN_DIR.glob("*.srec"))
-    # Only its test registers the test ABI (tests/unit/test_abi_versions.py).
-    if srec.stem != "v2.0-abi-test"
+    if srec.name != SCRIPT.TEST_ABI_FILE
     for suffix in SCRIPT.OUTPUTS
 ]
 
