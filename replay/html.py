@@ -39,7 +39,9 @@ from sessrec import format as fmt
 from sessrec.event import (
     ARGV_TRUNCATED,
     PATH_TRUNCATED,
+    TAMPERED,
     TYPE_NAMES,
+    Cgroup,
     Chdir,
     Connect,
     Exec,
@@ -115,7 +117,7 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
     r_col: list[int] = []
     x_col: list[int] = []
     prev = 0
-    argv_trunc = path_trunc = 0
+    argv_trunc = path_trunc = tampered = 0
     # Everything built here lives until the page is written: the garbage
     # collector's passes over the growing heap would find nothing.
     with no_gc():
@@ -163,6 +165,11 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
                 x = ev.exit_code_raw
             elif type(ev) is Fork:
                 x = ev.child_pid
+            elif type(ev) is Cgroup:
+                s = strings(f"pid {ev.moved_pid} moved to cgroup {show(ev.dst_path)}")
+            if ev.flags & TAMPERED:  # replay/trust.py: shown on the event's text
+                tampered += 1
+                s = strings(strings.items[s] + "  [TAMPERED]" if s >= 0 else "[TAMPERED]")
             us = ev.ts // 1000
             t_col.append(ev.type)
             dt_col.append(us - prev)
@@ -228,6 +235,7 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
         "counts": session.counts,
         "lost": {printable(k): v for k, v in lost.items() if v},
         "truncated": {"argv": argv_trunc, "path": path_trunc},
+        "tampered": tampered,
         "unknown_types": sum(session.unknown_types.values()),
         "complete": trailer is not None and damage is None,
         "damage": None if damage is None else {
@@ -239,6 +247,10 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
         "processes": len(order),
     }
     warnings = []
+    if tampered:
+        warnings.append(f"{tampered} events are flagged TAMPERED: the kernel's objects "
+                        "contradict what the process passed, or a process moved out of its "
+                        "session's cgroup (the kernel's version is the one shown)")
     if damage is not None:
         warnings.append(printable(damage.warning(name, len(t_col))))
     lost_total = sum(v for v in lost.values() if v > 0)

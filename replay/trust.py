@@ -20,18 +20,19 @@ the exports, `search --tampered` and `info`.
 from __future__ import annotations
 
 from sessrec.event import (
+    KPATH_DELETED,
+    KPATH_UNREACHABLE,
     TAMPERED,
     Chdir,
     Connect,
     Event,
-    EventFlag,
     Exec,
     KpathSource,
     Open,
 )
 
-_DELETED = int(EventFlag.KPATH_DELETED)
-_UNREACHABLE = int(EventFlag.KPATH_UNREACHABLE)
+_DELETED = KPATH_DELETED
+_UNREACHABLE = KPATH_UNREACHABLE
 _FILE = int(KpathSource.FILE)
 _NONE = int(KpathSource.NONE)
 

@@ -72,6 +72,8 @@ PATH_TRUNCATED: Final = int(EventFlag.PATH_TRUNCATED)
 ARGV_TRUNCATED: Final = int(EventFlag.ARGV_TRUNCATED)
 READ_FAILED: Final = int(EventFlag.READ_FAILED)
 TAMPERED: Final = int(EventFlag.TAMPERED)
+KPATH_DELETED: Final = int(EventFlag.KPATH_DELETED)
+KPATH_UNREACHABLE: Final = int(EventFlag.KPATH_UNREACHABLE)
 
 EINPROGRESS: Final = 115  # a non-blocking connect that has not finished: not a failure
 

@@ -8,9 +8,9 @@
   const S = D.strings;
   const ROW = 22;
   const EINPROGRESS = 115;
-  const TYPE = { fork: 1, exec: 2, exit: 3, open: 4, connect: 5, chdir: 6 };
-  const TYPE_NAME = ["?", "fork", "exec", "exit", "open", "connect", "chdir"];
-  const TYPE_ORDER = ["exec", "open", "connect", "chdir", "fork", "exit"];
+  const TYPE = { fork: 1, exec: 2, exit: 3, open: 4, connect: 5, chdir: 6, cgroup: 8 };
+  const TYPE_NAME = ["?", "fork", "exec", "exit", "open", "connect", "chdir", "?", "cgroup"];
+  const TYPE_ORDER = ["exec", "open", "connect", "chdir", "fork", "exit", "cgroup"];
   const css = getComputedStyle(document.documentElement);
   const COLOR = {};
   for (const n of TYPE_ORDER) COLOR[n] = css.getPropertyValue("--" + n).trim();
@@ -127,6 +127,7 @@
       case TYPE.chdir: return r < 0 ? S[s] + "  = " + result(r) : S[s];
       case TYPE.fork: return "child " + x;
       case TYPE.exit: return exitText(x);
+      case TYPE.cgroup: return S[s];
     }
     return "";
   }

@@ -93,6 +93,18 @@ def test_a_process_that_leaves_the_session_cgroup_stays_recorded(
     status, out, _ = run_cli("info", rec.path)
     assert status == 0
     assert re.search(r"^tampering +1 events flagged tampered \(1 cgroup moves", out, re.M)
+    # Every output shows the flag.
+    status, out, _ = run_cli("replay", rec.path, "--color=never")
+    assert status == 0
+    (line,) = [x for x in out.splitlines() if " cgroup " in x]
+    assert line.endswith(f"pid {shell} to / (cgroup2) [TAMPERED]"), line
+    status, out, _ = run_cli("export", rec.path, "--format", "ecs")
+    assert status == 0
+    tagged = [json.loads(x) for x in out.splitlines() if "sessrec-tampered" in x]
+    assert [d["event"]["action"] for d in tagged] == ["cgroup-move"]
+    page = rec.path.with_suffix(".html")
+    assert run_cli("html", rec.path, "-o", page)[0] == 0
+    assert "events are flagged TAMPERED" in page.read_text()
     status, out, err = run_cli("search", rec.path.parent, "--tampered", "--json")
     assert status == 0, err
     found = json.loads(out)["sessions"]
