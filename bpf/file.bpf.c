@@ -66,8 +66,44 @@ static __always_inline int open_exit(void *ctx, u16 sys, long ret)
 		file_path(file_of_fd((u32)ret), &kd, &km);
 	else
 		src = request_base(e->path, plen, dirfd, &kd, &km);
-	kpath_submit(ctx, &e->h, sizeof(*e) + plen, SR_EVENT_OPEN, &e->k, kd, km, src);
+	kpath_submit(ctx, &e->h, sizeof(*e) + plen, SR_EVENT_OPEN, &e->k, kd, km, src, e->path,
+		     plen);
 	return 0;
+}
+
+/* The caller's path when the call begins, kept to compare with the same
+ * buffer at exit (kpath.bpf.h, request_changed). */
+static __always_inline int open_enter(const char *path)
+{
+	if (!current_session())
+		return 0;
+	struct req_copy *r = reqs.task_storage_get(bpf_get_current_task_btf(), 0,
+						   BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!r)
+		return 0;
+	long n = bpf_probe_read_user_str(r->buf, SR_PATH_MAX, path);
+	r->len = n > 0 ? n : 0;
+	return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_open)
+{
+	return open_enter(args->filename);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_openat)
+{
+	return open_enter(args->filename);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_openat2)
+{
+	return open_enter(args->filename);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_creat)
+{
+	return open_enter(args->pathname);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_open)

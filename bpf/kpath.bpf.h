@@ -26,7 +26,7 @@
 /* Steps of the walk: one per component or mount crossed. A path of
  * PATH_MAX bytes has at most PATH_MAX / 2 components ("/a"). */
 #ifndef SR_WALK_MAX
-#define SR_WALK_MAX 1024
+#define SR_WALK_MAX 512
 #endif
 #define SR_NAME_MAX 255
 #define SR_WALK_MASK (2 * SR_PATH_MAX - 1)
@@ -46,6 +46,10 @@ struct walk_buf {
 	u64 vfsmnt;
 	u32 k_off;    /* offset of the event's struct sr_kpath in scratch */
 	u32 out_off;  /* where its path goes in scratch */
+	u32 req_off;  /* an open's string as read at exit, in scratch, or 0 */
+	u32 req_len;
+	u32 i;        /* the comparison's word (see request_changed) */
+	u32 _pad2;
 	char buf[2 * SR_PATH_MAX + SR_NAME_MAX + 1];
 };
 BPF_PERCPU_ARRAY(walkbuf, struct walk_buf, 1);
@@ -210,6 +214,52 @@ static __always_inline u16 request_base(const char *req, u32 req_len, s32 dirfd,
 }
 
 
+/* An open's path as the caller's buffer held it when the call began
+ * (sys_enter), per thread: at exit it is read again, and a difference means
+ * the buffer was rewritten while the kernel used it (the "phantom" race):
+ * the event is flagged SR_FLAG_TAMPERED. len counts the NUL; 0: none. */
+struct req_copy {
+	u32 len;
+	u32 _pad;
+	char buf[SR_PATH_MAX];
+};
+BPF_TASK_STORAGE(reqs, struct req_copy);
+
+/* The open's string read at exit (req_len bytes at base + req_off) differs
+ * from the copy taken at sys_enter. Compared 8 bytes at a time; the
+ * position lives in the map for the verifier (see struct walk_buf). */
+static __always_inline int request_changed(struct walk_buf *wb, char *base)
+{
+	struct req_copy *r = reqs.task_storage_get(bpf_get_current_task_btf(), 0, 0);
+	if (!r || r->len == 0)
+		return 0; /* no copy: the call began before the session did */
+	u32 len = r->len - 1;
+	r->len = 0;
+	if (len != wb->req_len)
+		return 1;
+	u32 off = wb->req_off;
+	wb->i = 0;
+	int i;
+#pragma clang loop unroll(disable)
+	for (i = 0; i < SR_PATH_MAX / 8; i++) {
+		u32 at = *(volatile u32 *)&wb->i;
+		if (at >= len)
+			break;
+		u64 a = *(u64 *)(r->buf + (at & (SR_PATH_MAX - 8)));
+		u64 b = *(u64 *)(base + ((off + at) & SR_DATA_MASK));
+		u32 left = len - at;
+		if (left < 8) {
+			u64 keep = (1ULL << (8 * (left & 7))) - 1;
+			a &= keep;
+			b &= keep;
+		}
+		if (a != b)
+			return 1;
+		wb->i = at + 8;
+	}
+	return 0;
+}
+
 /* The walk runs in a program of its own, reached by a tail call: verified
  * once rather than inlined into every program with a kernel path (each
  * copy costs the verifier the whole loop, and next to the failed exec's
@@ -222,7 +272,8 @@ BPF_PROG_ARRAY(kpath_prog, 1);
  * Does not return unless the tail call fails; then the event is submitted
  * without a kernel path. */
 static __always_inline void kpath_submit(void *ctx, struct event_header *e, u64 size, u16 type,
-					 struct sr_kpath *k, u64 dentry, u64 vfsmnt, u16 src)
+					 struct sr_kpath *k, u64 dentry, u64 vfsmnt, u16 src,
+					 char *req, u32 req_len)
 {
 	u32 zero = 0;
 	struct walk_buf *wb = walkbuf.lookup(&zero);
@@ -237,6 +288,8 @@ static __always_inline void kpath_submit(void *ctx, struct event_header *e, u64 
 		wb->vfsmnt = vfsmnt;
 		wb->k_off = (char *)k - (char *)e;
 		wb->out_off = size;
+		wb->req_off = req ? req - (char *)e : 0;
+		wb->req_len = req_len;
 		kpath_prog.call(ctx, 0);
 	}
 	e->flags |= SR_FLAG_KPATH_NONE;
@@ -260,6 +313,8 @@ int sr_kpath_walk(void *ctx)
 	struct sr_kpath *k = (struct sr_kpath *)(base + k_off);
 	u16 type = wb->type;
 	u16 src = wb->src;
+	if (wb->req_off && request_changed(wb, base))
+		h->flags |= SR_FLAG_TAMPERED;
 	u32 root_len = 0;
 	u32 len = kpath(base + out_off, wb->dentry, wb->vfsmnt, &h->flags, &root_len);
 	k->len = len;

@@ -155,7 +155,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 	u64 kd = 0, km = 0;
 	file_path(read_kptr(mm, SR_OFF_MM_EXE_FILE), &kd, &km);
 	kpath_submit(args, &e->h, sizeof(*e) + flen + alen, SR_EVENT_EXEC, &e->k, kd, km,
-		     SR_KPATH_FILE);
+		     SR_KPATH_FILE, NULL, 0);
 	return 0;
 }
 
@@ -241,7 +241,8 @@ static __always_inline int exec_exit(void *ctx, u16 sys, long ret)
 	u64 kd = 0, km = 0;
 	s32 dirfd = sys == SR_SYS_EXECVEAT ? (s32)a[0] : SR_AT_FDCWD;
 	u16 src = request_base(e->data, flen, dirfd, &kd, &km);
-	kpath_submit(ctx, &e->h, sizeof(*e) + flen + off, SR_EVENT_EXEC, &e->k, kd, km, src);
+	kpath_submit(ctx, &e->h, sizeof(*e) + flen + off, SR_EVENT_EXEC, &e->k, kd, km, src, NULL,
+		     0);
 	return 0;
 }
 
@@ -369,7 +370,7 @@ static __always_inline int chdir_exit(void *ctx, int is_fchdir, long ret)
 		file_path(file_of_fd((u32)a[0]), &kd, &km);
 	else
 		src = request_base(e->path, plen, SR_AT_FDCWD, &kd, &km);
-	kpath_submit(ctx, &e->h, sizeof(*e) + plen, SR_EVENT_CHDIR, &e->k, kd, km, src);
+	kpath_submit(ctx, &e->h, sizeof(*e) + plen, SR_EVENT_CHDIR, &e->k, kd, km, src, NULL, 0);
 	return 0;
 }
 

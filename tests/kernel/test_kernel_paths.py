@@ -141,9 +141,20 @@ def test_the_path_race_forges_no_record(record: Recorder, progs: dict[str, Path]
                        if e["requested_path"] == str(a) and t == str(b))
         b_for_a += sum(1 for e, t in zip(opens, truth, strict=True)
                        if e["requested_path"] == str(b) and t == str(a))
+        # Flagged: the buffer differed between the call's start and its end.
+        # A buffer rewritten twice in between looks unchanged, so not every
+        # raced record can be; but every flagged one has two paths in it.
+        raced = sum(1 for e, t in zip(opens, truth, strict=True) if e["requested_path"] != t)
+        flagged = sum(1 for e in opens if e["tampered"])
+        flagged_raced = sum(1 for e, t in zip(opens, truth, strict=True)
+                            if e["tampered"] and e["requested_path"] != t)
         print(f"path race, run {attempt + 1}: {N_RACE} opens, records naming the wrong file: "
               f"{len(forged)}; the caller's buffer named the other file in {a_for_b} + "
-              f"{b_for_a} so far")
+              f"{b_for_a} so far; flagged tampered {flagged} ({flagged_raced} of the "
+              f"{raced} whose string was not the file opened)")
+        assert all(e["path_source"] == "kernel" for e in opens)
+        if a_for_b and b_for_a:
+            assert flagged_raced > 0
         if a_for_b and b_for_a:
             break
     assert a_for_b > 0 and b_for_a > 0, "the race did not happen in both directions"
