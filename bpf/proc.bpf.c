@@ -15,6 +15,10 @@
  * A failed exec never reaches that tracepoint, so sys_exit_execve reports it,
  * reading argv pointer by pointer from the caller, which is still intact.
  *
+ * Built with SR_MEMBERSHIP_ONLY (a daemon configured without command
+ * events), fork and exit only keep the members map, and cgroup moves are
+ * still recorded: membership does not depend on which events are wanted.
+ *
  * fork: sched_process_fork also fires for new threads and does not say which
  * it is; it runs inside the parent's clone, so the clone flags are read from
  * the parent's saved registers, and threads are dropped.
@@ -50,6 +54,9 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
 	u32 child = args->child_pid;
 	if (members.update(&child, &cg) != 0)
 		member_lost(cg);
+#ifdef SR_MEMBERSHIP_ONLY
+	return 0;
+#endif
 	struct fork_event e = {};
 	fill_header(&e.h, SR_EVENT_FORK, cg);
 	e.h.size = sizeof(e);
@@ -58,6 +65,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
 	return 0;
 }
 
+#ifndef SR_MEMBERSHIP_ONLY /* command events: exec */
 /* ---- exec ---------------------------------------------------------------- */
 
 /* argv beyond the exec record's SR_ARGV_MAX bytes, in SR_EVENT_ARGV records
@@ -256,6 +264,8 @@ TRACEPOINT_PROBE(syscalls, sys_exit_execveat)
 	return exec_exit(args, SR_SYS_EXECVEAT, args->ret);
 }
 
+#endif /* SR_MEMBERSHIP_ONLY */
+
 /* ---- exit ---------------------------------------------------------------- */
 
 TRACEPOINT_PROBE(sched, sched_process_exit)
@@ -271,13 +281,15 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 	if (tid != (u32)(bpf_get_current_pid_tgid() >> 32))
 		return 0;
 #endif
+	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+#ifndef SR_MEMBERSHIP_ONLY
 	struct exit_event e = {};
 	fill_header(&e.h, SR_EVENT_EXIT, cg);
 	e.h.size = sizeof(e);
 	void *task = (void *)bpf_get_current_task();
 	e.exit_code = read_ku32(task, SR_OFF_TASK_EXIT_CODE);
 	submit(&e, sizeof(e), SR_EVENT_EXIT);
-	u32 tgid = e.h.pid;
+#endif
 	members.delete(&tgid);
 	return 0;
 }
@@ -334,6 +346,7 @@ TRACEPOINT_PROBE(cgroup, cgroup_attach_task)
 	return 0;
 }
 
+#ifndef SR_MEMBERSHIP_ONLY /* command events: chdir */
 /* ---- chdir / fchdir ------------------------------------------------------ */
 
 /* chdir(path) with fd = -1, or fchdir(fd) with is_fchdir set. */
@@ -383,3 +396,4 @@ TRACEPOINT_PROBE(syscalls, sys_exit_fchdir)
 {
 	return chdir_exit(args, 1, args->ret);
 }
+#endif /* SR_MEMBERSHIP_ONLY */

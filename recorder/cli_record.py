@@ -36,13 +36,21 @@ def register(sub: Any) -> None:
                    help="stop waiting for leftover processes after SECONDS")
     r.add_argument("--ring-pages", type=_ring_pages, metavar="N",
                    help="ring buffer size in 4 KiB pages, a power of two (default 8192: "
-                   "32 MiB; a smaller ring is a little faster, and loses events in bursts)")
+                   "32 MiB; a smaller ring is a little faster, and loses events in bursts); "
+                   "implies --no-daemon, whose ring is its config's")
     r.add_argument("--seal-key", metavar="FILE",
                    help="seal the file with this node seal key (`sessrec keygen`); default: "
-                   "/etc/sessrec/seal.key when it exists")
+                   "/etc/sessrec/seal.key when it exists. Implies --no-daemon (the daemon "
+                   "seals with the default key)")
     r.add_argument("--no-seal", action="store_true",
                    help="do not seal the file, even when the node has a seal key")
     r.add_argument("-C", "--cwd", metavar="DIR", help="run the command in DIR")
+    r.add_argument("--no-daemon", action="store_true",
+                   help="load the programs here even when `sessrec daemon` runs (by default "
+                   "a running daemon records the session: it starts in milliseconds, not "
+                   "seconds; the file is the same)")
+    r.add_argument("--control-socket", metavar="PATH",
+                   help="the daemon's control socket (default: the config's)")
     r.add_argument("--ebpf", action="store_true", help="print the BPF program source and exit")
     r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
 
@@ -91,6 +99,20 @@ def run(args: argparse.Namespace, io: Streams) -> int:
                              seal_key=None if args.no_seal else seal_key_path(args.seal_key))
     if args.ring_pages:
         opts.ring_pages = args.ring_pages
-    status = rec.record(opts, stderr=io.stderr)
+    conn = None
+    # The daemon seals with the node's default key, or not at all.
+    if not (args.no_daemon or args.ring_pages or args.seal_key is not None):
+        from recorder.cli_daemon import default_socket
+        from sessrec import control
+
+        try:
+            conn = control.Connection(args.control_socket or default_socket())
+        except control.DaemonNotRunning:
+            conn = None
+    if conn is not None:
+        with conn:
+            status = rec.record_via_daemon(opts, conn, stderr=io.stderr)
+    else:
+        status = rec.record(opts, stderr=io.stderr)
     print(f"sessrec: session written to {output}", file=io.stderr)
     return status

@@ -15,6 +15,7 @@ import contextlib
 import errno
 import os
 import time
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import msgpack
@@ -81,8 +82,12 @@ class SessionWriter:
         max_chunk_bytes: int = 1 << 20,
         level: int = 3,
         stream: BinaryIO | None = None,
+        resume_at: int | None = None,
         sealer: Sealer | None = None,
     ):
+        """resume_at: continue an existing file (a session a killed daemon
+        left) from this byte offset, the end of its last whole chunk: the
+        file is cut there and nothing is written until the caller adds."""
         self.path = os.fspath(path)
         if not 0 < max_chunk_bytes <= fmt.MAX_MSGPACK_RAW_LEN // 2:
             raise ValueError(f"max_chunk_bytes must be in 1..{fmt.MAX_MSGPACK_RAW_LEN // 2}")
@@ -109,6 +114,21 @@ class SessionWriter:
         )
         self._last_flush = time.monotonic()
         self._failed: OutputError | None = None
+        # Set by the daemon: a write that fails is cut back to the last whole
+        # chunk and the data handed to on_drop(kind, raw) instead of
+        # failing the writer for good, so that it recovers when space returns.
+        self.on_drop: Callable[[fmt.ChunkKind, bytes], None] | None = None
+        self._stream: BinaryIO
+        if resume_at is not None:
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
+                os.ftruncate(fd, resume_at)
+                os.lseek(fd, resume_at, os.SEEK_SET)
+            except OSError as e:
+                raise _cannot_write(self.path, e) from None
+            self._stream = os.fdopen(fd, "wb", buffering=0)
+            self.bytes_written = resume_at
+            return
         if stream is None:
             flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
             flags |= os.O_TRUNC if force else os.O_EXCL
@@ -121,7 +141,7 @@ class SessionWriter:
             except OSError as e:
                 raise _cannot_write(self.path, e) from None
             stream = os.fdopen(fd, "wb", buffering=0)
-        self._stream: BinaryIO = stream
+        self._stream = stream
         packed = self._pack(self.header)
         if len(packed) > fmt.MAX_MSGPACK_RAW_LEN:  # readers refuse it
             raise UsageError(f"the session header would take {len(packed)} bytes, more than "
@@ -163,6 +183,14 @@ class SessionWriter:
         self.flush()
         self._write(self._sealed(self._chunk(fmt.ChunkKind.EVENTS, packed)))
 
+    def add_map(self, kind: str, body: dict[str, Any]) -> None:
+        """Write a map of a kind format.py validates ("gap"), at once, after
+        everything buffered."""
+        validate = {"gap": fmt.validate_gap, "stats": fmt.validate_stats}[kind]
+        packed = self._pack(validate({"k": kind, **body}))
+        self.flush()
+        self._write(self._sealed(self._chunk(fmt.ChunkKind.EVENTS, packed)))
+
     def maybe_flush(self, now_monotonic: float) -> None:
         """Flush if flush_interval has passed since the last flush, or if
         max_chunk_bytes of records are buffered."""
@@ -182,12 +210,37 @@ class SessionWriter:
     def _flush_events(self) -> None:
         raw = bytes(self._buf)
         self._buf.clear()
-        self._write(self._sealed(self._chunk(fmt.ChunkKind.EVENTS, raw)))
+        self._write_or_drop(fmt.ChunkKind.EVENTS, raw)
 
     def _flush_records(self) -> None:
         raw = bytes(self.records)
         self.records.clear()
-        self._write(self._sealed(self._chunk(fmt.ChunkKind.RECORDS, raw)))
+        self._write_or_drop(fmt.ChunkKind.RECORDS, raw)
+
+    def _write_or_drop(self, kind: fmt.ChunkKind, raw: bytes) -> None:
+        if self.on_drop is None:
+            self._write(self._sealed(self._chunk(kind, raw)))
+            return
+        start = self.bytes_written
+        try:
+            self._write(self._sealed(self._chunk(kind, raw)))
+        except OutputError:
+            if not self._cut_back(start):
+                raise
+            self.on_drop(kind, raw)
+            raise
+
+    def _cut_back(self, offset: int) -> bool:
+        """Undo a partly written chunk, so the file ends with a whole one."""
+        try:
+            fd = self._stream.fileno()
+            os.ftruncate(fd, offset)
+            os.lseek(fd, offset, os.SEEK_SET)
+        except (OSError, ValueError):
+            return False
+        self.bytes_written = offset
+        self._failed = None
+        return True
 
     def close(self, trailer: dict[str, Any] | None) -> None:
         """Write the remaining events, the trailer and the footer, fsync, close.

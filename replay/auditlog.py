@@ -57,7 +57,14 @@ _HEAD = re.compile(
 )
 _FIELD = re.compile(r"""([^\s=']+)=("[^"]*"|'[^']*'|\S*)""")
 _HEX = re.compile(r"(?:[0-9A-F]{2})+")
-_EXECVE_ARG = re.compile(r"a(\d+)(?:\[(\d+)\])?")
+# Numbers from the log are at most 20 ASCII digits: int() refuses more than
+# 4,300 (and str.isdigit() takes "²", which int() refuses too).
+_EXECVE_ARG = re.compile(r"a([0-9]{1,9})(?:\[([0-9]{1,9})\])?")
+_NUMBER = re.compile(r"[0-9]{1,20}")
+
+
+def _number(v: str | None) -> int | None:
+    return int(v) if v is not None and _NUMBER.fullmatch(v) else None
 # Fields whose unquoted values are hex-encoded text (auparse's escaped types).
 _HEX_FIELDS = frozenset({
     "acct", "cmd", "comm", "cwd", "data", "dir", "exe", "file", "grp", "key", "name",
@@ -115,13 +122,11 @@ class AuditEvent:
 
     @property
     def pid(self) -> int | None:
-        v = self.value("pid")
-        return int(v) if v is not None and v.isdigit() else None
+        return _number(self.value("pid"))
 
     @property
     def session_id(self) -> int | None:
-        v = self.value("ses")
-        return int(v) if v is not None and v.isdigit() else None
+        return _number(self.value("ses"))
 
     def argv(self) -> list[str] | None:
         """An EXECVE record's arguments, split ones (a1[0], a1[1]) joined."""
@@ -239,8 +244,9 @@ def log_files(path: str) -> list[str]:
     except OSError:
         names = []
     for name in names:
-        if name.startswith(base + ".") and name[len(base) + 1:].isdigit():
-            rotated.append((int(name[len(base) + 1:]), os.path.join(directory, name)))
+        n = _number(name[len(base) + 1:]) if name.startswith(base + ".") else None
+        if n is not None:
+            rotated.append((n, os.path.join(directory, name)))
     return [p for _, p in sorted(rotated, reverse=True)] + [path]
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, TextIO
 
 from replay.base import Session
@@ -115,6 +115,8 @@ class _Docs:
     # --- processes ---
 
     def entity_id(self, proc: Process) -> str:
+        if proc.seq < 0:  # not in the model (past its MAX_PROCESSES): not cached
+            return self.ids.process(proc.pid, proc.start_ns)
         eid = self.entity.get(proc.seq)
         if eid is None:
             eid = self.entity[proc.seq] = self.ids.process(proc.pid, proc.start_ns)
@@ -169,7 +171,8 @@ class _Docs:
         cwd = self.resolver.cwd(proc.pid) if proc.end_ns is None else None
         if cwd is None:
             return self._cwds.get(proc.seq)
-        self._cwds[proc.seq] = cwd
+        if proc.seq >= 0:
+            self._cwds[proc.seq] = cwd
         return cwd
 
     def core(self, proc: Process, ev: Event) -> str:
@@ -178,7 +181,7 @@ class _Docs:
         changed."""
         tid = ev.tid if ev.pid == proc.pid else proc.pid
         cwd = self._cwd(proc)
-        key = (len(proc.execs), cwd, proc.ppid, tid, ev.uid, proc.parent)
+        key = (proc.n_execs, cwd, proc.ppid, tid, ev.uid, proc.parent)
         cached = self._cores.get(proc.seq)
         if cached is not None and cached[0] == key:
             return cached[1]
@@ -200,7 +203,8 @@ class _Docs:
             text += f',"parent":{{"pid":{proc.ppid},"entity_id":"{self.entity_id(parent)}"}}'
         else:
             text += f',"parent":{{"pid":{proc.ppid}}}'
-        self._cores[proc.seq] = (key, text)
+        if proc.seq >= 0:
+            self._cores[proc.seq] = (key, text)
         return text
 
     # --- documents ---
@@ -303,7 +307,8 @@ class _Docs:
             return self._doc(ev, self._head("process", "start", "exec", _outcome(ev.ret)),
                              self.core(proc, ev) + self._leaders() + "}", rest)
         if type(ev) is Fork:
-            child = self.model.by_pid[ev.child_pid]
+            # (not in the model past its MAX_PROCESSES: the forking process)
+            child = self.model.by_pid.get(ev.child_pid, proc)
             return self._doc(ev, self._head("process", "start", "fork", "success"),
                              self.core(child, ev) + self._leaders() + "}", "")
         if type(ev) is Exit:
@@ -340,10 +345,13 @@ class _Docs:
         raise TypeError(ev)  # pragma: no cover - the reader knows no other types
 
 
-def write_ecs(session: Session, out: TextIO) -> int:
+def write_ecs(session: Session, out: TextIO,
+              warn: Callable[[str], None] | None = None) -> int:
     """Write one ECS document per event of session to out; return the count.
 
-    session.damage (if any) is the caller's to report afterwards."""
+    session.damage (if any) is the caller's to report afterwards; warn gets
+    the process model's warning when the session has more processes than
+    it keeps."""
     docs = _Docs(session)
     write = out.write
     document = docs.document
@@ -351,4 +359,7 @@ def write_ecs(session: Session, out: TextIO) -> int:
     for ev, path in with_paths(session, resolver=docs.resolver):
         write(document(ev, path))
         n += 1
+    limit = docs.model.limit_warning()
+    if limit and warn is not None:
+        warn(limit)
     return n

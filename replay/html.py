@@ -29,9 +29,9 @@ import json
 import os
 from typing import Any
 
-from replay.base import Session
+from replay.base import Session, describe_gap, no_gc
 from replay.events import with_paths
-from replay.model import ProcessModel, no_gc
+from replay.model import ProcessModel
 from replay.text import ERRNO_NAMES, SIGNAL_NAMES, printable, show
 from replay.timeline import address_text, argv_text
 from sessrec import __version__
@@ -123,6 +123,8 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
     with no_gc():
         for ev, path in with_paths(session):
             proc = feed(ev, path)
+            if proc.seq < 0:  # past the model's MAX_PROCESSES: left out (a warning says)
+                continue
             s = -1
             r = 0
             x = 0
@@ -253,11 +255,15 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
                         "session's cgroup (the kernel's version is the one shown)")
     if damage is not None:
         warnings.append(printable(damage.warning(name, len(t_col))))
+    limit = model.limit_warning()
+    if limit:
+        warnings.append(limit + ".")
     lost_total = sum(v for v in lost.values() if v > 0)
     if lost_total:
         per = ", ".join(f"{v} {printable(k)}" for k, v in lost.items() if v > 0)
         warnings.append(f"{lost_total} events were lost during the recording ({per}): the "
                         "process tree and timeline may miss processes and events.")
+    warnings += [printable(describe_gap(gap)) + "." for gap in session.gaps]
     if summary["unknown_types"]:
         warnings.append(f"{summary['unknown_types']} events of types this sessrec does not "
                         "know were skipped.")

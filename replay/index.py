@@ -862,6 +862,11 @@ class SessionIndex:
         seen: set[str] = set()
         intern = _Interner(conn)
         for name in find_session_files(self.root):
+            shown = os.fsencode(name).decode("utf-8", "backslashreplace")
+            if shown != name:  # undecodable bytes: SQLite and JSON take only text
+                stats.unreadable.append(
+                    (shown, f"{shown}: the file name is not UTF-8; rename it to index it"))
+                continue
             full = os.path.join(self.root, name)
             try:
                 st = os.stat(full)

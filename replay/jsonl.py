@@ -133,10 +133,18 @@ def write_jsonl(
     open_sys = fmt.OPEN_SYSCALLS
     write = out.write
     n = 0
+    # The time's text up to its second, for the second of the last event:
+    # TimeFormatter's work, without a call per event.
+    second = -1
+    prefix = ""
     for ev in session.records(follow=follow, poll_interval=poll_interval):
         path = resolve(ev)
+        sec, ns = divmod(wall_ns + ev.ts, 1_000_000_000)
+        if sec != second:
+            second = sec
+            prefix = timefmt.second(sec)
         common = (
-            f'"time":"{timefmt(wall_ns + ev.ts)}","pid":{ev.pid},"tid":{ev.tid},'
+            f'"time":"{prefix}.{ns:09d}Z","pid":{ev.pid},"tid":{ev.tid},'
             f'"ppid":{ev.ppid},"uid":{ev.uid},"comm":{comms[ev.comm]},"session_id":{session_id}'
         )
         if type(ev) is Open:

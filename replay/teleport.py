@@ -91,10 +91,13 @@ def write_teleport(session: Session, out: TextIO) -> int:
     write = out.write
 
     def line(n: int, kind: str, time: str, body: str) -> str:
-        return f'{{"ei":{n},{kind},"time":"{time}","uid":"{event_id(n)}",{common}{body}}}\n'
+        """time: a JSON string. The header's and trailer's times are the
+        file's text, encoded like every other string (a crafted one would
+        forge events)."""
+        return f'{{"ei":{n},{kind},"time":{time},"uid":"{event_id(n)}",{common}{body}}}\n'
 
     start = {"initial_command": list(header["command"])}
-    write(line(0, _kind(SESSION_START), header["started_at"], "," + _dump(start)[1:-1]))
+    write(line(0, _kind(SESSION_START), _dump(header["started_at"]), "," + _dump(start)[1:-1]))
     n = 1
     for ev, path in with_paths(session):
         if type(ev) is Open:
@@ -142,7 +145,7 @@ def write_teleport(session: Session, out: TextIO) -> int:
             kind = process_exit
         else:  # fork, chdir: Teleport has no such events
             continue
-        write(line(n, kind, timefmt(wall_ns + ev.ts), body))
+        write(line(n, kind, f'"{timefmt(wall_ns + ev.ts)}"', body))
         n += 1
 
     trailer = session.trailer
@@ -156,6 +159,6 @@ def write_teleport(session: Session, out: TextIO) -> int:
             # Whether the session had a terminal: not recorded by sessrec.
             "interactive": False,
         }
-        write(line(n, _kind(SESSION_END), trailer["ended_at"], "," + _dump(end)[1:-1]))
+        write(line(n, _kind(SESSION_END), _dump(trailer["ended_at"]), "," + _dump(end)[1:-1]))
         n += 1
     return n

@@ -21,9 +21,9 @@ import shlex
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
-from replay.base import Session
+from replay.base import Session, describe_gap
 from replay.events import normalize, with_paths
 from replay.model import Process, ProcessModel
 from replay.text import ascii_safe, encodable, printable, result, show, signal_name
@@ -200,6 +200,8 @@ class EventFilter:
 
     def _in_subtree(self, proc: Process | None) -> bool:
         pid = self.f.pid
+        if proc is not None and proc.seq < 0:  # not in the model: no lineage
+            return proc.pid == pid
         chain = []
         answer = False
         while proc is not None:
@@ -443,13 +445,30 @@ def write_timeline(
     session.damage (if any) is the caller's to report afterwards."""
     style = style or Style(False)
     header = session.header
-    keep = EventFilter(filters or Filters(), header["leader_pid"])
+    filters = filters or Filters()
+    keep = EventFilter(filters, header["leader_pid"])
+    # Without a model to feed, an event of another type is dropped here,
+    # before a call (the --type filter of keep() says the same).
+    types = filters.types if not filters.needs_model else None
     safe = encodable(out)
     flush = follow or pacer is not None
     write = out.write
     n = 0
+    gaps = 0  # session.gaps grows as the reader meets gap maps, in file order
+
+    def gap_lines() -> int:
+        nonlocal gaps
+        new = session.gaps[gaps:]
+        gaps = len(session.gaps)
+        for gap in new:
+            line = gap_line(gap)
+            write((line if safe else ascii_safe(line)) + "\n")
+        return len(new)
+
     for ev, path in with_paths(session, follow=follow, poll_interval=poll_interval):
-        if not keep(ev, path):
+        if len(session.gaps) != gaps:
+            n += gap_lines()
+        if (types is not None and ev.type not in types) or not keep(ev, path):
             continue
         if pacer is not None:
             pacer.wait(ev.ts)
@@ -458,4 +477,10 @@ def write_timeline(
         if flush:
             out.flush()
         n += 1
-    return n
+    return n + gap_lines()
+
+
+def gap_line(gap: dict[str, Any]) -> str:
+    """A timeline line for a stretch of the session with events missing."""
+    at = "+{:.3f}".format(gap["ts"] / 1e9)
+    return f"{at:>9}   !!! " + printable(describe_gap(gap))

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO, NoReturn
 
 import msgpack
 import zstandard
 
-from replay.base import Damage, Session
+from replay.base import Damage, Session, no_gc
 from sessrec import format as fmt
 from sessrec.errors import FormatError
 from sessrec.event import CLASSES, FIELD_TYPES, REQUIRED_TYPES, Event, EventType, Exec, make
@@ -201,6 +201,7 @@ class SessionV1(Session):
         self.trailer = None
         self.damage = None
         self.stats_lost = {}
+        self.gaps = []
         self.unknown_types = {}
         self.unknown_records = 0
         self._counts = {}
@@ -216,7 +217,7 @@ class SessionV1(Session):
                 raise FormatError(c.reason, self.path, c.offset) from None
             self.damage = Damage(c.offset, c.reason, truncated=False)
 
-    def _chunks(self, follow: bool, poll_interval: float) -> Iterator[list[Event]]:
+    def _chunks(self, follow: bool, poll_interval: float) -> Iterator[Iterable[Event]]:
         f = self._file
         pos = self._body_start
         while True:
@@ -243,7 +244,7 @@ class SessionV1(Session):
             yield self._body_chunk(kind, raw, pos)
             pos = end
 
-    def _body_chunk(self, kind: fmt.ChunkKind, raw: bytes, pos: int) -> list[Event]:
+    def _body_chunk(self, kind: fmt.ChunkKind, raw: bytes, pos: int) -> Iterable[Event]:
         """The events of a chunk after the header; the trailer is kept.
         Damage raises _Corrupt with the chunk's events before it."""
         if kind == fmt.ChunkKind.EVENTS:
@@ -285,7 +286,8 @@ class SessionV1(Session):
     def _events(self, raw: bytes, pos: int) -> list[Event]:
         out: list[Event] = []
         try:
-            self._unpack_events(raw, pos, out)
+            with no_gc():
+                self._unpack_events(raw, pos, out)
         except _Corrupt as c:
             c.before = out
             raise
@@ -335,6 +337,11 @@ class SessionV1(Session):
             except FormatError as e:
                 _fail(pos, str(e))
             self.stats_lost = dict(stats["lost"])
+        elif k == "gap":  # 2.1
+            try:
+                self.gaps.append(fmt.validate_gap(obj))
+            except FormatError as e:
+                _fail(pos, str(e))
         elif k == "seal":
             pass  # since 2.1; checked by `sessrec verify` (replay/verify.py), not here
         elif type(k) is str:

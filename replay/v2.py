@@ -16,8 +16,10 @@ record of an unknown type is counted in unknown_types and skipped.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
+from replay.base import no_gc
 from replay.v1 import SessionV1, _Corrupt, _fail
 from sessrec import format as fmt
 from sessrec import records
@@ -26,6 +28,9 @@ from sessrec.event import Event
 
 _FRAME = fmt.RECORD_FRAME
 _FRAME_SIZE = fmt.RECORD_FRAME.size
+# The writer's chunks (about 1 MiB) decode into one list; larger ones, in
+# lists of about this many bytes of records.
+_BATCH = 4 << 20
 
 
 class SessionV2(SessionV1):
@@ -48,18 +53,40 @@ class SessionV2(SessionV1):
         # be in the records chunk before its own.
         self._decoder = records.Decoder(self._origin, abi)
 
-    def _body_chunk(self, kind: fmt.ChunkKind, raw: bytes, pos: int) -> list[Event]:
+    def _body_chunk(self, kind: fmt.ChunkKind, raw: bytes, pos: int) -> Iterable[Event]:
         if kind == fmt.ChunkKind.RECORDS:
+            if len(raw) > _BATCH:
+                return self._batches(raw, pos)
             out: list[Event] = []
             try:
-                self._records_chunk(raw, pos, out)
+                with no_gc():
+                    self._records_chunk(raw, pos, out)
             except _Corrupt as c:
                 c.before = out
                 raise
             return out
         return super()._body_chunk(kind, raw, pos)
 
-    def _records_chunk(self, raw: bytes, pos: int, out: list[Event]) -> None:
+    def _batches(self, raw: bytes, pos: int) -> Iterator[Event]:
+        """The events of a large chunk, decoded _BATCH bytes of records at a
+        time: a chunk's records can take 8 times their size once decoded (an
+        argv of 32 KiB of NULs is 32,768 list items), and a chunk may hold
+        64 MiB of them."""
+        at = 0
+        while at < len(raw):
+            out: list[Event] = []
+            try:
+                at = self._records_chunk(raw, pos, out, at, at + _BATCH)
+            except _Corrupt as c:
+                c.before = out
+                raise
+            yield from out
+
+    def _records_chunk(self, raw: bytes, pos: int, out: list[Event], at: int = 0,
+                       stop: int | None = None) -> int:
+        """Decode the records from byte `at` into out, up to the first that
+        ends at or past `stop` (default: the chunk's end); return where the
+        next one starts."""
         append = out.append
         decoder = self._decoder
         decode = decoder.decode
@@ -67,8 +94,8 @@ class SessionV2(SessionV1):
         view = memoryview(raw)
         counts = self._counts
         end = len(raw)
-        at = 0
-        while at < end:
+        stop = end if stop is None else min(stop, end)
+        while at < stop:
             if end - at < _FRAME_SIZE:
                 _fail(pos, f"a record frame is cut short at byte {at} of a records chunk")
             length, _ = frame(raw, at)
@@ -89,3 +116,4 @@ class SessionV2(SessionV1):
             t = ev.type
             counts[t] = counts.get(t, 0) + 1
             append(ev)
+        return at

@@ -39,7 +39,9 @@ FORMAT_MINOR: Final = 1
 # 1.1: the optional audit keys. 2.0: RECORDS chunks, the BPF programs' records
 # as the ring buffer gave them, decoded when read (1.x files are still read).
 # 2.1: sealed files, the optional header key "seal" and "seal" maps in EVENTS
-# chunks (sessrec.seal; 2.0 readers skip both).
+# chunks (sessrec.seal; 2.0 readers skip both); the daemon's keys: header
+# "login" and "kind", trailer "left_running", "dropped" and "gaps", and
+# "gap" maps (a stretch of the session with events missing).
 SIGNATURE: Final = b"SESSREC\0"
 
 # --- framing ------------------------------------------------------------------
@@ -185,7 +187,17 @@ class _MapOf:
         self.spec = spec
 
 
+class _OneOf:
+    def __init__(self, *types: type):
+        self.types = types
+
+
 def _problem(value: object, spec: object, where: str) -> str | None:
+    if isinstance(spec, _OneOf):
+        if type(value) in spec.types:
+            return None
+        return f"{where} is {type(value).__name__}, should be " + " or ".join(
+            t.__name__ for t in spec.types)
     if isinstance(spec, _Opt):
         return None if value is None else _problem(value, spec.spec, where)
     if isinstance(spec, _ListOf):
@@ -261,6 +273,15 @@ TRAILER_SCHEMA: Final[Mapping[str, object]] = {
 
 STATS_SCHEMA: Final[Mapping[str, object]] = {"k": str, "ts": int, "lost": _MapOf(int)}
 
+# 2.1: events between ts and end (ns from the header's clock.mono_ns) are
+# missing: the daemon was not running ("restart"), or they could not be
+# written ("output-error", with how many by type in "dropped").
+GAP_SCHEMA: Final[Mapping[str, object]] = {
+    "k": str, "ts": int, "end": int, "reason": str, "detail": str,
+    "dropped": _Opt(_MapOf(int)),
+}
+GAP_REASONS: Final = ("restart", "output-error")
+
 # Optional keys, added by minor versions: absent from older files; when
 # present, of this shape (docs/FORMAT.md, docs/AUDIT.md).
 HEADER_OPTIONAL: Final[Mapping[str, object]] = {
@@ -272,6 +293,10 @@ HEADER_OPTIONAL: Final[Mapping[str, object]] = {
         "start_record": bool,
         "reason": _Opt(str),
     },
+    # 2.1: who logged in (the daemon's start request: untrusted, validated
+    # there) and how the session was enrolled ("record", "pam", "logind")
+    "login": _MapOf(_OneOf(str, int)),
+    "kind": str,
     # 2.1: the node seal key's epoch of a sealed file (sessrec.seal)
     "seal": {"node_id": str, "epoch": int, "scheme": str},
 }
@@ -280,6 +305,12 @@ TRAILER_OPTIONAL: Final[Mapping[str, object]] = {
     "audit": {"end_record": bool, "reason": _Opt(str)},
     # BPF ABI 2: events flagged tampered (replay/trust.py)
     "tampered": int,
+    # 2.1: processes still running when the session ended (moved out of it,
+    # not killed), and records that could not be written, by type
+    "left_running": _ListOf(int),
+    "dropped": _MapOf(int),
+    # 2.1: the session's "gap" maps again, so that a summary needs no scan
+    "gaps": _ListOf({"ts": int, "end": int, "reason": str, "detail": str}),
 }
 _OPTIONAL: Final[Mapping[str, Mapping[str, object]]] = {
     "header": HEADER_OPTIONAL,
@@ -314,6 +345,12 @@ def validate_trailer(
     obj: object, path: str | None = None, offset: int | None = None
 ) -> dict[str, Any]:
     return _validate(obj, TRAILER_SCHEMA, "trailer", path, offset)
+
+
+def validate_gap(
+    obj: object, path: str | None = None, offset: int | None = None
+) -> dict[str, Any]:
+    return _validate(obj, GAP_SCHEMA, "gap", path, offset)
 
 
 def validate_stats(
@@ -361,8 +398,13 @@ class TimeFormatter:
         sec, ns = divmod(wall_ns, 1_000_000_000)
         if sec != self._sec:
             self._sec = sec
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+            self._prefix = self.second(sec)
         return f"{self._prefix}.{ns:09d}Z"
+
+    @staticmethod
+    def second(sec: int) -> str:
+        """'2026-11-21T11:10:02': the time's text up to its second."""
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
 
 
 class ExitStatus(NamedTuple):

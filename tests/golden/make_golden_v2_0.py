@@ -45,12 +45,10 @@ def capture() -> tuple[list[bytes], int]:
     return out, origin
 
 
-def write(path: str, raw: list[bytes], origin: int, *,
-          abi_version: int = 1, stored: list[bytes] | None = None,
-          sealer: Any = None) -> None:
-    """The session of the captured records `raw` (of ABI 1, raw-abi1) into
-    path; `stored` (the same records in another ABI, by default raw) is what
-    its RECORDS hold; sealed by `sealer` if one is given (make_golden_v2_1.py)."""
+def session_maps(raw: list[bytes], origin: int,
+                 abi_version: int = 1) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header and trailer of the recording of the captured records (of
+    ABI 1, raw-abi1)."""
     decoder = records.Decoder(origin, records.ABI_1)
     events = [decoder.decode(r) for r in raw]
     assert all(e is not None for e in events)
@@ -83,6 +81,16 @@ def write(path: str, raw: list[bytes], origin: int, *,
         "exit_status": 7,
         "audit": {"end_record": False, "reason": "auditd is not running"},
     }
+    return header, trailer
+
+
+def write(path: str, raw: list[bytes], origin: int, *,
+          abi_version: int = 1, stored: list[bytes] | None = None,
+          sealer: Any = None) -> None:
+    """The session of the captured records `raw` into path; `stored` (the
+    same records in another ABI, by default raw) is what its RECORDS hold;
+    sealed by `sealer` if one is given (make_golden_v2_1.py)."""
+    header, trailer = session_maps(raw, origin, abi_version)
     stored = raw if stored is None else stored
     w = SessionWriter(path, header, sealer=sealer)
     half = len(stored) // 2

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import resource
+import struct
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
@@ -19,6 +20,7 @@ import zstandard
 from srec_util import HEADER, TRAILER
 
 from sessrec import format as fmt
+from sessrec import records
 
 MEMORY_LIMIT = 512 << 20
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,7 +154,51 @@ def failed_execs(n: int = 50_000) -> bytes:
     return session(events(evs))
 
 
+def record(t: int, body: bytes, pid: int = 1000, ts: int | None = None) -> bytes:
+    """A framed ring record: bpf/sessrec.h's header, then body."""
+    mono = HEADER["clock"]["mono_ns"]
+    hdr = struct.pack(records.HEADER.fmt, t, 0, 0, mono + 5 if ts is None else ts, 9876,
+                      pid, pid, 1, 0, b"sh")
+    rec = hdr + body
+    return fmt.RECORD_FRAME.pack(len(rec), 0) + rec
+
+
+def records_chunks(recs: Iterable[bytes], per_chunk: int = fmt.MAX_RAW_LEN - 4096
+                   ) -> list[bytes]:
+    out: list[bytes] = []
+    buf = bytearray()
+    for r in recs:
+        if len(buf) + len(r) > per_chunk:
+            out.append(chunk(fmt.ChunkKind.RECORDS, bytes(buf)))
+            buf.clear()
+        buf += r
+    if buf:
+        out.append(chunk(fmt.ChunkKind.RECORDS, bytes(buf)))
+    return out
+
+
+def nul_argv_execs(n: int = 2000, complete: bool = True) -> bytes:
+    """Exec records of 32 KiB of NULs: 32,768 empty arguments each, filling
+    the largest RECORDS chunk (a list item per byte once decoded)."""
+    argv = bytes(records.ARGV_MAX)
+    # ret, argc, filename_len, argv_len, old_pid, syscall, pad; then ABI 2's
+    # kernel path (none) and argv_total, argv_parts
+    body = struct.pack(records.BODIES[records.EXEC].fmt, 0, len(argv), 0, len(argv), 1000, 0, 0,
+                       0, 0, 0, 0, len(argv), 0)
+    rec = record(records.EXEC, body + argv)
+    return session(records_chunks(rec for _ in range(n)), complete=complete)
+
+
+def fork_records(n: int = 1_200_000, complete: bool = True) -> bytes:
+    """The smallest records, filling the largest RECORDS chunk."""
+    body = struct.pack(records.BODIES[records.FORK].fmt, 1001, 0)
+    return session(records_chunks(record(records.FORK, body) for _ in range(n)),
+                   complete=complete)
+
+
 CASES = {
+    "nul_argv_execs": nul_argv_execs,
+    "fork_records": fork_records,
     "header_bomb_64m": lambda: header_bomb(ISSUE_BOMB),
     "header_key_bomb_64m": lambda: header_key_bomb(ISSUE_BOMB),
     "trailer_bomb_64m": lambda: trailer_bomb(ISSUE_BOMB),
