@@ -9,7 +9,7 @@ and after 1,000,000 open+close: the programs the recorder holds open only
 statistics add two clock reads to every program run, so the figures are a
 little high.
 
-    sudo .venv/bin/python bench/bpf_cost.py [--opens N]
+    sudo .venv/bin/python bench/bpf_cost.py [--opens N] [--path FILE]
 """
 
 from __future__ import annotations
@@ -71,11 +71,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--opens", type=int, default=1_000_000)
+    ap.add_argument("--path", default="/etc/hostname",
+                    help="the file the storm opens (a deep one shows the cost of the "
+                         "kernel path walk per component)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         print("bpf_cost: needs root", file=sys.stderr)
         return 2
-    storm = [str(build("open_storm")), str(a.opens)]
+    storm = [str(build("open_storm")), str(a.opens), a.path]
     old = STATS.read_text().strip()
     STATS.write_text("1")
     try:
