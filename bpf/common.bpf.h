@@ -145,6 +145,18 @@ static __always_inline void *scratch_area(void)
 	return s ? s->buf : NULL;
 }
 
+/* One more record of the session's that the kernel could not keep. */
+static __always_inline void count_lost(u64 cg, u32 type)
+{
+	struct lost_key k = {};
+	u64 zero = 0;
+	k.cgroup_id = cg;
+	k.type = type;
+	u64 *n = lost.lookup_or_try_init(&k, &zero);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
+
 /* Copy a finished record into its session's ring, if it is at most limit
  * bytes (the room the verifier must see behind rec). No wake-up: user space
  * drains on a short timer, because a wake-up per event costs more than the
@@ -158,27 +170,14 @@ static __always_inline void submit_within(void *rec, u64 size, u16 type, u64 lim
 	if (size > limit)
 		return;
 	ring = sessions.lookup(&cg);
-	if (ring == NULL || bpf_ringbuf_output(ring, rec, size, BPF_RB_NO_WAKEUP) != 0) {
-		struct lost_key k = {};
-		u64 zero = 0;
-		k.cgroup_id = cg;
-		k.type = type;
-		u64 *n = lost.lookup_or_try_init(&k, &zero);
-		if (n)
-			__sync_fetch_and_add(n, 1);
-	}
+	if (ring == NULL || bpf_ringbuf_output(ring, rec, size, BPF_RB_NO_WAKEUP) != 0)
+		count_lost(cg, type);
 }
 
 /* A member that could not be added (the members map is full): counted. */
 static __always_inline void member_lost(u64 cg)
 {
-	struct lost_key k = {};
-	u64 zero = 0;
-	k.cgroup_id = cg;
-	k.type = SR_EVENT_NONE;
-	u64 *n = lost.lookup_or_try_init(&k, &zero);
-	if (n)
-		__sync_fetch_and_add(n, 1);
+	count_lost(cg, SR_EVENT_NONE);
 }
 
 /* submit_within() for a record at the start of the scratch area. */
