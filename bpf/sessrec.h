@@ -57,7 +57,8 @@ enum sr_event_flags {
 	SR_FLAG_KPATH_UNREACHABLE = 1 << 5, /* outside the task's root */
 	SR_FLAG_KPATH_NONE = 1 << 6,        /* no kernel object to take it from */
 	/* The caller's memory and the kernel's object disagree beyond what
-	 * resolution explains: both are kept, this is evidence. */
+	 * resolution explains (both are kept: this is evidence), or a session
+	 * process moved out of its session's cgroup. */
 	SR_FLAG_TAMPERED = 1 << 7,
 };
 
@@ -195,10 +196,10 @@ struct chdir_event {
 };
 
 /* ABI 2: part of a successful exec's argv beyond the exec record's, sent
- * in records of their own so that no ring reservation is huge. The exec
- * record comes first; its parts follow in order (header pid/tid as the
- * exec's). A part that could not be read is flagged SR_FLAG_READ_FAILED and
- * is empty. */
+ * in records of their own so that no ring reservation is huge. The parts
+ * come first, in order, then their exec record (header pid/tid as the
+ * exec's), which says how many there were: the reader joins them to it. A
+ * part that could not be read is flagged SR_FLAG_READ_FAILED and is empty. */
 struct argv_event {
 	struct event_header h;
 	__u32 offset;       /* of this part in argv */
