@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from srec_util import as_written, from_json, raw_records
 
-from sessrec import format as fmt
 from sessrec import records
-from sessrec.event import make
+from sessrec.event import event_problem, make
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 CAPTURES = sorted(GOLDEN.glob("raw-abi*.bin"))
@@ -31,7 +30,7 @@ def test_captured_records_decode_as_recorded(capture: Path) -> None:
     for ev in got:
         assert ev is not None
         if ev is not records.CONSUMED:  # an argv part, joined to its exec
-            assert fmt.event_problem(ev) is None  # every decoded event is valid in the file format
+            assert event_problem(ev) is None  # every decoded event is valid in the file format
 
 
 def test_capture_covers_every_event_type() -> None:
