@@ -210,6 +210,8 @@ class EventRow:
             d.update(path=self.path)
         elif self.type == "connect":
             d.update(dst_addr=self.dst_addr, dst_port=self.dst_port, protocol=self.protocol)
+        elif self.type == "cgroup":
+            d.update(path=self.path)
         d["return_code"] = self.return_code
         d["tampered"] = self.tampered
         return d
