@@ -163,7 +163,7 @@
     ". Times are UTC; relative times are seconds since the recording started. This page loads nothing from the network.";
 
   // --- filters --------------------------------------------------------------------------------
-  const typeOn = new Uint8Array(8).fill(1);
+  const typeOn = new Uint8Array(TYPE_NAME.length).fill(1);
   let failedOnly = false;
   let query = "";
   let lower = null; // lower-cased strings, made on the first search
@@ -173,7 +173,7 @@
   let listIdx = new Int32Array(0);
   let rows = new Int32Array(0);
   const collapsed = new Uint8Array(P);
-  const typeCount = new Int32Array(8);
+  const typeCount = new Int32Array(TYPE_NAME.length);
   for (let i = 0; i < N; i++) typeCount[evT[i]]++;
 
   function applyFilter() {
