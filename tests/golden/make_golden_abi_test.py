@@ -24,6 +24,8 @@ import make_golden_v2_0
 from sessrec import format as fmt
 from sessrec import records
 
+# Its name ends in _test.py: not a test module (pytest would collect test_value).
+__test__ = False
 NAME = "v2.0-abi-test"
 TEST_ABI_VERSION = 1001
 # A u32 and its explicit pad, as C would lay it out before `char path[]`
