@@ -135,19 +135,25 @@ static __always_inline void *scratch_area(void)
 	return s ? s->buf : NULL;
 }
 
-/* Copy a finished record into its session's ring. No wake-up: user space
- * drains on a short timer, because a wake-up per event costs more than the
- * event. */
+/* Copy a finished record into its session's ring. No wake-up, but for a
+ * ring more than half full: a wake-up per event costs more than the event,
+ * so user space drains busy rings on a short timer and looks at quiet ones
+ * rarely; a quiet ring that fills up wakes it (epoll on the ring) while the
+ * other half still has room. */
+#define SR_RING_BYTES ((u64)SR_RING_PAGES * 4096)
 static __always_inline void submit(void *rec, u64 size, u16 type)
 {
 	u64 cg = ((struct event_header *)rec)->cgroup_id;
+	u64 flags = BPF_RB_NO_WAKEUP;
 	void *ring;
 
 	SR_OPAQUE(size);
 	if (size > SR_SCRATCH_SIZE)
 		return;
 	ring = sessions.lookup(&cg);
-	if (ring == NULL || bpf_ringbuf_output(ring, rec, size, BPF_RB_NO_WAKEUP) != 0) {
+	if (ring != NULL && bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) > SR_RING_BYTES / 2)
+		flags = BPF_RB_FORCE_WAKEUP;
+	if (ring == NULL || bpf_ringbuf_output(ring, rec, size, flags) != 0) {
 		struct lost_key k = {};
 		u64 zero = 0;
 		k.cgroup_id = cg;
