@@ -345,6 +345,12 @@ class Daemon:
                 if m:
                     n += m
                     active.add(cg)
+                    # A chunk at most about a drain more than max_chunk_bytes,
+                    # however fast the records come (readers cap a chunk).
+                    sess = self.by_cg.get(cg)
+                    if sess is not None and len(sess.writer.records) >= \
+                            sess.writer.max_chunk_bytes:
+                        self._guarded(sess, sess.writer.flush)
             interval = self._interval(active, now)
             if n:
                 self.rate.append((now, n))
