@@ -123,7 +123,8 @@ class Session:
     waiters: list[Client] = field(default_factory=list)
     lost_written: int = 0
     lost_before: dict[str, int] = field(default_factory=dict)  # from before a restart
-    dropped: dict[int, int] = field(default_factory=dict)
+    dropped: dict[int, int] = field(default_factory=dict)      # the whole session's
+    gap_dropped: dict[int, int] = field(default_factory=dict)  # since the last gap map
     drop_first_ts: int | None = None
     drop_last_ts: int = 0
     drop_detail: str = ""
@@ -444,6 +445,7 @@ class Daemon:
             t = raw[start]
             ts = int.from_bytes(raw[start + 8:start + 16], "little") - origin
             sess.dropped[t] = sess.dropped.get(t, 0) + 1
+            sess.gap_dropped[t] = sess.gap_dropped.get(t, 0) + 1
             sess.sink.per_type[t] -= 1
             if sess.drop_first_ts is None:
                 sess.drop_first_ts = ts
@@ -455,16 +457,17 @@ class Daemon:
         assert sess.drop_first_ts is not None
         gap = {"ts": sess.drop_first_ts, "end": sess.drop_last_ts, "reason": "output-error",
                "detail": sess.drop_detail,
-               "dropped": {TYPE_NAMES.get(t, str(t)): n for t, n in sess.dropped.items()}}
+               "dropped": {TYPE_NAMES.get(t, str(t)): n for t, n in sess.gap_dropped.items()}}
         try:
             sess.writer.add_map("gap", gap)
         except OutputError:
             return
         sess.gaps.append(gap)
         self.log("output-recovered", session=sess.id, file=sess.file,
-                 dropped=sum(sess.dropped.values()))
+                 dropped=sum(sess.gap_dropped.values()))
         sess.drop_first_ts = None
         sess.drop_detail = ""
+        sess.gap_dropped = {}
 
     def _check_losses(self) -> None:
         assert self.programs is not None
