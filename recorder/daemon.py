@@ -171,6 +171,7 @@ class Daemon:
         self.mount: Mount | None = None
         self.files = tuple(KIND_FILES[k] for k in cfg.events)
         self.spares: deque[Spare] = deque()
+        self.retired: deque[tuple[int, Any]] = deque()  # (cgroup id, ring) to unregister
         self._want_spares = threading.Event()
         self._spare_thread: threading.Thread | None = None
 
@@ -230,6 +231,8 @@ class Daemon:
         """The spare-session thread: keeps SPARES sessions prepared."""
         assert self.programs is not None and self.mount is not None
         while not self.stop:
+            while self.retired:
+                self.programs.unregister(*self.retired.popleft())
             while len(self.spares) < SPARES and not self.stop:
                 sid = str(uuid.uuid4())
                 try:
@@ -250,6 +253,8 @@ class Daemon:
         self._want_spares.set()
         if self._spare_thread is not None:
             self._spare_thread.join(timeout=30)
+        while self.retired and self.programs is not None:
+            self.programs.unregister(*self.retired.popleft())
         while self.spares and self.programs is not None:
             s = self.spares.popleft()
             self.programs.adopt(s.cg.id, s.ring)
@@ -803,7 +808,10 @@ class Daemon:
             reason = "cgroup-empty" if reason != "client-gone" else reason
         left = sess.cg.remove()
         self._unwatch_ring(sess.cg.id)
-        self.programs.remove_session(sess.cg.id)
+        ring = self.programs.retire(sess.cg.id)
+        if ring is not None:  # unregistered by the spare thread: it waits for RCU
+            self.retired.append((sess.cg.id, ring))
+            self._want_spares.set()
         self.programs.forget_lost(sess.cg.id)
         self.dispatcher.sinks.pop(sess.cg.id, None)
         if sess.drop_first_ts is not None:

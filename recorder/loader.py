@@ -317,6 +317,30 @@ class Programs:
                 ring.reader.drain_all(self._on_record)
             self._release(ring)
 
+    def retire(self, cgroup_id: int) -> _Ring | None:
+        """The first half of remove_session(), for the daemon: the ring is
+        drained and taken from the session, still registered in the map;
+        unregister() it later, from another thread (the map delete waits for
+        an RCU grace period)."""
+        ring = self._rings.pop(cgroup_id, None)
+        if ring is not None and self._on_record is not None:
+            ring.reader.drain_all(self._on_record)
+        return ring
+
+    def unregister(self, cgroup_id: int, ring: _Ring) -> None:
+        """The second half: callable from another thread. The ring is closed
+        (the template ring, which is not ours to close, goes back to the pool)."""
+        t = self.bpf["sessions"]
+        try:
+            del t[ctypes.c_uint64(cgroup_id)]
+        except KeyError:
+            pass
+        if ring.owned:
+            ring.reader.close()
+            os.close(ring.fd)
+        else:
+            self._pool.append(ring)
+
     def open_ring(self, on_record: RecordCallback) -> None:
         """on_record(view, offset, length) gets each record of every session
         whenever consume() runs (see RingReader.drain; the view is valid only
