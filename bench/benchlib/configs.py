@@ -177,7 +177,10 @@ class Runner:
             cfg = self.tmp / "daemon.toml"
             cfg.write_text(f'output_dir = "{self.tmp / "daemon-out"}"\n'
                            f'control_socket = "{self._daemon_sock}"\n'
-                           f'cgroup_root = "sessrec-bench-{os.getpid()}"\n')
+                           f'cgroup_root = "sessrec-bench-{os.getpid()}"\n'
+                           # The ring `sessrec record` has (32 MiB), so the two
+                           # configurations differ by the daemon alone.
+                           'ring_size = "32MiB"\n')
             log = open(self.tmp / "daemon.log", "wb")
             self._daemon_proc = subprocess.Popen(
                 [*SESSREC, "daemon", "--config", str(cfg)], cwd=REPO,
