@@ -133,7 +133,7 @@ def bench_sessions(d: Daemon, n: int, idle_s: float) -> dict[str, Any]:
     try:
         for p in procs:
             t = time.perf_counter()
-            d.request("start", pid=p.pid, kind="pam")
+            d.request("start", pid=p.pid, kind="logind")
             lat.append(time.perf_counter() - t)
         res.update(start_ms_p50=statistics.median(lat) * 1e3, start_ms_p99=pct(lat, 99) * 1e3,
                    start_ms_max=max(lat) * 1e3, rss_kib_n=d.rss_kib(),
@@ -164,7 +164,7 @@ def bench_active(d: Daemon, active: int, paced_n: int, paced_rate: int,
         argv = [storm, str(flood_n if flood else paced_n), target,
                 "0" if flood else str(paced_rate)]
         p = gated(argv)
-        r = d.request("start", pid=p.pid, kind="pam", login={"user": f"bench{i}"})
+        r = d.request("start", pid=p.pid, kind="logind", login={"user": f"bench{i}"})
         procs.append(p)
         sessions.append(r)
     t = time.monotonic()

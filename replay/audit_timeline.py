@@ -5,6 +5,7 @@ events with the session's and merges the two by time.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import TextIO, TypeVar
 
@@ -14,6 +15,9 @@ from replay.events import with_paths
 from replay.text import ascii_safe, encodable, printable
 from replay.timeline import EventFilter, Filters, Pacer, Style, format_event, rel_time
 from sessrec.event import TYPE_NAMES, Chdir, Connect, Event, Exec, Open
+
+_NUMBER = re.compile(r"[0-9]{1,20}")
+_SIGNED = re.compile(r"-?[0-9]{1,20}")
 
 T = TypeVar("T")
 
@@ -54,10 +58,10 @@ def audit_pair_key(event: AuditEvent) -> Key | None:
     rec = event.record("SYSCALL")
     if kind is None or rec is None:
         return None
-    try:
-        return kind, int(rec.get("pid") or ""), int(rec.get("exit") or "")
-    except ValueError:
-        return None
+    pid, result = rec.get("pid") or "", rec.get("exit") or ""
+    if not _NUMBER.fullmatch(pid) or not _SIGNED.fullmatch(result):
+        return None  # int() would refuse more than 4,300 digits
+    return kind, int(pid), int(result)
 
 
 def event_pair_key(ev: Event) -> Key | None:

@@ -33,7 +33,8 @@ from typing import Any
 
 from replay.base import Session
 from replay.reader import read_trailer_fast
-from replay.timeline import rfc3339_ns
+from replay.terms import parse_instant
+from sessrec import linux
 from sessrec.errors import SessrecError
 
 DEFAULT_LOG = "/var/log/audit/audit.log"
@@ -57,7 +58,14 @@ _HEAD = re.compile(
 )
 _FIELD = re.compile(r"""([^\s=']+)=("[^"]*"|'[^']*'|\S*)""")
 _HEX = re.compile(r"(?:[0-9A-F]{2})+")
-_EXECVE_ARG = re.compile(r"a(\d+)(?:\[(\d+)\])?")
+# Numbers from the log are at most 20 ASCII digits: int() refuses more than
+# 4,300 (and str.isdigit() takes "²", which int() refuses too).
+_EXECVE_ARG = re.compile(r"a([0-9]{1,9})(?:\[([0-9]{1,9})\])?")
+_NUMBER = re.compile(r"[0-9]{1,20}")
+
+
+def _number(v: str | None) -> int | None:
+    return int(v) if v is not None and _NUMBER.fullmatch(v) else None
 # Fields whose unquoted values are hex-encoded text (auparse's escaped types).
 _HEX_FIELDS = frozenset({
     "acct", "cmd", "comm", "cwd", "data", "dir", "exe", "file", "grp", "key", "name",
@@ -115,13 +123,11 @@ class AuditEvent:
 
     @property
     def pid(self) -> int | None:
-        v = self.value("pid")
-        return int(v) if v is not None and v.isdigit() else None
+        return _number(self.value("pid"))
 
     @property
     def session_id(self) -> int | None:
-        v = self.value("ses")
-        return int(v) if v is not None and v.isdigit() else None
+        return _number(self.value("ses"))
 
     def argv(self) -> list[str] | None:
         """An EXECVE record's arguments, split ones (a1[0], a1[1]) joined."""
@@ -239,8 +245,9 @@ def log_files(path: str) -> list[str]:
     except OSError:
         names = []
     for name in names:
-        if name.startswith(base + ".") and name[len(base) + 1:].isdigit():
-            rotated.append((int(name[len(base) + 1:]), os.path.join(directory, name)))
+        n = _number(name[len(base) + 1:]) if name.startswith(base + ".") else None
+        if n is not None:
+            rotated.append((n, os.path.join(directory, name)))
     return [p for _, p in sorted(rotated, reverse=True)] + [path]
 
 
@@ -356,7 +363,7 @@ def session_audit_events(header: Mapping[str, Any], trailer: Mapping[str, Any] |
              "no audit records to show")
         return iter(())
     start = header["clock"]["wall_ns"]
-    end = rfc3339_ns(trailer["ended_at"]) if trailer is not None else None
+    end = parse_instant(trailer["ended_at"]) if trailer is not None else None
     if end is None:
         end = last_event_ns if last_event_ns is not None else start
     recorder = header.get("recorder", {}).get("pid")
@@ -387,7 +394,6 @@ def audit_events_of(session: Session, log_path: str | None = None, *,
 
 # --- the header's audit keys, for `sessrec info` ---------------------------------
 
-RECORD_TYPE_NAMES = {1121: "TRUSTED_APP", 1005: "USER"}
 
 
 def audit_info(header: Mapping[str, Any], trailer: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -423,7 +429,7 @@ def describe_audit(info: Mapping[str, Any] | None) -> str:
         parts = [f"auditing {state}", f"auditd pid {pid}" if pid else "auditd not running"]
     written = [w for w, ok in (("start", info["start_record"]), ("end", info["end_record"]))
                if ok]
-    name = RECORD_TYPE_NAMES.get(info["record_type"], str(info["record_type"]))
+    name = linux.AUDIT_RECORD_NAMES.get(info["record_type"], str(info["record_type"]))
     if written:
         parts.append(f"{' and '.join(written)} record{'s' * (len(written) > 1)} written "
                      f"({name})")

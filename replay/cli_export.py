@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -61,10 +62,17 @@ def run(args: argparse.Namespace, io: Streams) -> int:
     try:
         with open_session(args.file, strict=False) as session:
             writer(with_progress(session, io.stderr, out), out)
+            if f is not None:
+                f.flush()  # so that close() has nothing left that could fail
             warning = session.damage_warning()
             if warning:
                 io.warn(warning)
+    except OSError as e:
+        if f is None:
+            raise  # stdout: main() says so
+        raise SessrecError(f"cannot write {args.output}: {e.strerror or e}") from None
     finally:
         if f is not None:
-            f.close()
+            with contextlib.suppress(OSError):
+                f.close()
     return ExitStatus.OK

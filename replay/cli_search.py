@@ -66,7 +66,8 @@ def register(sub: Any) -> None:
 
 
 def build_query(args: argparse.Namespace, now_ns: int) -> Any:
-    from replay.index import Query, parse_dest, parse_time
+    from replay.index_query import Query
+    from replay.terms import parse_dest, parse_time
 
     for option in ("path", "cmd", "user"):
         if any(not v for v in getattr(args, option)):

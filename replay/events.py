@@ -16,7 +16,7 @@ from typing import Any
 
 from replay.base import Session
 from sessrec.event import Chdir, Event, Exec, Exit, Fork, Open
-from sessrec.format import AT_FDCWD, O_CLOEXEC
+from sessrec.linux import AT_FDCWD, O_CLOEXEC
 
 # --- path resolution ----------------------------------------------------------------
 

@@ -17,9 +17,11 @@ from typing import Any, TextIO
 from replay.base import Session
 from replay.events import PathResolver
 from sessrec import format as fmt
+from sessrec import linux
 from sessrec.event import (
     ARGV_TRUNCATED,
     PATH_TRUNCATED,
+    READ_FAILED,
     TYPE_NAMES,
     Chdir,
     Connect,
@@ -68,13 +70,13 @@ class _Cache(dict[Any, str]):
 
 
 def _flag_names(flags: int) -> str:
-    return "[" + ",".join(f'"{n}"' for n in fmt.open_flag_names(flags)) + "]"
+    return "[" + ",".join(f'"{n}"' for n in linux.open_flag_names(flags)) + "]"
 
 
 def _connect_fields(key: tuple[bytes, int, int]) -> str:
     sockaddr, sock_type, protocol = key
-    addr = fmt.decode_sockaddr(sockaddr)
-    proto = fmt.protocol_name(addr.family, sock_type, protocol)
+    addr = linux.decode_sockaddr(sockaddr)
+    proto = linux.protocol_name(addr.family, sock_type, protocol)
     return (
         f'"family":"{addr.family_name}",'
         f'"protocol":{"null" if proto is None else encode_basestring(proto)},'
@@ -84,7 +86,7 @@ def _connect_fields(key: tuple[bytes, int, int]) -> str:
 
 
 def _exit_fields(raw: int) -> str:
-    st = fmt.decode_exit(raw)
+    st = linux.decode_exit(raw)
     return (
         f'"exit_code":{_jint(st.exit_code)},"signal":{_jint(st.signal)},'
         f'"core_dumped":{_jbool(st.core_dumped)}'
@@ -106,7 +108,7 @@ def write_jsonl(
     flag_names = _Cache(_flag_names)
     connects = _Cache(_connect_fields)
     exits = _Cache(_exit_fields)
-    open_sys = fmt.OPEN_SYSCALLS
+    open_sys = linux.OPEN_SYSCALLS
     write = out.write
     n = 0
     # The time's text up to its second, for the second of the last event:
@@ -126,7 +128,7 @@ def write_jsonl(
         if type(ev) is Open:
             fl = ev.open_flags
             sysno = ev.syscall
-            sysname = open_sys[sysno] if 0 <= sysno < 4 else fmt.syscall_name(open_sys, sysno)
+            sysname = open_sys[sysno] if 0 <= sysno < 4 else linux.syscall_name(open_sys, sysno)
             line = (
                 f'{{"type":"open",{common},"path":{_jpath(path)},'
                 f'"requested_path":{_jtext(ev.requested_path)},"flags":{fl},'
@@ -160,6 +162,8 @@ def write_jsonl(
         else:  # a type this module does not know yet: the common fields only
             name = TYPE_NAMES.get(ev.type, f"type_{ev.type}")
             line = f'{{"type":{json.dumps(name)},{common}}}\n'
+        if ev.flags & READ_FAILED:  # its path, argv or address is missing or partial
+            line = line[:-2] + ',"read_failed":true}\n'
         write(line)
         n += 1
     return n

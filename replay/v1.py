@@ -25,7 +25,7 @@ import zstandard
 from replay.base import Damage, Session, no_gc
 from sessrec import format as fmt
 from sessrec.errors import FormatError
-from sessrec.event import CLASSES, REQUIRED_TYPES, Event, EventType, Exec, make
+from sessrec.event import CLASSES, REQUIRED_TYPES, Event, EventType, Exec, event_problem, make
 
 _PAYLOAD = fmt.DESCRIPTOR_PAYLOAD_LEN
 _HEAD = fmt.FRAME_HEAD.size
@@ -303,7 +303,7 @@ class SessionV1(Session):
                 if type(obj) is list:
                     t = obj[0] if obj else None
                     if type(t) is not int:
-                        _fail(pos, f"bad event: {fmt.event_problem(obj)}")
+                        _fail(pos, f"bad event: {event_problem(obj)}")
                     lay = layout(t)
                     if lay is None:
                         self.unknown_types[t] = self.unknown_types.get(t, 0) + 1
@@ -316,7 +316,7 @@ class SessionV1(Session):
                     if not ok or (
                         t == _EXEC and not all(type(a) is bytes for a in obj[_EXEC_ARGV])
                     ):
-                        _fail(pos, f"bad event: {fmt.event_problem(obj)}")
+                        _fail(pos, f"bad event: {event_problem(obj)}")
                     ev = _new(cls, obj) if len(obj) == n_fields else make(obj)
                     counts[t] = counts.get(t, 0) + 1
                     append(ev)

@@ -22,6 +22,7 @@ from sessrec.errors import SessrecError, UsageError
 # lazily: the replay commands must work without BCC or root.
 COMMAND_MODULES = (
     "recorder.cli_record",
+    "recorder.cli_pam",
     "recorder.cli_daemon",
     "sessrec.cli_config",
     "recorder.cli_keygen",
@@ -149,7 +150,9 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None,
         if func is None:
             parser.print_help(io.stderr)
             return ExitStatus.USAGE
-        return func(args, io)
+        status = func(args, io)
+        io.stdout.flush()  # here, where a full disk is reported, not at exit
+        return status
     except SessrecError as e:
         # File names and reasons can come from a hostile file: escaped,
         # and so on one line.
@@ -159,11 +162,23 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None,
         print("sessrec: interrupted", file=io.stderr)
         return ExitStatus.INTERRUPTED
     except BrokenPipeError:
-        # `sessrec export ... | head` is not an error; keep the exit-time
-        # flush of stdout from raising again.
+        # `sessrec export ... | head` is not an error.
+        _discard_stdout(io)
+        return ExitStatus.OK
+    except OSError as e:
+        # Mostly writing stdout failed (ENOSPC, EIO, EFBIG): commands turn
+        # the errors of their files into a SessrecError.
+        _discard_stdout(io)
+        where = "" if e.filename is None else f"{printable(os.fsdecode(e.filename))}: "
+        print(f"sessrec: error: {where}{e.strerror or e}", file=io.stderr)
+        return ExitStatus.ERROR
+
+
+def _discard_stdout(io: Streams) -> None:
+    """Keep the exit-time flush of a stdout that failed from raising again."""
+    if io.stdout is sys.stdout:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return ExitStatus.OK
 
 
 if __name__ == "__main__":

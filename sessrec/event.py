@@ -20,6 +20,8 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Final, NamedTuple
 
+from sessrec.linux import EINPROGRESS  # a connect in progress: not a failure
+
 
 class EventType(enum.IntEnum):
     """enum sr_event_type in bpf/sessrec.h. Append-only."""
@@ -49,7 +51,6 @@ PATH_TRUNCATED: Final = int(EventFlag.PATH_TRUNCATED)
 ARGV_TRUNCATED: Final = int(EventFlag.ARGV_TRUNCATED)
 READ_FAILED: Final = int(EventFlag.READ_FAILED)
 
-EINPROGRESS: Final = 115  # a non-blocking connect that has not finished: not a failure
 
 
 # Every class starts with the common fields: type, ts (ns since the header's
@@ -218,3 +219,30 @@ def failed(ev: Event) -> bool:
 
 
 _RETURNING: Final = (Open, Exec, Chdir)
+
+
+def event_problem(ev: Sequence[object]) -> str | None:
+    """Why the array ev is not a well-formed event of a known type, or None
+    if it is. Unknown type numbers are not a problem here: readers count and
+    skip them. The slow, explanatory check: readers use a fast path and call
+    it on failure."""
+    if not ev or type(ev[0]) is not int:
+        return "event array does not start with an integer type"
+    types = REQUIRED_TYPES.get(ev[0])
+    if types is None:
+        return None
+    name = TYPE_NAMES[ev[0]]
+    if len(ev) < len(types):
+        return f"{name} event has {len(ev)} fields, needs {len(types)}"
+    for field, want, value in zip(FIELDS[ev[0]], types, ev, strict=False):
+        if type(value) is not want:
+            return (
+                f"{name} event field {field!r} is {type(value).__name__}, "
+                f"should be {want.__name__}"
+            )
+    if ev[0] == EventType.EXEC:
+        argv = ev[FIELDS[EventType.EXEC].index("argv")]
+        for item in argv:  # type: ignore[attr-defined]
+            if type(item) is not bytes:
+                return f"exec event argv item is {type(item).__name__}, should be bytes"
+    return None

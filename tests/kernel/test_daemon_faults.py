@@ -56,7 +56,7 @@ def test_sigkill_mid_session_continues_the_file_with_the_gap_stated(
     script.write_text(WORKLOAD)
     log, stop = tmp_path / "steps", tmp_path / "stop"
     p = gated([sys.executable, str(script), str(log), str(stop)])
-    r = daemon.request("start", pid=p.pid, kind="pam", login={"user": "alice"})
+    r = daemon.request("start", pid=p.pid, kind="logind", login={"user": "alice"})
     release(p)
     time.sleep(2.0)
     first_pid = daemon.proc.pid  # type: ignore[union-attr]
@@ -133,7 +133,7 @@ def test_sigterm_leaves_sessions_for_the_next_daemon(daemon: Daemon) -> None:
     daemon.start()
     p = subprocess.Popen(["/bin/sleep", "60"])
     try:
-        r = daemon.request("start", pid=p.pid, kind="pam")
+        r = daemon.request("start", pid=p.pid, kind="logind")
         assert daemon.stop() == 0
         assert daemon.events("stopped")[-1]["sessions_left"] == 1
         assert not os.path.exists(daemon.socket)
@@ -213,7 +213,7 @@ def test_full_disk_drops_counts_and_recovers(daemon: Daemon, tmp_path: Path) -> 
         script.write_text(FLOOD)
         phase1, freed = tmp_path / "phase1", tmp_path / "freed"
         a = gated([sys.executable, str(script), str(tmp_path / "none"), str(phase1), str(freed)])
-        ra = daemon.request("start", pid=a.pid, kind="pam", output=str(small / "a.srec"))
+        ra = daemon.request("start", pid=a.pid, kind="logind", output=str(small / "a.srec"))
         release(a)
         deadline = time.monotonic() + 120
         while not (phase1.exists() and daemon.events("output-error")):
@@ -221,7 +221,7 @@ def test_full_disk_drops_counts_and_recovers(daemon: Daemon, tmp_path: Path) -> 
             time.sleep(0.1)
         # The other session is served while A cannot write.
         b = gated(["/bin/cat", "/etc/hostname"], stdout=subprocess.DEVNULL)
-        rb = daemon.request("start", pid=b.pid, kind="pam", output=str(tmp_path / "b.srec"))
+        rb = daemon.request("start", pid=b.pid, kind="logind", output=str(tmp_path / "b.srec"))
         release(b)
         assert b.wait(30) == 0
         done_b = daemon.wait_ended(rb["session"])

@@ -340,3 +340,22 @@ def test_find_by_audit_session(tmp_path: Path) -> None:
     err = io.StringIO()
     assert main(["find", "--audit-session", "4294967295", str(tmp_path)],
                 stdout=io.StringIO(), stderr=err) == 2
+
+
+def test_numbers_of_thousands_of_digits_are_not_numbers(tmp_path: Path) -> None:
+    """int() refuses more than 4,300 digits: a 5,000-digit pid, exit or
+    argument number is text, never a traceback."""
+    path, log = _session_with_log(tmp_path)
+    big = "9" * 5000
+    wall = HEADER["clock"]["wall_ns"] + 100_000_000
+    stamp_ = f"msg=audit({wall // 10**9}.{wall % 10**9 // 1_000_000:03d}:900)"
+    with log.open("a") as f:
+        f.write(f"type=SYSCALL {stamp_}: arch=c000003e syscall=59 success=no exit={big} "
+                f"a0=1 items=0 ppid=1 pid={big} auid=1000 uid=0 ses=42 comm=\"x\" key=\"k\"\n")
+        f.write(f"type=EXECVE {stamp_}: argc=1 a{big}=\"x\" a0=\"y\"\n")
+        f.write(f"type=TTY {stamp_}: tty pid=\u00b2 ses=42 data=6C73\n")
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["replay", str(path), "--audit-log", str(log)], stdout=out, stderr=err) == 0
+    assert "Traceback" not in err.getvalue()
+    big_event = [line for line in out.getvalue().splitlines() if "EXECVE pid=" + big[:10] in line]
+    assert len(big_event) == 1 and big_event[0].endswith(" y key=k")

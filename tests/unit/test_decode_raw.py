@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from srec_util import raw_records
 
-from sessrec import format as fmt
 from sessrec import records
+from sessrec.event import event_problem
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 CAPTURES = sorted(GOLDEN.glob("raw-abi*.bin"))
@@ -36,7 +36,7 @@ def test_captured_records_decode_as_recorded(capture: Path) -> None:
     assert dec.unknown == dec.malformed == 0
     for ev in got:
         assert ev is not None
-        assert fmt.event_problem(ev) is None  # every decoded event is valid in the file format
+        assert event_problem(ev) is None  # every decoded event is valid in the file format
 
 
 def test_capture_covers_every_event_type() -> None:

@@ -4,9 +4,11 @@ built by the test from the same kind of input the review used."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
+import stat
 import subprocess
 import sys
 import threading
@@ -53,6 +55,8 @@ def test_file_names_are_escaped_in_errors_and_warnings(tmp_path: Path) -> None:
     status, _out, err = run(["replay", str(evil)])
     assert status == 0 and err.startswith("sessrec: warning: ") and err.count("\n") == 1
     assert "\x1b" not in err and "\x07" not in err
+    status, out, _err = run(["verify", str(evil)])
+    assert status == 7 and "\x1b" not in out and "\\x1b]0;pwned" in out
 
 
 def test_json_outputs_pass_no_terminal_controls(tmp_path: Path) -> None:
@@ -141,3 +145,89 @@ def test_a_fifo_without_a_writer_does_not_hang(tmp_path: Path,
     status, out, err = run(["replay", str(fifo)])
     t.join()
     assert status == 0 and err == "" and out == run(["replay", str(GOLDEN_V2)])[1]
+
+
+class FullDisk(io.StringIO):
+    """A stdout on a full disk."""
+
+    def write(self, s: str) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_full_disk_is_one_line(tmp_path: Path) -> None:
+    g = str(GOLDEN_V2)
+    for argv in (["export", g], ["export", g, "--format", "ecs"], ["replay", g], ["tree", g],
+                 ["info", g], ["info", "--json", g]):
+        err = io.StringIO()
+        assert main(argv, stdout=FullDisk(), stderr=err) == 1, argv
+        assert err.getvalue() == "sessrec: error: No space left on device\n", argv
+    if os.path.exists("/dev/full"):
+        status, _out, err = run(["export", g, "-o", "/dev/full"])
+        assert status == 1
+        assert err == "sessrec: error: cannot write /dev/full: No space left on device\n"
+
+
+def test_html_replaces_only_a_regular_file_and_follows_no_planted_link(tmp_path: Path) -> None:
+    g = str(GOLDEN_V2)
+    fifo = tmp_path / "fifo.html"
+    os.mkfifo(fifo)
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    link = tmp_path / "link.html"
+    link.symlink_to(victim)
+    for target, what in ((fifo, "not a regular file"), (link, "a symbolic link"),
+                         (tmp_path, "a directory")):
+        status, _out, err = run(["html", g, "-o", str(target)])
+        assert status == 1 and err == (f"sessrec: error: cannot write {target}: it is {what}; "
+                                       "give a new or regular file\n")
+    assert stat.S_ISFIFO(fifo.lstat().st_mode) and victim.read_text() == "keep"
+    if os.geteuid() == 0 and os.path.exists("/dev/full"):
+        assert run(["html", g, "-o", "/dev/full"])[0] == 1
+        assert stat.S_ISCHR(os.lstat("/dev/full").st_mode)
+    # The old temporary name was OUT.tmp<pid>: a link planted there is not followed.
+    out = tmp_path / "report.html"
+    (tmp_path / f"report.html.tmp{os.getpid()}").symlink_to(victim)
+    status, _out, err = run(["html", g, "-o", str(out)])
+    assert status == 0 and victim.read_text() == "keep" and "<html" in out.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "fifo.html", "link.html", "report.html", f"report.html.tmp{os.getpid()}", "victim"]
+    out.write_text("old")
+    assert run(["html", g, "-o", str(out)])[0] == 0 and "<html" in out.read_text()
+
+
+def test_info_says_the_events_were_not_read_and_check_reads_them(tmp_path: Path) -> None:
+    """A completed file damaged between its header and trailer: info reads
+    only those two, and says so; --check finds the damage that replay does."""
+    data = bytearray(GOLDEN_V2.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    p = tmp_path / "mid.srec"
+    p.write_bytes(bytes(data))
+    status, out, _err = run(["info", str(p)])
+    assert status == 0 and out.endswith(
+        "file         complete (its events were not read: `sessrec info --check` reads them)\n")
+    status, out, _err = run(["info", "--check", str(p)])
+    # complete means a trailer and no damage (replay/summary.py): damaged
+    assert status == 1 and "file         damaged: read up to byte 493: " in out
+    status, out, _err = run(["info", "--check", "--json", str(p)])
+    info = json.loads(out)
+    assert status == 1 and info["checked"] and info["damage"]["offset"] == 493
+    assert run(["replay", str(p)])[2].startswith(f"sessrec: warning: {p}: damaged at byte 493")
+    status, out, _err = run(["info", "--check", str(GOLDEN_V2)])
+    assert status == 0 and out.endswith("file         complete\n")
+
+
+def test_html_page_holds_a_bounded_timeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    """The page keeps MAX_PAGE_EVENTS events (a million: about 190 MB while
+    it is built); the rest are in the tree and counts, and it says so."""
+    from replay import html
+
+    monkeypatch.setattr(html, "MAX_PAGE_EVENTS", 5)
+    out = tmp_path / "p.html"
+    status, _out, err = run(["html", str(GOLDEN_V2), "-o", str(out)])
+    assert status == 0 and err.endswith(
+        "sessrec: warning: the page's timeline shows 5 of the 106 events read; "
+        "its warnings say why\n")
+    page = out.read_text()
+    assert "The timeline shows the first 5 events; 101 later ones are in the tree" in page
+    assert ": 5 processes, 5 events\n" in err

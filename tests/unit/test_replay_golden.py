@@ -60,7 +60,7 @@ def test_the_goldens_show_what_they_hold() -> None:
     assert tree[2].startswith("└── 1002 ./a.out ")
     assert tree[-1] == "4 processes, 1 without an exit"
     info = (GOLDEN_DIR / "v1.0-synthetic.info.txt").read_text(encoding="utf-8")
-    assert "duration     25.1 ms\n" in info and "file         complete\n" in info
+    assert "duration     25.1 ms\n" in info and "file         complete (its events" in info
     lines = (GOLDEN_DIR / "v1.0-synthetic.teleport.jsonl").read_text(encoding="utf-8")
     teleport = [json.loads(x) for x in lines.splitlines()]
     assert teleport[0]["event"] == "session.start"
