@@ -43,7 +43,7 @@ from replay.text import printable
 from sessrec import __version__, control, records, seal
 from sessrec import format as fmt
 from sessrec.errors import SessrecError
-from sessrec.event import TYPE_BY_NAME, TYPE_NAMES, EventFlag, EventType
+from sessrec.event import LOST_NAMES, TYPE_BY_NAME, TYPE_NAMES, EventFlag, EventType
 
 if TYPE_CHECKING:
     from recorder import audit
@@ -79,17 +79,21 @@ class SessionSink:
         self.per_type = [0] * 256
         self.truncated_argv = 0
         self.truncated_path = 0
+        self.tampered = 0
         self.unknown = 0  # records of a type not known here, or too short: not written
 
     @property
     def counts(self) -> dict[int, int]:
-        return {t: n for t, n in enumerate(self.per_type) if n}
+        """Events per type; an exec's argv parts are part of the exec."""
+        return {t: n for t, n in enumerate(self.per_type) if n and t != records.ARGV}
 
     def count_flags(self, flags: int) -> None:
         if flags & EventFlag.ARGV_TRUNCATED:
             self.truncated_argv += 1
         if flags & EventFlag.PATH_TRUNCATED:
             self.truncated_path += 1
+        if flags & EventFlag.TAMPERED:
+            self.tampered += 1
 
 
 class Dispatcher:
@@ -353,12 +357,13 @@ def session_trailer(sink: SessionSink, lost: dict[int, int], status: int | None,
     """The trailer of a session file (and its audit end record), the same for
     `sessrec record` and the daemon."""
     counts = {TYPE_NAMES[t]: n for t, n in sorted(sink.counts.items())}
-    lost_names = {TYPE_NAMES.get(t, str(t)): n for t, n in lost.items()}
+    lost_names = {LOST_NAMES.get(t, str(t)): n for t, n in lost.items()}
     trailer = {
         "ended_at": fmt.rfc3339_us(time.time_ns()),
         "counts": counts,
         "lost": lost_names,
         "truncated": {"argv": sink.truncated_argv, "path": sink.truncated_path},
+        "tampered": sink.tampered,
         "unknown_types": sink.unknown,
         "exit_status": status,
         "end_reason": end_reason,
@@ -373,7 +378,7 @@ def write_lost_stats(writer: SessionWriter, lost: dict[int, int]) -> None:
     """A stats map with the session's cumulative ring losses, when they grew."""
     writer.add_stats({
         "ts": time.monotonic_ns() - writer.header["clock"]["mono_ns"],
-        "lost": {TYPE_NAMES.get(t, str(t)): n for t, n in lost.items()},
+        "lost": {LOST_NAMES.get(t, str(t)): n for t, n in lost.items()},
     })
 
 
@@ -382,7 +387,7 @@ def _warn(stderr: TextIO, msg: str) -> None:
 
 
 def lost_summary(lost: dict[int, int]) -> str:
-    return ", ".join(f"{TYPE_NAMES.get(t, t)} {n}" for t, n in sorted(lost.items()))
+    return ", ".join(f"{LOST_NAMES.get(t, t)} {n}" for t, n in sorted(lost.items()))
 
 
 def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:

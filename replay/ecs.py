@@ -23,10 +23,13 @@ from replay.events import PathResolver, with_paths
 from replay.export_ids import Ids
 from replay.jsonl import _Cache, _jtext
 from replay.model import ExecInfo, Process, ProcessModel, running_program
+from replay.trust import kernel_dst
 from sessrec import format as fmt
 from sessrec import linux
 from sessrec.event import (
     ARGV_TRUNCATED,
+    TAMPERED,
+    Cgroup,
     Chdir,
     Connect,
     Event,
@@ -256,19 +259,23 @@ class _Docs:
         n = self.n
         self.n = n + 1
         user = self._users.get(ev.uid) or self._user(ev.uid)
+        # Flagged tampered (replay/trust.py): tagged, so a search finds it.
+        tags = ',"tags":["sessrec-tampered"]' if ev.flags & TAMPERED else ""
         return (
             f'{{"@timestamp":"{self.timefmt(self.wall_ns + ev.ts)}",{self.constant},'
             f'"event":{{{head},"id":"{self.event_id(n)}","sequence":{n}}},'
-            f'"user":{user},"process":{process}{rest}}}\n'
+            f'"user":{user},"process":{process}{rest}{tags}}}\n'
         )
 
     def _destination(self, ev: Connect) -> str:
-        """destination, network and sessrec of a connect, but its return code."""
-        key = (ev.sockaddr, ev.sock_type, ev.protocol)
+        """destination, network and sessrec of a connect, but its return code:
+        where the kernel connected, when it says (BPF ABI 2)."""
+        kdst = kernel_dst(ev)
+        key = (ev.sockaddr if kdst is None else kdst, ev.sock_type, ev.protocol)
         text = self._connects.get(key)
         if text is not None:
             return text
-        addr = linux.decode_sockaddr(ev.sockaddr)
+        addr = linux.decode_sockaddr(key[0])
         dest: dict[str, Any] = {}
         network: dict[str, Any] = {}
         extra = ""
@@ -370,6 +377,11 @@ class _Docs:
             return self._doc(ev, self._head("process", "change", "chdir", _outcome(ev.ret)),
                              self.process(proc, ev),
                              f',"sessrec":{{"return_code":{ev.ret}{directory}}}')
+        if type(ev) is Cgroup:
+            return self._doc(ev, self._head("process", "change", "cgroup-move", "success"),
+                             self.process(proc, ev),
+                             f',"sessrec":{{"moved_pid":{ev.moved_pid},'
+                             f'"cgroup_path":{_jtext(ev.dst_path)},"cgroup_id":{ev.dst_id}}}')
         raise TypeError(ev)  # pragma: no cover - the reader knows no other types
 
 

@@ -38,7 +38,9 @@ from replay.timeline import READ_FAILED_NOTE, address_text, argv_text, exit_text
 from sessrec import __version__, linux
 from sessrec.event import (
     READ_FAILED,
+    TAMPERED,
     TYPE_NAMES,
+    Cgroup,
     Chdir,
     Connect,
     Exec,
@@ -178,8 +180,12 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
                     s = exit_texts[x] = strings(exit_text(x))
             elif type(ev) is Fork:
                 x = ev.child_pid
+            elif type(ev) is Cgroup:
+                s = strings(f"pid {ev.moved_pid} moved to cgroup {show(ev.dst_path)}")
             if ev.flags & READ_FAILED and s >= 0:
                 s = strings(f"{strings.items[s]} {READ_FAILED_NOTE}")
+            if ev.flags & TAMPERED:  # replay/trust.py: shown on the event's text
+                s = strings(strings.items[s] + "  [TAMPERED]" if s >= 0 else "[TAMPERED]")
             us = ev.ts // 1000
             t_col.append(ev.type)
             dt_col.append(us - prev)
@@ -251,6 +257,7 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
         "counts": {printable(k): v for k, v in sm.counts.items()},
         "lost": {printable(k): v for k, v in lost.items() if v},
         "truncated": sm.truncated,
+        "tampered": sm.tampered,
         "unknown_types": sm.unknown_types,
         "complete": sm.complete,
         "status": sm.status,
@@ -263,6 +270,10 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
         "processes": len(order),
     }
     warnings = []
+    if sm.tampered:
+        warnings.append(f"{sm.tampered} events are flagged TAMPERED: the kernel's objects "
+                        "contradict what the process passed, or a process moved out of its "
+                        "session's cgroup (the kernel's version is the one shown)")
     if damage is not None:
         warnings.append(printable(damage.warning(name, len(t_col))))
     limit = model.limit_warning()

@@ -49,7 +49,7 @@ from sessrec.errors import SessrecError, UsageError
 from sessrec.event import TYPE_NAMES
 
 # Bump when the tables change: an index of another version is rebuilt.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SUFFIX = ".srec"
 
 
@@ -110,10 +110,12 @@ CREATE TABLE events (
     addr INTEGER,                   -- connect: address, unix path or @name
     port INTEGER,                   -- connect: port (inet)
     proto INTEGER,                  -- connect: tcp, udp, stream, ...
+    tampered INTEGER NOT NULL,      -- 1: flagged tampered (replay/trust.py)
     PRIMARY KEY (file_id, seq)
 ) WITHOUT ROWID;                    -- clustered by file: no separate index for it
 CREATE INDEX events_path ON events (path) WHERE path IS NOT NULL;
 CREATE INDEX events_addr ON events (addr) WHERE addr IS NOT NULL;
+CREATE INDEX events_tampered ON events (file_id) WHERE tampered;
 """
 
 _TABLES = ("files", "sessions", "strings", "events")
@@ -188,6 +190,7 @@ class EventRow:
     dst_addr: str | None = None
     dst_port: int | None = None
     protocol: str | None = None
+    tampered: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -207,7 +210,10 @@ class EventRow:
             d.update(path=self.path)
         elif self.type == "connect":
             d.update(dst_addr=self.dst_addr, dst_port=self.dst_port, protocol=self.protocol)
+        elif self.type == "cgroup":
+            d.update(path=self.path)
         d["return_code"] = self.return_code
+        d["tampered"] = self.tampered
         return d
 
 
@@ -551,7 +557,8 @@ class SessionIndex:
                     select = base.replace("FROM events e", f"FROM events e{texts}", 1)
                     events = [self._event(r) for r in conn.execute(
                         "SELECT e.type, e.time_ns, e.pid, e.ppid, s_comm.text, e.ret, "
-                        "s_path.text, s_argv.text, e.flags, s_addr.text, e.port, s_proto.text "
+                        "s_path.text, s_argv.text, e.flags, s_addr.text, e.port, s_proto.text, "
+                        "e.tampered "
                         f"{select} ORDER BY e.time_ns, e.seq LIMIT ?",
                         [fid, *eparams, limit])]
             matches.append(Match(session, total, events, matched_kinds[fid]))
@@ -564,7 +571,7 @@ class SessionIndex:
             type=TYPE_NAMES.get(r[0], f"type_{r[0]}"), time_ns=r[1], pid=r[2], ppid=r[3],
             comm=r[4], return_code=r[5], path=r[6],
             argv=None if r[7] is None else json.loads(r[7]), flags=r[8], dst_addr=r[9],
-            dst_port=r[10], protocol=r[11],
+            dst_port=r[10], protocol=r[11], tampered=bool(r[12]),
         )
 
 

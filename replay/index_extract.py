@@ -13,9 +13,10 @@ from replay.events import PathResolver
 from replay.index_query import clamp_row
 from replay.reader import open_session
 from replay.summary import Tally
+from replay.trust import kernel_dst, tampered
 from sessrec import format as fmt
 from sessrec import linux
-from sessrec.event import Chdir, Connect, Exec, Open
+from sessrec.event import Cgroup, Chdir, Connect, Exec, Open
 
 _BATCH = 5000
 _TEXT = fmt.text
@@ -74,15 +75,17 @@ def index_file(conn: sqlite3.Connection, file_id: int, full: str, intern: Intern
             seq += 1
             add(ev)
             path = resolve(ev)
-            if not isinstance(ev, Exec | Open | Connect | Chdir):
+            if not isinstance(ev, Exec | Open | Connect | Chdir | Cgroup):
                 continue
             comm = comms.get(ev.comm)
             if comm is None:
                 comm = comms[ev.comm] = intern(_TEXT(ev.comm))
-            common = (file_id, seq, ev.type, wall_ns + ev.ts, ev.pid, ev.ppid, comm, ev.ret)
+            ret = 0 if isinstance(ev, Cgroup) else ev.ret
+            common = (file_id, seq, ev.type, wall_ns + ev.ts, ev.pid, ev.ppid, comm, ret)
+            bad = int(tampered(ev))
             if type(ev) is Open:
                 pid_ = path_ids(path if path is not None else ev.requested_path)[0]
-                row = (*common, pid_, None, None, None, ev.open_flags, None, None, None)
+                row = (*common, pid_, None, None, None, ev.open_flags, None, None, None, bad)
             elif type(ev) is Exec:
                 pid_, name = path_ids(path if path is not None else ev.requested_path)
                 key = tuple(ev.argv)
@@ -92,9 +95,11 @@ def index_file(conn: sqlite3.Connection, file_id: int, full: str, intern: Intern
                         argvs.clear()
                     texts = [_TEXT(a) for a in key]
                     cmd = argvs[key] = (intern(" ".join(texts)), intern(json.dumps(texts)))
-                row = (*common, pid_, name, *cmd, None, None, None, None)
+                row = (*common, pid_, name, *cmd, None, None, None, None, bad)
             elif type(ev) is Connect:
-                ckey = (ev.sockaddr, ev.sock_type, ev.protocol)
+                # The destination the kernel connected to, where it says.
+                kdst = kernel_dst(ev)
+                ckey = (ev.sockaddr if kdst is None else kdst, ev.sock_type, ev.protocol)
                 dest = connects.get(ckey)
                 if dest is None:
                     a = linux.decode_sockaddr(ckey[0])
@@ -103,12 +108,15 @@ def index_file(conn: sqlite3.Connection, file_id: int, full: str, intern: Intern
                         None if a.address is None else intern(a.address), a.port,
                         None if proto is None else intern(proto),
                     )
-                row = (*common, None, None, None, None, None, *dest)
+                row = (*common, None, None, None, None, None, *dest, bad)
             elif type(ev) is Chdir:
                 req = ev.requested_path if ev.fd == -1 else b""
                 target = path if path is not None else req
                 row = (*common, path_ids(target)[0] if target else None, None, None, None,
-                       None, None, None, None)
+                       None, None, None, None, bad)
+            elif type(ev) is Cgroup:
+                row = (*common, intern(_TEXT(ev.dst_path)), None, None, None, None, None, None,
+                       None, bad)
             batch.append(row)
             if len(batch) >= _BATCH:
                 _insert_events(conn, batch)
@@ -136,7 +144,7 @@ def index_file(conn: sqlite3.Connection, file_id: int, full: str, intern: Intern
         return sid
 
 
-_EVENT_INSERT = "INSERT INTO events VALUES (" + ", ".join("?" * 16) + ")"
+_EVENT_INSERT = "INSERT INTO events VALUES (" + ", ".join("?" * 17) + ")"
 
 
 def _insert_events(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:

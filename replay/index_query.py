@@ -52,6 +52,7 @@ class Query:
     since_ns: int | None = None
     until_ns: int | None = None
     any_kind: bool = False
+    tampered: bool = False
 
     def event_kinds(self) -> list[tuple[str, str, list[Any]]]:
         """(kind, SQL condition on events e, params) per event kind in use."""
@@ -88,6 +89,8 @@ class Query:
             kinds.append(
                 ("dest", f"(e.type = {int(EventType.CONNECT)} AND ({' OR '.join(ors)}))", params)
             )
+        if self.tampered:
+            kinds.append(("tampered", "(e.tampered = 1)", []))
         return kinds
 
     def time_clause(self, column: str, params: list[Any]) -> str:

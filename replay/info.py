@@ -60,6 +60,9 @@ def info_dict(summary: SessionSummary) -> dict[str, Any]:
         "counts": summary.counts,
         "lost": summary.lost,
         "truncated": summary.truncated,
+        # Events the kernel's objects contradict, and moves out of the
+        # session's cgroup (replay/trust.py): evidence of tampering.
+        "tampered": summary.tampered,
         "unknown_types": summary.unknown_types,
         "complete": summary.complete,
         "status": summary.status,
@@ -135,6 +138,11 @@ def format_info(info: dict[str, Any]) -> str:
     ]
     if "audit" in info:
         rows.insert(2, ("audit", describe_audit(info["audit"])))
+    if info["tampered"]:
+        moves = info["counts"].get("cgroup", 0)
+        rows.append(("tampering", f"{info['tampered']} events flagged tampered ("
+                     f"{moves} cgroup moves of session processes): see "
+                     "'sessrec search --tampered'"))
     if info["unknown_types"]:
         rows.append(("unknown", f"{info['unknown_types']} events of unknown types"))
     for gap in info.get("gaps", []):

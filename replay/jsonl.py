@@ -14,6 +14,7 @@ from collections.abc import Callable
 from json.encoder import encode_basestring
 from typing import Any, TextIO
 
+from replay import trust
 from replay.base import Session
 from replay.events import PathResolver
 from sessrec import format as fmt
@@ -23,6 +24,7 @@ from sessrec.event import (
     PATH_TRUNCATED,
     READ_FAILED,
     TYPE_NAMES,
+    Cgroup,
     Chdir,
     Connect,
     Exec,
@@ -85,6 +87,28 @@ def _connect_fields(key: tuple[bytes, int, int]) -> str:
     )
 
 
+def _trust_fields(ev: Exec | Open | Chdir) -> str:
+    """The kernel's word on an exec, open or chdir (replay/trust.py)."""
+    return (
+        f'"path_source":"{trust.path_source(ev)}",'
+        f'"path_deleted":{_jbool(trust.path_deleted(ev))},'
+        f'"path_outside_root":{_jbool(trust.path_unreachable(ev))},'
+        f'"tampered":{_jbool(trust.tampered(ev))}'
+    )
+
+
+def _kernel_dst_fields(ev: Connect) -> str:
+    kaddr = trust.kernel_dst(ev)
+    k = None if kaddr is None else linux.decode_sockaddr(kaddr)
+    addr = None if k is None else k.address
+    return (
+        f'"dst_source":"{trust.dst_source(ev)}",'
+        f'"kernel_dst_addr":{"null" if addr is None else encode_basestring(addr)},'
+        f'"kernel_dst_port":{_jint(None if k is None else k.port)},'
+        f'"tampered":{_jbool(trust.tampered(ev))}'
+    )
+
+
 def _exit_fields(raw: int) -> str:
     st = linux.decode_exit(raw)
     return (
@@ -134,14 +158,15 @@ def write_jsonl(
                 f'"requested_path":{_jtext(ev.requested_path)},"flags":{fl},'
                 f'"flag_names":{flag_names[fl]},"mode":{ev.mode},"syscall":"{sysname}",'
                 f'"return_code":{ev.ret},'
-                f'"path_truncated":{"true" if ev.flags & PATH_TRUNCATED else "false"}}}\n'
+                f'"path_truncated":{"true" if ev.flags & PATH_TRUNCATED else "false"},'
+                f'{_trust_fields(ev)}}}\n'
             )
         elif type(ev) is Exec:
             line = (
                 f'{{"type":"exec",{common},"path":{_jpath(path)},'
                 f'"requested_path":{_jtext(ev.requested_path)},"argv":{_argv(ev.argv)},'
                 f'"argv_truncated":{"true" if ev.flags & ARGV_TRUNCATED else "false"},'
-                f'"argc":{ev.argc},"return_code":{ev.ret}}}\n'
+                f'"argc":{ev.argc},"return_code":{ev.ret},{_trust_fields(ev)}}}\n'
             )
         elif type(ev) is Fork:
             line = f'{{"type":"fork",{common},"child_pid":{ev.child_pid}}}\n'
@@ -150,14 +175,23 @@ def write_jsonl(
         elif type(ev) is Connect:
             line = (
                 f'{{"type":"connect",{common},'
-                f'{connects[ev.sockaddr, ev.sock_type, ev.protocol]},"return_code":{ev.ret}}}\n'
+                f'{connects[ev.sockaddr, ev.sock_type, ev.protocol]},"return_code":{ev.ret},'
+                f'{_kernel_dst_fields(ev)}}}\n'
             )
         elif type(ev) is Chdir:
             fd = ev.fd
             requested = _jtext(ev.requested_path) if fd == -1 else "null"
             line = (
                 f'{{"type":"chdir",{common},"path":{_jpath(path)},'
-                f'"requested_path":{requested},"fd":{fd},"return_code":{ev.ret}}}\n'
+                f'"requested_path":{requested},"fd":{fd},"return_code":{ev.ret},'
+                f'{_trust_fields(ev)}}}\n'
+            )
+        elif type(ev) is Cgroup:
+            line = (
+                f'{{"type":"cgroup",{common},"moved_pid":{ev.moved_pid},'
+                f'"dst_cgroup_id":{ev.dst_id},"dst_hierarchy":{ev.dst_root},'
+                f'"dst_level":{ev.dst_level},"dst_path":{_jtext(ev.dst_path)},'
+                f'"tampered":{_jbool(trust.tampered(ev))}}}\n'
             )
         else:  # a type this module does not know yet: the common fields only
             name = TYPE_NAMES.get(ev.type, f"type_{ev.type}")

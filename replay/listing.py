@@ -55,6 +55,11 @@ def _result(ret: int) -> str:
 
 def describe(e: EventRow) -> str:
     """The detail of a searchable event, escaped."""
+    text = _describe(e)
+    return f"{text} [TAMPERED]" if e.tampered else text
+
+
+def _describe(e: EventRow) -> str:
     if e.type == "exec":
         argv = e.argv or []
         exe = f" [{e.path}]" if e.path and (not argv or e.path != argv[0]) else ""
@@ -64,6 +69,8 @@ def describe(e: EventRow) -> str:
         return printable(f"{e.path} {flags} {_result(e.return_code)}")
     if e.type == "chdir":
         return printable(f"{e.path} {_result(e.return_code)}")
+    if e.type == "cgroup":
+        return printable(f"moved to cgroup {e.path}")
     if e.type == "connect":
         if e.dst_port is None:
             where = e.dst_addr or "?"

@@ -27,7 +27,7 @@ from typing import Any
 from replay.base import Damage, Session
 from replay.terms import parse_instant
 from sessrec import linux
-from sessrec.event import ARGV_TRUNCATED, PATH_TRUNCATED, TYPE_NAMES, Event, Exit
+from sessrec.event import ARGV_TRUNCATED, PATH_TRUNCATED, TAMPERED, TYPE_NAMES, Event, Exit
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,9 @@ class SessionSummary:
     truncated: dict[str, int]  # {"argv": n, "path": n}
     unknown_types: int
     damage: Damage | None
+    # Events flagged tampered (BPF ABI 2, replay/trust.py): the kernel's
+    # objects contradict the caller's, or a process left the session's cgroup.
+    tampered: int
     events_read: int | None  # None when the events were not read
     body_checked: bool  # whether every event was read (and its chunk checked)
     # Gap maps (format 2.1): the trailer's, or those read in an unfinished file
@@ -103,7 +106,8 @@ def from_trailer(session: Session, trailer: Mapping[str, Any]) -> SessionSummary
         start_ns=header["clock"]["wall_ns"], end_ns=_end(header, trailer, None),
         exit_status=trailer["exit_status"], counts=per_type(trailer["counts"]),
         lost=per_type(trailer["lost"]), truncated=dict(trailer["truncated"]),
-        unknown_types=trailer["unknown_types"], damage=None, events_read=None,
+        unknown_types=trailer["unknown_types"], damage=None,
+        tampered=trailer.get("tampered", 0), events_read=None,
         body_checked=False, gaps=tuple(trailer.get("gaps", ())),
     )
 
@@ -112,7 +116,8 @@ class Tally:
     """What a summary needs from the events, given one by one as they are
     read (add); summary() once session.records() is exhausted."""
 
-    __slots__ = ("argv_truncated", "exit_status", "last_ts", "leader", "path_truncated")
+    __slots__ = ("argv_truncated", "exit_status", "last_ts", "leader", "path_truncated",
+                 "tampered")
 
     def __init__(self, header: Mapping[str, Any]):
         self.leader: int = header["leader_pid"]
@@ -120,6 +125,7 @@ class Tally:
         self.exit_status: int | None = None
         self.argv_truncated = 0
         self.path_truncated = 0
+        self.tampered = 0
 
     def add(self, ev: Event) -> None:
         ts = ev.ts
@@ -129,6 +135,7 @@ class Tally:
         if flags:
             self.argv_truncated += bool(flags & ARGV_TRUNCATED)
             self.path_truncated += bool(flags & PATH_TRUNCATED)
+            self.tampered += bool(flags & TAMPERED)
         if type(ev) is Exit and ev.pid == self.leader:
             self.exit_status = linux.shell_status(ev.exit_code_raw)
 
@@ -146,7 +153,8 @@ class Tally:
             end_reason=None if trailer is None else trailer["end_reason"],
             start_ns=header["clock"]["wall_ns"], end_ns=_end(header, trailer, self.last_ts),
             exit_status=exit_status, counts=counts, lost=lost, truncated=truncated,
-            unknown_types=unknown, damage=session.damage, events_read=session.events_read,
+            unknown_types=unknown, damage=session.damage, tampered=self.tampered,
+            events_read=session.events_read,
             body_checked=True,
             gaps=tuple(session.gaps if trailer is None else trailer.get("gaps", ())),
         )

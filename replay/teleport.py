@@ -27,6 +27,7 @@ from replay.base import Session
 from replay.events import with_paths
 from replay.export_ids import Ids
 from replay.jsonl import _Cache, _jpath, _jtext
+from replay.trust import kernel_dst
 from sessrec import format as fmt
 from sessrec import linux
 from sessrec.event import Connect, Exec, Exit, Open
@@ -119,7 +120,8 @@ def write_teleport(session: Session, out: TextIO) -> int:
         elif type(ev) is Connect:
             if ev.sock_type == SOCK_RAW or ev.protocol in ICMP_PROTOCOLS:
                 continue  # no connection: not what SessionNetwork's CONNECT means
-            addr = linux.decode_sockaddr(ev.sockaddr)
+            kdst = kernel_dst(ev)  # where the kernel connected, when it says
+            addr = linux.decode_sockaddr(ev.sockaddr if kdst is None else kdst)
             src = UNKNOWN_SOURCE.get(addr.family)
             if src is None or addr.address is None:
                 continue

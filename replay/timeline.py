@@ -20,19 +20,24 @@ from dataclasses import dataclass
 from typing import Any, Final, TextIO
 
 from replay.base import Session, describe_gap
-from replay.events import with_paths
+from replay.events import normalize, with_paths
 from replay.model import Process, ProcessModel
 from replay.terms import Dest, glob_match
 from replay.text import ascii_safe, encodable, printable, show
+from replay.trust import kernel_dst
 from sessrec import format as fmt
 from sessrec import linux
 from sessrec.errors import UsageError
 from sessrec.event import (
     ARGV_TRUNCATED,
+    KPATH_DELETED,
+    KPATH_UNREACHABLE,
     PATH_TRUNCATED,
     READ_FAILED,
+    TAMPERED,
     TYPE_BY_NAME,
     TYPE_NAMES,
+    Cgroup,
     Chdir,
     Connect,
     Event,
@@ -180,14 +185,30 @@ def argv_text(argv: list[bytes]) -> str:
     return shlex.join(show(a) for a in argv)
 
 
-def _as_requested(path: bytes | None, requested: bytes | None) -> str:
-    """The resolved path, with the path as passed when it was relative."""
+def _as_requested(path: bytes | None, requested: bytes | None,
+                  kernel: bool = False) -> str:
+    """The resolved path, with the path as passed when it was relative, or
+    when the kernel's path is another (a symlink, or a rewritten buffer)."""
     if path is None:
         return "?" if not requested else f"{show(requested)} (unresolved)"
     shown = show(path)
-    if requested and not requested.startswith(b"/"):
+    if requested and (not requested.startswith(b"/")
+                      or (kernel and normalize(requested) != path)):
         shown += f" (as {show(requested)})"
     return shown
+
+
+def _kernel_marks(ev: Event, style: Style) -> str:
+    """What the kernel's objects add (replay/trust.py): deleted, outside the
+    root, tampered."""
+    text = ""
+    if ev.flags & KPATH_DELETED:
+        text += " [deleted]"
+    if ev.flags & KPATH_UNREACHABLE:
+        text += " [outside the root]"
+    if ev.flags & TAMPERED:
+        text += " " + style.fail("[TAMPERED]")
+    return text
 
 
 def exit_text(raw: int, *, short: bool = False) -> str:
@@ -235,12 +256,12 @@ def _details(ev: Event, path: bytes | None, style: Style) -> str:
 
     if isinstance(ev, Open):
         flags = "|".join(linux.open_flag_names(ev.open_flags))
-        text = f"{_as_requested(path, ev.requested_path)} {flags}"
+        text = f"{_as_requested(path, ev.requested_path, ev.kpath_src != 0)} {flags}"
         if ev.open_flags & (0o100 | 0o20000000):  # O_CREAT, __O_TMPFILE: mode matters
             text += f" {ev.mode:04o}"
         if ev.flags & PATH_TRUNCATED:
             text += " [path truncated]"
-        return f"{text} {ret(ev.ret, ev.ret < 0)}"
+        return f"{text}{_kernel_marks(ev, style)} {ret(ev.ret, ev.ret < 0)}"
     if isinstance(ev, Exec):
         text = argv_text(ev.argv) if ev.argv else "''"
         argv0 = ev.argv[0] if ev.argv else None
@@ -250,21 +271,31 @@ def _details(ev: Event, path: bytes | None, style: Style) -> str:
             text += f" ({show(ev.requested_path)})"
         if ev.flags & ARGV_TRUNCATED or ev.argc != len(ev.argv):
             text += f" [argv truncated, argc {ev.argc}]"
+        text += _kernel_marks(ev, style)
         return text if ev.ret == 0 else f"{text} {ret(ev.ret, True)}"
     if isinstance(ev, Connect):
-        addr = linux.decode_sockaddr(ev.sockaddr)
-        text = address_text(addr, linux.protocol_name(addr.family, ev.sock_type, ev.protocol))
-        return f"{text} {ret(ev.ret, failed(ev))}"
+        kdst = kernel_dst(ev)  # where the kernel connected, when it says
+        addr = linux.decode_sockaddr(ev.sockaddr if kdst is None else kdst)
+        proto = linux.protocol_name(addr.family, ev.sock_type, ev.protocol)
+        text = address_text(addr, proto)
+        if kdst is not None and ev.flags & TAMPERED:
+            text += f" (as {address_text(linux.decode_sockaddr(ev.sockaddr), proto)})"
+        return f"{text}{_kernel_marks(ev, style)} {ret(ev.ret, failed(ev))}"
     if isinstance(ev, Exit):
         text = exit_text(ev.exit_code_raw)
         return style.fail(text) if ev.exit_code_raw else text
     if isinstance(ev, Fork):
         return f"child {ev.child_pid}"
     if isinstance(ev, Chdir):
-        text = _as_requested(path, ev.requested_path if ev.fd == -1 else None)
+        text = _as_requested(path, ev.requested_path if ev.fd == -1 else None,
+                             ev.kpath_src != 0)
         if ev.fd != -1:
             text += f" (fd {ev.fd})"
+        text += _kernel_marks(ev, style)
         return text if ev.ret == 0 else f"{text} {ret(ev.ret, True)}"
+    if isinstance(ev, Cgroup):
+        where = "cgroup2" if ev.dst_root == 0 else f"cgroup hierarchy {ev.dst_root}"
+        return f"pid {ev.moved_pid} to {show(ev.dst_path)} ({where}){_kernel_marks(ev, style)}"
     raise TypeError(f"not an event: {ev!r}")  # pragma: no cover
 
 

@@ -267,6 +267,8 @@ HEADER_OPTIONAL: Final[Mapping[str, object]] = {
 TRAILER_OPTIONAL: Final[Mapping[str, object]] = {
     # 1.1: the end record
     "audit": {"end_record": bool, "reason": _Opt(str)},
+    # BPF ABI 2: events flagged tampered (replay/trust.py)
+    "tampered": int,
     # 2.1: processes still running when the session ended (moved out of it,
     # not killed), and records that could not be written, by type
     "left_running": _ListOf(int),

@@ -13,7 +13,7 @@
   const TYPE_NAME = D.type_names;
   const TYPE = {};
   TYPE_NAME.forEach((name, t) => { if (name) TYPE[name] = t; });
-  const TYPE_ORDER = ["exec", "open", "connect", "chdir", "fork", "exit"];
+  const TYPE_ORDER = ["exec", "open", "connect", "chdir", "fork", "exit", "cgroup"];
   const css = getComputedStyle(document.documentElement);
   const COLOR = {};
   for (const n of TYPE_ORDER) COLOR[n] = css.getPropertyValue("--" + n).trim();
@@ -114,6 +114,7 @@
       case TYPE.chdir: return r < 0 ? S[s] + "  = " + result(r) : S[s];
       case TYPE.fork: return "child " + x;
       case TYPE.exit: return S[s];
+      case TYPE.cgroup: return S[s];
     }
     return "";
   }
@@ -162,7 +163,7 @@
     ". Times are UTC; relative times are seconds since the recording started. This page loads nothing from the network.";
 
   // --- filters --------------------------------------------------------------------------------
-  const typeOn = new Uint8Array(8).fill(1);
+  const typeOn = new Uint8Array(TYPE_NAME.length).fill(1);
   let failedOnly = false;
   let query = "";
   let lower = null; // lower-cased strings, made on the first search
@@ -172,7 +173,7 @@
   let listIdx = new Int32Array(0);
   let rows = new Int32Array(0);
   const collapsed = new Uint8Array(P);
-  const typeCount = new Int32Array(8);
+  const typeCount = new Int32Array(TYPE_NAME.length);
   for (let i = 0; i < N; i++) typeCount[evT[i]]++;
 
   function applyFilter() {

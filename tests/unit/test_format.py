@@ -97,13 +97,18 @@ def test_not_a_session_file(data: bytes) -> None:
 def test_event_layouts() -> None:
     for t in EventType:
         assert FIELDS[t][:8] == ("type", "ts", "pid", "tid", "ppid", "uid", "comm", "flags")
-        assert len(REQUIRED_TYPES[t]) == len(FIELDS[t])  # no field added since 1.0 yet
+    # BPF ABI 2 appended the kernel's word (with defaults: older files lack it).
     assert FIELDS[EventType.OPEN][8:] == (
-        "ret", "syscall", "dirfd", "requested_path", "open_flags", "mode")
+        "ret", "syscall", "dirfd", "requested_path", "open_flags", "mode",
+        "kpath", "kpath_src", "kroot_len")
     assert FIELDS[EventType.EXEC][8:] == (
-        "ret", "requested_path", "argv", "argc", "old_pid", "syscall")
-    assert FIELDS[EventType.CONNECT][-1] == "sockaddr"
-    assert TYPE_NAMES == {1: "fork", 2: "exec", 3: "exit", 4: "open", 5: "connect", 6: "chdir"}
+        "ret", "requested_path", "argv", "argc", "old_pid", "syscall",
+        "kpath", "kpath_src", "kroot_len", "argv_total", "argv_parts")
+    assert FIELDS[EventType.CONNECT][12:] == ("sockaddr", "kaddr_src", "kaddr")
+    for t in (EventType.FORK, EventType.EXIT, EventType.CGROUP):
+        assert len(REQUIRED_TYPES[t]) == len(FIELDS[t])
+    assert TYPE_NAMES == {1: "fork", 2: "exec", 3: "exit", 4: "open", 5: "connect", 6: "chdir",
+                          8: "cgroup"}
 
 
 def test_event_problem() -> None:

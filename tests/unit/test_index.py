@@ -198,7 +198,8 @@ def test_search_max_events_and_json(tmp_path: Path) -> None:
     e = s["events"][0]
     assert e == {"type": "open", "time": "2026-11-21T11:10:02.000000001Z",
                  "time_ns": BASE_NS + 1, "pid": 1000, "ppid": 1, "comm": "comm",
-                 "path": "/tmp/f0", "flags": 0, "flag_names": ["O_RDONLY"], "return_code": 3}
+                 "path": "/tmp/f0", "flags": 0, "flag_names": ["O_RDONLY"], "return_code": 3,
+                 "tampered": False}
 
 
 def test_glob_sql_and_fnmatch(sessions: Path) -> None:

@@ -15,6 +15,7 @@ from srec_util import (
     GOLDEN,
     HEADER,
     TRAILER,
+    as_written,
     chunk,
     complete_file,
     ev,
@@ -45,7 +46,7 @@ def _read(p: Path, strict: bool) -> tuple[list[Any], Any, FormatError | None]:
     try:
         with open_session(p, strict=strict) as s:
             for r in s.records():
-                got.append(list(r))
+                got.append(as_written(r))
     except FormatError as e:
         assert e.offset is not None and e.path == str(p)
         return got, None, e
