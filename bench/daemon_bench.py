@@ -65,24 +65,29 @@ class Daemon:
     def request(self, op: str, **f: Any) -> dict[str, Any]:
         return control.request(op, socket_path=self.sock, timeout=120.0, **f)
 
-    def rss_kib(self) -> int:
+    def rss_kib(self, field: str = "RssAnon") -> int:
+        """RssAnon: the daemon's own memory. (VmRSS also counts every
+        session ring, mapped twice: kernel memory, in bpf_memlock_kib.)"""
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
         return 0
 
     def bpf_memlock_kib(self) -> int:
         """What the kernel charges for the daemon's BPF maps and programs
-        (the "memlock" of each one's fdinfo)."""
-        total = 0
+        (the "memlock" of each one's fdinfo, once per map or program: Python's
+        mmap keeps a dup of each ring's descriptor)."""
+        seen: dict[str, int] = {}
         for fd in Path(f"/proc/{self.proc.pid}/fdinfo").iterdir():
             try:
-                for line in fd.read_text().splitlines():
-                    if line.startswith("memlock:"):
-                        total += int(line.split()[1])
+                fields = dict(line.split(":", 1) for line in fd.read_text().splitlines()
+                              if ":" in line)
             except OSError:
-                pass
-        return total // 1024
+                continue
+            ident = fields.get("map_id") or fields.get("prog_id")
+            if ident is not None and "memlock" in fields:
+                seen[ident.strip()] = int(fields["memlock"])
+        return sum(seen.values()) // 1024
 
     def wait_idle(self, timeout: float = 600) -> None:
         deadline = time.monotonic() + timeout
@@ -120,6 +125,7 @@ def go(p: subprocess.Popen[bytes]) -> None:
 
 def bench_sessions(d: Daemon, n: int, idle_s: float) -> dict[str, Any]:
     res: dict[str, Any] = {"sessions": n, "rss_kib_0": d.rss_kib(),
+                           "vmrss_kib_0": d.rss_kib("VmRSS"),
                            "bpf_memlock_kib_0": d.bpf_memlock_kib(),
                            "idle_cpu_0": cpu_share(d, idle_s)}
     procs = [subprocess.Popen(["/bin/sleep", "3600"]) for _ in range(n)]
@@ -127,10 +133,11 @@ def bench_sessions(d: Daemon, n: int, idle_s: float) -> dict[str, Any]:
     try:
         for p in procs:
             t = time.perf_counter()
-            d.request("start", pid=p.pid, kind="pam")
+            d.request("start", pid=p.pid, kind="logind")
             lat.append(time.perf_counter() - t)
         res.update(start_ms_p50=statistics.median(lat) * 1e3, start_ms_p99=pct(lat, 99) * 1e3,
                    start_ms_max=max(lat) * 1e3, rss_kib_n=d.rss_kib(),
+                   vmrss_kib_n=d.rss_kib("VmRSS"),
                    bpf_memlock_kib_n=d.bpf_memlock_kib(), idle_cpu_n=cpu_share(d, idle_s))
         t = time.monotonic()
         for p in procs:
@@ -157,7 +164,7 @@ def bench_active(d: Daemon, active: int, paced_n: int, paced_rate: int,
         argv = [storm, str(flood_n if flood else paced_n), target,
                 "0" if flood else str(paced_rate)]
         p = gated(argv)
-        r = d.request("start", pid=p.pid, kind="pam", login={"user": f"bench{i}"})
+        r = d.request("start", pid=p.pid, kind="logind", login={"user": f"bench{i}"})
         procs.append(p)
         sessions.append(r)
     t = time.monotonic()

@@ -158,19 +158,25 @@ static __always_inline void count_lost(u64 cg, u32 type)
 }
 
 /* Copy a finished record into its session's ring, if it is at most limit
- * bytes (the room the verifier must see behind rec). No wake-up: user space
- * drains on a short timer, because a wake-up per event costs more than the
- * event. */
+ * bytes (the room the verifier must see behind rec). No wake-up, but for a
+ * ring more than half full: a wake-up per event costs more than the event,
+ * so user space drains busy rings on a short timer and looks at quiet ones
+ * rarely; a quiet ring that fills up wakes it (epoll on the ring) while the
+ * other half still has room. */
+#define SR_RING_BYTES ((u64)SR_RING_PAGES * 4096)
 static __always_inline void submit_within(void *rec, u64 size, u16 type, u64 limit)
 {
 	u64 cg = ((struct event_header *)rec)->cgroup_id;
+	u64 flags = BPF_RB_NO_WAKEUP;
 	void *ring;
 
 	SR_OPAQUE(size);
 	if (size > limit)
 		return;
 	ring = sessions.lookup(&cg);
-	if (ring == NULL || bpf_ringbuf_output(ring, rec, size, BPF_RB_NO_WAKEUP) != 0)
+	if (ring != NULL && bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) > SR_RING_BYTES / 2)
+		flags = BPF_RB_FORCE_WAKEUP;
+	if (ring == NULL || bpf_ringbuf_output(ring, rec, size, flags) != 0)
 		count_lost(cg, type);
 }
 

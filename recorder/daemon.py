@@ -26,6 +26,7 @@ import selectors
 import signal
 import socket
 import struct
+import threading
 import time
 import uuid
 from collections import OrderedDict, deque
@@ -55,18 +56,24 @@ from sessrec.event import TYPE_NAMES, EventType
 if TYPE_CHECKING:
     from recorder import audit
 
-# The ring is drained every DRAIN_MIN s while records come, backing off to
-# DRAIN_MAX s when idle (records are submitted without wake-ups): an idle
-# daemon wakes 20 times a second, and a 32 MiB ring holds far more than
-# 50 ms of any burst measured (docs/PERFORMANCE.md).
+# Rings with records are drained every DRAIN_MIN s; when none has any, the
+# loop sleeps DRAIN_MAX s, woken early by a ring that gets half full (the
+# programs submit without wake-ups until then); every ring is looked at
+# every RING_SWEEP_EVERY s. An idle daemon with 1,000 sessions so wakes 4
+# times a second and looks at 1,000 rings once (docs/PERFORMANCE.md).
 DRAIN_MIN = 0.005
-DRAIN_MAX = 0.05
+DRAIN_MAX = 0.25
+RING_SWEEP_EVERY = 1.0
 END_GRACE = 0.05       # after a cgroup empties, for programs still finishing on other CPUs
 FLUSH_EVERY = 0.25     # how often buffered records are looked at (each file flushes every 1 s)
 LOSS_EVERY = 1.0
 SWEEP_EVERY = 10.0     # a full check that sessions' cgroups are populated
 RETENTION_EVERY = 60.0
 ENDED_KEPT = 1024      # summaries of ended sessions kept for a late `end`
+# Sessions prepared ahead (an empty cgroup with its ring registered): making
+# one waits an RCU grace period in the kernel (a map-of-maps update, ~15 ms),
+# which a start should not (docs/PERFORMANCE.md).
+SPARES = 16
 TTY_SCANS = 20         # times a PAM session's processes are looked at for its terminal
 MAX_OUT = 1 << 20      # reply bytes a client may leave unread before it is dropped
 LOGIN_KEYS = {"user": str, "rhost": str, "tty": str, "service": str, "remote_addr": str,
@@ -87,6 +94,13 @@ class Client:
     owns: set[str] = field(default_factory=set)   # record sessions it started
     waits: int = 0                                 # `end` replies owed to it
     closing: bool = False
+
+
+@dataclass
+class Spare:
+    id: str
+    cg: SessionCgroup
+    ring: Any  # loader._Ring
 
 
 @dataclass
@@ -111,7 +125,8 @@ class Session:
     waiters: list[Client] = field(default_factory=list)
     lost_written: int = 0
     lost_before: dict[str, int] = field(default_factory=dict)  # from before a restart
-    dropped: dict[int, int] = field(default_factory=dict)
+    dropped: dict[int, int] = field(default_factory=dict)      # the whole session's
+    gap_dropped: dict[int, int] = field(default_factory=dict)  # since the last gap map
     drop_first_ts: int | None = None
     drop_last_ts: int = 0
     drop_detail: str = ""
@@ -160,6 +175,10 @@ class Daemon:
         self.dispatcher = Dispatcher()
         self.mount: Mount | None = None
         self.files = tuple(KIND_FILES[k] for k in cfg.events)
+        self.spares: deque[Spare] = deque()
+        self.retired: deque[tuple[int, Any]] = deque()  # (cgroup id, ring) to unregister
+        self._want_spares = threading.Event()
+        self._spare_thread: threading.Thread | None = None
 
     # --- start-up and shutdown ---
 
@@ -196,6 +215,8 @@ class Daemon:
                      programs=len(self.programs.bpf.tracepoint_fds),
                      ring_size=self.cfg.ring_size, events=list(self.cfg.events))
             self._resume_sessions()
+            self._spare_thread = threading.Thread(target=self._make_spares, daemon=True)
+            self._spare_thread.start()
             self._listen()
             for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 signal.signal(s, self._on_signal)
@@ -208,6 +229,8 @@ class Daemon:
             self._shutdown()
             return 0
         finally:
+            self.stop = True
+            self._drop_spares()
             if self._listener is not None:
                 self._listener.close()
                 with contextlib.suppress(OSError):
@@ -216,6 +239,40 @@ class Daemon:
                 self.programs.close()
             self.audit_sender.close()
             os.close(self._lock_fd)
+
+    def _make_spares(self) -> None:
+        """The spare-session thread: keeps SPARES sessions prepared."""
+        assert self.programs is not None and self.mount is not None
+        while not self.stop:
+            while self.retired:
+                self.programs.unregister(*self.retired.popleft())
+            while len(self.spares) < SPARES and not self.stop:
+                sid = str(uuid.uuid4())
+                try:
+                    cg = SessionCgroup.create(sid, self.mount, self.cfg.cgroup_root)
+                    try:
+                        ring = self.programs.prepare_session(cg.id)
+                    except SessrecError:
+                        cg.remove()
+                        raise
+                except SessrecError as e:
+                    self.log("spare-failed", level="error", error=str(e))
+                    break
+                self.spares.append(Spare(sid, cg, ring))
+            self._want_spares.wait(1.0)
+            self._want_spares.clear()
+
+    def _drop_spares(self) -> None:
+        self._want_spares.set()
+        if self._spare_thread is not None:
+            self._spare_thread.join(timeout=30)
+        while self.retired and self.programs is not None:
+            self.programs.unregister(*self.retired.popleft())
+        while self.spares and self.programs is not None:
+            s = self.spares.popleft()
+            self.programs.adopt(s.cg.id, s.ring)
+            self.programs.remove_session(s.cg.id)
+            s.cg.remove()
 
     def _take_lock(self) -> None:
         """One daemon per socket: a lock on <socket>.pid, held for life. The
@@ -281,20 +338,39 @@ class Daemon:
     def _loop(self) -> None:
         assert self.programs is not None
         interval = DRAIN_MIN
-        next_flush = next_loss = next_idle = 0.0
+        next_flush = next_loss = next_idle = next_rings = 0.0
         next_sweep = time.monotonic() + SWEEP_EVERY
         next_retention = time.monotonic() + 5.0
+        active: set[int] = set()  # sessions whose ring had records at its last drain
         while not self.stop:
+            woke: set[int] = set()
             for key, mask in self.sel.select(interval):
                 if key.data is None:
                     self._accept()
+                elif isinstance(key.data, int):
+                    woke.add(key.data)  # a ring more than half full
                 else:
                     self._service(key.data, mask)
-            n = self.programs.consume()
-            while n and self.programs.pending():
-                n += self.programs.consume()
-            interval = DRAIN_MIN if n else min(DRAIN_MAX, interval * 2)
             now = time.monotonic()
+            if now >= next_rings:  # every ring, now and then; the busy ones each time
+                next_rings = now + RING_SWEEP_EVERY
+                targets: set[int] = set(self.by_cg)
+            else:
+                targets = active | woke
+            n = 0
+            active = set()
+            for cg in targets:
+                m = self.programs.consume_session(cg)
+                if m:
+                    n += m
+                    active.add(cg)
+                    # A chunk at most about a drain more than max_chunk_bytes,
+                    # however fast the records come (readers cap a chunk).
+                    sess = self.by_cg.get(cg)
+                    if sess is not None and len(sess.writer.records) >= \
+                            sess.writer.max_chunk_bytes:
+                        self._guarded(sess, sess.writer.flush)
+            interval = self._interval(active, now)
             if n:
                 self.rate.append((now, n))
                 self._note_exits()
@@ -319,6 +395,21 @@ class Daemon:
                 next_retention = now + RETENTION_EVERY
                 self._retention()
             self._advance_endings(now)
+
+    def _interval(self, active: set[int], now: float) -> float:
+        """How long the loop may sleep: briefly while rings are busy (0 while
+        one holds more than a batch), longer when all are quiet (a quiet
+        ring that fills up wakes the loop), and never past an ending
+        session's next step."""
+        assert self.programs is not None
+        if any(self.programs.pending_session(cg) for cg in active):
+            return 0.0
+        interval = DRAIN_MIN if active else DRAIN_MAX
+        for sid in self.ending:
+            sess = self.sessions[sid]
+            at = sess.deadline if sess.state == "ending" else sess.finish_at
+            interval = min(interval, max(0.0, at - now))
+        return interval
 
     def _note_exits(self) -> None:
         """A session whose cgroup may have emptied has recorded an exit."""
@@ -387,6 +478,7 @@ class Daemon:
             t = raw[start]
             ts = int.from_bytes(raw[start + 8:start + 16], "little") - origin
             sess.dropped[t] = sess.dropped.get(t, 0) + 1
+            sess.gap_dropped[t] = sess.gap_dropped.get(t, 0) + 1
             sess.sink.per_type[t] -= 1
             if sess.drop_first_ts is None:
                 sess.drop_first_ts = ts
@@ -398,16 +490,17 @@ class Daemon:
         assert sess.drop_first_ts is not None
         gap = {"ts": sess.drop_first_ts, "end": sess.drop_last_ts, "reason": "output-error",
                "detail": sess.drop_detail,
-               "dropped": {TYPE_NAMES.get(t, str(t)): n for t, n in sess.dropped.items()}}
+               "dropped": {TYPE_NAMES.get(t, str(t)): n for t, n in sess.gap_dropped.items()}}
         try:
             sess.writer.add_map("gap", gap)
         except OutputError:
             return
         sess.gaps.append(gap)
         self.log("output-recovered", session=sess.id, file=sess.file,
-                 dropped=sum(sess.dropped.values()))
+                 dropped=sum(sess.gap_dropped.values()))
         sess.drop_first_ts = None
         sess.drop_detail = ""
+        sess.gap_dropped = {}
 
     def _check_losses(self) -> None:
         assert self.programs is not None
@@ -616,7 +709,9 @@ class Daemon:
         if not self.cfg.records_user(user, uid):
             return {"ok": True, "recorded": False,
                     "reason": f"user {user} (uid {uid}) is not recorded ([users])"}
-        session_id = str(uuid.uuid4())
+        spare = self.spares.popleft() if self.spares else None
+        self._want_spares.set()
+        session_id = spare.id if spare is not None else str(uuid.uuid4())
         wall_ns = time.time_ns()
         if output is None:
             safe = re.sub(r"[^A-Za-z0-9._-]", "_", user)[:64] or str(uid)
@@ -625,6 +720,8 @@ class Daemon:
         try:
             check_writable(output, force)
         except SessrecError as e:
+            if spare is not None:
+                self.spares.appendleft(spare)
             raise control.ControlError(control.E_FAILED, str(e)) from None
         if cwd is None:
             try:
@@ -634,7 +731,11 @@ class Daemon:
         from recorder import audit
 
         try:
-            cg = SessionCgroup.create(session_id, self.mount, self.cfg.cgroup_root)
+            if spare is not None:
+                cg = spare.cg
+                self.programs.adopt(cg.id, spare.ring)
+            else:
+                cg = SessionCgroup.create(session_id, self.mount, self.cfg.cgroup_root)
         except SessrecError as e:
             raise control.ControlError(control.E_FAILED, str(e)) from None
         writer: SessionWriter | None = None
@@ -655,6 +756,7 @@ class Daemon:
             writer.on_drop = lambda k, raw: self._on_drop(sess, k, raw)
             self.dispatcher.sinks[cg.id] = sess.sink
             self.programs.add_session(cg.id)
+            self.sel.register(self.programs.ring_fd(cg.id), selectors.EVENT_READ, cg.id)
             try:
                 cg.procs_file.write_text(str(pid))
             except OSError as e:
@@ -663,6 +765,7 @@ class Daemon:
                     f"cannot move process {pid} into the session: {e.strerror}") from None
         except BaseException as e:
             self.dispatcher.sinks.pop(cg.id, None)
+            self._unwatch_ring(cg.id)
             self.programs.remove_session(cg.id)
             cg.remove()
             if writer is not None:
@@ -732,7 +835,11 @@ class Daemon:
         if not sess.cg.populated():
             reason = "cgroup-empty" if reason != "client-gone" else reason
         left = sess.cg.remove()
-        self.programs.remove_session(sess.cg.id)
+        self._unwatch_ring(sess.cg.id)
+        ring = self.programs.retire(sess.cg.id)
+        if ring is not None:  # unregistered by the spare thread: it waits for RCU
+            self.retired.append((sess.cg.id, ring))
+            self._want_spares.set()
         self.programs.forget_lost(sess.cg.id)
         self.dispatcher.sinks.pop(sess.cg.id, None)
         if sess.drop_first_ts is not None:
@@ -780,6 +887,11 @@ class Daemon:
             w.waits -= 1
             self._reply(w, {"ok": True, **summary})
 
+    def _unwatch_ring(self, cgroup_id: int) -> None:
+        assert self.programs is not None
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(self.programs.ring_fd(cgroup_id))
+
     def _no_user_program(self, sess: Session) -> bool:
         """A PAM login whose user side ran no program (a port forwarding
         without a shell: docs/NODE.md) is no session: its file is removed."""
@@ -823,7 +935,15 @@ class Daemon:
             self.sessions[sess.id] = sess
             self.by_cg[sess.cg.id] = sess
             self.sessions_total += 1
+            self.sel.register(self.programs.ring_fd(sess.cg.id), selectors.EVENT_READ,
+                              sess.cg.id)
             self._maybe_empty(sess, time.monotonic())
+        # The spare sessions an earlier daemon left: empty cgroups, no state.
+        root = self.mount.path / self.cfg.cgroup_root
+        for d in root.iterdir() if root.is_dir() else ():
+            if d.is_dir() and d.name not in self.sessions:
+                with contextlib.suppress(OSError):
+                    d.rmdir()  # a cgroup with processes stays
 
     # --- retention ---
 

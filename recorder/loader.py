@@ -11,7 +11,7 @@ from __future__ import annotations
 import ctypes
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -304,16 +304,41 @@ class Programs:
     def add_session(self, cgroup_id: int) -> None:
         """Gives the session its ring and registers it: the programs record
         its processes from now on (a process moved into its cgroup joins it,
-        bpf/common.bpf.h, members)."""
+        bpf/common.bpf.h, members). The map update waits for an RCU grace
+        period (the kernel's rule for maps of maps: about 15 ms here), which
+        is why the daemon prepares sessions ahead (prepare_session)."""
         if cgroup_id in self._rings:
             return
         ring = self._new_ring()
+        try:
+            self._register(cgroup_id, ring)
+        except EnvironmentProblem:
+            self._release(ring)
+            raise
+        self._rings[cgroup_id] = ring
+
+    def _register(self, cgroup_id: int, ring: _Ring) -> None:
         t = self.bpf["sessions"]
         try:
             t[ctypes.c_uint64(cgroup_id)] = ctypes.c_int(ring.fd)
         except Exception as e:  # BCC raises bare Exception on a failed update
-            self._release(ring)
             raise EnvironmentProblem(f"cannot register the session's ring: {e}") from None
+
+    def prepare_session(self, cgroup_id: int) -> _Ring:
+        """A new ring, registered for cgroup_id (an empty cgroup made ahead):
+        callable from another thread, as the slow part (the map update)
+        runs without the GIL. adopt() it when the session starts."""
+        ring = self._create_ring()
+        try:
+            self._register(cgroup_id, ring)
+        except EnvironmentProblem:
+            ring.reader.close()
+            os.close(ring.fd)
+            raise
+        return ring
+
+    def adopt(self, cgroup_id: int, ring: _Ring) -> None:
+        """A session prepared by prepare_session() starts."""
         self._rings[cgroup_id] = ring
 
     def _new_ring(self) -> _Ring:
@@ -323,6 +348,10 @@ class Programs:
         tmpl = self.bpf["ring_tmpl"].map_fd
         if not any(r.fd == tmpl for r in self._rings.values()):
             return _Ring(tmpl, RingReader(tmpl, size), owned=False)
+        return self._create_ring()
+
+    def _create_ring(self) -> _Ring:
+        size = self.cfg.ring_pages * PAGE_SIZE
         from bcc import libbcc
 
         fd = libbcc.lib.bcc_create_map(BPF_MAP_TYPE_RINGBUF, b"sessrec_ring", 0, 0, size, 0)
@@ -361,6 +390,30 @@ class Programs:
                 ring.reader.drain_all(self._on_record)
             self._release(ring)
 
+    def retire(self, cgroup_id: int) -> _Ring | None:
+        """The first half of remove_session(), for the daemon: the ring is
+        drained and taken from the session, still registered in the map;
+        unregister() it later, from another thread (the map delete waits for
+        an RCU grace period)."""
+        ring = self._rings.pop(cgroup_id, None)
+        if ring is not None and self._on_record is not None:
+            ring.reader.drain_all(self._on_record)
+        return ring
+
+    def unregister(self, cgroup_id: int, ring: _Ring) -> None:
+        """The second half: callable from another thread. The ring is closed
+        (the template ring, which is not ours to close, goes back to the pool)."""
+        t = self.bpf["sessions"]
+        try:
+            del t[ctypes.c_uint64(cgroup_id)]
+        except KeyError:
+            pass
+        if ring.owned:
+            ring.reader.close()
+            os.close(ring.fd)
+        else:
+            self._pool.append(ring)
+
     def add_member(self, pid: int, cgroup_id: int) -> None:
         """Records process pid in the session of cgroup_id from now on. A
         process moved into a session's cgroup joins it by itself; this is
@@ -374,18 +427,36 @@ class Programs:
         during the call)."""
         self._on_record = on_record
 
-    def consume(self) -> int:
-        """Drains every session's ring without waiting (records are submitted
-        without wake-ups, so the caller drains on a timer), each at most a
-        batch, so that a flooding session does not starve the others.
-        Returns the record count."""
+    def consume(self, cgroup_ids: Iterable[int] | None = None) -> int:
+        """Drains the sessions' rings (all, or those of cgroup_ids) without
+        waiting (records are submitted without wake-ups, so the caller drains
+        on a timer), each at most a batch, so that a flooding session does
+        not starve the others. Returns the record count."""
         if self._on_record is None:
             return 0
         n = 0
-        for ring in self._rings.values():
+        rings = self._rings.values() if cgroup_ids is None else \
+            [r for r in map(self._rings.get, cgroup_ids) if r is not None]
+        for ring in rings:
             if ring.reader.pending():
                 n += ring.reader.drain(self._on_record, DRAIN_BATCH)
         return n
+
+    def consume_session(self, cgroup_id: int) -> int:
+        """consume() of one session's ring."""
+        ring = self._rings.get(cgroup_id)
+        if ring is None or self._on_record is None or not ring.reader.pending():
+            return 0
+        return ring.reader.drain(self._on_record, DRAIN_BATCH)
+
+    def pending_session(self, cgroup_id: int) -> bool:
+        ring = self._rings.get(cgroup_id)
+        return ring is not None and ring.reader.pending()
+
+    def ring_fd(self, cgroup_id: int) -> int:
+        """The session's ring, to poll: it becomes readable when the
+        programs wake user space, once the ring is half full."""
+        return self._rings[cgroup_id].fd
 
     def pending(self) -> bool:
         """Records are waiting in a ring (consume() stops after a batch)."""

@@ -181,7 +181,7 @@ class SessionWriter:
         written when losses grow, at most about once a second.)"""
         packed = self._pack(fmt.validate_stats({"k": "stats", **stats}))
         self.flush()
-        self._write(self._sealed(self._chunk(fmt.ChunkKind.EVENTS, packed)))
+        self._write_map(packed)
 
     def add_map(self, kind: str, body: dict[str, Any]) -> None:
         """Write a map of a kind format.py validates ("gap"), at once, after
@@ -189,7 +189,7 @@ class SessionWriter:
         validate = {"gap": fmt.validate_gap, "stats": fmt.validate_stats}[kind]
         packed = self._pack(validate({"k": kind, **body}))
         self.flush()
-        self._write(self._sealed(self._chunk(fmt.ChunkKind.EVENTS, packed)))
+        self._write_map(packed)
 
     def maybe_flush(self, now_monotonic: float) -> None:
         """Flush if flush_interval has passed since the last flush, or if
@@ -228,6 +228,17 @@ class SessionWriter:
             if not self._cut_back(start):
                 raise
             self.on_drop(kind, raw)
+            raise
+
+    def _write_map(self, packed: bytes) -> None:
+        """An EVENTS chunk of one map; with on_drop set, a failed write is cut
+        back as _write_or_drop does (the map is the caller's to retry)."""
+        start = self.bytes_written
+        try:
+            self._write(self._sealed(self._chunk(fmt.ChunkKind.EVENTS, packed)))
+        except OutputError:
+            if self.on_drop is not None:
+                self._cut_back(start)
             raise
 
     def _cut_back(self, offset: int) -> bool:

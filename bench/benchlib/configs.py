@@ -50,7 +50,8 @@ CONFIGS = ("unrecorded", "floor", "sessrec", "daemon", "bpftrace", "auditd")
 # Events the configuration sees besides the workload's own: under sessrec the
 # `timed` wrapper is exec'd inside the session; under auditd it starts the new
 # audit session only after its exec.
-WRAPPER_EVENTS = {"sessrec": {"exec": 1}, "daemon": {"exec": 1}, "bpftrace": {"exec": 1}}
+# (bpftrace: `timed` is moved into the cgroup after its exec.)
+WRAPPER_EVENTS = {"sessrec": {"exec": 1}, "daemon": {"exec": 1}, "bpftrace": {}}
 PEER_SCRIPT = REPO / "bench" / "peers" / "session.bt"
 
 
@@ -177,7 +178,10 @@ class Runner:
             cfg = self.tmp / "daemon.toml"
             cfg.write_text(f'output_dir = "{self.tmp / "daemon-out"}"\n'
                            f'control_socket = "{self._daemon_sock}"\n'
-                           f'cgroup_root = "sessrec-bench-{os.getpid()}"\n')
+                           f'cgroup_root = "sessrec-bench-{os.getpid()}"\n'
+                           # The ring `sessrec record` has (32 MiB), so the two
+                           # configurations differ by the daemon alone.
+                           'ring_size = "32MiB"\n')
             log = open(self.tmp / "daemon.log", "wb")
             self._daemon_proc = subprocess.Popen(
                 [*SESSREC, "daemon", "--config", str(cfg)], cwd=REPO,
@@ -235,12 +239,16 @@ class Runner:
                 bt = subprocess.Popen(["bpftrace", "-o", str(out), str(script)],
                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                       stderr=e)
+            # bpftrace buffers what it prints to a file, so its BEGIN cannot
+            # say it is ready: its probes are attached once it holds a perf
+            # event for each (it says how many first).
             deadline = time.monotonic() + 120
-            while not (out.exists() and b"ready" in out.read_bytes()[:4096]):
+            while _perf_events(bt.pid) < _probes(out) - 2:
                 if time.monotonic() > deadline or bt.poll() is not None:
                     raise BenchError("bpftrace did not start: "
                                      + err.read_text(errors="replace")[-2000:])
                 time.sleep(0.05)
+            time.sleep(0.5)
             gate = Gate(self.tmp)
             proc = self._popen(timed_argv(self.timed, gate, prep.argv, copies=prep.copies),
                                prep)
@@ -261,13 +269,17 @@ class Runner:
                 except OSError:
                     time.sleep(0.05)
         counts = {"exec": 0, "open": 0, "connect": 0}
+        lost = 0
         with open(out, "rb") as f:
             for line in f:
                 kind = line.split(b" ", 1)[0].decode(errors="replace")
                 if kind in counts:
                     counts[kind] += 1
-        lost = sum(int(n) for n in re.findall(r"Lost (\d+) events",
-                                               err.read_text(errors="replace")))
+                elif kind == "Lost":  # bpftrace says it in its output
+                    m = re.match(rb"Lost (\d+) events", line)
+                    lost += int(m.group(1)) if m else 0
+        lost += sum(int(n) for n in re.findall(r"Lost (\d+) events",
+                                                err.read_text(errors="replace")))
         true = prep.truth(stdout)
         for kind, n in WRAPPER_EVENTS["bpftrace"].items():
             if kind in true:
@@ -309,6 +321,25 @@ class Runner:
                    "backlog_wait_jiffies": s1.get("backlog_wait_time_actual", 0)
                    - s0.get("backlog_wait_time_actual", 0)},
         )
+
+
+def _probes(out: Path) -> int:
+    """N of bpftrace's "Attaching N probes..." (a large number until then)."""
+    m = re.search(rb"Attaching (\d+) probe", out.read_bytes()[:200]) if out.exists() else None
+    return int(m.group(1)) if m else 1 << 30
+
+
+def _perf_events(pid: int) -> int:
+    n = 0
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                n += os.readlink(fd) == "anon_inode:[perf_event]"
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return n
 
 
 def rate_prepared(prep: Prepared, copies: int) -> Prepared:

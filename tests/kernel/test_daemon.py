@@ -35,17 +35,17 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     assert not [e for e in d.log() if e.get("level") == "error"], d.log_path.read_text()
 
 
-def test_a_pam_session_start_to_end(daemon: Daemon) -> None:
+def test_a_login_session_start_to_end(daemon: Daemon) -> None:
     p = gated(["/bin/sh", "-c", "/bin/cat /etc/hostname >/dev/null; exit 3"])
     login = {"user": "alice", "uid": 1000, "rhost": "203.0.113.9", "tty": "ssh",
              "service": "sshd", "remote_addr": "203.0.113.9", "remote_port": 51234}
-    r = daemon.request("start", pid=p.pid, kind="pam", login=login)
+    r = daemon.request("start", pid=p.pid, kind="logind", login=login)
     assert r["ok"] and r["recorded"] and r["v"] == 1
     # Moved before the reply: the process is in the session cgroup now.
     assert str(p.pid) in Path(r["cgroup"], "cgroup.procs").read_text().split()
     listed = daemon.request("list")["sessions"]
     assert [(s["session"], s["kind"], s["pid"], s["user"], s["state"]) for s in listed] == \
-        [(r["session"], "pam", p.pid, "alice", "active")]
+        [(r["session"], "logind", p.pid, "alice", "active")]
     release(p)
     assert p.wait() == 3
     done = daemon.request("end", session=r["session"], reason="pam-close", linger=30)
@@ -58,7 +58,7 @@ def test_a_pam_session_start_to_end(daemon: Daemon) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(daemon.out.stat().st_mode) == 0o700
     h = header(path)
-    assert h["kind"] == "pam" and h["login"] == login
+    assert h["kind"] == "logind" and h["login"] == login
     assert h["leader_pid"] == p.pid and h["uid"] == 1000
     assert h["recorder"]["pid"] == daemon.proc.pid  # type: ignore[union-attr]
     events, _ = export(path)
@@ -82,7 +82,7 @@ def test_a_pam_session_start_to_end(daemon: Daemon) -> None:
 def test_end_lingers_then_names_who_is_left(daemon: Daemon) -> None:
     p = subprocess.Popen(["/bin/sleep", "60"])
     try:
-        r = daemon.request("start", pid=p.pid, kind="pam")
+        r = daemon.request("start", pid=p.pid, kind="logind")
         t = time.monotonic()
         done = daemon.request("end", session=r["session"], reason="pam-close", linger=0.5)
         assert time.monotonic() - t >= 0.5
@@ -99,14 +99,14 @@ def test_excluded_and_unknown(daemon: Daemon) -> None:
     p = subprocess.Popen(["/bin/sleep", "60"])
     try:
         for login in ({"user": "excluded-user"}, {"uid": 4000, "user": "x"}):
-            r = daemon.request("start", pid=p.pid, kind="pam", login=login)
+            r = daemon.request("start", pid=p.pid, kind="logind", login=login)
             assert r["recorded"] is False and "not recorded" in r["reason"]
         assert "sessrec-test" not in Path(f"/proc/{p.pid}/cgroup").read_text()
     finally:
         p.kill()
         p.wait()
     with pytest.raises(control.ControlError) as e:
-        daemon.request("start", pid=p.pid, kind="pam")
+        daemon.request("start", pid=p.pid, kind="logind")
     assert e.value.code == control.E_NOT_FOUND
     with pytest.raises(control.ControlError) as e:
         daemon.request("end", session="no-such-session")
@@ -282,7 +282,7 @@ def test_control_socket_abuse(daemon: Daemon) -> None:
     # While all of that is open, the daemon serves a session as usual.
     t = time.monotonic()
     p = gated(["/bin/true"])
-    r = daemon.request("start", pid=p.pid, kind="pam")
+    r = daemon.request("start", pid=p.pid, kind="logind")
     release(p)
     p.wait()
     assert daemon.request("end", session=r["session"], linger=10)["end_reason"] == "cgroup-empty"

@@ -46,7 +46,7 @@ def test_events_off_and_retention(tmp_daemons: list[Daemon], tmp_path: Path) -> 
     # An active session's file, made to look old: never removed.
     p = subprocess.Popen(["/bin/sleep", "60"])
     try:
-        r = d.request("start", pid=p.pid, kind="pam")
+        r = d.request("start", pid=p.pid, kind="logind")
         os.utime(r["file"], (now - 200 * DAY, now - 200 * DAY))
         deadline = time.monotonic() + 60
         while len(d.events("retention-removed")) < 2:
@@ -65,7 +65,7 @@ def test_events_off_and_retention(tmp_daemons: list[Daemon], tmp_path: Path) -> 
     assert not [t for t in status["programs"] if "open" in t]
     assert "syscalls:sys_exit_connect" in status["programs"]
     c = gated(["/bin/cat", "/etc/hostname"], stdout=subprocess.DEVNULL)
-    r = d.request("start", pid=c.pid, kind="pam")
+    r = d.request("start", pid=c.pid, kind="logind")
     release(c)
     assert c.wait(30) == 0
     d.wait_ended(r["session"])
@@ -80,7 +80,7 @@ def test_disabled(tmp_daemons: list[Daemon], tmp_path: Path) -> None:
     d.start()
     p = subprocess.Popen(["/bin/sleep", "60"])
     try:
-        r = d.request("start", pid=p.pid, kind="pam")
+        r = d.request("start", pid=p.pid, kind="logind")
     finally:
         p.kill()
         p.wait()

@@ -35,7 +35,7 @@ def test_a_thousand_sessions(daemon: Daemon) -> None:
     try:
         started = {}
         for p in procs:
-            r = daemon.request("start", pid=p.pid, kind="pam", login={"user": f"u{p.pid}"})
+            r = daemon.request("start", pid=p.pid, kind="logind", login={"user": f"u{p.pid}"})
             assert r["recorded"]
             started[p.pid] = r
         status = daemon.request("status")
@@ -84,7 +84,7 @@ def test_a_flooding_session_costs_the_others_nothing(tmp_path: Path,
         target = "/etc/hostname"
         flood = gated([str(progs["open_many"]), "3000000", target])
         paced = [gated([str(progs["open_paced"]), "4000", "1000", target]) for _ in range(19)]
-        started = [d.request("start", pid=p.pid, kind="pam") for p in [flood, *paced]]
+        started = [d.request("start", pid=p.pid, kind="logind") for p in [flood, *paced]]
         for p in [flood, *paced]:
             release(p)
         for p in [flood, *paced]:
