@@ -1,0 +1,168 @@
+"""The kernel matrix's own logic, without booting anything: the kernel
+modules' dependencies read from ELF, the initramfs archive, the junit
+results, the table and the exit status."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "vagrant"))
+from kmatrix import initramfs, kernels, modules, results
+from kmatrix.errors import MatrixError
+
+
+def fake_module(modinfo: dict[str, str]) -> bytes:
+    """A minimal ELF64 file with a .modinfo section (and the section names)."""
+    info = b"".join(f"{k}={v}".encode() + b"\0" for k, v in modinfo.items())
+    names = b"\0.modinfo\0.shstrtab\0"
+    info_off = 64
+    names_off = info_off + len(info)
+    shoff = names_off + len(names)
+    shoff += -shoff % 8
+    header = bytearray(64)
+    header[:6] = b"\x7fELF\x02\x01"
+    struct.pack_into("<Q", header, 0x28, shoff)
+    struct.pack_into("<HHH", header, 0x3A, 64, 3, 2)
+    sections = bytes(64)  # the null section
+    sections += struct.pack("<IIQQQQ", 1, 1, 0, 0, info_off, len(info)) + bytes(24)
+    sections += struct.pack("<IIQQQQ", 10, 3, 0, 0, names_off, len(names)) + bytes(24)
+    body = bytes(header) + info + names
+    return body + bytes(shoff - len(body)) + sections
+
+
+def module_tree(tmp_path: Path, deps: dict[str, str], builtin: str = "") -> Path:
+    mdir = tmp_path / "usr/lib/modules/6.1.0-test"
+    (mdir / "kernel/fs").mkdir(parents=True)
+    for name, dep in deps.items():
+        (mdir / "kernel/fs" / f"{name.replace('_', '-')}.ko").write_bytes(
+            fake_module({"license": "GPL", "depends": dep, "name": name}))
+    (mdir / "modules.builtin").write_text(builtin)
+    (mdir / "modules.order").write_text("")
+    return mdir
+
+
+def test_modinfo_reads_the_section() -> None:
+    info = modules.modinfo(fake_module({"depends": "a,b", "vermagic": "6.1.0 SMP"}))
+    assert info == {"depends": "a,b", "vermagic": "6.1.0 SMP"}
+
+
+def test_modinfo_refuses_what_is_not_elf64() -> None:
+    with pytest.raises(MatrixError, match="not an ELF64"):
+        modules.modinfo(b"#!/bin/sh\n")
+
+
+def test_load_order_puts_dependencies_first_and_skips_builtins(tmp_path: Path) -> None:
+    mdir = module_tree(tmp_path, {"p9": "netfs,p9net", "p9net": "", "netfs": "fscache",
+                                  "fscache": "", "overlay": ""},
+                       builtin="kernel/fs/fscache.ko\n")
+    order = modules.load_order(["p9", "overlay"], modules.module_index(mdir),
+                               modules.builtin_modules(mdir))
+    assert order == ["netfs", "p9net", "p9", "overlay"]
+
+
+def test_load_order_names_a_missing_module_and_a_loop(tmp_path: Path) -> None:
+    mdir = module_tree(tmp_path, {"a": "b", "b": "a", "c": "gone"})
+    index = modules.module_index(mdir)
+    with pytest.raises(MatrixError, match="neither built in nor in the package"):
+        modules.load_order(["c"], index, set())
+    with pytest.raises(MatrixError, match="loop: a -> b -> a"):
+        modules.load_order(["a"], index, set())
+
+
+@pytest.mark.skipif(shutil.which("cpio") is None or not initramfs.BUSYBOX.exists(),
+                    reason="needs cpio and busybox-static to unpack and build the archive")
+def test_initramfs_unpacks_with_cpio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mdir = module_tree(tmp_path, {"virtio_pci": "", "p9net_virtio": "", "p9": "",
+                                  "overlay": ""})
+    monkeypatch.setattr(initramfs, "ROOT_MODULES", ("virtio_pci", "p9net_virtio", "p9",
+                                                    "overlay"))
+    dest = tmp_path / "initramfs.gz"
+    order = initramfs.build(mdir, dest)
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    subprocess.run(["cpio", "-id", "--quiet"], input=gzip.decompress(dest.read_bytes()),
+                   cwd=unpacked, check=True)
+    assert (unpacked / "init").read_bytes() == initramfs.GUEST_INIT.read_bytes()
+    assert (unpacked / "init").stat().st_mode & 0o111
+    assert (unpacked / "modules.order").read_text().split() == order
+    for m in order:
+        assert modules.modinfo((unpacked / "modules" / f"{m}.ko").read_bytes())["name"] == m
+    assert (unpacked / "bin/busybox").read_bytes() == initramfs.BUSYBOX.read_bytes()
+
+
+JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest">
+<testcase classname="tests.kernel.test_exec" name="test_argv" time="3.1"/>
+<testcase classname="tests.kernel.test_exec" name="test_env" time="2.0">
+  <failure message="assert 1 == 2">...</failure></testcase>
+<testcase classname="tests.kernel.test_audit" name="test_login" time="0.1">
+  <skipped message="no auditd"/></testcase>
+<testcase classname="tests.kernel.test_ring" name="test_loss" time="1.0">
+  <error message="fixture">...</error></testcase>
+</testsuite></testsuites>"""
+
+
+def test_junit_counts_and_names_the_failures(tmp_path: Path) -> None:
+    (tmp_path / "junit.xml").write_text(JUNIT)
+    assert results.read_junit(tmp_path / "junit.xml") == (
+        1, 2, 1, ["test_exec::test_env", "test_ring::test_loss"])
+
+
+def test_collect_reads_the_guest_share(tmp_path: Path) -> None:
+    (tmp_path / "junit.xml").write_text(JUNIT)
+    (tmp_path / "probe").write_text("ok 53389\n")
+    (tmp_path / "kernel.env").write_text("release=6.1.0-57-amd64\nheaders=/usr/src/h\n")
+    r = results.KernelResult("debian12")
+    results.collect(r, tmp_path)
+    assert (r.passed, r.failed, r.skipped, r.probe_seconds, r.headers) == (
+        1, 2, 1, 53.389, "/usr/src/h")
+    assert not r.ok and r.problem == ""
+
+
+def test_a_guest_without_results_is_not_a_pass(tmp_path: Path) -> None:
+    r = results.KernelResult("debian12")
+    results.collect(r, tmp_path)
+    assert r.problem == "the test run left no results" and not r.ok
+
+
+def test_table_and_exit_status_tell_infrastructure_from_tests() -> None:
+    good = results.KernelResult("debian12", release="6.1.0-57-amd64", accel="tcg",
+                                passed=41, seconds=1205)
+    broken = results.KernelResult("debian12-rt", boot=results.BOOT_INFRA,
+                                  problem="qemu: could not load kernel", seconds=3)
+    failing = results.KernelResult("debian12-cloud", accel="tcg", passed=3, failed=1,
+                                   failing=["test_open::test_openat2"], seconds=61)
+    assert results.exit_status([good]) == 0
+    assert results.exit_status([good, broken]) == 3
+    assert results.exit_status([good, broken, failing]) == 1
+    text = results.text_table([good, broken, failing])
+    lines = text.splitlines()
+    assert lines[0].split()[:3] == ["kernel", "release", "accel"]
+    assert "20m05s" in lines[1] and "41" in lines[1]
+    assert "infrastructure failure: qemu: could not load kernel" in lines[2]
+    assert "test_open::test_openat2" in lines[3]
+    md = results.markdown_table([good, broken, failing]).splitlines()
+    assert md[1].startswith("| --- |") and len(md) == 5
+
+
+def test_kernel_names_are_known_or_refused() -> None:
+    assert kernels.by_name("debian12").meta == "linux-image-amd64"
+    with pytest.raises(MatrixError, match="unknown kernel 'nope'"):
+        kernels.by_name("nope")
+    assert len({k.name for k in kernels.KERNELS}) == len(kernels.KERNELS)
+
+
+def test_merged_usr_moves_lib_under_usr(tmp_path: Path) -> None:
+    if not Path("/lib").is_symlink():
+        pytest.skip("the host has no merged /usr")
+    (tmp_path / "lib/modules/6.1").mkdir(parents=True)
+    (tmp_path / "usr/src").mkdir(parents=True)
+    kernels._merge_usr(tmp_path)
+    assert not (tmp_path / "lib").exists()
+    assert (tmp_path / "usr/lib/modules/6.1").is_dir()
