@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recorder import btf
+from recorder import btf, kfeatures
 from recorder.ringbuf import RingReader
 from sessrec.errors import EnvironmentProblem, PrivilegeError
 
@@ -134,13 +134,18 @@ def check_privileges() -> None:
         )
 
 
-def compile_flags(cfg: LoadConfig, tracefs_dir: Path | None = None) -> list[str]:
-    """-D and -I flags that configure the programs (no source templating)."""
+def check_btf() -> None:
     if not Path(BTF_PATH).exists():
         raise EnvironmentProblem(
             f"no BTF at {BTF_PATH}: sessrec needs a kernel built with "
             "CONFIG_DEBUG_INFO_BTF=y to find kernel struct offsets"
         )
+
+
+def compile_flags(cfg: LoadConfig, tracefs_dir: Path | None = None,
+                  features: kfeatures.KernelFeatures | None = None) -> list[str]:
+    """-D and -I flags that configure the programs (no source templating)."""
+    check_btf()
     wanted = [(s, m) for _, s, m in KERNEL_OFFSETS]
     found = btf.cached_member_offsets(wanted, btf_path=BTF_PATH)
     flags: list[str] = []
@@ -151,13 +156,12 @@ def compile_flags(cfg: LoadConfig, tracefs_dir: Path | None = None) -> list[str]
         f"-DSR_RING_PAGES={cfg.ring_pages}",
         f"-DSR_NR_CPUS={_possible_cpus()}",
     ]
-    tf = tracefs_dir or tracefs()
-    exit_fmt = tf / "events/sched/sched_process_exit/format"
-    try:
-        if "group_dead" in exit_fmt.read_text():
-            flags.append("-DSR_HAVE_GROUP_DEAD=1")
-    except OSError:
-        pass
+    if features is None:
+        features = kfeatures.detect(tracefs_dir or tracefs(), BTF_PATH)
+    if features.exit_group_dead:
+        flags.append("-DSR_HAVE_GROUP_DEAD=1")
+    if not features.openat2:
+        flags.append("-DSR_NO_OPENAT2=1")
     return flags
 
 
@@ -169,8 +173,13 @@ def _possible_cpus() -> int:
         return os.cpu_count() or 1
 
 
+# Tracepoints the programs do without (a notice says so): see kfeatures.
+OPTIONAL_TRACEPOINTS = frozenset({("syscalls", "sys_exit_openat2")})
+
+
 def check_tracepoints(tf: Path) -> None:
-    missing = [f"{c}:{e}" for c, e in tracepoints() if not (tf / "events" / c / e).is_dir()]
+    missing = [f"{c}:{e}" for c, e in tracepoints()
+               if (c, e) not in OPTIONAL_TRACEPOINTS and not (tf / "events" / c / e).is_dir()]
     if missing:
         raise EnvironmentProblem(
             "missing tracepoint(s) " + ", ".join(missing) + ": this kernel lacks "
@@ -201,6 +210,7 @@ class Programs:
 
     bpf: Any
     cfg: LoadConfig
+    features: kfeatures.KernelFeatures
     _ring: RingReader | None = field(default=None, repr=False)
     _on_record: RecordCallback | None = field(default=None, repr=False)
 
@@ -210,13 +220,16 @@ class Programs:
         check_machine()
         tf = tracefs()
         check_tracepoints(tf)
-        cflags = compile_flags(cfg, tf)
+        check_btf()
+        features = kfeatures.detect(tf, BTF_PATH)
+        features.check()
+        cflags = compile_flags(cfg, tf, features)
         bcc = import_bcc()
         try:
             bpf = bcc.BPF(text=program_text(), cflags=cflags)
         except Exception as e:  # BCC raises bare Exception on compile/load errors
             raise EnvironmentProblem(f"loading the BPF programs failed: {e}") from e
-        return cls(bpf=bpf, cfg=cfg)
+        return cls(bpf=bpf, cfg=cfg, features=features)
 
     def add_session(self, cgroup_id: int) -> None:
         t = self.bpf["sessions"]
