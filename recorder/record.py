@@ -295,6 +295,7 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
             "limits": {"argv_max": records.ARGV_MAX, "path_max": records.PATH_MAX},
             "abi_version": records.ABI_VERSION,
             "audit": auditing.start(),
+            "kernel_features": programs.features.as_header(),
         }
         try:
             writer = SessionWriter(

@@ -322,6 +322,18 @@ HEADER_OPTIONAL: Final[Mapping[str, object]] = {
         "start_record": bool,
         "reason": _Opt(str),
     },
+    # 2.1: what the kernel offered the programs, and what is not recorded
+    # for want of it (recorder/kfeatures.py)
+    "kernel_features": {
+        "release": str,
+        "ringbuf": bool,
+        "task_pt_regs": bool,
+        "openat2": bool,
+        "exit_group_dead": bool,
+        "headers": str,
+        "headers_match": bool,
+        "notices": _ListOf(str),
+    },
 }
 TRAILER_OPTIONAL: Final[Mapping[str, object]] = {
     # 1.1: the end record
