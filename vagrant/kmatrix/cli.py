@@ -34,7 +34,9 @@ QUICK = (
     "tests/kernel/test_open.py",
     "tests/kernel/test_connect.py",
 )
-FULL = ("tests/kernel",)
+# The whole tier but the benchmark's smoke test: it times workloads (minutes
+# natively, far longer under TCG) and proves nothing about the kernel.
+FULL = ("tests/kernel", "--deselect", "tests/kernel/test_bench_quick.py::test_bench_quick")
 
 EPILOG = """examples:
   sudo vagrant/kernel-matrix --list
