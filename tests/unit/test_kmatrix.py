@@ -5,6 +5,7 @@ results, the table and the exit status."""
 from __future__ import annotations
 
 import gzip
+import io
 import shutil
 import struct
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "vagrant"))
-from kmatrix import initramfs, kernels, modules, results
+from kmatrix import cli, initramfs, kernels, modules, results
 from kmatrix.errors import MatrixError
 
 
@@ -166,3 +167,33 @@ def test_merged_usr_moves_lib_under_usr(tmp_path: Path) -> None:
     kernels._merge_usr(tmp_path)
     assert not (tmp_path / "lib").exists()
     assert (tmp_path / "usr/lib/modules/6.1").is_dir()
+
+
+def test_list_names_every_kernel() -> None:
+    out = io.StringIO()
+    assert cli.main(["--list"], stdout=out) == 0
+    lines = out.getvalue().splitlines()
+    assert [ln.split()[0] for ln in lines] == [k.name for k in kernels.KERNELS]
+    assert "[bookworm-backports]" in lines[-1]
+
+
+def test_docs_table_replaces_only_what_is_between_the_markers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = tmp_path / "KERNELS.md"
+    doc.write_text(f"# Kernels\nintro\n{cli.BEGIN}\nold table\n{cli.END}\nafter\n")
+    monkeypatch.setattr(cli, "KERNELS_DOC", doc)
+    meta = {"date": "2026-11-29 14:00 UTC", "commit": "abc123", "host_kernel": "6.18",
+            "subset": "full", "init": "systemd"}
+    r = results.KernelResult("debian12", release="6.1.0-57-amd64", accel="tcg", passed=40,
+                             seconds=1200, boot_seconds=10.3, probe_seconds=47.5,
+                             headers="/usr/src/linux-headers-6.1.0-57-amd64")
+    cli.write_docs([r], meta, tmp_path)
+    text = doc.read_text()
+    assert text.startswith("# Kernels\nintro\n") and text.endswith(f"{cli.END}\nafter\n")
+    assert "old table" not in text
+    assert "Run of 2026-11-29 14:00 UTC at commit abc123" in text
+    assert "| debian12 | 6.1.0-57-amd64 | tcg | ok | 40 | 0 | 0 |  | 20m00s |" in text
+    assert "first BCC compile and load (`sessrec record -- /bin/true`) 48 s" in text
+    doc.write_text("no markers\n")
+    with pytest.raises(MatrixError, match="lacks the"):
+        cli.write_docs([r], meta, tmp_path)
