@@ -2,7 +2,7 @@
  *
  * Configured by the loader (recorder/loader.py) with -D flags:
  *   SR_SESSION_LEVEL  cgroup2 depth of session cgroups (<mount>/sessrec/<id>)
- *   SR_RING_PAGES     ring buffer size in pages
+ *   SR_RING_PAGES     each session's ring buffer size, in pages
  *   SR_NR_CPUS        possible CPUs (slots of the scratch map)
  *   SR_OFF_*          kernel struct member offsets taken from BTF at load
  *                     time: the installed headers do not match the running
@@ -16,11 +16,15 @@
 
 #include "sessrec.h"
 
-/* Session cgroup ids being recorded. The value is unused (a presence set). */
-BPF_HASH(sessions, u64, u32, 4096);
-
-/* One ring buffer for all sessions; user space routes by header cgroup_id. */
-BPF_RINGBUF_OUTPUT(events, SR_RING_PAGES);
+/* The sessions being recorded: session cgroup id -> that session's own ring
+ * buffer, which user space creates (recorder/loader.py) and drains. A ring
+ * per session isolates sessions: one that floods fills its own ring and
+ * loses its own events, never another's (docs/PERFORMANCE.md). ring_tmpl is
+ * the template a map of maps needs (every inner ring has its size); user
+ * space hands it out as the first session's ring. */
+#define SR_MAX_SESSIONS 4096
+BPF_RINGBUF_OUTPUT(ring_tmpl, SR_RING_PAGES);
+BPF_HASH_OF_MAPS(sessions, u64, "ring_tmpl", SR_MAX_SESSIONS);
 
 /* Events that did not fit in the ring, per session and event type, so that
  * each session's file reports its own losses. */
@@ -131,17 +135,22 @@ static __always_inline void *scratch_area(void)
 	return s ? s->buf : NULL;
 }
 
-/* Copy a finished record into the ring. No wake-up: user space drains on a
- * short timer, because a wake-up per event costs more than the event. */
+/* Copy a finished record into its session's ring. No wake-up: user space
+ * drains on a short timer, because a wake-up per event costs more than the
+ * event. */
 static __always_inline void submit(void *rec, u64 size, u16 type)
 {
+	u64 cg = ((struct event_header *)rec)->cgroup_id;
+	void *ring;
+
 	SR_OPAQUE(size);
 	if (size > SR_SCRATCH_SIZE)
 		return;
-	if (events.ringbuf_output(rec, size, BPF_RB_NO_WAKEUP) != 0) {
+	ring = sessions.lookup(&cg);
+	if (ring == NULL || bpf_ringbuf_output(ring, rec, size, BPF_RB_NO_WAKEUP) != 0) {
 		struct lost_key k = {};
 		u64 zero = 0;
-		k.cgroup_id = ((struct event_header *)rec)->cgroup_id;
+		k.cgroup_id = cg;
 		k.type = type;
 		u64 *n = lost.lookup_or_try_init(&k, &zero);
 		if (n)

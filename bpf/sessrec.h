@@ -7,7 +7,10 @@
  * and size against it, so the two cannot drift.
  *
  * Rules: enum values and struct fields are append-only; any layout change
- * bumps SESSREC_ABI_VERSION.
+ * bumps SESSREC_ABI_VERSION, and sessrec/records.py gets a table for the new
+ * version next to the old ones (files of every version are read forever).
+ * A field appended to a struct goes before its flexible array member, with
+ * explicit padding (docs/FORMAT.md, "BPF ABI versions").
  */
 #ifndef SESSREC_H
 #define SESSREC_H

@@ -41,6 +41,7 @@ from pyroute2.netlink.nlsocket import NetlinkSocket
 
 from sessrec import __version__
 from sessrec import format as fmt
+from sessrec.event import TYPE_NAMES
 
 NETLINK_AUDIT = 9
 AUDIT_GET = 1000  # linux/audit.h: get the status
@@ -319,6 +320,76 @@ def record_text(op: str, session_id: str, path: str, fields: Mapping[str, object
     return " ".join(parts)
 
 
+class Sender:
+    """A long-lived sending process, for the daemon: forked once at start-up
+    (while the daemon is small), it sends each record it is given and answers
+    with exchange()'s answer. A fork per session, as run_detached does, costs
+    the daemon tens of milliseconds once BCC has grown it. Records are sent
+    in order; one that gets no answer within the timeout is reported as such,
+    and its late answer is skipped."""
+
+    def __init__(self, connect: Callable[[], AuditNetlink] = PyrouteAudit) -> None:
+        import socket
+
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.pid = os.fork()
+        if self.pid == 0:
+            code = 0
+            try:
+                ours.close()
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                with theirs.makefile("rwb") as f:
+                    for line in f:
+                        req = json.loads(line)
+                        try:
+                            answer = exchange(req["text"], connect)
+                        except Exception as e:  # report whatever it is
+                            answer = {"sent": False, "status": None,
+                                      "reason": f"audit sender failed: {describe_error(e)}"}
+                        f.write(json.dumps({"n": req["n"], **answer}).encode() + b"\n")
+                        f.flush()
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        theirs.close()
+        self._sock = ours
+        self._buf = b""
+        self._n = 0
+
+    def send(self, text: str, timeout: float) -> dict[str, Any]:
+        self._n += 1
+        n = self._n
+        deadline = time.monotonic() + timeout
+        try:
+            self._sock.sendall(json.dumps({"n": n, "text": text}).encode() + b"\n")
+            while True:
+                if b"\n" not in self._buf:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not select.select([self._sock], [], [], left)[0]:
+                        return {"sent": False, "status": None,
+                                "reason": f"no answer from audit netlink within {timeout:g} s "
+                                "(auditd's backlog full?); the record may still be written"}
+                    data = self._sock.recv(65536)
+                    if not data:
+                        raise OSError("the audit sender exited")
+                    self._buf += data
+                    continue
+                line, _, self._buf = self._buf.partition(b"\n")
+                answer = json.loads(line)
+                if answer.get("n") == n:
+                    answer.pop("n")
+                    return dict(answer)
+        except (OSError, ValueError) as e:
+            return {"sent": False, "status": None,
+                    "reason": f"audit sender failed: {describe_error(e)}"}
+
+    def close(self) -> None:
+        self._sock.close()
+        os.waitpid(self.pid, 0)
+
+
 class AuditSession:
     """The audit side of one recorded session: start() at its start, end()
     at its end, abort() in a finally (a failed end record if end() never
@@ -326,17 +397,22 @@ class AuditSession:
 
     def __init__(self, session_id: str, path: str, leader_pid: int, *,
                  connect: Callable[[], AuditNetlink] = PyrouteAudit,
-                 timeout: float = TIMEOUT, detach: bool = True):
+                 timeout: float = TIMEOUT, detach: bool = True,
+                 sender: Sender | None = None):
         self.session_id = session_id
         self.path = os.path.abspath(path)
         self.leader_pid = leader_pid
         self.connect = connect
         self.timeout = timeout
         self.detach = detach
+        self.sender = sender
         self.header: dict[str, Any] = {}
         self.trailer: dict[str, Any] | None = None
 
     def _send(self, text: str) -> dict[str, Any]:
+        if self.sender is not None:
+            return self.sender.send(text, self.timeout)
+
         def work() -> dict[str, Any]:
             return exchange(text, self.connect)
 
@@ -362,7 +438,7 @@ class AuditSession:
     def end(self, counts: Mapping[str, int], lost: Mapping[str, int], end_reason: str,
             exit_status: int | None, success: bool = True) -> dict[str, Any]:
         """Sends the end record; returns the trailer's "audit" map."""
-        names = list(fmt.TYPE_NAMES.values())
+        names = list(TYPE_NAMES.values())
         fields: dict[str, object] = {"events": sum(counts.values())}
         fields.update((f"events_{n}", counts.get(n, 0)) for n in names)
         fields["lost"] = sum(lost.values())

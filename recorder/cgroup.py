@@ -90,9 +90,10 @@ class SessionCgroup:
     mount: Mount
 
     @classmethod
-    def create(cls, name: str, mount: Mount | None = None) -> SessionCgroup:
+    def create(cls, name: str, mount: Mount | None = None,
+               root_name: str = ROOT_NAME) -> SessionCgroup:
         m = mount or cgroup2_mount()
-        root = m.path / ROOT_NAME
+        root = m.path / root_name
         path = root / name
         try:
             root.mkdir(exist_ok=True)
@@ -102,11 +103,16 @@ class SessionCgroup:
         return cls(path=path, id=os.stat(path).st_ino, level=m.level_of(path), mount=m)
 
     @staticmethod
-    def session_level(mount: Mount | None = None) -> int:
+    def session_level(mount: Mount | None = None, root_name: str = ROOT_NAME) -> int:
         """The level every session cgroup has: the BPF programs need it at
         load time, before any session exists."""
         m = mount or cgroup2_mount()
-        return m.level_of(m.path / ROOT_NAME / "x")
+        return m.level_of(m.path / root_name / "x")
+
+    @classmethod
+    def existing(cls, path: Path, mount: Mount) -> SessionCgroup:
+        """A session cgroup left by an earlier daemon."""
+        return cls(path=path, id=os.stat(path).st_ino, level=mount.level_of(path), mount=mount)
 
     @property
     def procs_file(self) -> Path:

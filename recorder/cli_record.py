@@ -21,6 +21,7 @@ def register(sub: Any) -> None:
             "sudo sessrec record -o build.srec -- make -j2",
             "sudo sessrec record --no-wait -- ./start-daemon.sh   # stop when it exits",
             "sudo sessrec record --ebpf                           # print the BPF program",
+            "sudo sessrec record --seal-key /etc/sessrec/seal.key -o s.srec -- bash",
         ),
         notes="Ctrl-C goes to the command as usual. Once the command has exited and the\n"
         "recorder waits for processes it left behind, Ctrl-C stops the wait.",
@@ -35,8 +36,21 @@ def register(sub: Any) -> None:
                    help="stop waiting for leftover processes after SECONDS")
     r.add_argument("--ring-pages", type=_ring_pages, metavar="N",
                    help="ring buffer size in 4 KiB pages, a power of two (default 8192: "
-                   "32 MiB; a smaller ring is a little faster, and loses events in bursts)")
+                   "32 MiB; a smaller ring is a little faster, and loses events in bursts); "
+                   "implies --no-daemon, whose ring is its config's")
+    r.add_argument("--seal-key", metavar="FILE",
+                   help="seal the file with this node seal key (`sessrec keygen`); default: "
+                   "/etc/sessrec/seal.key when it exists. Implies --no-daemon (the daemon "
+                   "seals with the default key)")
+    r.add_argument("--no-seal", action="store_true",
+                   help="do not seal the file, even when the node has a seal key")
     r.add_argument("-C", "--cwd", metavar="DIR", help="run the command in DIR")
+    r.add_argument("--no-daemon", action="store_true",
+                   help="load the programs here even when `sessrec daemon` runs (by default "
+                   "a running daemon records the session: it starts in milliseconds, not "
+                   "seconds; the file is the same)")
+    r.add_argument("--control-socket", metavar="PATH",
+                   help="the daemon's control socket (default: the config's)")
     r.add_argument("--ebpf", action="store_true", help="print the BPF program source and exit")
     r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
 
@@ -74,13 +88,31 @@ def run(args: argparse.Namespace, io: Streams) -> int:
         raise UsageError("sessrec record: no command given "
                          "(usage: sessrec record [-o FILE] -- CMD [ARGS...])")
     from recorder import record as rec
+    from sessrec.seal import seal_key_path
 
+    if args.no_seal and args.seal_key:
+        raise UsageError("sessrec record: --seal-key and --no-seal contradict each other")
     output = args.output or time.strftime("session-%Y%m%dT%H%M%S.srec")
     opts = rec.RecordOptions(command=cmd, output=output, force=args.force,
                              wait_leftovers=args.wait_leftovers,
-                             wait_timeout=args.wait_timeout, cwd=args.cwd)
+                             wait_timeout=args.wait_timeout, cwd=args.cwd,
+                             seal_key=None if args.no_seal else seal_key_path(args.seal_key))
     if args.ring_pages:
         opts.ring_pages = args.ring_pages
-    status = rec.record(opts, stderr=io.stderr)
+    conn = None
+    # The daemon seals with the node's default key, or not at all.
+    if not (args.no_daemon or args.ring_pages or args.seal_key is not None):
+        from recorder.cli_daemon import default_socket
+        from sessrec import control
+
+        try:
+            conn = control.Connection(args.control_socket or default_socket())
+        except control.DaemonNotRunning:
+            conn = None
+    if conn is not None:
+        with conn:
+            status = rec.record_via_daemon(opts, conn, stderr=io.stderr)
+    else:
+        status = rec.record(opts, stderr=io.stderr)
     print(f"sessrec: session written to {output}", file=io.stderr)
     return status

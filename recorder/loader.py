@@ -1,8 +1,9 @@
 """Loads sessrec's BPF programs: the only module that imports bcc.
 
 One loaded program set serves any number of sessions at once: a session is
-an entry in the `sessions` map, keyed by its cgroup id, and every record in
-the shared ring buffer names its session's cgroup id.
+an entry in the `sessions` map (a map of maps), keyed by its cgroup id, whose
+value is the session's own ring buffer, created here; every record names its
+session's cgroup id too.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from sessrec.errors import EnvironmentProblem, PrivilegeError
 
 BPF_DIR = Path(os.environ.get("SESSREC_BPF_DIR", Path(__file__).resolve().parent.parent / "bpf"))
 PROGRAM_FILES = ("proc.bpf.c", "file.bpf.c", "net.bpf.c")
+# The config's `events` kinds (sessrec/config.py), each the program file that
+# records it: a kind that is off is not compiled, so it costs nothing.
+KIND_FILES = {"command": "proc.bpf.c", "disk": "file.bpf.c", "network": "net.bpf.c"}
 BTF_PATH = "/sys/kernel/btf/vmlinux"
 TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 
@@ -57,6 +61,10 @@ SUPPORTED_MACHINES = ("x86_64",)
 
 PAGE_SIZE = 4096  # BPF_RINGBUF_OUTPUT sizes are in pages of this size
 DEFAULT_RING_PAGES = 8192  # 32 MiB: a burst of ~300k events fits
+BPF_MAP_TYPE_RINGBUF = 27
+# Rings of ended sessions kept for the next ones (creating one costs a
+# syscall and zeroed memory; keeping one costs its memory).
+RING_POOL = 8
 # Records handled per consume() call at most, so the drain loop keeps
 # flushing and watching the session during a flood.
 DRAIN_BATCH = 65536
@@ -66,15 +74,16 @@ DRAIN_BATCH = 65536
 class LoadConfig:
     session_level: int
     ring_pages: int = DEFAULT_RING_PAGES
+    program_files: tuple[str, ...] = PROGRAM_FILES
 
 
-def program_text() -> str:
+def program_text(files: tuple[str, ...] = PROGRAM_FILES) -> str:
     """The C source handed to BCC, as one translation unit: sessrec.h, then
     common.bpf.h, then the program files. Our own #include lines are inlined
     because BCC rewrites map calls (`sessions.lookup(...)`) in the main file
     only; each file still includes what it uses, for readers and editors."""
     parts = []
-    for name in ("sessrec.h", "common.bpf.h", *PROGRAM_FILES):
+    for name in ("sessrec.h", "common.bpf.h", *files):
         path = BPF_DIR / name
         try:
             text = path.read_text()
@@ -88,10 +97,11 @@ def program_text() -> str:
 _LOCAL_INCLUDE = re.compile(r'^#include "([\w.]+)"', re.MULTILINE)
 
 
-def tracepoints(text: str | None = None) -> list[tuple[str, str]]:
+def tracepoints(text: str | None = None,
+                files: tuple[str, ...] = PROGRAM_FILES) -> list[tuple[str, str]]:
     """(category, event) of every tracepoint the programs attach to, read from
     the source so there is one list only."""
-    src = program_text() if text is None else text
+    src = program_text(files) if text is None else text
     return re.findall(r"^TRACEPOINT_PROBE\((\w+),\s*(\w+)\)", src, re.MULTILINE)
 
 
@@ -126,11 +136,11 @@ def check_machine() -> None:
         )
 
 
-def check_privileges() -> None:
+def check_privileges(example: str = "sudo sessrec record -- CMD") -> None:
     if os.geteuid() != 0:
         raise PrivilegeError(
             "recording needs root (BPF and cgroups): run it with sudo, e.g. "
-            "'sudo sessrec record -- CMD'"
+            f"'{example}'"
         )
 
 
@@ -177,8 +187,8 @@ def _possible_cpus() -> int:
 OPTIONAL_TRACEPOINTS = frozenset({("syscalls", "sys_exit_openat2")})
 
 
-def check_tracepoints(tf: Path) -> None:
-    missing = [f"{c}:{e}" for c, e in tracepoints()
+def check_tracepoints(tf: Path, files: tuple[str, ...] = PROGRAM_FILES) -> None:
+    missing = [f"{c}:{e}" for c, e in tracepoints(files=files)
                if (c, e) not in OPTIONAL_TRACEPOINTS and not (tf / "events" / c / e).is_dir()]
     if missing:
         raise EnvironmentProblem(
@@ -205,13 +215,21 @@ RecordCallback = Callable[[memoryview, int, int], None]
 
 
 @dataclass
+class _Ring:
+    fd: int
+    reader: RingReader
+    owned: bool  # created here (closed here), not the program set's template
+
+
+@dataclass
 class Programs:
     """The loaded program set."""
 
     bpf: Any
     cfg: LoadConfig
     features: kfeatures.KernelFeatures
-    _ring: RingReader | None = field(default=None, repr=False)
+    _rings: dict[int, _Ring] = field(default_factory=dict, repr=False)
+    _pool: list[_Ring] = field(default_factory=list, repr=False)
     _on_record: RecordCallback | None = field(default=None, repr=False)
 
     @classmethod
@@ -219,52 +237,106 @@ class Programs:
         check_privileges()
         check_machine()
         tf = tracefs()
-        check_tracepoints(tf)
+        check_tracepoints(tf, cfg.program_files)
         check_btf()
         features = kfeatures.detect(tf, BTF_PATH)
         features.check()
         cflags = compile_flags(cfg, tf, features)
         bcc = import_bcc()
         try:
-            bpf = bcc.BPF(text=program_text(), cflags=cflags)
+            bpf = bcc.BPF(text=program_text(cfg.program_files), cflags=cflags)
         except Exception as e:  # BCC raises bare Exception on compile/load errors
             raise EnvironmentProblem(f"loading the BPF programs failed: {e}") from e
         return cls(bpf=bpf, cfg=cfg, features=features)
 
     def add_session(self, cgroup_id: int) -> None:
-        t = self.bpf["sessions"]
-        t[t.Key(cgroup_id)] = t.Leaf(1)
-
-    def remove_session(self, cgroup_id: int) -> None:
+        """Gives the session its ring and registers it: the programs record
+        its processes from now on."""
+        if cgroup_id in self._rings:
+            return
+        ring = self._new_ring()
         t = self.bpf["sessions"]
         try:
-            del t[t.Key(cgroup_id)]
+            t[ctypes.c_uint64(cgroup_id)] = ctypes.c_int(ring.fd)
+        except Exception as e:  # BCC raises bare Exception on a failed update
+            self._release(ring)
+            raise EnvironmentProblem(f"cannot register the session's ring: {e}") from None
+        self._rings[cgroup_id] = ring
+
+    def _new_ring(self) -> _Ring:
+        if self._pool:
+            return self._pool.pop()
+        size = self.cfg.ring_pages * PAGE_SIZE
+        tmpl = self.bpf["ring_tmpl"].map_fd
+        if not any(r.fd == tmpl for r in self._rings.values()):
+            return _Ring(tmpl, RingReader(tmpl, size), owned=False)
+        from bcc import libbcc
+
+        fd = libbcc.lib.bcc_create_map(BPF_MAP_TYPE_RINGBUF, b"sessrec_ring", 0, 0, size, 0)
+        if fd < 0:
+            why = os.strerror(-fd) if fd < -1 else "failed"
+            raise EnvironmentProblem(f"cannot create a {size >> 10} KiB ring buffer for a "
+                                     f"session: {why} (each session has one: see ring_size)")
+        return _Ring(fd, RingReader(fd, size), owned=True)
+
+    def _release(self, ring: _Ring) -> None:
+        if not ring.owned or len(self._pool) < RING_POOL:
+            self._pool.append(ring)
+            return
+        ring.reader.close()
+        os.close(ring.fd)
+
+    def remove_session(self, cgroup_id: int) -> None:
+        """Unregisters the session; what its ring still holds is drained
+        first (the caller drained already: this is for late records)."""
+        t = self.bpf["sessions"]
+        try:
+            del t[ctypes.c_uint64(cgroup_id)]
         except KeyError:
             pass
+        ring = self._rings.pop(cgroup_id, None)
+        if ring is not None:
+            if self._on_record is not None:
+                ring.reader.drain_all(self._on_record)
+            self._release(ring)
 
     def open_ring(self, on_record: RecordCallback) -> None:
-        """on_record(view, offset, length) gets each record whenever consume()
-        runs (see RingReader.drain; the view is valid only during the call)."""
-        table = self.bpf["events"]
-        self._ring = RingReader(table.map_fd, self.cfg.ring_pages * PAGE_SIZE)
+        """on_record(view, offset, length) gets each record of every session
+        whenever consume() runs (see RingReader.drain; the view is valid only
+        during the call)."""
         self._on_record = on_record
 
     def consume(self) -> int:
-        """Drains the ring without waiting (records are submitted without
-        wake-ups, so the caller drains on a timer). Returns the record count."""
-        if self._ring is None or self._on_record is None:
+        """Drains every session's ring without waiting (records are submitted
+        without wake-ups, so the caller drains on a timer), each at most a
+        batch, so that a flooding session does not starve the others.
+        Returns the record count."""
+        if self._on_record is None:
             return 0
-        return self._ring.drain(self._on_record, DRAIN_BATCH)
+        n = 0
+        for ring in self._rings.values():
+            if ring.reader.pending():
+                n += ring.reader.drain(self._on_record, DRAIN_BATCH)
+        return n
 
     def pending(self) -> bool:
-        """Records are waiting in the ring (consume() stops after a batch)."""
-        return self._ring is not None and self._ring.pending()
+        """Records are waiting in a ring (consume() stops after a batch)."""
+        return any(r.reader.pending() for r in self._rings.values())
 
     def consume_all(self) -> int:
-        """Drains the ring to its end: what is left when a session ends."""
-        if self._ring is None or self._on_record is None:
+        """Drains every ring to its end: what is left when a session ends."""
+        if self._on_record is None:
             return 0
-        return self._ring.drain_all(self._on_record)
+        return sum(r.reader.drain_all(self._on_record) for r in self._rings.values())
+
+    def lost_all(self) -> dict[int, dict[int, int]]:
+        """Every session's losses, cgroup id -> {event type: count}: one pass
+        over the map for all sessions (the daemon checks them together)."""
+        out: dict[int, dict[int, int]] = {}
+        for k, v in self.bpf["lost"].items():
+            if v.value:
+                out.setdefault(int(k.cgroup_id), {})[int(k.type)] = int(v.value)
+        return out
 
     def lost(self, cgroup_id: int) -> dict[int, int]:
         """Records of a session the kernel could not put in the ring, per
@@ -294,9 +366,12 @@ class Programs:
         if background and fds:
             _close_in_grandchild(fds)
             self.bpf.tracepoint_fds.clear()
-        if self._ring is not None:
-            self._ring.close()
-            self._ring = None
+        for ring in [*self._rings.values(), *self._pool]:
+            ring.reader.close()
+            if ring.owned:
+                os.close(ring.fd)
+        self._rings.clear()
+        self._pool.clear()
         try:
             self.bpf.cleanup()
         except Exception:  # best effort at teardown

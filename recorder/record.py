@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -38,16 +39,16 @@ from recorder.loader import (
     check_privileges,
 )
 from recorder.writer import SessionWriter, check_writable
-from sessrec import __version__, records
+from sessrec import __version__, control, records, seal
 from sessrec import format as fmt
 from sessrec.errors import SessrecError
+from sessrec.event import TYPE_BY_NAME, TYPE_NAMES, EventFlag, EventType
 
 if TYPE_CHECKING:
     from recorder import audit
 
 DRAIN_INTERVAL = 0.005  # seconds between ring drains: short, as there are no wake-ups
 END_GRACE = 0.05        # after the cgroup empties, for programs still finishing on other CPUs
-TYPE_NAMES = {int(t): t.name.lower() for t in fmt.EventType}
 
 
 @dataclass
@@ -60,6 +61,7 @@ class RecordOptions:
     ring_pages: int = DEFAULT_RING_PAGES
     flush_interval: float = 1.0
     cwd: str | None = None
+    seal_key: str | None = None  # seal the file with this node key (sessrec.seal)
 
 
 class SessionSink:
@@ -83,9 +85,9 @@ class SessionSink:
         return {t: n for t, n in enumerate(self.per_type) if n}
 
     def count_flags(self, flags: int) -> None:
-        if flags & fmt.EventFlag.ARGV_TRUNCATED:
+        if flags & EventFlag.ARGV_TRUNCATED:
             self.truncated_argv += 1
-        if flags & fmt.EventFlag.PATH_TRUNCATED:
+        if flags & EventFlag.PATH_TRUNCATED:
             self.truncated_path += 1
 
 
@@ -98,6 +100,9 @@ class Dispatcher:
     def __init__(self) -> None:
         self.sinks: dict[int, SessionSink] = {}
         self.orphan_records = 0
+        # Sessions that recorded an exit since the daemon last looked: only
+        # they can have become empty.
+        self.exited: set[SessionSink] = set()
 
     def __call__(self, view: memoryview, off: int, size: int) -> None:
         sink = self.sinks.get(_CGROUP_ID(view, off + _CGROUP_AT)[0])
@@ -110,12 +115,15 @@ class Dispatcher:
             sink.unknown += 1
             return
         sink.per_type[t] += 1
+        if t == _EXIT:
+            self.exited.add(sink)
         if view[start + 2]:  # the low byte of flags: truncation bits
             sink.count_flags(view[start + 2])
         sink.records += view[off : start + size]
 
 
 _FRAME = fmt.RECORD_FRAME.size
+_EXIT = int(EventType.EXIT)
 _CGROUP_ID = struct.Struct("<Q").unpack_from
 _CGROUP_AT = _FRAME + records.HEADER.offsets()["cgroup_id"]
 # The smallest valid record of each type (header and fixed body); a type the
@@ -172,24 +180,38 @@ class Leader:
     a shell, a command that is not found exits 127, and one that cannot be
     executed 126."""
 
-    def __init__(self, command: list[str], cwd: str, procs_file: str) -> None:
+    def __init__(self, command: list[str], cwd: str, procs_file: str | None) -> None:
+        """procs_file: the child joins that cgroup itself before it execs.
+        None: the child waits for release() (a byte on a pipe) instead, while
+        the daemon moves it into its session."""
         r, w = os.pipe2(os.O_CLOEXEC)
+        gate_r = gate_w = -1
+        if procs_file is None:
+            gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:  # the child
             code = 127
             try:
                 os.close(r)
                 # The command must not inherit the recorder's descriptors (BPF
-                # programs and maps, the session file): keep stdio and the pipe.
-                os.closerange(3, w)
-                os.closerange(w + 1, 1 << 20)
+                # programs and maps, the session file): keep stdio and the pipes.
+                keep = sorted({w, gate_r} - {-1})
+                lo = 3
+                for fd in keep:
+                    os.closerange(lo, fd)
+                    lo = fd + 1
+                os.closerange(lo, 1 << 20)
                 step = b"chdir"
                 os.chdir(cwd)
                 # Join the session last, so that only the exec is recorded:
                 # "0" is this process.
                 step = b"cgroup"
-                with open(procs_file, "w") as f:
-                    f.write("0")
+                if procs_file is not None:
+                    with open(procs_file, "w") as f:
+                        f.write("0")
+                elif os.read(gate_r, 1) != b"1":
+                    os.write(w, b"gate 0")
+                    os._exit(code)
                 step = b"exec"
                 os.execvp(command[0], command)
             except OSError as e:
@@ -198,11 +220,36 @@ class Leader:
                 os.write(w, step + b" %d" % (e.errno or 0))
             finally:
                 os._exit(code)
+        self._gate = gate_w
+        self._failure_pipe = r
         os.close(w)
-        with os.fdopen(r, "rb") as pipe:
-            failure = pipe.read()  # EOF at a successful exec (close-on-exec)
         self.pid = pid
         self.returncode: int | None = None
+        if procs_file is None:
+            os.close(gate_r)
+            return
+        self._check_started()
+
+    def release(self) -> None:
+        """Lets a gated child exec (after it was moved into its session);
+        raises SessrecError as the constructor does when it could not."""
+        os.write(self._gate, b"1")
+        os.close(self._gate)
+        self._gate = -1
+        self._check_started()
+
+    def abandon(self) -> None:
+        """A gated child that must not run: it exits without exec."""
+        if self._gate >= 0:
+            os.close(self._gate)
+            self._gate = -1
+        os.close(self._failure_pipe)
+        self.wait()
+
+    def _check_started(self) -> None:
+        r = self._failure_pipe
+        with os.fdopen(r, "rb") as pipe:
+            failure = pipe.read()  # EOF at a successful exec (close-on-exec)
         if failure and not failure.startswith(b"exec"):
             self.wait()
             step, _, num = failure.partition(b" ")
@@ -233,6 +280,69 @@ class Leader:
         self.send_signal(signal.SIGKILL)
 
 
+def session_header(*, session_id: str, cg: SessionCgroup, leader_pid: int, uid: int,
+                   command: list[str], cwd: str, clock: tuple[int, int],
+                   audit_header: dict[str, Any],
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The header of a session file, the same for `sessrec record` and the
+    daemon: the login uid and audit session id are read from /proc here."""
+    from recorder import audit
+
+    login_uid, audit_session = audit.ids(leader_pid)
+    wall_ns, mono_ns = clock
+    return {
+        "session_id": session_id,
+        "hostname": socket.gethostname(),
+        "kernel": os.uname().release,
+        "user": _user(uid),
+        "uid": uid,
+        "login_uid": login_uid,
+        "audit_session_id": audit_session,
+        "command": command,
+        "cwd": os.fsencode(cwd),
+        "leader_pid": leader_pid,
+        "started_at": fmt.rfc3339_us(wall_ns),
+        "clock": {"wall_ns": wall_ns, "mono_ns": mono_ns},
+        "cgroup": str(cg.path),
+        "cgroup_id": cg.id,
+        "recorder": {"version": __version__, "pid": os.getpid()},
+        "limits": {"argv_max": records.ARGV_MAX, "path_max": records.PATH_MAX},
+        "abi_version": records.ABI_VERSION,
+        "audit": audit_header,
+        **(extra or {}),
+    }
+
+
+def session_trailer(sink: SessionSink, lost: dict[int, int], status: int | None,
+                    end_reason: str, auditing: audit.AuditSession | None,
+                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The trailer of a session file (and its audit end record), the same for
+    `sessrec record` and the daemon."""
+    counts = {TYPE_NAMES[t]: n for t, n in sorted(sink.counts.items())}
+    lost_names = {TYPE_NAMES.get(t, str(t)): n for t, n in lost.items()}
+    trailer = {
+        "ended_at": fmt.rfc3339_us(time.time_ns()),
+        "counts": counts,
+        "lost": lost_names,
+        "truncated": {"argv": sink.truncated_argv, "path": sink.truncated_path},
+        "unknown_types": sink.unknown,
+        "exit_status": status,
+        "end_reason": end_reason,
+        **(extra or {}),
+    }
+    if auditing is not None:
+        trailer["audit"] = auditing.end(counts, lost_names, end_reason, status)
+    return trailer
+
+
+def write_lost_stats(writer: SessionWriter, lost: dict[int, int]) -> None:
+    """A stats map with the session's cumulative ring losses, when they grew."""
+    writer.add_stats({
+        "ts": time.monotonic_ns() - writer.header["clock"]["mono_ns"],
+        "lost": {TYPE_NAMES.get(t, str(t)): n for t, n in lost.items()},
+    })
+
+
 def _warn(stderr: TextIO, msg: str) -> None:
     print(f"sessrec: warning: {msg}", file=stderr)
 
@@ -245,6 +355,8 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
     """Records opts.command; returns its exit status as a shell reports it."""
     check_privileges()
     check_writable(opts.output, opts.force)
+    if opts.seal_key is not None:
+        seal.seal_key_status(opts.seal_key)  # usable? fail before the command starts
     if opts.cwd is not None and not os.path.isdir(opts.cwd):
         raise SessrecError(f"cannot run the command in {opts.cwd}: no such directory")
     mount = cgroup2_mount()
@@ -273,33 +385,17 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
         proc = Leader(list(opts.command), cwd, str(cg.procs_file))
         leader_pid = proc.pid
         sigs.forward = proc.send_signal
-        login_uid, audit_session = audit.ids(leader_pid)
         auditing = audit.AuditSession(session_id, opts.output, leader_pid)
-        uid = os.getuid()
-        header: dict[str, Any] = {
-            "session_id": session_id,
-            "hostname": socket.gethostname(),
-            "kernel": os.uname().release,
-            "user": _user(uid),
-            "uid": uid,
-            "login_uid": login_uid,
-            "audit_session_id": audit_session,
-            "command": [_text(a) for a in opts.command],
-            "cwd": os.fsencode(cwd),
-            "leader_pid": leader_pid,
-            "started_at": fmt.rfc3339_us(wall_ns),
-            "clock": {"wall_ns": wall_ns, "mono_ns": mono_ns},
-            "cgroup": str(cg.path),
-            "cgroup_id": cg.id,
-            "recorder": {"version": __version__, "pid": os.getpid()},
-            "limits": {"argv_max": records.ARGV_MAX, "path_max": records.PATH_MAX},
-            "abi_version": records.ABI_VERSION,
-            "audit": auditing.start(),
-            "kernel_features": programs.features.as_header(),
-        }
+        header = session_header(
+            session_id=session_id, cg=cg, leader_pid=leader_pid, uid=os.getuid(),
+            command=[_text(a) for a in opts.command], cwd=cwd,
+            clock=(wall_ns, mono_ns), audit_header=auditing.start(),
+            extra={"kind": "record", "kernel_features": programs.features.as_header()})
         try:
+            sealer = None if opts.seal_key is None else seal.start_file(opts.seal_key)
             writer = SessionWriter(
-                opts.output, header, force=opts.force, flush_interval=opts.flush_interval
+                opts.output, header, force=opts.force, flush_interval=opts.flush_interval,
+                sealer=sealer,
             )
         except BaseException:
             if proc is not None:
@@ -318,18 +414,7 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
         if lost:
             _warn(stderr, f"{sum(lost.values())} events lost (ring buffer full): "
                   f"{lost_summary(lost)}; a larger --ring-pages helps")
-        counts = {TYPE_NAMES[t]: n for t, n in sorted(sink.counts.items())}
-        lost_names = {TYPE_NAMES.get(t, str(t)): n for t, n in lost.items()}
-        trailer = {
-            "ended_at": fmt.rfc3339_us(time.time_ns()),
-            "counts": counts,
-            "lost": lost_names,
-            "truncated": {"argv": sink.truncated_argv, "path": sink.truncated_path},
-            "unknown_types": sink.unknown,
-            "exit_status": status,
-            "end_reason": end_reason,
-            "audit": auditing.end(counts, lost_names, end_reason, status),
-        }
+        trailer = session_trailer(sink, lost, status, end_reason, auditing)
         writer.close(trailer)
         writer = None
         return status
@@ -351,6 +436,94 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
         programs.close(background=True)
 
 
+def record_via_daemon(opts: RecordOptions, conn: control.Connection,
+                      stderr: TextIO = sys.stderr) -> int:
+    """Records opts.command through a running daemon (docs/CONTROL.md): the
+    daemon moves the command's process into a new session before it execs
+    and writes the file; this process runs the command and waits as
+    record() does, then ends the session with the exit status. The file is
+    the one record() writes, but for the recorder's pid (the daemon's)."""
+    check_privileges()
+    check_writable(opts.output, opts.force)
+    if opts.cwd is not None and not os.path.isdir(opts.cwd):
+        raise SessrecError(f"cannot run the command in {opts.cwd}: no such directory")
+    cwd = os.path.abspath(opts.cwd) if opts.cwd else os.getcwd()
+    sigs = _Signals()
+    sigs.install()
+    try:
+        proc = Leader(list(opts.command), cwd, None)
+        try:
+            reply = conn.request("start", pid=proc.pid, kind="record",
+                                 command=[_text(a) for a in opts.command], cwd=cwd,
+                                 output=os.path.abspath(opts.output), force=opts.force,
+                                 seal=opts.seal_key is not None)
+            if not reply.get("recorded"):
+                raise SessrecError(f"the daemon does not record this: {reply.get('reason')}")
+        except BaseException:
+            proc.abandon()
+            raise
+        session = str(reply["session"])
+        try:
+            proc.release()
+        except SessrecError:
+            conn.request("end", session=session, reason="error", linger=0)
+            raise
+        sigs.forward = proc.send_signal
+        cg = SessionCgroup(path=Path(reply["cgroup"]), id=int(reply["cgroup_id"]), level=-1,
+                           mount=cgroup2_mount())
+        end_reason = _wait_done(cg, proc, sigs, opts)
+        status = _shell_status(proc.wait())
+        conn.settimeout(None)  # the end waits for the last drain, however long
+        summary = conn.request("end", session=session, reason=end_reason, exit_status=status,
+                               linger=0)
+    finally:
+        sigs.restore()
+    lost = {TYPE_BY_NAME.get(k, 0): n for k, n in summary["lost"].items()}
+    if lost:
+        _warn(stderr, f"{sum(lost.values())} events lost (ring buffer full): "
+              f"{lost_summary(lost)}; the daemon's ring_size is too small")
+    left = summary.get("left_running") or []
+    if left:
+        _warn(stderr, f"stopped recording {len(left)} process(es) still running: "
+              + " ".join(map(str, left)))
+    return status
+
+
+class _EndWatch:
+    """When a recorded command's session is over, and why: the one rule of
+    both ways of recording (here, or through the daemon)."""
+
+    def __init__(self, cg: SessionCgroup, proc: Leader, sigs: _Signals,
+                 opts: RecordOptions) -> None:
+        self.cg, self.proc, self.sigs, self.opts = cg, proc, sigs, opts
+        self.leader_exit_at: float | None = None
+
+    def reason(self, now: float) -> str | None:
+        if self.leader_exit_at is None and self.proc.poll() is not None:
+            self.leader_exit_at = now
+            self.sigs.leader_done = True
+        if self.leader_exit_at is None:
+            return None
+        if not self.cg.populated():
+            return "cgroup-empty"
+        if not self.opts.wait_leftovers:
+            return "leader-exited"
+        if self.sigs.stop_waiting:
+            return "interrupted"
+        timeout = self.opts.wait_timeout
+        if timeout is not None and now - self.leader_exit_at >= timeout:
+            return "wait-timeout"
+        return None
+
+
+def _wait_done(cg: SessionCgroup, proc: Leader, sigs: _Signals, opts: RecordOptions) -> str:
+    """_drain_until_done's waiting, for a session the daemon drains."""
+    watch = _EndWatch(cg, proc, sigs, opts)
+    while (reason := watch.reason(time.monotonic())) is None:
+        time.sleep(DRAIN_INTERVAL)
+    return reason
+
+
 def _shell_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
@@ -364,7 +537,7 @@ def _drain_until_done(
     opts: RecordOptions,
     stderr: TextIO,
 ) -> str:
-    leader_exit_at: float | None = None
+    watch = _EndWatch(cg, proc, sigs, opts)
     warned_lost = 0
     next_loss_check = 0.0
     while True:
@@ -377,25 +550,12 @@ def _drain_until_done(
             lost = programs.lost(cg.id)
             total = sum(lost.values())
             if total > warned_lost:
-                writer.add_stats({
-                    "k": "stats",
-                    "ts": time.monotonic_ns() - writer.header["clock"]["mono_ns"],
-                    "lost": {TYPE_NAMES.get(t, str(t)): n for t, n in lost.items()},
-                })
+                write_lost_stats(writer, lost)
                 if warned_lost == 0:
                     _warn(stderr, "events are being lost (ring buffer full); recording goes on")
                 warned_lost = total
-        if leader_exit_at is None and proc.poll() is not None:
-            leader_exit_at = now
-            sigs.leader_done = True
-        if leader_exit_at is not None:
-            if not cg.populated():
-                return "cgroup-empty"
-            if not opts.wait_leftovers:
-                return "leader-exited"
-            if sigs.stop_waiting:
-                return "interrupted"
-            if opts.wait_timeout is not None and now - leader_exit_at >= opts.wait_timeout:
-                return "wait-timeout"
+        reason = watch.reason(now)
+        if reason is not None:
+            return reason
         if not busy:
             time.sleep(DRAIN_INTERVAL)

@@ -15,6 +15,7 @@ import contextlib
 import errno
 import os
 import time
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import msgpack
@@ -22,6 +23,7 @@ import zstandard
 
 from sessrec import format as fmt
 from sessrec.errors import SessrecError, UsageError
+from sessrec.seal import Sealer
 
 PathArg = str | os.PathLike[str]
 
@@ -63,6 +65,8 @@ class SessionWriter:
     given they must match). It is validated here, once.
     stream: write to this binary file object instead of creating path (tests,
     pipes); path is then only used in messages.
+    sealer: seal the file (sessrec.seal): each write() of a chunk carries the
+    seal chunk that covers it, and the trailer is preceded by the final seal.
 
     The hot paths are add() and `records` (a bytearray the recorder appends
     framed records to, after begin_records()); neither validates. Call
@@ -78,10 +82,20 @@ class SessionWriter:
         max_chunk_bytes: int = 1 << 20,
         level: int = 3,
         stream: BinaryIO | None = None,
+        resume_at: int | None = None,
+        sealer: Sealer | None = None,
     ):
+        """resume_at: continue an existing file (a session a killed daemon
+        left) from this byte offset, the end of its last whole chunk: the
+        file is cut there and nothing is written until the caller adds."""
         self.path = os.fspath(path)
-        if not 0 < max_chunk_bytes <= fmt.MAX_RAW_LEN // 2:
-            raise ValueError(f"max_chunk_bytes must be in 1..{fmt.MAX_RAW_LEN // 2}")
+        if not 0 < max_chunk_bytes <= fmt.MAX_MSGPACK_RAW_LEN // 2:
+            raise ValueError(f"max_chunk_bytes must be in 1..{fmt.MAX_MSGPACK_RAW_LEN // 2}")
+        self._sealer = sealer
+        self._carry = b""
+        self._unwritten_seal: bytes | None = None
+        if sealer is not None:
+            header = {**header, "seal": sealer.header_info()}
         self.header = fmt.validate_header(
             {"k": "header", "format": [fmt.FORMAT_MAJOR, fmt.FORMAT_MINOR], **header}
         )
@@ -100,6 +114,21 @@ class SessionWriter:
         )
         self._last_flush = time.monotonic()
         self._failed: OutputError | None = None
+        # Set by the daemon: a write that fails is cut back to the last whole
+        # chunk and the data handed to on_drop(kind, raw) instead of
+        # failing the writer for good, so that it recovers when space returns.
+        self.on_drop: Callable[[fmt.ChunkKind, bytes], None] | None = None
+        self._stream: BinaryIO
+        if resume_at is not None:
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
+                os.ftruncate(fd, resume_at)
+                os.lseek(fd, resume_at, os.SEEK_SET)
+            except OSError as e:
+                raise _cannot_write(self.path, e) from None
+            self._stream = os.fdopen(fd, "wb", buffering=0)
+            self.bytes_written = resume_at
+            return
         if stream is None:
             flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
             flags |= os.O_TRUNC if force else os.O_EXCL
@@ -112,10 +141,14 @@ class SessionWriter:
             except OSError as e:
                 raise _cannot_write(self.path, e) from None
             stream = os.fdopen(fd, "wb", buffering=0)
-        self._stream: BinaryIO = stream
-        header_chunk = self._chunk(fmt.ChunkKind.HEADER, self._pack(self.header))
+        self._stream = stream
+        packed = self._pack(self.header)
+        if len(packed) > fmt.MAX_MSGPACK_RAW_LEN:  # readers refuse it
+            raise UsageError(f"the session header would take {len(packed)} bytes, more than "
+                             f"the {fmt.MAX_MSGPACK_RAW_LEN} a file allows: shorten the command")
+        header_chunk = self._chunk(fmt.ChunkKind.HEADER, packed)
         try:
-            self._write(fmt.pack_preamble() + header_chunk)
+            self._write(self._sealed(fmt.pack_preamble() + header_chunk))
         except OutputError:
             self.closed = True
             with contextlib.suppress(OSError):
@@ -148,7 +181,15 @@ class SessionWriter:
         written when losses grow, at most about once a second.)"""
         packed = self._pack(fmt.validate_stats({"k": "stats", **stats}))
         self.flush()
-        self._write(self._chunk(fmt.ChunkKind.EVENTS, packed))
+        self._write(self._sealed(self._chunk(fmt.ChunkKind.EVENTS, packed)))
+
+    def add_map(self, kind: str, body: dict[str, Any]) -> None:
+        """Write a map of a kind format.py validates ("gap"), at once, after
+        everything buffered."""
+        validate = {"gap": fmt.validate_gap, "stats": fmt.validate_stats}[kind]
+        packed = self._pack(validate({"k": kind, **body}))
+        self.flush()
+        self._write(self._sealed(self._chunk(fmt.ChunkKind.EVENTS, packed)))
 
     def maybe_flush(self, now_monotonic: float) -> None:
         """Flush if flush_interval has passed since the last flush, or if
@@ -169,12 +210,37 @@ class SessionWriter:
     def _flush_events(self) -> None:
         raw = bytes(self._buf)
         self._buf.clear()
-        self._write(self._chunk(fmt.ChunkKind.EVENTS, raw))
+        self._write_or_drop(fmt.ChunkKind.EVENTS, raw)
 
     def _flush_records(self) -> None:
         raw = bytes(self.records)
         self.records.clear()
-        self._write(self._chunk(fmt.ChunkKind.RECORDS, raw))
+        self._write_or_drop(fmt.ChunkKind.RECORDS, raw)
+
+    def _write_or_drop(self, kind: fmt.ChunkKind, raw: bytes) -> None:
+        if self.on_drop is None:
+            self._write(self._sealed(self._chunk(kind, raw)))
+            return
+        start = self.bytes_written
+        try:
+            self._write(self._sealed(self._chunk(kind, raw)))
+        except OutputError:
+            if not self._cut_back(start):
+                raise
+            self.on_drop(kind, raw)
+            raise
+
+    def _cut_back(self, offset: int) -> bool:
+        """Undo a partly written chunk, so the file ends with a whole one."""
+        try:
+            fd = self._stream.fileno()
+            os.ftruncate(fd, offset)
+            os.lseek(fd, offset, os.SEEK_SET)
+        except (OSError, ValueError):
+            return False
+        self.bytes_written = offset
+        self._failed = None
+        return True
 
     def close(self, trailer: dict[str, Any] | None) -> None:
         """Write the remaining events, the trailer and the footer, fsync, close.
@@ -188,12 +254,15 @@ class SessionWriter:
         try:
             self.flush()
             if body is not None:
-                offset = self.bytes_written
                 chunk = self._chunk(fmt.ChunkKind.TRAILER, self._pack(body))
-                self._write(chunk + fmt.pack_footer(offset))
+                final = self._seal_chunk(b"", chunk)
+                offset = self.bytes_written + len(final)
+                self._write(final + chunk + fmt.pack_footer(offset))
             self._fsync()
         finally:
             self.closed = True
+            if self._sealer is not None:
+                self._sealer.close()
             try:
                 self._stream.close()
             except OSError as e:
@@ -228,6 +297,30 @@ class SessionWriter:
         frame = self._cctx.compress(raw)
         return fmt.pack_descriptor(kind, len(frame), len(raw)) + frame
 
+    def seal_from_here(self, sealer: Sealer, unsealed: bytes = b"") -> None:
+        """Seal what is written from now on with a new chain: for a file that
+        another process wrote and sealed (a session a daemon left), continued
+        here. unsealed: the file's bytes from the end of its last seal chunk
+        to where this writer continues (replay.verify.sealed_end), which the
+        new chain's first seal covers."""
+        sealer.resumed = True
+        self._sealer, self._carry = sealer, unsealed
+
+    def _seal_chunk(self, segment: bytes, tail: bytes | None = None) -> bytes:
+        """The seal chunk for segment, about to be written at bytes_written
+        (b"" when not sealing). tail: the trailer chunk, for the final seal."""
+        if self._sealer is None:
+            return b""
+        offset = self.bytes_written + len(segment)
+        seal = self._sealer.seal(self._carry + segment, offset, tail)
+        chunk = self._chunk(fmt.ChunkKind.EVENTS, self._pack(seal))
+        self._unwritten_seal = chunk  # its key is used up once _write succeeds
+        return chunk
+
+    def _sealed(self, data: bytes) -> bytes:
+        """data followed by its seal chunk, for one write()."""
+        return data + self._seal_chunk(data)
+
     def _write(self, data: bytes) -> None:
         """Write data completely (one write() for a regular file), then flush."""
         if self._failed is not None:
@@ -235,6 +328,7 @@ class SessionWriter:
         if self.closed:
             raise ValueError(f"{self.path}: the session writer is closed")
         view = memoryview(data)
+        seal, self._unwritten_seal = self._unwritten_seal, None
         try:
             while view:
                 n = self._stream.write(view)
@@ -246,3 +340,6 @@ class SessionWriter:
         except OSError as e:
             self._failed = _cannot_write(self.path, e)
             raise self._failed from None
+        if seal is not None and self._sealer is not None:
+            self._sealer.written(seal)
+            self._carry = b""

@@ -4,8 +4,8 @@ read_events() reads auditd's log files (raw or ENRICHED format, as auditd
 writes them or `ausearch --raw` prints them) and yields the events of one
 audit session, each with all its records: auditd writes an event as several
 lines that share the `msg=audit(TIME:SERIAL)` stamp (SYSCALL, EXECVE, CWD,
-PATH, PROCTITLE), and only some of them carry `ses=`. merge_by_time()
-interleaves those events with a session file's events.
+PATH, PROCTITLE), and only some of them carry `ses=`.
+replay/audit_timeline.py interleaves those events with a session file's.
 
 This is a parser of its own rather than auparse (Debian's python3-audit):
 `replay` must work wherever sessrec is installed, including a laptop that
@@ -27,15 +27,13 @@ from __future__ import annotations
 import os
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TextIO, TypeVar
+from typing import Any
 
 from replay.base import Session
-from replay.events import AnyEvent, iter_events
 from replay.reader import read_trailer_fast
-from replay.text import ascii_safe, encodable, printable
-from replay.timeline import EventFilter, Filters, Pacer, Style, format_event, rel_time, rfc3339_ns
+from replay.timeline import rfc3339_ns
 from sessrec.errors import SessrecError
 
 DEFAULT_LOG = "/var/log/audit/audit.log"
@@ -59,7 +57,14 @@ _HEAD = re.compile(
 )
 _FIELD = re.compile(r"""([^\s=']+)=("[^"]*"|'[^']*'|\S*)""")
 _HEX = re.compile(r"(?:[0-9A-F]{2})+")
-_EXECVE_ARG = re.compile(r"a(\d+)(?:\[(\d+)\])?")
+# Numbers from the log are at most 20 ASCII digits: int() refuses more than
+# 4,300 (and str.isdigit() takes "²", which int() refuses too).
+_EXECVE_ARG = re.compile(r"a([0-9]{1,9})(?:\[([0-9]{1,9})\])?")
+_NUMBER = re.compile(r"[0-9]{1,20}")
+
+
+def _number(v: str | None) -> int | None:
+    return int(v) if v is not None and _NUMBER.fullmatch(v) else None
 # Fields whose unquoted values are hex-encoded text (auparse's escaped types).
 _HEX_FIELDS = frozenset({
     "acct", "cmd", "comm", "cwd", "data", "dir", "exe", "file", "grp", "key", "name",
@@ -67,7 +72,6 @@ _HEX_FIELDS = frozenset({
     "sw", "vm", "watch",
 })
 
-T = TypeVar("T")
 Warn = Callable[[str], None]
 
 
@@ -118,13 +122,11 @@ class AuditEvent:
 
     @property
     def pid(self) -> int | None:
-        v = self.value("pid")
-        return int(v) if v is not None and v.isdigit() else None
+        return _number(self.value("pid"))
 
     @property
     def session_id(self) -> int | None:
-        v = self.value("ses")
-        return int(v) if v is not None and v.isdigit() else None
+        return _number(self.value("ses"))
 
     def argv(self) -> list[str] | None:
         """An EXECVE record's arguments, split ones (a1[0], a1[1]) joined."""
@@ -242,8 +244,9 @@ def log_files(path: str) -> list[str]:
     except OSError:
         names = []
     for name in names:
-        if name.startswith(base + ".") and name[len(base) + 1:].isdigit():
-            rotated.append((int(name[len(base) + 1:]), os.path.join(directory, name)))
+        n = _number(name[len(base) + 1:]) if name.startswith(base + ".") else None
+        if n is not None:
+            rotated.append((n, os.path.join(directory, name)))
     return [p for _, p in sorted(rotated, reverse=True)] + [path]
 
 
@@ -346,102 +349,6 @@ def read_events(paths: Sequence[str], *, session_id: int, since_ns: int | None =
     lines.finish()
 
 
-# Syscall numbers of the calls sessrec records, for logs without the
-# ENRICHED SYSCALL= name; by auditd's arch= value.
-_SYSCALLS: Mapping[str, Mapping[str, str]] = {
-    "c000003e": {"2": "open", "257": "openat", "437": "openat2", "85": "creat", "59": "execve",
-                 "322": "execveat", "42": "connect", "80": "chdir", "81": "fchdir"},
-    "c00000b7": {"56": "openat", "437": "openat2", "221": "execve", "281": "execveat",
-                 "203": "connect", "49": "chdir", "50": "fchdir"},
-}
-_SESSREC_TYPE = {"open": "open", "openat": "open", "openat2": "open", "creat": "open",
-                 "execve": "exec", "execveat": "exec", "connect": "connect", "chdir": "chdir",
-                 "fchdir": "chdir"}
-# How far ahead of a session event an audit event is looked for, and how long
-# one waits for its session event before it is shown on its own.
-LOOKAHEAD_NS = 50_000_000
-PAIR_WAIT_NS = 500_000_000
-
-Key = Hashable
-
-
-def syscall_name(event: AuditEvent) -> str | None:
-    rec = event.record("SYSCALL")
-    if rec is None:
-        return None
-    name = rec.interpreted.get("SYSCALL")
-    if name:
-        return name
-    return _SYSCALLS.get(rec.get("arch") or "", {}).get(rec.get("syscall") or "")
-
-
-def audit_pair_key(event: AuditEvent) -> Key | None:
-    """("exec", pid, result) for the audit event of a syscall that sessrec
-    also records (exec, open, connect, chdir); None for the others."""
-    name = syscall_name(event)
-    kind = _SESSREC_TYPE.get(name or "")
-    rec = event.record("SYSCALL")
-    if kind is None or rec is None:
-        return None
-    try:
-        return kind, int(rec.get("pid") or ""), int(rec.get("exit") or "")
-    except ValueError:
-        return None
-
-
-def event_pair_key(ev: AnyEvent) -> Key | None:
-    """The same key for a session event."""
-    ret = getattr(ev, "ret", None)
-    return None if ret is None else (ev.type_name, ev.pid, ret)
-
-
-def merge_by_time(events: Iterable[T], event_time: Callable[[T], int],
-                  audit: Iterable[AuditEvent], *,
-                  event_key: Callable[[T], Key | None] | None = None,
-                  audit_key: Callable[[AuditEvent], Key | None] = audit_pair_key,
-                  ) -> Iterator[T | AuditEvent]:
-    """events (wall-clock ns by event_time) and audit events in one stream,
-    by time, lazily. Each input keeps its order, except for pairs:
-
-    With event_key, an audit event with a key goes right before the session
-    event with the same key (the same syscall of the same process with the
-    same result, as seen by auditd and by sessrec), first come first paired.
-    Audit times are taken at syscall entry from a coarse clock and printed in
-    ms, so by time alone they land a few ms early, often before other events.
-    An audit event whose session event does not come within PAIR_WAIT_NS
-    (not recorded, or lost) is shown by time, that late at most."""
-    upcoming = iter(audit)
-    pending: list[tuple[AuditEvent, Key | None]] = []  # read ahead, in log order
-    nxt = next(upcoming, None)
-    for ev in events:
-        t = event_time(ev)
-        while nxt is not None and nxt.time_ns <= t + LOOKAHEAD_NS:
-            pending.append((nxt, None if event_key is None else audit_key(nxt)))
-            nxt = next(upcoming, None)
-        if pending:
-            keep: list[tuple[AuditEvent, Key | None]] = []
-            for a, k in pending:
-                due = a.time_ns + (PAIR_WAIT_NS if k is not None else 0)
-                if due <= t:
-                    yield a
-                else:
-                    keep.append((a, k))
-            pending = keep
-            key = None if event_key is None else event_key(ev)
-            if key is not None:
-                for i, (a, k) in enumerate(pending):
-                    if k == key:
-                        del pending[i]
-                        yield a
-                        break
-        yield ev
-    for a, _ in pending:
-        yield a
-    while nxt is not None:
-        yield nxt
-        nxt = next(upcoming, None)
-
-
 def session_audit_events(header: Mapping[str, Any], trailer: Mapping[str, Any] | None,
                          last_event_ns: int | None, log_path: str | None = None, *,
                          warn: Warn = lambda _m: None) -> Iterator[AuditEvent]:
@@ -478,7 +385,7 @@ def audit_events_of(session: Session, log_path: str | None = None, *,
     if trailer is None:
         last_ts = None
         for ev in session.records():
-            last_ts = ev[1]
+            last_ts = ev.ts
         if last_ts is not None:
             last = header["clock"]["wall_ns"] + last_ts
     return session_audit_events(header, trailer, last, log_path, warn=warn)
@@ -532,72 +439,3 @@ def describe_audit(info: Mapping[str, Any] | None) -> str:
     if reason and not (reason == "auditd is not running" and "auditd not running" in parts):
         parts.append(reason)
     return "; ".join(parts)
-
-
-# --- the merged timeline of `sessrec replay --audit-log` -------------------------
-
-
-def audit_failed(event: AuditEvent) -> bool:
-    """res=failed (user records) or success=no (syscalls)."""
-    res = event.value("res")
-    return event.value("success") == "no" or res in ("failed", "0")
-
-
-def keep_audit(event: AuditEvent, filters: Filters, wall_ns: int) -> bool:
-    """The replay filters that apply to an audit event: --pid (that process
-    only, as auditd names no parent), --failed, --since and --until. The
-    event filters (--type, --path, --dest) leave audit events alone."""
-    ts = event.time_ns - wall_ns
-    if filters.pid is not None and event.pid != filters.pid:
-        return False
-    if filters.failed and not audit_failed(event):
-        return False
-    if filters.since is not None and ts < filters.since:
-        return False
-    return filters.until is None or ts <= filters.until
-
-
-def format_audit(event: AuditEvent, wall_ns: int, style: Style) -> str:
-    """A timeline line for an audit event, in the columns of the others."""
-    who = str(event.pid) if event.pid is not None else "-"
-    comm = printable(event.value("comm") or "")
-    kind = style.fail(f"{'audit':<7}") if audit_failed(event) else f"{'audit':<7}"
-    return (f"{style.dim(f'{rel_time(event.time_ns - wall_ns):>9}')} {who:>7} {comm:<15} "
-            f"{kind} {printable(event.summary())}")
-
-
-def write_merged_timeline(session: Session, out: TextIO, audit: Iterable[AuditEvent], *,
-                          filters: Filters | None = None, style: Style | None = None,
-                          pacer: Pacer | None = None) -> int:
-    """write_timeline (replay.timeline) with audit events interleaved by
-    time; returns the number of lines."""
-    filters = filters or Filters()
-    style = style or Style(False)
-    keep = EventFilter(filters, session.header["leader_pid"])
-    wall_ns = session.header["clock"]["wall_ns"]
-    safe = encodable(out)
-    n = 0
-    merged = merge_by_time(iter_events(session), _event_time, audit, event_key=event_pair_key)
-    for item in merged:
-        if isinstance(item, AuditEvent):
-            if not keep_audit(item, filters, wall_ns):
-                continue
-            ts = item.time_ns - wall_ns
-            line = format_audit(item, wall_ns, style)
-        else:
-            if not keep(item):
-                continue
-            ts = item.ts
-            line = format_event(item, style)
-        if pacer is not None:
-            pacer.wait(ts)
-            out.write((line if safe else ascii_safe(line)) + "\n")
-            out.flush()
-        else:
-            out.write((line if safe else ascii_safe(line)) + "\n")
-        n += 1
-    return n
-
-
-def _event_time(ev: AnyEvent) -> int:
-    return ev.time_ns

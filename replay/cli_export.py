@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from sessrec.cli import ExitStatus, Streams, add_command
@@ -36,13 +39,18 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, io: Streams) -> int:
+    from replay.base import Session
     from replay.ecs import write_ecs
     from replay.jsonl import write_jsonl
     from replay.progress import with_progress
     from replay.reader import open_session
     from replay.teleport import write_teleport
 
-    writer = {"jsonl": write_jsonl, "teleport": write_teleport, "ecs": write_ecs}[args.format]
+    writers: dict[str, Callable[[Session, TextIO], int]] = {
+        "jsonl": write_jsonl, "teleport": write_teleport,
+        "ecs": functools.partial(write_ecs, warn=io.warn),
+    }
+    writer = writers[args.format]
     out: TextIO = io.stdout
     f: TextIO | None = None
     if args.output:
@@ -54,10 +62,17 @@ def run(args: argparse.Namespace, io: Streams) -> int:
     try:
         with open_session(args.file, strict=False) as session:
             writer(with_progress(session, io.stderr, out), out)
+            if f is not None:
+                f.flush()  # so that close() has nothing left that could fail
             warning = session.damage_warning()
             if warning:
                 io.warn(warning)
+    except OSError as e:
+        if f is None:
+            raise  # stdout: main() says so
+        raise SessrecError(f"cannot write {args.output}: {e.strerror or e}") from None
     finally:
         if f is not None:
-            f.close()
+            with contextlib.suppress(OSError):
+                f.close()
     return ExitStatus.OK

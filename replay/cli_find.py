@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from typing import Any
 
@@ -47,7 +46,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace, io: Streams) -> int:
     from replay.index import open_index
     from replay.listing import warn_sync
-    from replay.text import printable
+    from replay.text import json_text, printable
 
     index, stats = open_index(args.dir)
     with index:
@@ -55,10 +54,8 @@ def run(args: argparse.Namespace, io: Streams) -> int:
         rows = [r for r in index.sessions() if r.audit_session_id == args.audit_session]
     paths = [os.path.join(args.dir, r.file) for r in rows]
     if args.json:
-        json.dump({"sessions": [{"path": p, **r.as_dict()} for p, r in zip(paths, rows,
-                                                                          strict=True)]},
-                  io.stdout, indent=2, ensure_ascii=False)
-        io.stdout.write("\n")
+        doc = {"sessions": [{"path": p, **r.as_dict()} for p, r in zip(paths, rows, strict=True)]}
+        io.stdout.write(json_text(doc, io.stdout) + "\n")
     else:
         for path in paths:
             io.stdout.write(printable(path) + "\n")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import stat
+import tempfile
 import textwrap
 from typing import Any
 
@@ -34,6 +37,46 @@ def register(sub: Any) -> None:
                    "in the current directory)")
 
 
+def _check_target(out: str) -> None:
+    """Refuse to replace what is not a regular file: run as root, `-o
+    /dev/full` would replace the device with a page."""
+    try:
+        st = os.lstat(out)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise SessrecError(f"cannot write {out}: {e.strerror or e}") from None
+    if not stat.S_ISREG(st.st_mode):
+        what = ("a symbolic link" if stat.S_ISLNK(st.st_mode) else
+                "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file")
+        raise SessrecError(f"cannot write {out}: it is {what}; give a new or regular file")
+
+
+def _write_new(out: str, page: str) -> None:
+    """Write page to out through a new file in out's directory, created with
+    O_EXCL | O_NOFOLLOW under a random name (a predictable one, followed
+    through a planted symlink, wrote where the planter chose), then renamed
+    over out."""
+    _check_target(out)
+    directory = os.path.dirname(out) or "."
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(out)}.",
+                                   suffix=".tmp")
+    except OSError as e:
+        raise SessrecError(f"cannot write {out}: {e.strerror or e}") from None
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # as open() would have made it
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(page)
+        os.replace(tmp, out)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise SessrecError(f"cannot write {out}: {e.strerror or e}") from None
+
+
 def run(args: argparse.Namespace, io: Streams) -> int:
     from replay.html import report
     from replay.reader import open_session
@@ -43,19 +86,11 @@ def run(args: argparse.Namespace, io: Streams) -> int:
     if not out:
         base = os.path.basename(args.file)
         out = (base[: -len(".srec")] if base.endswith(".srec") else base) + ".html"
+    _check_target(out)  # before the work
     with open_session(args.file, strict=False) as session:
         page, summary = report(session)
         warning = session.damage_warning()
-    tmp = f"{out}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(page)
-        os.replace(tmp, out)
-    except OSError as e:
-        raise SessrecError(f"cannot write {out}: {e.strerror or e}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    _write_new(out, page)
     if warning:
         io.warn(printable(warning))
     io.stderr.write(f"sessrec: wrote {printable(out)}: {summary['processes']} processes, "

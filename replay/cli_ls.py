@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import textwrap
 from typing import Any
 
@@ -37,6 +36,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace, io: Streams) -> int:
     from replay import listing
     from replay.index import open_index
+    from replay.text import json_text
 
     index, stats = open_index(args.dir, reindex=args.reindex)
     with index:
@@ -49,8 +49,7 @@ def run(args: argparse.Namespace, io: Streams) -> int:
             "sessions": [r.as_dict() for r in rows],
             "unreadable": [{"file": n, "error": e} for n, e in stats.unreadable],
         }
-        json.dump(doc, io.stdout, indent=2, ensure_ascii=False)
-        io.stdout.write("\n")
+        io.stdout.write(json_text(doc, io.stdout) + "\n")
     else:
         io.stdout.write(listing.format_sessions(rows))
     return ExitStatus.OK

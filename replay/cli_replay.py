@@ -112,7 +112,8 @@ def run(args: argparse.Namespace, io: Streams) -> int:
         style = Style(use_color(args.color, io.stdout, os.environ))
         pacer = None if args.speed is None else Pacer(args.speed, args.max_gap)
         if args.audit_log is not None:
-            from replay.auditlog import audit_events_of, write_merged_timeline
+            from replay.audit_timeline import write_merged_timeline
+            from replay.auditlog import audit_events_of
 
             audit = audit_events_of(session, args.audit_log, warn=io.warn)
             write_merged_timeline(session, io.stdout, audit, filters=filters, style=style,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import textwrap
 import time
 from typing import Any
@@ -85,6 +84,7 @@ def build_query(args: argparse.Namespace, now_ns: int) -> Any:
 def run(args: argparse.Namespace, io: Streams) -> int:
     from replay import listing
     from replay.index import open_index
+    from replay.text import json_text
 
     query = build_query(args, time.time_ns())
     max_events = None if args.max_events == 0 else args.max_events
@@ -102,8 +102,7 @@ def run(args: argparse.Namespace, io: Streams) -> int:
         if args.sessions_only:
             for s in doc["sessions"]:
                 del s["events"]
-        json.dump(doc, io.stdout, indent=2, ensure_ascii=False)
-        io.stdout.write("\n")
+        io.stdout.write(json_text(doc, io.stdout) + "\n")
     else:
         io.stdout.write(listing.format_matches(matches, max_events=max_events))
         if not matches:

@@ -38,7 +38,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, io: Streams) -> int:
-    from replay.model import no_gc
+    from replay.base import no_gc
 
     with no_gc():
         return _run(args, io)
@@ -54,6 +54,7 @@ def _run(args: argparse.Namespace, io: Streams) -> int:
     with open_session(args.file, strict=False) as session:
         model = ProcessModel.build(session, index=False)
         warning = session.damage_warning()
+    limit = model.limit_warning()
     roots = None
     if args.pid is not None:
         roots = model.find(args.pid)
@@ -71,6 +72,7 @@ def _run(args: argparse.Namespace, io: Streams) -> int:
         out.write((line if utf8 else ascii_safe(line)) + "\n")
     out.write(summary(model) + "\n")
     out.flush()
-    if warning:
-        io.warn(warning)
+    for w in (warning, limit):
+        if w:
+            io.warn(w)
     return ExitStatus.OK

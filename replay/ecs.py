@@ -15,26 +15,26 @@ from __future__ import annotations
 
 import json
 import posixpath
+from collections.abc import Callable, Mapping
 from typing import Any, Final, TextIO
 
 from replay.base import Session
-from replay.events import (
-    AnyEvent,
-    ChdirEvent,
-    ConnectEvent,
-    ExecEvent,
-    ExitEvent,
-    ForkEvent,
-    OpenEvent,
-    PathResolver,
-    build_event,
-    iter_raw,
-)
+from replay.events import PathResolver, with_paths
 from replay.export_ids import Ids
 from replay.jsonl import _Cache, _jtext
-from replay.model import Process, ProcessModel, running_program
-from replay.text import EINPROGRESS
+from replay.model import ExecInfo, Process, ProcessModel, running_program
 from sessrec import format as fmt
+from sessrec.event import (
+    ARGV_TRUNCATED,
+    EINPROGRESS,
+    Chdir,
+    Connect,
+    Event,
+    Exec,
+    Exit,
+    Fork,
+    Open,
+)
 
 ECS_VERSION: Final = "8.11.0"
 O_CREAT: Final = 0o100
@@ -50,18 +50,34 @@ def _outcome(ret: int) -> str:
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
+# network.transport is an IANA protocol keyword; network.iana_number its
+# number. MPTCP (kernel protocol 262) has no IANA number: it is "tcp", and
+# sessrec.mptcp says it was MPTCP.
+IANA_TRANSPORT: Final[Mapping[int, tuple[str, int]]] = {
+    1: ("icmp", 1), 6: ("tcp", 6), 17: ("udp", 17), 58: ("ipv6-icmp", 58), 132: ("sctp", 132),
+    262: ("tcp", 6),
+}
+MPTCP: Final = 262
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
 
 class _Docs:
-    """Builds the documents, one JSON line per event. What does not change
-    from one event to the next is encoded once: the constant fields, the
-    event.* prefix of each kind of event, and the process.* object of a
-    process until its program, working directory or parent changes."""
+    """Builds the documents, one JSON line per event, each with one f-string
+    around parts encoded once: the constant fields, the event.* head of each
+    kind of event, the user, the program (args, executable) of each exec,
+    each destination, and the process.* object of a process until what it
+    shows (program, working directory, parent, thread, user) changes."""
 
     def __init__(self, session: Session):
         header = session.header
         self.header = header
+        self.leader_pid: int = header["leader_pid"]
         self.wall_ns: int = header["clock"]["wall_ns"]
         self.ids = Ids(header["session_id"])
+        self.event_id = self.ids.event
         self.timefmt = fmt.TimeFormatter()
         self.model = ProcessModel(header["leader_pid"], index=False)
         self.resolver = PathResolver.from_header(header)
@@ -80,18 +96,24 @@ class _Docs:
         self.constant = (
             f'"ecs":{{"version":"{ECS_VERSION}"}},"host":{_dumps(host)},"labels":{_dumps(labels)}'
         )
+        self.started_at = _dumps(header["started_at"])
         self.entity: dict[int, str] = {}  # Process.seq -> entity_id
-        self._leader: str | None = None  # encoded, once its entity id is known
-        self._processes: dict[tuple[Any, ...], str] = {}
-        self._event_heads: dict[tuple[str, str, str, str], str] = {}
+        self._leader: str | None = None  # the leaders' JSON, once its entity id is known
+        # Process.seq -> (what its process.* shows, that encoded up to its parent)
+        self._cores: dict[int, tuple[tuple[object, ...], str]] = {}
+        self._programs: dict[int, tuple[ExecInfo, str]] = {}  # id(ExecInfo) -> its fields
+        self._heads: dict[tuple[str, str, str, str], str] = {}
         self._users: dict[int, str] = {}
         self._cwds: dict[int, bytes] = {}  # Process.seq -> its latest cwd
         self._flags = _Cache(lambda flags: _dumps(list(fmt.open_flag_names(flags))))
+        self._connects: dict[tuple[bytes, int, int], str] = {}
         self.n = 0
 
     # --- processes ---
 
     def entity_id(self, proc: Process) -> str:
+        if proc.seq < 0:  # not in the model (past its MAX_PROCESSES): not cached
+            return self.ids.process(proc.pid, proc.start_ns)
         eid = self.entity.get(proc.seq)
         if eid is None:
             eid = self.entity[proc.seq] = self.ids.process(proc.pid, proc.start_ns)
@@ -114,45 +136,31 @@ class _Docs:
             leader["entity_id"] = self.entity_id(proc)
         return leader
 
-    def _leader_json(self) -> str:
+    def _leaders(self) -> str:
+        """The entry_leader and session_leader members, encoded."""
         if self._leader is not None:
             return self._leader
         leader = self.leader()
         text = _dumps(leader)
+        text = f',"entry_leader":{text},"session_leader":{text}'
         if "entity_id" in leader:
             self._leader = text
         return text
 
-    def process(self, proc: Process, ev: AnyEvent) -> dict[str, Any]:
-        """The process.* fields of proc at this event, as a dict."""
-        if not proc.forked and proc.pid == self.header["leader_pid"]:
-            start = self.header["started_at"]  # it started the recording
-        else:
-            start = self.timefmt(self.wall_ns + proc.start_ns)  # fork, or first seen
-        doc: dict[str, Any] = {
-            "pid": proc.pid,
-            "entity_id": self.entity_id(proc),
-            "start": start,
-            "thread": {"id": ev.tid if ev.pid == proc.pid else proc.pid},
-            "user": {"id": str(ev.uid)},
-        }
-        prog = running_program(proc, ev.ts)
-        if prog is not None:
-            args = [_text(a) for a in prog.argv]
-            doc["args"] = args
-            doc["args_count"] = len(args)
-            if prog.path is not None:
-                doc["executable"] = _text(prog.path)
-                doc["name"] = _text(posixpath.basename(prog.path))
-        doc.setdefault("name", _text(proc.comm))
-        cwd = self._cwd(proc)
-        if cwd is not None:
-            doc["working_directory"] = _text(cwd)
-        parent: dict[str, Any] = {"pid": proc.ppid}
-        if proc.parent is not None and proc.parent.pid == proc.ppid:
-            parent["entity_id"] = self.entity_id(proc.parent)
-        doc["parent"] = parent
-        return doc
+    def _program(self, prog: ExecInfo) -> str:
+        """The program's members of process.*: args, args_count, and
+        executable and name when its path is known."""
+        cached = self._programs.get(id(prog))
+        if cached is not None and cached[0] is prog:
+            return cached[1]
+        text = f',"args":[{",".join([_jtext(a) for a in prog.argv])}],"args_count":{len(prog.argv)}'
+        if prog.path is not None:
+            text += (f',"executable":{_jtext(prog.path)}'
+                     f',"name":{_jtext(posixpath.basename(prog.path))}')
+        if len(self._programs) > 65536:
+            self._programs.clear()
+        self._programs[id(prog)] = (prog, text)
+        return text
 
     def _cwd(self, proc: Process) -> bytes | None:
         """proc's working directory; at its exit (which the resolver has
@@ -160,139 +168,186 @@ class _Docs:
         cwd = self.resolver.cwd(proc.pid) if proc.end_ns is None else None
         if cwd is None:
             return self._cwds.get(proc.seq)
-        self._cwds[proc.seq] = cwd
+        if proc.seq >= 0:
+            self._cwds[proc.seq] = cwd
         return cwd
 
-    def process_json(self, proc: Process, ev: AnyEvent, **extra: Any) -> str:
-        """process.* encoded, from the cache when nothing it shows changed."""
-        leader = self._leader_json()
-        if extra:
-            doc = self.process(proc, ev)
-            doc.update(extra)
-            return _dumps(doc)[:-1] + f',"entry_leader":{leader},"session_leader":{leader}}}'
+    def core(self, proc: Process, ev: Event) -> str:
+        """process.* of proc at this event, encoded up to and with its
+        parent (the caller closes it), from the cache when nothing it shows
+        changed."""
+        tid = ev.tid if ev.pid == proc.pid else proc.pid
+        cwd = self._cwd(proc)
+        key = (proc.n_execs, cwd, proc.ppid, tid, ev.uid, proc.parent)
+        cached = self._cores.get(proc.seq)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        if not proc.forked and proc.pid == self.leader_pid:
+            start = self.started_at  # it started the recording
+        else:
+            start = f'"{self.timefmt(self.wall_ns + proc.start_ns)}"'  # fork, or first seen
+        text = (f'{{"pid":{proc.pid},"entity_id":"{self.entity_id(proc)}","start":{start},'
+                f'"thread":{{"id":{tid}}},"user":{{"id":"{ev.uid}"}}')
         prog = running_program(proc, ev.ts)
-        key = (proc.seq, id(prog), self._cwd(proc), proc.ppid,
-               ev.tid if ev.pid == proc.pid else proc.pid, ev.uid, leader is self._leader)
-        text = self._processes.get(key)
-        if text is None:
-            if len(self._processes) > 65536:
-                self._processes.clear()
-            text = _dumps(self.process(proc, ev))[:-1]
-            text += f',"entry_leader":{leader},"session_leader":{leader}}}'
-            self._processes[key] = text
+        if prog is not None:
+            text += self._program(prog)
+        if prog is None or prog.path is None:
+            text += f',"name":{_jtext(proc.comm)}'
+        if cwd is not None:
+            text += f',"working_directory":{_jtext(cwd)}'
+        parent = proc.parent
+        if parent is not None and parent.pid == proc.ppid:
+            text += f',"parent":{{"pid":{proc.ppid},"entity_id":"{self.entity_id(parent)}"}}'
+        else:
+            text += f',"parent":{{"pid":{proc.ppid}}}'
+        if proc.seq >= 0:
+            self._cores[proc.seq] = (key, text)
         return text
 
     # --- documents ---
 
-    def line(self, ev: AnyEvent, category: str, etype: str, action: str, outcome: str,
-             process: str, **fields: str | dict[str, Any] | None) -> str:
-        """One document: fields are the other top-level objects (file,
-        destination, network, sessrec): dicts to encode, or JSON text."""
-        head_key = (category, etype, action, outcome)
-        head = self._event_heads.get(head_key)
+    def _head(self, category: str, etype: str, action: str, outcome: str) -> str:
+        key = (category, etype, action, outcome)
+        head = self._heads.get(key)
         if head is None:
-            head = self._event_heads[head_key] = (
+            head = self._heads[key] = (
                 f'"kind":"event","category":["{category}"],"type":["{etype}"],'
                 f'"action":"{action}","outcome":"{outcome}","module":"sessrec",'
                 f'"dataset":"sessrec.session"'
             )
-        user = self._users.get(ev.uid)
-        if user is None:
-            u: dict[str, str] = {"id": str(ev.uid)}
-            if ev.uid == self.uid:
-                u["name"] = self.user
-            user = self._users[ev.uid] = _dumps(u)
-        n = self.n
-        self.n += 1
-        parts = [
-            f'{{"@timestamp":"{self.timefmt(ev.time_ns)}",{self.constant},'
-            f'"event":{{{head},"id":"{self.ids.event(n)}","sequence":{n}}},'
-            f'"user":{user},"process":{process}'
-        ]
-        for key, value in fields.items():
-            if value:
-                parts.append(f',"{key}":{value if isinstance(value, str) else _dumps(value)}')
-        parts.append("}\n")
-        return "".join(parts)
+        return head
 
-    def document(self, raw: list[Any], path: bytes | None) -> str:
-        proc = self.model.feed(raw, path)
-        ev = build_event(raw, self.wall_ns, path)
-        if isinstance(ev, OpenEvent):  # the most frequent event: encoded by hand
+    def _user(self, uid: int) -> str:
+        user = self._users.get(uid)
+        if user is None:
+            u: dict[str, str] = {"id": str(uid)}
+            if uid == self.uid:
+                u["name"] = self.user
+            user = self._users[uid] = _dumps(u)
+        return user
+
+    def _doc(self, ev: Event, head: str, process: str, rest: str) -> str:
+        """One document: process is process.* closed, rest the other
+        top-level members (file, destination, network, sessrec), encoded."""
+        n = self.n
+        self.n = n + 1
+        return (
+            f'{{"@timestamp":"{self.timefmt(self.wall_ns + ev.ts)}",{self.constant},'
+            f'"event":{{{head},"id":"{self.event_id(n)}","sequence":{n}}},'
+            f'"user":{self._user(ev.uid)},"process":{process}{rest}}}\n'
+        )
+
+    def _destination(self, ev: Connect) -> str:
+        """destination, network and sessrec of a connect, but its return code."""
+        key = (ev.sockaddr, ev.sock_type, ev.protocol)
+        text = self._connects.get(key)
+        if text is not None:
+            return text
+        addr = fmt.decode_sockaddr(ev.sockaddr)
+        dest: dict[str, Any] = {}
+        network: dict[str, Any] = {}
+        extra = ""
+        if addr.address is not None:
+            dest["address"] = addr.address
+        if addr.family in (fmt.AF_INET, fmt.AF_INET6) and addr.address is not None:
+            dest["ip"] = addr.address.partition("%")[0]
+            network["type"] = "ipv4" if addr.family == fmt.AF_INET else "ipv6"
+            network["direction"] = "egress"
+            iana = IANA_TRANSPORT.get(ev.protocol)
+            if iana is not None:
+                network["transport"], number = iana
+                network["iana_number"] = str(number)
+            if ev.protocol == MPTCP:
+                extra = ',"mptcp":true'
+        if addr.port is not None:
+            dest["port"] = addr.port
+        text = (f',"destination":{_dumps(dest)}' if dest else "") + (
+            f',"network":{_dumps(network)}' if network else "")
+        text += f'\0,"family":"{addr.family_name}"{extra}}}'
+        if len(self._connects) > 65536:
+            self._connects.clear()
+        self._connects[key] = text
+        return text
+
+    def document(self, ev: Event, path: bytes | None) -> str:
+        proc = self.model.feed(ev, path)
+        if type(ev) is Open:  # the most frequent event first
             etype = "creation" if ev.open_flags & O_CREAT else "access"
-            file = []
-            if ev.path is not None:
-                head, _, tail = ev.path.rpartition(b"/")
-                file.append(f'"path":{_jtext(ev.path)},"directory":{_jtext(head or b"/")}')
+            if path is not None:
+                head, _, tail = path.rpartition(b"/")
+                file = f'"path":{_jtext(path)},"directory":{_jtext(head or b"/")}'
+                if tail:
+                    file += f',"name":{_jtext(tail)}'
             else:
                 tail = ev.requested_path.rstrip(b"/").rpartition(b"/")[2]
-            if tail:
-                file.append(f'"name":{_jtext(tail)}')
-            return self.line(
-                ev, "file", etype, "open", _outcome(ev.ret), self.process_json(proc, ev),
-                file="{" + ",".join(file) + "}",
-                sessrec=f'{{"return_code":{ev.ret},"flags":{self._flags[ev.open_flags]},'
-                f'"requested_path":{_jtext(ev.requested_path)},"syscall":"{ev.syscall_name}"}}',
+                file = f'"name":{_jtext(tail)}' if tail else ""
+            return self._doc(
+                ev, self._head("file", etype, "open", _outcome(ev.ret)),
+                self.core(proc, ev) + self._leaders() + "}",
+                f',"file":{{{file}}},"sessrec":{{"return_code":{ev.ret},'
+                f'"flags":{self._flags[ev.open_flags]},'
+                f'"requested_path":{_jtext(ev.requested_path)},'
+                f'"syscall":"{fmt.syscall_name(fmt.OPEN_SYSCALLS, ev.syscall)}"}}',
             )
-        if isinstance(ev, ExecEvent):
-            attempted = None
+        if type(ev) is Exec:
+            rest = ""
             if ev.ret < 0:  # the caller's process; the program it tried:
-                tried = ev.path if ev.path is not None else ev.requested_path
-                attempted = {"path": _text(tried), "name": _text(posixpath.basename(tried))}
-            extra = {"return_code": ev.ret, "argc": ev.argc, "argv_truncated": ev.argv_truncated}
-            return self.line(ev, "process", "start", "exec", _outcome(ev.ret),
-                             self.process_json(proc, ev), file=attempted, sessrec=extra)
-        if isinstance(ev, ConnectEvent):
+                tried = path if path is not None else ev.requested_path
+                rest = (f',"file":{{"path":{_jtext(tried)},'
+                        f'"name":{_jtext(posixpath.basename(tried))}}}')
+            rest += (f',"sessrec":{{"return_code":{ev.ret},"argc":{ev.argc},'
+                     f'"argv_truncated":{_bool(bool(ev.flags & ARGV_TRUNCATED))}}}')
+            return self._doc(ev, self._head("process", "start", "exec", _outcome(ev.ret)),
+                             self.core(proc, ev) + self._leaders() + "}", rest)
+        if type(ev) is Fork:
+            # (not in the model past its MAX_PROCESSES: the forking process)
+            child = self.model.by_pid.get(ev.child_pid, proc)
+            return self._doc(ev, self._head("process", "start", "fork", "success"),
+                             self.core(child, ev) + self._leaders() + "}", "")
+        if type(ev) is Exit:
+            raw = ev.exit_code_raw
+            st = fmt.decode_exit(raw)
+            process = (f'{self.core(proc, ev)},"exit_code":{fmt.shell_status(raw)},'
+                       f'"end":"{self.timefmt(self.wall_ns + ev.ts)}"{self._leaders()}}}')
+            self._cores.pop(proc.seq, None)  # its last event
+            self._cwds.pop(proc.seq, None)
+            signal = "null" if st.signal is None else st.signal
+            return self._doc(ev, self._head("process", "end", "exit",
+                                            "success" if raw == 0 else "failure"), process,
+                             f',"sessrec":{{"signal":{signal},'
+                             f'"core_dumped":{_bool(st.core_dumped)}}}')
+        if type(ev) is Connect:
             if ev.ret == -EINPROGRESS:
                 outcome = "unknown"
             else:
                 outcome = "success" if ev.ret == 0 else "failure"
-            addr = ev.address
-            dest: dict[str, Any] = {}
-            network: dict[str, Any] = {}
-            if addr.address is not None:
-                dest["address"] = addr.address
-            if addr.family in (fmt.AF_INET, fmt.AF_INET6) and addr.address is not None:
-                dest["ip"] = addr.address.partition("%")[0]
-                network["type"] = "ipv4" if addr.family == fmt.AF_INET else "ipv6"
-                network["direction"] = "egress"
-                proto = ev.protocol_name
-                if proto is not None:
-                    network["transport"] = proto
-            if addr.port is not None:
-                dest["port"] = addr.port
-            return self.line(ev, "network", "connection", "connect", outcome,
-                             self.process_json(proc, ev), destination=dest, network=network,
-                             sessrec={"return_code": ev.ret, "family": addr.family_name})
-        if isinstance(ev, ExitEvent):
-            st = ev.status
-            process = self.process_json(proc, ev, exit_code=ev.shell_status,
-                                        end=self.timefmt(ev.time_ns))
-            return self.line(ev, "process", "end", "exit",
-                             "success" if ev.exit_code_raw == 0 else "failure", process,
-                             sessrec={"signal": st.signal, "core_dumped": st.core_dumped})
-        if isinstance(ev, ForkEvent):
-            child = self.model.by_pid[ev.child_pid]
-            return self.line(ev, "process", "start", "fork", "success",
-                             self.process_json(child, ev))
-        if isinstance(ev, ChdirEvent):
-            changed: dict[str, Any] = {"return_code": ev.ret}
-            if ev.path is not None:
-                changed["directory"] = _text(ev.path)
-            return self.line(ev, "process", "change", "chdir", _outcome(ev.ret),
-                             self.process_json(proc, ev), sessrec=changed)
-        raise TypeError(ev)  # pragma: no cover - build_event knows no other types
+            dest, _, sessrec = self._destination(ev).partition("\0")
+            return self._doc(ev, self._head("network", "connection", "connect", outcome),
+                             self.core(proc, ev) + self._leaders() + "}",
+                             f'{dest},"sessrec":{{"return_code":{ev.ret}{sessrec}')
+        if type(ev) is Chdir:
+            directory = "" if path is None else f',"directory":{_jtext(path)}'
+            return self._doc(ev, self._head("process", "change", "chdir", _outcome(ev.ret)),
+                             self.core(proc, ev) + self._leaders() + "}",
+                             f',"sessrec":{{"return_code":{ev.ret}{directory}}}')
+        raise TypeError(ev)  # pragma: no cover - the reader knows no other types
 
 
-def write_ecs(session: Session, out: TextIO) -> int:
+def write_ecs(session: Session, out: TextIO,
+              warn: Callable[[str], None] | None = None) -> int:
     """Write one ECS document per event of session to out; return the count.
 
-    session.damage (if any) is the caller's to report afterwards."""
+    session.damage (if any) is the caller's to report afterwards; warn gets
+    the process model's warning when the session has more processes than
+    it keeps."""
     docs = _Docs(session)
     write = out.write
     document = docs.document
     n = 0
-    for raw, path in iter_raw(session, resolver=docs.resolver):
-        write(document(raw, path))
+    for ev, path in with_paths(session, resolver=docs.resolver):
+        write(document(ev, path))
         n += 1
+    limit = docs.model.limit_warning()
+    if limit and warn is not None:
+        warn(limit)
     return n

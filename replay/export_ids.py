@@ -32,3 +32,13 @@ class Ids:
         """An opaque id for one process of the session (pid reuse safe)."""
         key = f"{self.session_id}/{pid}/{start_ns}".encode()
         return hashlib.blake2b(key, digest_size=12).hexdigest()
+
+    def server(self, hostname: str) -> str:
+        """Teleport's server_id for the recording host: a UUID (version 5) of
+        its name, as sessrec has no node id; the same for every session of
+        that host."""
+        return str(uuid.uuid5(_SERVERS, hostname))
+
+
+# The namespace of server ids: uuid5(NAMESPACE_URL, "sessrec:server").
+_SERVERS = uuid.uuid5(uuid.NAMESPACE_URL, "sessrec:server")

@@ -29,23 +29,30 @@ import json
 import os
 from typing import Any
 
-from replay.base import Session
-from replay.events import iter_raw
-from replay.model import ProcessModel, no_gc
+from replay.base import Session, describe_gap, no_gc
+from replay.events import with_paths
+from replay.model import ProcessModel
 from replay.text import ERRNO_NAMES, SIGNAL_NAMES, printable, show
 from replay.timeline import address_text, argv_text
 from sessrec import __version__
 from sessrec import format as fmt
+from sessrec.event import (
+    ARGV_TRUNCATED,
+    PATH_TRUNCATED,
+    TYPE_NAMES,
+    Chdir,
+    Connect,
+    Exec,
+    Exit,
+    Fork,
+    Open,
+)
 
 ASSETS = "html_assets"
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _DATA_MARK = "<!--sessrec:data-->"
 _STYLE_MARK = "/*sessrec:style*/"
 _SCRIPT_MARK = "/*sessrec:script*/"
-
-_FORK, _EXEC, _EXIT, _OPEN, _CONNECT, _CHDIR = (int(t) for t in fmt.EventType)
-_PATH_TRUNCATED = int(fmt.EventFlag.PATH_TRUNCATED)
-_ARGV_TRUNCATED = int(fmt.EventFlag.ARGV_TRUNCATED)
 
 CSP = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
@@ -112,63 +119,63 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
     # Everything built here lives until the page is written: the garbage
     # collector's passes over the growing heap would find nothing.
     with no_gc():
-        for ev, path in iter_raw(session):
+        for ev, path in with_paths(session):
             proc = feed(ev, path)
-            t = ev[0]
+            if proc.seq < 0:  # past the model's MAX_PROCESSES: left out (a warning says)
+                continue
             s = -1
             r = 0
             x = 0
-            if t == _OPEN:
-                s = path_s(path, ev[fmt.OPEN_PATH])
-                r = ev[fmt.OPEN_RET]
-                flags = ev[fmt.OPEN_FLAGS]
+            if type(ev) is Open:
+                s = path_s(path, ev.requested_path)
+                r = ev.ret
+                flags = ev.open_flags
                 x = flag_idx.get(flags, -1)
                 if x < 0:
                     x = flag_idx[flags] = strings("|".join(fmt.open_flag_names(flags)))
-                if ev[fmt.I_FLAGS] & _PATH_TRUNCATED:
+                if ev.flags & PATH_TRUNCATED:
                     path_trunc += 1
-            elif t == _EXEC:
-                argv = tuple(ev[fmt.EXEC_ARGV])
+            elif type(ev) is Exec:
+                argv = tuple(ev.argv)
                 s = argv_idx.get(argv, -1)
                 if s < 0:
                     if len(argv_idx) > 100_000:
                         argv_idx.clear()
                     s = argv_idx[argv] = strings(argv_text(list(argv)) if argv else "''")
-                x = path_s(path, ev[fmt.EXEC_FILENAME])
-                r = ev[fmt.EXEC_RET]
-                if ev[fmt.I_FLAGS] & _ARGV_TRUNCATED:
+                x = path_s(path, ev.requested_path)
+                r = ev.ret
+                if ev.flags & ARGV_TRUNCATED:
                     argv_trunc += 1
-            elif t == _CONNECT:
-                key = (ev[fmt.CONNECT_SOCKADDR], ev[fmt.CONNECT_SOCK_TYPE],
-                       ev[fmt.CONNECT_PROTOCOL])
+            elif type(ev) is Connect:
+                key = (ev.sockaddr, ev.sock_type, ev.protocol)
                 s = addr_idx.get(key, -1)
                 if s < 0:
                     a = fmt.decode_sockaddr(key[0])
                     s = addr_idx[key] = strings(
                         address_text(a, fmt.protocol_name(a.family, key[1], key[2])))
-                r = ev[fmt.CONNECT_RET]
-            elif t == _CHDIR:
-                fd = ev[fmt.CHDIR_FD]
+                r = ev.ret
+            elif type(ev) is Chdir:
+                fd = ev.fd
                 if fd == -1:
-                    s = path_s(path, ev[fmt.CHDIR_PATH])
+                    s = path_s(path, ev.requested_path)
                 else:
                     s = strings(f"{_path(path, None)} (fd {fd})")
-                r = ev[fmt.CHDIR_RET]
-            elif t == _EXIT:
-                x = ev[fmt.EXIT_CODE_RAW]
-            elif t == _FORK:
-                x = ev[fmt.FORK_CHILD_PID]
-            us = ev[1] // 1000
-            t_col.append(t)
+                r = ev.ret
+            elif type(ev) is Exit:
+                x = ev.exit_code_raw
+            elif type(ev) is Fork:
+                x = ev.child_pid
+            us = ev.ts // 1000
+            t_col.append(ev.type)
             dt_col.append(us - prev)
             prev = us
             p_col.append(proc.seq)
             s_col.append(s)
             r_col.append(r)
             x_col.append(x)
-            c = comm_idx.get(ev[6])
+            c = comm_idx.get(ev.comm)
             if c is None:
-                c = comm_idx[ev[6]] = strings(show(ev[6]))
+                c = comm_idx[ev.comm] = strings(show(ev.comm))
             c_col.append(c)
 
     order = [p for _depth, p in model.walk()]
@@ -236,11 +243,15 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
     warnings = []
     if damage is not None:
         warnings.append(printable(damage.warning(name, len(t_col))))
+    limit = model.limit_warning()
+    if limit:
+        warnings.append(limit + ".")
     lost_total = sum(v for v in lost.values() if v > 0)
     if lost_total:
         per = ", ".join(f"{v} {printable(k)}" for k, v in lost.items() if v > 0)
         warnings.append(f"{lost_total} events were lost during the recording ({per}): the "
                         "process tree and timeline may miss processes and events.")
+    warnings += [printable(describe_gap(gap)) + "." for gap in session.gaps]
     if summary["unknown_types"]:
         warnings.append(f"{summary['unknown_types']} events of types this sessrec does not "
                         "know were skipped.")
@@ -258,7 +269,7 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
                "x": x_col},
         "errno": {str(k): v for k, v in ERRNO_NAMES.items() if v != "-"},
         "signals": {str(k): v for k, v in SIGNAL_NAMES.items()},
-        "types": dict(fmt.TYPE_NAMES),
+        "types": dict(TYPE_NAMES),
     }
 
 

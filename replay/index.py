@@ -46,7 +46,7 @@ from replay.events import PathResolver
 from replay.reader import open_session
 from sessrec import format as fmt
 from sessrec.errors import SessrecError, UsageError
-from sessrec.format import EventType
+from sessrec.event import TYPE_NAMES, Chdir, Connect, EventType, Exec, Exit, Open
 
 INDEX_NAME = ".sessrec-index.sqlite"
 # Bump when the tables change: an index of another version is rebuilt.
@@ -607,33 +607,28 @@ def _index_file(conn: sqlite3.Connection, file_id: int, full: str, intern: _Inte
         leader = header["leader_pid"]
         exit_status: int | None = None
         seq = 0
-        exec_, open_, connect, chdir, exit_ = (
-            int(EventType.EXEC), int(EventType.OPEN), int(EventType.CONNECT),
-            int(EventType.CHDIR), int(EventType.EXIT),
-        )
         for ev in session.records():
             seq += 1
-            t = ev[0]
-            ts = ev[1]
+            ts = ev.ts
             if ts > last_ts:
                 last_ts = ts
             path = resolve(ev)
-            if t == exit_:
-                if ev[2] == leader:
-                    exit_status = fmt.shell_status(ev[fmt.EXIT_CODE_RAW])
+            if type(ev) is Exit:
+                if ev.pid == leader:
+                    exit_status = fmt.shell_status(ev.exit_code_raw)
                 continue
-            if t not in (exec_, open_, connect, chdir):
+            if not isinstance(ev, Exec | Open | Connect | Chdir):
                 continue
-            comm = comms.get(ev[6])
+            comm = comms.get(ev.comm)
             if comm is None:
-                comm = comms[ev[6]] = intern(_TEXT(ev[6]))
-            common = (file_id, seq, t, wall_ns + ts, ev[2], ev[4], comm, ev[8])
-            if t == open_:
-                pid_ = path_ids(path if path is not None else ev[fmt.OPEN_PATH])[0]
-                row = (*common, pid_, None, None, None, ev[fmt.OPEN_FLAGS], None, None, None)
-            elif t == exec_:
-                pid_, name = path_ids(path if path is not None else ev[fmt.EXEC_FILENAME])
-                key = tuple(ev[fmt.EXEC_ARGV])
+                comm = comms[ev.comm] = intern(_TEXT(ev.comm))
+            common = (file_id, seq, ev.type, wall_ns + ts, ev.pid, ev.ppid, comm, ev.ret)
+            if type(ev) is Open:
+                pid_ = path_ids(path if path is not None else ev.requested_path)[0]
+                row = (*common, pid_, None, None, None, ev.open_flags, None, None, None)
+            elif type(ev) is Exec:
+                pid_, name = path_ids(path if path is not None else ev.requested_path)
+                key = tuple(ev.argv)
                 cmd = argvs.get(key)
                 if cmd is None:
                     if len(argvs) >= 1 << 16:
@@ -641,9 +636,8 @@ def _index_file(conn: sqlite3.Connection, file_id: int, full: str, intern: _Inte
                     texts = [_TEXT(a) for a in key]
                     cmd = argvs[key] = (intern(" ".join(texts)), intern(json.dumps(texts)))
                 row = (*common, pid_, name, *cmd, None, None, None, None)
-            elif t == connect:
-                ckey = (ev[fmt.CONNECT_SOCKADDR], ev[fmt.CONNECT_SOCK_TYPE],
-                        ev[fmt.CONNECT_PROTOCOL])
+            elif type(ev) is Connect:
+                ckey = (ev.sockaddr, ev.sock_type, ev.protocol)
                 dest = connects.get(ckey)
                 if dest is None:
                     a = fmt.decode_sockaddr(ckey[0])
@@ -653,8 +647,8 @@ def _index_file(conn: sqlite3.Connection, file_id: int, full: str, intern: _Inte
                         None if proto is None else intern(proto),
                     )
                 row = (*common, None, None, None, None, None, *dest)
-            else:
-                req = ev[fmt.CHDIR_PATH] if ev[fmt.CHDIR_FD] == -1 else b""
+            elif type(ev) is Chdir:
+                req = ev.requested_path if ev.fd == -1 else b""
                 target = path if path is not None else req
                 row = (*common, path_ids(target)[0] if target else None, None, None, None,
                        None, None, None, None)
@@ -851,6 +845,11 @@ class SessionIndex:
         seen: set[str] = set()
         intern = _Interner(conn)
         for name in find_session_files(self.root):
+            shown = os.fsencode(name).decode("utf-8", "backslashreplace")
+            if shown != name:  # undecodable bytes: SQLite and JSON take only text
+                stats.unreadable.append(
+                    (shown, f"{shown}: the file name is not UTF-8; rename it to index it"))
+                continue
             full = os.path.join(self.root, name)
             try:
                 st = os.stat(full)
@@ -1021,7 +1020,7 @@ class SessionIndex:
     @staticmethod
     def _event(r: tuple[Any, ...]) -> EventRow:
         return EventRow(
-            type=fmt.TYPE_NAMES.get(r[0], f"type_{r[0]}"), time_ns=r[1], pid=r[2], ppid=r[3],
+            type=TYPE_NAMES.get(r[0], f"type_{r[0]}"), time_ns=r[1], pid=r[2], ppid=r[3],
             comm=r[4], return_code=r[5], path=r[6],
             argv=None if r[7] is None else json.loads(r[7]), flags=r[8], dst_addr=r[9],
             dst_port=r[10], protocol=r[11],

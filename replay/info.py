@@ -11,16 +11,18 @@ import shlex
 from typing import Any
 
 from replay.auditlog import audit_info, describe_audit
+from replay.base import describe_gap
 from replay.reader import open_session, read_trailer_fast
 from replay.text import duration_text, printable
 from replay.timeline import rfc3339_ns
 from sessrec import format as fmt
 from sessrec.errors import FormatError
+from sessrec.event import ARGV_TRUNCATED, PATH_TRUNCATED, TYPE_NAMES, Exit
 
 
 def _per_type(counts: dict[str, int]) -> dict[str, int]:
     """Every known type name (0 if absent), then any others the file has."""
-    out = {name: counts.get(name, 0) for name in fmt.TYPE_NAMES.values()}
+    out = {name: counts.get(name, 0) for name in TYPE_NAMES.values()}
     out.update((k, v) for k, v in counts.items() if k not in out)
     return out
 
@@ -30,8 +32,11 @@ def _from_trailer(t: dict[str, Any]) -> tuple[Any, Any, Any, Any, Any]:
     return t["counts"], t["lost"], t["truncated"], t["unknown_types"], t["exit_status"]
 
 
-def session_info(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The summary dict for `sessrec info --json` (keys in display order)."""
+def session_info(path: str | os.PathLike[str], check: bool = False) -> dict[str, Any]:
+    """The summary dict for `sessrec info --json` (keys in display order).
+
+    check: read every event of a completed file too, to find damage between
+    its header and trailer (by default only those two are read)."""
     with open_session(path, strict=False) as session:
         header = session.header
         try:
@@ -39,19 +44,24 @@ def session_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         except FormatError:
             trailer = None  # a damaged footer: the scan below says where
         damage = None
+        checked = trailer is None or check  # the scan reads every event
         if trailer is not None:
             counts, lost, truncated, unknown, exit_status = _from_trailer(trailer)
+            if check:
+                for _ev in session.records():
+                    pass
+                damage = session.damage
         else:
             leader = header["leader_pid"]
             argv_trunc = path_trunc = 0
             exit_status = None
             for ev in session.records():
-                flags = ev[fmt.I_FLAGS]
+                flags = ev.flags
                 if flags:
-                    argv_trunc += bool(flags & fmt.EventFlag.ARGV_TRUNCATED)
-                    path_trunc += bool(flags & fmt.EventFlag.PATH_TRUNCATED)
-                if ev[0] == fmt.EventType.EXIT and ev[fmt.I_PID] == leader:
-                    exit_status = fmt.shell_status(ev[fmt.EXIT_CODE_RAW])
+                    argv_trunc += bool(flags & ARGV_TRUNCATED)
+                    path_trunc += bool(flags & PATH_TRUNCATED)
+                if type(ev) is Exit and ev.pid == leader:
+                    exit_status = fmt.shell_status(ev.exit_code_raw)
             damage = session.damage
             trailer = session.trailer  # there when only the footer is missing
             if trailer is not None:
@@ -82,7 +92,12 @@ def session_info(path: str | os.PathLike[str]) -> dict[str, Any]:
             "unknown_types": unknown,
             "complete": trailer is not None,
             "damage": None if damage is None else damage.as_dict(),
+            "checked": checked,
         }
+        # A finished file's trailer repeats its gaps (2.1); an unfinished one was scanned.
+        gaps = session.gaps if trailer is None else trailer.get("gaps", [])
+        if gaps:  # the key only when there are any: summaries of older files stay as they were
+            info["gaps"] = [dict(g) for g in gaps]
         if "audit" in header:  # format 1.1 and later
             info["audit"] = audit_info(header, trailer)
         if "kernel_features" in header:  # 2.1 and later
@@ -104,6 +119,8 @@ def _duration(info: dict[str, Any]) -> str:
 def _file_state(info: dict[str, Any]) -> str:
     """'complete', or 'truncated: ...' with where and why the reading stopped."""
     d = info["damage"]
+    if d is None and not info.get("checked", True):
+        return "complete (its events were not read: `sessrec info --check` reads them)"
     if d is None:
         return "complete" if info["complete"] else "truncated"
     what = "complete, but damaged" if info["complete"] else "truncated"
@@ -166,6 +183,8 @@ def format_info(info: dict[str, Any]) -> str:
                        *(("notice", n) for n in kf["notices"])]
     if info["unknown_types"]:
         rows.append(("unknown", f"{info['unknown_types']} events of unknown types"))
+    for gap in info.get("gaps", []):
+        rows.append(("gap", describe_gap(gap).removeprefix("gap ")))
     rows.append(("format", info["format_version"]))
     rows.append(("file", _file_state(info)))
     width = max(len(name) for name, _ in rows) + 2

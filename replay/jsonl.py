@@ -2,9 +2,9 @@
 the keys). Bytes become text as UTF-8 with undecodable bytes written as \\xNN
 escapes (errors="backslashreplace"), so the output is always valid UTF-8.
 
-This is a hot loop (hundreds of thousands of events per second): it works on
-the raw arrays, formats each line with one f-string, and caches the JSON of
-values that repeat (comm, open flags, socket addresses).
+This is a hot loop (hundreds of thousands of events per second): it formats
+each line with one f-string, and caches the JSON of values that repeat (comm,
+open flags, socket addresses).
 """
 
 from __future__ import annotations
@@ -17,10 +17,17 @@ from typing import Any, TextIO
 from replay.base import Session
 from replay.events import PathResolver
 from sessrec import format as fmt
-from sessrec.format import EventFlag, EventType
-
-_PATH_TRUNCATED = int(EventFlag.PATH_TRUNCATED)
-_ARGV_TRUNCATED = int(EventFlag.ARGV_TRUNCATED)
+from sessrec.event import (
+    ARGV_TRUNCATED,
+    PATH_TRUNCATED,
+    TYPE_NAMES,
+    Chdir,
+    Connect,
+    Exec,
+    Exit,
+    Fork,
+    Open,
+)
 
 
 def _jtext(data: bytes) -> str:
@@ -101,51 +108,57 @@ def write_jsonl(
     exits = _Cache(_exit_fields)
     open_sys = fmt.OPEN_SYSCALLS
     write = out.write
-    fork, exec_, exit_, open_, connect, chdir = (int(t) for t in EventType)
     n = 0
+    # The time's text up to its second, for the second of the last event:
+    # TimeFormatter's work, without a call per event.
+    second = -1
+    prefix = ""
     for ev in session.records(follow=follow, poll_interval=poll_interval):
-        t = ev[0]
         path = resolve(ev)
+        sec, ns = divmod(wall_ns + ev.ts, 1_000_000_000)
+        if sec != second:
+            second = sec
+            prefix = timefmt.second(sec)
         common = (
-            f'"time":"{timefmt(wall_ns + ev[1])}","pid":{ev[2]},"tid":{ev[3]},'
-            f'"ppid":{ev[4]},"uid":{ev[5]},"comm":{comms[ev[6]]},"session_id":{session_id}'
+            f'"time":"{prefix}.{ns:09d}Z","pid":{ev.pid},"tid":{ev.tid},'
+            f'"ppid":{ev.ppid},"uid":{ev.uid},"comm":{comms[ev.comm]},"session_id":{session_id}'
         )
-        if t == open_:
-            fl = ev[12]
-            sysno = ev[9]
+        if type(ev) is Open:
+            fl = ev.open_flags
+            sysno = ev.syscall
             sysname = open_sys[sysno] if 0 <= sysno < 4 else fmt.syscall_name(open_sys, sysno)
             line = (
                 f'{{"type":"open",{common},"path":{_jpath(path)},'
-                f'"requested_path":{_jtext(ev[11])},"flags":{fl},'
-                f'"flag_names":{flag_names[fl]},"mode":{ev[13]},"syscall":"{sysname}",'
-                f'"return_code":{ev[8]},'
-                f'"path_truncated":{"true" if ev[7] & _PATH_TRUNCATED else "false"}}}\n'
+                f'"requested_path":{_jtext(ev.requested_path)},"flags":{fl},'
+                f'"flag_names":{flag_names[fl]},"mode":{ev.mode},"syscall":"{sysname}",'
+                f'"return_code":{ev.ret},'
+                f'"path_truncated":{"true" if ev.flags & PATH_TRUNCATED else "false"}}}\n'
             )
-        elif t == exec_:
+        elif type(ev) is Exec:
             line = (
                 f'{{"type":"exec",{common},"path":{_jpath(path)},'
-                f'"requested_path":{_jtext(ev[9])},"argv":{_argv(ev[10])},'
-                f'"argv_truncated":{"true" if ev[7] & _ARGV_TRUNCATED else "false"},'
-                f'"argc":{ev[11]},"return_code":{ev[8]}}}\n'
+                f'"requested_path":{_jtext(ev.requested_path)},"argv":{_argv(ev.argv)},'
+                f'"argv_truncated":{"true" if ev.flags & ARGV_TRUNCATED else "false"},'
+                f'"argc":{ev.argc},"return_code":{ev.ret}}}\n'
             )
-        elif t == fork:
-            line = f'{{"type":"fork",{common},"child_pid":{ev[8]}}}\n'
-        elif t == exit_:
-            line = f'{{"type":"exit",{common},{exits[ev[8]]}}}\n'
-        elif t == connect:
+        elif type(ev) is Fork:
+            line = f'{{"type":"fork",{common},"child_pid":{ev.child_pid}}}\n'
+        elif type(ev) is Exit:
+            line = f'{{"type":"exit",{common},{exits[ev.exit_code_raw]}}}\n'
+        elif type(ev) is Connect:
             line = (
-                f'{{"type":"connect",{common},{connects[ev[12], ev[10], ev[11]]},'
-                f'"return_code":{ev[8]}}}\n'
+                f'{{"type":"connect",{common},'
+                f'{connects[ev.sockaddr, ev.sock_type, ev.protocol]},"return_code":{ev.ret}}}\n'
             )
-        elif t == chdir:
-            fd = ev[9]
-            requested = _jtext(ev[10]) if fd == -1 else "null"
+        elif type(ev) is Chdir:
+            fd = ev.fd
+            requested = _jtext(ev.requested_path) if fd == -1 else "null"
             line = (
                 f'{{"type":"chdir",{common},"path":{_jpath(path)},'
-                f'"requested_path":{requested},"fd":{fd},"return_code":{ev[8]}}}\n'
+                f'"requested_path":{requested},"fd":{fd},"return_code":{ev.ret}}}\n'
             )
         else:  # a type this module does not know yet: the common fields only
-            name = fmt.TYPE_NAMES.get(t, f"type_{t}")
+            name = TYPE_NAMES.get(ev.type, f"type_{ev.type}")
             line = f'{{"type":{json.dumps(name)},{common}}}\n'
         write(line)
         n += 1

@@ -2,8 +2,8 @@
 long, and what each process touched.
 
 Built in one pass over the session's events (ProcessModel.build, over
-replay.events.iter_raw: the arrays that iter_events types, with their
-resolved paths), or fed event by event (ProcessModel.feed) by a tool that
+replay.events.with_paths: the events with their resolved paths), or fed
+event by event (ProcessModel.feed) by a tool that
 streams, such as `sessrec replay --children` or the ECS export. Memory grows with the number of
 processes, plus one small record per open and connect when index=True.
 
@@ -21,32 +21,35 @@ How the tree is made:
   and their tids are listed in Process.threads.
 - An exec replaces the program of the same process: Process.execs is the
   chain, in order, failed attempts included (ExecInfo.ret < 0).
+
+A session file is untrusted, and a small one can hold millions of events, so
+what the model keeps is bounded (the constants below): at most MAX_PROCESSES
+processes (later ones are counted in forks_left_out and left_out, and
+limit_warning() says so), the first MAX_EXECS execs of each process
+(Process.program is always its latest successful one), MAX_THREADS tids and
+MAX_PPIDS ppid changes per process, and ARGV_BUDGET bytes of argv in all:
+past it, an exec keeps the first ARGV_KEPT bytes of its argv, marked
+truncated.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from replay.base import Session
-from replay.events import (
-    AnyEvent,
-    ChdirEvent,
-    ConnectEvent,
-    ExecEvent,
-    ExitEvent,
-    OpenEvent,
-    PathResolver,
-    iter_raw,
-    raw_event,
-)
-from replay.text import EINPROGRESS
+from replay.base import Session, no_gc
+from replay.events import PathResolver, with_paths
 from sessrec import format as fmt
+from sessrec.event import ARGV_TRUNCATED, Chdir, Connect, Event, Exec, Exit, Fork, Open, failed
 
-_ARGV_TRUNCATED = int(fmt.EventFlag.ARGV_TRUNCATED)
-_FORK, _EXEC, _EXIT, _OPEN, _CONNECT, _CHDIR = (int(t) for t in fmt.EventType)
+# What a model keeps at most (see the module docstring). About 1 KB a
+# process: MAX_PROCESSES of them and ARGV_BUDGET stay well under 512 MiB.
+MAX_PROCESSES = 200_000
+MAX_EXECS = 64
+MAX_THREADS = 4096
+MAX_PPIDS = 64
+ARGV_BUDGET = 64 << 20
+ARGV_KEPT = 1024
 
 
 class ExecInfo(NamedTuple):
@@ -82,34 +85,6 @@ class Connection(NamedTuple):
     ret: int
 
 
-@contextlib.contextmanager
-def no_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector. A model only grows while it is
-    built and read: a collection then finds nothing, and its passes over a
-    heap of a million objects cost more than half the time of `sessrec tree`
-    on a million events."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def failed(ev: AnyEvent) -> bool:
-    """Whether an event reports a failure: a negative return (but a
-    non-blocking connect's EINPROGRESS), or an exit with a non-zero code or
-    by a signal."""
-    if type(ev) is OpenEvent or type(ev) is ExecEvent or type(ev) is ChdirEvent:
-        return ev.ret < 0
-    if type(ev) is ConnectEvent:
-        return ev.ret < 0 and ev.ret != -EINPROGRESS
-    if type(ev) is ExitEvent:
-        return ev.exit_code_raw != 0
-    return False
-
-
 class Process:
     """One process (thread group) of the session, from its fork (or first
     event) to its exit (or the end of the file). Times are ns since the
@@ -129,12 +104,14 @@ class Process:
         "n_chdirs",
         "n_connects",
         "n_events",
+        "n_execs",
         "n_failed",
         "n_opens",
         "parent",
         "pid",
         "ppid",
         "ppids",
+        "program",
         "seq",
         "start_ns",
         "threads",
@@ -153,7 +130,9 @@ class Process:
         self.end_ns: int | None = None
         self.exit_code_raw: int | None = None
         self.comm = comm
-        self.execs: list[ExecInfo] = []
+        self.execs: list[ExecInfo] = []  # the first MAX_EXECS
+        self.n_execs = 0
+        self.program: ExecInfo | None = None  # the latest successful exec
         # The program it runs before it execs: its parent's when it forked.
         self.inherited: ExecInfo | None = None
         self.threads: set[int] = set()
@@ -169,17 +148,13 @@ class Process:
         return f"<Process {self.pid} {fmt.text(self.comm)!r} seq={self.seq}>"
 
     @property
-    def program(self) -> ExecInfo | None:
-        """The latest successful exec: what the process is running."""
-        for ex in reversed(self.execs):
-            if ex.ret == 0:
-                return ex
-        return None
-
-    @property
     def programs(self) -> list[ExecInfo]:
-        """The exec chain: every successful exec, in order."""
-        return [ex for ex in self.execs if ex.ret == 0]
+        """The exec chain: every successful exec kept, in order, and the
+        latest one."""
+        progs = [ex for ex in self.execs if ex.ret == 0]
+        if self.program is not None and (not progs or progs[-1] is not self.program):
+            progs.append(self.program)
+        return progs
 
     @property
     def exit_status(self) -> fmt.ExitStatus | None:
@@ -226,6 +201,9 @@ class ProcessModel:
         self.first_ns: int | None = None
         self.last_ns: int | None = None
         self.events = 0
+        self.left_out = 0  # events of processes past MAX_PROCESSES
+        self.forks_left_out = 0  # forks of processes past MAX_PROCESSES
+        self._argv_bytes = 0  # argv kept, against ARGV_BUDGET
 
     @classmethod
     def build(
@@ -235,7 +213,7 @@ class ProcessModel:
         model = cls(session.header["leader_pid"], index=index)
         feed = model.feed
         with no_gc():
-            for ev, path in iter_raw(session, resolver=resolver):
+            for ev, path in with_paths(session, resolver=resolver):
                 feed(ev, path)
         return model
 
@@ -250,11 +228,39 @@ class ProcessModel:
 
     # --- building -----------------------------------------------------------
 
-    def _new(self, pid: int, ppid: int, ts: int, comm: bytes, forked: bool) -> Process:
+    def limit_warning(self) -> str | None:
+        """The warning to print when the session had more processes than
+        the model keeps, else None."""
+        if not self.left_out and not self.forks_left_out:
+            return None
+        return (f"more than {MAX_PROCESSES} processes: later ones are left out of the "
+                f"process model ({self.forks_left_out} forks; {self.left_out} events shown "
+                "without their process)")
+
+    def _new(self, pid: int, ppid: int, ts: int, comm: bytes, forked: bool) -> Process | None:
+        """A new process, or None past MAX_PROCESSES."""
+        if len(self.processes) >= MAX_PROCESSES:
+            return None
         proc = Process(len(self.processes), pid, ppid, ts, comm, forked)
         self.processes.append(proc)
         self.by_pid[pid] = proc
         return proc
+
+    def _exec_info(self, ev: Exec, path: bytes | None) -> ExecInfo:
+        argv = ev.argv
+        truncated = bool(ev.flags & ARGV_TRUNCATED)
+        size = sum(map(len, argv)) + len(argv)
+        if self._argv_bytes + size > ARGV_BUDGET:
+            kept: list[bytes] = []
+            left = ARGV_KEPT
+            for a in argv:
+                if left <= 0:
+                    break
+                kept.append(a[:left])
+                left -= len(a) + 1
+            argv, truncated, size = kept, True, ARGV_KEPT
+        self._argv_bytes += size
+        return ExecInfo(ev.ts, ev.ret, path, ev.requested_path, argv, ev.argc, truncated)
 
     def _attach(self, proc: Process, parent: Process | None) -> None:
         proc.parent = parent
@@ -268,80 +274,65 @@ class ProcessModel:
         attached to the live process of its ppid if there is one."""
         parent = self.by_pid.get(ppid)  # before _new: pid may equal ppid
         proc = self._new(pid, ppid, ts, comm, False)
+        if proc is None:  # past MAX_PROCESSES: one not kept, for this event only
+            self.left_out += 1
+            return Process(-1, pid, ppid, ts, comm, False)
         self._attach(proc, parent if parent is not None and parent.end_ns is None else None)
         return proc
 
-    def add(self, ev: AnyEvent) -> Process:
-        """Apply one typed event (replay.events.iter_events); see feed()."""
-        return self.feed(raw_event(ev), getattr(ev, "path", None))
-
-    def feed(self, ev: list[Any], path: bytes | None = None) -> Process:
-        """Apply one raw event array (format.EVENT_FIELDS layout) with its
-        resolved path (replay.events.iter_raw gives both); return the process
-        it belongs to (for a fork, the parent). The hot path of every
-        model-based tool: it reads the arrays directly."""
-        t, ts, pid, tid, ppid, _uid, comm = ev[:7]
+    def feed(self, ev: Event, path: bytes | None = None) -> Process:
+        """Apply one event with its resolved path (replay.events.with_paths
+        gives both); return the process it belongs to (for a fork, the
+        parent). The hot path of every model-based tool."""
+        ts = ev.ts
+        pid = ev.pid
+        ppid = ev.ppid
         if self.first_ns is None:
             self.first_ns = ts
         self.last_ns = ts
         self.events += 1
         proc = self.by_pid.get(pid)
         if proc is None or proc.end_ns is not None:
-            proc = self._arrive(pid, ppid, ts, comm)
+            proc = self._arrive(pid, ppid, ts, ev.comm)
         elif ppid != proc.ppid:
             proc.ppid = ppid
-            proc.ppids.append((ts, ppid))
-        proc.comm = comm
+            if len(proc.ppids) < MAX_PPIDS:
+                proc.ppids.append((ts, ppid))
+        proc.comm = ev.comm
         proc.n_events += 1
         proc.last_ns = ts
-        if tid != pid:
-            proc.threads.add(tid)
-        if t == _OPEN:
+        if ev.tid != pid and len(proc.threads) < MAX_THREADS:
+            proc.threads.add(ev.tid)
+        if failed(ev) and type(ev) is not Exit:  # its exit is its status, shown apart
+            proc.n_failed += 1
+        if type(ev) is Open:
             proc.n_opens += 1
-            ret = ev[fmt.OPEN_RET]
-            if ret < 0:
-                proc.n_failed += 1
             if self.index:
-                proc.files.append(
-                    FileAccess(ts, path, ev[fmt.OPEN_PATH], ev[fmt.OPEN_FLAGS], ret)
-                )
-        elif t == _EXEC:
-            ret = ev[fmt.EXEC_RET]
-            if ret < 0:
-                proc.n_failed += 1
-            proc.execs.append(
-                ExecInfo(
-                    ts,
-                    ret,
-                    path,
-                    ev[fmt.EXEC_FILENAME],
-                    ev[fmt.EXEC_ARGV],
-                    ev[fmt.EXEC_ARGC],
-                    bool(ev[fmt.I_FLAGS] & _ARGV_TRUNCATED),
-                )
-            )
-        elif t == _FORK:
-            self._fork(proc, ev[fmt.FORK_CHILD_PID], ts)
-        elif t == _EXIT:
+                proc.files.append(FileAccess(ts, path, ev.requested_path, ev.open_flags, ev.ret))
+        elif type(ev) is Exec:
+            proc.n_execs += 1
+            keep = len(proc.execs) < MAX_EXECS
+            if keep or ev.ret == 0:
+                info = self._exec_info(ev, path)
+                if keep:
+                    proc.execs.append(info)
+                if ev.ret == 0:
+                    proc.program = info
+        elif type(ev) is Fork:
+            self._fork(proc, ev.child_pid, ts)
+        elif type(ev) is Exit:
             proc.end_ns = ts
-            proc.exit_code_raw = ev[fmt.EXIT_CODE_RAW]
-        elif t == _CONNECT:
+            proc.exit_code_raw = ev.exit_code_raw
+        elif type(ev) is Connect:
             proc.n_connects += 1
-            ret = ev[fmt.CONNECT_RET]
-            if ret < 0 and ret != -EINPROGRESS:
-                proc.n_failed += 1
             if self.index:
-                a = fmt.decode_sockaddr(ev[fmt.CONNECT_SOCKADDR])
-                proto = fmt.protocol_name(
-                    a.family, ev[fmt.CONNECT_SOCK_TYPE], ev[fmt.CONNECT_PROTOCOL]
-                )
+                a = fmt.decode_sockaddr(ev.sockaddr)
+                proto = fmt.protocol_name(a.family, ev.sock_type, ev.protocol)
                 proc.connections.append(
-                    Connection(ts, a.family_name, a.address, a.port, proto, ret)
+                    Connection(ts, a.family_name, a.address, a.port, proto, ev.ret)
                 )
-        elif t == _CHDIR:
+        elif type(ev) is Chdir:
             proc.n_chdirs += 1
-            if ev[fmt.CHDIR_RET] < 0:
-                proc.n_failed += 1
         return proc
 
     def _fork(self, parent: Process, cpid: int, ts: int) -> None:
@@ -359,15 +350,14 @@ class ProcessModel:
             early.forked = True
             early.start_ns = min(early.start_ns, ts)
             early.inherited = parent.program or parent.inherited
-            if (
-                early.parent is None
-                and self.roots[-1] is early
-                and early not in parent.ancestors()
-            ):
+            if early.parent is None and self.roots[-1] is early and _not_above(early, parent):
                 self.roots.pop()
                 self._attach(early, parent)
             return
         child = self._new(cpid, parent.pid, ts, parent.comm, True)
+        if child is None:
+            self.forks_left_out += 1
+            return
         child.inherited = parent.program or parent.inherited  # what it runs until it execs
         self._attach(child, parent)
 
@@ -392,13 +382,29 @@ class ProcessModel:
         return [p for p in self.processes if p.pid == pid]
 
 
+def _not_above(proc: Process, other: Process, steps: int = 256) -> bool:
+    """Whether proc is certainly not an ancestor of other. Past `steps`
+    levels the answer is no: the walk is bounded, as a hostile file can make
+    a chain of any depth."""
+    if not proc.children:
+        return True
+    for n, p in enumerate(other.ancestors()):
+        if p is proc or n >= steps:
+            return False
+    return True
+
+
 def running_program(proc: Process, at: int | None = None) -> ExecInfo | None:
     """What proc runs at time at (default: its last event): its latest
     successful exec before then, or, if it had not exec'd, the program its
     parent ran when it forked it (Process.inherited). None if no exec of its
     lineage is in the file."""
-    when = proc.last_ns if at is None else at
-    for ex in reversed(proc.execs):
-        if ex.ret == 0 and ex.ts <= when:
+    prog = proc.program
+    if prog is None:
+        return proc.inherited
+    if at is None or prog.ts <= at:
+        return prog
+    for ex in reversed(proc.execs):  # an exec out of time order: at most MAX_EXECS
+        if ex.ret == 0 and ex.ts <= at:
             return ex
     return proc.inherited

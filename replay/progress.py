@@ -8,9 +8,10 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TextIO
+from typing import TextIO
 
 from replay.base import Session
+from sessrec.event import Event
 
 DELAY = 0.5  # seconds an export runs before its bar appears
 
@@ -73,7 +74,7 @@ class ProgressSession(Session):
         self.header = inner.header
         self.progress = progress
 
-    def records(self, follow: bool = False, poll_interval: float = 0.2) -> Iterator[list[Any]]:
+    def records(self, follow: bool = False, poll_interval: float = 0.2) -> Iterator[Event]:
         inner = self.inner
         update = self.progress.update
         every = self.EVERY - 1

@@ -9,6 +9,9 @@ skip (docs/FORMAT.md)."""
 from __future__ import annotations
 
 import os
+import select
+import stat
+import tempfile
 from typing import Any, BinaryIO
 
 from replay import v1, v2
@@ -21,12 +24,60 @@ __all__ = ["SUPPORTED_MAJORS", "Damage", "Session", "open_session", "read_traile
 SUPPORTED_MAJORS: tuple[int, ...] = (1, 2)
 
 
-def _open(path: str | os.PathLike[str]) -> tuple[str, BinaryIO]:
+# How long to wait for a pipe, FIFO or terminal to have something to read:
+# a FIFO without a writer would block open() (and read()) forever.
+PIPE_WAIT = 10.0
+
+
+def _open(path: str | os.PathLike[str], spool: bool = True) -> tuple[str, BinaryIO]:
+    """path opened for reading (closed by the Session or the caller). A
+    pipe, FIFO or device (/dev/stdin) is read to its end into an anonymous
+    temporary file first, as the readers seek; spool=False gives None for
+    one instead."""
     p = os.fspath(path)
     try:
-        return p, open(p, "rb")  # closed by the Session or the caller
+        # O_NONBLOCK: opening a FIFO without a writer returns at once.
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
         raise SessrecError(f"cannot read {p}: {e.strerror or e}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise SessrecError(f"cannot read {p}: Is a directory")
+        if not stat.S_ISREG(mode):
+            if not spool:
+                raise _NotAFile
+            if not select.select([fd], [], [], PIPE_WAIT)[0]:
+                raise SessrecError(f"cannot read {p}: nothing came in {PIPE_WAIT:g} s "
+                                   "(a pipe or FIFO without a writer?)")
+        os.set_blocking(fd, True)
+        f = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    if stat.S_ISREG(mode):
+        return p, f
+    with f:
+        return p, _spooled(p, f)
+
+
+class _NotAFile(Exception):
+    pass
+
+
+def _spooled(p: str, f: BinaryIO) -> BinaryIO:
+    head = f.read(PREAMBLE.size)
+    unpack_preamble(head, p)  # not a session file: say so before copying anything
+    tmp = tempfile.TemporaryFile()
+    try:
+        tmp.write(head)
+        while block := f.read(1 << 20):
+            tmp.write(block)
+        tmp.seek(0)
+    except OSError as e:
+        tmp.close()
+        raise SessrecError(f"cannot read {p}: {e.strerror or e}") from None
+    return tmp
 
 
 def _preamble(p: str, f: BinaryIO) -> tuple[int, int]:
@@ -64,8 +115,12 @@ def open_session(path: str | os.PathLike[str], *, strict: bool = True) -> Sessio
 
 def read_trailer_fast(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The trailer of a completed file, found through the footer in O(1); None
-    if the file has no footer (not completed). FormatError if it is damaged."""
-    p, f = _open(path)
+    if the file has no footer (not completed) or is not a file (a pipe: read
+    it with open_session). FormatError if it is damaged."""
+    try:
+        p, f = _open(path, spool=False)
+    except _NotAFile:
+        return None
     with f:
         major, _minor = _preamble(p, f)
         if major in (1, 2):  # the same trailer chunk and footer

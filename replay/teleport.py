@@ -13,8 +13,9 @@ SessionEnd, SessionCommand, SessionDisk, SessionNetwork, BPFMetadata).
                              no exit event)
     session.end      T2004I  last, from the trailer (not for an unfinished file)
 
-Teleport has no event for fork, chdir, or connects of other socket families
-(unix): those are not exported here (they are in the jsonl and ECS exports).
+Teleport has no event for fork, chdir, connects of other socket families
+(unix), or connects of raw and ICMP sockets (no connection is made): those
+are not exported here (they are in the jsonl and ECS exports).
 """
 
 from __future__ import annotations
@@ -23,16 +24,11 @@ import json
 from typing import TextIO
 
 from replay.base import Session
-from replay.events import iter_raw
+from replay.events import with_paths
 from replay.export_ids import Ids
 from replay.jsonl import _Cache, _jpath, _jtext
 from sessrec import format as fmt
-from sessrec.format import EventType
-
-_EXEC, _EXIT, _OPEN, _CONNECT = (
-    int(EventType.EXEC), int(EventType.EXIT), int(EventType.OPEN), int(EventType.CONNECT)
-)
-_EXPORTED = frozenset((_EXEC, _EXIT, _OPEN, _CONNECT))
+from sessrec.event import Connect, Exec, Exit, Open
 
 SESSION_START = ("session.start", "T2000I")
 SESSION_END = ("session.end", "T2004I")
@@ -44,6 +40,10 @@ SESSION_NETWORK = ("session.network", "T4002I")
 SESSION_PROCESS_EXIT = ("session.process_exit", "SR4003I")
 
 OPERATION_CONNECT = 0  # SessionNetwork.NetworkOperation CONNECT
+SOCK_RAW = 3
+# A connect() on a raw or ICMP ("ping") socket only sets the address that
+# send() uses: no connection, and no port.
+ICMP_PROTOCOLS = frozenset((1, 58))  # IPPROTO_ICMP, IPPROTO_ICMPV6
 ACTION_OBSERVED = 0  # EventAction OBSERVED: recorded, not enforced
 # src_addr: the recorder does not see the local address; the unspecified
 # address of the family says so and keeps the field an IP.
@@ -80,6 +80,7 @@ def write_teleport(session: Session, out: TextIO) -> int:
     # SessionMetadata, UserMetadata, ServerMetadata: the same in every event.
     common = (
         f'"sid":{_dump(sid)},"login":{_dump(user)},"user":{_dump(user)},'
+        f'"server_id":"{ids.server(header["hostname"])}",'
         f'"server_hostname":{_dump(header["hostname"])}'
     )
     comms = _Cache(_jtext)
@@ -89,54 +90,60 @@ def write_teleport(session: Session, out: TextIO) -> int:
     write = out.write
 
     def line(n: int, kind: str, time: str, body: str) -> str:
-        return f'{{"ei":{n},{kind},"time":"{time}","uid":"{event_id(n)}",{common}{body}}}\n'
+        """time: a JSON string. The header's and trailer's times are the
+        file's text, encoded like every other string (a crafted one would
+        forge events)."""
+        return f'{{"ei":{n},{kind},"time":{time},"uid":"{event_id(n)}",{common}{body}}}\n'
 
     start = {"initial_command": list(header["command"])}
-    write(line(0, _kind(SESSION_START), header["started_at"], "," + _dump(start)[1:-1]))
+    write(line(0, _kind(SESSION_START), _dump(header["started_at"]), "," + _dump(start)[1:-1]))
     n = 1
-    for ev, path in iter_raw(session):
-        t = ev[0]
-        if t not in _EXPORTED:
-            continue
-        # BPFMetadata
-        bpf = (
-            f',"pid":{ev[2]},"cgroup_id":{cgroup_id},"program":{comms[ev[6]]},'
-            f'"audit_session_id":{audit_session_id}'
-        )
-        if t == _OPEN:
+    for ev, path in with_paths(session):
+        if type(ev) is Open:
             body = (
-                f'{bpf},"path":{_jpath(ev[fmt.OPEN_PATH] if path is None else path)},'
-                f'"flags":{ev[fmt.OPEN_FLAGS]},"return_code":{ev[fmt.OPEN_RET]}'
+                f',"pid":{ev.pid},"cgroup_id":{cgroup_id},"program":{comms[ev.comm]},'
+                f'"audit_session_id":{audit_session_id},'
+                f'"path":{_jpath(ev.requested_path if path is None else path)},'
+                f'"flags":{ev.open_flags},"return_code":{ev.ret}'
             )
             kind = disk
-        elif t == _EXEC:
+        elif type(ev) is Exec:
             body = (
-                f'{bpf},"ppid":{ev[4]},'
-                f'"path":{_jpath(ev[fmt.EXEC_FILENAME] if path is None else path)},'
-                f'"argv":{argvs[tuple(ev[fmt.EXEC_ARGV])]},"return_code":{ev[fmt.EXEC_RET]}'
+                f',"pid":{ev.pid},"cgroup_id":{cgroup_id},"program":{comms[ev.comm]},'
+                f'"audit_session_id":{audit_session_id},"ppid":{ev.ppid},'
+                f'"path":{_jpath(ev.requested_path if path is None else path)},'
+                f'"argv":{argvs[tuple(ev.argv)]},"return_code":{ev.ret}'
             )
             kind = command
-        elif t == _CONNECT:
-            addr = fmt.decode_sockaddr(ev[fmt.CONNECT_SOCKADDR])
+        elif type(ev) is Connect:
+            if ev.sock_type == SOCK_RAW or ev.protocol in ICMP_PROTOCOLS:
+                continue  # no connection: not what SessionNetwork's CONNECT means
+            addr = fmt.decode_sockaddr(ev.sockaddr)
             src = UNKNOWN_SOURCE.get(addr.family)
             if src is None or addr.address is None:
                 continue
             dst = addr.address.partition("%")[0]  # without an IPv6 zone
             body = (
-                f'{bpf},"src_addr":"{src}","dst_addr":"{dst}","dst_port":{addr.port},'
+                f',"pid":{ev.pid},"cgroup_id":{cgroup_id},"program":{comms[ev.comm]},'
+                f'"audit_session_id":{audit_session_id},'
+                f'"src_addr":"{src}","dst_addr":"{dst}","dst_port":{addr.port},'
                 f'"version":{4 if addr.family == fmt.AF_INET else 6},'
                 f'"operation":{OPERATION_CONNECT},"action":{ACTION_OBSERVED}'
             )
             kind = network
-        else:  # exit
-            raw = ev[fmt.EXIT_CODE_RAW]
+        elif type(ev) is Exit:
+            raw = ev.exit_code_raw
             st = fmt.decode_exit(raw)
             body = (
-                f'{bpf},"ppid":{ev[4]},"exit_code":{fmt.shell_status(raw)},'
+                f',"pid":{ev.pid},"cgroup_id":{cgroup_id},"program":{comms[ev.comm]},'
+                f'"audit_session_id":{audit_session_id},'
+                f'"ppid":{ev.ppid},"exit_code":{fmt.shell_status(raw)},'
                 f'"signal":{st.signal or 0},"core_dumped":{"true" if st.core_dumped else "false"}'
             )
             kind = process_exit
-        write(line(n, kind, timefmt(wall_ns + ev[1]), body))
+        else:  # fork, chdir: Teleport has no such events
+            continue
+        write(line(n, kind, f'"{timefmt(wall_ns + ev.ts)}"', body))
         n += 1
 
     trailer = session.trailer
@@ -147,7 +154,9 @@ def write_teleport(session: Session, out: TextIO) -> int:
             "session_start": header["started_at"],
             "session_stop": trailer["ended_at"],
             "initial_command": list(header["command"]),
+            # Whether the session had a terminal: not recorded by sessrec.
+            "interactive": False,
         }
-        write(line(n, _kind(SESSION_END), trailer["ended_at"], "," + _dump(end)[1:-1]))
+        write(line(n, _kind(SESSION_END), _dump(trailer["ended_at"]), "," + _dump(end)[1:-1]))
         n += 1
     return n

@@ -14,17 +14,27 @@ tables here rather than the errno and signal modules.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Final, TextIO
 
-# C0 controls, DEL, C1 controls, and the invisible Unicode format characters
-# that reorder or hide text: Arabic letter mark, zero-width and directional
-# marks, line/paragraph separators, bidi embeddings/overrides/isolates, word
-# joiner and invisible operators, BOM, interlinear annotation controls.
-_UNSAFE: Final = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]"
+# What a terminal must not be sent raw: C0 controls, DEL, C1 controls, and
+# every invisible format character (Unicode's Cc, Cf, Zl and Zp categories,
+# which tests/unit/test_text.py checks against unicodedata): the soft hyphen,
+# Arabic and Syriac marks, the Mongolian vowel separator, zero-width and
+# directional marks, line and paragraph separators, bidi embeddings,
+# overrides and isolates, invisible operators and the deprecated format
+# characters (U+206A-206F), BOM, interlinear annotation, and the TAG block.
+_FORMAT_CHARS: Final = (
+    "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
+    "\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+    "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e007f"
 )
+_UNSAFE: Final = re.compile(f"[\x00-\x1f\x7f-\x9f{_FORMAT_CHARS}]")
+# The same but C0, which JSON escapes itself (and whose newline is a JSON
+# document's layout).
+_JSON_UNSAFE: Final = re.compile(f"[\x7f-\x9f{_FORMAT_CHARS}]")
 
 
 _SHORT: Final = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
@@ -36,7 +46,9 @@ def _escape(m: re.Match[str]) -> str:
     if short is not None:
         return short
     c = ord(ch)
-    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+    if c < 0x100:
+        return f"\\x{c:02x}"
+    return f"\\u{c:04x}" if c < 0x10000 else f"\\U{c:08x}"
 
 
 def printable(text: str) -> str:
@@ -46,6 +58,23 @@ def printable(text: str) -> str:
     if _UNSAFE.search(text) is None:
         return text
     return _UNSAFE.sub(_escape, text)
+
+
+def _json_escape(m: re.Match[str]) -> str:
+    c = ord(m.group())
+    if c < 0x10000:
+        return f"\\u{c:04x}"
+    c -= 0x10000  # a surrogate pair, as JSON spells a character past U+FFFF
+    return f"\\u{0xD800 + (c >> 10):04x}\\u{0xDC00 + (c & 0x3FF):04x}"
+
+
+def json_text(obj: object, stream: TextIO | None = None) -> str:
+    """obj as indented JSON for people (`--json`), with the characters
+    printable() escapes written as \\u escapes: the same data, but nothing a
+    terminal would act on. ASCII only when stream does not take UTF-8."""
+    ascii_only = stream is not None and not encodable(stream)
+    text = json.dumps(obj, indent=2, ensure_ascii=ascii_only)
+    return _JSON_UNSAFE.sub(_json_escape, text)
 
 
 def show(data: bytes) -> str:

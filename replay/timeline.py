@@ -23,22 +23,26 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from replay.base import Session
-from replay.events import (
-    AnyEvent,
-    ChdirEvent,
-    ConnectEvent,
-    ExecEvent,
-    ExitEvent,
-    ForkEvent,
-    OpenEvent,
-    build_event,
-    iter_raw,
-)
-from replay.model import Process, ProcessModel, failed
+from replay.base import Session, describe_gap
+from replay.events import with_paths
+from replay.model import Process, ProcessModel
 from replay.text import ascii_safe, encodable, printable, result, show, signal_name
 from sessrec import format as fmt
 from sessrec.errors import UsageError
+from sessrec.event import (
+    ARGV_TRUNCATED,
+    PATH_TRUNCATED,
+    TYPE_BY_NAME,
+    TYPE_NAMES,
+    Chdir,
+    Connect,
+    Event,
+    Exec,
+    Exit,
+    Fork,
+    Open,
+    failed,
+)
 
 # --- parsing the filters --------------------------------------------------------
 
@@ -51,9 +55,9 @@ def parse_types(values: Iterable[str]) -> frozenset[int]:
             name = name.strip().lower()
             if not name:
                 continue
-            t = fmt.TYPE_BY_NAME.get(name)
+            t = TYPE_BY_NAME.get(name)
             if t is None:
-                known = ", ".join(fmt.TYPE_NAMES.values())
+                known = ", ".join(TYPE_NAMES.values())
                 raise UsageError(f"unknown event type {name!r}; the types are {known}")
             types.add(t)
     return frozenset(types)
@@ -180,26 +184,19 @@ class Filters:
         return self.pid is not None and self.children
 
 
-def _paths(ev: AnyEvent) -> tuple[bytes | None, bytes | None]:
-    if isinstance(ev, OpenEvent | ExecEvent | ChdirEvent):
-        return ev.path, ev.requested_path
-    return None, None
-
-
 class EventFilter:
-    """Filters as a predicate on typed events (__call__), or as a function
-    from a raw event array and its resolved path to the typed event or None
-    (select: types only the events that pass the cheap tests). Keeps the
-    process model --children needs; feed it every event, in order."""
+    """Filters as a predicate on an event and its resolved path. Keeps the
+    process model --children needs; give it every event, in order."""
 
-    def __init__(self, filters: Filters, leader_pid: int | None = None, *, wall_ns: int = 0):
+    def __init__(self, filters: Filters, leader_pid: int | None = None):
         self.f = filters
-        self.wall_ns = wall_ns  # for select(): the header's clock.wall_ns
         self.model = ProcessModel(leader_pid, index=False) if filters.needs_model else None
         self._member: dict[int, bool] = {}  # Process.seq -> under --pid
 
     def _in_subtree(self, proc: Process | None) -> bool:
         pid = self.f.pid
+        if proc is not None and proc.seq < 0:  # not in the model: no lineage
+            return proc.pid == pid
         chain = []
         answer = False
         while proc is not None:
@@ -226,38 +223,29 @@ class EventFilter:
             return False
         return f.until is None or ts <= f.until
 
-    def _rest(self, ev: AnyEvent) -> bool:
+    def _rest(self, ev: Event, path: bytes | None) -> bool:
         f = self.f
         if f.failed and not failed(ev):
             return False
         if f.path is not None:
-            path, requested = _paths(ev)
-            if not any(
+            if not isinstance(ev, Open | Exec | Chdir) or not any(
                 p is not None and fnmatch.fnmatchcase(fmt.text(p), f.path)
-                for p in (path, requested)
+                for p in (path, ev.requested_path or None)
             ):
                 return False
         if f.dests:
-            if not isinstance(ev, ConnectEvent):
+            if not isinstance(ev, Connect):
                 return False
-            addr = ev.address
+            addr = fmt.decode_sockaddr(ev.sockaddr)
             if not any(d(addr) for d in f.dests):
                 return False
         return True
 
-    def __call__(self, ev: AnyEvent) -> bool:
+    def __call__(self, ev: Event, path: bytes | None) -> bool:
         # The model must see every event, so it comes first.
-        if self.model is not None and not self._in_subtree(self.model.add(ev)):
+        if self.model is not None and not self._in_subtree(self.model.feed(ev, path)):
             return False
-        return self._cheap(ev.TYPE, ev.pid, ev.ts) and self._rest(ev)
-
-    def select(self, raw: list[Any], path: bytes | None) -> AnyEvent | None:
-        if self.model is not None and not self._in_subtree(self.model.feed(raw, path)):
-            return None
-        if not self._cheap(raw[0], raw[fmt.I_PID], raw[fmt.I_TS]):
-            return None
-        ev = build_event(raw, self.wall_ns, path)
-        return ev if self._rest(ev) else None
+        return self._cheap(ev.type, ev.pid, ev.ts) and self._rest(ev, path)
 
 
 # --- formatting -------------------------------------------------------------------
@@ -326,61 +314,62 @@ def address_text(addr: fmt.SockAddr, protocol: str | None) -> str:
     return f"{addr.family_name} {protocol or '?'} {where}".rstrip(" ?")
 
 
-def details(ev: AnyEvent, style: Style) -> str:
-    """The details column of one event."""
+def details(ev: Event, path: bytes | None, style: Style) -> str:
+    """The details column of one event, with its resolved path."""
 
     def ret(r: int, is_failure: bool) -> str:
         text = f"= {result(r)}"
         return style.fail(text) if is_failure else text
 
-    if isinstance(ev, OpenEvent):
-        flags = "|".join(ev.flag_names)
-        text = f"{_as_requested(ev.path, ev.requested_path)} {flags}"
+    if isinstance(ev, Open):
+        flags = "|".join(fmt.open_flag_names(ev.open_flags))
+        text = f"{_as_requested(path, ev.requested_path)} {flags}"
         if ev.open_flags & (0o100 | 0o20000000):  # O_CREAT, __O_TMPFILE: mode matters
             text += f" {ev.mode:04o}"
-        if ev.path_truncated:
+        if ev.flags & PATH_TRUNCATED:
             text += " [path truncated]"
         return f"{text} {ret(ev.ret, ev.ret < 0)}"
-    if isinstance(ev, ExecEvent):
+    if isinstance(ev, Exec):
         text = argv_text(ev.argv) if ev.argv else "''"
         argv0 = ev.argv[0] if ev.argv else None
-        if ev.path is not None and ev.path != argv0:
-            text += f" ({show(ev.path)})"
-        elif ev.path is None and ev.requested_path != argv0:
+        if path is not None and path != argv0:
+            text += f" ({show(path)})"
+        elif path is None and ev.requested_path != argv0:
             text += f" ({show(ev.requested_path)})"
-        if ev.argv_truncated or ev.argc != len(ev.argv):
+        if ev.flags & ARGV_TRUNCATED or ev.argc != len(ev.argv):
             text += f" [argv truncated, argc {ev.argc}]"
         return text if ev.ret == 0 else f"{text} {ret(ev.ret, True)}"
-    if isinstance(ev, ConnectEvent):
-        text = address_text(ev.address, ev.protocol_name)
+    if isinstance(ev, Connect):
+        addr = fmt.decode_sockaddr(ev.sockaddr)
+        text = address_text(addr, fmt.protocol_name(addr.family, ev.sock_type, ev.protocol))
         return f"{text} {ret(ev.ret, failed(ev))}"
-    if isinstance(ev, ExitEvent):
+    if isinstance(ev, Exit):
         text = exit_text(ev.exit_code_raw)
         return style.fail(text) if ev.exit_code_raw else text
-    if isinstance(ev, ForkEvent):
+    if isinstance(ev, Fork):
         return f"child {ev.child_pid}"
-    if isinstance(ev, ChdirEvent):
-        text = _as_requested(ev.path, ev.requested_path)
+    if isinstance(ev, Chdir):
+        text = _as_requested(path, ev.requested_path if ev.fd == -1 else None)
         if ev.fd != -1:
             text += f" (fd {ev.fd})"
         return text if ev.ret == 0 else f"{text} {ret(ev.ret, True)}"
     raise TypeError(f"not an event: {ev!r}")  # pragma: no cover
 
 
-def format_event(ev: AnyEvent, style: Style) -> str:
+def format_event(ev: Event, path: bytes | None, style: Style) -> str:
     """One timeline line (without the newline)."""
     who = str(ev.pid) if ev.tid == ev.pid else f"{ev.pid}/{ev.tid}"
-    kind = ev.type_name
+    kind = TYPE_NAMES[ev.type]
     is_failure = failed(ev)
     if is_failure:
         kind = style.fail(f"{kind:<7}")
-    elif isinstance(ev, ExecEvent):
+    elif isinstance(ev, Exec):
         kind = style.bold(f"{kind:<7}")
     else:
         kind = f"{kind:<7}"
     return (
         f"{style.dim(f'{rel_time(ev.ts):>9}')} {who:>7} {show(ev.comm):<15} "
-        f"{kind} {details(ev, style)}"
+        f"{kind} {details(ev, path, style)}"
     )
 
 
@@ -424,22 +413,42 @@ def write_timeline(
     session.damage (if any) is the caller's to report afterwards."""
     style = style or Style(False)
     header = session.header
-    select = EventFilter(
-        filters or Filters(), header["leader_pid"], wall_ns=header["clock"]["wall_ns"]
-    ).select
+    filters = filters or Filters()
+    keep = EventFilter(filters, header["leader_pid"])
+    # Without a model to feed, an event of another type is dropped here,
+    # before a call (the --type filter of keep() says the same).
+    types = filters.types if not filters.needs_model else None
     safe = encodable(out)
     flush = follow or pacer is not None
     write = out.write
     n = 0
-    for raw, path in iter_raw(session, follow=follow, poll_interval=poll_interval):
-        ev = select(raw, path)
-        if ev is None:
+    gaps = 0  # session.gaps grows as the reader meets gap maps, in file order
+
+    def gap_lines() -> int:
+        nonlocal gaps
+        new = session.gaps[gaps:]
+        gaps = len(session.gaps)
+        for gap in new:
+            line = gap_line(gap)
+            write((line if safe else ascii_safe(line)) + "\n")
+        return len(new)
+
+    for ev, path in with_paths(session, follow=follow, poll_interval=poll_interval):
+        if len(session.gaps) != gaps:
+            n += gap_lines()
+        if (types is not None and ev.type not in types) or not keep(ev, path):
             continue
         if pacer is not None:
             pacer.wait(ev.ts)
-        line = format_event(ev, style)
+        line = format_event(ev, path, style)
         write((line if safe else ascii_safe(line)) + "\n")
         if flush:
             out.flush()
         n += 1
-    return n
+    return n + gap_lines()
+
+
+def gap_line(gap: dict[str, Any]) -> str:
+    """A timeline line for a stretch of the session with events missing."""
+    at = "+{:.3f}".format(gap["ts"] / 1e9)
+    return f"{at:>9}   !!! " + printable(describe_gap(gap))

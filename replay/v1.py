@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO, NoReturn
 
 import msgpack
 import zstandard
 
-from replay.base import Damage, Session
+from replay.base import Damage, Session, no_gc
 from sessrec import format as fmt
 from sessrec.errors import FormatError
+from sessrec.event import CLASSES, REQUIRED_TYPES, Event, EventType, Exec, make
 
 _PAYLOAD = fmt.DESCRIPTOR_PAYLOAD_LEN
 _HEAD = fmt.FRAME_HEAD.size
@@ -33,12 +34,15 @@ _FOOT = fmt.FOOTER.size
 _DESC_PAYLOAD = struct.Struct("<III")  # kind, compressed_len, raw_len
 _FOOT_PAYLOAD = struct.Struct("<Q")
 
-# type number -> (field types, field count), for the fast per-event check.
-_LAYOUT: dict[int, tuple[tuple[type, ...], int]] = {
-    t: (types, len(types)) for t, types in fmt.EVENT_TYPES.items()
+# type number -> (event class, types of its required fields, their count,
+# its field count), for the fast per-event check and the typing.
+_LAYOUT: dict[int, tuple[type[Event], tuple[type, ...], int, int]] = {
+    t: (cls, REQUIRED_TYPES[t], len(REQUIRED_TYPES[t]), len(cls._fields))
+    for t, cls in CLASSES.items()
 }
-_EXEC = int(fmt.EventType.EXEC)
-_EXEC_ARGV = fmt.EXEC_ARGV
+_EXEC = int(EventType.EXEC)
+_EXEC_ARGV = Exec._fields.index("argv")
+_new = tuple.__new__
 
 
 class _Corrupt(Exception):
@@ -46,6 +50,8 @@ class _Corrupt(Exception):
         super().__init__(reason)
         self.offset = offset
         self.reason = reason
+        # The events of the damaged chunk before the damage, still given.
+        self.before: list[Event] = []
 
 
 class _Short(Exception):
@@ -56,30 +62,35 @@ def _fail(offset: int, reason: str) -> NoReturn:
     raise _Corrupt(offset, reason)
 
 
-def _unpacker(raw_len: int) -> Any:
-    return msgpack.Unpacker(
+def _unpacker(raw: bytes) -> Any:
+    unpacker = msgpack.Unpacker(
         None,
         raw=False,
         strict_map_key=True,
         use_list=True,
-        max_buffer_size=max(raw_len, 1),
+        max_buffer_size=max(len(raw), 1),
         **fmt.UNPACK_LIMITS,
     )
+    unpacker.feed(raw)
+    return unpacker
 
 
 _UNPACK_ERRORS = (ValueError, TypeError, msgpack.UnpackException)
 
 
-def _objects(raw: bytes, offset: int) -> list[Any]:
-    """All msgpack objects of a (small) chunk."""
-    unpacker = _unpacker(len(raw))
-    unpacker.feed(raw)
+def _one_object(raw: bytes, offset: int, what: str) -> Any:
+    """The one msgpack object of a header or trailer chunk. What follows it
+    is not unpacked: only seen to be there."""
+    unpacker = _unpacker(raw)
     try:
-        objs = list(unpacker)
+        obj = unpacker.unpack()
+    except msgpack.OutOfData:
+        _fail(offset, f"the {what} chunk holds no complete object")
     except _UNPACK_ERRORS as e:
         _fail(offset, f"malformed msgpack in chunk: {e}")
-    _check_consumed(unpacker, offset)
-    return objs
+    if unpacker.tell() != len(raw):
+        _fail(offset, f"the {what} chunk holds more than its one object")
+    return obj
 
 
 def _check_consumed(unpacker: Any, offset: int) -> None:
@@ -111,14 +122,16 @@ def _decompress(dctx: zstandard.ZstdDecompressor, data: bytes, raw_len: int, off
 
 def _check_descriptor(kind: int, clen: int, rlen: int, offset: int) -> fmt.ChunkKind:
     # Refuse before reading or allocating: the file is untrusted.
-    if rlen > fmt.MAX_RAW_LEN:
-        _fail(offset, f"chunk declares {rlen} bytes, more than the {fmt.MAX_RAW_LEN} allowed")
-    if clen > fmt.MAX_COMPRESSED_LEN:
-        _fail(offset, f"chunk declares {clen} compressed bytes, more than allowed")
     try:
-        return fmt.ChunkKind(kind)
+        ckind = fmt.ChunkKind(kind)
     except ValueError:
         _fail(offset, f"unknown chunk kind {kind}")
+    limit = fmt.MAX_RAW_LEN if ckind == fmt.ChunkKind.RECORDS else fmt.MAX_MSGPACK_RAW_LEN
+    if rlen > limit:
+        _fail(offset, f"chunk declares {rlen} bytes, more than the {limit} allowed")
+    if clen > fmt.MAX_COMPRESSED_LEN:
+        _fail(offset, f"chunk declares {clen} compressed bytes, more than allowed")
+    return ckind
 
 
 class SessionV1(Session):
@@ -173,11 +186,9 @@ class SessionV1(Session):
             _fail(pos, "file ends inside the header chunk")
         if kind != fmt.ChunkKind.HEADER:
             _fail(pos, "the first chunk is not the header")
-        objs = _objects(raw, pos)
-        if len(objs) != 1:
-            _fail(pos, f"the header chunk holds {len(objs)} objects, should hold 1")
+        obj = _one_object(raw, pos, "header")
         try:
-            header = fmt.validate_header(objs[0])
+            header = fmt.validate_header(obj)
         except FormatError as e:
             _fail(pos, str(e))
         if header["format"][0] != self.version[0]:
@@ -186,22 +197,27 @@ class SessionV1(Session):
 
     # --- records ---
 
-    def records(self, follow: bool = False, poll_interval: float = 0.2) -> Iterator[list[Any]]:
+    def records(self, follow: bool = False, poll_interval: float = 0.2) -> Iterator[Event]:
         self.trailer = None
         self.damage = None
         self.stats_lost = {}
+        self.gaps = []
         self.unknown_types = {}
         self.unknown_records = 0
         self._counts = {}
         self._trailer_offset = None
         try:
-            yield from self._records(follow, poll_interval)
+            # A chunk's events come as one list: the reader's cost per event
+            # is one generator level, not one per function below.
+            for events in self._chunks(follow, poll_interval):
+                yield from events
         except _Corrupt as c:
+            yield from c.before
             if self.strict:
                 raise FormatError(c.reason, self.path, c.offset) from None
             self.damage = Damage(c.offset, c.reason, truncated=False)
 
-    def _records(self, follow: bool, poll_interval: float) -> Iterator[list[Any]]:
+    def _chunks(self, follow: bool, poll_interval: float) -> Iterator[Iterable[Event]]:
         f = self._file
         pos = self._body_start
         while True:
@@ -225,19 +241,21 @@ class SessionV1(Session):
                     continue
                 self.damage = self._short_damage(pos)
                 return
-            yield from self._body_chunk(kind, raw, pos)
+            yield self._body_chunk(kind, raw, pos)
             pos = end
 
-    def _body_chunk(self, kind: fmt.ChunkKind, raw: bytes, pos: int) -> Iterator[list[Any]]:
-        """The events of a chunk after the header; the trailer is kept."""
+    def _body_chunk(self, kind: fmt.ChunkKind, raw: bytes, pos: int) -> Iterable[Event]:
+        """The events of a chunk after the header; the trailer is kept.
+        Damage raises _Corrupt with the chunk's events before it."""
         if kind == fmt.ChunkKind.EVENTS:
-            yield from self._events(raw, pos)
-        elif kind == fmt.ChunkKind.TRAILER:
+            return self._events(raw, pos)
+        if kind == fmt.ChunkKind.TRAILER:
             self._read_trailer(raw, pos)
         elif kind == fmt.ChunkKind.HEADER:
             _fail(pos, "a second header chunk")
         else:
             _fail(pos, f"chunk kind {int(kind)} does not exist in format {self.MAJOR}")
+        return []
 
     def _short_damage(self, pos: int) -> Damage:
         self._file.seek(0, 2)
@@ -258,20 +276,28 @@ class SessionV1(Session):
             _fail(pos + _FOOT, "data after the footer")
 
     def _read_trailer(self, raw: bytes, pos: int) -> None:
-        objs = _objects(raw, pos)
-        if len(objs) != 1:
-            _fail(pos, f"the trailer chunk holds {len(objs)} objects, should hold 1")
+        obj = _one_object(raw, pos, "trailer")
         try:
-            self.trailer = fmt.validate_trailer(objs[0])
+            self.trailer = fmt.validate_trailer(obj)
         except FormatError as e:
             _fail(pos, str(e))
         self._trailer_offset = pos
 
-    def _events(self, raw: bytes, pos: int) -> Iterator[list[Any]]:
-        unpacker = _unpacker(len(raw))
-        unpacker.feed(raw)
+    def _events(self, raw: bytes, pos: int) -> list[Event]:
+        out: list[Event] = []
+        try:
+            with no_gc():
+                self._unpack_events(raw, pos, out)
+        except _Corrupt as c:
+            c.before = out
+            raise
+        return out
+
+    def _unpack_events(self, raw: bytes, pos: int, out: list[Event]) -> None:
+        unpacker = _unpacker(raw)
         layout = _LAYOUT.get
         counts = self._counts
+        append = out.append
         try:
             for obj in unpacker:
                 if type(obj) is list:
@@ -282,13 +308,18 @@ class SessionV1(Session):
                     if lay is None:
                         self.unknown_types[t] = self.unknown_types.get(t, 0) + 1
                         continue
-                    types, n = lay
-                    if tuple(map(type, obj[:n])) != types or (
+                    cls, types, n, n_fields = lay
+                    if len(obj) == n == n_fields:  # as this version writes it
+                        ok = tuple(map(type, obj)) == types
+                    else:  # fields of another minor version
+                        ok = len(obj) >= n and tuple(map(type, obj[:n])) == types
+                    if not ok or (
                         t == _EXEC and not all(type(a) is bytes for a in obj[_EXEC_ARGV])
                     ):
                         _fail(pos, f"bad event: {fmt.event_problem(obj)}")
+                    ev = _new(cls, obj) if len(obj) == n_fields else make(obj)
                     counts[t] = counts.get(t, 0) + 1
-                    yield obj
+                    append(ev)
                 elif type(obj) is dict:
                     self._map_record(obj, pos)
                 else:
@@ -305,6 +336,13 @@ class SessionV1(Session):
             except FormatError as e:
                 _fail(pos, str(e))
             self.stats_lost = dict(stats["lost"])
+        elif k == "gap":  # 2.1
+            try:
+                self.gaps.append(fmt.validate_gap(obj))
+            except FormatError as e:
+                _fail(pos, str(e))
+        elif k == "seal":
+            pass  # since 2.1; checked by `sessrec verify` (replay/verify.py), not here
         elif type(k) is str:
             self.unknown_records += 1  # a record kind of a newer minor version
         else:
@@ -336,9 +374,6 @@ def read_trailer_fast(path: str, f: BinaryIO) -> dict[str, Any] | None:
         if target + _DESC + clen != footer:
             _fail(target, "the trailer chunk does not end at the footer")
         raw = _decompress(zstandard.ZstdDecompressor(), f.read(clen), rlen, target)
-        objs = _objects(raw, target)
-        if len(objs) != 1:
-            _fail(target, f"the trailer chunk holds {len(objs)} objects, should hold 1")
-        return fmt.validate_trailer(objs[0], path, target)
+        return fmt.validate_trailer(_one_object(raw, target, "trailer"), path, target)
     except _Corrupt as c:
         raise FormatError(c.reason, path, c.offset) from None

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
+from replay.text import encodable, printable
 from sessrec import __version__
 from sessrec.errors import SessrecError, UsageError
 
@@ -21,6 +22,9 @@ from sessrec.errors import SessrecError, UsageError
 # lazily: the replay commands must work without BCC or root.
 COMMAND_MODULES = (
     "recorder.cli_record",
+    "recorder.cli_daemon",
+    "sessrec.cli_config",
+    "recorder.cli_keygen",
     "replay.cli_info",
     "replay.cli_export",
     "replay.cli_replay",
@@ -29,6 +33,7 @@ COMMAND_MODULES = (
     "replay.cli_search",
     "replay.cli_find",
     "replay.cli_html",
+    "replay.cli_verify",
 )
 
 
@@ -38,6 +43,12 @@ class ExitStatus(enum.IntEnum):
     USAGE = 2
     ENVIRONMENT = 3
     PRIVILEGE = 4
+    # `sessrec verify` (replay/verify.py), one status per verdict:
+    TAMPERED = 5    # altered, removed, reordered, forged or damaged
+    TRUNCATED = 6   # sealed and intact up to the last seal, the end is missing
+    UNSEALED = 7    # recorded without a seal key: checksums only
+    UNVERIFIED = 8  # sealed, checked without --key
+    WRONG_KEY = 9   # sealed by another node than the key's
     INTERRUPTED = 130
 
 
@@ -49,7 +60,7 @@ class Streams:
     stderr: TextIO
 
     def warn(self, message: str) -> None:
-        print(f"sessrec: warning: {message}", file=self.stderr)
+        print(f"sessrec: warning: {printable(message)}", file=self.stderr)
 
 
 Command = Callable[[argparse.Namespace, Streams], int]
@@ -112,9 +123,20 @@ def build_parser() -> Parser:
     return p
 
 
+def _never_unencodable(stream: TextIO) -> None:
+    """A stream that does not take UTF-8 (PYTHONIOENCODING=ascii, a Latin-1
+    locale) writes what it cannot encode as \\xNN escapes instead of raising:
+    a host name like café must not end a command with a traceback."""
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None and not encodable(stream):
+        reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None,
          stderr: TextIO | None = None) -> int:
     io = Streams(stdout or sys.stdout, stderr or sys.stderr)
+    for stream in (io.stdout, io.stderr):
+        _never_unencodable(stream)
     parser = build_parser()
     try:
         try:
@@ -127,19 +149,35 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None,
         if func is None:
             parser.print_help(io.stderr)
             return ExitStatus.USAGE
-        return func(args, io)
+        status = func(args, io)
+        io.stdout.flush()  # here, where a full disk is reported, not at exit
+        return status
     except SessrecError as e:
-        print(f"sessrec: error: {e}", file=io.stderr)
+        # File names and reasons can come from a hostile file: escaped,
+        # and so on one line.
+        print(f"sessrec: error: {printable(str(e))}", file=io.stderr)
         return e.exit_status
     except KeyboardInterrupt:
         print("sessrec: interrupted", file=io.stderr)
         return ExitStatus.INTERRUPTED
     except BrokenPipeError:
-        # `sessrec export ... | head` is not an error; keep the exit-time
-        # flush of stdout from raising again.
+        # `sessrec export ... | head` is not an error.
+        _discard_stdout(io)
+        return ExitStatus.OK
+    except OSError as e:
+        # Mostly writing stdout failed (ENOSPC, EIO, EFBIG): commands turn
+        # the errors of their files into a SessrecError.
+        _discard_stdout(io)
+        where = "" if e.filename is None else f"{printable(os.fsdecode(e.filename))}: "
+        print(f"sessrec: error: {where}{e.strerror or e}", file=io.stderr)
+        return ExitStatus.ERROR
+
+
+def _discard_stdout(io: Streams) -> None:
+    """Keep the exit-time flush of a stdout that failed from raising again."""
+    if io.stdout is sys.stdout:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return ExitStatus.OK
 
 
 if __name__ == "__main__":

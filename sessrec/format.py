@@ -14,9 +14,9 @@ Layout of a file (all integers little-endian), as a valid zstd stream:
     footer       skippable frame 0x184D2A52: u64 offset of the trailer's
                  descriptor (only in a completed file)
 
-Events are msgpack arrays: COMMON_FIELDS, then BODY_FIELDS[type]. Readers
-accept longer arrays (fields appended by a later minor version) and ignore the
-extra fields.
+Events are msgpack arrays of the fields of sessrec.event's classes, in order.
+Readers accept longer arrays (fields appended by a later minor version) and
+ignore the extra fields.
 """
 
 from __future__ import annotations
@@ -26,17 +26,22 @@ import functools
 import ipaddress
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
 from sessrec.errors import FormatError
+from sessrec.event import FIELDS, REQUIRED_TYPES, TYPE_NAMES, EventType
 
 # --- versions -----------------------------------------------------------------
 
 FORMAT_MAJOR: Final = 2
-FORMAT_MINOR: Final = 0
+FORMAT_MINOR: Final = 1
 # 1.1: the optional audit keys. 2.0: RECORDS chunks, the BPF programs' records
 # as the ring buffer gave them, decoded when read (1.x files are still read).
+# 2.1: sealed files, the optional header key "seal" and "seal" maps in EVENTS
+# chunks (sessrec.seal; 2.0 readers skip both); the daemon's keys: header
+# "login" and "kind", trailer "left_running", "dropped" and "gaps", and
+# "gap" maps (a stretch of the session with events missing).
 SIGNATURE: Final = b"SESSREC\0"
 
 # --- framing ------------------------------------------------------------------
@@ -83,6 +88,12 @@ RECORD_FLAG_BITS: Final = 0xC0000000
 MAX_RAW_LEN: Final = 64 << 20
 # zstd's worst case for MAX_RAW_LEN bytes, rounded up generously.
 MAX_COMPRESSED_LEN: Final = MAX_RAW_LEN + (MAX_RAW_LEN >> 7) + 4096
+# A chunk of msgpack (header, events, trailer) may not declare more raw bytes
+# than this. Unpacking multiplies a length by up to about 72 (an empty map is
+# one byte and a 64-byte dict), so this bounds what one object can take in
+# memory (about 150 MB), whatever the chunk holds. The writer's event chunks
+# end at the first event past 1 MiB.
+MAX_MSGPACK_RAW_LEN: Final = 2 << 20
 # msgpack.Unpacker limits. Paths are at most 4096 bytes and argv at most
 # 32 KiB in ABI 1; these leave room for growth but stop absurd allocations.
 UNPACK_LIMITS: Final[Mapping[str, int]] = {
@@ -124,91 +135,32 @@ def pack_footer(trailer_offset: int) -> bytes:
 
 # --- events -------------------------------------------------------------------
 
-
-class EventType(enum.IntEnum):
-    """enum sr_event_type in bpf/sessrec.h. Append-only."""
-
-    FORK = 1
-    EXEC = 2
-    EXIT = 3
-    OPEN = 4
-    CONNECT = 5
-    CHDIR = 6
+# Event arrays hold the fields of sessrec.event's classes, in order (docs/
+# FORMAT.md, Events): the typed events are the one definition of them.
 
 
-TYPE_NAMES: Final[Mapping[int, str]] = {t.value: t.name.lower() for t in EventType}
-TYPE_BY_NAME: Final[Mapping[str, int]] = {n: v for v, n in TYPE_NAMES.items()}
-
-
-class EventFlag(enum.IntFlag):
-    """enum sr_event_flags in bpf/sessrec.h."""
-
-    PATH_TRUNCATED = 1 << 0
-    ARGV_TRUNCATED = 1 << 1
-    READ_FAILED = 1 << 2
-
-
-COMMON_FIELDS: Final = ("type", "ts", "pid", "tid", "ppid", "uid", "comm", "flags")
-COMMON_TYPES: Final[tuple[type, ...]] = (int, int, int, int, int, int, bytes, int)
-
-BODY_FIELDS: Final[Mapping[int, tuple[str, ...]]] = {
-    EventType.FORK: ("child_pid",),
-    EventType.EXEC: ("ret", "filename", "argv", "argc", "old_pid", "syscall"),
-    EventType.EXIT: ("exit_code_raw",),
-    EventType.OPEN: ("ret", "syscall", "dirfd", "path", "flags", "mode"),
-    EventType.CONNECT: ("ret", "fd", "sock_type", "protocol", "sockaddr"),
-    EventType.CHDIR: ("ret", "fd", "path"),
-}
-BODY_TYPES: Final[Mapping[int, tuple[type, ...]]] = {
-    EventType.FORK: (int,),
-    EventType.EXEC: (int, bytes, list, int, int, int),  # argv: list of bytes
-    EventType.EXIT: (int,),
-    EventType.OPEN: (int, int, int, bytes, int, int),
-    EventType.CONNECT: (int, int, int, int, bytes),
-    EventType.CHDIR: (int, int, bytes),
-}
-
-# Full field names and Python types of each event array, by type number.
-EVENT_FIELDS: Final[Mapping[int, tuple[str, ...]]] = {
-    t: COMMON_FIELDS + body for t, body in BODY_FIELDS.items()
-}
-EVENT_TYPES: Final[Mapping[int, tuple[type, ...]]] = {
-    t: COMMON_TYPES + body for t, body in BODY_TYPES.items()
-}
-
-# Indexes into an event array, so code says ev[EXEC_ARGV] and not ev[10].
-I_TYPE, I_TS, I_PID, I_TID, I_PPID, I_UID, I_COMM, I_FLAGS = range(len(COMMON_FIELDS))
-_B = len(COMMON_FIELDS)
-FORK_CHILD_PID: Final = _B
-EXEC_RET, EXEC_FILENAME, EXEC_ARGV, EXEC_ARGC, EXEC_OLD_PID, EXEC_SYSCALL = range(_B, _B + 6)
-EXIT_CODE_RAW: Final = _B
-OPEN_RET, OPEN_SYSCALL, OPEN_DIRFD, OPEN_PATH, OPEN_FLAGS, OPEN_MODE = range(_B, _B + 6)
-CONNECT_RET, CONNECT_FD, CONNECT_SOCK_TYPE, CONNECT_PROTOCOL, CONNECT_SOCKADDR = range(_B, _B + 5)
-CHDIR_RET, CHDIR_FD, CHDIR_PATH = range(_B, _B + 3)
-
-
-def event_problem(ev: list[Any]) -> str | None:
+def event_problem(ev: Sequence[object]) -> str | None:
     """Why ev is not a well-formed event of a known type, or None if it is.
 
-    Unknown type numbers are not a problem here: see EVENT_TYPES. This is the
-    slow, explanatory check; readers use a fast path and call it on failure."""
+    Unknown type numbers are not a problem here: readers count and skip them.
+    This is the slow, explanatory check; readers use a fast path and call it
+    on failure."""
     if not ev or type(ev[0]) is not int:
         return "event array does not start with an integer type"
-    types = EVENT_TYPES.get(ev[0])
+    types = REQUIRED_TYPES.get(ev[0])
     if types is None:
         return None
     name = TYPE_NAMES[ev[0]]
-    fields = EVENT_FIELDS[ev[0]]
     if len(ev) < len(types):
         return f"{name} event has {len(ev)} fields, needs {len(types)}"
-    for field, want, value in zip(fields, types, ev, strict=False):
+    for field, want, value in zip(FIELDS[ev[0]], types, ev, strict=False):
         if type(value) is not want:
             return (
                 f"{name} event field {field!r} is {type(value).__name__}, "
                 f"should be {want.__name__}"
             )
     if ev[0] == EventType.EXEC:
-        for item in ev[EXEC_ARGV]:
+        for item in ev[FIELDS[ev[0]].index("argv")]:  # type: ignore[attr-defined]
             if type(item) is not bytes:
                 return f"exec event argv item is {type(item).__name__}, should be bytes"
     return None
@@ -235,7 +187,17 @@ class _MapOf:
         self.spec = spec
 
 
+class _OneOf:
+    def __init__(self, *types: type):
+        self.types = types
+
+
 def _problem(value: object, spec: object, where: str) -> str | None:
+    if isinstance(spec, _OneOf):
+        if type(value) in spec.types:
+            return None
+        return f"{where} is {type(value).__name__}, should be " + " or ".join(
+            t.__name__ for t in spec.types)
     if isinstance(spec, _Opt):
         return None if value is None else _problem(value, spec.spec, where)
     if isinstance(spec, _ListOf):
@@ -311,6 +273,15 @@ TRAILER_SCHEMA: Final[Mapping[str, object]] = {
 
 STATS_SCHEMA: Final[Mapping[str, object]] = {"k": str, "ts": int, "lost": _MapOf(int)}
 
+# 2.1: events between ts and end (ns from the header's clock.mono_ns) are
+# missing: the daemon was not running ("restart"), or they could not be
+# written ("output-error", with how many by type in "dropped").
+GAP_SCHEMA: Final[Mapping[str, object]] = {
+    "k": str, "ts": int, "end": int, "reason": str, "detail": str,
+    "dropped": _Opt(_MapOf(int)),
+}
+GAP_REASONS: Final = ("restart", "output-error")
+
 # Optional keys, added by minor versions: absent from older files; when
 # present, of this shape (docs/FORMAT.md, docs/AUDIT.md).
 HEADER_OPTIONAL: Final[Mapping[str, object]] = {
@@ -322,6 +293,12 @@ HEADER_OPTIONAL: Final[Mapping[str, object]] = {
         "start_record": bool,
         "reason": _Opt(str),
     },
+    # 2.1: who logged in (the daemon's start request: untrusted, validated
+    # there) and how the session was enrolled ("record", "pam", "logind")
+    "login": _MapOf(_OneOf(str, int)),
+    "kind": str,
+    # 2.1: the node seal key's epoch of a sealed file (sessrec.seal)
+    "seal": {"node_id": str, "epoch": int, "scheme": str},
     # 2.1: what the kernel offered the programs, and what is not recorded
     # for want of it (recorder/kfeatures.py)
     "kernel_features": {
@@ -338,6 +315,12 @@ HEADER_OPTIONAL: Final[Mapping[str, object]] = {
 TRAILER_OPTIONAL: Final[Mapping[str, object]] = {
     # 1.1: the end record
     "audit": {"end_record": bool, "reason": _Opt(str)},
+    # 2.1: processes still running when the session ended (moved out of it,
+    # not killed), and records that could not be written, by type
+    "left_running": _ListOf(int),
+    "dropped": _MapOf(int),
+    # 2.1: the session's "gap" maps again, so that a summary needs no scan
+    "gaps": _ListOf({"ts": int, "end": int, "reason": str, "detail": str}),
 }
 _OPTIONAL: Final[Mapping[str, Mapping[str, object]]] = {
     "header": HEADER_OPTIONAL,
@@ -372,6 +355,12 @@ def validate_trailer(
     obj: object, path: str | None = None, offset: int | None = None
 ) -> dict[str, Any]:
     return _validate(obj, TRAILER_SCHEMA, "trailer", path, offset)
+
+
+def validate_gap(
+    obj: object, path: str | None = None, offset: int | None = None
+) -> dict[str, Any]:
+    return _validate(obj, GAP_SCHEMA, "gap", path, offset)
 
 
 def validate_stats(
@@ -419,8 +408,13 @@ class TimeFormatter:
         sec, ns = divmod(wall_ns, 1_000_000_000)
         if sec != self._sec:
             self._sec = sec
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+            self._prefix = self.second(sec)
         return f"{self._prefix}.{ns:09d}Z"
+
+    @staticmethod
+    def second(sec: int) -> str:
+        """'2026-11-21T11:10:02': the time's text up to its second."""
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
 
 
 class ExitStatus(NamedTuple):

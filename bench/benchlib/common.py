@@ -162,3 +162,11 @@ def spread(xs: Sequence[float], digits: int = 3) -> str:
 
 def settle() -> None:
     time.sleep(SETTLE)
+
+
+def cgroup2_path() -> Path:
+    """Where the cgroup2 hierarchy is mounted (hybrid machines: .../unified)."""
+    sys.path.insert(0, str(REPO))
+    from recorder.cgroup import cgroup2_mount
+
+    return cgroup2_mount().path

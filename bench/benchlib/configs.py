@@ -4,7 +4,11 @@ unrecorded  the workload alone;
 floor       the workload outside any session while a `sessrec record -- sleep`
             runs: the programs are loaded, so every syscall pays the in-kernel
             filter, but nothing is recorded;
-sessrec     `sessrec record -- <workload>`;
+sessrec     `sessrec record --no-daemon -- <workload>`: loads its own programs;
+daemon      `sessrec record -- <workload>` through a `sessrec daemon` started
+            once for the whole bench (its CPU is the recorder's CPU);
+bpftrace    the peer: bench/peers/session.bt, the exec, open and connect
+            events of the workload's cgroup printed to a file by bpftrace;
 auditd      the workload in a fresh audit session, with auditd's syscall rule
             for that session (see benchlib.auditd).
 
@@ -15,6 +19,7 @@ configuration is ready, so only the workload itself is timed.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import signal
 import subprocess
@@ -31,6 +36,7 @@ from benchlib.common import (
     Gate,
     Timing,
     build,
+    cgroup2_path,
     children_cpu_ns,
     info,
     parse_timed,
@@ -40,11 +46,12 @@ from benchlib.common import (
 )
 from benchlib.workloads import Prepared
 
-CONFIGS = ("unrecorded", "floor", "sessrec", "auditd")
+CONFIGS = ("unrecorded", "floor", "sessrec", "daemon", "bpftrace", "auditd")
 # Events the configuration sees besides the workload's own: under sessrec the
 # `timed` wrapper is exec'd inside the session; under auditd it starts the new
 # audit session only after its exec.
-WRAPPER_EVENTS = {"sessrec": {"exec": 1}}
+WRAPPER_EVENTS = {"sessrec": {"exec": 1}, "daemon": {"exec": 1}, "bpftrace": {"exec": 1}}
+PEER_SCRIPT = REPO / "bench" / "peers" / "session.bt"
 
 
 @dataclass
@@ -70,6 +77,15 @@ class Runner:
         self.tmp = tmp
         self.log = log
         self.timed = build("timed")
+        self._daemon_proc: subprocess.Popen[bytes] | None = None
+        self._daemon_sock = str(tmp / "daemon-run" / "control.sock")
+
+    def close(self) -> None:
+        """Stops the bench's daemon, if one was started."""
+        if self._daemon_proc is not None:
+            self._daemon_proc.send_signal(signal.SIGTERM)
+            self._daemon_proc.wait(timeout=60)
+            self._daemon_proc = None
 
     def run(self, config: str, prep: Prepared) -> Sample:
         if prep.reset is not None:
@@ -80,6 +96,10 @@ class Runner:
             return self._floor(prep)
         if config == "sessrec":
             return self._sessrec(prep)
+        if config == "daemon":
+            return self._sessrec(prep, daemon=True)
+        if config == "bpftrace":
+            return self._bpftrace(prep)
         if config == "auditd":
             for attempt in range(3):
                 try:
@@ -149,21 +169,49 @@ class Runner:
             rec.wait(timeout=60)
             out.unlink(missing_ok=True)
 
-    def _sessrec(self, prep: Prepared) -> Sample:
+    def _start_daemon(self) -> int:
+        """The bench's daemon, started once: its own config, socket and
+        output directory in the bench's temp directory."""
+        if self._daemon_proc is None:
+            run_dir = self.tmp / "daemon-run"
+            cfg = self.tmp / "daemon.toml"
+            cfg.write_text(f'output_dir = "{self.tmp / "daemon-out"}"\n'
+                           f'control_socket = "{self._daemon_sock}"\n'
+                           f'cgroup_root = "sessrec-bench-{os.getpid()}"\n')
+            log = open(self.tmp / "daemon.log", "wb")
+            self._daemon_proc = subprocess.Popen(
+                [*SESSREC, "daemon", "--config", str(cfg)], cwd=REPO,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+            log.close()
+            deadline = time.monotonic() + 180
+            while not (run_dir / "control.sock").exists():
+                if time.monotonic() > deadline or self._daemon_proc.poll() is not None:
+                    raise BenchError("the bench's daemon did not start: "
+                                     + (self.tmp / "daemon.log").read_text()[-2000:])
+                time.sleep(0.1)
+        return self._daemon_proc.pid
+
+    def _sessrec(self, prep: Prepared, daemon: bool = False) -> Sample:
         out = self.tmp / "session.srec"
         gate = Gate(self.tmp)
-        argv = [*SESSREC, "record", "-f", "-o", str(out), "--",
-                *timed_argv(self.timed, gate, prep.argv, copies=prep.copies)]
+        argv = [*SESSREC, "record", "-f", "-o", str(out),
+                *(["--control-socket", self._daemon_sock] if daemon else ["--no-daemon"]),
+                "--", *timed_argv(self.timed, gate, prep.argv, copies=prep.copies)]
+        daemon_pid = self._start_daemon() if daemon else None
         before = children_cpu_ns()
         proc = self._popen(argv, prep)
         fd = gate.wait_reader(proc)
         startup_cpu = proc_cpu_ns(proc.pid)
+        daemon_cpu0 = proc_cpu_ns(daemon_pid) if daemon_pid else 0
         Gate.open_(fd)
         timing, stdout = self._finish(proc, "sessrec record")
         # The recorder's CPU from the gate to its exit: all of it, less what it
         # spent starting (loading the programs), less its children (timed and
-        # the workload, which timed measured).
+        # the workload, which timed measured). Through the daemon: the
+        # daemon's CPU meanwhile, and the client's.
         recorder_cpu = children_cpu_ns() - before - startup_cpu - timing.cpu_ns
+        if daemon_pid:
+            recorder_cpu += proc_cpu_ns(daemon_pid) - daemon_cpu0
         i = info(out)
         counts = {k: int(v) for k, v in dict(i["counts"]).items()}
         true = prep.truth(stdout)
@@ -173,6 +221,59 @@ class Runner:
         sample = self._sample(timing, true, recorded=counts, events=sum(counts.values()),
                               lost=total(i["lost"]), bytes=out.stat().st_size,
                               recorder_cpu_s=max(recorder_cpu, 0) / 1e9)
+        out.unlink()
+        return sample
+
+    def _bpftrace(self, prep: Prepared) -> Sample:
+        cg = cgroup2_path() / f"sessrec-bench-bt-{os.getpid()}"
+        cg.mkdir(exist_ok=True)
+        script = self.tmp / "peer.bt"
+        script.write_text(PEER_SCRIPT.read_text().replace("CGROUP", str(cg)))
+        out, err = self.tmp / "peer.out", self.tmp / "peer.err"
+        try:
+            with open(err, "wb") as e:
+                bt = subprocess.Popen(["bpftrace", "-o", str(out), str(script)],
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=e)
+            deadline = time.monotonic() + 120
+            while not (out.exists() and b"ready" in out.read_bytes()[:4096]):
+                if time.monotonic() > deadline or bt.poll() is not None:
+                    raise BenchError("bpftrace did not start: "
+                                     + err.read_text(errors="replace")[-2000:])
+                time.sleep(0.05)
+            gate = Gate(self.tmp)
+            proc = self._popen(timed_argv(self.timed, gate, prep.argv, copies=prep.copies),
+                               prep)
+            fd = gate.wait_reader(proc)
+            (cg / "cgroup.procs").write_text(str(proc.pid))
+            cpu0 = proc_cpu_ns(bt.pid)
+            Gate.open_(fd)
+            timing, stdout = self._finish(proc, "workload")
+            time.sleep(0.5)  # what is still in bpftrace's buffers
+            cpu = proc_cpu_ns(bt.pid) - cpu0
+            bt.send_signal(signal.SIGINT)
+            bt.wait(timeout=120)
+        finally:
+            for _ in range(100):
+                try:
+                    cg.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+        counts = {"exec": 0, "open": 0, "connect": 0}
+        with open(out, "rb") as f:
+            for line in f:
+                kind = line.split(b" ", 1)[0].decode(errors="replace")
+                if kind in counts:
+                    counts[kind] += 1
+        lost = sum(int(n) for n in re.findall(r"Lost (\d+) events",
+                                               err.read_text(errors="replace")))
+        true = prep.truth(stdout)
+        for kind, n in WRAPPER_EVENTS["bpftrace"].items():
+            if kind in true:
+                true[kind] += n
+        sample = self._sample(timing, true, recorded=counts, events=sum(counts.values()),
+                              lost=lost, bytes=out.stat().st_size, recorder_cpu_s=cpu / 1e9)
         out.unlink()
         return sample
 

@@ -4,12 +4,14 @@ round, then one table as text, JSON and Markdown (docs/PERFORMANCE.md)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import json
 import os
 import platform
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -110,8 +112,9 @@ def run(a: argparse.Namespace, log: TextIO) -> dict[str, Any]:
             configs.remove("auditd")
             notes.append(f"auditd configuration skipped: {why}")
             print(f"bench: {notes[-1]}", file=log)
-    if "floor" in configs or "sessrec" in configs:
-        notes.append("sessrec's daemon does not exist yet: only `sessrec record` is measured")
+    if "bpftrace" in configs and shutil.which("bpftrace") is None:
+        configs.remove("bpftrace")
+        notes.append("bpftrace configuration skipped: bpftrace is not installed")
     workloads = [w for w in WORKLOADS_BY_NAME if w in a.only]
     sizes = {w: (WORKLOADS_BY_NAME[w].quick if a.quick else WORKLOADS_BY_NAME[w].full)
              for w in workloads}
@@ -121,10 +124,13 @@ def run(a: argparse.Namespace, log: TextIO) -> dict[str, Any]:
     listener, port = start_listener()
     started = time.monotonic()
     try:
-        with tempfile.TemporaryDirectory(prefix="sessrec-bench-", dir="/var/tmp") as d:
+        with contextlib.ExitStack() as stack:
+            d = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="sessrec-bench-", dir="/var/tmp"))
             tmp = Path(d)
             os.chmod(tmp, 0o755)  # the workloads run as root, but keep paths readable
             runner = Runner(tmp, log)
+            stack.callback(runner.close)
             services = Services(port=port)
             prepared = {w: PREPARE[w](sizes[w], tmp, services) for w in workloads}
             for w in workloads:
@@ -153,7 +159,7 @@ def run(a: argparse.Namespace, log: TextIO) -> dict[str, Any]:
                               f"{s.wall_s:8.3f} s"
                               + (f"  {rec:,}/{s.true[prepared[w].kind]:,} {prepared[w].kind}"
                                  f"  lost {s.lost}" if rec is not None else ""), file=log)
-                        if c in ("floor", "sessrec", "auditd"):
+                        if c in ("floor", "sessrec", "daemon", "bpftrace", "auditd"):
                             settle()
             if "rate" in a.only and "sessrec" in configs:
                 rate = rate_ladder(runner, a, tmp, services, log)

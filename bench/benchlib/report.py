@@ -20,7 +20,9 @@ RECORDERS = ("sessrec", "auditd")
 CONFIG_TITLES = {
     "unrecorded": "unrecorded",
     "floor": "floor (programs loaded, no session)",
-    "sessrec": "sessrec record",
+    "sessrec": "sessrec record (no daemon)",
+    "daemon": "sessrec record through `sessrec daemon`",
+    "bpftrace": "bpftrace peer (bench/peers/session.bt)",
     "auditd": "auditd (syscall rules, -F sessionid=)",
 }
 
@@ -117,6 +119,12 @@ def targets(summaries: dict[tuple[str, str], dict[str, Any]],
         note = f"auditd {a:.2f}" if a is not None else ""
         out.append({"target": name, "value": f"≤ {limit}", "measured": f"{r:.2f}",
                     "met": r <= limit, "note": note})
+    d = ratio("open", "daemon")
+    if d is not None:
+        b = ratio("open", "bpftrace")
+        out.append({"target": "open storm through the daemon (issue 8)", "value": "≤ 1.1",
+                    "measured": f"{d:.2f}", "met": d <= 1.1,
+                    "note": f"bpftrace peer {b:.2f}" if b is not None else ""})
     factors = []
     for (workload, config), s in summaries.items():
         if config != "sessrec" or not s.get("bytes_per_event_median"):
@@ -181,7 +189,7 @@ def markdown(meta: dict[str, Any], cells: list[Cell], summaries: dict[tuple[str,
     for c in cells:
         s = summaries[(c.workload, c.config)]
         ratio = f"{s['ratio']:.2f}" if s["ratio"] is not None else "—"
-        if c.config == "sessrec":
+        if c.config in ("sessrec", "daemon"):
             ratio = f"**{ratio}**"
         lines.append(
             f"| {titles[c.workload]} | {CONFIG_TITLES[c.config]} | {_spread(s)} | {ratio} | "

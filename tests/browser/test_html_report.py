@@ -22,8 +22,8 @@ from cdp import Chromium
 from synth import HEADER, generate
 
 from replay.reader import open_session
-from sessrec import format as fmt
 from sessrec.cli import main
+from sessrec.event import Event, EventType, Open
 
 pytestmark = pytest.mark.browser
 
@@ -64,7 +64,7 @@ def _clean(c: Chromium, mark: int, page: Path) -> None:
     assert c.requests(mark) == [page.as_uri()]
 
 
-def _events(srec: Path) -> list[list[Any]]:
+def _events(srec: Path) -> list[Event]:
     with open_session(srec) as s:
         return list(s.records())
 
@@ -102,7 +102,7 @@ def test_filters(browser: Chromium, small: tuple[Path, Path, dict[str, int]]) ->
     before = _state(browser)
 
     # A type filter hides that type in the list and on the timeline.
-    opens = sum(1 for e in events if e[0] == fmt.EventType.OPEN)
+    opens = sum(1 for e in events if type(e) is Open)
     browser.click_selector("#types .chip[data-type=open]")
     browser.wait_for(lambda: _state(browser)["listed"] == n - opens, 5)
     assert browser.evaluate(
@@ -120,11 +120,11 @@ def test_filters(browser: Chromium, small: tuple[Path, Path, dict[str, int]]) ->
 
     # The search box: matching events, and the processes that have them.
     shadow = [e for e in events
-              if e[0] == fmt.EventType.OPEN and e[fmt.OPEN_PATH] == b"/etc/shadow"]
+              if isinstance(e, Open) and e.requested_path == b"/etc/shadow"]
     assert shadow
     browser.type_text("#search", "/etc/SHADOW")  # case-insensitive
     browser.wait_for(lambda: _state(browser)["listed"] == len(shadow), 5)
-    procs = len({e[fmt.I_PID] for e in shadow}) + 1  # and the shell above them
+    procs = len({e.pid for e in shadow}) + 1  # and the shell above them
     assert _state(browser)["rows"] == procs
     assert _text(browser, "#procCount") == f"{procs} of {info['processes']} processes"
     details = browser.evaluate(
@@ -133,7 +133,7 @@ def test_filters(browser: Chromium, small: tuple[Path, Path, dict[str, int]]) ->
     assert details and all(d.startswith("/etc/shadow ") for d in details)
     # Failures only, on top of the search: the refused opens of /etc/shadow.
     browser.click_selector("#failedOnly")
-    refused = sum(1 for e in shadow if e[fmt.OPEN_RET] < 0)
+    refused = sum(1 for e in shadow if e.ret < 0)
     browser.wait_for(lambda: _state(browser)["listed"] == refused, 5)
     browser.click_selector("#failedOnly")
     browser.call("Input.dispatchKeyEvent", {"type": "keyDown", "key": "Escape"})
@@ -174,8 +174,8 @@ HOSTILE = [
 def test_hostile_argv(browser: Chromium, tmp_path: Path) -> None:
     srec = tmp_path / "hostile.srec"
     generate(srec, 200, extra=[
-        (fmt.EventType.EXEC, [0, b"/bin/sh", HOSTILE, len(HOSTILE), 1000, 0]),
-        (fmt.EventType.OPEN, [3, 1, -100, b"/tmp/</script><b>\xe2\x80\xa8\xff", 0, 0]),
+        (EventType.EXEC, [0, b"/bin/sh", HOSTILE, len(HOSTILE), 1000, 0]),
+        (EventType.OPEN, [3, 1, -100, b"/tmp/</script><b>\xe2\x80\xa8\xff", 0, 0]),
     ])
     page = _html(srec, tmp_path / "hostile.html")
     mark = _load(browser, page)

@@ -24,6 +24,7 @@ import make_golden
 from recorder.writer import SessionWriter
 from sessrec import format as fmt
 from sessrec import records
+from sessrec.event import TYPE_NAMES
 
 NAME = "v2.0-records"
 CAPTURE = os.path.join(make_golden.HERE, "raw-abi1")
@@ -44,21 +45,18 @@ def capture() -> tuple[list[bytes], int]:
     return out, origin
 
 
-def main(argv: list[str] | None = None) -> int:
-    assert (fmt.FORMAT_MAJOR, fmt.FORMAT_MINOR) == (2, 0), "this writer no longer writes 2.0"
-    outputs = make_golden.new_outputs(argv, __doc__, NAME)
-    if outputs is None:
-        return 1
-    raw, origin = capture()
+def session_maps(raw: list[bytes], origin: int,
+                 abi_version: int = records.ABI_VERSION) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header and trailer of the recording of the captured records."""
     decoder = records.Decoder(origin)
     events = [decoder.decode(r) for r in raw]
     assert all(e is not None for e in events)
     first = events[0]
     assert first is not None
-    counts = {name: 0 for name in fmt.TYPE_NAMES.values()}
+    counts = {name: 0 for name in TYPE_NAMES.values()}
     for e in events:
         assert e is not None
-        counts[fmt.TYPE_NAMES[int(e[0])]] += 1  # type: ignore[call-overload]
+        counts[TYPE_NAMES[int(e[0])]] += 1  # type: ignore[call-overload]
     header: dict[str, Any] = {
         **make_golden.HEADER,
         "command": ["sh", "-c", "cd /tmp && cat /etc/hostname >/dev/null; ..."],
@@ -72,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         "cgroup_id": struct.unpack_from("<Q", raw[0], records.HEADER.offsets()["cgroup_id"])[0],
         "audit": {"record_type": 1121, "status": None, "sender_session_id": None,
                   "start_record": False, "reason": "auditd is not running"},
+        "abi_version": abi_version,
     }
     trailer: dict[str, Any] = {
         **make_golden.TRAILER,
@@ -81,15 +80,34 @@ def main(argv: list[str] | None = None) -> int:
         "exit_status": 7,
         "audit": {"end_record": False, "reason": "auditd is not running"},
     }
-    w = SessionWriter(outputs[0], header)
-    half = len(raw) // 2
-    for i, part in enumerate((raw[:half], raw[half:])):
+    return header, trailer
+
+
+def write(path: str, raw: list[bytes], origin: int, *,
+          abi_version: int = records.ABI_VERSION, stored: list[bytes] | None = None,
+          sealer: Any = None) -> None:
+    """The session of the captured records `raw` into path; `stored` (the
+    same records in another ABI, by default raw) is what its RECORDS hold;
+    sealed by `sealer` if one is given (make_golden_v2_1.py)."""
+    header, trailer = session_maps(raw, origin, abi_version)
+    stored = raw if stored is None else stored
+    w = SessionWriter(path, header, sealer=sealer)
+    half = len(stored) // 2
+    for i, part in enumerate((stored[:half], stored[half:])):
         buf = w.begin_records()
         for r in part:
             buf += fmt.RECORD_FRAME.pack(len(r), 0) + r
         if i == 0:
             w.add_stats({"ts": 5_000_000, "lost": {"open": 3}})
     w.close(trailer)
+
+
+def main(argv: list[str] | None = None) -> int:
+    assert (fmt.FORMAT_MAJOR, fmt.FORMAT_MINOR) == (2, 0), "this writer no longer writes 2.0"
+    outputs = make_golden.new_outputs(argv, __doc__, NAME)
+    if outputs is None:
+        return 1
+    write(outputs[0], *capture())
     make_golden.write_expected(*outputs)
     return 0
 

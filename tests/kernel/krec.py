@@ -16,11 +16,14 @@ first).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import re
+import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,3 +132,42 @@ def write_script(path: Path, text: str) -> Path:
     """A Python script for the venv interpreter."""
     path.write_text(text)
     return path
+
+
+def kill_cgroup(cgroup: Path) -> None:
+    """Ends what a killed recorder left running, and removes its cgroup."""
+    if not cgroup.exists():
+        return
+    (cgroup / "cgroup.kill").write_text("1")
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            cgroup.rmdir()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, f"cannot remove {cgroup}"
+            time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def live_recording(out: Path, marker: Path, cmd: Sequence[str], *flags: str
+                   ) -> Iterator[subprocess.Popen[bytes]]:
+    """`sessrec record [flags] -o out -- cmd` in a process of its own, once
+    the file has its header and the command has created marker. At the end
+    the recorder is killed if it still runs, and the session's cgroup (left
+    behind by a killed recorder) emptied and removed."""
+    recorder = subprocess.Popen([SESSREC, "record", *flags, "-o", str(out), "--", *cmd],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    cgroup: Path | None = None
+    try:
+        while not (out.exists() and out.stat().st_size > 0 and marker.exists()):
+            assert recorder.poll() is None, recorder.communicate()
+            time.sleep(0.05)
+        cgroup = Path(header(out)["cgroup"])
+        yield recorder
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
+            recorder.wait()
+        if cgroup is not None:
+            kill_cgroup(cgroup)

@@ -27,9 +27,9 @@ import pytest
 from krec import Recorder, header, info, run_cli
 
 from recorder import audit
-from replay import auditlog
-from replay.events import ExecEvent, iter_events
+from replay import audit_timeline, auditlog
 from replay.reader import open_session, read_trailer_fast
+from sessrec.event import Exec
 
 pytestmark = pytest.mark.kernel
 
@@ -297,17 +297,19 @@ def test_auditd_records_merged_into_the_replay(auditd: Auditd, can_log_in: None,
         with open_session(rec.path) as s:
             audit = auditlog.session_audit_events(s.header, rec.trailer, None, auditd.log,
                                                   warn=warnings.append)
-            items = list(auditlog.merge_by_time(iter_events(s), lambda e: e.time_ns, audit,
-                                                event_key=auditlog.event_pair_key))
+            wall = s.header["clock"]["wall_ns"]
+            items = list(audit_timeline.merge_by_time(
+                s.records(), lambda e: wall + e.ts, audit,
+                event_key=audit_timeline.event_pair_key))
         assert warnings == []
         return items
 
-    execs: list[ExecEvent] = []
+    execs: list[Exec] = []
     items: list[Any] = []
 
     def all_there() -> bool:
         items[:] = merged()
-        execs[:] = [e for e in items if isinstance(e, ExecEvent) and e.ret == 0]
+        execs[:] = [e for e in items if isinstance(e, Exec) and e.ret == 0]
         audited = [e for e in items if isinstance(e, auditlog.AuditEvent) and e.kind == "EXECVE"]
         return len(audited) >= len(execs)
 

@@ -5,44 +5,22 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from krec import SESSREC, export, header, info
+from krec import export, header, info, live_recording
 
 pytestmark = pytest.mark.kernel
 
 SH = "/bin/sh"
 
 
-def kill_cgroup(cgroup: Path) -> None:
-    """Ends what a killed recorder left running, and removes its cgroup."""
-    if not cgroup.exists():
-        return
-    (cgroup / "cgroup.kill").write_text("1")
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            cgroup.rmdir()
-            return
-        except OSError:
-            assert time.monotonic() < deadline, f"cannot remove {cgroup}"
-            time.sleep(0.02)
-
-
 def test_read_while_recording_then_after_sigkill(tmp_path: Path) -> None:
     out = tmp_path / "live.srec"
     marker = tmp_path.resolve() / "first"
     cmd = [SH, "-c", f"echo > {marker}; exec /bin/sleep 30"]
-    recorder = subprocess.Popen([SESSREC, "record", "-o", str(out), "--", *cmd],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    cgroup: Path | None = None
-    try:
-        while not (out.exists() and out.stat().st_size > 0 and marker.exists()):
-            assert recorder.poll() is None, recorder.communicate()
-            time.sleep(0.05)
+    with live_recording(out, marker, cmd) as recorder:
         cgroup = Path(header(out)["cgroup"])
         time.sleep(1.6)  # more than the 1 s flush interval
 
@@ -73,9 +51,3 @@ def test_read_while_recording_then_after_sigkill(tmp_path: Path) -> None:
         assert killed["end_reason"] is None
         assert killed["counts"]["exec"] == len([e for e in after if e["type"] == "exec"])
         assert os.path.exists(cgroup)  # the recorder had no chance to clean up
-    finally:
-        if recorder.poll() is None:
-            recorder.kill()
-            recorder.wait()
-        if cgroup is not None:
-            kill_cgroup(cgroup)

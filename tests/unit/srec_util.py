@@ -76,9 +76,10 @@ def write_session(
 
 
 def read_all(path: str | os.PathLike[str], strict: bool = True) -> tuple[list[Any], Any]:
-    """(records, session) with the session closed after reading."""
+    """(records, session) with the session closed after reading; the records
+    as arrays (list(event)), to compare with the arrays written."""
     with open_session(path, strict=strict) as s:
-        records = list(s.records())
+        records = [list(e) for e in s.records()]
     return records, s
 
 
@@ -131,6 +132,6 @@ def plain(v: Any) -> Any:
     """An event array as raw-abi1.json has it."""
     if isinstance(v, bytes):
         return {"b": v.decode("latin-1")}
-    if isinstance(v, list):
+    if isinstance(v, list | tuple):
         return [plain(x) for x in v]
     return v

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from srec_util import HEADER, ev, write_session
 
-from replay import auditlog
+from replay import audit_timeline, auditlog
 from replay.auditlog import AuditEvent, AuditRecord
 from sessrec.cli import main
 
@@ -192,7 +192,7 @@ def _audit(ms: int, kind: str = "TTY", key: tuple[str, int, int] | None = None) 
 
 
 def _merge(session: list[tuple[int, Any]], audit: list[AuditEvent]) -> list[Any]:
-    out = auditlog.merge_by_time(session, lambda e: e[0] * 1_000_000, audit,
+    out = audit_timeline.merge_by_time(session, lambda e: e[0] * 1_000_000, audit,
                                  event_key=lambda e: e[1])
     return [x.serial if isinstance(x, AuditEvent) else x[0] for x in out]
 
@@ -215,7 +215,7 @@ def test_syscall_pairs_sit_next_to_their_session_event() -> None:
 
 
 def test_unpaired_syscall_events_are_shown_by_time_after_a_wait() -> None:
-    late = 10 + auditlog.PAIR_WAIT_NS // 1_000_000 + 1
+    late = 10 + audit_timeline.PAIR_WAIT_NS // 1_000_000 + 1
     session = [(10, None), (late, None), (late, ("exec", 1, 0))]
     audit = [_audit(10, key=("exec", 9, 0)), _audit(20, key=("exec", 1, 0))]
     # exec 9 never comes: shown once its wait is over, before the event at
@@ -226,10 +226,10 @@ def test_unpaired_syscall_events_are_shown_by_time_after_a_wait() -> None:
 def test_pair_keys_from_syscall_numbers_without_enriched_names() -> None:
     rec = AuditRecord("SYSCALL", {"arch": "c000003e", "syscall": "257", "pid": "4",
                                   "exit": "-2"}, {}, "")
-    assert auditlog.audit_pair_key(AuditEvent(0, 1, None, [rec])) == ("open", 4, -2)
+    assert audit_timeline.audit_pair_key(AuditEvent(0, 1, None, [rec])) == ("open", 4, -2)
     rec = AuditRecord("SYSCALL", {"arch": "c000003e", "syscall": "1", "pid": "4",
                                   "exit": "5"}, {}, "")
-    assert auditlog.audit_pair_key(AuditEvent(0, 1, None, [rec])) is None
+    assert audit_timeline.audit_pair_key(AuditEvent(0, 1, None, [rec])) is None
 
 
 @pytest.mark.parametrize("header_audit, trailer_audit, text", [
@@ -340,3 +340,22 @@ def test_find_by_audit_session(tmp_path: Path) -> None:
     err = io.StringIO()
     assert main(["find", "--audit-session", "4294967295", str(tmp_path)],
                 stdout=io.StringIO(), stderr=err) == 2
+
+
+def test_numbers_of_thousands_of_digits_are_not_numbers(tmp_path: Path) -> None:
+    """int() refuses more than 4,300 digits: a 5,000-digit pid, exit or
+    argument number is text, never a traceback."""
+    path, log = _session_with_log(tmp_path)
+    big = "9" * 5000
+    wall = HEADER["clock"]["wall_ns"] + 100_000_000
+    stamp_ = f"msg=audit({wall // 10**9}.{wall % 10**9 // 1_000_000:03d}:900)"
+    with log.open("a") as f:
+        f.write(f"type=SYSCALL {stamp_}: arch=c000003e syscall=59 success=no exit={big} "
+                f"a0=1 items=0 ppid=1 pid={big} auid=1000 uid=0 ses=42 comm=\"x\" key=\"k\"\n")
+        f.write(f"type=EXECVE {stamp_}: argc=1 a{big}=\"x\" a0=\"y\"\n")
+        f.write(f"type=TTY {stamp_}: tty pid=\u00b2 ses=42 data=6C73\n")
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["replay", str(path), "--audit-log", str(log)], stdout=out, stderr=err) == 0
+    assert "Traceback" not in err.getvalue()
+    big_event = [line for line in out.getvalue().splitlines() if "EXECVE pid=" + big[:10] in line]
+    assert len(big_event) == 1 and big_event[0].endswith(" y key=k")

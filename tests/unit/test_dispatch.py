@@ -11,8 +11,8 @@ from srec_util import HEADER, TRAILER, capture, plain, read_all
 
 from recorder.record import Dispatcher, SessionSink
 from recorder.writer import SessionWriter
-from sessrec import format as fmt
 from sessrec import records
+from sessrec.event import EventFlag
 
 CGROUP_AT = records.HEADER.offsets()["cgroup_id"]
 
@@ -37,7 +37,7 @@ def test_records_are_copied_framed_and_counted(tmp_path: Path) -> None:
     short = raw[0][: records.HEADER_SIZE + 4]  # an exec record cut short
     flagged = bytearray(raw[9])  # an open
     assert flagged[0] == records.OPEN
-    flagged[2] = fmt.EventFlag.PATH_TRUNCATED
+    flagged[2] = EventFlag.PATH_TRUNCATED
     feed = [*raw, bytes(other), bytes(unknown), short, bytes(flagged)]
 
     path = tmp_path / "s.srec"
@@ -61,5 +61,5 @@ def test_records_are_copied_framed_and_counted(tmp_path: Path) -> None:
     assert (sink.truncated_path, sink.truncated_argv) == (1, 0)
     got, s = read_all(path)
     assert [plain(e) for e in got[:-1]] == expected["events"]
-    assert got[-1][7] == fmt.EventFlag.PATH_TRUNCATED
+    assert got[-1][7] == EventFlag.PATH_TRUNCATED
     assert s.unknown_types == {} and s.damage is None

@@ -40,13 +40,13 @@ def is_time(value: object) -> bool:
 
 U32, U64, I32, I64 = (0, 2**32 - 1), (0, 2**64 - 1), (-(2**31), 2**31 - 1), (-(2**63), 2**63 - 1)
 COMMON = {"ei": I64, "event": str, "code": str, "time": "time", "uid": "uuid", "sid": str,
-          "login": str, "user": str, "server_hostname": str}
+          "login": str, "user": str, "server_id": "uuid", "server_hostname": str}
 BPF = {"pid": U64, "cgroup_id": U64, "program": str, "audit_session_id": U32}
 TELEPORT: dict[str, tuple[str, dict[str, Any]]] = {
     "session.start": ("T2000I", {**COMMON, "initial_command": [str]}),
     "session.end": ("T2004I", {**COMMON, "enhanced_recording": bool, "participants": [str],
                                "session_start": "time", "session_stop": "time",
-                               "initial_command": [str]}),
+                               "initial_command": [str], "interactive": bool}),
     "session.command": ("T4000I", {**COMMON, **BPF, "ppid": U64, "path": str, "argv": [str],
                                    "return_code": I32}),
     "session.disk": ("T4001I", {**COMMON, **BPF, "path": str, "flags": I32, "return_code": I32}),
@@ -114,6 +114,41 @@ def test_teleport_values() -> None:
     assert end["session_stop"] == "2026-11-21T11:10:02.025123Z" == end["time"]
 
 
+def _connects(tmp_path: Path, *conns: tuple[int, int, bytes]) -> Path:
+    """A session of connects: (sock_type, protocol, sockaddr) each."""
+    p = tmp_path / "c.srec"
+    write_session(p, [[CONNECT, i, 1000, 1000, 999, 1000, b"ping", 0, 0, 3, *c]
+                      for i, c in enumerate(conns)])
+    return p
+
+
+V4 = b"\x02\x00\x00\x00\xc0\x00\x02\x01" + bytes(8)  # 192.0.2.1, port 0
+V6 = b"\x0a\x00\x01\xbb" + bytes(4) + bytes(15) + b"\x01" + bytes(4)  # [::1]:443
+
+
+def test_teleport_leaves_out_raw_and_icmp_connects(tmp_path: Path) -> None:
+    """A connect() on a raw or ICMP socket makes no connection (and has no
+    port): not what session.network's CONNECT means."""
+    p = _connects(tmp_path, (3, 1, V4), (2, 1, V4), (2, 58, V6), (1, 6, V6))
+    net = [e for e in export(p, "teleport") if e["event"] == "session.network"]
+    assert [(e["dst_addr"], e["dst_port"]) for e in net] == [("::1", 443)]
+
+
+def test_teleport_server_id_is_stable_per_host() -> None:
+    events = export(GOLDEN, "teleport")
+    assert len({e["server_id"] for e in events}) == 1
+    assert events[-1]["interactive"] is False
+
+
+def test_ecs_transport_is_an_iana_keyword(tmp_path: Path) -> None:
+    p = _connects(tmp_path, (2, 1, V4), (2, 58, V6), (1, 262, V6), (1, 132, V6), (1, 6, V6))
+    docs = export(p, "ecs")
+    got = [(d["network"].get("transport"), d["network"].get("iana_number"),
+            d["sessrec"].get("mptcp")) for d in docs]
+    assert got == [("icmp", "1", None), ("ipv6-icmp", "58", None), ("tcp", "6", True),
+                   ("sctp", "132", None), ("tcp", "6", None)]
+
+
 def test_teleport_unfinished_file_has_no_session_end(tmp_path: Path) -> None:
     p = tmp_path / "u.srec"
     header = {**HEADER, "audit_session_id": None}
@@ -156,6 +191,7 @@ ECS_FIELDS: dict[str, str] = {
     "file.path": "keyword", "file.name": "keyword", "file.directory": "keyword",
     "destination.address": "keyword", "destination.ip": "ip", "destination.port": "long",
     "network.type": "keyword", "network.transport": "keyword", "network.direction": "keyword",
+    "network.iana_number": "keyword",
 }
 ARRAYS = {"event.category", "event.type", "process.args", "process.entry_leader.args",
           "process.session_leader.args"}
@@ -265,7 +301,8 @@ def test_ecs_values() -> None:
         {"address": "2001:db8::1", "ip": "2001:db8::1", "port": 443},
         {"address": "192.0.2.53", "ip": "192.0.2.53", "port": 53},
     ]
-    assert conns[2]["network"] == {"type": "ipv6", "direction": "egress", "transport": "tcp"}
+    assert conns[2]["network"] == {"type": "ipv6", "direction": "egress", "transport": "tcp",
+                                   "iana_number": "6"}
     assert conns[2]["event"]["outcome"] == "unknown"  # EINPROGRESS
     assert conns[3]["network"]["type"] == "ipv4" and conns[3]["network"]["transport"] == "udp"
     killed = by_action["exit"][0]

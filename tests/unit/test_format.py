@@ -10,6 +10,7 @@ import pytest
 
 from sessrec import format as fmt
 from sessrec.errors import FormatError
+from sessrec.event import FIELDS, REQUIRED_TYPES, TYPE_NAMES, EventFlag, EventType
 
 HEADER_H = Path(__file__).resolve().parents[2] / "bpf" / "sessrec.h"
 
@@ -29,16 +30,16 @@ def _c_enum(name: str) -> dict[str, int]:
 
 def test_event_types_match_the_boundary_header() -> None:
     c = _c_enum("sr_event_type")
-    for t in fmt.EventType:
+    for t in EventType:
         assert c[f"SR_EVENT_{t.name}"] == t.value
-    assert c["SR_EVENT_TYPE_MAX"] == max(fmt.EventType) + 1
+    assert c["SR_EVENT_TYPE_MAX"] == max(EventType) + 1
 
 
 def test_event_flags_match_the_boundary_header() -> None:
     c = _c_enum("sr_event_flags")
-    assert c["SR_FLAG_PATH_TRUNCATED"] == fmt.EventFlag.PATH_TRUNCATED
-    assert c["SR_FLAG_ARGV_TRUNCATED"] == fmt.EventFlag.ARGV_TRUNCATED
-    assert c["SR_FLAG_READ_FAILED"] == fmt.EventFlag.READ_FAILED
+    assert c["SR_FLAG_PATH_TRUNCATED"] == EventFlag.PATH_TRUNCATED
+    assert c["SR_FLAG_ARGV_TRUNCATED"] == EventFlag.ARGV_TRUNCATED
+    assert c["SR_FLAG_READ_FAILED"] == EventFlag.READ_FAILED
 
 
 def test_syscall_enums_match_the_boundary_header() -> None:
@@ -93,14 +94,15 @@ def test_not_a_session_file(data: bytes) -> None:
 
 
 def test_event_layouts() -> None:
-    for t in fmt.EventType:
-        assert len(fmt.EVENT_FIELDS[t]) == len(fmt.EVENT_TYPES[t])
-        assert fmt.EVENT_FIELDS[t][:8] == fmt.COMMON_FIELDS
-    assert fmt.EVENT_FIELDS[fmt.EventType.EXEC][fmt.EXEC_ARGV] == "argv"
-    assert fmt.EVENT_FIELDS[fmt.EventType.OPEN][fmt.OPEN_FLAGS] == "flags"
-    assert fmt.EVENT_FIELDS[fmt.EventType.CONNECT][fmt.CONNECT_SOCKADDR] == "sockaddr"
-    assert fmt.EVENT_FIELDS[fmt.EventType.CHDIR][fmt.CHDIR_PATH] == "path"
-    assert fmt.TYPE_NAMES == {1: "fork", 2: "exec", 3: "exit", 4: "open", 5: "connect", 6: "chdir"}
+    for t in EventType:
+        assert FIELDS[t][:8] == ("type", "ts", "pid", "tid", "ppid", "uid", "comm", "flags")
+        assert len(REQUIRED_TYPES[t]) == len(FIELDS[t])  # no field added since 1.0 yet
+    assert FIELDS[EventType.OPEN][8:] == (
+        "ret", "syscall", "dirfd", "requested_path", "open_flags", "mode")
+    assert FIELDS[EventType.EXEC][8:] == (
+        "ret", "requested_path", "argv", "argc", "old_pid", "syscall")
+    assert FIELDS[EventType.CONNECT][-1] == "sockaddr"
+    assert TYPE_NAMES == {1: "fork", 2: "exec", 3: "exit", 4: "open", 5: "connect", 6: "chdir"}
 
 
 def test_event_problem() -> None:

@@ -12,6 +12,7 @@ from srec_util import HEADER, TRAILER, read_all
 
 from recorder.writer import SessionWriter
 from sessrec import format as fmt
+from sessrec.event import TYPE_NAMES
 
 i64 = st.integers(-(2**63), 2**63 - 1)
 u32 = st.integers(0, 2**32 - 1)
@@ -39,7 +40,7 @@ def events(draw: st.DrawFn) -> list[Any]:
 
 
 stats = st.fixed_dictionaries(
-    {"ts": i64, "lost": st.dictionaries(st.sampled_from(list(fmt.TYPE_NAMES.values())), u32)}
+    {"ts": i64, "lost": st.dictionaries(st.sampled_from(list(TYPE_NAMES.values())), u32)}
 )
 records = st.lists(st.one_of(events(), events(), events(), stats, st.just("flush")), max_size=60)
 
@@ -85,5 +86,5 @@ def test_longer_arrays_of_a_newer_minor_are_read(extra: list[Any]) -> None:
         w.add(e)
         w.close(TRAILER)
         got, session = read_all(path)
-    assert got == [e]
+    assert got == [e[:14]]  # the fields this version knows
     assert session.damage is None

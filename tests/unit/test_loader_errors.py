@@ -92,7 +92,7 @@ def test_load_failure_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
 
     monkeypatch.setattr(loader, "check_privileges", lambda: None)
     monkeypatch.setattr(loader, "tracefs", lambda: tmp_path)
-    monkeypatch.setattr(loader, "check_tracepoints", lambda _: None)
+    monkeypatch.setattr(loader, "check_tracepoints", lambda *_: None)
     monkeypatch.setattr(loader, "check_btf", lambda: None)
     monkeypatch.setattr(loader.kfeatures, "detect", lambda *_: fake_features())
     monkeypatch.setattr(loader, "compile_flags", lambda *_: [])

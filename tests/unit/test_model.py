@@ -9,34 +9,34 @@ from typing import Any
 
 from srec_util import GOLDEN, write_session
 
-from replay.events import build_event, iter_events, raw_event
-from replay.model import ProcessModel, failed, running_program
+from replay.model import ProcessModel, running_program
 from replay.reader import open_session
+from sessrec.event import TYPE_NAMES, Event, failed, make
 
 FORK, EXEC, EXIT, OPEN, CONNECT, CHDIR = 1, 2, 3, 4, 5, 6
 MS = 1_000_000
 
 
 def E(t: int, ms: float, pid: int, body: list[Any], *, ppid: int = 999, tid: int = 0,
-      comm: bytes = b"sh") -> list[Any]:
-    return [t, int(ms * MS), pid, tid or pid, ppid, 1000, comm, 0, *body]
+      comm: bytes = b"sh") -> Event:
+    return make([t, int(ms * MS), pid, tid or pid, ppid, 1000, comm, 0, *body])
 
 
-def fork(ms: float, pid: int, child: int, ppid: int = 999) -> list[Any]:
+def fork(ms: float, pid: int, child: int, ppid: int = 999) -> Event:
     return E(FORK, ms, pid, [child], ppid=ppid)
 
 
 def exec_(ms: float, pid: int, path: bytes, argv: list[bytes], ppid: int, ret: int = 0
-          ) -> list[Any]:
+          ) -> Event:
     return E(EXEC, ms, pid, [ret, path, argv, len(argv), pid, 0], ppid=ppid,
              comm=path.rsplit(b"/", 1)[-1])
 
 
-def exit_(ms: float, pid: int, ppid: int, raw: int = 0) -> list[Any]:
+def exit_(ms: float, pid: int, ppid: int, raw: int = 0) -> Event:
     return E(EXIT, ms, pid, [raw], ppid=ppid)
 
 
-def open_(ms: float, pid: int, path: bytes, ppid: int, ret: int = 3, tid: int = 0) -> list[Any]:
+def open_(ms: float, pid: int, path: bytes, ppid: int, ret: int = 3, tid: int = 0) -> Event:
     return E(OPEN, ms, pid, [ret, 1, -100, path, 0, 0], ppid=ppid, tid=tid)
 
 
@@ -204,32 +204,10 @@ def test_counts_only_without_index(tmp_path: Path) -> None:
     assert sum(p.n_connects for p in m.processes) == 4
 
 
-def test_typed_events_build_the_same_model() -> None:
-    """add() (typed events) and feed() (raw arrays, what build uses) agree."""
-    with open_session(GOLDEN) as s:
-        built = ProcessModel.build(s)
-        added = ProcessModel(s.header["leader_pid"])
-        for ev in iter_events(s):
-            added.add(ev)
-
-    def shape(m: ProcessModel) -> list[Any]:
-        return [(d, p.pid, p.ppids, p.execs, p.files, p.connections, p.n_failed,
-                 p.exit_code_raw, p.start_ns, p.end_ns, p.threads) for d, p in m.walk()]
-
-    assert shape(built) == shape(added)
-
-
-def test_raw_event_is_the_inverse_of_build_event() -> None:
-    with open_session(GOLDEN) as s:
-        wall = s.header["clock"]["wall_ns"]
-        for ev in iter_events(s):
-            assert build_event(raw_event(ev), wall, getattr(ev, "path", None)) == ev
-
-
 def test_failed() -> None:
     with open_session(GOLDEN) as s:
-        events = list(iter_events(s))
-    failures = [(e.type_name, e.pid) for e in events if failed(e)]
+        events = list(s.records())
+    failures = [(TYPE_NAMES[e.type], e.pid) for e in events if failed(e)]
     assert failures == [
         ("open", 1000),  # EACCES
         ("chdir", 1000),  # ENOENT

@@ -102,7 +102,7 @@ def test_newer_minor_is_read(tmp_path: Path) -> None:
     data += chunk(EVENTS, pack(ev(1), future, unknown_type, new_record, unknown_type, ev(6)))
     data += trailer_and_footer(len(data))
     records, s = read_all(_file(tmp_path, data))
-    assert records == [ev(1), future, ev(6)]
+    assert records == [ev(1), ev(4), ev(6)]  # typed as far as this version knows
     assert s.format_version == "1.7"
     assert s.header["new_in_1_7"] == [1, 2]
     assert s.unknown_types == {42: 2}
@@ -132,7 +132,7 @@ def test_missing_file(tmp_path: Path) -> None:
         (fmt.pack_preamble() + fmt.pack_footer(0), "header chunk is missing"),
         (
             fmt.pack_preamble() + chunk(1, pack({"k": "header", "format": [1, 0], **HEADER}, 1)),
-            "holds 2 objects",
+            "holds more than its one object",
         ),
         (fmt.pack_preamble() + chunk(1, pack({"k": "header"})), "lacks key 'format'"),
         (fmt.pack_preamble() + chunk(1, pack([1, 2])), "should be a map"),
@@ -148,7 +148,7 @@ def _expect_error(p: Path, message: str, offset: int) -> list[Any]:
     """Read p strictly (error) and leniently (damage); return records read."""
     got: list[Any] = []
     with open_session(p) as s, pytest.raises(FormatError, match=message) as e:
-        got.extend(s.records())
+        got.extend(list(e) for e in s.records())
     assert e.value.offset == offset
     records, s = read_all(p, strict=False)
     assert records == got
@@ -207,7 +207,7 @@ def test_trailer_chunk_with_two_objects(tmp_path: Path) -> None:
     data = header_bytes()
     t = {"k": "trailer", **TRAILER}
     data += chunk(fmt.ChunkKind.TRAILER, pack(t, t)) + fmt.pack_footer(len(data))
-    _expect_error(_file(tmp_path, data), "holds 2 objects", len(header_bytes()))
+    _expect_error(_file(tmp_path, data), "holds more than its one object", len(header_bytes()))
 
 
 # --- event records ---
@@ -219,7 +219,7 @@ def test_trailer_chunk_with_two_objects(tmp_path: Path) -> None:
         (ev(4)[:-1], "open event has 13 fields, needs 14"),
         ([4, "1", *ev(4)[2:]], "field 'ts' is str, should be int"),
         ([*ev(4)[:6], "comm", *ev(4)[7:]], "field 'comm' is str, should be bytes"),
-        ([*ev(4)[:11], "/etc/passwd", *ev(4)[12:]], "field 'path' is str"),
+        ([*ev(4)[:11], "/etc/passwd", *ev(4)[12:]], "field 'requested_path' is str"),
         ([*ev(4)[:8], 3.0, *ev(4)[9:]], "field 'ret' is float"),
         ([*ev(4)[:8], None, *ev(4)[9:]], "field 'ret' is NoneType"),
         ([*ev(4)[:8], True, *ev(4)[9:]], "field 'ret' is bool"),
@@ -275,8 +275,8 @@ def test_records_can_be_read_twice(tmp_path: Path) -> None:
     p = tmp_path / "s.srec"
     write_session(p, [ev(1), "flush", ev(2)])
     with open_session(p) as s:
-        first = list(s.records())
-        second = list(s.records())
+        first = [list(e) for e in s.records()]
+        second = [list(e) for e in s.records()]
     assert first == second == [ev(1), ev(2)]
     assert s.counts["fork"] == 1
 
@@ -297,7 +297,7 @@ def test_follow_waits_for_the_trailer(tmp_path: Path) -> None:
     thread = threading.Thread(target=record)
     with open_session(p) as s:
         thread.start()
-        got = list(s.records(follow=True, poll_interval=0.005))
+        got = [list(e) for e in s.records(follow=True, poll_interval=0.005)]
     thread.join()
     assert done.is_set()
     assert got == [ev(4, ts=i) for i in range(5)]
@@ -322,7 +322,7 @@ def test_follow_sees_partial_chunks_complete(tmp_path: Path) -> None:
     thread = threading.Thread(target=append)
     thread.start()
     with open_session(p) as s:
-        got = list(s.records(follow=True, poll_interval=0.005))
+        got = [list(e) for e in s.records(follow=True, poll_interval=0.005)]
     thread.join()
     assert got == [ev(1), ev(2)]
     assert s.damage is None

@@ -45,7 +45,7 @@ def _read(p: Path, strict: bool) -> tuple[list[Any], Any, FormatError | None]:
     try:
         with open_session(p, strict=strict) as s:
             for r in s.records():
-                got.append(r)
+                got.append(list(r))
     except FormatError as e:
         assert e.offset is not None and e.path == str(p)
         return got, None, e

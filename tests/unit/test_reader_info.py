@@ -25,7 +25,7 @@ def test_golden_text() -> None:
         "lost         2 open",
         "truncated    argv 1, path 1",
         "format       1.0",
-        "file         complete",
+        "file         complete (its events were not read: `sessrec info --check` reads them)",
     ]
 
 

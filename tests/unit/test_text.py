@@ -9,7 +9,16 @@ import sys
 
 import pytest
 
-from replay.text import ERRNO_NAMES, SIGNAL_NAMES, duration_text, errno_name, result, signal_name
+from replay.text import (
+    ERRNO_NAMES,
+    SIGNAL_NAMES,
+    duration_text,
+    errno_name,
+    json_text,
+    printable,
+    result,
+    signal_name,
+)
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the tables are Linux's")
@@ -38,3 +47,30 @@ def test_durations() -> None:
     assert duration_text(1_250_000_000) == "1.25 s"
     assert duration_text(185 * 10**9) == "3m05s"
     assert duration_text(7380 * 10**9) == "2h03m"
+
+
+def test_printable_escapes_every_invisible_character() -> None:
+    """Every control, format, line and paragraph separator character Unicode
+    knows (this Python's unicodedata) is escaped: the soft hyphen, U+180E,
+    U+206A-206F and the TAG block included."""
+    import unicodedata
+
+    missed = [
+        f"U+{c:04X}" for c in range(sys.maxunicode + 1)
+        if unicodedata.category(chr(c)) in ("Cc", "Cf", "Zl", "Zp")
+        and printable(chr(c)) == chr(c)
+    ]
+    assert missed == []
+    assert printable("a\u00adb\u180e\u206a\U000e0041") == "a\\xadb\\u180e\\u206a\\U000e0041"
+
+
+def test_json_text_escapes_what_a_terminal_would_act_on() -> None:
+    import io
+    import json
+
+    doc = {"host": "caf\u00e9\x9b\x7f\u202e\U000e0041", "n": [1, "\x1b[2J\n"]}
+    text = json_text(doc)
+    assert json.loads(text) == doc
+    assert "café" in text and printable(text) == text.replace("\n", "\\n")
+    ascii_out = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    assert json_text(doc, ascii_out).isascii()

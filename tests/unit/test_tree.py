@@ -119,7 +119,11 @@ def test_any_depth(tmp_path: Path) -> None:
     write_session(p, records)
     got = tree(p)
     assert len(got) == 1502
-    assert got[-2].startswith(" " * 4 * 1499 + "└── 2500 sh (/bin/sh)  [no exit seen")
+    # indented 64 levels at most, then each line says its depth
+    assert got[64].startswith(" " * 4 * 63 + "└── 1064 sh (/bin/sh)  [no exit seen")
+    assert got[65].startswith(" " * 4 * 64 + "[depth 65] └── 1065 sh")
+    assert got[-2].startswith(" " * 4 * 64 + "[depth 1500] └── 2500 sh (/bin/sh)  [no exit seen")
+    assert max(map(len, got)) < 400
 
 
 def test_long_argv_is_shortened_unless_full(tmp_path: Path) -> None:

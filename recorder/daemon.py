@@ -1,0 +1,894 @@
+"""`sessrec daemon`: one program set, loaded once, serving every session.
+
+One process, one thread, one non-blocking event loop over the control
+socket's connections, with the ring drained between them. Sessions are
+started and ended through the control socket (docs/CONTROL.md); each has its
+own cgroup, its own ring buffer (loader.Programs) and its own file, so that
+a session that floods loses only its own events (docs/PERFORMANCE.md).
+
+What survives the daemon (a restart, a SIGKILL): the session cgroups, and a
+state file per session (<socket dir>/sessions/<id>.json). A new daemon finds
+them, continues each session's file after its last whole chunk, and writes a
+"gap" map: from the last record the file holds to the moment the session is
+watched again, events are missing, and the file says so (docs/FORMAT.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import re
+import resource
+import selectors
+import signal
+import socket
+import struct
+import time
+import uuid
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from recorder.cgroup import Mount, SessionCgroup, cgroup2_mount
+from recorder.daemonlog import Log
+from recorder.loader import KIND_FILES, PAGE_SIZE, LoadConfig, Programs, check_privileges
+from recorder.record import (
+    Dispatcher,
+    SessionSink,
+    _user,
+    session_header,
+    session_trailer,
+    write_lost_stats,
+)
+from recorder.writer import OutputError, SessionWriter, check_writable
+from sessrec import __version__, control, seal
+from sessrec import format as fmt
+from sessrec.config import Config
+from sessrec.errors import SessrecError
+from sessrec.event import TYPE_NAMES
+
+if TYPE_CHECKING:
+    from recorder import audit
+
+# The ring is drained every DRAIN_MIN s while records come, backing off to
+# DRAIN_MAX s when idle (records are submitted without wake-ups): an idle
+# daemon wakes 20 times a second, and a 32 MiB ring holds far more than
+# 50 ms of any burst measured (docs/PERFORMANCE.md).
+DRAIN_MIN = 0.005
+DRAIN_MAX = 0.05
+END_GRACE = 0.05       # after a cgroup empties, for programs still finishing on other CPUs
+FLUSH_EVERY = 0.25     # how often buffered records are looked at (each file flushes every 1 s)
+LOSS_EVERY = 1.0
+SWEEP_EVERY = 10.0     # a full check that sessions' cgroups are populated
+RETENTION_EVERY = 60.0
+ENDED_KEPT = 1024      # summaries of ended sessions kept for a late `end`
+MAX_OUT = 1 << 20      # reply bytes a client may leave unread before it is dropped
+LOGIN_KEYS = {"user": str, "rhost": str, "tty": str, "service": str, "remote_addr": str,
+              "uid": int, "remote_port": int}
+_UCRED = struct.Struct("3i")
+
+
+class AlreadyRunning(SessrecError):
+    exit_status = 1
+
+
+@dataclass
+class Client:
+    sock: socket.socket
+    since: float
+    buf: bytearray = field(default_factory=bytearray)
+    out: bytearray = field(default_factory=bytearray)
+    owns: set[str] = field(default_factory=set)   # record sessions it started
+    waits: int = 0                                 # `end` replies owed to it
+    closing: bool = False
+
+
+@dataclass
+class Session:
+    id: str
+    kind: str
+    pid: int
+    uid: int
+    user: str
+    file: str
+    cg: SessionCgroup
+    writer: SessionWriter
+    sink: SessionSink
+    auditing: audit.AuditSession | None
+    started_at: str
+    owner: Client | None = None
+    state: str = "active"           # "ending" after `end`, "finishing" once it may end
+    end_reason: str = ""
+    exit_status: int | None = None
+    deadline: float = 0.0
+    finish_at: float = 0.0
+    waiters: list[Client] = field(default_factory=list)
+    lost_written: int = 0
+    lost_before: dict[str, int] = field(default_factory=dict)  # from before a restart
+    dropped: dict[int, int] = field(default_factory=dict)
+    drop_first_ts: int | None = None
+    drop_last_ts: int = 0
+    drop_detail: str = ""
+    gaps: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {"session": self.id, "kind": self.kind, "pid": self.pid, "user": self.user,
+                "uid": self.uid, "file": self.file, "cgroup": str(self.cg.path),
+                "started_at": self.started_at, "state": "active" if self.state == "active"
+                else "ending", "events": sum(self.sink.per_type),
+                "lost": self.lost_names(None)}
+
+    def lost_names(self, lost: dict[int, int] | None) -> dict[str, int]:
+        out = dict(self.lost_before)
+        for t, n in (lost or {}).items():
+            name = TYPE_NAMES.get(t, str(t))
+            out[name] = out.get(name, 0) + n
+        return out
+
+
+class Daemon:
+    def __init__(self, cfg: Config, log: Log) -> None:
+        self.cfg = cfg
+        self.log = log
+        self.sock_path = cfg.control_socket
+        self.run_dir = Path(self.sock_path).parent
+        self.state_dir = self.run_dir / "sessions"
+        self.sessions: dict[str, Session] = {}
+        self.by_cg: dict[int, Session] = {}
+        self.ending: set[str] = set()  # sessions after `end`, until finished
+        self.ended: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.clients: dict[int, Client] = {}
+        self.sel = selectors.DefaultSelector()
+        self.stop = False
+        self.started_mono = time.monotonic()
+        self.started_at = fmt.rfc3339_us(time.time_ns())
+        self.sessions_total = 0
+        self.dropped_total = 0
+        self.rate: deque[tuple[float, int]] = deque(maxlen=64)
+        self._lock_fd = -1
+        self._listener: socket.socket | None = None
+        self.programs: Programs | None = None
+        self.dispatcher = Dispatcher()
+        self.mount: Mount | None = None
+        self.files = tuple(KIND_FILES[k] for k in cfg.events)
+
+    # --- start-up and shutdown ---
+
+    def run(self) -> int:
+        check_privileges("sudo sessrec daemon")
+        # A session holds its file open: 1,000 sessions need more than the
+        # usual soft limit of 1,024 descriptors.
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        self._take_lock()
+        from recorder import audit
+
+        # Forked before BCC grows this process (see audit.Sender).
+        self.audit_sender = audit.Sender()
+        try:
+            self._prepare_dirs()
+            self.mount = cgroup2_mount()
+            level = SessionCgroup.session_level(self.mount, self.cfg.cgroup_root)
+            t0 = time.monotonic()
+            self.programs = Programs.load(LoadConfig(
+                session_level=level, ring_pages=self.cfg.ring_size // PAGE_SIZE,
+                program_files=self.files))
+            self.programs.open_ring(self.dispatcher)
+            self.log("programs-loaded", seconds=round(time.monotonic() - t0, 3),
+                     programs=len(self.programs.bpf.tracepoint_fds),
+                     ring_size=self.cfg.ring_size, events=list(self.cfg.events))
+            self._resume_sessions()
+            self._listen()
+            for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(s, self._on_signal)
+            signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+            self.log("started", pid=os.getpid(), version=__version__, socket=self.sock_path,
+                     config=self.cfg.source, sessions=len(self.sessions))
+            sd_notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving")
+            self._loop()
+            sd_notify("STOPPING=1")
+            self._shutdown()
+            return 0
+        finally:
+            if self._listener is not None:
+                self._listener.close()
+                with contextlib.suppress(OSError):
+                    os.unlink(self.sock_path)
+            if self.programs is not None:
+                self.programs.close()
+            self.audit_sender.close()
+            os.close(self._lock_fd)
+
+    def _take_lock(self) -> None:
+        """One daemon per socket: a lock on <socket>.pid, held for life. The
+        lock, not the socket file, decides: a killed daemon's socket file is
+        stale and is taken over."""
+        self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.run_dir, 0o700)
+        path = self.sock_path + ".pid"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise AlreadyRunning(f"another sessrec daemon is running (pid {pid}) on "
+                                 f"{self.sock_path}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def _prepare_dirs(self) -> None:
+        out = Path(self.cfg.output_dir)
+        try:
+            out.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.state_dir.mkdir(mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise SessrecError(f"cannot create {e.filename}: {e.strerror}") from None
+
+    def _listen(self) -> None:
+        if os.path.lexists(self.sock_path):
+            self.log("stale-socket-removed", socket=self.sock_path)
+            os.unlink(self.sock_path)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        old = os.umask(0o177)
+        try:
+            s.bind(self.sock_path)
+        finally:
+            os.umask(old)
+        os.chmod(self.sock_path, 0o600)
+        s.listen(128)
+        s.setblocking(False)
+        self.sel.register(s, selectors.EVENT_READ, None)
+        self._listener = s
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.stop = True
+
+    def _shutdown(self) -> None:
+        """Stopping leaves the sessions running: their files get what was
+        drained, without a trailer, and the next daemon continues them."""
+        assert self.programs is not None
+        self.programs.consume_all()
+        for sess in self.sessions.values():
+            with contextlib.suppress(OutputError):
+                sess.writer.flush()
+        for c in list(self.clients.values()):
+            self._close(c)
+        self.log("stopped", sessions_left=len(self.sessions),
+                 note="sessions continue when a daemon starts again")
+
+    # --- the loop ---
+
+    def _loop(self) -> None:
+        assert self.programs is not None
+        interval = DRAIN_MIN
+        next_flush = next_loss = next_idle = 0.0
+        next_sweep = time.monotonic() + SWEEP_EVERY
+        next_retention = time.monotonic() + 5.0
+        while not self.stop:
+            for key, mask in self.sel.select(interval):
+                if key.data is None:
+                    self._accept()
+                else:
+                    self._service(key.data, mask)
+            n = self.programs.consume()
+            while n and self.programs.pending():
+                n += self.programs.consume()
+            interval = DRAIN_MIN if n else min(DRAIN_MAX, interval * 2)
+            now = time.monotonic()
+            if n:
+                self.rate.append((now, n))
+                self._note_exits()
+            if now >= next_flush:
+                next_flush = now + FLUSH_EVERY
+                for sess in list(self.sessions.values()):
+                    if sess.writer.records or sess.drop_first_ts is not None:
+                        self._guarded(sess, sess.writer.maybe_flush, now)
+            if now >= next_loss:
+                next_loss = now + LOSS_EVERY
+                self._check_losses()
+            if now >= next_sweep:
+                next_sweep = now + SWEEP_EVERY
+                for sess in list(self.sessions.values()):
+                    self._maybe_empty(sess, now)
+            if now >= next_idle:
+                next_idle = now + 1.0
+                self._drop_idle(now)
+            if now >= next_retention and (self.cfg.retention_max_age is not None or
+                                          self.cfg.retention_max_total_size is not None):
+                next_retention = now + RETENTION_EVERY
+                self._retention()
+            self._advance_endings(now)
+
+    def _note_exits(self) -> None:
+        """A session whose cgroup may have emptied has recorded an exit."""
+        now = time.monotonic()
+        exited = self.dispatcher.exited
+        while exited:
+            sess = self.by_cg.get(exited.pop().cgroup_id)
+            if sess is not None:
+                self._maybe_empty(sess, now)
+
+    def _maybe_empty(self, sess: Session, now: float) -> None:
+        """An active session whose processes are all gone ends by itself,
+        except a `record` session that its client still watches."""
+        if sess.state == "finishing" or (sess.state == "active" and sess.kind == "record"
+                                         and sess.owner is not None):
+            return
+        if not sess.cg.populated():
+            if sess.state == "active":
+                self._begin_end(sess, "cgroup-empty", None, 0.0)
+            sess.deadline = now
+
+    def _advance_endings(self, now: float) -> None:
+        for sess in [self.sessions[sid] for sid in self.ending]:
+            if sess.state == "ending" and now >= sess.deadline:
+                sess.state = "finishing"
+                sess.finish_at = now + END_GRACE
+            elif sess.state == "finishing" and now >= sess.finish_at:
+                self._finish(sess)
+
+    def _guarded(self, sess: Session, fn: Any, *args: Any) -> None:
+        """Calls a writer method; an output error is logged and counted, and
+        the session goes on (its writer drops what it cannot write)."""
+        try:
+            fn(*args)
+        except OutputError as e:
+            if not sess.drop_detail:
+                self.log("output-error", level="error", session=sess.id, file=sess.file,
+                         error=str(e))
+            sess.drop_detail = str(e)
+        else:
+            if sess.drop_detail and sess.drop_first_ts is not None:
+                self._write_drop_gap(sess)
+
+    def _on_drop(self, sess: Session, kind: fmt.ChunkKind, raw: bytes) -> None:
+        if kind != fmt.ChunkKind.RECORDS:
+            return
+        at, frame, end = 0, fmt.RECORD_FRAME.size, len(raw)
+        origin = sess.writer.header["clock"]["mono_ns"]
+        while at + frame <= end:
+            length = int.from_bytes(raw[at:at + 4], "little")
+            start = at + frame
+            t = raw[start]
+            ts = int.from_bytes(raw[start + 8:start + 16], "little") - origin
+            sess.dropped[t] = sess.dropped.get(t, 0) + 1
+            sess.sink.per_type[t] -= 1
+            if sess.drop_first_ts is None:
+                sess.drop_first_ts = ts
+            sess.drop_last_ts = max(sess.drop_last_ts, ts)
+            self.dropped_total += 1
+            at = start + length
+
+    def _write_drop_gap(self, sess: Session) -> None:
+        assert sess.drop_first_ts is not None
+        gap = {"ts": sess.drop_first_ts, "end": sess.drop_last_ts, "reason": "output-error",
+               "detail": sess.drop_detail,
+               "dropped": {TYPE_NAMES.get(t, str(t)): n for t, n in sess.dropped.items()}}
+        try:
+            sess.writer.add_map("gap", gap)
+        except OutputError:
+            return
+        sess.gaps.append(gap)
+        self.log("output-recovered", session=sess.id, file=sess.file,
+                 dropped=sum(sess.dropped.values()))
+        sess.drop_first_ts = None
+        sess.drop_detail = ""
+
+    def _check_losses(self) -> None:
+        assert self.programs is not None
+        lost_all = self.programs.lost_all()
+        for sess in self.sessions.values():
+            lost = lost_all.get(sess.cg.id)
+            if not lost:
+                continue
+            total = sum(lost.values())
+            if total > sess.lost_written:
+                if sess.lost_written == 0:
+                    self.log("events-lost", level="warning", session=sess.id,
+                             lost=sess.lost_names(lost))
+                self._guarded(sess, _stats, sess, lost)
+                sess.lost_written = total
+
+    def _drop_idle(self, now: float) -> None:
+        for c in list(self.clients.values()):
+            if not c.owns and not c.waits and now - c.since > control.IDLE_TIMEOUT:
+                self._close(c)
+
+    # --- connections ---
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        while True:
+            try:
+                sock, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # EMFILE and the like: keep serving the others
+                self.log("accept-failed", level="error", error=e.strerror)
+                return
+            sock.setblocking(False)
+            c = Client(sock, time.monotonic())
+            self.clients[sock.fileno()] = c
+            self.sel.register(sock, selectors.EVENT_READ, c)
+            uid = _peer_uid(sock)
+            if uid != 0:
+                self.log("client-refused", level="warning", uid=uid)
+                self._reply(c, control.error_reply(
+                    control.E_PERMISSION, f"only root may use the control socket (uid {uid})"))
+                c.closing = True
+                self._flush_out(c)
+
+    def _service(self, c: Client, mask: int) -> None:
+        if mask & selectors.EVENT_WRITE:
+            self._flush_out(c)
+        if not mask & selectors.EVENT_READ or c.closing:
+            return
+        try:
+            data = c.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close(c)
+            return
+        c.buf += data
+        while not c.closing:
+            nl = c.buf.find(b"\n")
+            if nl < 0:
+                if len(c.buf) > control.MAX_LINE:
+                    self._reply(c, control.error_reply(
+                        control.E_TOO_LARGE, f"a request line is at most {control.MAX_LINE} "
+                        "bytes"))
+                    c.closing = True
+                    c.buf.clear()
+                    self._flush_out(c)
+                return
+            if nl > control.MAX_LINE:
+                self._reply(c, control.error_reply(
+                    control.E_TOO_LARGE, f"a request line is at most {control.MAX_LINE} bytes"))
+                c.closing = True
+                self._flush_out(c)
+                return
+            line = bytes(c.buf[:nl])
+            del c.buf[:nl + 1]
+            c.since = time.monotonic()
+            reply = self._handle(c, line)
+            if reply is not None:
+                self._reply(c, reply)
+
+    def _reply(self, c: Client, obj: dict[str, Any]) -> None:
+        c.out += control.encode(obj)
+        if len(c.out) > MAX_OUT:
+            self._close(c)
+            return
+        self._flush_out(c)
+
+    def _flush_out(self, c: Client) -> None:
+        if c.sock.fileno() < 0:
+            return
+        try:
+            while c.out:
+                n = c.sock.send(c.out)
+                del c.out[:n]
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            self._close(c)
+            return
+        if c.closing and not c.out:
+            self._close(c)
+            return
+        want = selectors.EVENT_READ | (selectors.EVENT_WRITE if c.out else 0)
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.modify(c.sock, want, c)
+
+    def _close(self, c: Client) -> None:
+        fd = c.sock.fileno()
+        if fd < 0:
+            return
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(c.sock)
+        self.clients.pop(fd, None)
+        c.sock.close()
+        for sid in c.owns:
+            sess = self.sessions.get(sid)
+            if sess is not None and sess.state == "active":
+                # A `record` client that went away without `end`: the
+                # session ends like a PAM one, when its processes do.
+                self.log("client-gone", session=sid)
+                sess.owner = None
+                self._begin_end(sess, "client-gone", None, self.cfg.linger)
+        for sess in self.sessions.values():
+            if c in sess.waiters:
+                sess.waiters.remove(c)
+
+    # --- requests ---
+
+    def _handle(self, c: Client, line: bytes) -> dict[str, Any] | None:
+        try:
+            req = control.decode(line)
+            op = req.get("op")
+            if op == "status":
+                return {"ok": True, **self.status()}
+            if op == "list":
+                return {"ok": True, "sessions": [s.summary() for s in self.sessions.values()]}
+            if op == "start":
+                return self._op_start(c, req)
+            if op == "end":
+                return self._op_end(c, req)
+            raise control.ControlError(control.E_UNKNOWN_OP, f"unknown op {op!r} (ops: "
+                                       + ", ".join(control.OPS) + ")")
+        except control.ControlError as e:
+            return control.error_reply(e.code, str(e).removeprefix("sessrec daemon: ")
+                                       .removesuffix(f" ({e.code})"))
+        except Exception as e:  # a bug must cost one request, not the daemon
+            self.log("request-failed", level="error", error=repr(e))
+            return control.error_reply(control.E_FAILED, f"internal error: {e!r}")
+
+    def status(self) -> dict[str, Any]:
+        assert self.programs is not None
+        now = time.monotonic()
+        recent = sum(n for t, n in self.rate if now - t <= 10.0)
+        lost_all = self.programs.lost_all()
+        return {
+            "pid": os.getpid(), "version": __version__, "started_at": self.started_at,
+            "uptime_s": round(now - self.started_mono, 3), "config": self.cfg.source,
+            "programs": [f"{c}:{e}" for c, e in _attached(self.programs)],
+            "events": list(self.cfg.events), "ring_size": self.cfg.ring_size,
+            "sessions_active": len(self.sessions), "sessions_total": self.sessions_total,
+            "events_total": sum(sum(s.sink.per_type) for s in self.sessions.values())
+            + sum(int(e.get("events", 0)) for e in self.ended.values()),
+            "events_per_second": round(recent / 10.0, 1),
+            "lost_total": sum(sum(v.values()) for v in lost_all.values()),
+            "dropped_total": self.dropped_total,
+            "orphan_records": self.dispatcher.orphan_records,
+            "output_dir": self.cfg.output_dir,
+        }
+
+    def _op_start(self, c: Client, req: dict[str, Any]) -> dict[str, Any]:
+        assert self.programs is not None and self.mount is not None
+        pid = _field(req, "pid", int)
+        kind = _field(req, "kind", str)
+        if kind not in control.KINDS:
+            raise _bad(f"kind must be one of {', '.join(control.KINDS)}, not {kind!r}")
+        if pid <= 1:
+            raise _bad("pid must be a process other than init")
+        command = _field(req, "command", list, required=False) or []
+        if not all(isinstance(a, str) for a in command) or len(command) > 4096:
+            raise _bad("command must be a list of strings")
+        cwd = _field(req, "cwd", str, required=False)
+        output = _field(req, "output", str, required=False)
+        force = _field(req, "force", bool, required=False) or False
+        sealing = _field(req, "seal", bool, required=False) is not False
+        login = _login(req.get("login"))
+        unknown = set(req) - {"v", "op", "pid", "kind", "command", "cwd", "output", "force",
+                              "login", "seal"}
+        if unknown:
+            raise _bad(f"unknown field {sorted(unknown)[0]!r}")
+        if output is not None and not output.startswith("/"):
+            raise _bad("output must be an absolute path")
+        real_uid = _proc_uid(pid)
+        if real_uid is None:
+            raise control.ControlError(control.E_NOT_FOUND, f"no process {pid}")
+        uid = login.get("uid", real_uid)
+        assert isinstance(uid, int)
+        name = login.get("user")
+        user = name if isinstance(name, str) else _user(uid)
+        if not self.cfg.enabled:
+            return {"ok": True, "recorded": False, "reason": "recording is disabled "
+                    "(enabled = false)"}
+        if not self.cfg.records_user(user, uid):
+            return {"ok": True, "recorded": False,
+                    "reason": f"user {user} (uid {uid}) is not recorded ([users])"}
+        session_id = str(uuid.uuid4())
+        wall_ns = time.time_ns()
+        if output is None:
+            safe = re.sub(r"[^A-Za-z0-9._-]", "_", user)[:64] or str(uid)
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(wall_ns // 10**9))
+            output = os.path.join(self.cfg.output_dir, f"{stamp}-{safe}-{session_id}.srec")
+        try:
+            check_writable(output, force)
+        except SessrecError as e:
+            raise control.ControlError(control.E_FAILED, str(e)) from None
+        if cwd is None:
+            try:
+                cwd = os.readlink(f"/proc/{pid}/cwd")
+            except OSError:
+                cwd = "/"
+        from recorder import audit
+
+        try:
+            cg = SessionCgroup.create(session_id, self.mount, self.cfg.cgroup_root)
+        except SessrecError as e:
+            raise control.ControlError(control.E_FAILED, str(e)) from None
+        writer: SessionWriter | None = None
+        try:
+            auditing = audit.AuditSession(session_id, output, pid, sender=self.audit_sender)
+            header = session_header(
+                session_id=session_id, cg=cg, leader_pid=pid, uid=uid, command=command,
+                cwd=cwd, clock=(wall_ns, time.monotonic_ns()),
+                audit_header=auditing.start(),
+                extra={"kind": kind, **({"login": login} if login else {}),
+                       **({"kernel_features": self.programs.features.as_header()}
+                          if self.programs is not None else {})})
+            key = seal.seal_key_path(None) if sealing else None
+            sealer = None if key is None else seal.start_file(key)
+            writer = SessionWriter(output, header, force=force, sealer=sealer)
+            sess = Session(id=session_id, kind=kind, pid=pid, uid=uid, user=user, file=output,
+                           cg=cg, writer=writer, sink=SessionSink(cg.id, writer),
+                           auditing=auditing, started_at=header["started_at"],
+                           owner=c if kind == "record" else None)
+            writer.on_drop = lambda k, raw: self._on_drop(sess, k, raw)
+            self.dispatcher.sinks[cg.id] = sess.sink
+            self.programs.add_session(cg.id)
+            try:
+                cg.procs_file.write_text(str(pid))
+            except OSError as e:
+                raise control.ControlError(
+                    control.E_NOT_FOUND if e.errno == errno.ESRCH else control.E_FAILED,
+                    f"cannot move process {pid} into the session: {e.strerror}") from None
+        except BaseException as e:
+            self.dispatcher.sinks.pop(cg.id, None)
+            self.programs.remove_session(cg.id)
+            cg.remove()
+            if writer is not None:
+                with contextlib.suppress(SessrecError):
+                    writer.close(None)
+                with contextlib.suppress(OSError):
+                    os.unlink(output)
+            if isinstance(e, control.ControlError):
+                raise
+            if isinstance(e, SessrecError):
+                raise control.ControlError(control.E_FAILED, str(e)) from None
+            raise
+        self.sessions[session_id] = sess
+        self.by_cg[cg.id] = sess
+        self.sessions_total += 1
+        if sess.owner is not None:
+            c.owns.add(session_id)
+        self._save_state(sess)
+        self.log("session-start", session=session_id, kind=kind, user=user, uid=uid, pid=pid,
+                 audit_session=header["audit_session_id"], login_uid=header["login_uid"],
+                 file=output, cgroup=str(cg.path))
+        return {"ok": True, "recorded": True, "session": session_id, "file": output,
+                "cgroup": str(cg.path), "cgroup_id": cg.id}
+
+    def _op_end(self, c: Client, req: dict[str, Any]) -> dict[str, Any] | None:
+        sid = _field(req, "session", str)
+        reason = _field(req, "reason", str, required=False) or "ended"
+        if not re.fullmatch(r"[a-z0-9-]{1,32}", reason):
+            raise _bad("reason must be 1 to 32 of a-z, 0-9 and '-'")
+        status = _field(req, "exit_status", int, required=False)
+        linger = req.get("linger")
+        if linger is not None and (type(linger) not in (int, float) or not
+                                   0 <= linger <= 86400 * 7):
+            raise _bad("linger must be a number of seconds from 0 to 604800")
+        wait = _field(req, "wait", bool, required=False)
+        sess = self.sessions.get(sid)
+        if sess is None:
+            done = self.ended.get(sid)
+            if done is None:
+                raise control.ControlError(control.E_NOT_FOUND, f"no session {sid!r}")
+            return {"ok": True, **done, "already_ended": True}
+        if linger is None:
+            linger = 0.0 if sess.kind == "record" else self.cfg.linger
+        if sess.state == "active":
+            self._begin_end(sess, reason, status, float(linger))
+            self._maybe_empty(sess, time.monotonic())
+        if wait is False:
+            return {"ok": True, "session": sid, "ending": True}
+        sess.waiters.append(c)
+        c.waits += 1
+        return None
+
+    def _begin_end(self, sess: Session, reason: str, status: int | None,
+                   linger: float) -> None:
+        sess.state = "ending"
+        sess.end_reason = reason
+        sess.exit_status = status
+        sess.deadline = time.monotonic() + linger
+        self.ending.add(sess.id)
+
+    def _finish(self, sess: Session) -> None:
+        """The end of a session: drain, move leftovers out, trailer, cleanup."""
+        assert self.programs is not None
+        self.programs.consume_all()
+        lost = self.programs.lost(sess.cg.id)
+        reason = sess.end_reason
+        if not sess.cg.populated():
+            reason = "cgroup-empty" if reason != "client-gone" else reason
+        left = sess.cg.remove()
+        self.programs.remove_session(sess.cg.id)
+        self.programs.forget_lost(sess.cg.id)
+        self.dispatcher.sinks.pop(sess.cg.id, None)
+        if sess.drop_first_ts is not None:
+            self._guarded(sess, sess.writer.flush)  # and the gap map, if it can
+        extra: dict[str, Any] = {"left_running": left}
+        if sess.gaps:
+            extra["gaps"] = sess.gaps
+        if sess.dropped:
+            extra["dropped"] = {TYPE_NAMES.get(t, str(t)): n for t, n in sess.dropped.items()}
+        trailer = session_trailer(sess.sink, lost, sess.exit_status, reason, sess.auditing,
+                                  extra)
+        trailer["lost"] = sess.lost_names(lost)
+        complete = True
+        try:
+            sess.writer.close(trailer)
+        except OutputError as e:
+            complete = False
+            self.log("output-error", level="error", session=sess.id, file=sess.file,
+                     error=str(e), note="the file has no trailer")
+            with contextlib.suppress(SessrecError):
+                sess.writer.close(None)
+        del self.sessions[sess.id]
+        del self.by_cg[sess.cg.id]
+        self.ending.discard(sess.id)
+        with contextlib.suppress(OSError):
+            (self.state_dir / f"{sess.id}.json").unlink()
+        summary = {"session": sess.id, "file": sess.file, "end_reason": reason,
+                   "counts": trailer["counts"], "lost": trailer["lost"], "left_running": left,
+                   "events": sum(trailer["counts"].values()), "complete": complete}
+        self.ended[sess.id] = summary
+        while len(self.ended) > ENDED_KEPT:
+            self.ended.popitem(last=False)
+        self.log("session-end", session=sess.id, kind=sess.kind, user=sess.user, pid=sess.pid,
+                 audit_session=sess.writer.header["audit_session_id"], file=sess.file,
+                 end_reason=reason, events=summary["events"],
+                 lost=sum(trailer["lost"].values()), dropped=sum(sess.dropped.values()),
+                 left_running=left)
+        if sess.owner is not None:
+            sess.owner.owns.discard(sess.id)
+        for w in sess.waiters:
+            w.waits -= 1
+            self._reply(w, {"ok": True, **summary})
+
+    # --- restart ---
+
+    def _save_state(self, sess: Session) -> None:
+        state = {"session": sess.id, "kind": sess.kind, "pid": sess.pid, "uid": sess.uid,
+                 "user": sess.user, "file": sess.file, "cgroup": str(sess.cg.path)}
+        path = self.state_dir / f"{sess.id}.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(state, f)
+
+    def _resume_sessions(self) -> None:
+        """Continues the sessions an earlier daemon left (module docstring)."""
+        from recorder import resume
+
+        assert self.programs is not None and self.mount is not None
+        for path in sorted(self.state_dir.glob("*.json")):
+            try:
+                sess = resume.resume(self, path)
+            except (OSError, ValueError, KeyError, SessrecError) as e:
+                self.log("resume-failed", level="error", state=str(path), error=str(e))
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                continue
+            if sess is None:
+                continue
+            self.sessions[sess.id] = sess
+            self.by_cg[sess.cg.id] = sess
+            self.sessions_total += 1
+            self._maybe_empty(sess, time.monotonic())
+
+    # --- retention ---
+
+    def _retention(self) -> None:
+        """Removes old session files, oldest first; never an active one."""
+        active = {s.file for s in self.sessions.values()}
+        files: list[tuple[float, int, Path]] = []
+        for p in Path(self.cfg.output_dir).glob("*.srec"):
+            if str(p) in active:
+                continue
+            with contextlib.suppress(OSError):
+                st = p.stat()
+                files.append((st.st_mtime, st.st_size, p))
+        files.sort()
+        total = sum(size for _, size, _ in files)
+        now = time.time()
+        for mtime, size, p in files:
+            old = (self.cfg.retention_max_age is not None
+                   and now - mtime > self.cfg.retention_max_age)
+            big = (self.cfg.retention_max_total_size is not None
+                   and total > self.cfg.retention_max_total_size)
+            if not (old or big):
+                continue
+            try:
+                p.unlink()
+            except OSError as e:
+                self.log("retention-failed", level="error", file=str(p), error=e.strerror)
+                continue
+            total -= size
+            self.log("retention-removed", file=str(p), bytes=size,
+                     why="max_age" if old else "max_total_size")
+
+
+def _stats(sess: Session, lost: dict[int, int]) -> None:
+    write_lost_stats(sess.writer, lost)
+
+
+def _attached(programs: Programs) -> list[tuple[str, str]]:
+    from recorder.loader import tracepoints
+
+    return tracepoints(files=programs.cfg.program_files)
+
+
+def _bad(msg: str) -> control.ControlError:
+    return control.ControlError(control.E_BAD_REQUEST, msg)
+
+
+def _field(req: dict[str, Any], name: str, typ: type, required: bool = True) -> Any:
+    v = req.get(name)
+    if v is None:
+        if required:
+            raise _bad(f"field {name!r} is missing")
+        return None
+    if type(v) is not typ:
+        raise _bad(f"field {name!r} must be {typ.__name__}")
+    return v
+
+
+def _login(v: object) -> dict[str, str | int]:
+    """The `login` map of a start request: untrusted (PAM items from the
+    client side of an SSH connection), so each value is checked."""
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise _bad("login must be an object")
+    out: dict[str, str | int] = {}
+    for k, val in v.items():
+        want = LOGIN_KEYS.get(k)
+        if want is None:
+            raise _bad(f"login has an unknown key {k!r} (keys: {', '.join(LOGIN_KEYS)})")
+        if val is None:
+            continue
+        if type(val) is not want:
+            raise _bad(f"login.{k} must be {want.__name__}")
+        if isinstance(val, int):
+            if k == "uid" and not 0 <= val < 2**32 - 1:
+                raise _bad("login.uid must be from 0 to 4294967294")
+            if k == "remote_port" and not 0 <= val <= 65535:
+                raise _bad("login.remote_port must be from 0 to 65535")
+        elif not isinstance(val, str):
+            raise _bad(f"login.{k} must be {want.__name__}")
+        elif len(val) > 256 or any(ord(ch) < 32 or ord(ch) == 127 for ch in val):
+            raise _bad(f"login.{k} must be at most 256 characters, without control characters")
+        out[k] = val
+    return out
+
+
+def _proc_uid(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _peer_uid(sock: socket.socket) -> int:
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    return int(_UCRED.unpack(raw)[1])
+
+
+def sd_notify(message: str) -> None:
+    """Tells systemd (Type=notify) how the daemon is doing: a datagram on
+    $NOTIFY_SOCKET, no library. Nothing to do without systemd."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    addr = "\0" + path[1:] if path.startswith("@") else path
+    with contextlib.suppress(OSError), socket.socket(
+            socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+        s.sendto(message.encode(), addr)
+

@@ -1,0 +1,154 @@
+"""Starting and stopping a real `sessrec daemon` in the kernel tier.
+
+Each daemon gets its own directory (socket, output, config) and its own
+cgroup root (sessrec-test-<pid>-<n>), so that tests never meet another
+daemon on this machine, and is started as a user would: `python -m sessrec
+daemon --config FILE --log-format json`, its log in a file the tests read.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sessrec import control
+
+READY_TIMEOUT = 120.0  # compiling the programs takes seconds, more on a loaded machine
+_n = itertools.count()
+
+
+@dataclass
+class Daemon:
+    dir: Path
+    config: Path
+    socket: str
+    out: Path
+    cgroup_root: str
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: bool = True) -> Daemon:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sessrec", "daemon", "--config", str(self.config),
+             "--log-format", "json"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True)
+        log.close()
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the daemon exited {self.proc.returncode}: "
+                                     + self.log_path.read_text())
+            if any(e["event"] == "started" and e["pid"] == self.proc.pid for e in self.log()):
+                return
+            time.sleep(0.1)
+        raise AssertionError("the daemon did not start: " + self.log_path.read_text())
+
+    def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        return control.request(op, socket_path=self.socket, timeout=60.0, **fields)
+
+    def log(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log_path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                out.append({"event": "?", "line": line})
+        return out
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [e for e in self.log() if e.get("event") == name]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def wait_ended(self, session: str, timeout: float = 60.0) -> dict[str, Any]:
+        """The summary of a session once it has ended by itself."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            live = {s["session"] for s in self.request("list")["sessions"]}
+            if session not in live:
+                return self.request("end", session=session)
+            time.sleep(0.1)
+        raise AssertionError(f"session {session} did not end")
+
+    def cleanup(self) -> None:
+        """Stops the daemon and removes the cgroups it left (a failed test)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.stop()
+        root = cgroup2() / self.cgroup_root
+        if root.is_dir():
+            for d in sorted(root.iterdir(), reverse=True):
+                if d.is_dir():
+                    for pid in (d / "cgroup.procs").read_text().split():
+                        (cgroup2() / "cgroup.procs").write_text(pid)
+                    for _ in range(200):
+                        try:
+                            d.rmdir()
+                            break
+                        except OSError:
+                            time.sleep(0.01)
+            try:
+                root.rmdir()
+            except OSError:
+                pass
+        shutil.rmtree(Path(self.socket).parent, ignore_errors=True)
+
+
+def cgroup2() -> Path:
+    from recorder.cgroup import cgroup2_mount
+
+    return cgroup2_mount().path
+
+
+def make_daemon(base: Path, extra: str = "", name: str = "d", ring: str = "1MiB") -> Daemon:
+    d = base / name
+    d.mkdir(parents=True, exist_ok=True)
+    os.chmod(d, 0o755)
+    # Not under pytest's 0700 directories: the non-root client tests must
+    # be able to reach the socket when its mode allows it.
+    sock = Path(tempfile.mkdtemp(prefix="sessrec-test-run-")) / "control.sock"
+    out = d / "out"
+    root = f"sessrec-test-{os.getpid()}-{next(_n)}"
+    cfg = d / "sessrec.toml"
+    cfg.write_text(f'output_dir = "{out}"\ncontrol_socket = "{sock}"\n'
+                   f'cgroup_root = "{root}"\nring_size = "{ring}"\n{extra}')
+    return Daemon(dir=d, config=cfg, socket=str(sock), out=out, cgroup_root=root,
+                  log_path=d / "daemon.log")
+
+
+def gated(argv: list[str], **kw: Any) -> subprocess.Popen[bytes]:
+    """A process that waits for a line on stdin before it execs argv: the
+    test starts its session first, so everything argv does is recorded."""
+    return subprocess.Popen(["sh", "-c", 'read _ && exec "$@"', "sh", *argv],
+                            stdin=subprocess.PIPE, **kw)
+
+
+def release(p: subprocess.Popen[bytes]) -> None:
+    assert p.stdin is not None
+    p.stdin.write(b"go\n")
+    p.stdin.close()
