@@ -197,3 +197,15 @@ def test_docs_table_replaces_only_what_is_between_the_markers(
     doc.write_text("no markers\n")
     with pytest.raises(MatrixError, match="lacks the"):
         cli.write_docs([r], meta, tmp_path)
+
+
+def test_docs_from_a_saved_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = tmp_path / "KERNELS.md"
+    doc.write_text(f"{cli.BEGIN}\n{cli.END}\n")
+    monkeypatch.setattr(cli, "KERNELS_DOC", doc)
+    meta = {"date": "d", "commit": "c", "host_kernel": "h", "subset": "quick", "init": "i"}
+    r = results.KernelResult("debian12-rt", boot=results.BOOT_INFRA, problem="no 9p")
+    (tmp_path / "matrix.json").write_text(results.to_json([r], meta))
+    assert cli.main(["--docs-from", str(tmp_path / "matrix.json")]) == 0
+    assert "| debian12-rt |  |  | infrastructure failure: no 9p | - | - | - |" in doc.read_text()
+    assert cli.main(["--docs-from", str(tmp_path / "missing.json")]) == 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -82,7 +83,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lock", type=Path, metavar="FILE",
                    help="hold an exclusive flock on FILE while a guest runs")
     p.add_argument("--docs", action="store_true",
-                   help=f"also write the table into {KERNELS_DOC.relative_to(REPO)}")
+                   help="also write the table into docs/KERNELS.md")
+    p.add_argument("--docs-from", type=Path, metavar="JSON",
+                   help="write the docs' table from a matrix.json, booting nothing")
     return p
 
 
@@ -92,6 +95,14 @@ def main(argv: Sequence[str] | None = None, stdout: IO[str] = sys.stdout) -> int
         for k in kernels.KERNELS:
             suite = f" [{k.suite}]" if k.suite else ""
             print(f"{k.name:20} {k.meta}{suite}: {k.about}", file=stdout)
+        return 0
+    if args.docs_from:
+        try:
+            saved, saved_meta = load_json(args.docs_from)
+            write_docs(saved, saved_meta, args.out)
+        except (OSError, ValueError, KeyError, TypeError, MatrixError) as e:
+            print(f"kernel-matrix: error: {args.docs_from}: {e}", file=sys.stderr)
+            return 2
         return 0
     try:
         chosen = [kernels.by_name(n) for n in args.kernel] if args.kernel else list(
@@ -236,6 +247,12 @@ def markdown(done: list[results.KernelResult], meta: dict[str, Any]) -> str:
                          f"after boot; first BCC compile and load (`sessrec record -- "
                          f"/bin/true`) {r.probe_seconds or 0:.0f} s; headers {r.headers}.")
     return "\n".join(lines) + "\n"
+
+
+def load_json(path: Path) -> tuple[list[results.KernelResult], dict[str, Any]]:
+    data = json.loads(path.read_text())
+    done = [results.KernelResult(**k) for k in data.pop("kernels")]
+    return done, data
 
 
 BEGIN = "<!-- kernel-matrix: begin -->"
