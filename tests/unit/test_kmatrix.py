@@ -187,7 +187,7 @@ def test_docs_table_replaces_only_what_is_between_the_markers(
     r = results.KernelResult("debian12", release="6.1.0-57-amd64", accel="tcg", passed=40,
                              seconds=1200, boot_seconds=10.3, probe_seconds=47.5,
                              headers="/usr/src/linux-headers-6.1.0-57-amd64")
-    cli.write_docs([r], meta, tmp_path)
+    cli.write_docs([r], meta)
     text = doc.read_text()
     assert text.startswith("# Kernels\nintro\n") and text.endswith(f"{cli.END}\nafter\n")
     assert "old table" not in text
@@ -196,7 +196,7 @@ def test_docs_table_replaces_only_what_is_between_the_markers(
     assert "first BCC compile and load (`sessrec record -- /bin/true`) 48 s" in text
     doc.write_text("no markers\n")
     with pytest.raises(MatrixError, match="lacks the"):
-        cli.write_docs([r], meta, tmp_path)
+        cli.write_docs([r], meta)
 
 
 def test_docs_from_a_saved_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None, stdout: IO[str] = sys.stdout) -> int
     if args.docs_from:
         try:
             saved, saved_meta = load_json(args.docs_from)
-            write_docs(saved, saved_meta, args.out)
+            write_docs(saved, saved_meta)
         except (OSError, ValueError, KeyError, TypeError, MatrixError) as e:
             print(f"kernel-matrix: error: {args.docs_from}: {e}", file=sys.stderr)
             return 2
@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None, stdout: IO[str] = sys.stdout) -> int
         print(f"accelerator: {machine.accel} ({machine.why})", file=stdout)
     print(f"results: {args.out / 'matrix.json'}, {args.out / 'matrix.md'}", file=stdout)
     if args.docs:
-        write_docs(done, meta, args.out)
+        write_docs(done, meta)
     return results.exit_status(done)
 
 
@@ -259,7 +259,7 @@ BEGIN = "<!-- kernel-matrix: begin -->"
 END = "<!-- kernel-matrix: end -->"
 
 
-def write_docs(done: list[results.KernelResult], meta: dict[str, Any], out: Path) -> None:
+def write_docs(done: list[results.KernelResult], meta: dict[str, Any]) -> None:
     """Replaces the table between the markers of docs/KERNELS.md."""
     text = KERNELS_DOC.read_text()
     if BEGIN not in text or END not in text:
