@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "vagrant"))
-from kmatrix import cli, initramfs, kernels, modules, results
+from kmatrix import cli, initramfs, kernels, modules, qemu, results
 from kmatrix.errors import MatrixError
 
 
@@ -209,3 +209,35 @@ def test_docs_from_a_saved_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert cli.main(["--docs-from", str(tmp_path / "matrix.json")]) == 0
     assert "| debian12-rt |  |  | infrastructure failure: no 9p | - | - | - |" in doc.read_text()
     assert cli.main(["--docs-from", str(tmp_path / "missing.json")]) == 2
+
+
+def test_qemu_command_shares_the_root_read_only_and_the_results_writable(
+        tmp_path: Path) -> None:
+    tcg = qemu.command(Path("/k/vmlinuz"), Path("/k/initrd"), Path("/k/tree"), tmp_path,
+                       qemu.Machine("tcg", "test"), "sessrec.init=/x/run")
+    assert tcg[tcg.index("-accel") + 1] == "tcg,thread=multi"
+    shares = [tcg[i + 1] for i, a in enumerate(tcg) if a == "-virtfs"]
+    assert [s.split("mount_tag=")[1].split(",")[0] for s in shares] == [
+        "hostroot", "kernel", "out"]
+    assert "path=/," in shares[0] and "readonly=on" in shares[0]
+    assert "readonly=on" in shares[1] and "readonly" not in shares[2]
+    assert tcg[tcg.index("-append") + 1].endswith("sessrec.init=/x/run")
+    kvm = qemu.command(Path("/k/vmlinuz"), Path("/k/initrd"), Path("/k/tree"), tmp_path,
+                       qemu.Machine("kvm", "test"), "")
+    assert kvm[kvm.index("-accel") + 1: kvm.index("-accel") + 4] == ["kvm", "-cpu", "host"]
+
+
+def test_why_a_guest_did_not_boot_is_read_from_its_console(tmp_path: Path) -> None:
+    (tmp_path / "qemu.stderr").write_text("")
+    (tmp_path / "serial.log").write_text(
+        "Booting\nSESSREC-MATRIX-INFRA: cannot mount the host's root over 9p\n")
+    assert qemu._why_not_booted(tmp_path, False, 300) == "cannot mount the host's root over 9p"
+    (tmp_path / "serial.log").write_text(
+        "[    3.6] Kernel panic - not syncing: Attempted to kill init!\n")
+    assert qemu._why_not_booted(tmp_path, False, 300) == (
+        "Kernel panic - not syncing: Attempted to kill init!")
+    (tmp_path / "serial.log").write_text("")
+    assert "within 300 s" in qemu._why_not_booted(tmp_path, True, 300)
+    (tmp_path / "qemu.stderr").write_text("qemu-system-x86_64: could not load kernel '/k'\n")
+    assert qemu._why_not_booted(tmp_path, False, 300) == (
+        "qemu-system-x86_64: could not load kernel '/k'")

@@ -127,7 +127,7 @@ def _why_not_booted(out: Path, timed_out: bool, boot_timeout: float) -> str:
                 return line.split("]", 1)[-1].strip()
     err = _first_line((out / "qemu.stderr").read_text(errors="replace"))
     if err:
-        return f"qemu: {err}"
+        return err
     if timed_out:
         return f"the guest did not reach its root within {boot_timeout:.0f} s"
     return "qemu exited before the guest reached its root"
