@@ -28,7 +28,8 @@ esac
 #    package called "bcc" is unrelated.
 release=$(uname -r)
 arch=$(dpkg --print-architecture)
-pkgs=(python3-bpfcc bpfcc-tools python3-venv python3-dev gcc make clang auditd iproute2 zstd chromium)
+pkgs=(python3-bpfcc bpfcc-tools python3-venv python3-dev gcc make clang auditd iproute2 zstd chromium bpftool
+      openssh-server openssh-client openssh-sftp-server)
 missing=()
 for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
 headers=""

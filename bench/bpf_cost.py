@@ -4,10 +4,12 @@ at the floor (programs loaded, the storm outside every session) and recorded.
 
 Turns on kernel.bpf_stats_enabled for the measurement (and restores it), and
 reads each tracepoint program's run_time_ns and run_cnt with bpftool before
-and after 1,000,000 open+close. The statistics add two clock reads to every
-program run, so the figures are a little high.
+and after 1,000,000 open+close: the programs the recorder holds open only
+(its /proc/PID/fdinfo), as others may run BPF on the same machine. The
+statistics add two clock reads to every program run, so the figures are a
+little high.
 
-    sudo .venv/bin/python bench/bpf_cost.py [--opens N]
+    sudo .venv/bin/python bench/bpf_cost.py [--opens N] [--path FILE]
 """
 
 from __future__ import annotations
@@ -29,11 +31,28 @@ STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
 Progs = dict[int, tuple[str, int, int]]
 
 
-def progs() -> Progs:
+def owned(pid: int) -> set[int]:
+    """The ids of the BPF programs process pid holds open: the recorder's own,
+    not those of anything else that runs BPF on the machine meanwhile."""
+    ids = set()
+    fdinfo = Path(f"/proc/{pid}/fdinfo")
+    for f in fdinfo.iterdir():
+        try:
+            text = f.read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("prog_id:"):
+                ids.add(int(line.split()[1]))
+    return ids
+
+
+def progs(owner: int) -> Progs:
     out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True,
                          check=True).stdout
+    mine = owned(owner)
     return {p["id"]: (p.get("name", "?"), p.get("run_time_ns", 0), p.get("run_cnt", 0))
-            for p in json.loads(out) if p.get("type") == "tracepoint"}
+            for p in json.loads(out) if p.get("type") == "tracepoint" and p["id"] in mine}
 
 
 def show(label: str, before: Progs, after: Progs, opens: int) -> None:
@@ -52,11 +71,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--opens", type=int, default=1_000_000)
+    ap.add_argument("--path", default="/etc/hostname",
+                    help="the file the storm opens (a deep one shows the cost of the "
+                         "kernel path walk per component)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         print("bpf_cost: needs root", file=sys.stderr)
         return 2
-    storm = [str(build("open_storm")), str(a.opens)]
+    storm = [str(build("open_storm")), str(a.opens), a.path]
     old = STATS.read_text().strip()
     STATS.write_text("1")
     try:
@@ -71,9 +93,9 @@ def main() -> int:
                     if rec.poll() is not None:
                         raise BenchError("the recorder did not start")
                     time.sleep(0.05)
-                before = progs()
+                before = progs(rec.pid)
                 subprocess.run(storm, check=True, stdout=subprocess.DEVNULL)
-                show("floor", before, progs(), a.opens)
+                show("floor", before, progs(rec.pid), a.opens)
             finally:
                 rec.terminate()
                 rec.wait()
@@ -86,11 +108,11 @@ def main() -> int:
                                     "/bin/sh", "-c", script], cwd=REPO,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             fd = gate.wait_reader(rec)
-            before = progs()
+            before = progs(rec.pid)
             Gate.open_(fd)
             time.sleep(0.2)
             fd = gate.wait_reader(rec, timeout=600)
-            after = progs()
+            after = progs(rec.pid)
             Gate.open_(fd)
             rec.wait()
             show("recorded", before, after, a.opens)

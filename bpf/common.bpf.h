@@ -17,7 +17,8 @@
 #include "sessrec.h"
 
 /* The sessions being recorded: session cgroup id -> that session's own ring
- * buffer, which user space creates (recorder/loader.py) and drains. A ring
+ * buffer, which user space creates (recorder/loader.py) and drains. A
+ * process moved into one of these cgroups joins its session (members). A ring
  * per session isolates sessions: one that floods fills its own ring and
  * loses its own events, never another's (docs/PERFORMANCE.md). ring_tmpl is
  * the template a map of maps needs (every inner ring has its size); user
@@ -56,14 +57,23 @@ BPF_ARRAY(scratch, struct scratch_buf, SR_NR_CPUS);
 #define SR_OPAQUE(x) asm volatile("" : "+r"(x))
 #define SR_CLONE_THREAD 0x00010000
 
-/* The session cgroup of the current task, or 0 when it is in none: the one
- * map lookup that every traced syscall of every process on the host pays. */
+/* The session of each process recorded (thread-group id -> the session's
+ * cgroup id). A process joins when it is moved into a session's cgroup
+ * (cgroup:cgroup_attach_task) or forked by a member, and leaves when it
+ * exits: not when it moves to another cgroup, so moving out of the session's
+ * cgroup (root can write any cgroup.procs) does not end its recording. Sized
+ * above the default pid_max (32768); a process that cannot be added is
+ * counted in `lost` under type SR_EVENT_NONE. */
+#define SR_MEMBERS_MAX 65536
+BPF_HASH(members, u32, u64, SR_MEMBERS_MAX);
+
+/* The session of the current task, or 0 when it is in none: the one map
+ * lookup that every traced syscall of every process on the host pays. */
 static __always_inline u64 current_session(void)
 {
-	u64 cg = bpf_get_current_ancestor_cgroup_id(SR_SESSION_LEVEL);
-	if (cg == 0 || sessions.lookup(&cg) == NULL)
-		return 0;
-	return cg;
+	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	u64 *cg = members.lookup(&tgid);
+	return cg ? *cg : 0;
 }
 
 static __always_inline u64 read_kptr(const void *base, u32 off)
@@ -135,27 +145,45 @@ static __always_inline void *scratch_area(void)
 	return s ? s->buf : NULL;
 }
 
-/* Copy a finished record into its session's ring. No wake-up: user space
+/* One more record of the session's that the kernel could not keep. */
+static __always_inline void count_lost(u64 cg, u32 type)
+{
+	struct lost_key k = {};
+	u64 zero = 0;
+	k.cgroup_id = cg;
+	k.type = type;
+	u64 *n = lost.lookup_or_try_init(&k, &zero);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
+
+/* Copy a finished record into its session's ring, if it is at most limit
+ * bytes (the room the verifier must see behind rec). No wake-up: user space
  * drains on a short timer, because a wake-up per event costs more than the
  * event. */
-static __always_inline void submit(void *rec, u64 size, u16 type)
+static __always_inline void submit_within(void *rec, u64 size, u16 type, u64 limit)
 {
 	u64 cg = ((struct event_header *)rec)->cgroup_id;
 	void *ring;
 
 	SR_OPAQUE(size);
-	if (size > SR_SCRATCH_SIZE)
+	if (size > limit)
 		return;
 	ring = sessions.lookup(&cg);
-	if (ring == NULL || bpf_ringbuf_output(ring, rec, size, BPF_RB_NO_WAKEUP) != 0) {
-		struct lost_key k = {};
-		u64 zero = 0;
-		k.cgroup_id = cg;
-		k.type = type;
-		u64 *n = lost.lookup_or_try_init(&k, &zero);
-		if (n)
-			__sync_fetch_and_add(n, 1);
-	}
+	if (ring == NULL || bpf_ringbuf_output(ring, rec, size, BPF_RB_NO_WAKEUP) != 0)
+		count_lost(cg, type);
+}
+
+/* A member that could not be added (the members map is full): counted. */
+static __always_inline void member_lost(u64 cg)
+{
+	count_lost(cg, SR_EVENT_NONE);
+}
+
+/* submit_within() for a record at the start of the scratch area. */
+static __always_inline void submit(void *rec, u64 size, u16 type)
+{
+	submit_within(rec, size, type, SR_SCRATCH_SIZE);
 }
 
 /* The saved user registers of the current syscall, at its sys_exit

@@ -1,5 +1,7 @@
 /* file.bpf.c - files opened by session processes: open, openat, openat2 and
- * creat, with flags, mode, the path exactly as passed, and the result.
+ * creat, with flags, mode, the path exactly as passed, the result, and the
+ * kernel's path (kpath.bpf.h): of the opened file, or for a failed open of
+ * the directory the request was relative to.
  *
  * Tracepoints: syscalls:sys_exit_{open,openat,openat2,creat}.
  * Needs: BPF ring buffer (5.8), bpf_task_pt_regs (5.15); openat2 exists
@@ -8,15 +10,16 @@
  *
  * One program per syscall, at exit: the result is known there, and the
  * arguments are read from the saved registers; the path is read from the
- * caller's buffer then.
+ * caller's buffer then; the kernel's path does not depend on that buffer.
  */
 #include "common.bpf.h"
+#include "kpath.bpf.h"
 
 #define SR_O_CREAT 0100
 #define SR_O_WRONLY 01
 #define SR_O_TRUNC 01000
 
-static __always_inline int open_exit(u16 sys, long ret)
+static __always_inline int open_exit(void *ctx, u16 sys, long ret)
 {
 	u64 cg = current_session();
 	if (!cg)
@@ -55,30 +58,73 @@ static __always_inline int open_exit(u16 sys, long ret)
 	long n = bpf_probe_read_user_str(e->path, SR_PATH_MAX + 1, (void *)path);
 	u32 plen = clamp_path_len(&e->h, n);
 	e->path_len = plen;
-	u64 size = sizeof(*e) + plen;
-	e->h.size = size;
-	submit(e, size, SR_EVENT_OPEN);
+
+	/* The kernel's path: of the file opened, or of what the request was
+	 * relative to when the open failed. */
+	u64 kd = 0, km = 0;
+	u16 src = SR_KPATH_FILE;
+	if (ret >= 0)
+		file_path(file_of_fd((u32)ret), &kd, &km);
+	else
+		src = request_base(e->path, plen, dirfd, &kd, &km);
+	kpath_submit(ctx, &e->h, sizeof(*e) + plen, SR_EVENT_OPEN, &e->k, kd, km, src, e->path,
+		     plen);
 	return 0;
+}
+
+/* The caller's path when the call begins, kept to compare with the same
+ * buffer at exit (kpath.bpf.h, request_changed). */
+static __always_inline int open_enter(const char *path)
+{
+	if (!current_session())
+		return 0;
+	struct req_copy *r = reqs.task_storage_get(bpf_get_current_task_btf(), 0,
+						   BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!r)
+		return 0;
+	long n = bpf_probe_read_user_str(r->buf, SR_PATH_MAX, path);
+	r->len = n > 0 ? n : 0;
+	return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_open)
+{
+	return open_enter(args->filename);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_openat)
+{
+	return open_enter(args->filename);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_openat2)
+{
+	return open_enter(args->filename);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_creat)
+{
+	return open_enter(args->pathname);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_open)
 {
-	return open_exit(SR_SYS_OPEN, args->ret);
+	return open_exit(args, SR_SYS_OPEN, args->ret);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_openat)
 {
-	return open_exit(SR_SYS_OPENAT, args->ret);
+	return open_exit(args, SR_SYS_OPENAT, args->ret);
 }
 
 #ifndef SR_NO_OPENAT2
 TRACEPOINT_PROBE(syscalls, sys_exit_openat2)
 {
-	return open_exit(SR_SYS_OPENAT2, args->ret);
+	return open_exit(args, SR_SYS_OPENAT2, args->ret);
 }
 #endif
 
 TRACEPOINT_PROBE(syscalls, sys_exit_creat)
 {
-	return open_exit(SR_SYS_CREAT, args->ret);
+	return open_exit(args, SR_SYS_CREAT, args->ret);
 }

@@ -1,23 +1,30 @@
 /* proc.bpf.c - process life cycle of session processes: fork, exec (also
- * failed ones), exit, and chdir/fchdir so user space can resolve relative
- * paths.
+ * failed ones), exit, chdir/fchdir, and moves to other cgroups; and which
+ * processes are in a session (the members map of common.bpf.h).
  *
  * Tracepoints: sched:sched_process_{fork,exec,exit},
- *   syscalls:sys_exit_{execve,execveat,chdir,fchdir}.
+ *   syscalls:sys_exit_{execve,execveat,chdir,fchdir}, cgroup:cgroup_attach_task.
  * Needs: BPF ring buffer (5.8), bpf_get_current_ancestor_cgroup_id (5.7),
  *   bpf_task_pt_regs (5.15), BTF for struct offsets (see common.bpf.h), x86-64.
  *
  * exec: a successful exec is reported at sched_process_exec, where argv is
- * one contiguous block in the new mm (arg_start..arg_end) and is copied in a
- * single read, exactly, up to SR_ARGV_MAX; argc is the word at start_stack.
+ * one contiguous block in the new mm (arg_start..arg_end), copied exactly:
+ * the first SR_ARGV_MAX bytes in the exec record, the rest (up to what the
+ * kernel accepted) in SR_EVENT_ARGV parts sent before it; argc is the word
+ * at start_stack.
  * A failed exec never reaches that tracepoint, so sys_exit_execve reports it,
  * reading argv pointer by pointer from the caller, which is still intact.
+ *
+ * Built with SR_MEMBERSHIP_ONLY (a daemon configured without command
+ * events), fork and exit only keep the members map, and cgroup moves are
+ * still recorded: membership does not depend on which events are wanted.
  *
  * fork: sched_process_fork also fires for new threads and does not say which
  * it is; it runs inside the parent's clone, so the clone flags are read from
  * the parent's saved registers, and threads are dropped.
  */
 #include "common.bpf.h"
+#include "kpath.bpf.h"
 
 /* ---- fork ---------------------------------------------------------------- */
 
@@ -42,6 +49,14 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
 		bpf_probe_read_user(&flags, sizeof(flags), (void *)a[0]);
 	if (flags & SR_CLONE_THREAD)
 		return 0;
+	/* The child is in its parent's session, wherever it goes. This runs
+	 * before the child is first woken, so it cannot act unrecorded. */
+	u32 child = args->child_pid;
+	if (members.update(&child, &cg) != 0)
+		member_lost(cg);
+#ifdef SR_MEMBERSHIP_ONLY
+	return 0;
+#endif
 	struct fork_event e = {};
 	fill_header(&e.h, SR_EVENT_FORK, cg);
 	e.h.size = sizeof(e);
@@ -50,7 +65,54 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
 	return 0;
 }
 
+#ifndef SR_MEMBERSHIP_ONLY /* command events: exec */
 /* ---- exec ---------------------------------------------------------------- */
+
+/* argv beyond the exec record's SR_ARGV_MAX bytes, in SR_EVENT_ARGV records
+ * of SR_ARGV_PART bytes, submitted before the exec record (the reader joins
+ * them to the exec that follows). Built in the second half of the scratch
+ * area, clear of the exec record in the first. Returns the parts sent;
+ * flags the exec truncated past SR_ARGV_PARTS_MAX parts, and read-failed
+ * when a part could not be read (it is then sent empty, and counted). */
+#define SR_ARGV_PARTS_MAX 192 /* 6 MiB + 32 KiB: the kernel takes 6 MiB at most */
+static __always_inline u32 argv_parts(struct event_header *eh, u64 start, u64 total, u64 cg)
+{
+	struct argv_event *p = (struct argv_event *)((char *)eh + SR_DATA_MASK + 1);
+	/* The loop's state is kept in the map, not in registers: the verifier
+	 * then sees every path through an iteration end in the same state and
+	 * prunes them (lengths kept in registers are a different range on each
+	 * path, and the states multiply). */
+	u64 *st = (u64 *)((char *)eh + SR_SCRATCH_SIZE - 16); /* total, start */
+	st[0] = total;
+	st[1] = start;
+	fill_header(&p->h, SR_EVENT_ARGV, cg);
+	p->_pad = 0;
+	u32 i;
+#pragma clang loop unroll(disable)
+	for (i = 0; i < SR_ARGV_PARTS_MAX; i++) {
+		u64 off = SR_ARGV_MAX + (u64)i * SR_ARGV_PART;
+		u64 left = *(volatile u64 *)&st[0] - off;
+		if ((s64)left <= 0)
+			break;
+		p->len = left > SR_ARGV_PART ? SR_ARGV_PART : left;
+		u32 len = *(volatile u32 *)&p->len & (2 * SR_ARGV_PART - 1);
+		p->offset = off;
+		p->index = i;
+		p->h.flags = 0;
+		u64 from = *(volatile u64 *)&st[1] + off;
+		if (bpf_probe_read_user(p->data, len, (void *)from) != 0) {
+			p->len = 0;
+			p->h.flags = SR_FLAG_READ_FAILED;
+			eh->flags |= SR_FLAG_READ_FAILED;
+		}
+		u32 size = sizeof(*p) + (*(volatile u32 *)&p->len & (2 * SR_ARGV_PART - 1));
+		p->h.size = size;
+		submit_within(p, size, SR_EVENT_ARGV, SR_SCRATCH_SIZE - SR_DATA_MASK - 1);
+	}
+	if (i == SR_ARGV_PARTS_MAX && SR_ARGV_MAX + (u64)i * SR_ARGV_PART < total)
+		eh->flags |= SR_FLAG_ARGV_TRUNCATED;
+	return i;
+}
 
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
@@ -81,26 +143,33 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 	bpf_probe_read_user(&argc, sizeof(argc), (void *)stack);
 	e->argc = (u32)argc;
 
-	u64 alen = end > start ? end - start : 0;
-	if (alen > SR_ARGV_MAX) {
+	u64 total = end > start ? end - start : 0;
+	u64 alen = total;
+	if (alen > SR_ARGV_MAX)
 		alen = SR_ARGV_MAX;
-		e->h.flags |= SR_FLAG_ARGV_TRUNCATED;
-	}
 	alen &= SR_DATA_MASK;
 	if (alen > 0 && bpf_probe_read_user(e->data + flen, alen, (void *)start) != 0) {
 		alen = 0;
 		e->h.flags |= SR_FLAG_READ_FAILED;
 	}
 	e->argv_len = alen;
-	u64 size = sizeof(*e) + flen + alen;
-	e->h.size = size;
-	submit(e, size, SR_EVENT_EXEC);
+	e->argv_total = total;
+	e->argv_parts = 0;
+	if (total > SR_ARGV_MAX)
+		e->argv_parts = argv_parts(&e->h, start, total, cg);
+
+	/* The executable the kernel runs: the new mm's exe_file (the
+	 * filename above is the kernel's copy of the caller's string). */
+	u64 kd = 0, km = 0;
+	file_path(read_kptr(mm, SR_OFF_MM_EXE_FILE), &kd, &km);
+	kpath_submit(args, &e->h, sizeof(*e) + flen + alen, SR_EVENT_EXEC, &e->k, kd, km,
+		     SR_KPATH_FILE, NULL, 0);
 	return 0;
 }
 
 /* Only failed execs are reported here; successful ones were reported by
  * sched_process_exec (and their caller's memory is gone by now). */
-static __always_inline int exec_exit(u16 sys, long ret)
+static __always_inline int exec_exit(void *ctx, u16 sys, long ret)
 {
 	if (ret == 0)
 		return 0;
@@ -173,21 +242,29 @@ static __always_inline int exec_exit(u16 sys, long ret)
 		e->h.flags |= SR_FLAG_ARGV_TRUNCATED;
 	e->argc = argc;
 	e->argv_len = off;
-	u64 size = sizeof(*e) + flen + off;
-	e->h.size = size;
-	submit(e, size, SR_EVENT_EXEC);
+	e->argv_total = off; /* what was read: the caller's argv has no total */
+	e->argv_parts = 0;
+
+	/* What the kernel resolved the filename from. */
+	u64 kd = 0, km = 0;
+	s32 dirfd = sys == SR_SYS_EXECVEAT ? (s32)a[0] : SR_AT_FDCWD;
+	u16 src = request_base(e->data, flen, dirfd, &kd, &km);
+	kpath_submit(ctx, &e->h, sizeof(*e) + flen + off, SR_EVENT_EXEC, &e->k, kd, km, src, NULL,
+		     0);
 	return 0;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_execve)
 {
-	return exec_exit(SR_SYS_EXECVE, args->ret);
+	return exec_exit(args, SR_SYS_EXECVE, args->ret);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_execveat)
 {
-	return exec_exit(SR_SYS_EXECVEAT, args->ret);
+	return exec_exit(args, SR_SYS_EXECVEAT, args->ret);
 }
+
+#endif /* SR_MEMBERSHIP_ONLY */
 
 /* ---- exit ---------------------------------------------------------------- */
 
@@ -204,19 +281,76 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 	if (tid != (u32)(bpf_get_current_pid_tgid() >> 32))
 		return 0;
 #endif
+	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+#ifndef SR_MEMBERSHIP_ONLY
 	struct exit_event e = {};
 	fill_header(&e.h, SR_EVENT_EXIT, cg);
 	e.h.size = sizeof(e);
 	void *task = (void *)bpf_get_current_task();
 	e.exit_code = read_ku32(task, SR_OFF_TASK_EXIT_CODE);
 	submit(&e, sizeof(e), SR_EVENT_EXIT);
+#endif
+	members.delete(&tgid);
 	return 0;
 }
 
+/* ---- cgroup moves -------------------------------------------------------- */
+
+#define SR_CGROUP2_ROOT 0 /* the hierarchy id of cgroup2 (cgrp_dfl_root) */
+
+/* Fires for every task moved to a cgroup on the host, in the mover's
+ * context after the move: `pid` is the task moved (a thread id; a whole
+ * process moves through its leader, whose thread id is its pid). */
+TRACEPOINT_PROBE(cgroup, cgroup_attach_task)
+{
+	u32 pid = args->pid;
+	u64 *m = members.lookup(&pid);
+	if (!m) {
+		/* A process moved into a session's cgroup joins the session:
+		 * how the recorded command, and a login, enter theirs. */
+		u64 dst = args->dst_id;
+		if (args->dst_root != SR_CGROUP2_ROOT || !sessions.lookup(&dst))
+			return 0;
+		if (members.update(&pid, &dst) != 0)
+			member_lost(dst);
+		return 0;
+	}
+	u64 cg = *m;
+	struct cgroup_event *e = scratch_area();
+	if (!e)
+		return 0;
+	fill_header(&e->h, SR_EVENT_CGROUP, cg);
+	e->dst_id = args->dst_id;
+	e->dst_root = args->dst_root;
+	e->dst_level = args->dst_level;
+	e->pid = pid;
+	e->_pad = 0;
+	/* A move within the session's own cgroup2 subtree keeps the process
+	 * where the session put it; any other is an attempt to leave it. The
+	 * subtree is known only for a task moving itself (the move is done, so
+	 * its ancestors are the destination's). */
+	u32 self = (u32)bpf_get_current_pid_tgid();
+	int inside = args->dst_root == SR_CGROUP2_ROOT &&
+		     (args->dst_id == cg ||
+		      (self == pid && args->dst_level > SR_SESSION_LEVEL &&
+		       bpf_get_current_ancestor_cgroup_id(SR_SESSION_LEVEL) == cg));
+	if (!inside)
+		e->h.flags |= SR_FLAG_TAMPERED;
+	u32 loc = args->data_loc_dst_path & 0xFFFF;
+	long n = bpf_probe_read_kernel_str(e->path, SR_PATH_MAX + 1, (char *)args + loc);
+	u32 plen = clamp_path_len(&e->h, n);
+	e->path_len = plen;
+	u64 size = sizeof(*e) + plen;
+	e->h.size = size;
+	submit(e, size, SR_EVENT_CGROUP);
+	return 0;
+}
+
+#ifndef SR_MEMBERSHIP_ONLY /* command events: chdir */
 /* ---- chdir / fchdir ------------------------------------------------------ */
 
 /* chdir(path) with fd = -1, or fchdir(fd) with is_fchdir set. */
-static __always_inline int chdir_exit(int is_fchdir, long ret)
+static __always_inline int chdir_exit(void *ctx, int is_fchdir, long ret)
 {
 	u64 cg = current_session();
 	if (!cg)
@@ -238,18 +372,28 @@ static __always_inline int chdir_exit(int is_fchdir, long ret)
 		e->fd = (s32)a[0];
 	}
 	e->path_len = plen;
-	u64 size = sizeof(*e) + plen;
-	e->h.size = size;
-	submit(e, size, SR_EVENT_CHDIR);
+
+	/* The kernel's cwd after a chdir; after a failure, what the request
+	 * was resolved from (fchdir: the descriptor's file). */
+	u64 kd = 0, km = 0;
+	u16 src = SR_KPATH_FILE;
+	if (ret == 0)
+		task_fs_path(SR_OFF_FS_PWD, &kd, &km);
+	else if (is_fchdir)
+		file_path(file_of_fd((u32)a[0]), &kd, &km);
+	else
+		src = request_base(e->path, plen, SR_AT_FDCWD, &kd, &km);
+	kpath_submit(ctx, &e->h, sizeof(*e) + plen, SR_EVENT_CHDIR, &e->k, kd, km, src, NULL, 0);
 	return 0;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_chdir)
 {
-	return chdir_exit(0, args->ret);
+	return chdir_exit(args, 0, args->ret);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_fchdir)
 {
-	return chdir_exit(1, args->ret);
+	return chdir_exit(args, 1, args->ret);
 }
+#endif /* SR_MEMBERSHIP_ONLY */

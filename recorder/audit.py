@@ -39,7 +39,7 @@ from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST, nlmsg
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.nlsocket import NetlinkSocket
 
-from sessrec import __version__
+from sessrec import __version__, linux
 from sessrec import format as fmt
 from sessrec.event import TYPE_NAMES
 
@@ -51,7 +51,7 @@ AUDIT_GET = 1000  # linux/audit.h: get the status
 # -ua, -x and --success work, while aureport and aulast give it no meaning of
 # their own, unlike USER_START/USER_END (PAM sessions) or USER_CMD (sudo).
 # Types 2100-2999 would have no name at all: "UNKNOWN[2100]".
-AUDIT_TRUSTED_APP = 1121
+AUDIT_TRUSTED_APP = linux.AUDIT_TRUSTED_APP
 RECORD_TYPE = AUDIT_TRUSTED_APP
 
 TIMEOUT = 1.0  # seconds the recorder waits for the sender's answer
@@ -449,6 +449,13 @@ class AuditSession:
             record_text("sessrec-end", self.session_id, self.path, fields, success))
         self.trailer = {"end_record": answer.get("sent") is True, "reason": _reason(answer)}
         return self.trailer
+
+    def note(self, op: str, fields: Mapping[str, object]) -> dict[str, Any]:
+        """Sends one record of this session with op and fields, from this
+        process's audit session (`sessrec pam` runs in the login's own);
+        returns {"sent": bool, "reason": str or None}."""
+        answer = self._send(record_text(op, self.session_id, self.path, fields))
+        return {"sent": answer.get("sent") is True, "reason": _reason(answer)}
 
     def abort(self) -> None:
         """After an error: a failed end record, if a start record went out."""

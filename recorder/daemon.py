@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from recorder import pam
 from recorder.cgroup import Mount, SessionCgroup, cgroup2_mount
 from recorder.daemonlog import Log
 from recorder.loader import KIND_FILES, PAGE_SIZE, LoadConfig, Programs, check_privileges
@@ -49,7 +50,7 @@ from sessrec import __version__, control, seal
 from sessrec import format as fmt
 from sessrec.config import Config
 from sessrec.errors import SessrecError
-from sessrec.event import TYPE_NAMES
+from sessrec.event import TYPE_NAMES, EventType
 
 if TYPE_CHECKING:
     from recorder import audit
@@ -66,6 +67,7 @@ LOSS_EVERY = 1.0
 SWEEP_EVERY = 10.0     # a full check that sessions' cgroups are populated
 RETENTION_EVERY = 60.0
 ENDED_KEPT = 1024      # summaries of ended sessions kept for a late `end`
+TTY_SCANS = 20         # times a PAM session's processes are looked at for its terminal
 MAX_OUT = 1 << 20      # reply bytes a client may leave unread before it is dropped
 LOGIN_KEYS = {"user": str, "rhost": str, "tty": str, "service": str, "remote_addr": str,
               "uid": int, "remote_port": int}
@@ -113,6 +115,9 @@ class Session:
     drop_first_ts: int | None = None
     drop_last_ts: int = 0
     drop_detail: str = ""
+    tty: str | None = None          # a login's terminal, learned from its processes
+    tty_scans: int = 0
+    execs_seen: int = 0
     gaps: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -160,6 +165,14 @@ class Daemon:
 
     def run(self) -> int:
         check_privileges("sudo sessrec daemon")
+        if self.cfg.enrolment == "logind":
+            # recorder/logind.py finds the scopes, but the programs match a
+            # session by its cgroup at one depth (<cgroup_root>/<id>), and a
+            # scope is deeper; adopting one waits for sessions keyed by
+            # process (docs/NODE.md). Refuse rather than record nothing.
+            raise SessrecError(
+                f"{self.cfg.source or 'the config'}: enrolment = \"logind\" is not available "
+                "in this version: use enrolment = \"pam\" and the PAM line (docs/NODE.md)")
         # A session holds its file open: 1,000 sessions need more than the
         # usual soft limit of 1,024 descriptors.
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -285,6 +298,7 @@ class Daemon:
             if n:
                 self.rate.append((now, n))
                 self._note_exits()
+                self._learn_ttys()
             if now >= next_flush:
                 next_flush = now + FLUSH_EVERY
                 for sess in list(self.sessions.values()):
@@ -314,6 +328,20 @@ class Daemon:
             sess = self.by_cg.get(exited.pop().cgroup_id)
             if sess is not None:
                 self._maybe_empty(sess, now)
+
+    def _learn_ttys(self) -> None:
+        """A PAM login's terminal: PAM_TTY is "ssh" at sshd's open_session,
+        before the pty exists, so look at the session's processes when it
+        has exec'd something new, a few times at most (a login without a
+        tty never gets one)."""
+        for sess in self.sessions.values():
+            if sess.kind != "pam" or sess.tty is not None or sess.tty_scans >= TTY_SCANS:
+                continue
+            execs = sess.sink.per_type[EventType.EXEC]
+            if execs != sess.execs_seen:
+                sess.execs_seen = execs
+                sess.tty_scans += 1
+                sess.tty = next(filter(None, map(pam.tty_of, sess.cg.pids())), None)
 
     def _maybe_empty(self, sess: Session, now: float) -> None:
         """An active session whose processes are all gone ends by itself,
@@ -712,6 +740,8 @@ class Daemon:
         if sess.drop_first_ts is not None:
             self._guarded(sess, sess.writer.flush)  # and the gap map, if it can
         extra: dict[str, Any] = {"left_running": left}
+        if sess.tty is not None:
+            extra["tty"] = sess.tty
         if sess.gaps:
             extra["gaps"] = sess.gaps
         if sess.dropped:
@@ -733,9 +763,11 @@ class Daemon:
         self.ending.discard(sess.id)
         with contextlib.suppress(OSError):
             (self.state_dir / f"{sess.id}.json").unlink()
+        discarded = complete and sess.kind == "pam" and self._no_user_program(sess)
         summary = {"session": sess.id, "file": sess.file, "end_reason": reason,
                    "counts": trailer["counts"], "lost": trailer["lost"], "left_running": left,
-                   "events": sum(trailer["counts"].values()), "complete": complete}
+                   "events": sum(trailer["counts"].values()), "complete": complete,
+                   **({"discarded": True} if discarded else {})}
         self.ended[sess.id] = summary
         while len(self.ended) > ENDED_KEPT:
             self.ended.popitem(last=False)
@@ -743,12 +775,27 @@ class Daemon:
                  audit_session=sess.writer.header["audit_session_id"], file=sess.file,
                  end_reason=reason, events=summary["events"],
                  lost=sum(trailer["lost"].values()), dropped=sum(sess.dropped.values()),
-                 left_running=left)
+                 left_running=left, discarded=discarded)
         if sess.owner is not None:
             sess.owner.owns.discard(sess.id)
         for w in sess.waiters:
             w.waits -= 1
             self._reply(w, {"ok": True, **summary})
+
+    def _no_user_program(self, sess: Session) -> bool:
+        """A PAM login whose user side ran no program (a port forwarding
+        without a shell: docs/NODE.md) is no session: its file is removed."""
+        try:
+            if pam.user_side_ran(sess.file):
+                return False
+            os.unlink(sess.file)
+        except (OSError, SessrecError) as e:
+            self.log("output-error", level="error", session=sess.id, file=sess.file,
+                     error=str(e), note="kept: cannot tell whether the login ran a program")
+            return False
+        self.log("session-discarded", session=sess.id, user=sess.user, file=sess.file,
+                 reason="no program ran on the login's side (a port forwarding without a shell)")
+        return True
 
     # --- restart ---
 

@@ -25,7 +25,18 @@ PROGRAM_FILES = ("proc.bpf.c", "file.bpf.c", "net.bpf.c")
 # The config's `events` kinds (sessrec/config.py), each the program file that
 # records it: a kind that is off is not compiled, so it costs nothing.
 KIND_FILES = {"command": "proc.bpf.c", "disk": "file.bpf.c", "network": "net.bpf.c"}
+# Which processes are in a session is kept by proc.bpf.c's fork, exit and
+# cgroup programs: always loaded, built with SR_MEMBERSHIP_ONLY (no command
+# events) when command events are not wanted.
+MEMBERSHIP_FILE = "proc.bpf.c"
+
+
+def loaded_files(files: tuple[str, ...]) -> tuple[str, ...]:
+    """The program files loaded for `files`: they and the membership file."""
+    return files if MEMBERSHIP_FILE in files else (MEMBERSHIP_FILE, *files)
 BTF_PATH = "/sys/kernel/btf/vmlinux"
+# The program the others tail-call to walk a kernel path (bpf/kpath.bpf.h).
+KPATH_WALK_FUNC = "sr_kpath_walk"
 TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 
 # Kernel struct members the programs read, as (macro, struct, member).
@@ -49,6 +60,28 @@ KERNEL_OFFSETS: tuple[tuple[str, str, str], ...] = (
     ("SR_OFF_SOCKET_TYPE", "socket", "type"),
     ("SR_OFF_SOCKET_SK", "socket", "sk"),
     ("SR_OFF_SOCK_SK_PROTOCOL", "sock", "sk_protocol"),
+    # sock_common is the first member of struct sock (sock.__sk_common).
+    ("SR_OFF_SKC_FAMILY", "sock", "__sk_common.skc_family"),
+    ("SR_OFF_SKC_DPORT", "sock", "__sk_common.skc_dport"),
+    ("SR_OFF_SKC_DADDR", "sock", "__sk_common.skc_daddr"),
+    ("SR_OFF_SKC_V6_DADDR", "sock", "__sk_common.skc_v6_daddr"),
+    # Kernel paths (kpath.bpf.h): the walk from a struct path to the root.
+    ("SR_OFF_TASK_FS", "task_struct", "fs"),
+    ("SR_OFF_FS_ROOT", "fs_struct", "root"),
+    ("SR_OFF_FS_PWD", "fs_struct", "pwd"),
+    ("SR_OFF_PATH_MNT", "path", "mnt"),
+    ("SR_OFF_PATH_DENTRY", "path", "dentry"),
+    ("SR_OFF_FILE_F_PATH", "file", "f_path"),
+    ("SR_OFF_DENTRY_D_PARENT", "dentry", "d_parent"),
+    ("SR_OFF_DENTRY_D_NAME", "dentry", "d_name"),
+    ("SR_OFF_DENTRY_D_HASH_PPREV", "dentry", "d_hash.pprev"),
+    ("SR_OFF_QSTR_HASH_LEN", "qstr", "hash_len"),
+    ("SR_OFF_QSTR_NAME", "qstr", "name"),
+    ("SR_OFF_VFSMOUNT_MNT_ROOT", "vfsmount", "mnt_root"),
+    ("SR_OFF_MOUNT_MNT", "mount", "mnt"),
+    ("SR_OFF_MOUNT_MNT_PARENT", "mount", "mnt_parent"),
+    ("SR_OFF_MOUNT_MNT_MOUNTPOINT", "mount", "mnt_mountpoint"),
+    ("SR_OFF_MM_EXE_FILE", "mm_struct", "exe_file"),
     # Syscall arguments, read at sys_exit from the saved user registers.
     ("SR_OFF_PT_REGS_DI", "pt_regs", "di"),
     ("SR_OFF_PT_REGS_SI", "pt_regs", "si"),
@@ -83,7 +116,7 @@ def program_text(files: tuple[str, ...] = PROGRAM_FILES) -> str:
     because BCC rewrites map calls (`sessions.lookup(...)`) in the main file
     only; each file still includes what it uses, for readers and editors."""
     parts = []
-    for name in ("sessrec.h", "common.bpf.h", *files):
+    for name in ("sessrec.h", "common.bpf.h", "kpath.bpf.h", *files):
         path = BPF_DIR / name
         try:
             text = path.read_text()
@@ -161,11 +194,14 @@ def compile_flags(cfg: LoadConfig, tracefs_dir: Path | None = None,
     flags: list[str] = []
     for macro, s, m in KERNEL_OFFSETS:
         flags.append(f"-D{macro}={found[(s, m)].offset}")
+    flags += dentry_block_flags(found)
     flags += [
         f"-DSR_SESSION_LEVEL={cfg.session_level}",
         f"-DSR_RING_PAGES={cfg.ring_pages}",
         f"-DSR_NR_CPUS={_possible_cpus()}",
     ]
+    if MEMBERSHIP_FILE not in cfg.program_files:
+        flags.append("-DSR_MEMBERSHIP_ONLY=1")
     if features is None:
         features = kfeatures.detect(tracefs_dir or tracefs(), BTF_PATH)
     if features.exit_group_dead:
@@ -173,6 +209,26 @@ def compile_flags(cfg: LoadConfig, tracefs_dir: Path | None = None,
     if not features.openat2:
         flags.append("-DSR_NO_OPENAT2=1")
     return flags
+
+
+def dentry_block_flags(found: dict[tuple[str, str], btf.MemberOffset]) -> list[str]:
+    """The path walk reads a dentry's d_parent and d_name (a qstr: hash_len,
+    then name) in one probe read: where that block starts and its length,
+    8-byte aligned. They have been adjacent for years; a kernel where they
+    are not gets a clear error, not a wrong read."""
+    parent = found[("dentry", "d_parent")].offset
+    name = found[("dentry", "d_name")].offset
+    hash_len = name + found[("qstr", "hash_len")].offset
+    qname = name + found[("qstr", "name")].offset
+    start = min(parent, hash_len, qname) & ~7
+    end = max(parent, hash_len, qname) + 8
+    length = (end - start + 7) & ~7
+    if length > 64 or any(o % 8 for o in (parent, hash_len, qname)):
+        raise EnvironmentProblem(
+            f"dentry.d_parent ({parent}) and dentry.d_name ({name}) are not within 64 "
+            "aligned bytes of each other in this kernel's BTF: the path walk cannot read them"
+        )
+    return [f"-DSR_DENTRY_BLK_OFF={start}", f"-DSR_DENTRY_BLK_LEN={length}"]
 
 
 def _possible_cpus() -> int:
@@ -237,21 +293,30 @@ class Programs:
         check_privileges()
         check_machine()
         tf = tracefs()
-        check_tracepoints(tf, cfg.program_files)
+        check_tracepoints(tf, loaded_files(cfg.program_files))
         check_btf()
         features = kfeatures.detect(tf, BTF_PATH)
         features.check()
         cflags = compile_flags(cfg, tf, features)
         bcc = import_bcc()
         try:
-            bpf = bcc.BPF(text=program_text(cfg.program_files), cflags=cflags)
+            bpf = bcc.BPF(text=program_text(loaded_files(cfg.program_files)), cflags=cflags)
         except Exception as e:  # BCC raises bare Exception on compile/load errors
             raise EnvironmentProblem(f"loading the BPF programs failed: {e}") from e
+        try:
+            # The path walk, reached by tail call (bpf/kpath.bpf.h).
+            walk = bpf.load_func(KPATH_WALK_FUNC, bcc.BPF.TRACEPOINT)
+        except Exception as e:
+            bpf.cleanup()
+            raise EnvironmentProblem(f"loading the BPF path walk failed: {e}") from e
+        tails = bpf["kpath_prog"]
+        tails[tails.Key(0)] = tails.Leaf(walk.fd)
         return cls(bpf=bpf, cfg=cfg, features=features)
 
     def add_session(self, cgroup_id: int) -> None:
         """Gives the session its ring and registers it: the programs record
-        its processes from now on."""
+        its processes from now on (a process moved into its cgroup joins it,
+        bpf/common.bpf.h, members)."""
         if cgroup_id in self._rings:
             return
         ring = self._new_ring()
@@ -287,18 +352,33 @@ class Programs:
         os.close(ring.fd)
 
     def remove_session(self, cgroup_id: int) -> None:
-        """Unregisters the session; what its ring still holds is drained
-        first (the caller drained already: this is for late records)."""
+        """Unregisters the session, its cgroup and its processes (also those
+        that moved out of the cgroup: bpf/common.bpf.h, members); what its
+        ring still holds is drained first (the caller drained already: this
+        is for late records)."""
         t = self.bpf["sessions"]
         try:
             del t[ctypes.c_uint64(cgroup_id)]
         except KeyError:
             pass
+        members = self.bpf["members"]
+        for k in [k for k, v in members.items() if v.value == cgroup_id]:
+            try:
+                del members[k]
+            except KeyError:
+                pass
         ring = self._rings.pop(cgroup_id, None)
         if ring is not None:
             if self._on_record is not None:
                 ring.reader.drain_all(self._on_record)
             self._release(ring)
+
+    def add_member(self, pid: int, cgroup_id: int) -> None:
+        """Records process pid in the session of cgroup_id from now on. A
+        process moved into a session's cgroup joins it by itself; this is
+        for one that was there before the session was added."""
+        members = self.bpf["members"]
+        members[members.Key(pid)] = members.Leaf(cgroup_id)
 
     def open_ring(self, on_record: RecordCallback) -> None:
         """on_record(view, offset, length) gets each record of every session

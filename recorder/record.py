@@ -39,10 +39,11 @@ from recorder.loader import (
     check_privileges,
 )
 from recorder.writer import SessionWriter, check_writable
+from replay.text import printable
 from sessrec import __version__, control, records, seal
 from sessrec import format as fmt
 from sessrec.errors import SessrecError
-from sessrec.event import TYPE_BY_NAME, TYPE_NAMES, EventFlag, EventType
+from sessrec.event import LOST_NAMES, TYPE_BY_NAME, TYPE_NAMES, EventFlag, EventType
 
 if TYPE_CHECKING:
     from recorder import audit
@@ -78,17 +79,21 @@ class SessionSink:
         self.per_type = [0] * 256
         self.truncated_argv = 0
         self.truncated_path = 0
+        self.tampered = 0
         self.unknown = 0  # records of a type not known here, or too short: not written
 
     @property
     def counts(self) -> dict[int, int]:
-        return {t: n for t, n in enumerate(self.per_type) if n}
+        """Events per type; an exec's argv parts are part of the exec."""
+        return {t: n for t, n in enumerate(self.per_type) if n and t != records.ARGV}
 
     def count_flags(self, flags: int) -> None:
         if flags & EventFlag.ARGV_TRUNCATED:
             self.truncated_argv += 1
         if flags & EventFlag.PATH_TRUNCATED:
             self.truncated_path += 1
+        if flags & EventFlag.TAMPERED:
+            self.tampered += 1
 
 
 class Dispatcher:
@@ -280,6 +285,39 @@ class Leader:
         self.send_signal(signal.SIGKILL)
 
 
+# How long after the command's exit its leftovers are named: most children
+# of a shell end within milliseconds of it, and need no notice.
+WAIT_NOTICE_AFTER = 0.5
+_NAMED = 5  # leftover processes named in the notice, at most
+
+
+def _cmdline(pid: int) -> str:
+    """What a process runs, as ps shows it: its argv, else [comm]."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read(4096).rstrip(b"\0").split(b"\0")
+        if argv != [b""]:
+            return printable(" ".join(a.decode("utf-8", "backslashreplace") for a in argv))
+        with open(f"/proc/{pid}/comm", "rb") as f:
+            return f"[{printable(f.read().strip().decode('utf-8', 'backslashreplace'))}]"
+    except OSError:
+        return "(exited)"
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def waiting_notice(pids: list[int], timeout: float | None) -> str:
+    """The one line record prints when the command has exited but left
+    processes running, which it goes on recording."""
+    shown = ", ".join(f"{pid} {_short(_cmdline(pid))}" for pid in pids[:_NAMED])
+    more = f" and {len(pids) - _NAMED} more" if len(pids) > _NAMED else ""
+    limit = "" if timeout is None else f" (at most {timeout:g} s)"
+    return (f"sessrec: the command exited; recording goes on while what it left runs{limit}: "
+            f"{shown}{more}. Ctrl-C stops the wait.")
+
+
 def session_header(*, session_id: str, cg: SessionCgroup, leader_pid: int, uid: int,
                    command: list[str], cwd: str, clock: tuple[int, int],
                    audit_header: dict[str, Any],
@@ -319,12 +357,13 @@ def session_trailer(sink: SessionSink, lost: dict[int, int], status: int | None,
     """The trailer of a session file (and its audit end record), the same for
     `sessrec record` and the daemon."""
     counts = {TYPE_NAMES[t]: n for t, n in sorted(sink.counts.items())}
-    lost_names = {TYPE_NAMES.get(t, str(t)): n for t, n in lost.items()}
+    lost_names = {LOST_NAMES.get(t, str(t)): n for t, n in lost.items()}
     trailer = {
         "ended_at": fmt.rfc3339_us(time.time_ns()),
         "counts": counts,
         "lost": lost_names,
         "truncated": {"argv": sink.truncated_argv, "path": sink.truncated_path},
+        "tampered": sink.tampered,
         "unknown_types": sink.unknown,
         "exit_status": status,
         "end_reason": end_reason,
@@ -339,7 +378,7 @@ def write_lost_stats(writer: SessionWriter, lost: dict[int, int]) -> None:
     """A stats map with the session's cumulative ring losses, when they grew."""
     writer.add_stats({
         "ts": time.monotonic_ns() - writer.header["clock"]["mono_ns"],
-        "lost": {TYPE_NAMES.get(t, str(t)): n for t, n in lost.items()},
+        "lost": {LOST_NAMES.get(t, str(t)): n for t, n in lost.items()},
     })
 
 
@@ -348,7 +387,7 @@ def _warn(stderr: TextIO, msg: str) -> None:
 
 
 def lost_summary(lost: dict[int, int]) -> str:
-    return ", ".join(f"{TYPE_NAMES.get(t, t)} {n}" for t, n in sorted(lost.items()))
+    return ", ".join(f"{LOST_NAMES.get(t, t)} {n}" for t, n in sorted(lost.items()))
 
 
 def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
@@ -471,7 +510,7 @@ def record_via_daemon(opts: RecordOptions, conn: control.Connection,
         sigs.forward = proc.send_signal
         cg = SessionCgroup(path=Path(reply["cgroup"]), id=int(reply["cgroup_id"]), level=-1,
                            mount=cgroup2_mount())
-        end_reason = _wait_done(cg, proc, sigs, opts)
+        end_reason = _wait_done(cg, proc, sigs, opts, stderr)
         status = _shell_status(proc.wait())
         conn.settimeout(None)  # the end waits for the last drain, however long
         summary = conn.request("end", session=session, reason=end_reason, exit_status=status,
@@ -494,9 +533,11 @@ class _EndWatch:
     both ways of recording (here, or through the daemon)."""
 
     def __init__(self, cg: SessionCgroup, proc: Leader, sigs: _Signals,
-                 opts: RecordOptions) -> None:
+                 opts: RecordOptions, stderr: TextIO) -> None:
         self.cg, self.proc, self.sigs, self.opts = cg, proc, sigs, opts
+        self.stderr = stderr  # told once what is waited for
         self.leader_exit_at: float | None = None
+        self.told_waiting = False
 
     def reason(self, now: float) -> str | None:
         if self.leader_exit_at is None and self.proc.poll() is not None:
@@ -513,12 +554,16 @@ class _EndWatch:
         timeout = self.opts.wait_timeout
         if timeout is not None and now - self.leader_exit_at >= timeout:
             return "wait-timeout"
+        if not self.told_waiting and now - self.leader_exit_at >= WAIT_NOTICE_AFTER:
+            self.told_waiting = True
+            print(waiting_notice(self.cg.pids(), timeout), file=self.stderr)
         return None
 
 
-def _wait_done(cg: SessionCgroup, proc: Leader, sigs: _Signals, opts: RecordOptions) -> str:
+def _wait_done(cg: SessionCgroup, proc: Leader, sigs: _Signals, opts: RecordOptions,
+               stderr: TextIO) -> str:
     """_drain_until_done's waiting, for a session the daemon drains."""
-    watch = _EndWatch(cg, proc, sigs, opts)
+    watch = _EndWatch(cg, proc, sigs, opts, stderr)
     while (reason := watch.reason(time.monotonic())) is None:
         time.sleep(DRAIN_INTERVAL)
     return reason
@@ -537,7 +582,7 @@ def _drain_until_done(
     opts: RecordOptions,
     stderr: TextIO,
 ) -> str:
-    watch = _EndWatch(cg, proc, sigs, opts)
+    watch = _EndWatch(cg, proc, sigs, opts, stderr)
     warned_lost = 0
     next_loss_check = 0.0
     while True:

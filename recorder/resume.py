@@ -74,6 +74,10 @@ def resume(d: Daemon, state_path: Path) -> Session | None:
     writer.on_drop = lambda k, raw: d._on_drop(sess, k, raw)
     d.dispatcher.sinks[cg.id] = sink
     d.programs.add_session(cg.id)
+    # Its processes join again: the programs' members map went with the old
+    # daemon. (One that moved out of the cgroup meanwhile is not found.)
+    for pid in cg.pids():
+        d.programs.add_member(pid, cg.id)
     end = time.monotonic_ns() - header["clock"]["mono_ns"]
     gap = {"ts": last_ts, "end": end, "reason": "restart",
            "detail": "the daemon was restarted or killed; the file continues from byte "

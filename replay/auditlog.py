@@ -33,7 +33,8 @@ from typing import Any
 
 from replay.base import Session
 from replay.reader import read_trailer_fast
-from replay.timeline import rfc3339_ns
+from replay.terms import parse_instant
+from sessrec import linux
 from sessrec.errors import SessrecError
 
 DEFAULT_LOG = "/var/log/audit/audit.log"
@@ -362,7 +363,7 @@ def session_audit_events(header: Mapping[str, Any], trailer: Mapping[str, Any] |
              "no audit records to show")
         return iter(())
     start = header["clock"]["wall_ns"]
-    end = rfc3339_ns(trailer["ended_at"]) if trailer is not None else None
+    end = parse_instant(trailer["ended_at"]) if trailer is not None else None
     if end is None:
         end = last_event_ns if last_event_ns is not None else start
     recorder = header.get("recorder", {}).get("pid")
@@ -393,7 +394,6 @@ def audit_events_of(session: Session, log_path: str | None = None, *,
 
 # --- the header's audit keys, for `sessrec info` ---------------------------------
 
-RECORD_TYPE_NAMES = {1121: "TRUSTED_APP", 1005: "USER"}
 
 
 def audit_info(header: Mapping[str, Any], trailer: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -429,7 +429,7 @@ def describe_audit(info: Mapping[str, Any] | None) -> str:
         parts = [f"auditing {state}", f"auditd pid {pid}" if pid else "auditd not running"]
     written = [w for w, ok in (("start", info["start_record"]), ("end", info["end_record"]))
                if ok]
-    name = RECORD_TYPE_NAMES.get(info["record_type"], str(info["record_type"]))
+    name = linux.AUDIT_RECORD_NAMES.get(info["record_type"], str(info["record_type"]))
     if written:
         parts.append(f"{' and '.join(written)} record{'s' * (len(written) > 1)} written "
                      f"({name})")

@@ -95,4 +95,8 @@ def run(args: argparse.Namespace, io: Streams) -> int:
         io.warn(printable(warning))
     io.stderr.write(f"sessrec: wrote {printable(out)}: {summary['processes']} processes, "
                     f"{summary['events']} events\n")
+    read = sum(summary["counts"].values())
+    if summary["events"] < read:  # a bound on the page's size or the process model
+        io.warn(f"the page's timeline shows {summary['events']} of the {read} events read; "
+                "its warnings say why")
     return ExitStatus.OK

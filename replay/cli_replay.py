@@ -81,22 +81,15 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace, io: Streams) -> int:
     from replay.reader import open_session
+    from replay.terms import parse_dest, parse_when
     from replay.text import use_color
-    from replay.timeline import (
-        DestMatcher,
-        Filters,
-        Pacer,
-        Style,
-        parse_types,
-        parse_when,
-        write_timeline,
-    )
+    from replay.timeline import Filters, Pacer, Style, parse_types, write_timeline
 
     if args.children and args.pid is None:
         raise UsageError("--children needs --pid")
     if args.audit_log is not None and args.follow:
         raise UsageError("--audit-log reads the audit log once: it cannot --follow")
-    dests = tuple(DestMatcher(d) for d in args.dest)
+    dests = tuple(parse_dest(d) for d in args.dest)
     with open_session(args.file, strict=False) as session:
         wall_ns = session.header["clock"]["wall_ns"]
         filters = Filters(
@@ -106,8 +99,8 @@ def run(args: argparse.Namespace, io: Streams) -> int:
             path=args.path,
             dests=dests,
             failed=args.failed,
-            since=None if args.since is None else parse_when(args.since, wall_ns),
-            until=None if args.until is None else parse_when(args.until, wall_ns),
+            since=None if args.since is None else parse_when(args.since, wall_ns, "--since"),
+            until=None if args.until is None else parse_when(args.until, wall_ns, "--until"),
         )
         style = Style(use_color(args.color, io.stdout, os.environ))
         pacer = None if args.speed is None else Pacer(args.speed, args.max_gap)

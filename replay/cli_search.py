@@ -17,13 +17,15 @@ bob's sessions that touched /etc/shadow. A repeated option matches any of its va
 --dest) match when any of them does; --user, --since and --until still must.
 
 GLOB: * matches any run of characters, "/" included; ? one character; [abc] a set.
---path matches the paths of exec, open and chdir events, resolved to absolute paths
-where the session allows; --cmd matches an exec's argv joined with spaces, its
-executable's path, or its base name. --dest takes ADDR, ADDR:PORT, [IPV6]:PORT, :PORT,
-a network (10.0.0.0/8), or a unix socket path or @name (a GLOB). --since and --until
-take a duration ago (90s, 30m, 12h, 7d, 2w), a date (2026-11-14) or a time
-(2026-11-14T10:00:00Z); times without a zone are UTC. Failed attempts match too: the
-result is shown."""
+--path matches the paths of exec, open and chdir events: the kernel's (the file
+opened, symlinks followed) where the session has them, else resolved to absolute
+paths where the session allows; --cmd matches an exec's argv joined with spaces, its
+executable's path, or its base name. --dest matches where the kernel connected (else
+the address passed), and takes ADDR, ADDR:PORT, [IPV6]:PORT, :PORT, a network
+(10.0.0.0/8), or a unix socket path or @name (a GLOB). --tampered matches events
+flagged tampered (see `sessrec info`). --since and --until take a duration ago (90s,
+30m, 12h, 7d, 2w), a date (2026-11-14) or a time (2026-11-14T10:00:00Z); times without
+a zone are UTC. Failed attempts match too: the result is shown."""
 
 
 def register(sub: Any) -> None:
@@ -39,6 +41,7 @@ def register(sub: Any) -> None:
             "sessrec search /var/log/sessrec --any --path /etc/shadow --dest 10.0.0.5 --since 7d",
             "sessrec search /var/log/sessrec --cmd 'curl *' --user alice --sessions-only",
             "sessrec search /var/log/sessrec --dest 10.0.0.0/8:22 --json | jq '.sessions[].file'",
+            "sessrec search /var/log/sessrec --tampered --since 30d",
         ),
         notes=NOTES,
         func=run,
@@ -50,6 +53,9 @@ def register(sub: Any) -> None:
                    help="a command line, executable path or name (repeatable)")
     p.add_argument("--dest", action="append", default=[], metavar="ADDR[:PORT]",
                    help="a connect destination (repeatable)")
+    p.add_argument("--tampered", action="store_true",
+                   help="events flagged tampered: the kernel's object contradicts what the "
+                        "process passed, or a process moved out of its session's cgroup")
     p.add_argument("--user", action="append", default=[], metavar="NAME",
                    help="the recorded user, by name or uid (repeatable)")
     p.add_argument("--since", metavar="WHEN", help="events (or sessions) from this time on")
@@ -66,7 +72,8 @@ def register(sub: Any) -> None:
 
 
 def build_query(args: argparse.Namespace, now_ns: int) -> Any:
-    from replay.index import Query, parse_dest, parse_time
+    from replay.index_query import Query
+    from replay.terms import parse_dest, parse_time
 
     for option in ("path", "cmd", "user"):
         if any(not v for v in getattr(args, option)):
@@ -78,6 +85,7 @@ def build_query(args: argparse.Namespace, now_ns: int) -> Any:
     return Query(
         paths=list(args.path), cmds=list(args.cmd), dests=[parse_dest(d) for d in args.dest],
         users=list(args.user), since_ns=since, until_ns=until, any_kind=args.any,
+        tampered=args.tampered,
     )
 
 

@@ -44,6 +44,7 @@ _STATUS = {
 
 
 def run(args: argparse.Namespace, io: Streams) -> int:
+    from replay.text import printable
     from replay.verify import epoch_gaps, verify_file
     from sessrec.seal import VerifyKey
 
@@ -53,9 +54,9 @@ def run(args: argparse.Namespace, io: Streams) -> int:
         report = verify_file(path, key)
         reports.append(report)
         for line in report.lines():
-            print(line, file=io.stdout)
+            print(printable(line), file=io.stdout)  # file names: any bytes
     if len(reports) > 1:
         for line in epoch_gaps(reports):
-            print(line, file=io.stdout)
+            print(printable(line), file=io.stdout)  # file names: any bytes
     worst = max(r.verdict for r in reports)
     return _STATUS[worst.name]

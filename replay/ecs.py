@@ -23,10 +23,13 @@ from replay.events import PathResolver, with_paths
 from replay.export_ids import Ids
 from replay.jsonl import _Cache, _jtext
 from replay.model import ExecInfo, Process, ProcessModel, running_program
+from replay.trust import kernel_dst
 from sessrec import format as fmt
+from sessrec import linux
 from sessrec.event import (
     ARGV_TRUNCATED,
-    EINPROGRESS,
+    TAMPERED,
+    Cgroup,
     Chdir,
     Connect,
     Event,
@@ -35,6 +38,7 @@ from sessrec.event import (
     Fork,
     Open,
 )
+from sessrec.linux import EINPROGRESS
 
 ECS_VERSION: Final = "8.11.0"
 O_CREAT: Final = 0o100
@@ -58,6 +62,9 @@ IANA_TRANSPORT: Final[Mapping[int, tuple[str, int]]] = {
     262: ("tcp", 6),
 }
 MPTCP: Final = 262
+# Processes whose encoded process.* is kept (about 2 KB each): a bound for
+# files of many processes that never exit.
+_MAX_CACHED: Final = 65536
 
 
 def _bool(value: bool) -> str:
@@ -99,13 +106,15 @@ class _Docs:
         self.started_at = _dumps(header["started_at"])
         self.entity: dict[int, str] = {}  # Process.seq -> entity_id
         self._leader: str | None = None  # the leaders' JSON, once its entity id is known
-        # Process.seq -> (what its process.* shows, that encoded up to its parent)
-        self._cores: dict[int, tuple[tuple[object, ...], str]] = {}
+        # Process.seq -> _entry(): its process.*, encoded
+        self._cores: dict[int, tuple[tuple[object, ...], str, str | None]] = {}
+        # (path, requested path, flags, syscall) -> an open's parts (_open_parts)
+        self._opens: dict[tuple[bytes | None, bytes, int, int], tuple[str, str, str, str]] = {}
         self._programs: dict[int, tuple[ExecInfo, str]] = {}  # id(ExecInfo) -> its fields
         self._heads: dict[tuple[str, str, str, str], str] = {}
         self._users: dict[int, str] = {}
         self._cwds: dict[int, bytes] = {}  # Process.seq -> its latest cwd
-        self._flags = _Cache(lambda flags: _dumps(list(fmt.open_flag_names(flags))))
+        self._flags = _Cache(lambda flags: _dumps(list(linux.open_flag_names(flags))))
         self._connects: dict[tuple[bytes, int, int], str] = {}
         self.n = 0
 
@@ -172,16 +181,30 @@ class _Docs:
             self._cwds[proc.seq] = cwd
         return cwd
 
+    def process(self, proc: Process, ev: Event) -> str:
+        """process.* of proc at this event, encoded and closed."""
+        entry = self._entry(proc, ev)
+        closed = entry[2]
+        if closed is None:  # the leaders' entity id is not known yet
+            return entry[1] + self._leaders() + "}"
+        return closed
+
     def core(self, proc: Process, ev: Event) -> str:
-        """process.* of proc at this event, encoded up to and with its
-        parent (the caller closes it), from the cache when nothing it shows
-        changed."""
+        """process.* of proc at this event, up to and with its parent."""
+        return self._entry(proc, ev)[1]
+
+    def _entry(self, proc: Process, ev: Event) -> tuple[tuple[object, ...], str, str | None]:
+        """(what proc's process.* shows, it encoded up to its parent, and
+        closed with the leaders once they are final), from the cache when
+        nothing it shows changed: its program (execs), working directory
+        (chdirs), parent, thread and user."""
         tid = ev.tid if ev.pid == proc.pid else proc.pid
-        cwd = self._cwd(proc)
-        key = (proc.n_execs, cwd, proc.ppid, tid, ev.uid, proc.parent)
+        key = (proc.n_execs, proc.n_chdirs, proc.ppid, tid, ev.uid, proc.parent)
         cached = self._cores.get(proc.seq)
         if cached is not None and cached[0] == key:
-            return cached[1]
+            if cached[2] is None and self._leader is not None:
+                cached = self._cores[proc.seq] = (key, cached[1], cached[1] + self._leader + "}")
+            return cached
         if not proc.forked and proc.pid == self.leader_pid:
             start = self.started_at  # it started the recording
         else:
@@ -193,6 +216,7 @@ class _Docs:
             text += self._program(prog)
         if prog is None or prog.path is None:
             text += f',"name":{_jtext(proc.comm)}'
+        cwd = self._cwd(proc)
         if cwd is not None:
             text += f',"working_directory":{_jtext(cwd)}'
         parent = proc.parent
@@ -200,9 +224,12 @@ class _Docs:
             text += f',"parent":{{"pid":{proc.ppid},"entity_id":"{self.entity_id(parent)}"}}'
         else:
             text += f',"parent":{{"pid":{proc.ppid}}}'
+        entry = (key, text, None if self._leader is None else text + self._leader + "}")
         if proc.seq >= 0:
-            self._cores[proc.seq] = (key, text)
-        return text
+            if len(self._cores) >= _MAX_CACHED:
+                self._cores.clear()
+            self._cores[proc.seq] = entry
+        return entry
 
     # --- documents ---
 
@@ -231,27 +258,32 @@ class _Docs:
         top-level members (file, destination, network, sessrec), encoded."""
         n = self.n
         self.n = n + 1
+        user = self._users.get(ev.uid) or self._user(ev.uid)
+        # Flagged tampered (replay/trust.py): tagged, so a search finds it.
+        tags = ',"tags":["sessrec-tampered"]' if ev.flags & TAMPERED else ""
         return (
             f'{{"@timestamp":"{self.timefmt(self.wall_ns + ev.ts)}",{self.constant},'
             f'"event":{{{head},"id":"{self.event_id(n)}","sequence":{n}}},'
-            f'"user":{self._user(ev.uid)},"process":{process}{rest}}}\n'
+            f'"user":{user},"process":{process}{rest}{tags}}}\n'
         )
 
     def _destination(self, ev: Connect) -> str:
-        """destination, network and sessrec of a connect, but its return code."""
-        key = (ev.sockaddr, ev.sock_type, ev.protocol)
+        """destination, network and sessrec of a connect, but its return code:
+        where the kernel connected, when it says (BPF ABI 2)."""
+        kdst = kernel_dst(ev)
+        key = (ev.sockaddr if kdst is None else kdst, ev.sock_type, ev.protocol)
         text = self._connects.get(key)
         if text is not None:
             return text
-        addr = fmt.decode_sockaddr(ev.sockaddr)
+        addr = linux.decode_sockaddr(key[0])
         dest: dict[str, Any] = {}
         network: dict[str, Any] = {}
         extra = ""
         if addr.address is not None:
             dest["address"] = addr.address
-        if addr.family in (fmt.AF_INET, fmt.AF_INET6) and addr.address is not None:
+        if addr.family in (linux.AF_INET, linux.AF_INET6) and addr.address is not None:
             dest["ip"] = addr.address.partition("%")[0]
-            network["type"] = "ipv4" if addr.family == fmt.AF_INET else "ipv6"
+            network["type"] = "ipv4" if addr.family == linux.AF_INET else "ipv6"
             network["direction"] = "egress"
             iana = IANA_TRANSPORT.get(ev.protocol)
             if iana is not None:
@@ -269,26 +301,41 @@ class _Docs:
         self._connects[key] = text
         return text
 
+    def _open_parts(self, key: tuple[bytes | None, bytes, int, int]) -> tuple[str, str, str, str]:
+        """An open's event.* heads (success, failure), and its members
+        before and after its return code."""
+        path, requested, flags, syscall = key
+        etype = "creation" if flags & O_CREAT else "access"
+        if path is not None:
+            head, _, tail = path.rpartition(b"/")
+            file = f'"path":{_jtext(path)},"directory":{_jtext(head or b"/")}'
+            if tail:
+                file += f',"name":{_jtext(tail)}'
+        else:
+            tail = requested.rstrip(b"/").rpartition(b"/")[2]
+            file = f'"name":{_jtext(tail)}' if tail else ""
+        parts = (
+            self._head("file", etype, "open", "success"),
+            self._head("file", etype, "open", "failure"),
+            f',"file":{{{file}}},"sessrec":{{"return_code":',
+            f',"flags":{self._flags[flags]},"requested_path":{_jtext(requested)},'
+            f'"syscall":"{linux.syscall_name(linux.OPEN_SYSCALLS, syscall)}"}}',
+        )
+        if len(self._opens) > 65536:
+            self._opens.clear()
+        self._opens[key] = parts
+        return parts
+
     def document(self, ev: Event, path: bytes | None) -> str:
         proc = self.model.feed(ev, path)
         if type(ev) is Open:  # the most frequent event first
-            etype = "creation" if ev.open_flags & O_CREAT else "access"
-            if path is not None:
-                head, _, tail = path.rpartition(b"/")
-                file = f'"path":{_jtext(path)},"directory":{_jtext(head or b"/")}'
-                if tail:
-                    file += f',"name":{_jtext(tail)}'
-            else:
-                tail = ev.requested_path.rstrip(b"/").rpartition(b"/")[2]
-                file = f'"name":{_jtext(tail)}' if tail else ""
-            return self._doc(
-                ev, self._head("file", etype, "open", _outcome(ev.ret)),
-                self.core(proc, ev) + self._leaders() + "}",
-                f',"file":{{{file}}},"sessrec":{{"return_code":{ev.ret},'
-                f'"flags":{self._flags[ev.open_flags]},'
-                f'"requested_path":{_jtext(ev.requested_path)},'
-                f'"syscall":"{fmt.syscall_name(fmt.OPEN_SYSCALLS, ev.syscall)}"}}',
-            )
+            key = (path, ev.requested_path, ev.open_flags, ev.syscall)
+            parts = self._opens.get(key)
+            if parts is None:
+                parts = self._open_parts(key)
+            ok, failed, before, after = parts
+            return self._doc(ev, ok if ev.ret >= 0 else failed, self.process(proc, ev),
+                             f"{before}{ev.ret}{after}")
         if type(ev) is Exec:
             rest = ""
             if ev.ret < 0:  # the caller's process; the program it tried:
@@ -298,16 +345,16 @@ class _Docs:
             rest += (f',"sessrec":{{"return_code":{ev.ret},"argc":{ev.argc},'
                      f'"argv_truncated":{_bool(bool(ev.flags & ARGV_TRUNCATED))}}}')
             return self._doc(ev, self._head("process", "start", "exec", _outcome(ev.ret)),
-                             self.core(proc, ev) + self._leaders() + "}", rest)
+                             self.process(proc, ev), rest)
         if type(ev) is Fork:
             # (not in the model past its MAX_PROCESSES: the forking process)
             child = self.model.by_pid.get(ev.child_pid, proc)
             return self._doc(ev, self._head("process", "start", "fork", "success"),
-                             self.core(child, ev) + self._leaders() + "}", "")
+                             self.process(child, ev), "")
         if type(ev) is Exit:
             raw = ev.exit_code_raw
-            st = fmt.decode_exit(raw)
-            process = (f'{self.core(proc, ev)},"exit_code":{fmt.shell_status(raw)},'
+            st = linux.decode_exit(raw)
+            process = (f'{self.core(proc, ev)},"exit_code":{linux.shell_status(raw)},'
                        f'"end":"{self.timefmt(self.wall_ns + ev.ts)}"{self._leaders()}}}')
             self._cores.pop(proc.seq, None)  # its last event
             self._cwds.pop(proc.seq, None)
@@ -323,13 +370,18 @@ class _Docs:
                 outcome = "success" if ev.ret == 0 else "failure"
             dest, _, sessrec = self._destination(ev).partition("\0")
             return self._doc(ev, self._head("network", "connection", "connect", outcome),
-                             self.core(proc, ev) + self._leaders() + "}",
+                             self.process(proc, ev),
                              f'{dest},"sessrec":{{"return_code":{ev.ret}{sessrec}')
         if type(ev) is Chdir:
             directory = "" if path is None else f',"directory":{_jtext(path)}'
             return self._doc(ev, self._head("process", "change", "chdir", _outcome(ev.ret)),
-                             self.core(proc, ev) + self._leaders() + "}",
+                             self.process(proc, ev),
                              f',"sessrec":{{"return_code":{ev.ret}{directory}}}')
+        if type(ev) is Cgroup:
+            return self._doc(ev, self._head("process", "change", "cgroup-move", "success"),
+                             self.process(proc, ev),
+                             f',"sessrec":{{"moved_pid":{ev.moved_pid},'
+                             f'"cgroup_path":{_jtext(ev.dst_path)},"cgroup_id":{ev.dst_id}}}')
         raise TypeError(ev)  # pragma: no cover - the reader knows no other types
 
 

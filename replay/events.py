@@ -1,7 +1,8 @@
 """The path resolver, and the session's events with their resolved paths.
 
 The file stores paths exactly as the program passed them: relative to its
-working directory or to a directory file descriptor. PathResolver replays the
+working directory or to a directory file descriptor. Files of BPF ABI 2 have
+the kernel's path too (kernel_path), which wins. PathResolver replays the
 session's chdir, open, fork, exec and exit events to turn them into absolute
 paths. It is lexical only: symlinks are not followed and ".." is applied to
 the text, because the recorder does not see the file system (docs/FORMAT.md).
@@ -15,8 +16,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from replay.base import Session
-from sessrec.event import Chdir, Event, Exec, Exit, Fork, Open
-from sessrec.format import AT_FDCWD, O_CLOEXEC
+from sessrec.event import Chdir, Event, Exec, Exit, Fork, KpathSource, Open
+from sessrec.linux import AT_FDCWD, O_CLOEXEC
 
 # --- path resolution ----------------------------------------------------------------
 
@@ -49,6 +50,23 @@ class _Proc:
 
 
 _DEV_FD = b"/dev/fd/"
+_KFILE, _KCWD, _KDIRFD, _KROOT = (int(KpathSource.FILE), int(KpathSource.CWD),
+                                  int(KpathSource.DIRFD), int(KpathSource.ROOT))
+
+
+def kernel_path(ev: Exec | Open | Chdir, request: bytes) -> bytes | None:
+    """The path the kernel's objects give an event (BPF ABI 2), or None when
+    it has none (older files, or nothing taken): the object's own path, or
+    for a failed call the request joined to the directory the kernel
+    resolved it from (lexically: the file does not exist)."""
+    src = ev.kpath_src
+    if src == _KFILE:
+        return ev.kpath
+    if src == _KCWD or src == _KDIRFD:
+        return normalize(ev.kpath + b"/" + request) if request else ev.kpath
+    if src == _KROOT:
+        return normalize(ev.kpath.rstrip(b"/") + request)
+    return None
 
 
 class PathResolver:
@@ -129,7 +147,10 @@ class PathResolver:
     def _exec(self, ev: Exec) -> bytes | None:
         pid = ev.pid
         filename = ev.requested_path
-        if filename.startswith(_DEV_FD):
+        kpath = kernel_path(ev, filename)
+        if kpath is not None:
+            path: bytes | None = kpath
+        elif filename.startswith(_DEV_FD):
             # A successful execveat(dirfd, name) shows as /dev/fd/<dirfd>/<name>
             # (and /dev/fd/<fd> with AT_EMPTY_PATH); so does exec of /dev/fd/N.
             num, _, rest = filename[len(_DEV_FD) :].partition(b"/")
@@ -153,7 +174,9 @@ class PathResolver:
 
     def _open(self, ev: Open) -> bytes | None:
         pid = ev.pid
-        path = self.resolve(pid, ev.dirfd, ev.requested_path)
+        path = kernel_path(ev, ev.requested_path)
+        if path is None:
+            path = self.resolve(pid, ev.dirfd, ev.requested_path)
         fd = ev.ret
         if fd >= 0:
             proc = self._proc(pid)
@@ -170,7 +193,10 @@ class PathResolver:
     def _chdir(self, ev: Chdir) -> bytes | None:
         pid = ev.pid
         fd = ev.fd
-        if fd == -1:
+        path = kernel_path(ev, ev.requested_path if fd == -1 else b"")
+        if path is not None:
+            pass
+        elif fd == -1:
             path = self.resolve(pid, AT_FDCWD, ev.requested_path)
         else:
             path = self.fd_path(pid, fd)

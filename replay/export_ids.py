@@ -9,6 +9,9 @@ from __future__ import annotations
 import hashlib
 import uuid
 
+# A hex digit with its top two bits set to the RFC 4122 variant, 10.
+_VARIANT = {h: "89ab"[int(h, 16) & 3] for h in "0123456789abcdef"}
+
 
 class Ids:
     def __init__(self, session_id: str):
@@ -22,11 +25,9 @@ class Ids:
     def event(self, index: int) -> str:
         """A UUID (version 5) for the index-th exported event: uuid.uuid5,
         spelled out because building a UUID object is most of its cost."""
-        b = bytearray(hashlib.sha1(self._ns + str(index).encode()).digest()[:16])
-        b[6] = (b[6] & 0x0F) | 0x50  # version 5
-        b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
-        x = b.hex()
-        return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+        x = hashlib.sha1(self._ns + b"%d" % index).hexdigest()
+        # The version (5) and the RFC 4122 variant (10xx) in their nibbles.
+        return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
 
     def process(self, pid: int, start_ns: int) -> str:
         """An opaque id for one process of the session (pid reuse safe)."""

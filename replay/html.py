@@ -32,27 +32,35 @@ from typing import Any
 from replay.base import Session, describe_gap, no_gc
 from replay.events import with_paths
 from replay.model import ProcessModel
-from replay.text import ERRNO_NAMES, SIGNAL_NAMES, printable, show
-from replay.timeline import address_text, argv_text
-from sessrec import __version__
-from sessrec import format as fmt
+from replay.summary import Tally
+from replay.text import printable, show
+from replay.timeline import READ_FAILED_NOTE, address_text, argv_text, exit_text
+from sessrec import __version__, linux
 from sessrec.event import (
-    ARGV_TRUNCATED,
-    PATH_TRUNCATED,
+    READ_FAILED,
+    TAMPERED,
     TYPE_NAMES,
+    Cgroup,
     Chdir,
     Connect,
     Exec,
     Exit,
     Fork,
     Open,
+    failed,
 )
+from sessrec.linux import ERRNO_NAMES
 
 ASSETS = "html_assets"
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _DATA_MARK = "<!--sessrec:data-->"
 _STYLE_MARK = "/*sessrec:style*/"
 _SCRIPT_MARK = "/*sessrec:script*/"
+
+# The page's timeline holds at most this many events: each costs about 190
+# bytes while the page is built (a million: 190 MB, a 24 MB page), and a
+# small file can hold hundreds of millions.
+MAX_PAGE_EVENTS = 1_000_000
 
 CSP = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
@@ -114,14 +122,22 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
     c_col: list[int] = []
     r_col: list[int] = []
     x_col: list[int] = []
+    f_col: list[int] = []
     prev = 0
-    argv_trunc = path_trunc = 0
+    tally = Tally(header)
+    add = tally.add
+    exit_texts: dict[int, int] = {}  # exit_code_raw -> its text's string
+    not_shown = 0  # events past MAX_PAGE_EVENTS
     # Everything built here lives until the page is written: the garbage
     # collector's passes over the growing heap would find nothing.
     with no_gc():
         for ev, path in with_paths(session):
             proc = feed(ev, path)
+            add(ev)
             if proc.seq < 0:  # past the model's MAX_PROCESSES: left out (a warning says)
+                continue
+            if len(t_col) >= MAX_PAGE_EVENTS:  # still in the tree and the counts
+                not_shown += 1
                 continue
             s = -1
             r = 0
@@ -132,9 +148,7 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
                 flags = ev.open_flags
                 x = flag_idx.get(flags, -1)
                 if x < 0:
-                    x = flag_idx[flags] = strings("|".join(fmt.open_flag_names(flags)))
-                if ev.flags & PATH_TRUNCATED:
-                    path_trunc += 1
+                    x = flag_idx[flags] = strings("|".join(linux.open_flag_names(flags)))
             elif type(ev) is Exec:
                 argv = tuple(ev.argv)
                 s = argv_idx.get(argv, -1)
@@ -144,15 +158,13 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
                     s = argv_idx[argv] = strings(argv_text(list(argv)) if argv else "''")
                 x = path_s(path, ev.requested_path)
                 r = ev.ret
-                if ev.flags & ARGV_TRUNCATED:
-                    argv_trunc += 1
             elif type(ev) is Connect:
                 key = (ev.sockaddr, ev.sock_type, ev.protocol)
                 s = addr_idx.get(key, -1)
                 if s < 0:
-                    a = fmt.decode_sockaddr(key[0])
+                    a = linux.decode_sockaddr(key[0])
                     s = addr_idx[key] = strings(
-                        address_text(a, fmt.protocol_name(a.family, key[1], key[2])))
+                        address_text(a, linux.protocol_name(a.family, key[1], key[2])))
                 r = ev.ret
             elif type(ev) is Chdir:
                 fd = ev.fd
@@ -163,8 +175,17 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
                 r = ev.ret
             elif type(ev) is Exit:
                 x = ev.exit_code_raw
+                s = exit_texts.get(x, -1)
+                if s < 0:
+                    s = exit_texts[x] = strings(exit_text(x))
             elif type(ev) is Fork:
                 x = ev.child_pid
+            elif type(ev) is Cgroup:
+                s = strings(f"pid {ev.moved_pid} moved to cgroup {show(ev.dst_path)}")
+            if ev.flags & READ_FAILED and s >= 0:
+                s = strings(f"{strings.items[s]} {READ_FAILED_NOTE}")
+            if ev.flags & TAMPERED:  # replay/trust.py: shown on the event's text
+                s = strings(strings.items[s] + "  [TAMPERED]" if s >= 0 else "[TAMPERED]")
             us = ev.ts // 1000
             t_col.append(ev.type)
             dt_col.append(us - prev)
@@ -173,6 +194,7 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
             s_col.append(s)
             r_col.append(r)
             x_col.append(x)
+            f_col.append(1 if failed(ev) else 0)
             c = comm_idx.get(ev.comm)
             if c is None:
                 c = comm_idx[ev.comm] = strings(show(ev.comm))
@@ -182,8 +204,9 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
     depth = {p.seq: d for d, p in model.walk()}
     seq_to_row = {p.seq: i for i, p in enumerate(order)}
     procs: dict[str, list[Any]] = {k: [] for k in (
-        "pid", "ppid", "parent", "depth", "start", "end", "last", "exit", "comm", "execs",
-        "events", "opens", "connects", "failed", "orphaned", "threads")}
+        "pid", "ppid", "parent", "depth", "start", "end", "last", "exit", "exit_text",
+        "exit_short", "comm", "execs", "events", "opens", "connects", "failed", "orphaned",
+        "threads")}
     for p in order:
         procs["pid"].append(p.pid)
         procs["ppid"].append(p.ppid)
@@ -193,6 +216,9 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
         procs["end"].append(-1 if p.end_ns is None else _us(p.end_ns))
         procs["last"].append(_us(p.last_ns))
         procs["exit"].append(p.exit_code_raw)
+        raw = p.exit_code_raw
+        procs["exit_text"].append(-1 if raw is None else strings(exit_text(raw)))
+        procs["exit_short"].append(-1 if raw is None else strings(exit_text(raw, short=True)))
         procs["comm"].append(strings(show(p.comm)))
         procs["execs"].append([
             [_us(e.ts), e.ret, strings(argv_text(e.argv) if e.argv else "''"),
@@ -207,9 +233,9 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
         procs["threads"].append(len(p.threads))
     p_col = [seq_to_row[s] for s in p_col]
 
-    trailer = session.trailer
-    damage = session.damage
-    lost = dict(trailer["lost"] if trailer is not None else session.stats_lost)
+    sm = tally.summary(session)
+    damage = sm.damage
+    lost = sm.lost
     end_us = prev if model.last_ns is None else _us(model.last_ns)
     wall_ns: int = header["clock"]["wall_ns"]
     summary = {
@@ -224,14 +250,17 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
         "command": [printable(c) for c in header["command"]],
         "cwd": show(header["cwd"]),
         "started_at": printable(header["started_at"]),
-        "ended_at": None if trailer is None else printable(trailer["ended_at"]),
-        "end_reason": None if trailer is None else printable(trailer["end_reason"]),
-        "exit_status": None if trailer is None else trailer["exit_status"],
-        "counts": session.counts,
+        "ended_at": None if sm.ended_at is None else printable(sm.ended_at),
+        "end_reason": None if sm.end_reason is None else printable(sm.end_reason),
+        "duration_ns": sm.duration_ns,
+        "exit_status": sm.exit_status,
+        "counts": {printable(k): v for k, v in sm.counts.items()},
         "lost": {printable(k): v for k, v in lost.items() if v},
-        "truncated": {"argv": argv_trunc, "path": path_trunc},
-        "unknown_types": sum(session.unknown_types.values()),
-        "complete": trailer is not None and damage is None,
+        "truncated": sm.truncated,
+        "tampered": sm.tampered,
+        "unknown_types": sm.unknown_types,
+        "complete": sm.complete,
+        "status": sm.status,
         "damage": None if damage is None else {
             "offset": damage.offset, "reason": printable(damage.reason),
             "truncated": damage.truncated,
@@ -241,12 +270,19 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
         "processes": len(order),
     }
     warnings = []
+    if sm.tampered:
+        warnings.append(f"{sm.tampered} events are flagged TAMPERED: the kernel's objects "
+                        "contradict what the process passed, or a process moved out of its "
+                        "session's cgroup (the kernel's version is the one shown)")
     if damage is not None:
         warnings.append(printable(damage.warning(name, len(t_col))))
     limit = model.limit_warning()
     if limit:
         warnings.append(limit + ".")
-    lost_total = sum(v for v in lost.values() if v > 0)
+    if not_shown:
+        warnings.append(f"The timeline shows the first {len(t_col)} events; {not_shown} later "
+                        "ones are in the tree and the counts only (`sessrec replay` shows all).")
+    lost_total = sm.lost_total
     if lost_total:
         per = ", ".join(f"{v} {printable(k)}" for k, v in lost.items() if v > 0)
         warnings.append(f"{lost_total} events were lost during the recording ({per}): the "
@@ -266,10 +302,10 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
         "strings": strings.items,
         "procs": procs,
         "ev": {"t": t_col, "dt": dt_col, "p": p_col, "s": s_col, "c": c_col, "r": r_col,
-               "x": x_col},
+               "x": x_col, "f": f_col},
         "errno": {str(k): v for k, v in ERRNO_NAMES.items() if v != "-"},
-        "signals": {str(k): v for k, v in SIGNAL_NAMES.items()},
-        "types": dict(TYPE_NAMES),
+        # Index: the type number; "" where there is none.
+        "type_names": [TYPE_NAMES.get(t, "") for t in range(max(TYPE_NAMES) + 1)],
     }
 
 

@@ -21,40 +21,37 @@ unescaped, once each in a strings table that events refer to (paths, argv
 and addresses repeat); whoever displays it escapes control characters.
 Patterns match the strings table (SQL GLOB where it is equivalent to
 fnmatch, else fnmatch), then events by string id.
+
+This module is the SQLite store and its result rows; where the index lives
+is replay/index_location.py, reading a file into rows replay/index_extract.py,
+and the query replay/index_query.py.
 """
 
 from __future__ import annotations
 
-import calendar
 import contextlib
 import dataclasses
-import datetime
-import fnmatch
-import functools
-import hashlib
-import ipaddress
 import json
 import os
-import re
 import sqlite3
 import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from replay.events import PathResolver
-from replay.reader import open_session
+from replay.index_extract import Interner, index_file
+from replay.index_location import choose_index_path
+from replay.index_query import Query
+from replay.terms import glob_match, in_network
 from sessrec import format as fmt
+from sessrec import linux
 from sessrec.errors import SessrecError, UsageError
-from sessrec.event import TYPE_NAMES, Chdir, Connect, EventType, Exec, Exit, Open
+from sessrec.event import TYPE_NAMES
 
-INDEX_NAME = ".sessrec-index.sqlite"
 # Bump when the tables change: an index of another version is rebuilt.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SUFFIX = ".srec"
 
-_I64_MIN = -(1 << 63)
-_I64_MAX = (1 << 63) - 1
 
 _SCHEMA = """
 CREATE TABLE files (
@@ -113,294 +110,15 @@ CREATE TABLE events (
     addr INTEGER,                   -- connect: address, unix path or @name
     port INTEGER,                   -- connect: port (inet)
     proto INTEGER,                  -- connect: tcp, udp, stream, ...
+    tampered INTEGER NOT NULL,      -- 1: flagged tampered (replay/trust.py)
     PRIMARY KEY (file_id, seq)
 ) WITHOUT ROWID;                    -- clustered by file: no separate index for it
 CREATE INDEX events_path ON events (path) WHERE path IS NOT NULL;
 CREATE INDEX events_addr ON events (addr) WHERE addr IS NOT NULL;
+CREATE INDEX events_tampered ON events (file_id) WHERE tampered;
 """
 
 _TABLES = ("files", "sessions", "strings", "events")
-
-
-# --- where the index lives --------------------------------------------------------
-
-
-def _own_regular_file(path: str) -> bool | None:
-    """True if path is a regular file of ours (not a symlink), None if absent."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    except OSError:
-        return False
-    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
-
-
-def cache_index_path(root: str, environ: Mapping[str, str]) -> str:
-    """$XDG_CACHE_HOME/sessrec/index-<hash of DIR>.sqlite (default ~/.cache)."""
-    base = environ.get("XDG_CACHE_HOME") or os.path.join(
-        environ.get("HOME") or os.path.expanduser("~"), ".cache"
-    )
-    digest = hashlib.sha256(os.fsencode(os.path.realpath(root))).hexdigest()[:20]
-    return os.path.join(base, "sessrec", f"index-{digest}.sqlite")
-
-
-def choose_index_path(root: str, environ: Mapping[str, str] | None = None) -> str:
-    """Where the index of root goes: in root if we may write there and any
-    existing index file is a regular file we own; else in the cache directory;
-    else ":memory:"."""
-    env = os.environ if environ is None else environ
-    in_dir = os.path.join(root, INDEX_NAME)
-    mine = _own_regular_file(in_dir)
-    if mine or (mine is None and os.access(root, os.W_OK | os.X_OK)):
-        return in_dir
-    cached = cache_index_path(root, env)
-    try:
-        os.makedirs(os.path.dirname(cached), mode=0o700, exist_ok=True)
-    except OSError:
-        return ":memory:"
-    if _own_regular_file(cached) is False or not os.access(
-        os.path.dirname(cached), os.W_OK | os.X_OK
-    ):
-        return ":memory:"
-    return cached
-
-
-# --- query terms --------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=256)
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(fnmatch.translate(pattern), re.DOTALL)
-
-
-def _fnmatch(pattern: str | None, value: str | None) -> bool:
-    if pattern is None or value is None:
-        return False
-    return _glob_regex(pattern).match(value) is not None
-
-
-def sql_glob_equivalent(pattern: str) -> bool:
-    """Whether SQLite's GLOB matches exactly as fnmatch.fnmatchcase does.
-
-    Both treat * (any run, "/" included) and ? alike and are case-sensitive;
-    they differ on bracket expressions ([!a] negates in fnmatch, [^a] in
-    SQLite; an unclosed [ is literal in fnmatch only). So: without "[", GLOB."""
-    return "[" not in pattern
-
-
-def _glob_clause(column: str, pattern: str, params: list[Any]) -> str:
-    params.append(pattern)
-    if sql_glob_equivalent(pattern):
-        return f"{column} GLOB ?"
-    return f"sessrec_fnmatch(?, {column})"
-
-
-def _ids(cond: str) -> str:
-    """The ids of the strings whose text t matches cond."""
-    return f"(SELECT t.id FROM strings t WHERE {cond})"
-
-
-@dataclass(frozen=True)
-class Dest:
-    """A --dest term: an address, network, unix socket or port."""
-
-    addresses: tuple[str, ...] = ()  # exact spellings of one address
-    network: str | None = None  # CIDR, matched in Python
-    unix: str | None = None  # glob on unix paths and @abstract names
-    port: int | None = None
-    text: str = ""
-
-
-def _ip_spellings(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> tuple[str, ...]:
-    """The ways the decoder may print ip: an IPv4 address is also reached
-    through its v4-mapped IPv6 form."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        mapped = ip.ipv4_mapped
-        if mapped is not None:
-            return (f"::ffff:{mapped}", str(mapped))
-        return (str(ip),)
-    return (str(ip), f"::ffff:{ip}")
-
-
-def parse_dest(text: str) -> Dest:
-    """ADDR, ADDR:PORT, [V6ADDR]:PORT, :PORT, a CIDR network (10.0.0.0/8,
-    optionally :PORT after it in brackets form), or a unix socket path or
-    @abstract name (a glob)."""
-    t = text.strip()
-    if not t:
-        raise UsageError("--dest needs an address")
-    if t.startswith(("/", "@")):
-        return Dest(unix=t, text=text)
-    port: int | None = None
-    host = t
-    if t.startswith("["):
-        end = t.find("]")
-        if end < 0:
-            raise UsageError(f"--dest {text!r}: missing ']'")
-        host, rest = t[1:end], t[end + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise UsageError(f"--dest {text!r}: expected ':PORT' after ']'")
-            port = _port(rest[1:], text)
-    elif t.count(":") == 1:  # IPv4:PORT or :PORT; a bare IPv6 has several colons
-        host, _, p = t.partition(":")
-        port = _port(p, text)
-    if not host:
-        return Dest(port=port, text=text)
-    try:
-        if "/" in host:
-            net = ipaddress.ip_network(host, strict=False)
-            return Dest(network=str(net), port=port, text=text)
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        raise UsageError(
-            f"--dest {text!r}: not an IP address, network, unix socket path or :PORT "
-            "(session files hold addresses, not host names)"
-        ) from None
-    return Dest(addresses=_ip_spellings(ip), port=port, text=text)
-
-
-def _port(text: str, whole: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
-        raise UsageError(f"--dest {whole!r}: bad port {text!r}")
-    return int(text)
-
-
-@functools.lru_cache(maxsize=64)
-def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    return ipaddress.ip_network(text, strict=False)
-
-
-def _in_network(network: str | None, addr: str | None) -> bool:
-    if network is None or addr is None:
-        return False
-    try:
-        ip = ipaddress.ip_address(addr.split("%", 1)[0])
-    except ValueError:
-        return False
-    net = _network(network)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        if isinstance(net, ipaddress.IPv4Network):
-            return ip.ipv4_mapped in net
-    return ip in net
-
-
-_RELATIVE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_time(text: str, now_ns: int, option: str = "--since") -> int:
-    """A point in time, ns since the epoch: '7d', '12h', '30m', '2w', '90s'
-    (ago), a date '2026-11-14' (midnight UTC), or RFC 3339 / ISO 8601
-    ('2026-11-14T10:00:00Z', '2026-11-14 10:00+01:00'); without a zone, UTC."""
-    m = _RELATIVE.match(text)
-    if m:
-        return now_ns - int(m.group(1)) * _UNIT_S[m.group(2).lower()] * 1_000_000_000
-    try:
-        dt = datetime.datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(
-            f"{option} {text!r}: use a duration ago (7d, 12h, 30m) or a date or "
-            "time (2026-11-14, 2026-11-14T10:00:00Z)"
-        ) from None
-    ns = _datetime_ns(dt)
-    if ns is None:
-        raise UsageError(f"{option} {text!r}: out of range")
-    return ns
-
-
-def _datetime_ns(dt: datetime.datetime) -> int | None:
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=datetime.UTC)
-    try:
-        return calendar.timegm(dt.utctimetuple()) * 1_000_000_000 + dt.microsecond * 1000
-    except (OverflowError, ValueError):
-        return None
-
-
-@dataclass
-class Query:
-    """A search: AND across kinds of terms, OR within one kind (or across the
-    event kinds too, with any_kind)."""
-
-    paths: list[str] = field(default_factory=list)
-    cmds: list[str] = field(default_factory=list)
-    dests: list[Dest] = field(default_factory=list)
-    users: list[str] = field(default_factory=list)
-    since_ns: int | None = None
-    until_ns: int | None = None
-    any_kind: bool = False
-
-    def event_kinds(self) -> list[tuple[str, str, list[Any]]]:
-        """(kind, SQL condition on events e, params) per event kind in use."""
-        kinds: list[tuple[str, str, list[Any]]] = []
-        if self.paths:
-            params: list[Any] = []
-            texts = " OR ".join(_glob_clause("t.text", p, params) for p in self.paths)
-            types = f"{int(EventType.EXEC)}, {int(EventType.OPEN)}, {int(EventType.CHDIR)}"
-            kinds.append(("path", f"(e.type IN ({types}) AND e.path IN {_ids(texts)})", params))
-        if self.cmds:
-            params = []
-            texts = " OR ".join(_glob_clause("t.text", c, params) for c in self.cmds)
-            ids = _ids(texts)
-            kinds.append(("cmd", f"(e.type = {int(EventType.EXEC)} AND (e.cmd IN {ids} OR "
-                                 f"e.path IN {ids} OR e.name IN {ids}))", params * 3))
-        if self.dests:
-            params = []
-            ors = []
-            for d in self.dests:
-                parts = []
-                if d.addresses:
-                    marks = ", ".join("?" * len(d.addresses))
-                    parts.append(f"e.addr IN {_ids(f't.text IN ({marks})')}")
-                    params += d.addresses
-                elif d.network is not None:
-                    parts.append(f"e.addr IN {_ids('sessrec_in_network(?, t.text)')}")
-                    params.append(d.network)
-                elif d.unix is not None:
-                    parts.append(f"e.addr IN {_ids(_glob_clause('t.text', d.unix, params))}")
-                if d.port is not None:
-                    parts.append("e.port = ?")
-                    params.append(d.port)
-                ors.append("(" + " AND ".join(parts or ["1"]) + ")")
-            kinds.append(
-                ("dest", f"(e.type = {int(EventType.CONNECT)} AND ({' OR '.join(ors)}))", params)
-            )
-        return kinds
-
-    def time_clause(self, column: str, params: list[Any]) -> str:
-        parts = []
-        if self.since_ns is not None:
-            parts.append(f"{column} >= ?")
-            params.append(_clamp(self.since_ns))
-        if self.until_ns is not None:
-            parts.append(f"{column} < ?")
-            params.append(_clamp(self.until_ns))
-        return " AND ".join(parts) or "1"
-
-    def session_clause(self, params: list[Any]) -> str:
-        """Conditions on the sessions row s (user, and the time window when no
-        event term carries it)."""
-        parts = []
-        if self.users:
-            ors = []
-            for u in self.users:
-                ors.append("s.user = ?")
-                params.append(u)
-                if u.isdigit():
-                    ors.append("s.uid = ?")
-                    params.append(_clamp(int(u)))
-            parts.append("(" + " OR ".join(ors) + ")")
-        if not self.event_kinds():
-            # A session overlapping [since, until).
-            if self.since_ns is not None:
-                parts.append("s.end_ns >= ?")
-                params.append(_clamp(self.since_ns))
-            if self.until_ns is not None:
-                parts.append("s.start_ns < ?")
-                params.append(_clamp(self.until_ns))
-        return " AND ".join(parts) or "1"
 
 
 # --- results ------------------------------------------------------------------------
@@ -472,6 +190,7 @@ class EventRow:
     dst_addr: str | None = None
     dst_port: int | None = None
     protocol: str | None = None
+    tampered: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -486,12 +205,15 @@ class EventRow:
             d.update(path=self.path, argv=self.argv)
         elif self.type == "open":
             flags = self.flags or 0
-            d.update(path=self.path, flags=flags, flag_names=list(fmt.open_flag_names(flags)))
+            d.update(path=self.path, flags=flags, flag_names=list(linux.open_flag_names(flags)))
         elif self.type == "chdir":
             d.update(path=self.path)
         elif self.type == "connect":
             d.update(dst_addr=self.dst_addr, dst_port=self.dst_port, protocol=self.protocol)
+        elif self.type == "cgroup":
+            d.update(path=self.path)
         d["return_code"] = self.return_code
+        d["tampered"] = self.tampered
         return d
 
 
@@ -536,181 +258,6 @@ def format_time(ns: int, digits: int = 6) -> str:
     return s[: 20 + digits] + "Z" if digits else s[:19] + "Z"
 
 
-def _clamp(v: int) -> int:
-    return _I64_MIN if v < _I64_MIN else _I64_MAX if v > _I64_MAX else v
-
-
-def _clamp_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(_clamp(v) if type(v) is int else v for v in row)
-
-
-def _parse_rfc3339(text: str) -> int | None:
-    try:
-        return _datetime_ns(datetime.datetime.fromisoformat(text))
-    except ValueError:
-        return None
-
-
-# --- indexing one file ------------------------------------------------------------------
-
-_BATCH = 5000
-_TEXT = fmt.text
-
-
-class _Interner:
-    """Ids of texts in the strings table, cached for one update of the index."""
-
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
-        self.ids: dict[str, int] = {}
-
-    def __call__(self, text: str) -> int:
-        i = self.ids.get(text)
-        if i is None:
-            row = self.conn.execute("SELECT id FROM strings WHERE text = ?", (text,)).fetchone()
-            if row is None:
-                new = self.conn.execute("INSERT INTO strings (text) VALUES (?)", (text,)).lastrowid
-                assert new is not None
-                i = new
-            else:
-                i = row[0]
-            if len(self.ids) >= 1 << 20:
-                self.ids.clear()
-            self.ids[text] = i
-        return i
-
-
-def _index_file(conn: sqlite3.Connection, file_id: int, full: str, intern: _Interner) -> str:
-    """Read one session file into sessions and events rows; return its session
-    id. FormatError/SessrecError if it has no readable header."""
-    with open_session(full, strict=False) as session:
-        header = session.header
-        wall_ns: int = header["clock"]["wall_ns"]
-        resolve = PathResolver.from_header(header).apply
-        # By the bytes of the file: each distinct value decoded and interned once.
-        comms: dict[bytes, int] = {}
-        paths: dict[bytes, tuple[int, int]] = {}  # path -> (path id, base name id)
-        argvs: dict[tuple[bytes, ...], tuple[int, int]] = {}  # -> (cmd id, argv id)
-        connects: dict[tuple[bytes, int, int], tuple[int | None, int | None, int | None]] = {}
-
-        def path_ids(raw: bytes) -> tuple[int, int]:
-            ids = paths.get(raw)
-            if ids is None:
-                if len(paths) >= 1 << 18:
-                    paths.clear()
-                ids = paths[raw] = (intern(_TEXT(raw)), intern(_TEXT(raw.rsplit(b"/", 1)[-1])))
-            return ids
-
-        batch: list[tuple[Any, ...]] = []
-        row: tuple[Any, ...]
-        last_ts = 0
-        leader = header["leader_pid"]
-        exit_status: int | None = None
-        seq = 0
-        for ev in session.records():
-            seq += 1
-            ts = ev.ts
-            if ts > last_ts:
-                last_ts = ts
-            path = resolve(ev)
-            if type(ev) is Exit:
-                if ev.pid == leader:
-                    exit_status = fmt.shell_status(ev.exit_code_raw)
-                continue
-            if not isinstance(ev, Exec | Open | Connect | Chdir):
-                continue
-            comm = comms.get(ev.comm)
-            if comm is None:
-                comm = comms[ev.comm] = intern(_TEXT(ev.comm))
-            common = (file_id, seq, ev.type, wall_ns + ts, ev.pid, ev.ppid, comm, ev.ret)
-            if type(ev) is Open:
-                pid_ = path_ids(path if path is not None else ev.requested_path)[0]
-                row = (*common, pid_, None, None, None, ev.open_flags, None, None, None)
-            elif type(ev) is Exec:
-                pid_, name = path_ids(path if path is not None else ev.requested_path)
-                key = tuple(ev.argv)
-                cmd = argvs.get(key)
-                if cmd is None:
-                    if len(argvs) >= 1 << 16:
-                        argvs.clear()
-                    texts = [_TEXT(a) for a in key]
-                    cmd = argvs[key] = (intern(" ".join(texts)), intern(json.dumps(texts)))
-                row = (*common, pid_, name, *cmd, None, None, None, None)
-            elif type(ev) is Connect:
-                ckey = (ev.sockaddr, ev.sock_type, ev.protocol)
-                dest = connects.get(ckey)
-                if dest is None:
-                    a = fmt.decode_sockaddr(ckey[0])
-                    proto = fmt.protocol_name(a.family, ckey[1], ckey[2])
-                    dest = connects[ckey] = (
-                        None if a.address is None else intern(a.address), a.port,
-                        None if proto is None else intern(proto),
-                    )
-                row = (*common, None, None, None, None, None, *dest)
-            elif type(ev) is Chdir:
-                req = ev.requested_path if ev.fd == -1 else b""
-                target = path if path is not None else req
-                row = (*common, path_ids(target)[0] if target else None, None, None, None,
-                       None, None, None, None)
-            batch.append(row)
-            if len(batch) >= _BATCH:
-                _insert_events(conn, batch)
-                batch = []
-        if batch:
-            _insert_events(conn, batch)
-        trailer = session.trailer
-        damage = session.damage
-        counts = session.counts
-        for tnum, n in session.unknown_types.items():
-            counts[f"type_{tnum}"] = n
-        if trailer is not None:
-            lost = dict(trailer["lost"])
-            exit_status = trailer["exit_status"]
-            ended_ns = _parse_rfc3339(trailer["ended_at"])
-        else:
-            lost = dict(session.stats_lost)
-            ended_ns = None
-        end_ns = wall_ns + last_ts
-        if ended_ns is not None and ended_ns > end_ns:
-            end_ns = ended_ns
-        srow = (
-            file_id, header["session_id"], header["user"], header["uid"],
-            header["login_uid"], header["audit_session_id"], header["hostname"],
-            header["kernel"], json.dumps(header["command"]), _TEXT(header["cwd"]),
-            header["started_at"], None if trailer is None else trailer["ended_at"],
-            wall_ns, end_ns, exit_status, None if trailer is None else trailer["end_reason"],
-            json.dumps(counts), json.dumps(lost), session.events_read,
-            sum(v for v in lost.values() if v > 0),
-            int(trailer is not None and damage is None),
-            None if damage is None else damage.offset,
-            None if damage is None else damage.reason,
-            None if damage is None else int(damage.truncated),
-            session.format_version,
-        )
-        _insert(conn, f"INSERT INTO sessions VALUES ({', '.join('?' * len(srow))})", [srow])
-        sid: str = header["session_id"]
-        return sid
-
-
-_EVENT_INSERT = "INSERT INTO events VALUES (" + ", ".join("?" * 16) + ")"
-
-
-def _insert_events(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-    _insert(conn, _EVENT_INSERT, rows)
-
-
-def _insert(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
-    conn.execute("SAVEPOINT batch")
-    try:
-        conn.executemany(sql, rows)
-    except OverflowError:
-        # An integer beyond SQLite's 64 bits in a hostile file: undo the rows
-        # before it, and clamp.
-        conn.execute("ROLLBACK TO batch")
-        conn.executemany(sql, [_clamp_row(r) for r in rows])
-    conn.execute("RELEASE batch")
-
-
 # --- the index ---------------------------------------------------------------------------
 
 
@@ -745,8 +292,8 @@ class SessionIndex:
             conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
         except sqlite3.Error as e:
             raise SessrecError(f"cannot open the index {self.db_path}: {e}") from None
-        conn.create_function("sessrec_fnmatch", 2, _fnmatch, deterministic=True)
-        conn.create_function("sessrec_in_network", 2, _in_network, deterministic=True)
+        conn.create_function("sessrec_fnmatch", 2, glob_match, deterministic=True)
+        conn.create_function("sessrec_in_network", 2, in_network, deterministic=True)
         with contextlib.suppress(sqlite3.Error):
             conn.execute("PRAGMA trusted_schema = OFF")
         return conn
@@ -843,7 +390,7 @@ class SessionIndex:
                 "SELECT id, name, size, mtime_ns, session_id, error FROM files")
         }
         seen: set[str] = set()
-        intern = _Interner(conn)
+        intern = Interner(conn)
         for name in find_session_files(self.root):
             shown = os.fsencode(name).decode("utf-8", "backslashreplace")
             if shown != name:  # undecodable bytes: SQLite and JSON take only text
@@ -880,7 +427,7 @@ class SessionIndex:
 
     def _index_one(self, name: str, full: str, st: os.stat_result,
                    old: tuple[int, int, int, str | None, str | None] | None,
-                   stats: SyncStats, intern: _Interner) -> None:
+                   stats: SyncStats, intern: Interner) -> None:
         conn = self.conn
         # IMMEDIATE: take the write lock first, so that two sessrec runs
         # updating one index wait for each other instead of failing.
@@ -903,7 +450,7 @@ class SessionIndex:
             error = None
             sid: str | None = None
             try:
-                sid = _index_file(conn, fid, full, intern)
+                sid = index_file(conn, fid, full, intern)
             except SessrecError as e:
                 error = str(e)
                 self._forget(fid)  # rows of a file that failed midway
@@ -1010,7 +557,8 @@ class SessionIndex:
                     select = base.replace("FROM events e", f"FROM events e{texts}", 1)
                     events = [self._event(r) for r in conn.execute(
                         "SELECT e.type, e.time_ns, e.pid, e.ppid, s_comm.text, e.ret, "
-                        "s_path.text, s_argv.text, e.flags, s_addr.text, e.port, s_proto.text "
+                        "s_path.text, s_argv.text, e.flags, s_addr.text, e.port, s_proto.text, "
+                        "e.tampered "
                         f"{select} ORDER BY e.time_ns, e.seq LIMIT ?",
                         [fid, *eparams, limit])]
             matches.append(Match(session, total, events, matched_kinds[fid]))
@@ -1023,7 +571,7 @@ class SessionIndex:
             type=TYPE_NAMES.get(r[0], f"type_{r[0]}"), time_ns=r[1], pid=r[2], ppid=r[3],
             comm=r[4], return_code=r[5], path=r[6],
             argv=None if r[7] is None else json.loads(r[7]), flags=r[8], dst_addr=r[9],
-            dst_port=r[10], protocol=r[11],
+            dst_port=r[10], protocol=r[11], tampered=bool(r[12]),
         )
 
 

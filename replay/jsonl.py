@@ -14,13 +14,17 @@ from collections.abc import Callable
 from json.encoder import encode_basestring
 from typing import Any, TextIO
 
+from replay import trust
 from replay.base import Session
 from replay.events import PathResolver
 from sessrec import format as fmt
+from sessrec import linux
 from sessrec.event import (
     ARGV_TRUNCATED,
     PATH_TRUNCATED,
+    READ_FAILED,
     TYPE_NAMES,
+    Cgroup,
     Chdir,
     Connect,
     Exec,
@@ -68,13 +72,13 @@ class _Cache(dict[Any, str]):
 
 
 def _flag_names(flags: int) -> str:
-    return "[" + ",".join(f'"{n}"' for n in fmt.open_flag_names(flags)) + "]"
+    return "[" + ",".join(f'"{n}"' for n in linux.open_flag_names(flags)) + "]"
 
 
 def _connect_fields(key: tuple[bytes, int, int]) -> str:
     sockaddr, sock_type, protocol = key
-    addr = fmt.decode_sockaddr(sockaddr)
-    proto = fmt.protocol_name(addr.family, sock_type, protocol)
+    addr = linux.decode_sockaddr(sockaddr)
+    proto = linux.protocol_name(addr.family, sock_type, protocol)
     return (
         f'"family":"{addr.family_name}",'
         f'"protocol":{"null" if proto is None else encode_basestring(proto)},'
@@ -83,8 +87,30 @@ def _connect_fields(key: tuple[bytes, int, int]) -> str:
     )
 
 
+def _trust_fields(ev: Exec | Open | Chdir) -> str:
+    """The kernel's word on an exec, open or chdir (replay/trust.py)."""
+    return (
+        f'"path_source":"{trust.path_source(ev)}",'
+        f'"path_deleted":{_jbool(trust.path_deleted(ev))},'
+        f'"path_outside_root":{_jbool(trust.path_unreachable(ev))},'
+        f'"tampered":{_jbool(trust.tampered(ev))}'
+    )
+
+
+def _kernel_dst_fields(ev: Connect) -> str:
+    kaddr = trust.kernel_dst(ev)
+    k = None if kaddr is None else linux.decode_sockaddr(kaddr)
+    addr = None if k is None else k.address
+    return (
+        f'"dst_source":"{trust.dst_source(ev)}",'
+        f'"kernel_dst_addr":{"null" if addr is None else encode_basestring(addr)},'
+        f'"kernel_dst_port":{_jint(None if k is None else k.port)},'
+        f'"tampered":{_jbool(trust.tampered(ev))}'
+    )
+
+
 def _exit_fields(raw: int) -> str:
-    st = fmt.decode_exit(raw)
+    st = linux.decode_exit(raw)
     return (
         f'"exit_code":{_jint(st.exit_code)},"signal":{_jint(st.signal)},'
         f'"core_dumped":{_jbool(st.core_dumped)}'
@@ -106,7 +132,7 @@ def write_jsonl(
     flag_names = _Cache(_flag_names)
     connects = _Cache(_connect_fields)
     exits = _Cache(_exit_fields)
-    open_sys = fmt.OPEN_SYSCALLS
+    open_sys = linux.OPEN_SYSCALLS
     write = out.write
     n = 0
     # The time's text up to its second, for the second of the last event:
@@ -126,20 +152,21 @@ def write_jsonl(
         if type(ev) is Open:
             fl = ev.open_flags
             sysno = ev.syscall
-            sysname = open_sys[sysno] if 0 <= sysno < 4 else fmt.syscall_name(open_sys, sysno)
+            sysname = open_sys[sysno] if 0 <= sysno < 4 else linux.syscall_name(open_sys, sysno)
             line = (
                 f'{{"type":"open",{common},"path":{_jpath(path)},'
                 f'"requested_path":{_jtext(ev.requested_path)},"flags":{fl},'
                 f'"flag_names":{flag_names[fl]},"mode":{ev.mode},"syscall":"{sysname}",'
                 f'"return_code":{ev.ret},'
-                f'"path_truncated":{"true" if ev.flags & PATH_TRUNCATED else "false"}}}\n'
+                f'"path_truncated":{"true" if ev.flags & PATH_TRUNCATED else "false"},'
+                f'{_trust_fields(ev)}}}\n'
             )
         elif type(ev) is Exec:
             line = (
                 f'{{"type":"exec",{common},"path":{_jpath(path)},'
                 f'"requested_path":{_jtext(ev.requested_path)},"argv":{_argv(ev.argv)},'
                 f'"argv_truncated":{"true" if ev.flags & ARGV_TRUNCATED else "false"},'
-                f'"argc":{ev.argc},"return_code":{ev.ret}}}\n'
+                f'"argc":{ev.argc},"return_code":{ev.ret},{_trust_fields(ev)}}}\n'
             )
         elif type(ev) is Fork:
             line = f'{{"type":"fork",{common},"child_pid":{ev.child_pid}}}\n'
@@ -148,18 +175,29 @@ def write_jsonl(
         elif type(ev) is Connect:
             line = (
                 f'{{"type":"connect",{common},'
-                f'{connects[ev.sockaddr, ev.sock_type, ev.protocol]},"return_code":{ev.ret}}}\n'
+                f'{connects[ev.sockaddr, ev.sock_type, ev.protocol]},"return_code":{ev.ret},'
+                f'{_kernel_dst_fields(ev)}}}\n'
             )
         elif type(ev) is Chdir:
             fd = ev.fd
             requested = _jtext(ev.requested_path) if fd == -1 else "null"
             line = (
                 f'{{"type":"chdir",{common},"path":{_jpath(path)},'
-                f'"requested_path":{requested},"fd":{fd},"return_code":{ev.ret}}}\n'
+                f'"requested_path":{requested},"fd":{fd},"return_code":{ev.ret},'
+                f'{_trust_fields(ev)}}}\n'
+            )
+        elif type(ev) is Cgroup:
+            line = (
+                f'{{"type":"cgroup",{common},"moved_pid":{ev.moved_pid},'
+                f'"dst_cgroup_id":{ev.dst_id},"dst_hierarchy":{ev.dst_root},'
+                f'"dst_level":{ev.dst_level},"dst_path":{_jtext(ev.dst_path)},'
+                f'"tampered":{_jbool(trust.tampered(ev))}}}\n'
             )
         else:  # a type this module does not know yet: the common fields only
             name = TYPE_NAMES.get(ev.type, f"type_{ev.type}")
             line = f'{{"type":{json.dumps(name)},{common}}}\n'
+        if ev.flags & READ_FAILED:  # its path, argv or address is missing or partial
+            line = line[:-2] + ',"read_failed":true}\n'
         write(line)
         n += 1
     return n

@@ -9,26 +9,10 @@ import shlex
 from collections.abc import Sequence
 
 from replay.index import EventRow, Match, SessionRow, SyncStats, format_time
-from replay.text import printable, result
-from sessrec import format as fmt
+from replay.text import duration_text, printable
+from sessrec import linux
 from sessrec.cli import Streams
-
-
-def duration(ns: int) -> str:
-    """'25ms', '3.2s', '4m05s', '2h03m', '3d04h'."""
-    if ns < 1_000_000_000:
-        return f"{ns // 1_000_000}ms"
-    s = ns / 1e9
-    if s < 60:
-        return f"{s:.1f}s"
-    m, sec = divmod(int(s), 60)
-    if m < 60:
-        return f"{m}m{sec:02d}s"
-    h, m = divmod(m, 60)
-    if h < 24:
-        return f"{h}h{m:02d}m"
-    d, h = divmod(h, 24)
-    return f"{d}d{h:02d}h"
+from sessrec.linux import result
 
 
 def _start(ns: int) -> str:
@@ -54,7 +38,7 @@ def format_sessions(rows: Sequence[SessionRow]) -> str:
               "CONN", "LOST", "STATUS", "SESSION", "FILE")
     table = [
         [
-            _start(r.start_ns), duration(r.duration_ns), printable(r.user),
+            _start(r.start_ns), duration_text(r.duration_ns), printable(r.user),
             "-" if r.audit_session_id is None else str(r.audit_session_id),
             printable(r.hostname), str(r.total_events), str(r.counts.get("exec", 0)),
             str(r.counts.get("open", 0)), str(r.counts.get("connect", 0)), str(r.lost_total),
@@ -71,15 +55,22 @@ def _result(ret: int) -> str:
 
 def describe(e: EventRow) -> str:
     """The detail of a searchable event, escaped."""
+    text = _describe(e)
+    return f"{text} [TAMPERED]" if e.tampered else text
+
+
+def _describe(e: EventRow) -> str:
     if e.type == "exec":
         argv = e.argv or []
         exe = f" [{e.path}]" if e.path and (not argv or e.path != argv[0]) else ""
         return printable(f"{shlex.join(argv)}{exe} {_result(e.return_code)}")
     if e.type == "open":
-        flags = "|".join(fmt.open_flag_names(e.flags or 0))
+        flags = "|".join(linux.open_flag_names(e.flags or 0))
         return printable(f"{e.path} {flags} {_result(e.return_code)}")
     if e.type == "chdir":
         return printable(f"{e.path} {_result(e.return_code)}")
+    if e.type == "cgroup":
+        return printable(f"moved to cgroup {e.path}")
     if e.type == "connect":
         if e.dst_port is None:
             where = e.dst_addr or "?"
@@ -99,7 +90,7 @@ def format_matches(matches: Sequence[Match], *, max_events: int | None) -> str:
         s = m.session
         out.append(
             f"{printable(s.session_id)}  {printable(s.user)}@{printable(s.hostname)}  "
-            f"{_start(s.start_ns)}Z  {duration(s.duration_ns)}  {s.status}  "
+            f"{_start(s.start_ns)}Z  {duration_text(s.duration_ns)}  {s.status}  "
             f"{printable(s.file)}\n"
         )
         if m.kinds:

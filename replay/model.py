@@ -40,6 +40,7 @@ from typing import NamedTuple
 from replay.base import Session, no_gc
 from replay.events import PathResolver, with_paths
 from sessrec import format as fmt
+from sessrec import linux
 from sessrec.event import ARGV_TRUNCATED, Chdir, Connect, Event, Exec, Exit, Fork, Open, failed
 
 # What a model keeps at most (see the module docstring). About 1 KB a
@@ -157,8 +158,8 @@ class Process:
         return progs
 
     @property
-    def exit_status(self) -> fmt.ExitStatus | None:
-        return None if self.exit_code_raw is None else fmt.decode_exit(self.exit_code_raw)
+    def exit_status(self) -> linux.WaitStatus | None:
+        return None if self.exit_code_raw is None else linux.decode_exit(self.exit_code_raw)
 
     @property
     def duration_ns(self) -> int | None:
@@ -326,8 +327,8 @@ class ProcessModel:
         elif type(ev) is Connect:
             proc.n_connects += 1
             if self.index:
-                a = fmt.decode_sockaddr(ev.sockaddr)
-                proto = fmt.protocol_name(a.family, ev.sock_type, ev.protocol)
+                a = linux.decode_sockaddr(ev.sockaddr)
+                proto = linux.protocol_name(a.family, ev.sock_type, ev.protocol)
                 proc.connections.append(
                     Connection(ts, a.family_name, a.address, a.port, proto, ev.ret)
                 )

@@ -27,7 +27,9 @@ from replay.base import Session
 from replay.events import with_paths
 from replay.export_ids import Ids
 from replay.jsonl import _Cache, _jpath, _jtext
+from replay.trust import kernel_dst
 from sessrec import format as fmt
+from sessrec import linux
 from sessrec.event import Connect, Exec, Exit, Open
 
 SESSION_START = ("session.start", "T2000I")
@@ -47,7 +49,7 @@ ICMP_PROTOCOLS = frozenset((1, 58))  # IPPROTO_ICMP, IPPROTO_ICMPV6
 ACTION_OBSERVED = 0  # EventAction OBSERVED: recorded, not enforced
 # src_addr: the recorder does not see the local address; the unspecified
 # address of the family says so and keeps the field an IP.
-UNKNOWN_SOURCE = {fmt.AF_INET: "0.0.0.0", fmt.AF_INET6: "::"}
+UNKNOWN_SOURCE = {linux.AF_INET: "0.0.0.0", linux.AF_INET6: "::"}
 
 
 def _kind(kind: tuple[str, str]) -> str:
@@ -118,7 +120,8 @@ def write_teleport(session: Session, out: TextIO) -> int:
         elif type(ev) is Connect:
             if ev.sock_type == SOCK_RAW or ev.protocol in ICMP_PROTOCOLS:
                 continue  # no connection: not what SessionNetwork's CONNECT means
-            addr = fmt.decode_sockaddr(ev.sockaddr)
+            kdst = kernel_dst(ev)  # where the kernel connected, when it says
+            addr = linux.decode_sockaddr(ev.sockaddr if kdst is None else kdst)
             src = UNKNOWN_SOURCE.get(addr.family)
             if src is None or addr.address is None:
                 continue
@@ -127,17 +130,17 @@ def write_teleport(session: Session, out: TextIO) -> int:
                 f',"pid":{ev.pid},"cgroup_id":{cgroup_id},"program":{comms[ev.comm]},'
                 f'"audit_session_id":{audit_session_id},'
                 f'"src_addr":"{src}","dst_addr":"{dst}","dst_port":{addr.port},'
-                f'"version":{4 if addr.family == fmt.AF_INET else 6},'
+                f'"version":{4 if addr.family == linux.AF_INET else 6},'
                 f'"operation":{OPERATION_CONNECT},"action":{ACTION_OBSERVED}'
             )
             kind = network
         elif type(ev) is Exit:
             raw = ev.exit_code_raw
-            st = fmt.decode_exit(raw)
+            st = linux.decode_exit(raw)
             body = (
                 f',"pid":{ev.pid},"cgroup_id":{cgroup_id},"program":{comms[ev.comm]},'
                 f'"audit_session_id":{audit_session_id},'
-                f'"ppid":{ev.ppid},"exit_code":{fmt.shell_status(raw)},'
+                f'"ppid":{ev.ppid},"exit_code":{linux.shell_status(raw)},'
                 f'"signal":{st.signal or 0},"core_dumped":{"true" if st.core_dumped else "false"}'
             )
             kind = process_exit

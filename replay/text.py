@@ -1,15 +1,12 @@
-"""Showing untrusted text to people: the one escaping function, and the names
-of Linux errno values and signals.
+"""Showing untrusted text to people: the one escaping function, and
+durations for people. (The names of errno values and signals are
+sessrec/linux.py's.)
 
 A session file records what programs passed to the kernel: argv, paths and
 comm may hold escape sequences (``\\x1b]0;title\\x07``, ``\\x1b[2J``) or
 bidirectional overrides meant to drive or fool the analyst's terminal. Every
 piece of such text goes through printable() (or show() for bytes) before it
 is written anywhere a terminal may read it: replay, tree, info.
-
-Errno and signal numbers are those of the recording machine, Linux; the
-analyst's machine may number them differently (macOS does), so the names are
-tables here rather than the errno and signal modules.
 """
 
 from __future__ import annotations
@@ -109,67 +106,6 @@ def duration_text(ns: int) -> str:
         return f"{m}m{sec:02d}s"
     h, m = divmod(m, 60)
     return f"{h}h{m:02d}m"
-
-# asm-generic/errno-base.h and errno.h: x86-64, arm64 and most architectures
-# (alpha, mips, parisc and sparc number some of these differently). 512 and
-# up are kernel-internal values a syscall tracepoint can still observe.
-ERRNO_NAMES: Final[Mapping[int, str]] = dict(enumerate(
-    (
-        "EPERM ENOENT ESRCH EINTR EIO ENXIO E2BIG ENOEXEC EBADF ECHILD EAGAIN ENOMEM "
-        "EACCES EFAULT ENOTBLK EBUSY EEXIST EXDEV ENODEV ENOTDIR EISDIR EINVAL ENFILE "
-        "EMFILE ENOTTY ETXTBSY EFBIG ENOSPC ESPIPE EROFS EMLINK EPIPE EDOM ERANGE EDEADLK "
-        "ENAMETOOLONG ENOLCK ENOSYS ENOTEMPTY ELOOP - ENOMSG EIDRM ECHRNG EL2NSYNC "
-        "EL3HLT EL3RST ELNRNG EUNATCH ENOCSI EL2HLT EBADE EBADR EXFULL ENOANO EBADRQC "
-        "EBADSLT - EBFONT ENOSTR ENODATA ETIME ENOSR ENONET ENOPKG EREMOTE ENOLINK EADV "
-        "ESRMNT ECOMM EPROTO EMULTIHOP EDOTDOT EBADMSG EOVERFLOW ENOTUNIQ EBADFD EREMCHG "
-        "ELIBACC ELIBBAD ELIBSCN ELIBMAX ELIBEXEC EILSEQ ERESTART ESTRPIPE EUSERS ENOTSOCK "
-        "EDESTADDRREQ EMSGSIZE EPROTOTYPE ENOPROTOOPT EPROTONOSUPPORT ESOCKTNOSUPPORT "
-        "EOPNOTSUPP EPFNOSUPPORT EAFNOSUPPORT EADDRINUSE EADDRNOTAVAIL ENETDOWN "
-        "ENETUNREACH ENETRESET ECONNABORTED ECONNRESET ENOBUFS EISCONN ENOTCONN ESHUTDOWN "
-        "ETOOMANYREFS ETIMEDOUT ECONNREFUSED EHOSTDOWN EHOSTUNREACH EALREADY EINPROGRESS "
-        "ESTALE EUCLEAN ENOTNAM ENAVAIL EISNAM EREMOTEIO EDQUOT ENOMEDIUM EMEDIUMTYPE "
-        "ECANCELED ENOKEY EKEYEXPIRED EKEYREVOKED EKEYREJECTED EOWNERDEAD ENOTRECOVERABLE "
-        "ERFKILL EHWPOISON"
-    ).split(),
-    start=1,
-)) | {
-    512: "ERESTARTSYS",
-    513: "ERESTARTNOINTR",
-    514: "ERESTARTNOHAND",
-    515: "ENOIOCTLCMD",
-    516: "ERESTART_RESTARTBLOCK",
-}
-
-EINPROGRESS: Final = 115
-
-
-def errno_name(errnum: int) -> str:
-    """'ENOENT' for 2; 'E999' for a number without a name."""
-    name = ERRNO_NAMES.get(errnum)
-    return f"E{errnum}" if name is None or name == "-" else name
-
-
-def result(ret: int) -> str:
-    """A syscall's return value as people read it: '3', '-2 ENOENT'."""
-    return f"{ret} {errno_name(-ret)}" if ret < 0 else str(ret)
-
-
-# Linux signal numbers on x86, arm and most architectures.
-SIGNAL_NAMES: Final[Mapping[int, str]] = dict(enumerate(
-    (
-        "SIGHUP SIGINT SIGQUIT SIGILL SIGTRAP SIGABRT SIGBUS SIGFPE SIGKILL SIGUSR1 "
-        "SIGSEGV SIGUSR2 SIGPIPE SIGALRM SIGTERM SIGSTKFLT SIGCHLD SIGCONT SIGSTOP "
-        "SIGTSTP SIGTTIN SIGTTOU SIGURG SIGXCPU SIGXFSZ SIGVTALRM SIGPROF SIGWINCH SIGIO "
-        "SIGPWR SIGSYS"
-    ).split(),
-    start=1,
-))
-
-
-def signal_name(signum: int) -> str:
-    """'SIGKILL' for 9; 'SIG34' for real-time and unknown signals."""
-    return SIGNAL_NAMES.get(signum) or f"SIG{signum}"
-
 
 def use_color(choice: str, stream: TextIO, environ: Mapping[str, str]) -> bool:
     """--color=always|never|auto. auto: colour only on a terminal, and not

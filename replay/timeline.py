@@ -13,27 +13,31 @@ the terminal.
 
 from __future__ import annotations
 
-import calendar
-import fnmatch
-import ipaddress
-import re
 import shlex
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 from replay.base import Session, describe_gap
-from replay.events import with_paths
+from replay.events import normalize, with_paths
 from replay.model import Process, ProcessModel
-from replay.text import ascii_safe, encodable, printable, result, show, signal_name
+from replay.terms import Dest, glob_match
+from replay.text import ascii_safe, encodable, printable, show
+from replay.trust import kernel_dst
 from sessrec import format as fmt
+from sessrec import linux
 from sessrec.errors import UsageError
 from sessrec.event import (
     ARGV_TRUNCATED,
+    KPATH_DELETED,
+    KPATH_UNREACHABLE,
     PATH_TRUNCATED,
+    READ_FAILED,
+    TAMPERED,
     TYPE_BY_NAME,
     TYPE_NAMES,
+    Cgroup,
     Chdir,
     Connect,
     Event,
@@ -43,6 +47,7 @@ from sessrec.event import (
     Open,
     failed,
 )
+from sessrec.linux import result, signal_name
 
 # --- parsing the filters --------------------------------------------------------
 
@@ -63,108 +68,6 @@ def parse_types(values: Iterable[str]) -> frozenset[int]:
     return frozenset(types)
 
 
-_RELATIVE = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)?$")
-_UNIT_NS = {"ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000}
-_RFC3339 = re.compile(
-    r"^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9})\d*)?([Zz]|[+-]\d\d:\d\d)$"
-)
-
-
-def rfc3339_ns(text: str) -> int | None:
-    """ns since the epoch of an RFC 3339 time with a zone
-    ('2026-11-21T11:10:02.123456789Z'); None if it is not one."""
-    m = _RFC3339.match(text.strip())
-    if not m:
-        return None
-    year, mon, day, hh, mm, ss = (int(g) for g in m.groups()[:6])
-    try:
-        secs = calendar.timegm((year, mon, day, hh, mm, ss, 0, 0, 0))
-        time.gmtime(secs)  # range check
-    except (ValueError, OverflowError, OSError):
-        return None
-    zone = m.group(8)
-    if zone not in ("Z", "z"):
-        sign = 1 if zone[0] == "+" else -1
-        secs -= sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
-    frac = (m.group(7) or "").ljust(9, "0")
-    return secs * 1_000_000_000 + int(frac)
-
-
-def parse_when(spec: str, wall_ns: int) -> int:
-    """--since/--until as ns since the recording's clock (event ts).
-
-    Relative: seconds since the start of the recording, '90', '1.5', '500ms',
-    '2m', '1h'. Absolute: RFC 3339 with a zone, '2026-11-21T11:10:02.5Z'."""
-    m = _RELATIVE.match(spec.strip())
-    if m:
-        return int(float(m.group(1)) * _UNIT_NS[m.group(2) or "s"])
-    absolute = rfc3339_ns(spec)
-    if absolute is None:
-        raise UsageError(
-            f"cannot read time {spec!r}: give seconds since the start (1.5, 500ms, 2m, 1h) "
-            "or an RFC 3339 time with a zone (2026-11-21T11:10:02Z)"
-        )
-    return absolute - wall_ns
-
-
-IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-class DestMatcher:
-    """--dest: ADDR, ADDR:PORT, [V6ADDR]:PORT, V6ADDR, :PORT, a CIDR network
-    (10.0.0.0/8, [2001:db8::/32]:443), or a unix socket path or @abstract
-    name (glob patterns allowed). An IPv4 address also matches its
-    v4-mapped IPv6 form."""
-
-    def __init__(self, spec: str):
-        self.spec = spec
-        host, port = self._split(spec.strip())
-        self.port: int | None = None
-        if port is not None:
-            if not port.isdigit() or int(port) > 65535:
-                raise UsageError(f"--dest {spec!r}: {port!r} is not a port number")
-            self.port = int(port)
-        self.net: IPNet | None = None
-        self.pattern: str | None = None
-        if host not in ("", "*"):
-            try:
-                self.net = ipaddress.ip_network(host, strict=False)
-            except ValueError:
-                self.pattern = host  # a unix path, @name, or a name compared as text
-
-    @staticmethod
-    def _split(spec: str) -> tuple[str, str | None]:
-        if spec.startswith("["):
-            host, sep, rest = spec[1:].partition("]")
-            if not sep or (rest and not rest.startswith(":")):
-                raise UsageError(f"--dest {spec!r}: write an IPv6 address as [ADDR] or [ADDR]:PORT")
-            return host, rest[1:] if rest else None
-        if spec.startswith(("/", "@")):
-            return spec, None
-        if spec.count(":") == 1:
-            host, _, port = spec.partition(":")
-            return host, port
-        return spec, None
-
-    def __call__(self, addr: fmt.SockAddr) -> bool:
-        if self.port is not None and addr.port != self.port:
-            return False
-        if self.net is not None:
-            if addr.address is None or addr.family not in (fmt.AF_INET, fmt.AF_INET6):
-                return False
-            try:
-                ip = ipaddress.ip_address(addr.address.partition("%")[0])
-            except ValueError:
-                return False
-            if ip in self.net:
-                return True
-            mapped = getattr(ip, "ipv4_mapped", None)
-            return mapped is not None and mapped in self.net
-        if self.pattern is not None:
-            return addr.address is not None and fnmatch.fnmatchcase(addr.address, self.pattern)
-        return True
-
-
 @dataclass
 class Filters:
     """Which events to show. Each filter given must match (AND); within
@@ -174,7 +77,7 @@ class Filters:
     pid: int | None = None
     children: bool = False  # with pid: its descendants too
     path: str | None = None  # glob on the resolved and the requested path
-    dests: tuple[DestMatcher, ...] = ()  # any of them
+    dests: tuple[Dest, ...] = ()  # any of them
     failed: bool = False
     since: int | None = None  # ns since the clock (event ts), inclusive
     until: int | None = None
@@ -229,15 +132,15 @@ class EventFilter:
             return False
         if f.path is not None:
             if not isinstance(ev, Open | Exec | Chdir) or not any(
-                p is not None and fnmatch.fnmatchcase(fmt.text(p), f.path)
+                p is not None and glob_match(f.path, fmt.text(p))
                 for p in (path, ev.requested_path or None)
             ):
                 return False
         if f.dests:
             if not isinstance(ev, Connect):
                 return False
-            addr = fmt.decode_sockaddr(ev.sockaddr)
-            if not any(d(addr) for d in f.dests):
+            addr = linux.decode_sockaddr(ev.sockaddr)
+            if not any(d.matches(addr) for d in f.dests):
                 return False
         return True
 
@@ -282,53 +185,83 @@ def argv_text(argv: list[bytes]) -> str:
     return shlex.join(show(a) for a in argv)
 
 
-def _as_requested(path: bytes | None, requested: bytes | None) -> str:
-    """The resolved path, with the path as passed when it was relative."""
+def _as_requested(path: bytes | None, requested: bytes | None,
+                  kernel: bool = False) -> str:
+    """The resolved path, with the path as passed when it was relative, or
+    when the kernel's path is another (a symlink, or a rewritten buffer)."""
     if path is None:
         return "?" if not requested else f"{show(requested)} (unresolved)"
     shown = show(path)
-    if requested and not requested.startswith(b"/"):
+    if requested and (not requested.startswith(b"/")
+                      or (kernel and normalize(requested) != path)):
         shown += f" (as {show(requested)})"
     return shown
 
 
-def exit_text(raw: int) -> str:
-    st = fmt.decode_exit(raw)
+def _kernel_marks(ev: Event, style: Style) -> str:
+    """What the kernel's objects add (replay/trust.py): deleted, outside the
+    root, tampered."""
+    text = ""
+    if ev.flags & KPATH_DELETED:
+        text += " [deleted]"
+    if ev.flags & KPATH_UNREACHABLE:
+        text += " [outside the root]"
+    if ev.flags & TAMPERED:
+        text += " " + style.fail("[TAMPERED]")
+    return text
+
+
+def exit_text(raw: int, *, short: bool = False) -> str:
+    """'code 3', 'killed by SIGSEGV (core dumped)'; short: 'exit 3',
+    'SIGSEGV core'."""
+    st = linux.decode_exit(raw)
     if st.signal is None:
-        return f"code {st.exit_code}"
+        return f"exit {st.exit_code}" if short else f"code {st.exit_code}"
+    if short:
+        return signal_name(st.signal) + (" core" if st.core_dumped else "")
     core = " (core dumped)" if st.core_dumped else ""
     return f"killed by {signal_name(st.signal)}{core}"
 
 
-def address_text(addr: fmt.SockAddr, protocol: str | None) -> str:
+def address_text(addr: linux.SockAddr, protocol: str | None) -> str:
     """'tcp 192.0.2.1:80', 'tcp [2001:db8::1]:443', 'unix stream /run/x.sock'."""
     where = "?" if addr.address is None else printable(addr.address)
-    if addr.family == fmt.AF_INET6 and addr.address is not None:
+    if addr.family == linux.AF_INET6 and addr.address is not None:
         where = f"[{where}]"
     if addr.port is not None:
         where = f"{where}:{addr.port}"
-    if addr.family == fmt.AF_UNIX:
+    if addr.family == linux.AF_UNIX:
         return f"unix {protocol or '?'} {where}"
-    if addr.family in (fmt.AF_INET, fmt.AF_INET6):
+    if addr.family in (linux.AF_INET, linux.AF_INET6):
         return f"{protocol or addr.family_name} {where}"
     return f"{addr.family_name} {protocol or '?'} {where}".rstrip(" ?")
 
 
+# An event whose path, argv or address the BPF program could not read from
+# the process (SR_FLAG_READ_FAILED): what is shown is missing or partial.
+READ_FAILED_NOTE: Final = "[not read: the kernel could not read it from the process]"
+
+
 def details(ev: Event, path: bytes | None, style: Style) -> str:
     """The details column of one event, with its resolved path."""
+    text = _details(ev, path, style)
+    return f"{text} {READ_FAILED_NOTE}" if ev.flags & READ_FAILED else text
+
+
+def _details(ev: Event, path: bytes | None, style: Style) -> str:
 
     def ret(r: int, is_failure: bool) -> str:
         text = f"= {result(r)}"
         return style.fail(text) if is_failure else text
 
     if isinstance(ev, Open):
-        flags = "|".join(fmt.open_flag_names(ev.open_flags))
-        text = f"{_as_requested(path, ev.requested_path)} {flags}"
+        flags = "|".join(linux.open_flag_names(ev.open_flags))
+        text = f"{_as_requested(path, ev.requested_path, ev.kpath_src != 0)} {flags}"
         if ev.open_flags & (0o100 | 0o20000000):  # O_CREAT, __O_TMPFILE: mode matters
             text += f" {ev.mode:04o}"
         if ev.flags & PATH_TRUNCATED:
             text += " [path truncated]"
-        return f"{text} {ret(ev.ret, ev.ret < 0)}"
+        return f"{text}{_kernel_marks(ev, style)} {ret(ev.ret, ev.ret < 0)}"
     if isinstance(ev, Exec):
         text = argv_text(ev.argv) if ev.argv else "''"
         argv0 = ev.argv[0] if ev.argv else None
@@ -338,21 +271,31 @@ def details(ev: Event, path: bytes | None, style: Style) -> str:
             text += f" ({show(ev.requested_path)})"
         if ev.flags & ARGV_TRUNCATED or ev.argc != len(ev.argv):
             text += f" [argv truncated, argc {ev.argc}]"
+        text += _kernel_marks(ev, style)
         return text if ev.ret == 0 else f"{text} {ret(ev.ret, True)}"
     if isinstance(ev, Connect):
-        addr = fmt.decode_sockaddr(ev.sockaddr)
-        text = address_text(addr, fmt.protocol_name(addr.family, ev.sock_type, ev.protocol))
-        return f"{text} {ret(ev.ret, failed(ev))}"
+        kdst = kernel_dst(ev)  # where the kernel connected, when it says
+        addr = linux.decode_sockaddr(ev.sockaddr if kdst is None else kdst)
+        proto = linux.protocol_name(addr.family, ev.sock_type, ev.protocol)
+        text = address_text(addr, proto)
+        if kdst is not None and ev.flags & TAMPERED:
+            text += f" (as {address_text(linux.decode_sockaddr(ev.sockaddr), proto)})"
+        return f"{text}{_kernel_marks(ev, style)} {ret(ev.ret, failed(ev))}"
     if isinstance(ev, Exit):
         text = exit_text(ev.exit_code_raw)
         return style.fail(text) if ev.exit_code_raw else text
     if isinstance(ev, Fork):
         return f"child {ev.child_pid}"
     if isinstance(ev, Chdir):
-        text = _as_requested(path, ev.requested_path if ev.fd == -1 else None)
+        text = _as_requested(path, ev.requested_path if ev.fd == -1 else None,
+                             ev.kpath_src != 0)
         if ev.fd != -1:
             text += f" (fd {ev.fd})"
+        text += _kernel_marks(ev, style)
         return text if ev.ret == 0 else f"{text} {ret(ev.ret, True)}"
+    if isinstance(ev, Cgroup):
+        where = "cgroup2" if ev.dst_root == 0 else f"cgroup hierarchy {ev.dst_root}"
+        return f"pid {ev.moved_pid} to {show(ev.dst_path)} ({where}){_kernel_marks(ev, style)}"
     raise TypeError(f"not an event: {ev!r}")  # pragma: no cover
 
 

@@ -25,7 +25,16 @@ import zstandard
 from replay.base import Damage, Session, no_gc
 from sessrec import format as fmt
 from sessrec.errors import FormatError
-from sessrec.event import CLASSES, REQUIRED_TYPES, Event, EventType, Exec, make
+from sessrec.event import (
+    CLASSES,
+    FIELD_TYPES,
+    REQUIRED_TYPES,
+    Event,
+    EventType,
+    Exec,
+    event_problem,
+    make,
+)
 
 _PAYLOAD = fmt.DESCRIPTOR_PAYLOAD_LEN
 _HEAD = fmt.FRAME_HEAD.size
@@ -34,10 +43,10 @@ _FOOT = fmt.FOOTER.size
 _DESC_PAYLOAD = struct.Struct("<III")  # kind, compressed_len, raw_len
 _FOOT_PAYLOAD = struct.Struct("<Q")
 
-# type number -> (event class, types of its required fields, their count,
-# its field count), for the fast per-event check and the typing.
+# type number -> (event class, types of its fields, the count of its
+# required ones, its field count), for the fast per-event check and the typing.
 _LAYOUT: dict[int, tuple[type[Event], tuple[type, ...], int, int]] = {
-    t: (cls, REQUIRED_TYPES[t], len(REQUIRED_TYPES[t]), len(cls._fields))
+    t: (cls, FIELD_TYPES[t], len(REQUIRED_TYPES[t]), len(cls._fields))
     for t, cls in CLASSES.items()
 }
 _EXEC = int(EventType.EXEC)
@@ -303,20 +312,21 @@ class SessionV1(Session):
                 if type(obj) is list:
                     t = obj[0] if obj else None
                     if type(t) is not int:
-                        _fail(pos, f"bad event: {fmt.event_problem(obj)}")
+                        _fail(pos, f"bad event: {event_problem(obj)}")
                     lay = layout(t)
                     if lay is None:
                         self.unknown_types[t] = self.unknown_types.get(t, 0) + 1
                         continue
                     cls, types, n, n_fields = lay
-                    if len(obj) == n == n_fields:  # as this version writes it
+                    if len(obj) == n_fields:  # as this version knows it
                         ok = tuple(map(type, obj)) == types
-                    else:  # fields of another minor version
-                        ok = len(obj) >= n and tuple(map(type, obj[:n])) == types
+                    else:  # fields of another minor version: those known checked
+                        k = min(len(obj), n_fields)
+                        ok = len(obj) >= n and tuple(map(type, obj[:k])) == types[:k]
                     if not ok or (
                         t == _EXEC and not all(type(a) is bytes for a in obj[_EXEC_ARGV])
                     ):
-                        _fail(pos, f"bad event: {fmt.event_problem(obj)}")
+                        _fail(pos, f"bad event: {event_problem(obj)}")
                     ev = _new(cls, obj) if len(obj) == n_fields else make(obj)
                     counts[t] = counts.get(t, 0) + 1
                     append(ev)

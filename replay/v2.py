@@ -49,6 +49,9 @@ class SessionV2(SessionV1):
                               f"{known}", path, fmt.PREAMBLE.size)
         self._abi = abi
         self._origin: int = self.header["clock"]["mono_ns"]
+        # One decoder for the whole file: an exec's argv parts (ABI 2) may
+        # be in the records chunk before its own.
+        self._decoder = records.Decoder(self._origin, abi)
 
     def _body_chunk(self, kind: fmt.ChunkKind, raw: bytes, pos: int) -> Iterable[Event]:
         if kind == fmt.ChunkKind.RECORDS:
@@ -85,7 +88,7 @@ class SessionV2(SessionV1):
         ends at or past `stop` (default: the chunk's end); return where the
         next one starts."""
         append = out.append
-        decoder = records.Decoder(self._origin, self._abi)
+        decoder = self._decoder
         decode = decoder.decode
         frame = _FRAME.unpack_from
         view = memoryview(raw)
@@ -107,6 +110,8 @@ class SessionV2(SessionV1):
                     _fail(pos, f"a malformed record at byte {start} of a records chunk")
                 t = raw[start] | raw[start + 1] << 8
                 self.unknown_types[t] = self.unknown_types.get(t, 0) + 1
+                continue
+            if ev is records.CONSUMED:
                 continue
             t = ev.type
             counts[t] = counts.get(t, 0) + 1

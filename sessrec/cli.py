@@ -22,6 +22,7 @@ from sessrec.errors import SessrecError, UsageError
 # lazily: the replay commands must work without BCC or root.
 COMMAND_MODULES = (
     "recorder.cli_record",
+    "recorder.cli_pam",
     "recorder.cli_daemon",
     "sessrec.cli_config",
     "recorder.cli_keygen",

@@ -8,6 +8,7 @@ the line and the key.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -49,11 +50,37 @@ class Config:
 
     def records_user(self, name: str | None, uid: int | None) -> bool:
         """Whether a session of this user is recorded: exclude wins, and an
-        empty include means everyone."""
-        who = {x for x in (name, uid) if x is not None}
+        empty include means everyone. "%group" entries match the members of
+        a group (primary or supplementary, from the system's databases)."""
+        who: set[str | int] = {x for x in (name, uid) if x is not None}
+        if any(isinstance(x, str) and x.startswith("%")
+               for x in (*self.users_include, *self.users_exclude)):
+            who |= _groups_of(name, uid)
         if who & set(self.users_exclude):
             return False
         return not self.users_include or bool(who & set(self.users_include))
+
+
+def _groups_of(name: str | None, uid: int | None) -> set[str | int]:
+    """"%name" of each group the user is in; nothing for an unknown user."""
+    import grp
+    import pwd
+    try:
+        if name is not None:
+            pw = pwd.getpwnam(name)
+        elif uid is not None:
+            pw = pwd.getpwuid(uid)
+        else:
+            return set()
+    except KeyError:
+        return set()
+    out: set[str | int] = set()
+    for gid in os.getgrouplist(pw.pw_name, pw.pw_gid):
+        try:
+            out.add("%" + grp.getgrgid(gid).gr_name)
+        except KeyError:
+            pass
+    return out
 
 
 # --- value parsers: each takes the TOML value, returns the Python one or
@@ -153,7 +180,7 @@ def _users(v: object) -> tuple[str | int, ...]:
         elif isinstance(x, str) and x and not any(c.isspace() or ord(c) < 32 for c in x):
             out.append(x)
         else:
-            raise ValueError(f"{x!r} is not a user name or uid")
+            raise ValueError(f"{x!r} is not a user name, uid or %group")
     return tuple(out)
 
 

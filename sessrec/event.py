@@ -20,6 +20,8 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Final, NamedTuple
 
+from sessrec.linux import EINPROGRESS  # a connect in progress: not a failure
+
 
 class EventType(enum.IntEnum):
     """enum sr_event_type in bpf/sessrec.h. Append-only."""
@@ -30,10 +32,15 @@ class EventType(enum.IntEnum):
     OPEN = 4
     CONNECT = 5
     CHDIR = 6
+    # 7 is SR_EVENT_ARGV: a part of an exec's argv, joined to it when read.
+    CGROUP = 8  # a session process moved to another cgroup (BPF ABI 2)
 
 
 TYPE_NAMES: Final[Mapping[int, str]] = {t.value: t.name.lower() for t in EventType}
 TYPE_BY_NAME: Final[Mapping[str, int]] = {n: v for v, n in TYPE_NAMES.items()}
+# Names of what the kernel counts as lost (its `lost` map, by record type):
+# the event types, argv parts, and processes the members map had no room for.
+LOST_NAMES: Final[Mapping[int, str]] = {**TYPE_NAMES, 0: "session_membership", 7: "argv_part"}
 
 
 class EventFlag(enum.IntFlag):
@@ -42,14 +49,34 @@ class EventFlag(enum.IntFlag):
     PATH_TRUNCATED = 1 << 0  # a path hit the capture limit
     ARGV_TRUNCATED = 1 << 1  # argv hit the capture limit or the argument count
     READ_FAILED = 1 << 2  # a user-memory read failed: the path or argv is missing
+    # BPF ABI 2: the kernel's path (kpath) of an exec, open or chdir
+    KPATH_TRUNCATED = 1 << 3  # longer than the walk holds: none given
+    KPATH_DELETED = 1 << 4  # the file had been unlinked
+    KPATH_UNREACHABLE = 1 << 5  # outside the task's root: given from the namespace's root
+    KPATH_NONE = 1 << 6  # no kernel object to take it from
+    # The caller's memory and the kernel's object disagree beyond what
+    # resolution explains, or a session process left its session's cgroup.
+    TAMPERED = 1 << 7
+
+
+class KpathSource(enum.IntEnum):
+    """enum sr_kpath_src in bpf/sessrec.h: what an event's kernel path is of."""
+
+    NONE = 0  # none was taken
+    FILE = 1  # the object itself (the file opened, the executable, the new cwd)
+    CWD = 2  # the cwd a failed request was relative to
+    DIRFD = 3  # the dirfd's file a failed request was relative to
+    ROOT = 4  # the task's root (a failed absolute request)
 
 
 # Plain ints for hot loops: int & IntFlag builds an enum member on every event.
 PATH_TRUNCATED: Final = int(EventFlag.PATH_TRUNCATED)
 ARGV_TRUNCATED: Final = int(EventFlag.ARGV_TRUNCATED)
 READ_FAILED: Final = int(EventFlag.READ_FAILED)
+TAMPERED: Final = int(EventFlag.TAMPERED)
+KPATH_DELETED: Final = int(EventFlag.KPATH_DELETED)
+KPATH_UNREACHABLE: Final = int(EventFlag.KPATH_UNREACHABLE)
 
-EINPROGRESS: Final = 115  # a non-blocking connect that has not finished: not a failure
 
 
 # Every class starts with the common fields: type, ts (ns since the header's
@@ -87,6 +114,14 @@ class Exec(NamedTuple):
     argc: int  # the original count
     old_pid: int  # the tid that called exec
     syscall: int  # 0 execve, 1 execveat
+    # BPF ABI 2: the executable the kernel ran (or, failed, what the request
+    # was resolved from), whose first kroot_len bytes lie outside the root;
+    # argv_total bytes of argv, argv_parts continuation records (joined).
+    kpath: bytes = b""
+    kpath_src: int = 0  # KpathSource
+    kroot_len: int = 0
+    argv_total: int = 0
+    argv_parts: int = 0
 
 
 class Exit(NamedTuple):
@@ -120,6 +155,11 @@ class Open(NamedTuple):
     requested_path: bytes  # as passed
     open_flags: int  # O_* bits
     mode: int
+    # BPF ABI 2: the file the kernel opened (or, failed, what the request
+    # was resolved from), whose first kroot_len bytes lie outside the root.
+    kpath: bytes = b""
+    kpath_src: int = 0  # KpathSource
+    kroot_len: int = 0
 
 
 class Connect(NamedTuple):
@@ -138,6 +178,10 @@ class Connect(NamedTuple):
     sock_type: int
     protocol: int  # sk_protocol
     sockaddr: bytes  # struct sockaddr as passed
+    # BPF ABI 2: the destination the kernel stored in the socket, as a
+    # sockaddr; kaddr_src 1 when there is one (0: the caller's is all).
+    kaddr_src: int = 0
+    kaddr: bytes = b""
 
 
 class Chdir(NamedTuple):
@@ -154,9 +198,35 @@ class Chdir(NamedTuple):
     ret: int
     fd: int
     requested_path: bytes
+    # BPF ABI 2: the new cwd the kernel set (or, failed, what the request
+    # was resolved from), whose first kroot_len bytes lie outside the root.
+    kpath: bytes = b""
+    kpath_src: int = 0  # KpathSource
+    kroot_len: int = 0
 
 
-Event = Fork | Exec | Exit | Open | Connect | Chdir
+class Cgroup(NamedTuple):
+    """A session process moved to a cgroup (BPF ABI 2). The common fields are
+    the mover's (it may be the process itself); moved_pid is the process
+    moved. It stays recorded wherever it goes; a move out of the session's
+    cgroup is flagged TAMPERED."""
+
+    type: int
+    ts: int
+    pid: int
+    tid: int
+    ppid: int
+    uid: int
+    comm: bytes
+    flags: int
+    dst_id: int  # the destination cgroup's id
+    dst_root: int  # its hierarchy id; 0 is cgroup2
+    dst_level: int
+    moved_pid: int
+    dst_path: bytes
+
+
+Event = Fork | Exec | Exit | Open | Connect | Chdir | Cgroup
 
 CLASSES: Final[Mapping[int, type[Event]]] = {
     EventType.FORK: Fork,
@@ -165,6 +235,7 @@ CLASSES: Final[Mapping[int, type[Event]]] = {
     EventType.OPEN: Open,
     EventType.CONNECT: Connect,
     EventType.CHDIR: Chdir,
+    EventType.CGROUP: Cgroup,
 }
 # For the file format's field tables (sessrec/format.py) and readers.
 FIELDS: Final[Mapping[int, tuple[str, ...]]] = {t: c._fields for t, c in CLASSES.items()}
@@ -201,6 +272,12 @@ REQUIRED_TYPES: Final[Mapping[int, tuple[type, ...]]] = {
              if name not in c._field_defaults)
     for t, c in CLASSES.items()
 }
+# The type of every field, those with defaults too: a field appended by a
+# later version is checked like the others when a file has it.
+FIELD_TYPES: Final[Mapping[int, tuple[type, ...]]] = {
+    t: tuple(_runtime_type(h) for h in typing.get_type_hints(c).values())
+    for t, c in CLASSES.items()
+}
 
 
 def failed(ev: Event) -> bool:
@@ -218,3 +295,30 @@ def failed(ev: Event) -> bool:
 
 
 _RETURNING: Final = (Open, Exec, Chdir)
+
+
+def event_problem(ev: Sequence[object]) -> str | None:
+    """Why the array ev is not a well-formed event of a known type, or None
+    if it is. Unknown type numbers are not a problem here: readers count and
+    skip them. The slow, explanatory check: readers use a fast path and call
+    it on failure."""
+    if not ev or type(ev[0]) is not int:
+        return "event array does not start with an integer type"
+    types = REQUIRED_TYPES.get(ev[0])
+    if types is None:
+        return None
+    name = TYPE_NAMES[ev[0]]
+    if len(ev) < len(types):
+        return f"{name} event has {len(ev)} fields, needs {len(types)}"
+    for field, want, value in zip(FIELDS[ev[0]], types, ev, strict=False):
+        if type(value) is not want:
+            return (
+                f"{name} event field {field!r} is {type(value).__name__}, "
+                f"should be {want.__name__}"
+            )
+    if ev[0] == EventType.EXEC:
+        argv = ev[FIELDS[EventType.EXEC].index("argv")]
+        for item in argv:  # type: ignore[attr-defined]
+            if type(item) is not bytes:
+                return f"exec event argv item is {type(item).__name__}, should be bytes"
+    return None

@@ -14,23 +14,22 @@ Layout of a file (all integers little-endian), as a valid zstd stream:
     footer       skippable frame 0x184D2A52: u64 offset of the trailer's
                  descriptor (only in a completed file)
 
-Events are msgpack arrays of the fields of sessrec.event's classes, in order.
-Readers accept longer arrays (fields appended by a later minor version) and
-ignore the extra fields.
+Events are msgpack arrays of the fields of sessrec.event's classes, in order
+(sessrec.event.event_problem checks one). Readers accept longer arrays
+(fields appended by a later minor version) and ignore the extra fields.
+Linux's numbers and names (wait statuses, open flags, socket addresses,
+errno, signals) are sessrec/linux.py's.
 """
 
 from __future__ import annotations
 
 import enum
-import functools
-import ipaddress
 import struct
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any, Final, NamedTuple
+from collections.abc import Mapping
+from typing import Any, Final
 
 from sessrec.errors import FormatError
-from sessrec.event import FIELDS, REQUIRED_TYPES, TYPE_NAMES, EventType
 
 # --- versions -----------------------------------------------------------------
 
@@ -46,8 +45,6 @@ SIGNATURE: Final = b"SESSREC\0"
 
 # --- framing ------------------------------------------------------------------
 
-SKIPPABLE_MAGIC_MIN: Final = 0x184D2A50
-SKIPPABLE_MAGIC_MAX: Final = 0x184D2A5F
 PREAMBLE_MAGIC: Final = 0x184D2A50
 DESCRIPTOR_MAGIC: Final = 0x184D2A51
 FOOTER_MAGIC: Final = 0x184D2A52
@@ -131,39 +128,6 @@ def pack_descriptor(kind: int, compressed_len: int, raw_len: int) -> bytes:
 
 def pack_footer(trailer_offset: int) -> bytes:
     return FOOTER.pack(FOOTER_MAGIC, FOOTER_PAYLOAD_LEN, trailer_offset)
-
-
-# --- events -------------------------------------------------------------------
-
-# Event arrays hold the fields of sessrec.event's classes, in order (docs/
-# FORMAT.md, Events): the typed events are the one definition of them.
-
-
-def event_problem(ev: Sequence[object]) -> str | None:
-    """Why ev is not a well-formed event of a known type, or None if it is.
-
-    Unknown type numbers are not a problem here: readers count and skip them.
-    This is the slow, explanatory check; readers use a fast path and call it
-    on failure."""
-    if not ev or type(ev[0]) is not int:
-        return "event array does not start with an integer type"
-    types = REQUIRED_TYPES.get(ev[0])
-    if types is None:
-        return None
-    name = TYPE_NAMES[ev[0]]
-    if len(ev) < len(types):
-        return f"{name} event has {len(ev)} fields, needs {len(types)}"
-    for field, want, value in zip(FIELDS[ev[0]], types, ev, strict=False):
-        if type(value) is not want:
-            return (
-                f"{name} event field {field!r} is {type(value).__name__}, "
-                f"should be {want.__name__}"
-            )
-    if ev[0] == EventType.EXEC:
-        for item in ev[FIELDS[ev[0]].index("argv")]:  # type: ignore[attr-defined]
-            if type(item) is not bytes:
-                return f"exec event argv item is {type(item).__name__}, should be bytes"
-    return None
 
 
 # --- records ------------------------------------------------------------------
@@ -315,12 +279,17 @@ HEADER_OPTIONAL: Final[Mapping[str, object]] = {
 TRAILER_OPTIONAL: Final[Mapping[str, object]] = {
     # 1.1: the end record
     "audit": {"end_record": bool, "reason": _Opt(str)},
+    # BPF ABI 2: events flagged tampered (replay/trust.py)
+    "tampered": int,
     # 2.1: processes still running when the session ended (moved out of it,
     # not killed), and records that could not be written, by type
     "left_running": _ListOf(int),
     "dropped": _MapOf(int),
     # 2.1: the session's "gap" maps again, so that a summary needs no scan
     "gaps": _ListOf({"ts": int, "end": int, "reason": str, "detail": str}),
+    # 2.1: a PAM login's terminal ("pts/3"), learned from its processes
+    # (PAM_TTY, in the header's login map, is "ssh" for every sshd login)
+    "tty": str,
 }
 _OPTIONAL: Final[Mapping[str, Mapping[str, object]]] = {
     "header": HEADER_OPTIONAL,
@@ -415,158 +384,3 @@ class TimeFormatter:
     def second(sec: int) -> str:
         """'2026-11-21T11:10:02': the time's text up to its second."""
         return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-
-
-class ExitStatus(NamedTuple):
-    exit_code: int | None  # set when the process exited normally
-    signal: int | None  # set when a signal killed it
-    core_dumped: bool
-
-
-def decode_exit(raw: int) -> ExitStatus:
-    """Split the kernel's task->exit_code (a wait status)."""
-    sig = raw & 0x7F
-    if sig == 0:
-        return ExitStatus((raw >> 8) & 0xFF, None, False)
-    return ExitStatus(None, sig, bool(raw & 0x80))
-
-
-def shell_status(raw: int) -> int:
-    """The status as a shell reports it in $?: the code, or 128 + signal."""
-    sig = raw & 0x7F
-    return (raw >> 8) & 0xFF if sig == 0 else 128 + sig
-
-
-AT_FDCWD: Final = -100
-O_CLOEXEC: Final = 0o2000000
-
-OPEN_SYSCALLS: Final = ("open", "openat", "openat2", "creat")  # enum sr_open_syscall
-EXEC_SYSCALLS: Final = ("execve", "execveat")  # enum sr_exec_syscall
-
-
-def syscall_name(names: tuple[str, ...], number: int) -> str:
-    return names[number] if 0 <= number < len(names) else f"syscall_{number}"
-
-
-# O_* values of asm-generic/fcntl.h (x86-64, most architectures). arm64, ppc
-# and others differ for a few bits; the raw flags stay authoritative.
-_ACCMODE_NAMES: Final = ("O_RDONLY", "O_WRONLY", "O_RDWR", "O_ACCMODE")
-_O_DSYNC: Final = 0o10000
-_O_DIRECTORY: Final = 0o200000
-_O_SYNC_BIT: Final = 0o4000000  # __O_SYNC; O_SYNC is __O_SYNC | O_DSYNC
-_O_TMPFILE_BIT: Final = 0o20000000  # __O_TMPFILE; O_TMPFILE is it | O_DIRECTORY
-_FLAG_BITS: Final = (
-    (0o100, "O_CREAT"),
-    (0o200, "O_EXCL"),
-    (0o400, "O_NOCTTY"),
-    (0o1000, "O_TRUNC"),
-    (0o2000, "O_APPEND"),
-    (0o4000, "O_NONBLOCK"),
-    (_O_DSYNC, "O_DSYNC"),
-    (0o20000, "O_ASYNC"),
-    (0o40000, "O_DIRECT"),
-    (0o100000, "O_LARGEFILE"),
-    (_O_DIRECTORY, "O_DIRECTORY"),
-    (0o400000, "O_NOFOLLOW"),
-    (0o1000000, "O_NOATIME"),
-    (0o2000000, "O_CLOEXEC"),
-    (_O_SYNC_BIT, "__O_SYNC"),
-    (0o10000000, "O_PATH"),
-    (_O_TMPFILE_BIT, "__O_TMPFILE"),
-)
-
-
-@functools.lru_cache(maxsize=1024)
-def open_flag_names(flags: int) -> tuple[str, ...]:
-    """('O_WRONLY', 'O_CREAT', ...) for open flags, in bit order; O_SYNC and
-    O_TMPFILE (two bits each) by their name; unknown bits as one hex item."""
-    names = [_ACCMODE_NAMES[flags & 3]]
-    rest = flags & ~3
-    sync = rest & _O_SYNC_BIT and rest & _O_DSYNC
-    tmpfile = rest & _O_TMPFILE_BIT and rest & _O_DIRECTORY
-    for bit, name in _FLAG_BITS:
-        if not rest & bit:
-            continue
-        rest &= ~bit
-        if (sync and bit == _O_DSYNC) or (tmpfile and bit == _O_DIRECTORY):
-            continue  # named with the other bit
-        if sync and bit == _O_SYNC_BIT:
-            name = "O_SYNC"
-        elif tmpfile and bit == _O_TMPFILE_BIT:
-            name = "O_TMPFILE"
-        names.append(name)
-    if rest:
-        names.append(hex(rest))
-    return tuple(names)
-
-
-AF_UNIX: Final = 1
-AF_INET: Final = 2
-AF_INET6: Final = 10
-FAMILY_NAMES: Final[Mapping[int, str]] = {AF_UNIX: "unix", AF_INET: "inet", AF_INET6: "inet6"}
-SOCK_TYPE_NAMES: Final[Mapping[int, str]] = {1: "stream", 2: "dgram", 5: "seqpacket"}
-PROTOCOL_NAMES: Final[Mapping[int, str]] = {
-    1: "icmp",
-    6: "tcp",
-    17: "udp",
-    58: "icmpv6",
-    132: "sctp",
-    262: "mptcp",
-}
-
-
-class SockAddr(NamedTuple):
-    family: int
-    family_name: str  # "inet", "inet6", "unix", else "af_N"
-    address: str | None  # IP address, unix path, or "@abstract"; None if too short
-    port: int | None  # None for unix and when too short
-
-
-@functools.lru_cache(maxsize=4096)
-def decode_sockaddr(raw: bytes) -> SockAddr:
-    """Decode a struct sockaddr as the caller passed it to connect().
-
-    sa_family is native-endian on the recording machine. Every address family
-    is below 256, so the byte that is non-zero tells the byte order: a file
-    recorded on a big-endian machine decodes correctly anywhere."""
-    if len(raw) < 2:
-        return SockAddr(0, "af_0", None, None)
-    big = raw[0] == 0 and raw[1] != 0
-    family = raw[1] if big else raw[0] | raw[1] << 8
-    name = FAMILY_NAMES.get(family) or f"af_{family}"
-    if family == AF_INET:
-        if len(raw) < 8:
-            return SockAddr(family, name, None, None)
-        port = int.from_bytes(raw[2:4], "big")
-        return SockAddr(family, name, str(ipaddress.IPv4Address(raw[4:8])), port)
-    if family == AF_INET6:
-        if len(raw) < 24:
-            return SockAddr(family, name, None, None)
-        port = int.from_bytes(raw[2:4], "big")
-        ip6 = ipaddress.IPv6Address(raw[8:24])
-        mapped = ip6.ipv4_mapped
-        # Spelled out: str() of a mapped address changed in Python 3.13.
-        addr = str(ip6) if mapped is None else f"::ffff:{mapped}"
-        if len(raw) >= 28:
-            scope = int.from_bytes(raw[24:28], "big" if big else "little")
-            if scope:
-                addr = f"{addr}%{scope}"
-        return SockAddr(family, name, addr, port)
-    if family == AF_UNIX:
-        sun_path = raw[2:]
-        if sun_path[:1] == b"\0":
-            return SockAddr(family, name, "@" + text(sun_path[1:]), None)
-        return SockAddr(family, name, text(sun_path.split(b"\0", 1)[0]), None)
-    return SockAddr(family, name, None, None)
-
-
-def protocol_name(family: int, sock_type: int, protocol: int) -> str | None:
-    """'tcp', 'udp', 'mptcp', 'sctp' for inet sockets; 'stream', 'dgram',
-    'seqpacket' for unix sockets; None when unknown."""
-    if family in (AF_INET, AF_INET6):
-        if protocol:
-            return PROTOCOL_NAMES.get(protocol) or f"proto_{protocol}"
-        return SOCK_TYPE_NAMES.get(sock_type)
-    if family == AF_UNIX:
-        return SOCK_TYPE_NAMES.get(sock_type)
-    return PROTOCOL_NAMES.get(protocol) if protocol else None

@@ -8,9 +8,12 @@
   const S = D.strings;
   const ROW = 22;
   const EINPROGRESS = 115;
-  const TYPE = { fork: 1, exec: 2, exit: 3, open: 4, connect: 5, chdir: 6 };
-  const TYPE_NAME = ["?", "fork", "exec", "exit", "open", "connect", "chdir"];
-  const TYPE_ORDER = ["exec", "open", "connect", "chdir", "fork", "exit"];
+  // Type names and numbers, failure verdicts and exit texts come from sessrec
+  // (replay/html.py): the page shows them, it does not decide them.
+  const TYPE_NAME = D.type_names;
+  const TYPE = {};
+  TYPE_NAME.forEach((name, t) => { if (name) TYPE[name] = t; });
+  const TYPE_ORDER = ["exec", "open", "connect", "chdir", "fork", "exit", "cgroup"];
   const css = getComputedStyle(document.documentElement);
   const COLOR = {};
   for (const n of TYPE_ORDER) COLOR[n] = css.getPropertyValue("--" + n).trim();
@@ -32,14 +35,8 @@
   const evC = Int32Array.from(E.c);
   const evR = Float64Array.from(E.r);
   const evX = Float64Array.from(E.x);
-  const evFail = new Uint8Array(N);
-  for (let i = 0; i < N; i++) {
-    const t = evT[i], r = evR[i];
-    if (t === TYPE.exit) evFail[i] = evX[i] !== 0 ? 1 : 0;
-    else if (t === TYPE.connect) evFail[i] = r < 0 && r !== -EINPROGRESS ? 1 : 0;
-    else if (t !== TYPE.fork) evFail[i] = r < 0 ? 1 : 0;
-  }
-  E.t = E.dt = E.p = E.s = E.c = E.r = E.x = null; // let the arrays go
+  const evFail = Uint8Array.from(E.f);
+  E.t = E.dt = E.p = E.s = E.c = E.r = E.x = E.f = null; // let the arrays go
 
   // --- processes, in tree order ------------------------------------------------------
   const PR = D.procs;
@@ -80,16 +77,6 @@
   // --- formatting ------------------------------------------------------------------------
   function errnoName(n) { return D.errno[n] || "E" + n; }
   function result(r) { return r < 0 ? r + " " + errnoName(-r) : String(r); }
-  function exitText(raw) {
-    const sig = raw & 0x7f;
-    if (sig === 0) return "code " + ((raw >> 8) & 0xff);
-    return "killed by " + (D.signals[sig] || "SIG" + sig) + (raw & 0x80 ? " (core dumped)" : "");
-  }
-  function shortExit(raw) {
-    const sig = raw & 0x7f;
-    if (sig === 0) return "exit " + ((raw >> 8) & 0xff);
-    return (D.signals[sig] || "SIG" + sig) + (raw & 0x80 ? " core" : "");
-  }
   function pad(n, w) { let s = String(n); while (s.length < w) s = "0" + s; return s; }
   function rel(us) {
     const sign = us < 0 ? "-" : "+";
@@ -126,7 +113,8 @@
       case TYPE.connect: return S[s] + "  = " + result(r);
       case TYPE.chdir: return r < 0 ? S[s] + "  = " + result(r) : S[s];
       case TYPE.fork: return "child " + x;
-      case TYPE.exit: return exitText(x);
+      case TYPE.exit: return S[s];
+      case TYPE.cgroup: return S[s];
     }
     return "";
   }
@@ -152,7 +140,8 @@
       ["user", sm.user + " (" + ids.join(", ") + ")"],
       ["host", sm.hostname],
       ["started", sm.started_at],
-      ["duration", dur(tsMax - Math.min(0, tsMin)) + (sm.complete ? "" : " (incomplete)"), !sm.complete],
+      ["duration", (sm.duration_ns === null ? "unknown" : dur(sm.duration_ns / 1000)) +
+        (sm.complete ? "" : " (" + sm.status + ")"), !sm.complete],
       ["exit status", sm.exit_status === null ? "unknown" : sm.exit_status, sm.exit_status !== 0],
       ["processes", P],
       ["events", N.toLocaleString("en-US")],
@@ -174,7 +163,7 @@
     ". Times are UTC; relative times are seconds since the recording started. This page loads nothing from the network.";
 
   // --- filters --------------------------------------------------------------------------------
-  const typeOn = new Uint8Array(8).fill(1);
+  const typeOn = new Uint8Array(TYPE_NAME.length).fill(1);
   let failedOnly = false;
   let query = "";
   let lower = null; // lower-cased strings, made on the first search
@@ -184,7 +173,7 @@
   let listIdx = new Int32Array(0);
   let rows = new Int32Array(0);
   const collapsed = new Uint8Array(P);
-  const typeCount = new Int32Array(8);
+  const typeCount = new Int32Array(TYPE_NAME.length);
   for (let i = 0; i < N; i++) typeCount[evT[i]]++;
 
   function applyFilter() {
@@ -352,7 +341,7 @@
       ["ended", end >= 0 ? rel(end) + " s  (" + absTime(end).slice(11) + ")"
         : "still running when the recording ended"],
       ["duration", end >= 0 ? dur(end - PR.start[p]) : null],
-      ["exit", ex === null ? "unknown" : exitText(ex), ex ? "bad" : null],
+      ["exit", ex === null ? "unknown" : S[PR.exit_text[p]], ex ? "bad" : null],
       ["events", PR.events[p]],
       ["failures", PR.failed[p] || null, PR.failed[p] ? "bad" : null],
       ["threads", PR.threads[p] || null],
@@ -432,7 +421,7 @@
     } else if (t === TYPE.fork) {
       pairs.push(["child pid", x]);
     } else if (t === TYPE.exit) {
-      pairs.push(["status", exitText(x), x ? "bad" : null]);
+      pairs.push(["status", S[s], x ? "bad" : null]);
     }
     body.append(dl(pairs));
   }
@@ -501,7 +490,7 @@
       name.textContent = procLabel[p];
       r.title = procChain[p] || "[" + S[PR.comm[p]] + "]";
       const ex = PR.exit[p];
-      b1.textContent = ex === null ? (PR.end[p] < 0 ? "running" : "") : ex ? shortExit(ex) : "";
+      b1.textContent = ex === null ? (PR.end[p] < 0 ? "running" : "") : ex ? S[PR.exit_short[p]] : "";
       b1.className = ex ? "badge bad" : "badge";
       b1.style.display = b1.textContent ? "" : "none";
       if (PR.orphaned[p]) { b2.textContent = "orphan"; b2.className = "badge orphan"; b2.style.display = ""; }

@@ -225,7 +225,7 @@ def test_warning_banner(browser: Chromium, tmp_path: Path) -> None:
     banner = _text(browser, "#banner")
     assert "cut.srec: truncated at byte" in banner
     assert "showing the" in banner
-    assert "(incomplete)" in _text(browser, "#summary")
+    assert "ms (truncated)" in _text(browser, "#summary")  # the summary's status
 
 
 def test_100k_events_interactive(browser: Chromium, tmp_path: Path) -> None:

@@ -44,16 +44,25 @@ def main() -> int:
         dispatch(self, view, off, size)
 
     rec.Dispatcher.__call__ = tap  # type: ignore[method-assign]
+    # Every record type: ABI 2 adds kernel paths (a symlink opened), argv
+    # parts (an argv over 32 KiB), the socket's destination and a cgroup move
+    # (the shell leaves the session's cgroup, and stays recorded).
     script = (
         "cd /tmp && cat /etc/hostname >/dev/null; /nonexistent-cmd 2>/dev/null; "
+        "ln -sf /etc/hostname /tmp/sessrec-capture-link; cat /tmp/sessrec-capture-link "
+        ">/dev/null; rm -f /tmp/sessrec-capture-link; "
+        "/bin/true \"$(head -c 40000 /dev/zero | tr '\\0' a)\" end; "
         "/usr/bin/python3 -c 'import socket,os; s=socket.socket(socket.AF_INET6); "
         "s.connect_ex((\"::1\", 9)); os.chdir(\"/etc\"); os.open(\"passwd\", os.O_RDONLY)'; "
+        "echo $$ > /sys/fs/cgroup/unified/cgroup.procs; cat /etc/hostname >/dev/null; "
         "sh -c 'kill -9 $$'; exit 7"
     )
     with tempfile.TemporaryDirectory() as d:
         rec.record(rec.RecordOptions(command=["sh", "-c", script], output=f"{d}/x.srec"))
         with open_session(f"{d}/x.srec") as s:
             origin = [s.header["clock"]["mono_ns"]]
+    # An argv part decodes to records.CONSUMED ([]): its exec, after it, has
+    # the whole argv.
     dec = records.Decoder(origin[0])
     with open(prefix.with_suffix(".bin"), "wb") as f:
         for r in raw:

@@ -46,9 +46,10 @@ def capture() -> tuple[list[bytes], int]:
 
 
 def session_maps(raw: list[bytes], origin: int,
-                 abi_version: int = records.ABI_VERSION) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The header and trailer of the recording of the captured records."""
-    decoder = records.Decoder(origin)
+                 abi_version: int = 1) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header and trailer of the recording of the captured records (of
+    ABI 1, raw-abi1)."""
+    decoder = records.Decoder(origin, records.ABI_1)
     events = [decoder.decode(r) for r in raw]
     assert all(e is not None for e in events)
     first = events[0]
@@ -84,7 +85,7 @@ def session_maps(raw: list[bytes], origin: int,
 
 
 def write(path: str, raw: list[bytes], origin: int, *,
-          abi_version: int = records.ABI_VERSION, stored: list[bytes] | None = None,
+          abi_version: int = 1, stored: list[bytes] | None = None,
           sealer: Any = None) -> None:
     """The session of the captured records `raw` into path; `stored` (the
     same records in another ABI, by default raw) is what its RECORDS hold;

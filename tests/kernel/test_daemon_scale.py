@@ -14,7 +14,7 @@ import pytest
 from daemonctl import Daemon, gated, make_daemon, release
 
 from replay.reader import open_session
-from sessrec import format as fmt
+from sessrec import linux
 from sessrec.event import EventType, Exit
 
 pytestmark = pytest.mark.kernel
@@ -69,7 +69,7 @@ def test_a_thousand_sessions(daemon: Daemon) -> None:
         # The one event each: sleep killed by SIGTERM.
         assert [(e.type, e.pid) for e in evs] == [(EventType.EXIT, pid)]
         assert isinstance(evs[0], Exit)
-        assert fmt.decode_exit(evs[0].exit_code_raw).signal == signal.SIGTERM
+        assert linux.decode_exit(evs[0].exit_code_raw).signal == signal.SIGTERM
         assert not Path(r["cgroup"]).exists()
 
 

@@ -30,4 +30,9 @@ def test_demo_records_and_shows_a_session(tmp_path: Path) -> None:
     timeline = r.stdout.split("== sessrec replay", 1)[1]
     assert "connect tcp 127.0.0.1:" in timeline
     assert "/usr/bin/no-such-tool --flag = -2 ENOENT" in timeline
+    # One timeline: its times never run backwards, and it holds the session's
+    # own opens and its execs, but not the loader's.
+    times = [float(line.split()[0]) for line in timeline.splitlines()[1:] if line.strip()]
+    assert len(times) > 10 and times == sorted(times)
+    assert "notes.txt" in timeline and "exec" in timeline and "ld.so.cache" not in timeline
     assert "lost         none" in r.stdout

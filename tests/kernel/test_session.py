@@ -72,7 +72,8 @@ ORPHAN = "(/bin/sleep 1; echo done > {marker}) & exit 0"
 def test_orphan_is_waited_for(record: Recorder, tmp_path: Path) -> None:
     marker = tmp_path.resolve() / "orphan-was-here"
     started = time.monotonic()
-    status, events, info = record([SH, "-c", ORPHAN.format(marker=marker)])
+    rec = record([SH, "-c", ORPHAN.format(marker=marker)])
+    status, events, info = rec
 
     assert time.monotonic() - started >= 1.0
     assert status == 0
@@ -92,6 +93,11 @@ def test_orphan_is_waited_for(record: Recorder, tmp_path: Path) -> None:
     assert opened["flag_names"] == ["O_WRONLY", "O_CREAT", "O_TRUNC"]
     assert opened["ppid"] != leader  # reparented when the leader exited
     assert [e["pid"] for e in events if e["type"] == "exit"][-1] == orphan
+    # It said once what it waits for, and how to stop: the subshell, and its sleep.
+    (notice,) = [line for line in rec.stderr.splitlines() if "the command exited" in line]
+    assert notice.startswith("sessrec: the command exited; recording goes on while what it "
+                             f"left runs: {orphan} {SH} -c (/bin/sleep 1;")
+    assert " /bin/sleep 1" in notice and notice.endswith(". Ctrl-C stops the wait.")
 
 
 def test_no_wait_stops_at_the_leader(record: Recorder, tmp_path: Path) -> None:
@@ -102,7 +108,7 @@ def test_no_wait_stops_at_the_leader(record: Recorder, tmp_path: Path) -> None:
     assert not marker.exists()  # the orphan is still sleeping
     assert rec.status == 0
     assert rec.info["end_reason"] == "leader-exited"
-    assert "still running" in rec.stderr
+    assert "still running" in rec.stderr and "the command exited" not in rec.stderr
     assert not [e for e in rec.events if e["type"] == "open" and e["path"] == str(marker)]
     leader = rec.events[0]["pid"]
     assert [e["pid"] for e in rec.events if e["type"] == "exit"] == [leader]

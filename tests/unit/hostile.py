@@ -181,7 +181,10 @@ def nul_argv_execs(n: int = 2000, complete: bool = True) -> bytes:
     """Exec records of 32 KiB of NULs: 32,768 empty arguments each, filling
     the largest RECORDS chunk (a list item per byte once decoded)."""
     argv = bytes(records.ARGV_MAX)
-    body = struct.pack(records.BODIES[records.EXEC].fmt, 0, len(argv), 0, len(argv), 1000, 0, 0)
+    # ret, argc, filename_len, argv_len, old_pid, syscall, pad; then ABI 2's
+    # kernel path (none) and argv_total, argv_parts
+    body = struct.pack(records.BODIES[records.EXEC].fmt, 0, len(argv), 0, len(argv), 1000, 0, 0,
+                       0, 0, 0, 0, len(argv), 0)
     rec = record(records.EXEC, body + argv)
     return session(records_chunks(rec for _ in range(n)), complete=complete)
 

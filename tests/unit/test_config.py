@@ -78,7 +78,7 @@ def test_users_exclude_wins() -> None:
     ('enrolment = "ssh"\n', 1, "key 'enrolment': should be one of 'pam', 'logind'"),
     ('cgroup_root = "a/b"\n', 1, "key 'cgroup_root': 'a/b' is not a cgroup name"),
     ('[users]\ninclude = ["alice"]\nexclude = [1.5]\n', 3,
-     "key 'users.exclude': 1.5 is not a user name or uid"),
+     "key 'users.exclude': 1.5 is not a user name, uid or %group"),
     ('[users]\nincluded = ["alice"]\n', 2, "unknown key 'users.included'"),
     ('[retention]\nmax_age = 90\nmax_total_size = "lots"\n', 3,
      "key 'retention.max_total_size'"),
@@ -125,3 +125,16 @@ def test_config_check_error_is_one_line_exit_2(tmp_path: Path) -> None:
     assert err.getvalue() == (f"sessrec: error: {path}:1: key 'linger': "
                               "should not be negative\n")
     assert out.getvalue() == ""
+
+
+def test_users_by_group() -> None:
+    """"%group" matches the group's members (here: root, whose primary group
+    is root); an unknown group or user matches nothing."""
+    assert not config.Config(users_exclude=("%root",)).records_user("root", 0)
+    assert not config.Config(users_exclude=("%root",)).records_user(None, 0)
+    assert config.Config(users_exclude=("%no-such-group-xq",)).records_user("root", 0)
+    assert not config.Config(users_include=("%no-such-group-xq",)).records_user("root", 0)
+    assert config.Config(users_include=("%root",)).records_user("root", 0)
+    assert not config.Config(users_include=("%root",)).records_user("no-such-user-xq", None)
+    cfg = config.parse('[users]\nexclude = ["%adm", "alice"]\n', "t.toml")
+    assert cfg.users_exclude == ("%adm", "alice")

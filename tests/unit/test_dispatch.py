@@ -1,5 +1,5 @@
 """recorder.record's Dispatcher and SessionSink without a kernel: ring
-records (the real ones of raw-abi1.bin) routed by cgroup, counted, and copied
+records (the real ones of raw-abi2.bin, the recorder's ABI) routed by cgroup, counted, and copied
 with their ring frame into the session file, where the reader decodes them."""
 
 from __future__ import annotations
@@ -7,12 +7,12 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from srec_util import HEADER, TRAILER, capture, plain, read_all
+from srec_util import HEADER, TRAILER, as_written, capture, from_json, read_all
 
 from recorder.record import Dispatcher, SessionSink
 from recorder.writer import SessionWriter
 from sessrec import records
-from sessrec.event import EventFlag
+from sessrec.event import EventFlag, make
 
 CGROUP_AT = records.HEADER.offsets()["cgroup_id"]
 
@@ -28,7 +28,8 @@ def ring(recs: list[bytes]) -> tuple[memoryview, list[tuple[int, int]]]:
 
 
 def test_records_are_copied_framed_and_counted(tmp_path: Path) -> None:
-    raw, expected = capture()
+    raw, expected = capture("raw-abi2")
+    assert expected["abi_version"] == records.ABI_VERSION
     cg = struct.unpack_from("<Q", raw[0], CGROUP_AT)[0]
     other = bytearray(raw[0])
     struct.pack_into("<Q", other, CGROUP_AT, cg + 1)  # another session's
@@ -41,8 +42,8 @@ def test_records_are_copied_framed_and_counted(tmp_path: Path) -> None:
     feed = [*raw, bytes(other), bytes(unknown), short, bytes(flagged)]
 
     path = tmp_path / "s.srec"
-    w = SessionWriter(path, {**HEADER, "clock": {**HEADER["clock"],
-                                                 "mono_ns": expected["mono_origin_ns"]}})
+    clock = {**HEADER["clock"], "mono_ns": expected["mono_origin_ns"]}
+    w = SessionWriter(path, {**HEADER, "abi_version": records.ABI_VERSION, "clock": clock})
     d = Dispatcher()
     sink = SessionSink(cg, w)
     d.sinks[cg] = sink
@@ -55,11 +56,12 @@ def test_records_are_copied_framed_and_counted(tmp_path: Path) -> None:
     assert sink.unknown == 2  # the unknown type and the short record: not written
     want: dict[int, int] = {}
     for e in expected["events"]:
-        want[e[0]] = want.get(e[0], 0) + 1
+        if e:  # not an argv part: those count with their exec
+            want[e[0]] = want.get(e[0], 0) + 1
     want[records.OPEN] += 1
     assert sink.counts == want
     assert (sink.truncated_path, sink.truncated_argv) == (1, 0)
     got, s = read_all(path)
-    assert [plain(e) for e in got[:-1]] == expected["events"]
+    assert got[:-1] == [as_written(make(from_json(e))) for e in expected["events"] if e]
     assert got[-1][7] == EventFlag.PATH_TRUNCATED
     assert s.unknown_types == {} and s.damage is None

@@ -16,7 +16,7 @@ import pytest
 from srec_util import GOLDEN, GOLDEN_DIR, HEADER, write_session
 
 from replay import progress
-from replay.timeline import rfc3339_ns
+from replay.terms import parse_instant
 from sessrec.cli import main
 
 FORK, EXEC, EXIT, OPEN, CONNECT, CHDIR = 1, 2, 3, 4, 5, 6
@@ -30,7 +30,7 @@ def export(path: Path, fmt: str, stderr: io.StringIO | None = None) -> list[dict
 
 
 def is_time(value: object) -> bool:
-    return isinstance(value, str) and rfc3339_ns(value) is not None
+    return isinstance(value, str) and parse_instant(value) is not None
 
 
 # --- Teleport ----------------------------------------------------------------------

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from sessrec import format as fmt
+from sessrec import linux
 from sessrec.errors import FormatError
-from sessrec.event import FIELDS, REQUIRED_TYPES, TYPE_NAMES, EventFlag, EventType
+from sessrec.event import FIELDS, REQUIRED_TYPES, TYPE_NAMES, EventFlag, EventType, event_problem
 
 HEADER_H = Path(__file__).resolve().parents[2] / "bpf" / "sessrec.h"
 
@@ -44,9 +45,9 @@ def test_event_flags_match_the_boundary_header() -> None:
 
 def test_syscall_enums_match_the_boundary_header() -> None:
     c = _c_enum("sr_open_syscall")
-    assert [c[f"SR_SYS_{n.upper()}"] for n in fmt.OPEN_SYSCALLS] == [0, 1, 2, 3]
+    assert [c[f"SR_SYS_{n.upper()}"] for n in linux.OPEN_SYSCALLS] == [0, 1, 2, 3]
     c = _c_enum("sr_exec_syscall")
-    assert [c[f"SR_SYS_{n.upper()}"] for n in fmt.EXEC_SYSCALLS] == [0, 1]
+    assert [c[f"SR_SYS_{n}"] for n in ("EXECVE", "EXECVEAT")] == [0, 1]  # exec's syscall field
 
 
 def test_frame_sizes() -> None:
@@ -56,7 +57,7 @@ def test_frame_sizes() -> None:
     assert fmt.PREAMBLE_PAYLOAD_LEN == fmt.DESCRIPTOR_PAYLOAD_LEN == 12
     assert fmt.FOOTER_PAYLOAD_LEN == 8
     for magic in (fmt.PREAMBLE_MAGIC, fmt.DESCRIPTOR_MAGIC, fmt.FOOTER_MAGIC):
-        assert fmt.SKIPPABLE_MAGIC_MIN <= magic <= fmt.SKIPPABLE_MAGIC_MAX
+        assert 0x184D2A50 <= magic <= 0x184D2A5F  # zstd's skippable frames
 
 
 def test_preamble_bytes() -> None:
@@ -96,26 +97,31 @@ def test_not_a_session_file(data: bytes) -> None:
 def test_event_layouts() -> None:
     for t in EventType:
         assert FIELDS[t][:8] == ("type", "ts", "pid", "tid", "ppid", "uid", "comm", "flags")
-        assert len(REQUIRED_TYPES[t]) == len(FIELDS[t])  # no field added since 1.0 yet
+    # BPF ABI 2 appended the kernel's word (with defaults: older files lack it).
     assert FIELDS[EventType.OPEN][8:] == (
-        "ret", "syscall", "dirfd", "requested_path", "open_flags", "mode")
+        "ret", "syscall", "dirfd", "requested_path", "open_flags", "mode",
+        "kpath", "kpath_src", "kroot_len")
     assert FIELDS[EventType.EXEC][8:] == (
-        "ret", "requested_path", "argv", "argc", "old_pid", "syscall")
-    assert FIELDS[EventType.CONNECT][-1] == "sockaddr"
-    assert TYPE_NAMES == {1: "fork", 2: "exec", 3: "exit", 4: "open", 5: "connect", 6: "chdir"}
+        "ret", "requested_path", "argv", "argc", "old_pid", "syscall",
+        "kpath", "kpath_src", "kroot_len", "argv_total", "argv_parts")
+    assert FIELDS[EventType.CONNECT][12:] == ("sockaddr", "kaddr_src", "kaddr")
+    for t in (EventType.FORK, EventType.EXIT, EventType.CGROUP):
+        assert len(REQUIRED_TYPES[t]) == len(FIELDS[t])
+    assert TYPE_NAMES == {1: "fork", 2: "exec", 3: "exit", 4: "open", 5: "connect", 6: "chdir",
+                          8: "cgroup"}
 
 
 def test_event_problem() -> None:
     good = [4, 1, 2, 2, 1, 0, b"c", 0, 3, 1, -100, b"/x", 0, 0]
-    assert fmt.event_problem(good) is None
-    assert fmt.event_problem([*good, "extra", 1]) is None
-    assert fmt.event_problem([99, "anything"]) is None  # unknown types are not checked
-    assert "has 13 fields, needs 14" in str(fmt.event_problem(good[:-1]))
-    assert "'comm' is str, should be bytes" in str(fmt.event_problem([*good[:6], "c", *good[7:]]))
-    assert "'ts' is bool" in str(fmt.event_problem([4, True, *good[2:]]))
-    assert "integer type" in str(fmt.event_problem([]))
+    assert event_problem(good) is None
+    assert event_problem([*good, "extra", 1]) is None
+    assert event_problem([99, "anything"]) is None  # unknown types are not checked
+    assert "has 13 fields, needs 14" in str(event_problem(good[:-1]))
+    assert "'comm' is str, should be bytes" in str(event_problem([*good[:6], "c", *good[7:]]))
+    assert "'ts' is bool" in str(event_problem([4, True, *good[2:]]))
+    assert "integer type" in str(event_problem([]))
     exec_ev = [2, 1, 2, 2, 1, 0, b"c", 0, 0, b"/bin/x", [b"x", "y"], 2, 2, 0]
-    assert "argv item is str" in str(fmt.event_problem(exec_ev))
+    assert "argv item is str" in str(event_problem(exec_ev))
 
 
 def _header() -> dict[str, object]:
@@ -177,14 +183,14 @@ def test_optional_id() -> None:
 
 
 def test_decode_exit() -> None:
-    assert fmt.decode_exit(0) == (0, None, False)
-    assert fmt.decode_exit(3 << 8) == (3, None, False)
-    assert fmt.decode_exit(9) == (None, 9, False)
-    assert fmt.decode_exit(0x80 | 11) == (None, 11, True)
-    assert fmt.shell_status(3 << 8) == 3
-    assert fmt.shell_status(255 << 8) == 255
-    assert fmt.shell_status(9) == 137
-    assert fmt.shell_status(0x80 | 6) == 134
+    assert linux.decode_exit(0) == (0, None, False)
+    assert linux.decode_exit(3 << 8) == (3, None, False)
+    assert linux.decode_exit(9) == (None, 9, False)
+    assert linux.decode_exit(0x80 | 11) == (None, 11, True)
+    assert linux.shell_status(3 << 8) == 3
+    assert linux.shell_status(255 << 8) == 255
+    assert linux.shell_status(9) == 137
+    assert linux.shell_status(0x80 | 6) == 134
 
 
 def _sa(family: int, rest: bytes, order: str = "<") -> bytes:
@@ -193,51 +199,52 @@ def _sa(family: int, rest: bytes, order: str = "<") -> bytes:
 
 def test_decode_sockaddr_inet() -> None:
     sa = _sa(2, struct.pack(">H", 8080) + bytes([10, 1, 2, 3]) + bytes(8))
-    assert fmt.decode_sockaddr(sa) == (2, "inet", "10.1.2.3", 8080)
-    assert fmt.decode_sockaddr(sa[:7]) == (2, "inet", None, None)
+    assert linux.decode_sockaddr(sa) == (2, "inet", "10.1.2.3", 8080)
+    assert linux.decode_sockaddr(sa[:7]) == (2, "inet", None, None)
 
 
 def test_decode_sockaddr_inet6() -> None:
     addr = bytes.fromhex("fe800000000000000000000000000001")
     sa = _sa(10, struct.pack(">H", 22) + bytes(4) + addr + struct.pack("<I", 3))
-    assert fmt.decode_sockaddr(sa) == (10, "inet6", "fe80::1%3", 22)
+    assert linux.decode_sockaddr(sa) == (10, "inet6", "fe80::1%3", 22)
     mapped = bytes(10) + b"\xff\xff" + bytes([192, 0, 2, 1])
     sa = _sa(10, struct.pack(">H", 80) + bytes(4) + mapped + bytes(4))
-    assert fmt.decode_sockaddr(sa).address == "::ffff:192.0.2.1"
-    assert fmt.decode_sockaddr(sa[:24]).address == "::ffff:192.0.2.1"  # without scope id
-    assert fmt.decode_sockaddr(sa[:20]) == (10, "inet6", None, None)
+    assert linux.decode_sockaddr(sa).address == "::ffff:192.0.2.1"
+    assert linux.decode_sockaddr(sa[:24]).address == "::ffff:192.0.2.1"  # without scope id
+    assert linux.decode_sockaddr(sa[:20]) == (10, "inet6", None, None)
 
 
 def test_decode_sockaddr_unix() -> None:
-    assert fmt.decode_sockaddr(_sa(1, b"/run/x.sock\0garbage")) == (1, "unix", "/run/x.sock", None)
-    assert fmt.decode_sockaddr(_sa(1, b"/run/no-nul")).address == "/run/no-nul"
-    assert fmt.decode_sockaddr(_sa(1, b"\0abstract")).address == "@abstract"
-    assert fmt.decode_sockaddr(_sa(1, b"\0bad\xff")).address == "@bad\\xff"
-    assert fmt.decode_sockaddr(_sa(1, b"")).address == ""
+    assert linux.decode_sockaddr(_sa(1, b"/run/x.sock\0garbage")) == (
+        1, "unix", "/run/x.sock", None)
+    assert linux.decode_sockaddr(_sa(1, b"/run/no-nul")).address == "/run/no-nul"
+    assert linux.decode_sockaddr(_sa(1, b"\0abstract")).address == "@abstract"
+    assert linux.decode_sockaddr(_sa(1, b"\0bad\xff")).address == "@bad\\xff"
+    assert linux.decode_sockaddr(_sa(1, b"")).address == ""
 
 
 def test_decode_sockaddr_other_and_short() -> None:
-    assert fmt.decode_sockaddr(b"") == (0, "af_0", None, None)
-    assert fmt.decode_sockaddr(b"\x02") == (0, "af_0", None, None)
-    assert fmt.decode_sockaddr(_sa(16, b"\0" * 10)) == (16, "af_16", None, None)
+    assert linux.decode_sockaddr(b"") == (0, "af_0", None, None)
+    assert linux.decode_sockaddr(b"\x02") == (0, "af_0", None, None)
+    assert linux.decode_sockaddr(_sa(16, b"\0" * 10)) == (16, "af_16", None, None)
 
 
 def test_decode_sockaddr_big_endian_family() -> None:
     sa = _sa(2, struct.pack(">H", 53) + bytes([192, 0, 2, 53]) + bytes(8), ">")
-    assert fmt.decode_sockaddr(sa) == (2, "inet", "192.0.2.53", 53)
+    assert linux.decode_sockaddr(sa) == (2, "inet", "192.0.2.53", 53)
 
 
 def test_protocol_name() -> None:
-    assert fmt.protocol_name(2, 1, 6) == "tcp"
-    assert fmt.protocol_name(10, 2, 17) == "udp"
-    assert fmt.protocol_name(2, 1, 262) == "mptcp"
-    assert fmt.protocol_name(10, 5, 132) == "sctp"
-    assert fmt.protocol_name(2, 1, 99) == "proto_99"
-    assert fmt.protocol_name(2, 2, 0) == "dgram"
-    assert fmt.protocol_name(1, 1, 0) == "stream"
-    assert fmt.protocol_name(1, 5, 0) == "seqpacket"
-    assert fmt.protocol_name(1, 0, 0) is None
-    assert fmt.protocol_name(16, 3, 0) is None
+    assert linux.protocol_name(2, 1, 6) == "tcp"
+    assert linux.protocol_name(10, 2, 17) == "udp"
+    assert linux.protocol_name(2, 1, 262) == "mptcp"
+    assert linux.protocol_name(10, 5, 132) == "sctp"
+    assert linux.protocol_name(2, 1, 99) == "proto_99"
+    assert linux.protocol_name(2, 2, 0) == "dgram"
+    assert linux.protocol_name(1, 1, 0) == "stream"
+    assert linux.protocol_name(1, 5, 0) == "seqpacket"
+    assert linux.protocol_name(1, 0, 0) is None
+    assert linux.protocol_name(16, 3, 0) is None
 
 
 @pytest.mark.parametrize(
@@ -254,7 +261,7 @@ def test_protocol_name() -> None:
     ],
 )
 def test_open_flag_names(flags: int, names: tuple[str, ...]) -> None:
-    assert fmt.open_flag_names(flags) == names
+    assert linux.open_flag_names(flags) == names
 
 
 def test_times() -> None:

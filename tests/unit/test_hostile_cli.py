@@ -55,6 +55,8 @@ def test_file_names_are_escaped_in_errors_and_warnings(tmp_path: Path) -> None:
     status, _out, err = run(["replay", str(evil)])
     assert status == 0 and err.startswith("sessrec: warning: ") and err.count("\n") == 1
     assert "\x1b" not in err and "\x07" not in err
+    status, out, _err = run(["verify", str(evil)])
+    assert status == 7 and "\x1b" not in out and "\\x1b]0;pwned" in out
 
 
 def test_json_outputs_pass_no_terminal_controls(tmp_path: Path) -> None:
@@ -204,10 +206,28 @@ def test_info_says_the_events_were_not_read_and_check_reads_them(tmp_path: Path)
     assert status == 0 and out.endswith(
         "file         complete (its events were not read: `sessrec info --check` reads them)\n")
     status, out, _err = run(["info", "--check", str(p)])
-    assert status == 1 and "file         complete, but damaged: read up to byte 493: " in out
+    # complete means a trailer and no damage (replay/summary.py): damaged
+    assert status == 1 and "file         damaged: read up to byte 493: " in out
     status, out, _err = run(["info", "--check", "--json", str(p)])
     info = json.loads(out)
     assert status == 1 and info["checked"] and info["damage"]["offset"] == 493
     assert run(["replay", str(p)])[2].startswith(f"sessrec: warning: {p}: damaged at byte 493")
     status, out, _err = run(["info", "--check", str(GOLDEN_V2)])
     assert status == 0 and out.endswith("file         complete\n")
+
+
+def test_html_page_holds_a_bounded_timeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    """The page keeps MAX_PAGE_EVENTS events (a million: about 190 MB while
+    it is built); the rest are in the tree and counts, and it says so."""
+    from replay import html
+
+    monkeypatch.setattr(html, "MAX_PAGE_EVENTS", 5)
+    out = tmp_path / "p.html"
+    status, _out, err = run(["html", str(GOLDEN_V2), "-o", str(out)])
+    assert status == 0 and err.endswith(
+        "sessrec: warning: the page's timeline shows 5 of the 106 events read; "
+        "its warnings say why\n")
+    page = out.read_text()
+    assert "The timeline shows the first 5 events; 101 later ones are in the tree" in page
+    assert ": 5 processes, 5 events\n" in err

@@ -14,16 +14,10 @@ import pytest
 from srec_util import GOLDEN, HEADER, TRAILER, ev, write_session
 
 from recorder.writer import SessionWriter
-from replay.index import (
-    INDEX_NAME,
-    Query,
-    SessionIndex,
-    choose_index_path,
-    open_index,
-    parse_dest,
-    parse_time,
-    sql_glob_equivalent,
-)
+from replay.index import SessionIndex, open_index
+from replay.index_location import INDEX_NAME, choose_index_path
+from replay.index_query import Query, sql_glob_equivalent
+from replay.terms import parse_dest, parse_time
 from sessrec.cli import main
 from sessrec.errors import UsageError
 
@@ -98,7 +92,7 @@ def test_ls_sorted_by_start(sessions: Path) -> None:
     lines = out.splitlines()
     assert lines[0].split()[:4] == ["STARTED", "(UTC)", "DURATION", "USER"]
     assert [line.split()[-1] for line in lines[1:]] == ["b.srec", "a.srec", "host2/c.srec"]
-    assert lines[1].split()[:4] == ["2026-11-22", "11:10:02", "0ms", "alice"]
+    assert lines[1].split()[:5] == ["2026-11-22", "11:10:02", "0.000", "ms", "alice"]
     assert "complete" in lines[1] and "truncated" in lines[3]
     assert (sessions / INDEX_NAME).is_file()
 
@@ -204,7 +198,8 @@ def test_search_max_events_and_json(tmp_path: Path) -> None:
     e = s["events"][0]
     assert e == {"type": "open", "time": "2026-11-21T11:10:02.000000001Z",
                  "time_ns": BASE_NS + 1, "pid": 1000, "ppid": 1, "comm": "comm",
-                 "path": "/tmp/f0", "flags": 0, "flag_names": ["O_RDONLY"], "return_code": 3}
+                 "path": "/tmp/f0", "flags": 0, "flag_names": ["O_RDONLY"], "return_code": 3,
+                 "tampered": False}
 
 
 def test_glob_sql_and_fnmatch(sessions: Path) -> None:

@@ -79,7 +79,7 @@ def test_every_tracepoint_is_a_tracepoint() -> None:
     assert loader.tracepoints(text), "no TRACEPOINT_PROBE found"
     for forbidden in ("KPROBE", "kprobe__", "KFUNC_PROBE", "RAW_TRACEPOINT_PROBE", "LSM_PROBE"):
         assert forbidden not in text
-    assert {c for c, _ in loader.tracepoints(text)} == {"syscalls", "sched"}
+    assert {c for c, _ in loader.tracepoints(text)} == {"syscalls", "sched", "cgroup"}
 
 
 def test_load_failure_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -154,3 +154,14 @@ def test_ebpf_prints_the_program_without_root(monkeypatch: pytest.MonkeyPatch) -
     assert main(["record", "--ebpf"], stdout=out, stderr=err) == 0
     assert "TRACEPOINT_PROBE(sched, sched_process_exec)" in out.getvalue()
     assert "struct event_header" in out.getvalue()  # the header is inlined
+
+
+def test_membership_programs_are_always_loaded() -> None:
+    """Which processes are in a session is kept by proc.bpf.c's fork, exit
+    and cgroup programs: loaded even when command events are not wanted,
+    then built without them (SR_MEMBERSHIP_ONLY)."""
+    assert loader.loaded_files(("file.bpf.c",)) == ("proc.bpf.c", "file.bpf.c")
+    assert loader.loaded_files(loader.PROGRAM_FILES) == loader.PROGRAM_FILES
+    text = loader.program_text(loader.loaded_files(("net.bpf.c",)))
+    assert "TRACEPOINT_PROBE(cgroup, cgroup_attach_task)" in text
+    assert "#ifndef SR_MEMBERSHIP_ONLY /* command events: exec */" in text

@@ -8,7 +8,7 @@ import pytest
 
 from replay.events import PathResolver, normalize, with_paths
 from sessrec.event import TYPE_NAMES, Event, Exec, make
-from sessrec.format import AT_FDCWD, O_CLOEXEC
+from sessrec.linux import AT_FDCWD, O_CLOEXEC
 
 LEADER = 100
 O_PATH_DIR = 0o10200000

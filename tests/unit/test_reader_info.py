@@ -50,6 +50,7 @@ def test_unfinished_and_hostile(tmp_path: Path) -> None:
     assert "exit status  unknown" in lines
     assert "events       1 fork" in lines
     assert "lost         none" in lines
-    assert "duration     unknown: the recording did not finish" in lines
+    # the event at ts 1: to the last event, as ls and the HTML page say
+    assert "duration     0.000 ms, to the last event (unfinished)" in lines
     assert lines[-1].startswith("file         truncated: read up to byte ")
     assert lines[-1].endswith("the recording did not finish (no trailer)")

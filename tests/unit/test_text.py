@@ -9,16 +9,8 @@ import sys
 
 import pytest
 
-from replay.text import (
-    ERRNO_NAMES,
-    SIGNAL_NAMES,
-    duration_text,
-    errno_name,
-    json_text,
-    printable,
-    result,
-    signal_name,
-)
+from replay.text import duration_text, json_text, printable
+from sessrec.linux import ERRNO_NAMES, SIGNAL_NAMES, errno_name, result, signal_name
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the tables are Linux's")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
 import threading
 import time
@@ -14,9 +15,10 @@ from srec_util import GOLDEN, HEADER, TRAILER, write_session
 
 from recorder.writer import SessionWriter
 from replay.reader import open_session
+from replay.terms import parse_dest, parse_when
 from replay.text import printable, show, use_color
-from replay.timeline import DestMatcher, Pacer, parse_types, parse_when, write_timeline
-from sessrec import format as fmt
+from replay.timeline import Pacer, parse_types, write_timeline
+from sessrec import linux
 from sessrec.cli import main
 from sessrec.errors import UsageError
 
@@ -94,15 +96,18 @@ def test_dest() -> None:
 
 
 def test_dest_matcher() -> None:
-    mapped = fmt.SockAddr(fmt.AF_INET6, "inet6", "::ffff:10.0.0.5", 443)
-    assert DestMatcher("10.0.0.5")(mapped)
-    assert DestMatcher("10.0.0.0/8:443")(mapped)
-    assert not DestMatcher("10.0.0.5:80")(mapped)
-    scoped = fmt.SockAddr(fmt.AF_INET6, "inet6", "fe80::1%2", 22)
-    assert DestMatcher("[fe80::1]:22")(scoped)
-    for bad in ("10.0.0.5:http", "[::1", "[::1]x", "1.2.3.4:99999"):
+    mapped = linux.SockAddr(linux.AF_INET6, "inet6", "::ffff:10.0.0.5", 443)
+    assert parse_dest("10.0.0.5").matches(mapped)
+    assert parse_dest("10.0.0.0/8:443").matches(mapped)
+    assert not parse_dest("10.0.0.5:80").matches(mapped)
+    scoped = linux.SockAddr(linux.AF_INET6, "inet6", "fe80::1%2", 22)
+    assert parse_dest("[fe80::1]:22").matches(scoped)
+    unix = linux.SockAddr(linux.AF_UNIX, "unix", "/run/x.sock", None)
+    assert parse_dest("/run/*.sock").matches(unix) and not parse_dest("/run/*.sock").matches(
+        linux.SockAddr(linux.AF_INET, "inet", "/run/x.sock", 1))
+    for bad in ("10.0.0.5:http", "[::1", "[::1]x", "1.2.3.4:99999", "example.com"):
         with pytest.raises(UsageError):
-            DestMatcher(bad)
+            parse_dest(bad)
 
 
 def test_failed() -> None:
@@ -129,8 +134,10 @@ def test_parse_helpers() -> None:
     assert parse_when("1h", 0) == 3_600_000_000_000
     assert parse_when("250ms", 0) == 250_000_000
     assert parse_when("1970-01-01T00:00:01.000000001Z", 1) == 1_000_000_000
+    # a time without a zone is UTC, as for search
+    assert parse_when("1970-01-01T00:00:02", 1_000_000_000) == 1_000_000_000
     with pytest.raises(UsageError):
-        parse_when("2026-11-21T11:10:02", 0)  # a time without a zone
+        parse_when("yesterday", 0)
     assert parse_types(["exec, open", "exit"]) == {2, 4, 3}
 
 
@@ -263,3 +270,22 @@ def test_follow_a_growing_file(tmp_path: Path) -> None:
     assert not t.is_alive()
     assert result == {"n": 2, "damage": None}
     assert [cols(x)[2] for x in out.getvalue().splitlines()] == ["exec", "exit"]
+
+
+def test_an_unreadable_path_or_argv_is_said_so(tmp_path: Path) -> None:
+    """SR_FLAG_READ_FAILED: the kernel could not read the path, argv or
+    address; the empty value is not shown as if it were the data."""
+    p = tmp_path / "rf.srec"
+    write_session(p, [
+        [EXEC, 1, 1000, 1000, 1, 0, b"sh", 4, 0, b"", [], 2, 1000, 0],
+        [OPEN, 2, 1000, 1000, 1, 0, b"sh", 4, -14, 1, -100, b"", 0, 0],
+        [OPEN, 3, 1000, 1000, 1, 0, b"sh", 0, 3, 1, -100, b"/etc/passwd", 0, 0],
+    ])
+    status, out, err = run("replay", str(p))
+    shown = out.splitlines()
+    assert status == 0 and err == "" and len(shown) == 3
+    assert all("[not read: the kernel could not read it" in line for line in shown[:2])
+    assert "not read" not in shown[2]
+    status, out, err = run("export", str(p), "--format", "jsonl")
+    docs = [json.loads(line) for line in out.splitlines()]
+    assert [d.get("read_failed") for d in docs] == [True, True, None]

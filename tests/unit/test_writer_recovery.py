@@ -121,6 +121,6 @@ def test_resume_cuts_a_partial_chunk_and_continues(tmp_path: Path) -> None:
     with open_session(path) as s:
         events = list(s.records())
         assert s.damage is None and s.header == header
-    decoder = records.Decoder(header["clock"]["mono_ns"])
+    decoder = records.Decoder(header["clock"]["mono_ns"], records.ABIS[header["abi_version"]])
     want = [decoder.decode(r) for r in raw[:50] + raw[60:]]
     assert events == want

@@ -1,0 +1,66 @@
+"""The logind watcher (recorder/logind.py) on a real cgroup2 tree laid out
+as logind's, made by the test under a private top cgroup (this machine has
+no systemd): inotify reports mkdir and rmdir on cgroupfs too."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from krec import SESSREC
+
+from recorder.cgroup import cgroup2_mount
+from recorder.logind import ScopeWatcher
+
+pytestmark = pytest.mark.kernel
+
+
+def test_scopes_on_a_real_cgroup_tree() -> None:
+    top = cgroup2_mount().path / f"sessrec-logind-test-{secrets.token_hex(3)}"
+    root = top / "user.slice"
+    scope = root / "user-1000.slice" / "session-12.scope"
+    root.mkdir(parents=True)
+    w = ScopeWatcher(root)
+    sleeper = None
+    try:
+        scope.mkdir(parents=True)
+        sleeper = subprocess.Popen(["sleep", "30"])
+        (scope / "cgroup.procs").write_text(str(sleeper.pid))
+        new, gone = w.read()
+        assert [(s.path, s.uid, s.audit_session_id) for s in new] == [(scope, 1000, 12)]
+        assert gone == []
+        sleeper.kill()
+        sleeper.wait()
+        for _ in range(200):        # rmdir is EBUSY until the task is fully gone
+            try:
+                scope.rmdir()
+                break
+            except OSError:
+                time.sleep(0.01)
+        assert w.read() == ([], [scope])
+    finally:
+        w.close()
+        if sleeper is not None and sleeper.poll() is None:
+            sleeper.kill()
+            sleeper.wait()
+        for d in (scope, scope.parent, root, top):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+
+
+def test_the_daemon_refuses_logind_enrolment(tmp_path: Path) -> None:
+    """Until sessions can be adopted at a scope's depth, a daemon asked for
+    logind enrolment says so and exits, instead of recording nothing."""
+    config = tmp_path / "sessrec.toml"
+    config.write_text(f'enrolment = "logind"\ncontrol_socket = "{tmp_path}/c.sock"\n')
+    r = subprocess.run([SESSREC, "daemon", "--config", str(config)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [
+        f'sessrec: error: {config}: enrolment = "logind" is not available in this version: '
+        'use enrolment = "pam" and the PAM line (docs/NODE.md)']
