@@ -5,7 +5,8 @@
  *
  * Tracepoints: syscalls:sys_exit_{open,openat,openat2,creat}.
  * Needs: BPF ring buffer (5.8), bpf_task_pt_regs (5.15); openat2 exists
- *   from 5.6. x86-64 (the arguments are read from the saved registers).
+ *   from 5.6: without its tracepoint the loader sets SR_NO_OPENAT2 and the
+ *   session header says so. x86-64 (arguments come from saved registers).
  *
  * One program per syscall, at exit: the result is known there, and the
  * arguments are read from the saved registers; the path is read from the
@@ -116,10 +117,12 @@ TRACEPOINT_PROBE(syscalls, sys_exit_openat)
 	return open_exit(args, SR_SYS_OPENAT, args->ret);
 }
 
+#ifndef SR_NO_OPENAT2
 TRACEPOINT_PROBE(syscalls, sys_exit_openat2)
 {
 	return open_exit(args, SR_SYS_OPENAT2, args->ret);
 }
+#endif
 
 TRACEPOINT_PROBE(syscalls, sys_exit_creat)
 {

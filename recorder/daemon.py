@@ -745,7 +745,9 @@ class Daemon:
                 session_id=session_id, cg=cg, leader_pid=pid, uid=uid, command=command,
                 cwd=cwd, clock=(wall_ns, time.monotonic_ns()),
                 audit_header=auditing.start(),
-                extra={"kind": kind, **({"login": login} if login else {})})
+                extra={"kind": kind, **({"login": login} if login else {}),
+                       **({"kernel_features": self.programs.features.as_header()}
+                          if self.programs is not None else {})})
             key = seal.seal_key_path(None) if sealing else None
             sealer = None if key is None else seal.start_file(key)
             writer = SessionWriter(output, header, force=force, sealer=sealer)

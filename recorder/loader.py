@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recorder import btf
+from recorder import btf, kfeatures
 from recorder.ringbuf import RingReader
 from sessrec.errors import EnvironmentProblem, PrivilegeError
 
@@ -177,13 +177,18 @@ def check_privileges(example: str = "sudo sessrec record -- CMD") -> None:
         )
 
 
-def compile_flags(cfg: LoadConfig, tracefs_dir: Path | None = None) -> list[str]:
-    """-D and -I flags that configure the programs (no source templating)."""
+def check_btf() -> None:
     if not Path(BTF_PATH).exists():
         raise EnvironmentProblem(
             f"no BTF at {BTF_PATH}: sessrec needs a kernel built with "
             "CONFIG_DEBUG_INFO_BTF=y to find kernel struct offsets"
         )
+
+
+def compile_flags(cfg: LoadConfig, tracefs_dir: Path | None = None,
+                  features: kfeatures.KernelFeatures | None = None) -> list[str]:
+    """-D and -I flags that configure the programs (no source templating)."""
+    check_btf()
     wanted = [(s, m) for _, s, m in KERNEL_OFFSETS]
     found = btf.cached_member_offsets(wanted, btf_path=BTF_PATH)
     flags: list[str] = []
@@ -197,13 +202,12 @@ def compile_flags(cfg: LoadConfig, tracefs_dir: Path | None = None) -> list[str]
     ]
     if MEMBERSHIP_FILE not in cfg.program_files:
         flags.append("-DSR_MEMBERSHIP_ONLY=1")
-    tf = tracefs_dir or tracefs()
-    exit_fmt = tf / "events/sched/sched_process_exit/format"
-    try:
-        if "group_dead" in exit_fmt.read_text():
-            flags.append("-DSR_HAVE_GROUP_DEAD=1")
-    except OSError:
-        pass
+    if features is None:
+        features = kfeatures.detect(tracefs_dir or tracefs(), BTF_PATH)
+    if features.exit_group_dead:
+        flags.append("-DSR_HAVE_GROUP_DEAD=1")
+    if not features.openat2:
+        flags.append("-DSR_NO_OPENAT2=1")
     return flags
 
 
@@ -235,9 +239,13 @@ def _possible_cpus() -> int:
         return os.cpu_count() or 1
 
 
+# Tracepoints the programs do without (a notice says so): see kfeatures.
+OPTIONAL_TRACEPOINTS = frozenset({("syscalls", "sys_exit_openat2")})
+
+
 def check_tracepoints(tf: Path, files: tuple[str, ...] = PROGRAM_FILES) -> None:
     missing = [f"{c}:{e}" for c, e in tracepoints(files=files)
-               if not (tf / "events" / c / e).is_dir()]
+               if (c, e) not in OPTIONAL_TRACEPOINTS and not (tf / "events" / c / e).is_dir()]
     if missing:
         raise EnvironmentProblem(
             "missing tracepoint(s) " + ", ".join(missing) + ": this kernel lacks "
@@ -275,6 +283,7 @@ class Programs:
 
     bpf: Any
     cfg: LoadConfig
+    features: kfeatures.KernelFeatures
     _rings: dict[int, _Ring] = field(default_factory=dict, repr=False)
     _pool: list[_Ring] = field(default_factory=list, repr=False)
     _on_record: RecordCallback | None = field(default=None, repr=False)
@@ -285,7 +294,10 @@ class Programs:
         check_machine()
         tf = tracefs()
         check_tracepoints(tf, loaded_files(cfg.program_files))
-        cflags = compile_flags(cfg, tf)
+        check_btf()
+        features = kfeatures.detect(tf, BTF_PATH)
+        features.check()
+        cflags = compile_flags(cfg, tf, features)
         bcc = import_bcc()
         try:
             bpf = bcc.BPF(text=program_text(loaded_files(cfg.program_files)), cflags=cflags)
@@ -299,7 +311,7 @@ class Programs:
             raise EnvironmentProblem(f"loading the BPF path walk failed: {e}") from e
         tails = bpf["kpath_prog"]
         tails[tails.Key(0)] = tails.Leaf(walk.fd)
-        return cls(bpf=bpf, cfg=cfg)
+        return cls(bpf=bpf, cfg=cfg, features=features)
 
     def add_session(self, cgroup_id: int) -> None:
         """Gives the session its ring and registers it: the programs record

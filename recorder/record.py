@@ -428,7 +428,8 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
         header = session_header(
             session_id=session_id, cg=cg, leader_pid=leader_pid, uid=os.getuid(),
             command=[_text(a) for a in opts.command], cwd=cwd,
-            clock=(wall_ns, mono_ns), audit_header=auditing.start(), extra={"kind": "record"})
+            clock=(wall_ns, mono_ns), audit_header=auditing.start(),
+            extra={"kind": "record", "kernel_features": programs.features.as_header()})
         try:
             sealer = None if opts.seal_key is None else seal.start_file(opts.seal_key)
             writer = SessionWriter(

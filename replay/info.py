@@ -73,6 +73,8 @@ def info_dict(summary: SessionSummary) -> dict[str, Any]:
         info["gaps"] = [dict(g) for g in summary.gaps]
     if "audit" in header:  # format 1.1 and later
         info["audit"] = audit_info(header, summary.trailer)
+    if "kernel_features" in header:  # 2.1 and later
+        info["kernel_features"] = header["kernel_features"]
     return info
 
 
@@ -99,6 +101,18 @@ def _file_state(info: dict[str, Any]) -> str:
     if d is None:
         return str(info["status"])
     return f"{info['status']}: read up to byte {d['offset']}: {d['reason']}"
+
+
+def describe_kernel_features(kf: dict[str, Any]) -> str:
+    """The detected features as one line: what there was, what was not."""
+    names = ("ringbuf", "task_pt_regs", "openat2", "exit_group_dead")
+    have = [n for n in names if kf.get(n) is True]
+    lack = [n for n in names if kf.get(n) is False]
+    text = f"{kf['release']}: {', '.join(have) or 'nothing detected'}"
+    if lack:
+        text += f"; without {', '.join(lack)}"
+    match = "matching" if kf["headers_match"] else "not matching (offsets from BTF)"
+    return f"{text}; headers {kf['headers'] or 'none'}, {match}"
 
 
 def format_info(info: dict[str, Any]) -> str:
@@ -138,6 +152,11 @@ def format_info(info: dict[str, Any]) -> str:
     ]
     if "audit" in info:
         rows.insert(2, ("audit", describe_audit(info["audit"])))
+    if "kernel_features" in info:
+        kf = info["kernel_features"]
+        at = [name for name, _ in rows].index("host") + 1
+        rows[at:at] = [("kernel", describe_kernel_features(kf)),
+                       *(("notice", n) for n in kf["notices"])]
     if info["tampered"]:
         moves = info["counts"].get("cgroup", 0)
         rows.append(("tampering", f"{info['tampered']} events flagged tampered ("

@@ -263,6 +263,18 @@ HEADER_OPTIONAL: Final[Mapping[str, object]] = {
     "kind": str,
     # 2.1: the node seal key's epoch of a sealed file (sessrec.seal)
     "seal": {"node_id": str, "epoch": int, "scheme": str},
+    # 2.1: what the kernel offered the programs, and what is not recorded
+    # for want of it (recorder/kfeatures.py)
+    "kernel_features": {
+        "release": str,
+        "ringbuf": bool,
+        "task_pt_regs": bool,
+        "openat2": bool,
+        "exit_group_dead": bool,
+        "headers": str,
+        "headers_match": bool,
+        "notices": _ListOf(str),
+    },
 }
 TRAILER_OPTIONAL: Final[Mapping[str, object]] = {
     # 1.1: the end record

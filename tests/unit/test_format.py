@@ -276,3 +276,31 @@ def test_times() -> None:
 
 def test_text() -> None:
     assert fmt.text(b"caf\xc3\xa9 \xff") == "café \\xff"
+
+
+KERNEL_FEATURES = {
+    "release": "6.1.0-57-amd64", "ringbuf": True, "task_pt_regs": True,
+    "get_current_task_btf": True, "openat2": False, "exit_group_dead": False,
+    "headers": "/usr/src/linux-headers-6.1.0-57-amd64", "headers_match": True,
+    "notices": ["no openat2 events: this kernel has no syscalls:sys_exit_openat2 tracepoint"],
+}
+
+
+def test_kernel_features_are_validated_when_present() -> None:
+    fmt.validate_header({**_header(), "kernel_features": KERNEL_FEATURES})
+    bad = {**KERNEL_FEATURES, "notices": ["ok", 7]}
+    with pytest.raises(FormatError, match=r"header\['kernel_features'\]\['notices'\]\[1\]"):
+        fmt.validate_header({**_header(), "kernel_features": bad})
+    with pytest.raises(FormatError, match="lacks key 'headers_match'"):
+        fmt.validate_header({**_header(), "kernel_features": {
+            k: v for k, v in KERNEL_FEATURES.items() if k != "headers_match"}})
+
+
+def test_info_shows_the_kernel_features_and_each_notice() -> None:
+    from replay.info import describe_kernel_features
+
+    line = describe_kernel_features(KERNEL_FEATURES)
+    assert line == ("6.1.0-57-amd64: ringbuf, task_pt_regs; without openat2, exit_group_dead; "
+                    "headers /usr/src/linux-headers-6.1.0-57-amd64, matching")
+    other = describe_kernel_features({**KERNEL_FEATURES, "headers_match": False})
+    assert other.endswith("not matching (offsets from BTF)")

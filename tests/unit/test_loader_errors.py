@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from recorder import loader
+from recorder import kfeatures, loader
 from sessrec.cli import ExitStatus, main
 from sessrec.errors import EnvironmentProblem, PrivilegeError
 
@@ -93,10 +93,53 @@ def test_load_failure_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     monkeypatch.setattr(loader, "check_privileges", lambda: None)
     monkeypatch.setattr(loader, "tracefs", lambda: tmp_path)
     monkeypatch.setattr(loader, "check_tracepoints", lambda *_: None)
+    monkeypatch.setattr(loader, "check_btf", lambda: None)
+    monkeypatch.setattr(loader.kfeatures, "detect", lambda *_: fake_features())
     monkeypatch.setattr(loader, "compile_flags", lambda *_: [])
     monkeypatch.setattr(loader, "import_bcc", lambda: FakeBcc)
     with pytest.raises(EnvironmentProblem, match="loading the BPF programs failed"):
         loader.Programs.load(loader.LoadConfig(session_level=2))
+
+
+def fake_features(**btf_names: bool) -> kfeatures.KernelFeatures:
+    names = {n: btf_names.get(n, True) for n, _, _ in kfeatures.REQUIRED_BTF_NAMES}
+    return kfeatures.KernelFeatures("5.10.0-test", names, True, True, "", False)
+
+
+def test_a_kernel_without_task_pt_regs_is_refused_naming_it() -> None:
+    with pytest.raises(EnvironmentProblem) as e:
+        fake_features(task_pt_regs=False).check()
+    msg = str(e.value)
+    assert "5.10.0-test lacks task_pt_regs (Linux 5.15" in msg and "ringbuf" not in msg
+
+
+def test_features_are_probed_from_btf_names_and_tracefs(tmp_path: Path) -> None:
+    btf = tmp_path / "vmlinux"
+    # The string section holds enum member names NUL-terminated; a longer
+    # name that merely starts with a wanted one does not count.
+    btf.write_bytes(b"\0BPF_MAP_TYPE_RINGBUF\0BPF_FUNC_task_pt_regs_x\0"
+                    b"BPF_FUNC_get_current_task_btf\0")
+    (tmp_path / "events/sched/sched_process_exit").mkdir(parents=True)
+    (tmp_path / "events/sched/sched_process_exit/format").write_text("field:pid_t pid;")
+    f = kfeatures.detect(tmp_path, str(btf))
+    assert f.btf_names == {"ringbuf": True, "task_pt_regs": False,
+                           "get_current_task_btf": True}
+    assert not f.openat2 and not f.exit_group_dead
+    assert any("no openat2 events" in n for n in f.notices)
+    header = f.as_header()
+    assert header["openat2"] is False and header["notices"] == f.notices
+
+
+@pytest.mark.skipif(not Path(loader.BTF_PATH).exists(), reason="needs the running kernel's BTF")
+def test_without_openat2_the_programs_are_built_without_it(tmp_path: Path) -> None:
+    features = kfeatures.KernelFeatures("5.4", {}, openat2=False, exit_group_dead=False,
+                                        headers="", headers_match=False)
+    flags = loader.compile_flags(loader.LoadConfig(session_level=2), tmp_path, features)
+    assert "-DSR_NO_OPENAT2=1" in flags and "-DSR_HAVE_GROUP_DEAD=1" not in flags
+    for cat, ev in loader.tracepoints():
+        if (cat, ev) != ("syscalls", "sys_exit_openat2"):
+            (tmp_path / "events" / cat / ev).mkdir(parents=True)
+    loader.check_tracepoints(tmp_path)  # openat2 may be missing
 
 
 def test_privilege_error_says_how_to_fix(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,254 @@
+"""The kernel matrix's own logic, without booting anything: the kernel
+modules' dependencies read from ELF, the initramfs archive, the junit
+results, the table and the exit status."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "vagrant"))
+from kmatrix import cli, initramfs, kernels, modules, qemu, results
+from kmatrix.errors import MatrixError
+
+
+def fake_module(modinfo: dict[str, str]) -> bytes:
+    """A minimal ELF64 file with a .modinfo section (and the section names)."""
+    info = b"".join(f"{k}={v}".encode() + b"\0" for k, v in modinfo.items())
+    names = b"\0.modinfo\0.shstrtab\0"
+    info_off = 64
+    names_off = info_off + len(info)
+    shoff = names_off + len(names)
+    shoff += -shoff % 8
+    header = bytearray(64)
+    header[:6] = b"\x7fELF\x02\x01"
+    struct.pack_into("<Q", header, 0x28, shoff)
+    struct.pack_into("<HHH", header, 0x3A, 64, 3, 2)
+    sections = bytes(64)  # the null section
+    sections += struct.pack("<IIQQQQ", 1, 1, 0, 0, info_off, len(info)) + bytes(24)
+    sections += struct.pack("<IIQQQQ", 10, 3, 0, 0, names_off, len(names)) + bytes(24)
+    body = bytes(header) + info + names
+    return body + bytes(shoff - len(body)) + sections
+
+
+def module_tree(tmp_path: Path, deps: dict[str, str], builtin: str = "") -> Path:
+    mdir = tmp_path / "usr/lib/modules/6.1.0-test"
+    (mdir / "kernel/fs").mkdir(parents=True)
+    for name, dep in deps.items():
+        (mdir / "kernel/fs" / f"{name.replace('_', '-')}.ko").write_bytes(
+            fake_module({"license": "GPL", "depends": dep, "name": name}))
+    (mdir / "modules.builtin").write_text(builtin)
+    (mdir / "modules.order").write_text("")
+    return mdir
+
+
+def test_modinfo_reads_the_section() -> None:
+    info = modules.modinfo(fake_module({"depends": "a,b", "vermagic": "6.1.0 SMP"}))
+    assert info == {"depends": "a,b", "vermagic": "6.1.0 SMP"}
+
+
+def test_modinfo_refuses_what_is_not_elf64() -> None:
+    with pytest.raises(MatrixError, match="not an ELF64"):
+        modules.modinfo(b"#!/bin/sh\n")
+
+
+def test_load_order_puts_dependencies_first_and_skips_builtins(tmp_path: Path) -> None:
+    mdir = module_tree(tmp_path, {"p9": "netfs,p9net", "p9net": "", "netfs": "fscache",
+                                  "fscache": "", "overlay": ""},
+                       builtin="kernel/fs/fscache.ko\n")
+    order = modules.load_order(["p9", "overlay"], modules.module_index(mdir),
+                               modules.builtin_modules(mdir))
+    assert order == ["netfs", "p9net", "p9", "overlay"]
+
+
+def test_load_order_names_a_missing_module_and_a_loop(tmp_path: Path) -> None:
+    mdir = module_tree(tmp_path, {"a": "b", "b": "a", "c": "gone"})
+    index = modules.module_index(mdir)
+    with pytest.raises(MatrixError, match="neither built in nor in the package"):
+        modules.load_order(["c"], index, set())
+    with pytest.raises(MatrixError, match="loop: a -> b -> a"):
+        modules.load_order(["a"], index, set())
+
+
+@pytest.mark.skipif(shutil.which("cpio") is None or not initramfs.BUSYBOX.exists(),
+                    reason="needs cpio and busybox-static to unpack and build the archive")
+def test_initramfs_unpacks_with_cpio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mdir = module_tree(tmp_path, {"virtio_pci": "", "p9net_virtio": "", "p9": "",
+                                  "overlay": ""})
+    monkeypatch.setattr(initramfs, "ROOT_MODULES", ("virtio_pci", "p9net_virtio", "p9",
+                                                    "overlay"))
+    dest = tmp_path / "initramfs.gz"
+    order = initramfs.build(mdir, dest)
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    subprocess.run(["cpio", "-id", "--quiet"], input=gzip.decompress(dest.read_bytes()),
+                   cwd=unpacked, check=True)
+    assert (unpacked / "init").read_bytes() == initramfs.GUEST_INIT.read_bytes()
+    assert (unpacked / "init").stat().st_mode & 0o111
+    assert (unpacked / "modules.order").read_text().split() == order
+    for m in order:
+        assert modules.modinfo((unpacked / "modules" / f"{m}.ko").read_bytes())["name"] == m
+    assert (unpacked / "bin/busybox").read_bytes() == initramfs.BUSYBOX.read_bytes()
+
+
+JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest">
+<testcase classname="tests.kernel.test_exec" name="test_argv" time="3.1"/>
+<testcase classname="tests.kernel.test_exec" name="test_env" time="2.0">
+  <failure message="assert 1 == 2">...</failure></testcase>
+<testcase classname="tests.kernel.test_audit" name="test_login" time="0.1">
+  <skipped message="no auditd"/></testcase>
+<testcase classname="tests.kernel.test_ring" name="test_loss" time="1.0">
+  <error message="fixture">...</error></testcase>
+</testsuite></testsuites>"""
+
+
+def test_junit_counts_and_names_the_failures(tmp_path: Path) -> None:
+    (tmp_path / "junit.xml").write_text(JUNIT)
+    assert results.read_junit(tmp_path / "junit.xml") == (
+        1, 2, 1, ["test_exec::test_env", "test_ring::test_loss"])
+
+
+def test_collect_reads_the_guest_share(tmp_path: Path) -> None:
+    (tmp_path / "junit.xml").write_text(JUNIT)
+    (tmp_path / "probe").write_text("ok 53389\n")
+    (tmp_path / "kernel.env").write_text("release=6.1.0-57-amd64\nheaders=/usr/src/h\n")
+    r = results.KernelResult("debian12")
+    results.collect(r, tmp_path)
+    assert (r.passed, r.failed, r.skipped, r.probe_seconds, r.headers) == (
+        1, 2, 1, 53.389, "/usr/src/h")
+    assert not r.ok and r.problem == ""
+
+
+def test_a_guest_without_results_is_not_a_pass(tmp_path: Path) -> None:
+    r = results.KernelResult("debian12")
+    results.collect(r, tmp_path)
+    assert r.problem == "the test run left no results" and not r.ok
+
+
+def test_table_and_exit_status_tell_infrastructure_from_tests() -> None:
+    good = results.KernelResult("debian12", release="6.1.0-57-amd64", accel="tcg",
+                                passed=41, seconds=1205)
+    broken = results.KernelResult("debian12-rt", boot=results.BOOT_INFRA,
+                                  problem="qemu: could not load kernel", seconds=3)
+    failing = results.KernelResult("debian12-cloud", accel="tcg", passed=3, failed=1,
+                                   failing=["test_open::test_openat2"], seconds=61)
+    assert results.exit_status([good]) == 0
+    assert results.exit_status([good, broken]) == 3
+    assert results.exit_status([good, broken, failing]) == 1
+    text = results.text_table([good, broken, failing])
+    lines = text.splitlines()
+    assert lines[0].split()[:3] == ["kernel", "release", "accel"]
+    assert "20m05s" in lines[1] and "41" in lines[1]
+    assert "infrastructure failure: qemu: could not load kernel" in lines[2]
+    assert "test_open::test_openat2" in lines[3]
+    md = results.markdown_table([good, broken, failing]).splitlines()
+    assert md[1].startswith("| --- |") and len(md) == 5
+
+
+def test_kernel_names_are_known_or_refused() -> None:
+    assert kernels.by_name("debian12").meta == "linux-image-amd64"
+    with pytest.raises(MatrixError, match="unknown kernel 'nope'"):
+        kernels.by_name("nope")
+    assert len({k.name for k in kernels.KERNELS}) == len(kernels.KERNELS)
+
+
+def test_merged_usr_moves_lib_under_usr(tmp_path: Path) -> None:
+    if not Path("/lib").is_symlink():
+        pytest.skip("the host has no merged /usr")
+    (tmp_path / "lib/modules/6.1").mkdir(parents=True)
+    (tmp_path / "usr/src").mkdir(parents=True)
+    kernels._merge_usr(tmp_path)
+    assert not (tmp_path / "lib").exists()
+    assert (tmp_path / "usr/lib/modules/6.1").is_dir()
+
+
+def test_list_names_every_kernel() -> None:
+    out = io.StringIO()
+    assert cli.main(["--list"], stdout=out) == 0
+    lines = out.getvalue().splitlines()
+    assert [ln.split()[0] for ln in lines] == [k.name for k in kernels.KERNELS]
+    assert "[bookworm-backports]" in lines[-1]
+
+
+def test_docs_table_replaces_only_what_is_between_the_markers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = tmp_path / "KERNELS.md"
+    doc.write_text(f"# Kernels\nintro\n{cli.BEGIN}\nold table\n{cli.END}\nafter\n")
+    monkeypatch.setattr(cli, "KERNELS_DOC", doc)
+    meta = {"date": "2026-11-29 14:00 UTC", "commit": "abc123", "host_kernel": "6.18",
+            "subset": "full", "init": "systemd"}
+    r = results.KernelResult("debian12", release="6.1.0-57-amd64", accel="tcg", passed=40,
+                             seconds=1200, boot_seconds=10.3, probe_seconds=47.5,
+                             headers="/usr/src/linux-headers-6.1.0-57-amd64")
+    cli.write_docs([r], meta)
+    text = doc.read_text()
+    assert text.startswith("# Kernels\nintro\n") and text.endswith(f"{cli.END}\nafter\n")
+    assert "old table" not in text
+    assert "Run of 2026-11-29 14:00 UTC at commit abc123" in text
+    assert "| debian12 | 6.1.0-57-amd64 | tcg | ok | 40 | 0 | 0 |  | 20m00s |" in text
+    assert "first BCC compile and load (`sessrec record -- /bin/true`) 48 s" in text
+    doc.write_text("no markers\n")
+    with pytest.raises(MatrixError, match="lacks the"):
+        cli.write_docs([r], meta)
+
+
+def test_docs_from_a_saved_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = tmp_path / "KERNELS.md"
+    doc.write_text(f"{cli.BEGIN}\n{cli.END}\n")
+    monkeypatch.setattr(cli, "KERNELS_DOC", doc)
+    meta = {"date": "d", "commit": "c", "host_kernel": "h", "subset": "quick", "init": "i"}
+    r = results.KernelResult("debian12-rt", boot=results.BOOT_INFRA, problem="no 9p")
+    (tmp_path / "matrix.json").write_text(results.to_json([r], meta))
+    assert cli.main(["--docs-from", str(tmp_path / "matrix.json")]) == 0
+    assert "| debian12-rt |  |  | infrastructure failure: no 9p | - | - | - |" in doc.read_text()
+    assert cli.main(["--docs-from", str(tmp_path / "missing.json")]) == 2
+
+
+def test_qemu_command_shares_the_root_read_only_and_the_results_writable(
+        tmp_path: Path) -> None:
+    tcg = qemu.command(Path("/k/vmlinuz"), Path("/k/initrd"), Path("/k/tree"), tmp_path,
+                       qemu.Machine("tcg", "test"), "sessrec.init=/x/run")
+    assert tcg[tcg.index("-accel") + 1] == "tcg,thread=multi"
+    shares = [tcg[i + 1] for i, a in enumerate(tcg) if a == "-virtfs"]
+    assert [s.split("mount_tag=")[1].split(",")[0] for s in shares] == [
+        "hostroot", "kernel", "out"]
+    assert "path=/," in shares[0] and "readonly=on" in shares[0]
+    assert "readonly=on" in shares[1] and "readonly" not in shares[2]
+    assert tcg[tcg.index("-append") + 1].endswith("sessrec.init=/x/run")
+    kvm = qemu.command(Path("/k/vmlinuz"), Path("/k/initrd"), Path("/k/tree"), tmp_path,
+                       qemu.Machine("kvm", "test"), "")
+    assert kvm[kvm.index("-accel") + 1: kvm.index("-accel") + 4] == ["kvm", "-cpu", "host"]
+
+
+def test_why_a_guest_did_not_boot_is_read_from_its_console(tmp_path: Path) -> None:
+    (tmp_path / "qemu.stderr").write_text("")
+    (tmp_path / "serial.log").write_text(
+        "Booting\nSESSREC-MATRIX-INFRA: cannot mount the host's root over 9p\n")
+    assert qemu._why_not_booted(tmp_path, False, 300) == "cannot mount the host's root over 9p"
+    (tmp_path / "serial.log").write_text(
+        "[    3.6] Kernel panic - not syncing: Attempted to kill init!\n")
+    assert qemu._why_not_booted(tmp_path, False, 300) == (
+        "Kernel panic - not syncing: Attempted to kill init!")
+    (tmp_path / "serial.log").write_text("")
+    assert "within 300 s" in qemu._why_not_booted(tmp_path, True, 300)
+    (tmp_path / "qemu.stderr").write_text("qemu-system-x86_64: could not load kernel '/k'\n")
+    assert qemu._why_not_booted(tmp_path, False, 300) == (
+        "qemu-system-x86_64: could not load kernel '/k'")
+
+
+@pytest.mark.skipif(shutil.which("vagrant") is None, reason="needs vagrant (Debian's package)")
+def test_vagrantfile_validates() -> None:
+    """Boxes cannot be downloaded here; the file itself must still be valid.
+    Without a provider plugin, provider settings are left out of the check."""
+    vagrant_dir = Path(__file__).resolve().parents[2] / "vagrant"
+    p = subprocess.run(["vagrant", "validate", "--ignore-provider"], cwd=vagrant_dir,
+                       capture_output=True, text=True, timeout=120, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "validated successfully" in p.stdout

@@ -1,0 +1,2 @@
+"""The kernel matrix: boots distribution kernels under qemu and runs the
+kernel test tier in each (vagrant/kernel-matrix is the command)."""
