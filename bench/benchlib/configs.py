@@ -259,8 +259,7 @@ class Runner:
             timing, stdout = self._finish(proc, "workload")
             time.sleep(0.5)  # what is still in bpftrace's buffers
             cpu = proc_cpu_ns(bt.pid) - cpu0
-            bt.send_signal(signal.SIGINT)
-            bt.wait(timeout=120)
+            _stop_bpftrace(bt)
         finally:
             for _ in range(100):
                 try:
@@ -327,6 +326,23 @@ def _probes(out: Path) -> int:
     """N of bpftrace's "Attaching N probes..." (a large number until then)."""
     m = re.search(rb"Attaching (\d+) probe", out.read_bytes()[:200]) if out.exists() else None
     return int(m.group(1)) if m else 1 << 30
+
+
+def _stop_bpftrace(bt: subprocess.Popen[bytes]) -> None:
+    """SIGINT until bpftrace exits: seen here, Debian's 0.17 sometimes lets
+    the first SIGINT pass while draining a busy perf buffer, and then waits
+    for ever; a second one stops it, its output flushed."""
+    deadline = time.monotonic() + 120
+    while True:
+        bt.send_signal(signal.SIGINT)
+        try:
+            bt.wait(timeout=5)
+            return
+        except subprocess.TimeoutExpired:
+            if time.monotonic() > deadline:
+                bt.kill()
+                bt.wait()
+                raise BenchError("bpftrace did not stop on SIGINT within 120 s") from None
 
 
 def _perf_events(pid: int) -> int:
