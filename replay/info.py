@@ -70,6 +70,11 @@ def info_dict(summary: SessionSummary) -> dict[str, Any]:
         info["gaps"] = [dict(g) for g in summary.gaps]
     if "audit" in header:  # format 1.1 and later
         info["audit"] = audit_info(header, summary.trailer)
+    if "login" in header:  # format 2.1: a login enrolled by the PAM hook (docs/NODE.md)
+        info["login"] = dict(header["login"])
+        tty = (summary.trailer or {}).get("tty")
+        if isinstance(tty, str):
+            info["login"]["terminal"] = tty  # learned during the session; login.tty is PAM_TTY
     return info
 
 
@@ -96,6 +101,21 @@ def _file_state(info: dict[str, Any]) -> str:
     if d is None:
         return str(info["status"])
     return f"{info['status']}: read up to byte {d['offset']}: {d['reason']}"
+
+
+def _login(login: dict[str, Any]) -> str:
+    """'alice from 203.0.113.9 port 51234, service sshd, tty pts/0'."""
+    text = str(login.get("user", "?"))
+    if login.get("remote_addr") is not None:
+        text += f" from {login['remote_addr']} port {login.get('remote_port', '?')}"
+    elif login.get("rhost") is not None:
+        text += f" from {login['rhost']}"
+    if login.get("service") is not None:
+        text += f", service {login['service']}"
+    tty = login.get("terminal", login.get("tty"))
+    if tty is not None:
+        text += f", tty {tty}"
+    return text
 
 
 def format_info(info: dict[str, Any]) -> str:
@@ -135,6 +155,8 @@ def format_info(info: dict[str, Any]) -> str:
     ]
     if "audit" in info:
         rows.insert(2, ("audit", describe_audit(info["audit"])))
+    if "login" in info:
+        rows.insert(2, ("login", _login(info["login"])))
     if info["unknown_types"]:
         rows.append(("unknown", f"{info['unknown_types']} events of unknown types"))
     for gap in info.get("gaps", []):
