@@ -34,7 +34,7 @@ OLD_OPEN_END = records.record_size(records.OPEN, records.ABI_1)
 _SIZE_AT = records.HEADER.offsets()["size"]
 
 
-def test_value(i: int) -> int:
+def appended_value(i: int) -> int:
     """The appended field of the i-th record."""
     return 0xA0000000 + i
 
@@ -45,7 +45,7 @@ def to_test_abi(raw: list[bytes]) -> list[bytes]:
     out = []
     for i, r in enumerate(raw):
         if r[0] == records.OPEN:
-            grown = bytearray(r[:OLD_OPEN_END] + struct.pack("<II", test_value(i), 0)
+            grown = bytearray(r[:OLD_OPEN_END] + struct.pack("<II", appended_value(i), 0)
                               + r[OLD_OPEN_END:])
             (size,) = struct.unpack_from("<I", grown, _SIZE_AT)
             struct.pack_into("<I", grown, _SIZE_AT, size + 8)

@@ -83,7 +83,7 @@ def test_the_appended_field_is_decoded(test_abi: records.Abi) -> None:
         end_b = records.record_size(records.OPEN, test_abi)
         fields_a = old_open.build(va, a, end_a, origin)
         fields_b = new_open.build(vb, b, end_b, origin)
-        assert fields_b == (*fields_a, script.test_value(i))
+        assert fields_b == (*fields_a, script.appended_value(i))
     assert opens > 10
 
 
