@@ -75,6 +75,11 @@ def info_dict(summary: SessionSummary) -> dict[str, Any]:
         info["audit"] = audit_info(header, summary.trailer)
     if "kernel_features" in header:  # 2.1 and later
         info["kernel_features"] = header["kernel_features"]
+    if "login" in header:  # format 2.1: a login enrolled by the PAM hook (docs/NODE.md)
+        info["login"] = dict(header["login"])
+        tty = (summary.trailer or {}).get("tty")
+        if isinstance(tty, str):
+            info["login"]["terminal"] = tty  # learned during the session; login.tty is PAM_TTY
     return info
 
 
@@ -113,6 +118,21 @@ def describe_kernel_features(kf: dict[str, Any]) -> str:
         text += f"; without {', '.join(lack)}"
     match = "matching" if kf["headers_match"] else "not matching (offsets from BTF)"
     return f"{text}; headers {kf['headers'] or 'none'}, {match}"
+
+
+def _login(login: dict[str, Any]) -> str:
+    """'alice from 203.0.113.9 port 51234, service sshd, tty pts/0'."""
+    text = str(login.get("user", "?"))
+    if login.get("remote_addr") is not None:
+        text += f" from {login['remote_addr']} port {login.get('remote_port', '?')}"
+    elif login.get("rhost") is not None:
+        text += f" from {login['rhost']}"
+    if login.get("service") is not None:
+        text += f", service {login['service']}"
+    tty = login.get("terminal", login.get("tty"))
+    if tty is not None:
+        text += f", tty {tty}"
+    return text
 
 
 def format_info(info: dict[str, Any]) -> str:
@@ -162,6 +182,8 @@ def format_info(info: dict[str, Any]) -> str:
         rows.append(("tampering", f"{info['tampered']} events flagged tampered ("
                      f"{moves} cgroup moves of session processes): see "
                      "'sessrec search --tampered'"))
+    if "login" in info:
+        rows.insert(2, ("login", _login(info["login"])))
     if info["unknown_types"]:
         rows.append(("unknown", f"{info['unknown_types']} events of unknown types"))
     for gap in info.get("gaps", []):
