@@ -16,6 +16,7 @@ One scenario runs once per module; each test asserts one part of it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -230,6 +231,12 @@ def scenario(auditd: Auditd) -> Iterator[Scenario]:  # noqa: F811
         finally:
             daemon.stop()
             listener.close()
+            # The daemon leaves its (empty) cgroup root behind: ours is a test's.
+            from recorder.cgroup import cgroup2_mount
+            root = re.search(r'cgroup_root = "([^"]+)"', daemon.config.read_text())
+            if root:
+                with contextlib.suppress(OSError):
+                    (cgroup2_mount().path / root.group(1)).rmdir()
             import shutil
             shutil.rmtree(base, ignore_errors=True)
 
