@@ -51,7 +51,7 @@ from sessrec import __version__, control, seal
 from sessrec import format as fmt
 from sessrec.config import Config
 from sessrec.errors import SessrecError
-from sessrec.event import TYPE_NAMES, EventType
+from sessrec.event import TYPE_NAMES
 
 if TYPE_CHECKING:
     from recorder import audit
@@ -74,7 +74,10 @@ ENDED_KEPT = 1024      # summaries of ended sessions kept for a late `end`
 # one waits an RCU grace period in the kernel (a map-of-maps update, ~15 ms),
 # which a start should not (docs/PERFORMANCE.md).
 SPARES = 16
-TTY_SCANS = 20         # times a PAM session's processes are looked at for its terminal
+# A PAM login's processes are looked at for its terminal every TTY_EVERY s
+# for its first TTY_FOR s (a login without a tty never gets one).
+TTY_EVERY = 0.02
+TTY_FOR = 30.0
 MAX_OUT = 1 << 20      # reply bytes a client may leave unread before it is dropped
 LOGIN_KEYS = {"user": str, "rhost": str, "tty": str, "service": str, "remote_addr": str,
               "uid": int, "remote_port": int}
@@ -131,8 +134,8 @@ class Session:
     drop_last_ts: int = 0
     drop_detail: str = ""
     tty: str | None = None          # a login's terminal, learned from its processes
-    tty_scans: int = 0
-    execs_seen: int = 0
+    tty_next: float = 0.0           # when its processes are next looked at
+    tty_until: float = 0.0          # and until when
     gaps: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -160,6 +163,7 @@ class Daemon:
         self.sessions: dict[str, Session] = {}
         self.by_cg: dict[int, Session] = {}
         self.ending: set[str] = set()  # sessions after `end`, until finished
+        self.tty_pending: set[str] = set()  # PAM logins whose terminal is not known yet
         self.ended: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.clients: dict[int, Client] = {}
         self.sel = selectors.DefaultSelector()
@@ -374,7 +378,7 @@ class Daemon:
             if n:
                 self.rate.append((now, n))
                 self._note_exits()
-                self._learn_ttys()
+            self._learn_ttys(now)
             if now >= next_flush:
                 next_flush = now + FLUSH_EVERY
                 for sess in list(self.sessions.values()):
@@ -405,6 +409,8 @@ class Daemon:
         if any(self.programs.pending_session(cg) for cg in active):
             return 0.0
         interval = DRAIN_MIN if active else DRAIN_MAX
+        if self.tty_pending:
+            interval = min(interval, TTY_EVERY)
         for sid in self.ending:
             sess = self.sessions[sid]
             at = sess.deadline if sess.state == "ending" else sess.finish_at
@@ -420,19 +426,18 @@ class Daemon:
             if sess is not None:
                 self._maybe_empty(sess, now)
 
-    def _learn_ttys(self) -> None:
+    def _learn_ttys(self, now: float) -> None:
         """A PAM login's terminal: PAM_TTY is "ssh" at sshd's open_session,
-        before the pty exists, so look at the session's processes when it
-        has exec'd something new, a few times at most (a login without a
-        tty never gets one)."""
-        for sess in self.sessions.values():
-            if sess.kind != "pam" or sess.tty is not None or sess.tty_scans >= TTY_SCANS:
-                continue
-            execs = sess.sink.per_type[EventType.EXEC]
-            if execs != sess.execs_seen:
-                sess.execs_seen = execs
-                sess.tty_scans += 1
+        before the pty exists, so look at the session's processes on a short
+        timer for a while. Not on its records: a quiet session's ring is
+        drained only every DRAIN_MAX s, and a short login can be over by then."""
+        for sid in list(self.tty_pending):
+            sess = self.sessions[sid]
+            if now >= sess.tty_next:
                 sess.tty = next(filter(None, map(pam.tty_of, sess.cg.pids())), None)
+                sess.tty_next = now + TTY_EVERY
+            if sess.tty is not None or now >= sess.tty_until:
+                self.tty_pending.discard(sid)
 
     def _maybe_empty(self, sess: Session, now: float) -> None:
         """An active session whose processes are all gone ends by itself,
@@ -754,7 +759,8 @@ class Daemon:
             sess = Session(id=session_id, kind=kind, pid=pid, uid=uid, user=user, file=output,
                            cg=cg, writer=writer, sink=SessionSink(cg.id, writer),
                            auditing=auditing, started_at=header["started_at"],
-                           owner=c if kind == "record" else None)
+                           owner=c if kind == "record" else None,
+                           tty_until=time.monotonic() + TTY_FOR)
             writer.on_drop = lambda k, raw: self._on_drop(sess, k, raw)
             self.dispatcher.sinks[cg.id] = sess.sink
             self.programs.add_session(cg.id)
@@ -782,6 +788,8 @@ class Daemon:
             raise
         self.sessions[session_id] = sess
         self.by_cg[cg.id] = sess
+        if kind == "pam":
+            self.tty_pending.add(session_id)
         self.sessions_total += 1
         if sess.owner is not None:
             c.owns.add(session_id)
@@ -868,6 +876,7 @@ class Daemon:
         del self.sessions[sess.id]
         del self.by_cg[sess.cg.id]
         self.ending.discard(sess.id)
+        self.tty_pending.discard(sess.id)
         with contextlib.suppress(OSError):
             (self.state_dir / f"{sess.id}.json").unlink()
         discarded = complete and sess.kind == "pam" and self._no_user_program(sess)

@@ -349,10 +349,6 @@ def test_headers_name_the_login(scenario: Scenario) -> None:
         assert read_trailer_fast(p) is not None, f"{pick}: the file is not finished"
 
 
-@pytest.mark.xfail(strict=True, reason="since main's daemon rework (a ring per session, "
-                   "spare rings), the daemon's tty scan (Daemon._learn_ttys) no longer finds "
-                   "the login's pty: the trailer has no 'tty'. It passed on the daemon of "
-                   "commit 9730ce4; not yet diagnosed")
 def test_the_interactive_tty_is_learned(scenario: Scenario) -> None:
     """PAM_TTY is "ssh" at sshd's open_session; the daemon learns the pty
     from the login's processes and puts it in the trailer."""
