@@ -213,7 +213,7 @@ class Daemon:
             t0 = time.monotonic()
             self.programs = Programs.load(LoadConfig(
                 session_level=level, ring_pages=self.cfg.ring_size // PAGE_SIZE,
-                program_files=self.files))
+                program_files=self.files, race_check=self.cfg.race_check))
             self.programs.open_ring(self.dispatcher)
             self.log("programs-loaded", seconds=round(time.monotonic() - t0, 3),
                      programs=len(self.programs.bpf.tracepoint_fds),
@@ -669,6 +669,7 @@ class Daemon:
             "uptime_s": round(now - self.started_mono, 3), "config": self.cfg.source,
             "programs": [f"{c}:{e}" for c, e in _attached(self.programs)],
             "events": list(self.cfg.events), "ring_size": self.cfg.ring_size,
+            "race_check": self.cfg.race_check,
             "sessions_active": len(self.sessions), "sessions_total": self.sessions_total,
             "events_total": sum(sum(s.sink.per_type) for s in self.sessions.values())
             + sum(int(e.get("events", 0)) for e in self.ended.values()),
@@ -751,8 +752,7 @@ class Daemon:
                 cwd=cwd, clock=(wall_ns, time.monotonic_ns()),
                 audit_header=auditing.start(),
                 extra={"kind": kind, **({"login": login} if login else {}),
-                       **({"kernel_features": self.programs.features.as_header()}
-                          if self.programs is not None else {})})
+                       **self.programs.header_fields()})
             key = seal.seal_key_path(None) if sealing else None
             sealer = None if key is None else seal.start_file(key)
             writer = SessionWriter(output, header, force=force, sealer=sealer)

@@ -108,6 +108,9 @@ class LoadConfig:
     session_level: int
     ring_pages: int = DEFAULT_RING_PAGES
     program_files: tuple[str, ...] = PROGRAM_FILES
+    # Compare each open's path buffer at sys_enter and sys_exit (the TOCTOU
+    # race): a sys_enter program on every open of the host (bpf/file.bpf.c).
+    race_check: bool = False
 
 
 def program_text(files: tuple[str, ...] = PROGRAM_FILES) -> str:
@@ -208,6 +211,8 @@ def compile_flags(cfg: LoadConfig, tracefs_dir: Path | None = None,
         flags.append("-DSR_HAVE_GROUP_DEAD=1")
     if not features.openat2:
         flags.append("-DSR_NO_OPENAT2=1")
+    if cfg.race_check:
+        flags.append("-DSR_RACE_CHECK=1")
     return flags
 
 
@@ -329,6 +334,12 @@ class Programs:
         tails = bpf["kpath_prog"]
         tails[tails.Key(0)] = tails.Leaf(walk.fd)
         return cls(bpf=bpf, cfg=cfg, features=features)
+
+    def header_fields(self) -> dict[str, Any]:
+        """What a session header says of the programs that record it
+        (docs/FORMAT.md): the kernel's features and the race check."""
+        return {"kernel_features": self.features.as_header(),
+                "race_check": self.cfg.race_check}
 
     def add_session(self, cgroup_id: int) -> None:
         """Gives the session its ring and registers it: the programs record

@@ -63,6 +63,7 @@ class RecordOptions:
     flush_interval: float = 1.0
     cwd: str | None = None
     seal_key: str | None = None  # seal the file with this node key (sessrec.seal)
+    race_check: bool = False  # loader.LoadConfig.race_check
 
 
 class SessionSink:
@@ -404,7 +405,8 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
     warm = threading.Thread(target=importlib.import_module, args=("recorder.audit",))
     warm.start()
     programs = Programs.load(
-        LoadConfig(session_level=SessionCgroup.session_level(mount), ring_pages=opts.ring_pages)
+        LoadConfig(session_level=SessionCgroup.session_level(mount), ring_pages=opts.ring_pages,
+                   race_check=opts.race_check)
     )
     warm.join()
     from recorder import audit
@@ -429,7 +431,7 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
             session_id=session_id, cg=cg, leader_pid=leader_pid, uid=os.getuid(),
             command=[_text(a) for a in opts.command], cwd=cwd,
             clock=(wall_ns, mono_ns), audit_header=auditing.start(),
-            extra={"kind": "record", "kernel_features": programs.features.as_header()})
+            extra={"kind": "record", **programs.header_fields()})
         try:
             sealer = None if opts.seal_key is None else seal.start_file(opts.seal_key)
             writer = SessionWriter(
