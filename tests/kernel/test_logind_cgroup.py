@@ -7,11 +7,8 @@ from __future__ import annotations
 import secrets
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
-from krec import SESSREC
-
 from recorder.cgroup import cgroup2_mount
 from recorder.logind import ScopeWatcher
 
@@ -52,15 +49,3 @@ def test_scopes_on_a_real_cgroup_tree() -> None:
             except OSError:
                 pass
 
-
-def test_the_daemon_refuses_logind_enrolment(tmp_path: Path) -> None:
-    """Until sessions can be adopted at a scope's depth, a daemon asked for
-    logind enrolment says so and exits, instead of recording nothing."""
-    config = tmp_path / "sessrec.toml"
-    config.write_text(f'enrolment = "logind"\ncontrol_socket = "{tmp_path}/c.sock"\n')
-    r = subprocess.run([SESSREC, "daemon", "--config", str(config)], capture_output=True,
-                       text=True, timeout=60)
-    assert r.returncode == 1
-    assert r.stderr.strip().splitlines() == [
-        f'sessrec: error: {config}: enrolment = "logind" is not available in this version: '
-        'use enrolment = "pam" and the PAM line (docs/NODE.md)']
