@@ -9,6 +9,7 @@ import subprocess
 import time
 
 import pytest
+
 from recorder.cgroup import cgroup2_mount
 from recorder.logind import ScopeWatcher
 
