@@ -815,6 +815,9 @@ class Daemon:
         assert self.programs is not None
         writer: SessionWriter | None = None
         try:
+            # The ring first: records of processes adopted already wait in
+            # it while the file is made, rather than being lost.
+            self.programs.add_session(cg.id)
             auditing = audit.AuditSession(session_id, output, pid, sender=self.audit_sender)
             header = session_header(
                 session_id=session_id, cg=cg, leader_pid=pid, uid=uid, command=command,
@@ -832,7 +835,6 @@ class Daemon:
                            owner=owner, tty_until=time.monotonic() + TTY_FOR, owned=owned)
             writer.on_drop = lambda k, raw: self._on_drop(sess, k, raw)
             self.dispatcher.sinks[cg.id] = sess.sink
-            self.programs.add_session(cg.id)
             self.sel.register(self.programs.ring_fd(cg.id), selectors.EVENT_READ, cg.id)
             join()
         except BaseException:

@@ -148,14 +148,17 @@ class LogindEnrolment:
         assert programs is not None
         seen: set[int] = set()
         for _ in range(JOIN_ROUNDS):
-            fresh = [p for cg in cgs for p in cg.pids() if p not in seen]
-            if not fresh:
-                break
-            for pid in fresh:
+            added = 0
+            for pid in [p for cg in cgs for p in cg.pids() if p not in seen]:
+                seen.add(pid)
                 owner = programs.member_of(pid)
                 if owner is None or (owner != key and owner not in self.d.by_cg):
                     programs.add_member(pid, key)
-            seen.update(fresh)
+                    added += 1
+            # Done when every process is in already: those forked since by
+            # members joined by themselves.
+            if not added:
+                break
         return len(seen)
 
     def _adopt(self, scope: Scope, cg: SessionCgroup, pids: list[int]) -> None:
@@ -168,8 +171,9 @@ class LogindEnrolment:
                   else "the user is not recorded ([users])")
             return
         t0 = time.monotonic()
-        # Members first: until the ring is registered (an RCU grace period)
-        # their records are counted as lost, not missed.
+        # Members first: until the ring is registered (an RCU grace period:
+        # the session's first step) their records are counted as lost, not
+        # missed.
         self.join([cg], cg.id)
         leader = _oldest(pids)
         login: dict[str, str | int] = {"user": user, "uid": uid, "logind_session": scope.session}
