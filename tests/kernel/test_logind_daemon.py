@@ -22,6 +22,8 @@ import pytest
 from daemonctl import Daemon, cgroup2, gated, make_daemon, release
 from krec import export, header, info
 
+from replay.reader import read_trailer_fast
+
 pytestmark = pytest.mark.kernel
 
 NOBODY = 65534
@@ -88,7 +90,7 @@ def logind() -> Iterator[Logind]:
 def daemon(tmp_path_factory: pytest.TempPathFactory, logind: Logind) -> Iterator[Daemon]:
     d = make_daemon(tmp_path_factory.mktemp("logind"),
                     f'enrolment = "logind"\nlogind_root = "{logind.root.relative_to(cgroup2())}"\n'
-                    'linger = "60s"\n')
+                    'linger = "2s"\n')
     try:
         yield d.start()
     finally:
@@ -203,3 +205,61 @@ def test_a_pam_login_is_followed_into_its_scope(daemon: Daemon, logind: Logind) 
     assert move["tampered"] is True
     summary = info(path)
     assert summary["complete"] and summary["end_reason"] == "cgroup-empty"
+
+
+def test_after_its_leader_exits_linger_bounds_the_scope(daemon: Daemon,
+                                                        logind: Logind) -> None:
+    """The leader (sshd's [priv], login) exits when the login closes; what
+    it left running in the scope is recorded for `linger` (2 s here), then
+    named in the trailer and left where it is, in systemd's scope."""
+    leader = gated(["/bin/sh", "-c", "/bin/sleep 30 >/dev/null & echo $!"], stdout=subprocess.PIPE)
+    scope = logind.scope(NOBODY, f"c{secrets.randbelow(10**6)}")
+    (scope / "cgroup.procs").write_text(str(leader.pid))
+    sid = wait_log(daemon, "scope-adopted", scope=str(scope))["session"]
+    release(leader)
+    assert leader.stdout is not None
+    left = int(leader.stdout.readline())
+    assert leader.wait() == 0
+    end = wait_log(daemon, "session-end", session=sid)
+    try:
+        assert end["end_reason"] == "leader-exit" and end["left_running"] == [left]
+        assert (scope / "cgroup.procs").read_text().split() == [str(left)]
+        [path] = files_of(daemon, sid)
+        summary = info(path)
+        assert summary["complete"] and summary["end_reason"] == "leader-exit"
+        assert (read_trailer_fast(path) or {})["left_running"] == [left]
+    finally:
+        os.kill(left, 9)
+
+
+@pytest.fixture(scope="module")
+def pam_daemon(tmp_path_factory: pytest.TempPathFactory, logind: Logind) -> Iterator[Daemon]:
+    d = make_daemon(tmp_path_factory.mktemp("logind-pam"),
+                    f'logind_root = "{logind.root.relative_to(cgroup2())}"\n', name="p")
+    try:
+        yield d.start()
+    finally:
+        d.cleanup()
+    assert not [e for e in d.log() if e.get("level") == "error"], d.log_path.read_text()
+
+
+def test_with_pam_enrolment_scopes_are_followed_not_adopted(pam_daemon: Daemon,
+                                                            logind: Logind) -> None:
+    """enrolment = "pam" where logind runs: a PAM login moved into its scope
+    goes on being recorded; a scope of a login without the hook is not."""
+    other = gated(["/bin/true"])
+    unhooked = logind.scope(NOBODY, f"c{secrets.randbelow(10**6)}")
+    (unhooked / "cgroup.procs").write_text(str(other.pid))
+    login = gated(["/bin/sh", "-c", "(/bin/true pam-in-scope; :); :"])
+    r = pam_daemon.request("start", pid=login.pid, kind="pam", login={"user": "nobody"})
+    scope = logind.scope(NOBODY, f"c{secrets.randbelow(10**6)}")
+    (scope / "cgroup.procs").write_text(str(login.pid))
+    assert wait_log(pam_daemon, "scope-linked", scope=str(scope))["session"] == r["session"]
+    release(login)
+    release(other)
+    assert login.wait() == 0 and other.wait() == 0
+    wait_gone(pam_daemon, r["session"])
+    events, _ = export(files_of(pam_daemon, r["session"])[0])
+    assert ["/bin/true", "pam-in-scope"] in [e["argv"] for e in events if e["type"] == "exec"]
+    assert pam_daemon.events("scope-adopted") == []
+    assert list(pam_daemon.out.iterdir()) == files_of(pam_daemon, r["session"])
