@@ -103,7 +103,7 @@ def watcher(top: Path, slice_: Path, rounds: int) -> None:
 def daemon(top: Path, slice_: Path, rounds: int, execs: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="sessrec-logind-bench-"))
     root = slice_.parent.relative_to(cgroup2_mount().path)
-    d = Daemon(tmp, "1MiB", f'enrolment = "logind"\nlogind_root = "{root}"\n')
+    d = Daemon(tmp, "8MiB", f'enrolment = "logind"\nlogind_root = "{root}"\n')
     moved: dict[str, int] = {}
     try:
         for i in range(rounds):
@@ -128,16 +128,18 @@ def daemon(top: Path, slice_: Path, rounds: int, execs: int) -> None:
     finally:
         d.stop()
     # The daemon's log: when it had adopted each scope (its registration
-    # done); its first step, adopting the processes, came before.
+    # done), and how long adopting the processes and all of it took.
     adopted: dict[str, float] = {}
+    steps: list[tuple[float, float]] = []
     for line in (tmp / "daemon.log").read_text().splitlines():
         m = ADOPTED.match(line)
         if m:
             at = datetime.fromisoformat(m.group(1).replace("Z", "+00:00")).timestamp()
             adopted[m.group(2)] = at * 1e9
-    missed: list[int] = []
+            steps.append((float(m.group(3)) * 1e3, float(m.group(4)) * 1e3))
+    missed: list[float] = []
+    counted: list[float] = []
     window: list[float] = []
-    lost: list[int] = []
     for f in sorted(d.out.glob("*.srec")):
         with open_session(str(f), strict=False) as s:
             scope_path = s.header["cgroup"]
@@ -149,18 +151,23 @@ def daemon(top: Path, slice_: Path, rounds: int, execs: int) -> None:
         if first_n is not None and scope_path in moved and scope_path in adopted:
             missed.append(first_n)
             window.append((adopted[scope_path] - moved[scope_path]) / 1e6)
-            lost.append(sum((read_trailer_fast(f) or {}).get("lost", {}).values()))
+            counted.append((read_trailer_fast(f) or {}).get("lost", {}).get("exec", 0))
     never = rounds - len(missed)
-    missed.sort()
-    window.sort()
-    print(f"daemon, {rounds} rounds ({execs} execs each, {never} never adopted): "
-          f"move -> scope adopted p50 {statistics.median(window):.1f} ms, "
-          f"max {window[-1]:.1f} ms; execs missed p50 {statistics.median(missed):.0f}, "
-          f"max {missed[-1]}; events counted lost per login p50 "
-          f"{statistics.median(lost):.0f}, max {max(lost)}")
+    print(f"daemon, {rounds} rounds ({execs} execs each, {never} never adopted):\n"
+          f"  move -> scope adopted: {spread(window)} ms\n"
+          f"  of which adopting its processes: {spread([a for a, _ in steps])} ms, "
+          f"all of the adoption: {spread([b for _, b in steps])} ms\n"
+          f"  execs not in the file: {spread(missed)}; "
+          f"of them counted as lost in it: {spread(counted)}")
 
 
-ADOPTED = re.compile(r"^(\S+) info scope-adopted .*scope=(\S+)")
+def spread(xs: list[float]) -> str:
+    v = sorted(xs)
+    return f"p50 {statistics.median(v):.1f}, max {v[-1]:.1f}" if v else "none"
+
+
+ADOPTED = re.compile(
+    r"^(\S+) info scope-adopted .*scope=(\S+) .*processes_s=(\S+) seconds=(\S+)")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -370,17 +370,19 @@ class Daemon:
         active: set[int] = set()  # sessions whose ring had records at its last drain
         while not self.stop:
             woke: set[int] = set()
+            scopes = False
             for key, mask in self.sel.select(interval):
                 if key.data is None:
                     self._accept()
                 elif isinstance(key.data, int):
                     woke.add(key.data)  # a ring more than half full
                 elif isinstance(key.data, LogindEnrolment):
-                    pass  # read below
+                    scopes = True
                 else:
                     self._service(key.data, mask)
             now = time.monotonic()
-            if self.logind is not None:
+            if self.logind is not None and (scopes or self.logind.pending or
+                                            self.logind.gone):
                 self.logind.poll(now)
             if now >= next_rings:  # every ring, now and then; the busy ones each time
                 next_rings = now + RING_SWEEP_EVERY
@@ -435,8 +437,11 @@ class Daemon:
         if any(self.programs.pending_session(cg) for cg in active):
             return 0.0
         interval = DRAIN_MIN if active else DRAIN_MAX
-        if self.tty_pending or (self.logind is not None and self.logind.wants_timer(now)):
+        if self.tty_pending:
             interval = min(interval, TTY_EVERY)
+        scopes = self.logind.timer(now) if self.logind is not None else None
+        if scopes is not None:
+            interval = min(interval, scopes)
         for sid in self.ending:
             sess = self.sessions[sid]
             at = sess.deadline if sess.state == "ending" else sess.finish_at
@@ -481,7 +486,7 @@ class Daemon:
         elif not sess.owned and sess.state == "active" and sess.pid not in sess.pids():
             # A logind scope's leader (sshd's [priv], login) exits when the
             # login closes: as at a PAM close, linger bounds what is left.
-            self._begin_end(sess, "leader-exit", None, self.cfg.linger)
+            self._begin_end(sess, "leader-exited", None, self.cfg.linger)
 
     def _advance_endings(self, now: float) -> None:
         for sess in [self.sessions[sid] for sid in self.ending]:

@@ -44,7 +44,11 @@ if TYPE_CHECKING:
 # forked before its parent was adopted shows up in the next round.
 JOIN_ROUNDS = 64
 # A scope seen without processes yet (systemd makes it, then moves its
-# leader in) is looked at on the loop's short timer for this long.
+# leader in at once) is looked at every PENDING_POLL s for PENDING_SOON s,
+# then every PENDING_EVERY s up to PENDING_FOR s.
+PENDING_POLL = 0.001
+PENDING_SOON = 0.2
+PENDING_EVERY = 0.02
 PENDING_FOR = 30.0
 
 
@@ -72,9 +76,13 @@ class LogindEnrolment:
     def close(self) -> None:
         self.watcher.close()
 
-    def wants_timer(self, now: float) -> bool:
-        """A scope waits for its first process: look again soon."""
-        return any(now - t < PENDING_FOR for _, t in self.pending.values())
+    def timer(self, now: float) -> float | None:
+        """How soon to look again at scopes waiting for their first process:
+        at once while systemd is about to move it in, then now and then."""
+        ages = [now - t for _, t in self.pending.values()]
+        if any(a < PENDING_SOON for a in ages):
+            return PENDING_POLL
+        return PENDING_EVERY if any(a < PENDING_FOR for a in ages) else None
 
     def poll(self, now: float) -> None:
         """The loop's call: new scopes taken in, removed ones checked."""
@@ -154,7 +162,10 @@ class LogindEnrolment:
                 owner = programs.member_of(pid)
                 if owner is None or (owner != key and owner not in self.d.by_cg):
                     programs.add_member(pid, key)
-                    added += 1
+                    if _alive(pid):
+                        added += 1
+                    else:   # gone before it was added: its exit removed nothing
+                        programs.remove_members([pid])
             # Done when every process is in already: those forked since by
             # members joined by themselves.
             if not added:
@@ -175,6 +186,7 @@ class LogindEnrolment:
         # the session's first step) their records are counted as lost, not
         # missed.
         self.join([cg], cg.id)
+        joined = time.monotonic() - t0
         leader = _oldest(pids)
         login: dict[str, str | int] = {"user": user, "uid": uid, "logind_session": scope.session}
         peer = pam.tcp_peer(leader)
@@ -199,9 +211,18 @@ class LogindEnrolment:
         # registered, forked before their parent was adopted).
         n = self.join([cg], cg.id)
         d.log("scope-adopted", session=session_id, scope=str(cg.path), processes=n,
-              seconds=round(time.monotonic() - t0, 4))
+              processes_s=round(joined, 4), seconds=round(time.monotonic() - t0, 4))
         with contextlib.suppress(KeyError):
             d._maybe_empty(d.sessions[session_id], time.monotonic())
+
+
+def _alive(pid: int) -> bool:
+    """Whether pid runs (a zombie's exit has been traced already)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2:][:1] not in ("Z", "X")
 
 
 def _oldest(pids: list[int]) -> int:

@@ -222,11 +222,11 @@ def test_after_its_leader_exits_linger_bounds_the_scope(daemon: Daemon,
     assert leader.wait() == 0
     end = wait_log(daemon, "session-end", session=sid)
     try:
-        assert end["end_reason"] == "leader-exit" and end["left_running"] == [left]
+        assert end["end_reason"] == "leader-exited" and end["left_running"] == [left]
         assert (scope / "cgroup.procs").read_text().split() == [str(left)]
         [path] = files_of(daemon, sid)
         summary = info(path)
-        assert summary["complete"] and summary["end_reason"] == "leader-exit"
+        assert summary["complete"] and summary["end_reason"] == "leader-exited"
         assert (read_trailer_fast(path) or {})["left_running"] == [left]
     finally:
         os.kill(left, 9)
