@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from recorder import pam
 from recorder.cgroup import Mount, SessionCgroup, cgroup2_mount
 from recorder.daemonlog import Log
-from recorder.enrol_logind import LogindEnrolment
+from recorder.enrol_logind import LogindEnrolment, check_logind_root
 from recorder.loader import KIND_FILES, PAGE_SIZE, LoadConfig, Programs, check_privileges
 from recorder.record import (
     Dispatcher,
@@ -216,6 +216,8 @@ class Daemon:
         try:
             self._prepare_dirs()
             self.mount = cgroup2_mount()
+            if self.cfg.enrolment == "logind":
+                check_logind_root(self.mount.path / self.cfg.logind_root)
             level = SessionCgroup.session_level(self.mount, self.cfg.cgroup_root)
             t0 = time.monotonic()
             self.programs = Programs.load(LoadConfig(

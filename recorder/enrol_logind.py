@@ -61,10 +61,7 @@ class LogindEnrolment:
         self.d = d
         self.adopt = adopt
         self.root = d.mount.path / d.cfg.logind_root
-        if not self.root.is_dir():
-            raise EnvironmentProblem(
-                f"no {self.root}: systemd-logind makes it (each login's scope is there); "
-                "without logind use enrolment = \"pam\" (config key logind_root)")
+        check_logind_root(self.root)
         self.watcher = ScopeWatcher(self.root)
         self.pending: dict[Path, tuple[Scope, float]] = {}
         self.gone: list[Path] = []
@@ -214,6 +211,14 @@ class LogindEnrolment:
               processes_s=round(joined, 4), seconds=round(time.monotonic() - t0, 4))
         with contextlib.suppress(KeyError):
             d._maybe_empty(d.sessions[session_id], time.monotonic())
+
+
+def check_logind_root(root: Path) -> None:
+    if not root.is_dir():
+        raise EnvironmentProblem(
+            f"enrolment = \"logind\" but there is no {root}: systemd-logind makes it "
+            "(each login's scope is there); without logind, use enrolment = \"pam\" "
+            "(or set logind_root)")
 
 
 def _alive(pid: int) -> bool:

@@ -7,8 +7,10 @@ from __future__ import annotations
 import secrets
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
+from krec import SESSREC
 
 from recorder.cgroup import cgroup2_mount
 from recorder.logind import ScopeWatcher
@@ -50,3 +52,19 @@ def test_scopes_on_a_real_cgroup_tree() -> None:
             except OSError:
                 pass
 
+
+
+def test_the_logind_enrolment_needs_loginds_tree(tmp_path: Path) -> None:
+    """Without systemd-logind's user.slice (as on this machine), a daemon
+    asked for the logind enrolment says so in one line and exits."""
+    config = tmp_path / "sessrec.toml"
+    config.write_text(f'enrolment = "logind"\ncontrol_socket = "{tmp_path}/c.sock"\n'
+                      f'output_dir = "{tmp_path}/out"\nlogind_root = "no-such.slice"\n')
+    r = subprocess.run([SESSREC, "daemon", "--config", str(config)], capture_output=True,
+                       text=True, timeout=60)
+    root = cgroup2_mount().path / "no-such.slice"
+    assert r.returncode != 0
+    assert r.stderr.strip().splitlines() == [
+        f'sessrec: error: enrolment = "logind" but there is no {root}: systemd-logind makes '
+        'it (each login\'s scope is there); without logind, use enrolment = "pam" (or set '
+        'logind_root)']
