@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -263,3 +264,49 @@ def test_with_pam_enrolment_scopes_are_followed_not_adopted(pam_daemon: Daemon,
     assert ["/bin/true", "pam-in-scope"] in [e["argv"] for e in events if e["type"] == "exec"]
     assert pam_daemon.events("scope-adopted") == []
     assert list(pam_daemon.out.iterdir()) == files_of(pam_daemon, r["session"])
+
+
+def test_a_restarted_daemon_continues_scopes_and_adopts_new_ones(
+        tmp_path: Path, logind: Logind) -> None:
+    """SIGKILL mid-login: the next daemon continues the scope's session (the
+    gap stated) without taking the scope for its own, and adopts a scope
+    made while no daemon ran."""
+    d = make_daemon(tmp_path, f'enrolment = "logind"\nlogind_root = '
+                    f'"{logind.root.relative_to(cgroup2())}"\n', name="r")
+    try:
+        d.start()
+        first = subprocess.Popen(["/bin/sh", "-c", "read _; /bin/true before; read _; "
+                                  "/bin/true after"], stdin=subprocess.PIPE)
+        assert first.stdin is not None
+        a = logind.scope(NOBODY, f"c{secrets.randbelow(10**6)}")
+        (a / "cgroup.procs").write_text(str(first.pid))
+        sid = wait_log(d, "scope-adopted", scope=str(a))["session"]
+        first.stdin.write(b"go\n")
+        first.stdin.flush()
+        time.sleep(2.0)     # the file is written every second
+        assert d.stop(signal.SIGKILL) == -signal.SIGKILL
+        second = gated(["/bin/true", "while-down"])
+        b = logind.scope(NOBODY, f"c{secrets.randbelow(10**6)}")
+        (b / "cgroup.procs").write_text(str(second.pid))
+        d.start()
+        assert [e["session"] for e in d.events("session-resumed")] == [sid]
+        sid_b = wait_log(d, "scope-adopted", scope=str(b))["session"]
+        assert [e["scope"] for e in d.events("scope-adopted")] == [str(a), str(b)]
+        release(second)
+        first.stdin.write(b"go\n")
+        first.stdin.close()
+        assert first.wait(30) == 0 and second.wait(30) == 0
+        wait_gone(d, sid)
+        wait_gone(d, sid_b)
+        assert a.is_dir() and b.is_dir()       # systemd's, left alone
+        [path] = files_of(d, sid)
+        summary = info(path)
+        assert summary["complete"] and summary["end_reason"] == "cgroup-empty"
+        assert [g["reason"] for g in summary["gaps"]] == ["restart"]
+        events, _ = export(path)
+        execs = [e["argv"] for e in events if e["type"] == "exec"]
+        assert ["/bin/true", "before"] in execs and ["/bin/true", "after"] in execs
+        events, _ = export(files_of(d, sid_b)[0])
+        assert ["/bin/true", "while-down"] in [e["argv"] for e in events if e["type"] == "exec"]
+    finally:
+        d.cleanup()
