@@ -195,7 +195,7 @@ def compile_flags(cfg: LoadConfig, tracefs_dir: Path | None = None,
     flags: list[str] = []
     for macro, s, m in KERNEL_OFFSETS:
         flags.append(f"-D{macro}={found[(s, m)].offset}")
-    flags += dentry_block_flags(found)
+    flags += walk_block_flags(found)
     flags += [
         f"-DSR_SESSION_LEVEL={cfg.session_level}",
         f"-DSR_RING_PAGES={cfg.ring_pages}",
@@ -212,24 +212,41 @@ def compile_flags(cfg: LoadConfig, tracefs_dir: Path | None = None,
     return flags
 
 
-def dentry_block_flags(found: dict[tuple[str, str], btf.MemberOffset]) -> list[str]:
-    """The path walk reads a dentry's d_parent and d_name (a qstr: hash_len,
-    then name) in one probe read: where that block starts and its length,
-    8-byte aligned. They have been adjacent for years; a kernel where they
-    are not gets a clear error, not a wrong read."""
-    parent = found[("dentry", "d_parent")].offset
-    name = found[("dentry", "d_name")].offset
-    hash_len = name + found[("qstr", "hash_len")].offset
-    qname = name + found[("qstr", "name")].offset
-    start = min(parent, hash_len, qname) & ~7
-    end = max(parent, hash_len, qname) + 8
+def block_flags(macro: str, fields: dict[str, int], what: str) -> list[str]:
+    """Where a block of 8-byte fields that the path walk reads in one probe
+    read starts, and its length (8-byte aligned): one helper call instead of
+    one per field. The fields have been adjacent for years; a kernel where
+    they are not gets a clear error, not a wrong read."""
+    start = min(fields.values()) & ~7
+    end = max(fields.values()) + 8
     length = (end - start + 7) & ~7
-    if length > 64 or any(o % 8 for o in (parent, hash_len, qname)):
+    if length > 64 or any(o % 8 for o in fields.values()):
+        where = ", ".join(f"{name} at {off}" for name, off in fields.items())
         raise EnvironmentProblem(
-            f"dentry.d_parent ({parent}) and dentry.d_name ({name}) are not within 64 "
-            "aligned bytes of each other in this kernel's BTF: the path walk cannot read them"
+            f"{what}: {where} are not within 64 aligned bytes of each other in this "
+            "kernel's BTF: the path walk cannot read them"
         )
-    return [f"-DSR_DENTRY_BLK_OFF={start}", f"-DSR_DENTRY_BLK_LEN={length}"]
+    return [f"-D{macro}_OFF={start}", f"-D{macro}_LEN={length}"]
+
+
+def walk_block_flags(found: dict[tuple[str, str], btf.MemberOffset]) -> list[str]:
+    """The path walk's two blocks (bpf/kpath.bpf.h): of a dentry, d_hash.pprev
+    (is it hashed), d_parent and d_name (a qstr: hash_len, then name); of a
+    struct mount, mnt_parent, mnt_mountpoint and its vfsmount's mnt_root."""
+    name = found[("dentry", "d_name")].offset
+    mnt = found[("mount", "mnt")].offset
+    dentry = block_flags("SR_DENTRY_BLK", {
+        "d_hash.pprev": found[("dentry", "d_hash.pprev")].offset,
+        "d_parent": found[("dentry", "d_parent")].offset,
+        "d_name.hash_len": name + found[("qstr", "hash_len")].offset,
+        "d_name.name": name + found[("qstr", "name")].offset,
+    }, "struct dentry")
+    mount = block_flags("SR_MOUNT_BLK", {
+        "mnt_parent": found[("mount", "mnt_parent")].offset,
+        "mnt_mountpoint": found[("mount", "mnt_mountpoint")].offset,
+        "mnt.mnt_root": mnt + found[("vfsmount", "mnt_root")].offset,
+    }, "struct mount")
+    return dentry + mount
 
 
 def _possible_cpus() -> int:
