@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemonctl import Daemon, cgroup2, gated, make_daemon, release
+from daemonctl import Daemon, cgroup2, gated, make_daemon, release, rmdir
 from krec import export, header, info
 
 from replay.reader import read_trailer_fast
@@ -64,17 +64,6 @@ class Logind:
                     (cgroup2() / "cgroup.procs").write_text(pid)
                 rmdir(d)
         rmdir(self.top)
-
-
-def rmdir(d: Path) -> None:
-    for _ in range(300):    # EBUSY until exiting tasks are fully gone
-        try:
-            d.rmdir()
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            time.sleep(0.01)
 
 
 @pytest.fixture(scope="module")
