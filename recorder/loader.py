@@ -8,6 +8,7 @@ session's cgroup id too.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import re
@@ -460,6 +461,21 @@ class Programs:
         for one that was there before the session was added."""
         members = self.bpf["members"]
         members[members.Key(pid)] = members.Leaf(cgroup_id)
+
+    def member_of(self, pid: int) -> int | None:
+        """The session (cgroup id) process pid is recorded in, if any."""
+        members = self.bpf["members"]
+        try:
+            return int(members[members.Key(pid)].value)
+        except KeyError:
+            return None
+
+    def remove_members(self, pids: Iterable[int]) -> None:
+        """pids are recorded no more (left running when their session ended)."""
+        members = self.bpf["members"]
+        for pid in pids:
+            with contextlib.suppress(KeyError):
+                del members[members.Key(pid)]
 
     def open_ring(self, on_record: RecordCallback) -> None:
         """on_record(view, offset, length) gets each record of every session

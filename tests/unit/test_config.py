@@ -40,6 +40,7 @@ cgroup_root = "rec"
 race_check = true
 linger = "30s"
 enrolment = "logind"
+logind_root = "test.slice/user.slice"
 
 [users]
 include = ["alice", 1001]
@@ -55,6 +56,7 @@ max_total_size = "20GiB"
     assert cfg.ring_size == 4 << 20
     assert cfg.cgroup_root == "rec" and cfg.linger == 30.0 and cfg.enrolment == "logind"
     assert cfg.race_check is True
+    assert cfg.logind_root == "test.slice/user.slice"
     assert cfg.users_include == ("alice", 1001) and cfg.users_exclude == ("root", 0)
     assert cfg.retention_max_age == 90 * 86400
     assert cfg.retention_max_total_size == 20 << 30
@@ -81,6 +83,8 @@ def test_users_exclude_wins() -> None:
     ('enrolment = "ssh"\n', 1, "key 'enrolment': should be one of 'pam', 'logind'"),
     ('cgroup_root = "a/b"\n', 1, "key 'cgroup_root': 'a/b' is not a cgroup name"),
     ('race_check = 1\n', 1, "key 'race_check': should be true or false, not an integer"),
+    ('logind_root = "/user.slice"\n', 1, "key 'logind_root': '' is not a cgroup name"),
+    ('logind_root = "a/../b"\n', 1, "key 'logind_root': '..' is not a cgroup name"),
     ('[users]\ninclude = ["alice"]\nexclude = [1.5]\n', 3,
      "key 'users.exclude': 1.5 is not a user name, uid or %group"),
     ('[users]\nincluded = ["alice"]\n', 2, "unknown key 'users.included'"),
