@@ -126,6 +126,18 @@ def test_collect_reads_the_guest_share(tmp_path: Path) -> None:
     assert not r.ok and r.problem == ""
 
 
+def test_a_failed_unit_under_systemd_fails_the_kernel(tmp_path: Path) -> None:
+    (tmp_path / "junit.xml").write_text(JUNIT.replace("<failure", "<x").replace("</failure", "</x")
+                                        .replace("<error", "<x").replace("</error", "</x"))
+    (tmp_path / "unit").write_text("ok 71\n")
+    r = results.KernelResult("debian12")
+    results.collect(r, tmp_path)
+    assert r.unit == "ok 71" and r.problem == "" and r.failed == 0
+    (tmp_path / "unit").write_text("failed 900: systemctl start failed\n")
+    results.collect(r, tmp_path)
+    assert not r.ok and "systemctl start failed" in r.problem
+
+
 def test_a_guest_without_results_is_not_a_pass(tmp_path: Path) -> None:
     r = results.KernelResult("debian12")
     results.collect(r, tmp_path)

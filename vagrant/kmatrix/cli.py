@@ -246,6 +246,10 @@ def markdown(done: list[results.KernelResult], meta: dict[str, Any]) -> str:
             lines.append(f"- {r.kernel}: root file system up {r.boot_seconds or 0:.0f} s "
                          f"after boot; first BCC compile and load (`sessrec record -- "
                          f"/bin/true`) {r.probe_seconds or 0:.0f} s; headers {r.headers}.")
+        if r.unit.startswith("ok "):
+            lines.append(f"- {r.kernel}: systemd/sessrec.service under systemd as PID 1: "
+                         f"started, recorded a session through the daemon and stopped in "
+                         f"{r.unit.split()[1]} s.")
     return "\n".join(lines) + "\n"
 
 

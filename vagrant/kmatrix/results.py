@@ -29,6 +29,7 @@ class KernelResult:
     boot_seconds: float | None = None
     probe_seconds: float | None = None  # one `sessrec record -- /bin/true`: BCC compile + load
     headers: str = ""
+    unit: str = ""  # --systemd: "ok SECONDS" or "failed SECONDS: why" (sessrec.service)
 
     @property
     def ok(self) -> bool:
@@ -74,6 +75,11 @@ def collect(result: KernelResult, out: Path) -> None:
             key, _, value = line.partition("=")
             if key == "headers":
                 result.headers = value
+    unit = out / "unit"
+    if unit.exists():
+        result.unit = unit.read_text().strip()
+        if not result.unit.startswith("ok "):
+            result.problem = f"sessrec.service under systemd: {result.unit} (see unit.log)"
     junit = out / "junit.xml"
     if junit.exists():
         try:
