@@ -126,6 +126,16 @@ def test_collect_reads_the_guest_share(tmp_path: Path) -> None:
     assert not r.ok and r.problem == ""
 
 
+def test_a_run_stopped_by_its_timeout_counts_what_ran(tmp_path: Path) -> None:
+    (tmp_path / "junit.xml").write_text(JUNIT.replace(
+        "</testsuite>", '<testcase time="0.000" /></testsuite>'))
+    (tmp_path / "pytest.rc").write_text("124\n")
+    r = results.KernelResult("debian12")
+    results.collect(r, tmp_path)
+    assert (r.passed, r.failed, r.skipped) == (1, 2, 1)
+    assert "timed out" in r.problem and not r.ok
+
+
 def test_a_failed_unit_under_systemd_fails_the_kernel(tmp_path: Path) -> None:
     (tmp_path / "junit.xml").write_text(JUNIT.replace("<failure", "<x").replace("</failure", "</x")
                                         .replace("<error", "<x").replace("</error", "</x"))

@@ -43,6 +43,8 @@ def read_junit(path: Path) -> tuple[int, int, int, list[str]]:
     passed = failed = skipped = 0
     failing: list[str] = []
     for case in root.iter("testcase"):
+        if not case.get("name"):
+            continue  # the test a SIGINT interrupted: the run's problem says so
         name = f"{case.get('classname', '')}::{case.get('name', '')}".lstrip(":")
         if case.find("failure") is not None or case.find("error") is not None:
             failed += 1
@@ -75,6 +77,9 @@ def collect(result: KernelResult, out: Path) -> None:
             key, _, value = line.partition("=")
             if key == "headers":
                 result.headers = value
+    rc = out / "pytest.rc"
+    if rc.exists() and rc.read_text().strip() == "124":
+        result.problem = "the tests timed out in the guest (stopped with SIGINT)"
     unit = out / "unit"
     if unit.exists():
         result.unit = unit.read_text().strip()
