@@ -233,6 +233,31 @@ def test_docs_from_a_saved_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert cli.main(["--docs-from", str(tmp_path / "missing.json")]) == 2
 
 
+def test_docs_keep_every_completed_run_once(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = tmp_path / "KERNELS.md"
+    doc.write_text(f"{cli.BEGIN}\n{cli.END}\nruns:\n{cli.HISTORY_BEGIN}\n{cli.HISTORY_END}\nend\n")
+    monkeypatch.setattr(cli, "KERNELS_DOC", doc)
+    meta = {"date": "d1", "commit": "c1", "host_kernel": "h", "subset": "full", "init": "i"}
+    rt = results.KernelResult("debian12-rt", release="6.1.0-57-rt-amd64", accel="tcg",
+                              passed=12, seconds=869)
+    cli.write_docs([rt], meta)
+    cli.write_docs([rt], meta)  # the same run again: no second row
+    bp = results.KernelResult("debian12-backports", accel="tcg", passed=11, failed=1,
+                              failing=["test_connect::test_connects"], seconds=900)
+    cli.write_docs([bp], {**meta, "date": "d2", "subset": "quick"})
+    text = doc.read_text()
+    rows = [ln for ln in text.split(cli.HISTORY_BEGIN)[1].splitlines() if ln.startswith("|")]
+    assert rows[0].startswith("| date | commit | tier | init | kernel |")
+    assert rows[2:] == [
+        "| d1 | c1 | full | i | debian12-rt | 6.1.0-57-rt-amd64 | tcg | ok | 12 | 0 | 0 |  "
+        "| 14m29s |",
+        "| d2 | c1 | quick | i | debian12-backports |  | tcg | ok | 11 | 1 | 0 "
+        "| test_connect::test_connects | 15m00s |"]
+    assert text.endswith(f"{cli.HISTORY_END}\nend\n")
+    assert "| debian12-backports |" in text.split(cli.END)[0]  # the last run's table
+
+
 def test_qemu_command_shares_the_root_read_only_and_the_results_writable(
         tmp_path: Path) -> None:
     tcg = qemu.command(Path("/k/vmlinuz"), Path("/k/initrd"), Path("/k/tree"), tmp_path,

@@ -263,11 +263,30 @@ BEGIN = "<!-- kernel-matrix: begin -->"
 END = "<!-- kernel-matrix: end -->"
 
 
+HISTORY_BEGIN = "<!-- kernel-matrix: history begin -->"
+HISTORY_END = "<!-- kernel-matrix: history end -->"
+HISTORY_COLUMNS = ("date", "commit", "tier", "init", *results.COLUMNS)
+
+
 def write_docs(done: list[results.KernelResult], meta: dict[str, Any]) -> None:
-    """Replaces the table between the markers of docs/KERNELS.md."""
+    """Replaces the table between the markers of docs/KERNELS.md, and adds
+    the run's rows to the table of completed runs when the file has one."""
     text = KERNELS_DOC.read_text()
     if BEGIN not in text or END not in text:
         raise MatrixError(f"{KERNELS_DOC} lacks the {BEGIN} / {END} markers")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    KERNELS_DOC.write_text(f"{head}{BEGIN}\n{markdown(done, meta)}{END}{tail}")
+    text = f"{head}{BEGIN}\n{markdown(done, meta)}{END}{tail}"
+    if HISTORY_BEGIN in text and HISTORY_END in text:
+        head, rest = text.split(HISTORY_BEGIN, 1)
+        table, tail = rest.split(HISTORY_END, 1)
+        lines = [ln for ln in table.splitlines() if ln.startswith("|")][2:]
+        for row in results.rows(done):
+            line = results.markdown_line(
+                [meta["date"], meta["commit"], meta["subset"], meta["init"], *row])
+            if line not in lines:
+                lines.append(line)
+        table = "\n".join([results.markdown_line(list(HISTORY_COLUMNS)),
+                           results.markdown_line(["---"] * len(HISTORY_COLUMNS)), *lines])
+        text = f"{head}{HISTORY_BEGIN}\n{table}\n{HISTORY_END}{tail}"
+    KERNELS_DOC.write_text(text)

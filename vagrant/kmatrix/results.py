@@ -127,12 +127,13 @@ def text_table(results: list[KernelResult]) -> str:
                      for row in table)
 
 
-def markdown_table(results: list[KernelResult]) -> str:
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+def markdown_line(cells: list[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
-    out = [line(list(COLUMNS)), line(["---"] * len(COLUMNS))]
-    out += [line(r) for r in rows(results)]
+
+def markdown_table(results: list[KernelResult]) -> str:
+    out = [markdown_line(list(COLUMNS)), markdown_line(["---"] * len(COLUMNS))]
+    out += [markdown_line(r) for r in rows(results)]
     return "\n".join(out)
 
 
