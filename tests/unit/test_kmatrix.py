@@ -216,6 +216,10 @@ def test_docs_table_replaces_only_what_is_between_the_markers(
     assert "Run of 2026-11-29 14:00 UTC at commit abc123" in text
     assert "| debian12 | 6.1.0-57-amd64 | tcg | ok | 40 | 0 | 0 |  | 20m00s |" in text
     assert "first BCC compile and load (`sessrec record -- /bin/true`) 48 s" in text
+    r.left_out = {"tests/kernel/test_ring.py::test_wraps": "too slow emulated"}
+    cli.write_docs([r], meta)
+    assert "- debian12: left out under TCG: `test_ring::test_wraps`: too slow emulated." in (
+        doc.read_text())
     doc.write_text("no markers\n")
     with pytest.raises(MatrixError, match="lacks the"):
         cli.write_docs([r], meta)

@@ -29,6 +29,7 @@ class KernelResult:
     boot_seconds: float | None = None
     probe_seconds: float | None = None  # one `sessrec record -- /bin/true`: BCC compile + load
     headers: str = ""
+    left_out: dict[str, str] = field(default_factory=dict)  # test id -> why not run here
     unit: str = ""  # --systemd: "ok SECONDS" or "failed SECONDS: why" (sessrec.service)
 
     @property
@@ -60,6 +61,12 @@ def _short(name: str) -> str:
     """tests.kernel.test_exec::test_argv -> test_exec::test_argv"""
     cls, _, test = name.partition("::")
     return f"{cls.rsplit('.', 1)[-1]}::{test}" if test else name
+
+
+def short_id(node_id: str) -> str:
+    """tests/kernel/test_ring.py::test_x -> test_ring::test_x"""
+    path, _, test = node_id.partition("::")
+    return f"{path.rsplit('/', 1)[-1].removesuffix('.py')}::{test}"
 
 
 def collect(result: KernelResult, out: Path) -> None:
