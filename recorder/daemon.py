@@ -152,6 +152,10 @@ class Session:
     def populated(self) -> bool:
         return any(cg.populated() for cg in (self.cg, *self.linked))
 
+    def holds_leader(self) -> bool:
+        """Whether the leader is still in the session's cgroup or a linked scope."""
+        return any(cg.holds(self.pid) for cg in (self.cg, *self.linked))
+
     def summary(self) -> dict[str, Any]:
         return {"session": self.id, "kind": self.kind, "pid": self.pid, "user": self.user,
                 "uid": self.uid, "file": self.file, "cgroup": str(self.cg.path),
@@ -485,7 +489,7 @@ class Daemon:
             if sess.state == "active":
                 self._begin_end(sess, "cgroup-empty", None, 0.0)
             sess.deadline = now
-        elif not sess.owned and sess.state == "active" and sess.pid not in sess.pids():
+        elif not sess.owned and sess.state == "active" and not sess.holds_leader():
             # A logind scope's leader (sshd's [priv], login) exits when the
             # login closes: as at a PAM close, linger bounds what is left.
             self._begin_end(sess, "leader-exited", None, self.cfg.linger)
