@@ -182,6 +182,7 @@ class Daemon:
         self.by_cg: dict[int, Session] = {}
         self.ending: set[str] = set()  # sessions after `end`, until finished
         self.tty_pending: set[str] = set()  # PAM logins whose terminal is not known yet
+        self.buffered: set[str] = set()  # sessions with records not yet flushed
         self.ended: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.clients: dict[int, Client] = {}
         self.sel = selectors.DefaultSelector()
@@ -405,9 +406,10 @@ class Daemon:
                     # A chunk at most about a drain more than max_chunk_bytes,
                     # however fast the records come (readers cap a chunk).
                     sess = self.by_cg.get(cg)
-                    if sess is not None and len(sess.writer.records) >= \
-                            sess.writer.max_chunk_bytes:
-                        self._guarded(sess, sess.writer.flush)
+                    if sess is not None:
+                        self.buffered.add(sess.id)
+                        if len(sess.writer.records) >= sess.writer.max_chunk_bytes:
+                            self._guarded(sess, sess.writer.flush)
             interval = self._interval(active, now)
             if n:
                 self.rate.append((now, n))
@@ -415,9 +417,7 @@ class Daemon:
             self._learn_ttys(now)
             if now >= next_flush:
                 next_flush = now + FLUSH_EVERY
-                for sess in list(self.sessions.values()):
-                    if sess.writer.records or sess.drop_first_ts is not None:
-                        self._guarded(sess, sess.writer.maybe_flush, now)
+                self._flush_buffered(now)
             if now >= next_loss:
                 next_loss = now + LOSS_EVERY
                 self._check_losses()
@@ -433,6 +433,16 @@ class Daemon:
                 next_retention = now + RETENTION_EVERY
                 self._retention()
             self._advance_endings(now)
+
+    def _flush_buffered(self, now: float) -> None:
+        """Sessions with records drained or dropped since their last flush:
+        only they are looked at, not every idle session 4 times a second."""
+        for sid in list(self.buffered):
+            sess = self.sessions.get(sid)
+            if sess is not None and (sess.writer.records or sess.drop_first_ts is not None):
+                self._guarded(sess, sess.writer.maybe_flush, now)
+            if sess is None or not (sess.writer.records or sess.drop_first_ts is not None):
+                self.buffered.discard(sid)
 
     def _interval(self, active: set[int], now: float) -> float:
         """How long the loop may sleep: briefly while rings are busy (0 while
@@ -531,6 +541,7 @@ class Daemon:
             sess.sink.per_type[t] -= 1
             if sess.drop_first_ts is None:
                 sess.drop_first_ts = ts
+                self.buffered.add(sess.id)
             sess.drop_last_ts = max(sess.drop_last_ts, ts)
             self.dropped_total += 1
             at = start + length
