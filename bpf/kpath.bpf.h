@@ -245,6 +245,7 @@ static __always_inline u16 request_base(const char *req, u32 req_len, s32 dirfd,
 }
 
 
+#ifdef SR_RACE_CHECK
 /* An open's path as the caller's buffer held it when the call began
  * (sys_enter), per thread: at exit it is read again, and a difference means
  * the buffer was rewritten while the kernel used it (the "phantom" race):
@@ -290,6 +291,7 @@ static __always_inline int request_changed(struct walk_buf *wb, char *base)
 	}
 	return 0;
 }
+#endif /* SR_RACE_CHECK */
 
 /* The walk runs in a program of its own, reached by a tail call: verified
  * once rather than inlined into every program with a kernel path (each
@@ -344,8 +346,10 @@ int sr_kpath_walk(void *ctx)
 	struct sr_kpath *k = (struct sr_kpath *)(base + k_off);
 	u16 type = wb->type;
 	u16 src = wb->src;
+#ifdef SR_RACE_CHECK
 	if (wb->req_off && request_changed(wb, base))
 		h->flags |= SR_FLAG_TAMPERED;
+#endif
 	u32 root_len = 0;
 	u32 len = kpath(base + out_off, wb->dentry, wb->vfsmnt, &h->flags, &root_len);
 	k->len = len;

@@ -152,6 +152,10 @@ class Session:
     def populated(self) -> bool:
         return any(cg.populated() for cg in (self.cg, *self.linked))
 
+    def holds_leader(self) -> bool:
+        """Whether the leader is still in the session's cgroup or a linked scope."""
+        return any(cg.holds(self.pid) for cg in (self.cg, *self.linked))
+
     def summary(self) -> dict[str, Any]:
         return {"session": self.id, "kind": self.kind, "pid": self.pid, "user": self.user,
                 "uid": self.uid, "file": self.file, "cgroup": str(self.cg.path),
@@ -178,6 +182,7 @@ class Daemon:
         self.by_cg: dict[int, Session] = {}
         self.ending: set[str] = set()  # sessions after `end`, until finished
         self.tty_pending: set[str] = set()  # PAM logins whose terminal is not known yet
+        self.buffered: set[str] = set()  # sessions with records not yet flushed
         self.ended: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.clients: dict[int, Client] = {}
         self.sel = selectors.DefaultSelector()
@@ -222,7 +227,7 @@ class Daemon:
             t0 = time.monotonic()
             self.programs = Programs.load(LoadConfig(
                 session_level=level, ring_pages=self.cfg.ring_size // PAGE_SIZE,
-                program_files=self.files))
+                program_files=self.files, race_check=self.cfg.race_check))
             self.programs.open_ring(self.dispatcher)
             self.log("programs-loaded", seconds=round(time.monotonic() - t0, 3),
                      programs=len(self.programs.bpf.tracepoint_fds),
@@ -401,9 +406,10 @@ class Daemon:
                     # A chunk at most about a drain more than max_chunk_bytes,
                     # however fast the records come (readers cap a chunk).
                     sess = self.by_cg.get(cg)
-                    if sess is not None and len(sess.writer.records) >= \
-                            sess.writer.max_chunk_bytes:
-                        self._guarded(sess, sess.writer.flush)
+                    if sess is not None:
+                        self.buffered.add(sess.id)
+                        if len(sess.writer.records) >= sess.writer.max_chunk_bytes:
+                            self._guarded(sess, sess.writer.flush)
             interval = self._interval(active, now)
             if n:
                 self.rate.append((now, n))
@@ -411,9 +417,7 @@ class Daemon:
             self._learn_ttys(now)
             if now >= next_flush:
                 next_flush = now + FLUSH_EVERY
-                for sess in list(self.sessions.values()):
-                    if sess.writer.records or sess.drop_first_ts is not None:
-                        self._guarded(sess, sess.writer.maybe_flush, now)
+                self._flush_buffered(now)
             if now >= next_loss:
                 next_loss = now + LOSS_EVERY
                 self._check_losses()
@@ -429,6 +433,16 @@ class Daemon:
                 next_retention = now + RETENTION_EVERY
                 self._retention()
             self._advance_endings(now)
+
+    def _flush_buffered(self, now: float) -> None:
+        """Sessions with records drained or dropped since their last flush:
+        only they are looked at, not every idle session 4 times a second."""
+        for sid in list(self.buffered):
+            sess = self.sessions.get(sid)
+            if sess is not None and (sess.writer.records or sess.drop_first_ts is not None):
+                self._guarded(sess, sess.writer.maybe_flush, now)
+            if sess is None or not (sess.writer.records or sess.drop_first_ts is not None):
+                self.buffered.discard(sid)
 
     def _interval(self, active: set[int], now: float) -> float:
         """How long the loop may sleep: briefly while rings are busy (0 while
@@ -485,7 +499,7 @@ class Daemon:
             if sess.state == "active":
                 self._begin_end(sess, "cgroup-empty", None, 0.0)
             sess.deadline = now
-        elif not sess.owned and sess.state == "active" and sess.pid not in sess.pids():
+        elif not sess.owned and sess.state == "active" and not sess.holds_leader():
             # A logind scope's leader (sshd's [priv], login) exits when the
             # login closes: as at a PAM close, linger bounds what is left.
             self._begin_end(sess, "leader-exited", None, self.cfg.linger)
@@ -527,6 +541,7 @@ class Daemon:
             sess.sink.per_type[t] -= 1
             if sess.drop_first_ts is None:
                 sess.drop_first_ts = ts
+                self.buffered.add(sess.id)
             sess.drop_last_ts = max(sess.drop_last_ts, ts)
             self.dropped_total += 1
             at = start + length
@@ -709,6 +724,7 @@ class Daemon:
             "uptime_s": round(now - self.started_mono, 3), "config": self.cfg.source,
             "programs": [f"{c}:{e}" for c, e in _attached(self.programs)],
             "events": list(self.cfg.events), "ring_size": self.cfg.ring_size,
+            "race_check": self.cfg.race_check,
             "sessions_active": len(self.sessions), "sessions_total": self.sessions_total,
             "events_total": sum(sum(s.sink.per_type) for s in self.sessions.values())
             + sum(int(e.get("events", 0)) for e in self.ended.values()),
@@ -831,8 +847,7 @@ class Daemon:
                 cwd=cwd, clock=(wall_ns, time.monotonic_ns()),
                 audit_header=auditing.start(),
                 extra={"kind": kind, **({"login": login} if login else {}),
-                       **({"kernel_features": self.programs.features.as_header()}
-                          if self.programs is not None else {})})
+                       **self.programs.header_fields()})
             key = seal.seal_key_path(None) if sealing else None
             sealer = None if key is None else seal.start_file(key)
             writer = SessionWriter(output, header, force=force, sealer=sealer)

@@ -40,6 +40,9 @@ class Config:
     # (docs/PERFORMANCE.md)
     ring_size: int = 1 << 20
     cgroup_root: str = "sessrec"
+    # Compare each open's path buffer at the call's start and end, and flag a
+    # rewrite (the TOCTOU race): costs every open on the host (docs/SECURITY.md)
+    race_check: bool = False
     linger: float = 600.0  # seconds a session waits for its processes after its end
     enrolment: str = "pam"
     # systemd-logind's user.slice, relative to the cgroup2 mount: the scopes
@@ -213,6 +216,7 @@ SCHEMA: Final[Mapping[str, tuple[str, Callable[[object], Any]]]] = {
     "events": ("events", _events),
     "ring_size": ("ring_size", _ring_size),
     "cgroup_root": ("cgroup_root", _cgroup_name),
+    "race_check": ("race_check", _bool),
     "linger": ("linger", parse_duration),
     "enrolment": ("enrolment", _enrolment),
     "logind_root": ("logind_root", _cgroup_path),

@@ -68,3 +68,37 @@ def test_the_logind_enrolment_needs_loginds_tree(tmp_path: Path) -> None:
         f'sessrec: error: enrolment = "logind" but there is no {root}: systemd-logind makes '
         'it (each login\'s scope is there); without logind, use enrolment = "pam" (or set '
         'logind_root)']
+
+
+def test_a_cgroup_holds_the_processes_in_it_and_below() -> None:
+    # What the daemon's sweep asks of each idle login's leader (Session.holds_leader).
+    from recorder.cgroup import SessionCgroup
+
+    mount = cgroup2_mount()
+    cg = SessionCgroup.create(f"holds-{secrets.token_hex(3)}", mount, "sessrec-holds-test")
+    inner = subprocess.Popen(["sleep", "30"])
+    below = subprocess.Popen(["sleep", "30"])
+    outside = subprocess.Popen(["sleep", "30"])
+    sub = cg.path / "sub"
+    try:
+        (cg.path / "cgroup.procs").write_text(str(inner.pid))
+        sub.mkdir()
+        (sub / "cgroup.procs").write_text(str(below.pid))
+        assert cg.holds(inner.pid) and cg.holds(below.pid)
+        assert not cg.holds(outside.pid)
+        inner.kill()
+        inner.wait()
+        assert not cg.holds(inner.pid)  # gone
+    finally:
+        for p in (inner, below, outside):
+            p.kill()
+            p.wait()
+        for _ in range(200):
+            try:
+                if sub.exists():
+                    sub.rmdir()
+                cg.path.rmdir()
+                cg.path.parent.rmdir()
+                break
+            except OSError:
+                time.sleep(0.01)

@@ -38,9 +38,19 @@ QUICK = (
 # The whole tier but the benchmark's smoke test: it times workloads (minutes
 # natively, far longer under TCG) and proves nothing about the kernel.
 FULL = ("tests/kernel", "--deselect", "tests/kernel/test_bench_quick.py::test_bench_quick")
-# Under TCG also without the 400,000-open ring test: seconds natively, over
-# 10 minutes emulated (the burst of 300 processes and the loss test stay).
-TCG_DESELECT = ("--deselect", "tests/kernel/test_ring.py::test_no_loss_across_many_wraps")
+# Left out under TCG, each with why (the table's notes repeat it): load
+# tests whose premise, a recorder that keeps up with the load within the
+# test's deadlines, does not hold on a CPU emulated 20-50 times slower.
+# They prove nothing about the kernel that the rest of the tier does not.
+TCG_LEFT_OUT = {
+    "tests/kernel/test_ring.py::test_no_loss_across_many_wraps":
+        "400,000 opens paced at 100,000/s, none may be lost: under TCG the recorder "
+        "cannot drain that pace (it ran for over 10 minutes here)",
+    "tests/kernel/test_daemon_scale.py::test_a_thousand_sessions":
+        "1,000 sessions started and ended on one daemon within fixed deadlines",
+    "tests/kernel/test_daemon_scale.py::test_a_flooding_session_costs_the_others_nothing":
+        "3,000,000 opens flooding one session while 19 paced ones may lose nothing",
+}
 
 # systemd as PID 1 with only the job's unit and what basic.target needs;
 # fstab=0: the host's fstab names its own disks, which the guest lacks.
@@ -146,7 +156,10 @@ def run_one(k: kernels.Kernel, args: argparse.Namespace, machine: qemu.Machine |
         r.accel = machine.accel
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
-        tests = QUICK if args.quick else FULL + (TCG_DESELECT if machine.accel == "tcg" else ())
+        if not args.quick and machine.accel == "tcg":
+            r.left_out = dict(TCG_LEFT_OUT)
+        tests = QUICK if args.quick else FULL + tuple(
+            a for t in r.left_out for a in ("--deselect", t))
         (out / "job").write_text(
             f"PROJECT={REPO}\nTESTS=\"{' '.join(tests)}\"\nTIMEOUT={int(args.timeout - 120)}\n")
         cmd = qemu.command(fetched.vmlinuz, initrd, fetched.tree, out, machine,
@@ -246,6 +259,13 @@ def markdown(done: list[results.KernelResult], meta: dict[str, Any]) -> str:
             lines.append(f"- {r.kernel}: root file system up {r.boot_seconds or 0:.0f} s "
                          f"after boot; first BCC compile and load (`sessrec record -- "
                          f"/bin/true`) {r.probe_seconds or 0:.0f} s; headers {r.headers}.")
+        for test, why in r.left_out.items():
+            lines.append(f"- {r.kernel}: left out under {r.accel.upper()}: "
+                         f"`{results.short_id(test)}`: {why}.")
+        if r.unit.startswith("ok "):
+            lines.append(f"- {r.kernel}: systemd/sessrec.service under systemd as PID 1: "
+                         f"started, recorded a session through the daemon and stopped in "
+                         f"{r.unit.split()[1]} s.")
     return "\n".join(lines) + "\n"
 
 
@@ -259,11 +279,30 @@ BEGIN = "<!-- kernel-matrix: begin -->"
 END = "<!-- kernel-matrix: end -->"
 
 
+HISTORY_BEGIN = "<!-- kernel-matrix: history begin -->"
+HISTORY_END = "<!-- kernel-matrix: history end -->"
+HISTORY_COLUMNS = ("date", "commit", "tier", "init", *results.COLUMNS)
+
+
 def write_docs(done: list[results.KernelResult], meta: dict[str, Any]) -> None:
-    """Replaces the table between the markers of docs/KERNELS.md."""
+    """Replaces the table between the markers of docs/KERNELS.md, and adds
+    the run's rows to the table of completed runs when the file has one."""
     text = KERNELS_DOC.read_text()
     if BEGIN not in text or END not in text:
         raise MatrixError(f"{KERNELS_DOC} lacks the {BEGIN} / {END} markers")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    KERNELS_DOC.write_text(f"{head}{BEGIN}\n{markdown(done, meta)}{END}{tail}")
+    text = f"{head}{BEGIN}\n{markdown(done, meta)}{END}{tail}"
+    if HISTORY_BEGIN in text and HISTORY_END in text:
+        head, rest = text.split(HISTORY_BEGIN, 1)
+        table, tail = rest.split(HISTORY_END, 1)
+        lines = [ln for ln in table.splitlines() if ln.startswith("|")][2:]
+        for row in results.rows(done):
+            line = results.markdown_line(
+                [meta["date"], meta["commit"], meta["subset"], meta["init"], *row])
+            if line not in lines:
+                lines.append(line)
+        table = "\n".join([results.markdown_line(list(HISTORY_COLUMNS)),
+                           results.markdown_line(["---"] * len(HISTORY_COLUMNS)), *lines])
+        text = f"{head}{HISTORY_BEGIN}\n{table}\n{HISTORY_END}{tail}"
+    KERNELS_DOC.write_text(text)
