@@ -71,6 +71,7 @@ def _run(args: argparse.Namespace, io: Streams) -> int:
     for line in fmt.lines(model, roots):
         out.write((line if utf8 else ascii_safe(line)) + "\n")
     out.write(summary(model) + "\n")
+    model.release()
     out.flush()
     for w in (warning, limit):
         if w:

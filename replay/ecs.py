@@ -117,7 +117,7 @@ class _Docs:
         self._cores: dict[int, _Entry] = {}  # Process.seq -> its process.*
         # (path, requested path, flags, syscall) -> an open's parts (_open_parts)
         self._opens: dict[tuple[bytes | None, bytes, int, int], tuple[str, str, str, str]] = {}
-        self._programs: dict[int, tuple[ExecInfo, str]] = {}  # id(ExecInfo) -> its fields
+        self._programs: dict[tuple[bytes | None, ...], str] = {}  # (path, *argv) -> _program
         self._heads: dict[tuple[str, str, str, str], str] = {}
         self._users: dict[int, str] = {}
         self._cwds: dict[int, bytes] = {}  # Process.seq -> its latest cwd
@@ -166,16 +166,17 @@ class _Docs:
     def _program(self, prog: ExecInfo) -> str:
         """The program's members of process.*: args, args_count, and
         executable and name when its path is known."""
-        cached = self._programs.get(id(prog))
-        if cached is not None and cached[0] is prog:
-            return cached[1]
+        key = (prog.path, *prog.argv)  # by value: the same program, run again
+        text = self._programs.get(key)
+        if text is not None:
+            return text
         text = f',"args":[{",".join([_jtext(a) for a in prog.argv])}],"args_count":{len(prog.argv)}'
         if prog.path is not None:
             text += (f',"executable":{_jtext(prog.path)}'
                      f',"name":{_jtext(posixpath.basename(prog.path))}')
-        if len(self._programs) > 65536:
+        if len(self._programs) >= _MAX_CACHED:
             self._programs.clear()
-        self._programs[id(prog)] = (prog, text)
+        self._programs[key] = text
         return text
 
     def _cwd(self, proc: Process) -> bytes | None:
@@ -426,6 +427,7 @@ def write_ecs(session: Session, out: TextIO,
             write(document(ev, resolve(ev)))
             n += 1
     limit = docs.model.limit_warning()
+    docs.model.release()
     if limit and warn is not None:
         warn(limit)
     return n
