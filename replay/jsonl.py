@@ -97,6 +97,14 @@ def _trust_fields(ev: Exec | Open | Chdir) -> str:
     )
 
 
+def _trusted(cache: dict[tuple[int, int], str], ev: Exec | Open | Chdir) -> str:
+    """_trust_fields(ev), kept in cache under what it depends on."""
+    if len(cache) >= 4096:  # (flags are 8 bits: never, but by a hostile file's kpath_src)
+        cache.clear()
+    text = cache[ev.kpath_src, ev.flags] = _trust_fields(ev)
+    return text
+
+
 def _kernel_dst_fields(ev: Connect) -> str:
     kaddr = trust.kernel_dst(ev)
     k = None if kaddr is None else linux.decode_sockaddr(kaddr)
@@ -132,6 +140,8 @@ def write_jsonl(
     flag_names = _Cache(_flag_names)
     connects = _Cache(_connect_fields)
     exits = _Cache(_exit_fields)
+    # (kpath_src, flags) -> _trust_fields: all that its text depends on.
+    trusts: dict[tuple[int, int], str] = {}
     open_sys = linux.OPEN_SYSCALLS
     write = out.write
     n = 0
@@ -159,14 +169,15 @@ def write_jsonl(
                 f'"flag_names":{flag_names[fl]},"mode":{ev.mode},"syscall":"{sysname}",'
                 f'"return_code":{ev.ret},'
                 f'"path_truncated":{"true" if ev.flags & PATH_TRUNCATED else "false"},'
-                f'{_trust_fields(ev)}}}\n'
+                f'{trusts.get((ev.kpath_src, ev.flags)) or _trusted(trusts, ev)}}}\n'
             )
         elif type(ev) is Exec:
             line = (
                 f'{{"type":"exec",{common},"path":{_jpath(path)},'
                 f'"requested_path":{_jtext(ev.requested_path)},"argv":{_argv(ev.argv)},'
                 f'"argv_truncated":{"true" if ev.flags & ARGV_TRUNCATED else "false"},'
-                f'"argc":{ev.argc},"return_code":{ev.ret},{_trust_fields(ev)}}}\n'
+                f'"argc":{ev.argc},"return_code":{ev.ret},'
+                f'{trusts.get((ev.kpath_src, ev.flags)) or _trusted(trusts, ev)}}}\n'
             )
         elif type(ev) is Fork:
             line = f'{{"type":"fork",{common},"child_pid":{ev.child_pid}}}\n'
@@ -184,7 +195,7 @@ def write_jsonl(
             line = (
                 f'{{"type":"chdir",{common},"path":{_jpath(path)},'
                 f'"requested_path":{requested},"fd":{fd},"return_code":{ev.ret},'
-                f'{_trust_fields(ev)}}}\n'
+                f'{trusts.get((ev.kpath_src, ev.flags)) or _trusted(trusts, ev)}}}\n'
             )
         elif type(ev) is Cgroup:
             line = (
