@@ -7,7 +7,7 @@ import textwrap
 import time
 from typing import Any
 
-from sessrec.cli import ExitStatus, Streams, add_command
+from sessrec.cli import ExitStatus, Streams, Subparsers, add_command
 from sessrec.errors import UsageError
 
 NOTES = """\
@@ -28,7 +28,7 @@ flagged tampered (see `sessrec info`). --since and --until take a duration ago (
 a zone are UTC. Failed attempts match too: the result is shown."""
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     p = add_command(
         sub, "search",
         help="find sessions and events across session files",

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
 
 from replay.cli_replay import add_color_option
-from sessrec.cli import ExitStatus, Streams, add_command
+from sessrec.cli import ExitStatus, Streams, Subparsers, add_command
 from sessrec.errors import UsageError
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     p = add_command(
         sub, "tree",
         help="show the process tree of a session",
