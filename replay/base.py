@@ -57,7 +57,7 @@ class Damage:
         """The one-line warning callers print after showing what was read."""
         return f"{path}: {self}; showing the {events} events before it"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {"offset": self.offset, "reason": self.reason}
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import posixpath
 from collections.abc import Callable, Mapping
-from typing import Any, Final, TextIO
+from typing import Final, TextIO
 
 from replay.base import Session, no_gc
 from replay.events import PathResolver
@@ -121,7 +121,8 @@ class _Docs:
         self._heads: dict[tuple[str, str, str, str], str] = {}
         self._users: dict[int, str] = {}
         self._cwds: dict[int, bytes] = {}  # Process.seq -> its latest cwd
-        self._flags = _Cache(lambda flags: _dumps(list(linux.open_flag_names(flags))))
+        self._flags: _Cache[int] = _Cache(
+            lambda flags: _dumps(list(linux.open_flag_names(flags))))
         self._connects: dict[tuple[bytes, int, int], str] = {}
         self.n = 0
 
@@ -135,12 +136,12 @@ class _Docs:
             eid = self.entity[proc.seq] = self.ids.process(proc.pid, proc.start_ns)
         return eid
 
-    def leader(self) -> dict[str, Any]:
+    def leader(self) -> dict[str, object]:
         """process.entry_leader / session_leader: the session's first
         process, the recorded command, as the header describes it."""
         h = self.header
         command = list(h["command"])
-        leader: dict[str, Any] = {"pid": h["leader_pid"], "args": command,
+        leader: dict[str, object] = {"pid": h["leader_pid"], "args": command,
                                   "args_count": len(command), "start": h["started_at"],
                                   "working_directory": _text(h["cwd"])}
         if command:
@@ -299,8 +300,8 @@ class _Docs:
         if text is not None:
             return text
         addr = linux.decode_sockaddr(key[0])
-        dest: dict[str, Any] = {}
-        network: dict[str, Any] = {}
+        dest: dict[str, object] = {}
+        network: dict[str, object] = {}
         extra = ""
         if addr.address is not None:
             dest["address"] = addr.address

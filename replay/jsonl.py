@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from json.encoder import encode_basestring
-from typing import Any, TextIO
+from typing import TextIO, TypeVar
 
 from replay import trust
 from replay.base import Session
@@ -55,15 +55,18 @@ def _argv(argv: list[bytes]) -> str:
     return "[" + ",".join([_jtext(a) for a in argv]) + "]"
 
 
-class _Cache(dict[Any, str]):
+_K = TypeVar("_K")
+
+
+class _Cache(dict[_K, str]):
     """A dict that computes missing values with a function (and keeps them)."""
 
-    def __init__(self, func: Callable[[Any], str], limit: int = 65536):
+    def __init__(self, func: Callable[[_K], str], limit: int = 65536):
         super().__init__()
         self.func = func
         self.limit = limit
 
-    def __missing__(self, key: Any) -> str:
+    def __missing__(self, key: _K) -> str:
         value = self.func(key)
         if len(self) >= self.limit:
             self.clear()
