@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import posixpath
 from collections.abc import Callable, Mapping
-from typing import Any, Final, TextIO
+from typing import Final, TextIO
 
 from replay.base import Session, no_gc
 from replay.events import PathResolver
@@ -117,11 +117,12 @@ class _Docs:
         self._cores: dict[int, _Entry] = {}  # Process.seq -> its process.*
         # (path, requested path, flags, syscall) -> an open's parts (_open_parts)
         self._opens: dict[tuple[bytes | None, bytes, int, int], tuple[str, str, str, str]] = {}
-        self._programs: dict[int, tuple[ExecInfo, str]] = {}  # id(ExecInfo) -> its fields
+        self._programs: dict[tuple[bytes | None, ...], str] = {}  # (path, *argv) -> _program
         self._heads: dict[tuple[str, str, str, str], str] = {}
         self._users: dict[int, str] = {}
         self._cwds: dict[int, bytes] = {}  # Process.seq -> its latest cwd
-        self._flags = _Cache(lambda flags: _dumps(list(linux.open_flag_names(flags))))
+        self._flags: _Cache[int] = _Cache(
+            lambda flags: _dumps(list(linux.open_flag_names(flags))))
         self._connects: dict[tuple[bytes, int, int], str] = {}
         self.n = 0
 
@@ -135,12 +136,12 @@ class _Docs:
             eid = self.entity[proc.seq] = self.ids.process(proc.pid, proc.start_ns)
         return eid
 
-    def leader(self) -> dict[str, Any]:
+    def leader(self) -> dict[str, object]:
         """process.entry_leader / session_leader: the session's first
         process, the recorded command, as the header describes it."""
         h = self.header
         command = list(h["command"])
-        leader: dict[str, Any] = {"pid": h["leader_pid"], "args": command,
+        leader: dict[str, object] = {"pid": h["leader_pid"], "args": command,
                                   "args_count": len(command), "start": h["started_at"],
                                   "working_directory": _text(h["cwd"])}
         if command:
@@ -166,16 +167,17 @@ class _Docs:
     def _program(self, prog: ExecInfo) -> str:
         """The program's members of process.*: args, args_count, and
         executable and name when its path is known."""
-        cached = self._programs.get(id(prog))
-        if cached is not None and cached[0] is prog:
-            return cached[1]
+        key = (prog.path, *prog.argv)  # by value: the same program, run again
+        text = self._programs.get(key)
+        if text is not None:
+            return text
         text = f',"args":[{",".join([_jtext(a) for a in prog.argv])}],"args_count":{len(prog.argv)}'
         if prog.path is not None:
             text += (f',"executable":{_jtext(prog.path)}'
                      f',"name":{_jtext(posixpath.basename(prog.path))}')
-        if len(self._programs) > 65536:
+        if len(self._programs) >= _MAX_CACHED:
             self._programs.clear()
-        self._programs[id(prog)] = (prog, text)
+        self._programs[key] = text
         return text
 
     def _cwd(self, proc: Process) -> bytes | None:
@@ -298,8 +300,8 @@ class _Docs:
         if text is not None:
             return text
         addr = linux.decode_sockaddr(key[0])
-        dest: dict[str, Any] = {}
-        network: dict[str, Any] = {}
+        dest: dict[str, object] = {}
+        network: dict[str, object] = {}
         extra = ""
         if addr.address is not None:
             dest["address"] = addr.address
@@ -426,6 +428,7 @@ def write_ecs(session: Session, out: TextIO,
             write(document(ev, resolve(ev)))
             n += 1
     limit = docs.model.limit_warning()
+    docs.model.release()
     if limit and warn is not None:
         warn(limit)
     return n
