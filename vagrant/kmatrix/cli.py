@@ -302,6 +302,7 @@ def write_docs(done: list[results.KernelResult], meta: dict[str, Any]) -> None:
                 [meta["date"], meta["commit"], meta["subset"], meta["init"], *row])
             if line not in lines:
                 lines.append(line)
+        lines.sort()  # by date, the first column
         table = "\n".join([results.markdown_line(list(HISTORY_COLUMNS)),
                            results.markdown_line(["---"] * len(HISTORY_COLUMNS)), *lines])
         text = f"{head}{HISTORY_BEGIN}\n{table}\n{HISTORY_END}{tail}"
