@@ -85,6 +85,9 @@ def parser() -> argparse.ArgumentParser:
                    help="run this kernel only (repeatable; default: all)")
     p.add_argument("--quick", action="store_true",
                    help="a smoke subset of the kernel tier instead of all of it")
+    p.add_argument("--shard", type=_shard, metavar="K/N",
+                   help="the whole tier's K-th of N parts (its test files, balanced by "
+                        "their number of tests), so that N guests can share it")
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
                    help="auto: KVM if a probe boots under it, else TCG (default)")
     p.add_argument("--systemd", action="store_true",
@@ -103,6 +106,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--docs-from", type=Path, metavar="JSON",
                    help="write the docs' table from a matrix.json, booting nothing")
     return p
+
+
+def _shard(text: str) -> tuple[int, int]:
+    k, _, n = text.partition("/")
+    if not (k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+        raise argparse.ArgumentTypeError(f"not K/N with 1 <= K <= N: {text!r}")
+    return int(k), int(n)
+
+
+def shard_files(tier: Path, k: int, n: int) -> list[str]:
+    """The test files of the k-th of n shards: greedily balanced by their
+    number of test functions (each is a recording, or more, under TCG)."""
+    files = sorted(tier.glob("test_*.py"))
+    weight = {f: max(1, f.read_text().count("\ndef test_")) for f in files}
+    shards: list[list[Path]] = [[] for _ in range(n)]
+    for f in sorted(files, key=lambda f: (-weight[f], f.name)):
+        min(shards, key=lambda sh: sum(weight[x] for x in sh)).append(f)
+    return [str(f.relative_to(REPO)) for f in sorted(shards[k - 1])]
 
 
 def main(argv: Sequence[str] | None = None, stdout: IO[str] = sys.stdout) -> int:
@@ -166,6 +187,8 @@ def run_one(k: kernels.Kernel, args: argparse.Namespace, machine: qemu.Machine |
             r.left_out = dict(TCG_LEFT_OUT)
         tests = QUICK if args.quick else FULL + tuple(
             a for t in r.left_out for a in ("--deselect", t))
+        if args.shard and not args.quick:
+            tests = (*shard_files(REPO / FULL[0], *args.shard), *tests[1:])
         factor = TCG_TIMEOUT_FACTOR if machine.accel == "tcg" else 1
         (out / "job").write_text(
             f"PROJECT={REPO}\nTESTS=\"{' '.join(tests)}\"\nTIMEOUT={int(args.timeout - 120)}\n"
@@ -247,7 +270,8 @@ def run_meta(args: argparse.Namespace) -> dict[str, Any]:
         commit += " (with uncommitted changes)"
     return {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "commit": commit, "host_kernel": os.uname().release,
-            "subset": "quick" if args.quick else "full",
+            "subset": "quick" if args.quick else (
+                f"full, shard {args.shard[0]}/{args.shard[1]}" if args.shard else "full"),
             "init": "systemd" if args.systemd else "the job as PID 1"}
 
 
