@@ -303,3 +303,14 @@ def test_vagrantfile_validates() -> None:
                        capture_output=True, text=True, timeout=120, check=False)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "validated successfully" in p.stdout
+
+
+def test_shards_split_the_tier_without_loss_or_overlap() -> None:
+    tier = cli.REPO / "tests" / "kernel"
+    shards = [cli.shard_files(tier, k, 2) for k in (1, 2)]
+    every = sorted(str(f.relative_to(cli.REPO)) for f in tier.glob("test_*.py"))
+    assert sorted(shards[0] + shards[1]) == every and not set(shards[0]) & set(shards[1])
+    assert all(shards)
+    assert cli.shard_files(tier, 1, 1) == every
+    with pytest.raises(SystemExit):
+        cli.parser().parse_args(["--shard", "3/2"])
