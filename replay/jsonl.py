@@ -140,6 +140,9 @@ def write_jsonl(
     timefmt = fmt.TimeFormatter()
     resolve = PathResolver.from_header(header).apply
     comms = _Cache(_jtext)
+    # Paths come back again and again (libraries, headers): their JSON is kept,
+    # for 2,048 of them (a path is up to 4 KiB, its JSON up to 5 times that).
+    paths: _Cache[bytes | None] = _Cache(_jpath, 2048)
     flag_names = _Cache(_flag_names)
     connects = _Cache(_connect_fields)
     exits = _Cache(_exit_fields)
@@ -167,8 +170,8 @@ def write_jsonl(
             sysno = ev.syscall
             sysname = open_sys[sysno] if 0 <= sysno < 4 else linux.syscall_name(open_sys, sysno)
             line = (
-                f'{{"type":"open",{common},"path":{_jpath(path)},'
-                f'"requested_path":{_jtext(ev.requested_path)},"flags":{fl},'
+                f'{{"type":"open",{common},"path":{paths[path]},'
+                f'"requested_path":{paths[ev.requested_path]},"flags":{fl},'
                 f'"flag_names":{flag_names[fl]},"mode":{ev.mode},"syscall":"{sysname}",'
                 f'"return_code":{ev.ret},'
                 f'"path_truncated":{"true" if ev.flags & PATH_TRUNCATED else "false"},'
@@ -176,8 +179,8 @@ def write_jsonl(
             )
         elif type(ev) is Exec:
             line = (
-                f'{{"type":"exec",{common},"path":{_jpath(path)},'
-                f'"requested_path":{_jtext(ev.requested_path)},"argv":{_argv(ev.argv)},'
+                f'{{"type":"exec",{common},"path":{paths[path]},'
+                f'"requested_path":{paths[ev.requested_path]},"argv":{_argv(ev.argv)},'
                 f'"argv_truncated":{"true" if ev.flags & ARGV_TRUNCATED else "false"},'
                 f'"argc":{ev.argc},"return_code":{ev.ret},'
                 f'{trusts.get((ev.kpath_src, ev.flags)) or _trusted(trusts, ev)}}}\n'
@@ -194,9 +197,9 @@ def write_jsonl(
             )
         elif type(ev) is Chdir:
             fd = ev.fd
-            requested = _jtext(ev.requested_path) if fd == -1 else "null"
+            requested = paths[ev.requested_path] if fd == -1 else "null"
             line = (
-                f'{{"type":"chdir",{common},"path":{_jpath(path)},'
+                f'{{"type":"chdir",{common},"path":{paths[path]},'
                 f'"requested_path":{requested},"fd":{fd},"return_code":{ev.ret},'
                 f'{trusts.get((ev.kpath_src, ev.flags)) or _trusted(trusts, ev)}}}\n'
             )

@@ -86,6 +86,7 @@ def write_teleport(session: Session, out: TextIO) -> int:
         f'"server_hostname":{_dump(header["hostname"])}'
     )
     comms = _Cache(_jtext)
+    paths: _Cache[bytes | None] = _Cache(_jpath, 2048)  # as jsonl's
     argvs: _Cache[tuple[bytes, ...]] = _Cache(
         lambda argv: "[" + ",".join(_jtext(a) for a in argv[1:]) + "]")
     command, disk = _kind(SESSION_COMMAND), _kind(SESSION_DISK)
@@ -108,7 +109,7 @@ def write_teleport(session: Session, out: TextIO) -> int:
             body = (
                 f',"pid":{ev.pid},"cgroup_id":{cgroup_id},"program":{comms[ev.comm]},'
                 f'"audit_session_id":{audit_session_id},'
-                f'"path":{_jpath(ev.requested_path if path is None else path)},'
+                f'"path":{paths[ev.requested_path if path is None else path]},'
                 f'"flags":{ev.open_flags},"return_code":{ev.ret}'
             )
             kind = disk
@@ -116,7 +117,7 @@ def write_teleport(session: Session, out: TextIO) -> int:
             body = (
                 f',"pid":{ev.pid},"cgroup_id":{cgroup_id},"program":{comms[ev.comm]},'
                 f'"audit_session_id":{audit_session_id},"ppid":{ev.ppid},'
-                f'"path":{_jpath(ev.requested_path if path is None else path)},'
+                f'"path":{paths[ev.requested_path if path is None else path]},'
                 f'"argv":{argvs[tuple(ev.argv)]},"return_code":{ev.ret}'
             )
             kind = command
