@@ -17,6 +17,7 @@ from typing import TextIO, TypeVar
 from replay import trust
 from replay.base import Session
 from replay.events import PathResolver
+from replay.text import json_safe
 from sessrec import format as fmt
 from sessrec import linux
 from sessrec.event import (
@@ -36,7 +37,12 @@ from sessrec.event import (
 
 def _jtext(data: bytes) -> str:
     """JSON string literal of kernel bytes."""
-    return encode_basestring(data.decode("utf-8", fmt.TEXT_ERRORS))
+    return json_safe(encode_basestring(data.decode("utf-8", fmt.TEXT_ERRORS)))
+
+
+def _jstr(text: str) -> str:
+    """JSON string literal of text (from the file: a header's, an address)."""
+    return json_safe(encode_basestring(text))
 
 
 def _jpath(data: bytes | None) -> str:
@@ -84,8 +90,8 @@ def _connect_fields(key: tuple[bytes, int, int]) -> str:
     proto = linux.protocol_name(addr.family, sock_type, protocol)
     return (
         f'"family":"{addr.family_name}",'
-        f'"protocol":{"null" if proto is None else encode_basestring(proto)},'
-        f'"dst_addr":{"null" if addr.address is None else encode_basestring(addr.address)},'
+        f'"protocol":{"null" if proto is None else _jstr(proto)},'
+        f'"dst_addr":{"null" if addr.address is None else _jstr(addr.address)},'
         f'"dst_port":{_jint(addr.port)}'
     )
 
@@ -114,7 +120,7 @@ def _kernel_dst_fields(ev: Connect) -> str:
     addr = None if k is None else k.address
     return (
         f'"dst_source":"{trust.dst_source(ev)}",'
-        f'"kernel_dst_addr":{"null" if addr is None else encode_basestring(addr)},'
+        f'"kernel_dst_addr":{"null" if addr is None else _jstr(addr)},'
         f'"kernel_dst_port":{_jint(None if k is None else k.port)},'
         f'"tampered":{_jbool(trust.tampered(ev))}'
     )
@@ -136,7 +142,7 @@ def write_jsonl(
     session.damage (if any) is the caller's to report afterwards."""
     header = session.header
     wall_ns: int = header["clock"]["wall_ns"]
-    session_id = encode_basestring(header["session_id"])
+    session_id = _jstr(header["session_id"])
     timefmt = fmt.TimeFormatter()
     resolve = PathResolver.from_header(header).apply
     comms = _Cache(_jtext)

@@ -27,6 +27,7 @@ from replay.base import Session
 from replay.events import PathResolver
 from replay.export_ids import Ids
 from replay.jsonl import _Cache, _jpath, _jtext
+from replay.text import json_safe
 from replay.trust import kernel_dst
 from sessrec import format as fmt
 from sessrec import linux
@@ -57,7 +58,7 @@ def _kind(kind: tuple[str, str]) -> str:
 
 
 def _dump(obj: object) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return json_safe(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
 
 
 def write_teleport(session: Session, out: TextIO) -> int:
