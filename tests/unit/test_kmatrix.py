@@ -126,6 +126,28 @@ def test_collect_reads_the_guest_share(tmp_path: Path) -> None:
     assert not r.ok and r.problem == ""
 
 
+def test_a_run_stopped_by_its_timeout_counts_what_ran(tmp_path: Path) -> None:
+    (tmp_path / "junit.xml").write_text(JUNIT.replace(
+        "</testsuite>", '<testcase time="0.000" /></testsuite>'))
+    (tmp_path / "pytest.rc").write_text("124\n")
+    r = results.KernelResult("debian12")
+    results.collect(r, tmp_path)
+    assert (r.passed, r.failed, r.skipped) == (1, 2, 1)
+    assert "timed out" in r.problem and not r.ok
+
+
+def test_a_failed_unit_under_systemd_fails_the_kernel(tmp_path: Path) -> None:
+    (tmp_path / "junit.xml").write_text(JUNIT.replace("<failure", "<x").replace("</failure", "</x")
+                                        .replace("<error", "<x").replace("</error", "</x"))
+    (tmp_path / "unit").write_text("ok 71\n")
+    r = results.KernelResult("debian12")
+    results.collect(r, tmp_path)
+    assert r.unit == "ok 71" and r.problem == "" and r.failed == 0
+    (tmp_path / "unit").write_text("failed 900: systemctl start failed\n")
+    results.collect(r, tmp_path)
+    assert not r.ok and "systemctl start failed" in r.problem
+
+
 def test_a_guest_without_results_is_not_a_pass(tmp_path: Path) -> None:
     r = results.KernelResult("debian12")
     results.collect(r, tmp_path)
@@ -194,6 +216,10 @@ def test_docs_table_replaces_only_what_is_between_the_markers(
     assert "Run of 2026-11-29 14:00 UTC at commit abc123" in text
     assert "| debian12 | 6.1.0-57-amd64 | tcg | ok | 40 | 0 | 0 |  | 20m00s |" in text
     assert "first BCC compile and load (`sessrec record -- /bin/true`) 48 s" in text
+    r.left_out = {"tests/kernel/test_ring.py::test_wraps": "too slow emulated"}
+    cli.write_docs([r], meta)
+    assert "- debian12: left out under TCG: `test_ring::test_wraps`: too slow emulated." in (
+        doc.read_text())
     doc.write_text("no markers\n")
     with pytest.raises(MatrixError, match="lacks the"):
         cli.write_docs([r], meta)
@@ -209,6 +235,31 @@ def test_docs_from_a_saved_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert cli.main(["--docs-from", str(tmp_path / "matrix.json")]) == 0
     assert "| debian12-rt |  |  | infrastructure failure: no 9p | - | - | - |" in doc.read_text()
     assert cli.main(["--docs-from", str(tmp_path / "missing.json")]) == 2
+
+
+def test_docs_keep_every_completed_run_once(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = tmp_path / "KERNELS.md"
+    doc.write_text(f"{cli.BEGIN}\n{cli.END}\nruns:\n{cli.HISTORY_BEGIN}\n{cli.HISTORY_END}\nend\n")
+    monkeypatch.setattr(cli, "KERNELS_DOC", doc)
+    meta = {"date": "d1", "commit": "c1", "host_kernel": "h", "subset": "full", "init": "i"}
+    rt = results.KernelResult("debian12-rt", release="6.1.0-57-rt-amd64", accel="tcg",
+                              passed=12, seconds=869)
+    cli.write_docs([rt], meta)
+    cli.write_docs([rt], meta)  # the same run again: no second row
+    bp = results.KernelResult("debian12-backports", accel="tcg", passed=11, failed=1,
+                              failing=["test_connect::test_connects"], seconds=900)
+    cli.write_docs([bp], {**meta, "date": "d2", "subset": "quick"})
+    text = doc.read_text()
+    rows = [ln for ln in text.split(cli.HISTORY_BEGIN)[1].splitlines() if ln.startswith("|")]
+    assert rows[0].startswith("| date | commit | tier | init | kernel |")
+    assert rows[2:] == [
+        "| d1 | c1 | full | i | debian12-rt | 6.1.0-57-rt-amd64 | tcg | ok | 12 | 0 | 0 |  "
+        "| 14m29s |",
+        "| d2 | c1 | quick | i | debian12-backports |  | tcg | ok | 11 | 1 | 0 "
+        "| test_connect::test_connects | 15m00s |"]
+    assert text.endswith(f"{cli.HISTORY_END}\nend\n")
+    assert "| debian12-backports |" in text.split(cli.END)[0]  # the last run's table
 
 
 def test_qemu_command_shares_the_root_read_only_and_the_results_writable(
@@ -252,3 +303,14 @@ def test_vagrantfile_validates() -> None:
                        capture_output=True, text=True, timeout=120, check=False)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "validated successfully" in p.stdout
+
+
+def test_shards_split_the_tier_without_loss_or_overlap() -> None:
+    tier = cli.REPO / "tests" / "kernel"
+    shards = [cli.shard_files(tier, k, 2) for k in (1, 2)]
+    every = sorted(str(f.relative_to(cli.REPO)) for f in tier.glob("test_*.py"))
+    assert sorted(shards[0] + shards[1]) == every and not set(shards[0]) & set(shards[1])
+    assert all(shards)
+    assert cli.shard_files(tier, 1, 1) == every
+    with pytest.raises(SystemExit):
+        cli.parser().parse_args(["--shard", "3/2"])

@@ -38,9 +38,28 @@ QUICK = (
 # The whole tier but the benchmark's smoke test: it times workloads (minutes
 # natively, far longer under TCG) and proves nothing about the kernel.
 FULL = ("tests/kernel", "--deselect", "tests/kernel/test_bench_quick.py::test_bench_quick")
-# Under TCG also without the 400,000-open ring test: seconds natively, over
-# 10 minutes emulated (the burst of 300 processes and the loss test stay).
-TCG_DESELECT = ("--deselect", "tests/kernel/test_ring.py::test_no_loss_across_many_wraps")
+# Left out under TCG, each with why (the table's notes repeat it): load
+# tests whose premise, a recorder that keeps up with the load within the
+# test's deadlines, does not hold on a CPU emulated 20-50 times slower.
+# They prove nothing about the kernel that the rest of the tier does not.
+TCG_LEFT_OUT = {
+    "tests/kernel/test_ring.py::test_no_loss_across_many_wraps":
+        "400,000 opens paced at 100,000/s, none may be lost: under TCG the recorder "
+        "cannot drain that pace (it ran for over 10 minutes here)",
+    "tests/kernel/test_daemon_scale.py::test_a_thousand_sessions":
+        "1,000 sessions started on one daemon, each request answered within 60 s: "
+        "under TCG one was not (the test had run 20 minutes by then)",
+    "tests/kernel/test_daemon_scale.py::test_a_flooding_session_costs_the_others_nothing":
+        "3,000,000 opens flooding one session within 300 s while 19 paced ones "
+        "lose nothing: seconds natively, and under TCG the daemon drains at a "
+        "fraction of the pace",
+}
+
+# The tier's deadlines for a daemon to compile and answer (tests/kernel/
+# daemonctl.py), scaled under TCG: 120 s to be ready was too short here
+# while other guests ran (the first compile took 135 s), and every daemon
+# test failed. The tests' asserts stay the same.
+TCG_TIMEOUT_FACTOR = 5
 
 # systemd as PID 1 with only the job's unit and what basic.target needs;
 # fstab=0: the host's fstab names its own disks, which the guest lacks.
@@ -69,6 +88,9 @@ def parser() -> argparse.ArgumentParser:
                    help="run this kernel only (repeatable; default: all)")
     p.add_argument("--quick", action="store_true",
                    help="a smoke subset of the kernel tier instead of all of it")
+    p.add_argument("--shard", type=_shard, metavar="K/N",
+                   help="the whole tier's K-th of N parts (its test files, balanced by "
+                        "their number of tests), so that N guests can share it")
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
                    help="auto: KVM if a probe boots under it, else TCG (default)")
     p.add_argument("--systemd", action="store_true",
@@ -87,6 +109,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--docs-from", type=Path, metavar="JSON",
                    help="write the docs' table from a matrix.json, booting nothing")
     return p
+
+
+def _shard(text: str) -> tuple[int, int]:
+    k, _, n = text.partition("/")
+    if not (k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+        raise argparse.ArgumentTypeError(f"not K/N with 1 <= K <= N: {text!r}")
+    return int(k), int(n)
+
+
+def shard_files(tier: Path, k: int, n: int) -> list[str]:
+    """The test files of the k-th of n shards: greedily balanced by their
+    number of test functions (each is a recording, or more, under TCG)."""
+    files = sorted(tier.glob("test_*.py"))
+    weight = {f: max(1, f.read_text().count("\ndef test_")) for f in files}
+    shards: list[list[Path]] = [[] for _ in range(n)]
+    for f in sorted(files, key=lambda f: (-weight[f], f.name)):
+        min(shards, key=lambda sh: sum(weight[x] for x in sh)).append(f)
+    return [str(f.relative_to(REPO)) for f in sorted(shards[k - 1])]
 
 
 def main(argv: Sequence[str] | None = None, stdout: IO[str] = sys.stdout) -> int:
@@ -146,9 +186,16 @@ def run_one(k: kernels.Kernel, args: argparse.Namespace, machine: qemu.Machine |
         r.accel = machine.accel
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
-        tests = QUICK if args.quick else FULL + (TCG_DESELECT if machine.accel == "tcg" else ())
+        if not args.quick and machine.accel == "tcg":
+            r.left_out = dict(TCG_LEFT_OUT)
+        tests = QUICK if args.quick else FULL + tuple(
+            a for t in r.left_out for a in ("--deselect", t))
+        if args.shard and not args.quick:
+            tests = (*shard_files(REPO / FULL[0], *args.shard), *tests[1:])
+        factor = TCG_TIMEOUT_FACTOR if machine.accel == "tcg" else 1
         (out / "job").write_text(
-            f"PROJECT={REPO}\nTESTS=\"{' '.join(tests)}\"\nTIMEOUT={int(args.timeout - 120)}\n")
+            f"PROJECT={REPO}\nTESTS=\"{' '.join(tests)}\"\nTIMEOUT={int(args.timeout - 120)}\n"
+            f"SESSREC_TEST_TIMEOUT_FACTOR={factor}\n")
         cmd = qemu.command(fetched.vmlinuz, initrd, fetched.tree, out, machine,
                            SYSTEMD_APPEND if args.systemd else f"sessrec.init={GUEST_RUN}")
         print(f"kernel-matrix: {k.name}: booting {fetched.release} under {machine.accel}",
@@ -226,7 +273,8 @@ def run_meta(args: argparse.Namespace) -> dict[str, Any]:
         commit += " (with uncommitted changes)"
     return {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "commit": commit, "host_kernel": os.uname().release,
-            "subset": "quick" if args.quick else "full",
+            "subset": "quick" if args.quick else (
+                f"full, shard {args.shard[0]}/{args.shard[1]}" if args.shard else "full"),
             "init": "systemd" if args.systemd else "the job as PID 1"}
 
 
@@ -246,6 +294,13 @@ def markdown(done: list[results.KernelResult], meta: dict[str, Any]) -> str:
             lines.append(f"- {r.kernel}: root file system up {r.boot_seconds or 0:.0f} s "
                          f"after boot; first BCC compile and load (`sessrec record -- "
                          f"/bin/true`) {r.probe_seconds or 0:.0f} s; headers {r.headers}.")
+        for test, why in r.left_out.items():
+            lines.append(f"- {r.kernel}: left out under {r.accel.upper()}: "
+                         f"`{results.short_id(test)}`: {why}.")
+        if r.unit.startswith("ok "):
+            lines.append(f"- {r.kernel}: systemd/sessrec.service under systemd as PID 1: "
+                         f"started, recorded a session through the daemon and stopped in "
+                         f"{r.unit.split()[1]} s.")
     return "\n".join(lines) + "\n"
 
 
@@ -259,11 +314,31 @@ BEGIN = "<!-- kernel-matrix: begin -->"
 END = "<!-- kernel-matrix: end -->"
 
 
+HISTORY_BEGIN = "<!-- kernel-matrix: history begin -->"
+HISTORY_END = "<!-- kernel-matrix: history end -->"
+HISTORY_COLUMNS = ("date", "commit", "tier", "init", *results.COLUMNS)
+
+
 def write_docs(done: list[results.KernelResult], meta: dict[str, Any]) -> None:
-    """Replaces the table between the markers of docs/KERNELS.md."""
+    """Replaces the table between the markers of docs/KERNELS.md, and adds
+    the run's rows to the table of completed runs when the file has one."""
     text = KERNELS_DOC.read_text()
     if BEGIN not in text or END not in text:
         raise MatrixError(f"{KERNELS_DOC} lacks the {BEGIN} / {END} markers")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    KERNELS_DOC.write_text(f"{head}{BEGIN}\n{markdown(done, meta)}{END}{tail}")
+    text = f"{head}{BEGIN}\n{markdown(done, meta)}{END}{tail}"
+    if HISTORY_BEGIN in text and HISTORY_END in text:
+        head, rest = text.split(HISTORY_BEGIN, 1)
+        table, tail = rest.split(HISTORY_END, 1)
+        lines = [ln for ln in table.splitlines() if ln.startswith("|")][2:]
+        for row in results.rows(done):
+            line = results.markdown_line(
+                [meta["date"], meta["commit"], meta["subset"], meta["init"], *row])
+            if line not in lines:
+                lines.append(line)
+        lines.sort()  # by date, the first column
+        table = "\n".join([results.markdown_line(list(HISTORY_COLUMNS)),
+                           results.markdown_line(["---"] * len(HISTORY_COLUMNS)), *lines])
+        text = f"{head}{HISTORY_BEGIN}\n{table}\n{HISTORY_END}{tail}"
+    KERNELS_DOC.write_text(text)

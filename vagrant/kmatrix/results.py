@@ -29,6 +29,8 @@ class KernelResult:
     boot_seconds: float | None = None
     probe_seconds: float | None = None  # one `sessrec record -- /bin/true`: BCC compile + load
     headers: str = ""
+    left_out: dict[str, str] = field(default_factory=dict)  # test id -> why not run here
+    unit: str = ""  # --systemd: "ok SECONDS" or "failed SECONDS: why" (sessrec.service)
 
     @property
     def ok(self) -> bool:
@@ -42,6 +44,8 @@ def read_junit(path: Path) -> tuple[int, int, int, list[str]]:
     passed = failed = skipped = 0
     failing: list[str] = []
     for case in root.iter("testcase"):
+        if not case.get("name"):
+            continue  # the test a SIGINT interrupted: the run's problem says so
         name = f"{case.get('classname', '')}::{case.get('name', '')}".lstrip(":")
         if case.find("failure") is not None or case.find("error") is not None:
             failed += 1
@@ -59,6 +63,12 @@ def _short(name: str) -> str:
     return f"{cls.rsplit('.', 1)[-1]}::{test}" if test else name
 
 
+def short_id(node_id: str) -> str:
+    """tests/kernel/test_ring.py::test_x -> test_ring::test_x"""
+    path, _, test = node_id.partition("::")
+    return f"{path.rsplit('/', 1)[-1].removesuffix('.py')}::{test}"
+
+
 def collect(result: KernelResult, out: Path) -> None:
     """Fills in the test counts from the guest's share."""
     probe = out / "probe"
@@ -74,6 +84,14 @@ def collect(result: KernelResult, out: Path) -> None:
             key, _, value = line.partition("=")
             if key == "headers":
                 result.headers = value
+    rc = out / "pytest.rc"
+    if rc.exists() and rc.read_text().strip() == "124":
+        result.problem = "the tests timed out in the guest (stopped with SIGINT)"
+    unit = out / "unit"
+    if unit.exists():
+        result.unit = unit.read_text().strip()
+        if not result.unit.startswith("ok "):
+            result.problem = f"sessrec.service under systemd: {result.unit} (see unit.log)"
     junit = out / "junit.xml"
     if junit.exists():
         try:
@@ -116,12 +134,13 @@ def text_table(results: list[KernelResult]) -> str:
                      for row in table)
 
 
-def markdown_table(results: list[KernelResult]) -> str:
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+def markdown_line(cells: list[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
-    out = [line(list(COLUMNS)), line(["---"] * len(COLUMNS))]
-    out += [line(r) for r in rows(results)]
+
+def markdown_table(results: list[KernelResult]) -> str:
+    out = [markdown_line(list(COLUMNS)), markdown_line(["---"] * len(COLUMNS))]
+    out += [markdown_line(r) for r in rows(results)]
     return "\n".join(out)
 
 
