@@ -71,6 +71,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--opens", type=int, default=1_000_000)
+    ap.add_argument("--race-check", action="store_true",
+                    help="record with --race-check (a sys_enter program per open as well)")
     ap.add_argument("--path", default="/etc/hostname",
                     help="the file the storm opens (a deep one shows the cost of the "
                          "kernel path walk per component)")
@@ -79,6 +81,7 @@ def main() -> int:
         print("bpf_cost: needs root", file=sys.stderr)
         return 2
     storm = [str(build("open_storm")), str(a.opens), a.path]
+    race = ["--race-check"] if a.race_check else []
     old = STATS.read_text().strip()
     STATS.write_text("1")
     try:
@@ -86,8 +89,8 @@ def main() -> int:
             tmp = Path(d)
             # The floor: a recorder with its session asleep, the storm outside it.
             out = tmp / "floor.srec"
-            rec = subprocess.Popen([*SESSREC, "record", "-f", "-o", str(out), "--", "sleep",
-                                    "600"], cwd=REPO, stderr=subprocess.DEVNULL)
+            rec = subprocess.Popen([*SESSREC, "record", "--no-daemon", *race, "-f", "-o", str(out),
+                                    "--", "sleep", "600"], cwd=REPO, stderr=subprocess.DEVNULL)
             try:
                 while not out.exists() or out.stat().st_size == 0:
                     if rec.poll() is not None:
@@ -104,8 +107,9 @@ def main() -> int:
             # while the recorder still has them loaded.
             gate = Gate(tmp)
             script = f"read x < {gate.path}; {' '.join(storm)} > /dev/null; read x < {gate.path}"
-            rec = subprocess.Popen([*SESSREC, "record", "-f", "-o", str(tmp / "s.srec"), "--",
-                                    "/bin/sh", "-c", script], cwd=REPO,
+            rec = subprocess.Popen([*SESSREC, "record", "--no-daemon", *race, "-f", "-o",
+                                    str(tmp / "s.srec"), "--", "/bin/sh", "-c", script],
+                                   cwd=REPO,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             fd = gate.wait_reader(rec)
             before = progs(rec.pid)

@@ -44,13 +44,13 @@ from sessrec.event import Open  # noqa: E402
 
 
 class Daemon:
-    def __init__(self, tmp: Path, ring: str) -> None:
+    def __init__(self, tmp: Path, ring: str, extra: str = "") -> None:
         self.sock = str(tmp / "run" / "control.sock")
         self.out = tmp / "out"
         self.root = f"sessrec-bench-{os.getpid()}"
         cfg = tmp / "sessrec.toml"
         cfg.write_text(f'output_dir = "{self.out}"\ncontrol_socket = "{self.sock}"\n'
-                       f'cgroup_root = "{self.root}"\nring_size = "{ring}"\n')
+                       f'cgroup_root = "{self.root}"\nring_size = "{ring}"\n{extra}')
         self.log = open(tmp / "daemon.log", "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sessrec", "daemon", "--config", str(cfg)],

@@ -3,6 +3,13 @@ then the time of `export --format jsonl` (and teleport, ecs), `info`, `tree`
 and `replay` on it. Prints a Markdown table; never fails on timings.
 
     .venv/bin/python bench/replay_bench.py [--events N] [--keep PATH]
+    .venv/bin/python bench/replay_bench.py --against DIR [--runs N]
+
+--against DIR compares this checkout with another one (DIR, a checkout of
+an older commit: `git archive REV | tar -x -C DIR`): each command runs in a
+new process of each checkout in turn, runs times, and the table gives the
+medians and their ratio (after / before). Made for a shared machine: the
+turns see the same load, and CPU time counts more than wall time.
 
 The session is what a busy build looks like: a shell forking children that
 exec compilers and tools, each opening a handful of files (some failing),
@@ -19,6 +26,7 @@ import calendar
 import io
 import os
 import platform
+import statistics
 import struct
 import subprocess
 import sys
@@ -218,13 +226,78 @@ def run(events: int, keep: str | None, runs: int) -> None:
         os.rmdir(tmp)
 
 
+# A child's program for --against: one command in process, under ROOT.
+_CHILD = """
+import io, os, sys, time
+sys.path.insert(0, sys.argv[1])
+from sessrec.cli import main
+with open(os.devnull, "w", encoding="utf-8") as out:
+    t0, c0 = time.perf_counter(), time.process_time()
+    status = main(sys.argv[2:], stdout=out, stderr=io.StringIO())
+    print(time.perf_counter() - t0, time.process_time() - c0, status)
+"""
+
+COMMANDS: list[tuple[str, list[str]]] = [
+    ("`export --format jsonl`", ["export", "{}", "--format", "jsonl"]),
+    ("`export --format teleport`", ["export", "{}", "--format", "teleport"]),
+    ("`export --format ecs`", ["export", "{}", "--format", "ecs"]),
+    ("`info`", ["info", "{}"]),
+    ("`tree`", ["tree", "{}"]),
+    ("`replay` (every event)", ["replay", "{}"]),
+    ("`replay --type exit`", ["replay", "{}", "--type", "exit"]),
+    ("`replay --pid 1000 --children --failed`",
+     ["replay", "{}", "--pid", "1000", "--children", "--failed"]),
+]
+
+
+def _child(root: str, argv: list[str]) -> tuple[float, float]:
+    r = subprocess.run([sys.executable, "-c", _CHILD, root, *argv], check=True,
+                       capture_output=True, text=True)
+    wall, cpu, status = r.stdout.split()
+    if status != "0":
+        raise SystemExit(f"{root}: sessrec {' '.join(argv)} failed: {r.stderr}")
+    return float(wall), float(cpu)
+
+
+def against(events: int, other: str, runs: int) -> None:
+    """The table of --against (see the module's docstring)."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tmp = tempfile.mkdtemp(prefix="sessrec-bench-")
+    path = os.path.join(tmp, "bench.srec")
+    generate(path, events)
+    print(f"Session: {events:,} events. Python {platform.python_version()}, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start; "
+          f"medians of {runs} runs, before ({other}) and after ({here}) in turn.\n")
+    print("| command | before: CPU (wall) | after: CPU (wall) | after / before (CPU) |")
+    print("| --- | --- | --- | --- |")
+    for label, argv in COMMANDS:
+        argv = [a.replace("{}", path) for a in argv]
+        before: list[tuple[float, float]] = []
+        after: list[tuple[float, float]] = []
+        for _ in range(runs):
+            before.append(_child(other, argv))
+            after.append(_child(here, argv))
+        b_wall, b_cpu = (statistics.median(x) for x in zip(*before, strict=True))
+        a_wall, a_cpu = (statistics.median(x) for x in zip(*after, strict=True))
+        print(f"| {label} | {b_cpu:.3f} s ({b_wall:.2f} s) | {a_cpu:.3f} s ({a_wall:.2f} s) "
+              f"| {a_cpu / b_cpu:.2f} |", flush=True)
+    print(f"\nLoad average at the end: {os.getloadavg()[0]:.1f}.")
+    os.unlink(path)
+    os.rmdir(tmp)
+
+
 def main_(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=3, help="best of this many runs (default 3)")
     ap.add_argument("--keep", metavar="PATH", help="write the session here and keep it")
+    ap.add_argument("--against", metavar="DIR",
+                    help="compare with the checkout in DIR (medians of --runs runs)")
     args = ap.parse_args(argv)
-    run(args.events, args.keep, args.runs)
+    if args.against:
+        against(args.events, os.path.abspath(args.against), args.runs)
+    else:
+        run(args.events, args.keep, args.runs)
     return 0
 
 

@@ -3,7 +3,8 @@
  * kernel's path (kpath.bpf.h): of the opened file, or for a failed open of
  * the directory the request was relative to.
  *
- * Tracepoints: syscalls:sys_exit_{open,openat,openat2,creat}.
+ * Tracepoints: syscalls:sys_exit_{open,openat,openat2,creat}, and with
+ *   race_check on (SR_RACE_CHECK) syscalls:sys_enter_* of the same four.
  * Needs: BPF ring buffer (5.8), bpf_task_pt_regs (5.15); openat2 exists
  *   from 5.6: without its tracepoint the loader sets SR_NO_OPENAT2 and the
  *   session header says so. x86-64 (arguments come from saved registers).
@@ -72,8 +73,11 @@ static __always_inline int open_exit(void *ctx, u16 sys, long ret)
 	return 0;
 }
 
+#ifdef SR_RACE_CHECK
 /* The caller's path when the call begins, kept to compare with the same
- * buffer at exit (kpath.bpf.h, request_changed). */
+ * buffer at exit (kpath.bpf.h, request_changed). Only with race_check on:
+ * a sys_enter tracepoint costs every open on the host, recorded or not
+ * (docs/PERFORMANCE.md), and `path` is the kernel's either way. */
 static __always_inline int open_enter(const char *path)
 {
 	if (!current_session())
@@ -106,6 +110,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_creat)
 {
 	return open_enter(args->pathname);
 }
+#endif /* SR_RACE_CHECK */
 
 TRACEPOINT_PROBE(syscalls, sys_exit_open)
 {

@@ -7,7 +7,12 @@
  *
  * No bpf_d_path (needs fentry/LSM, refused here) and no bpf_loop (BCC 0.26
  * does not relocate its callback): a bounded loop of plain probe reads, with
- * every offset from BTF (SR_OFF_* flags, recorder/loader.py).
+ * every offset from BTF (SR_OFF_* flags, recorder/loader.py). What is
+ * reachable from the task through BTF-typed pointers (its fs root, its file
+ * table) is loaded directly, as in fill_header(); a helper call costs more
+ * than the field. A struct file taken from the fd array, its dentries and
+ * mounts are plain addresses to the verifier, so they are probe-read, a
+ * block of adjacent fields at a time (SR_*_BLK flags).
  *
  * The walk goes up to the root of the task's mount namespace, not only to
  * the task's root: in a chroot the whole host path is kept, and root_len
@@ -54,15 +59,32 @@ struct walk_buf {
 };
 BPF_PERCPU_ARRAY(walkbuf, struct walk_buf, 1);
 
-/* d_parent and d_name (struct qstr: hash_len, then name) of a dentry are
- * read as one block; the loader checks that they fit in SR_DENTRY_BLK_LEN
- * bytes from SR_DENTRY_BLK_OFF. */
+/* d_hash.pprev, d_parent and d_name (struct qstr: hash_len, then name) of
+ * a dentry, read as one block, and mnt_parent, mnt_mountpoint and
+ * mnt.mnt_root of a struct mount as another: the loader checks that each
+ * fits in SR_*_BLK_LEN bytes from SR_*_BLK_OFF. */
 struct dentry_blk {
 	u64 w[SR_DENTRY_BLK_LEN / 8];
 };
 #define SR_BLK_U64(b, off) ((b).w[((off) - SR_DENTRY_BLK_OFF) / 8])
+struct mount_blk {
+	u64 w[SR_MOUNT_BLK_LEN / 8];
+};
+#define SR_MBLK_U64(b, off) ((b).w[((off) - SR_MOUNT_BLK_OFF) / 8])
 
-/* The task's root (fs->root) or working directory (fs->pwd). */
+static __always_inline void read_dentry_blk(struct dentry_blk *b, u64 dentry)
+{
+	bpf_probe_read_kernel(b, sizeof(*b), (char *)dentry + SR_DENTRY_BLK_OFF);
+}
+
+/* The block of the struct mount whose vfsmount is vfsmnt. */
+static __always_inline void read_mount_blk(struct mount_blk *m, u64 vfsmnt)
+{
+	bpf_probe_read_kernel(m, sizeof(*m), (char *)vfsmnt - SR_OFF_MOUNT_MNT + SR_MOUNT_BLK_OFF);
+}
+
+/* The task's root (fs->root) or working directory (fs->pwd): loads through
+ * the task's BTF-typed pointers. */
 static __always_inline void task_fs_path(u32 which, u64 *dentry, u64 *vfsmnt)
 {
 	char *task = (char *)bpf_get_current_task_btf();
@@ -71,37 +93,41 @@ static __always_inline void task_fs_path(u32 which, u64 *dentry, u64 *vfsmnt)
 	*vfsmnt = 0;
 	if (!fs)
 		return;
-	*vfsmnt = read_kptr(fs, which + SR_OFF_PATH_MNT);
-	*dentry = read_kptr(fs, which + SR_OFF_PATH_DENTRY);
+	*vfsmnt = *(u64 *)(fs + which + SR_OFF_PATH_MNT);
+	*dentry = *(u64 *)(fs + which + SR_OFF_PATH_DENTRY);
 }
 
-/* f_path of a struct file. */
+/* f_path of a struct file: { mnt, dentry } in one read. */
+_Static_assert(SR_OFF_PATH_MNT + SR_OFF_PATH_DENTRY == 8 &&
+	       (SR_OFF_PATH_MNT == 0 || SR_OFF_PATH_DENTRY == 0),
+	       "struct path is not { mnt, dentry } or { dentry, mnt }");
 static __always_inline void file_path(u64 file, u64 *dentry, u64 *vfsmnt)
 {
-	*dentry = 0;
-	*vfsmnt = 0;
-	if (!file)
-		return;
-	*vfsmnt = read_kptr((void *)file, SR_OFF_FILE_F_PATH + SR_OFF_PATH_MNT);
-	*dentry = read_kptr((void *)file, SR_OFF_FILE_F_PATH + SR_OFF_PATH_DENTRY);
+	u64 p[2] = {};
+	if (file)
+		bpf_probe_read_kernel(p, sizeof(p), (char *)file + SR_OFF_FILE_F_PATH);
+	*vfsmnt = p[SR_OFF_PATH_MNT / 8];
+	*dentry = p[SR_OFF_PATH_DENTRY / 8];
 }
 
-/* The struct file of the current task's descriptor fd, or 0. */
+/* The struct file of the current task's descriptor fd, or 0: the file
+ * table is reached through BTF-typed loads; the array of file pointers is
+ * not typed for the verifier, so the entry is probe-read. */
 static __always_inline u64 file_of_fd(u32 fd)
 {
 	char *task = (char *)bpf_get_current_task_btf();
-	void *files = *(void **)(task + SR_OFF_TASK_FILES);
+	char *files = *(char **)(task + SR_OFF_TASK_FILES);
 	if (!files)
 		return 0;
-	void *fdt = (void *)read_kptr(files, SR_OFF_FILES_FDT);
+	char *fdt = *(char **)(files + SR_OFF_FILES_FDT);
 	if (!fdt)
 		return 0;
-	if (fd >= read_ku32(fdt, SR_OFF_FDTABLE_MAX_FDS))
+	if (fd >= *(u32 *)(fdt + SR_OFF_FDTABLE_MAX_FDS))
 		return 0;
-	void *fdarr = (void *)read_kptr(fdt, SR_OFF_FDTABLE_FD);
+	u64 fdarr = *(u64 *)(fdt + SR_OFF_FDTABLE_FD);
 	if (!fdarr)
 		return 0;
-	return read_kptr(fdarr, fd * sizeof(void *));
+	return read_kptr((void *)fdarr, fd * sizeof(void *));
 }
 
 /* Writes the path of (dentry, vfsmnt) to out (at most SR_PATH_MAX - 1
@@ -122,22 +148,25 @@ static __always_inline u32 kpath(char *out, u64 dentry, u64 vfsmnt, u16 *flags, 
 
 	/* Deleted: unhashed and not a root (d_unlinked()). */
 	struct dentry_blk b = {};
-	bpf_probe_read_kernel(&b, sizeof(b), (char *)dentry + SR_DENTRY_BLK_OFF);
-	if (!read_kptr((void *)dentry, SR_OFF_DENTRY_D_HASH_PPREV) &&
+	read_dentry_blk(&b, dentry);
+	if (!SR_BLK_U64(b, SR_OFF_DENTRY_D_HASH_PPREV) &&
 	    SR_BLK_U64(b, SR_OFF_DENTRY_D_PARENT) != dentry)
 		*flags |= SR_FLAG_KPATH_DELETED;
-	u64 mnt_root = read_kptr((void *)vfsmnt, SR_OFF_VFSMOUNT_MNT_ROOT);
+	struct mount_blk m = {};
+	read_mount_blk(&m, vfsmnt);
 
 	wb->pos = SR_PATH_MAX;
 	wb->root_pos = 0;
 	wb->done = 0;
 	int i;
+	/* Each step reads the next dentry's block (b) at its end, and a mount
+	 * crossing the next mount's (m): one read per component or mount. */
 #pragma clang loop unroll(disable)
 	for (i = 0; i < SR_WALK_MAX; i++) {
 		if (dentry == root_dentry && vfsmnt == root_mnt && !wb->root_pos)
 			wb->root_pos = wb->pos;
-		bpf_probe_read_kernel(&b, sizeof(b), (char *)dentry + SR_DENTRY_BLK_OFF);
 		u64 parent = SR_BLK_U64(b, SR_OFF_DENTRY_D_PARENT);
+		u64 mnt_root = SR_MBLK_U64(m, SR_OFF_MOUNT_MNT + SR_OFF_VFSMOUNT_MNT_ROOT);
 		if (dentry == mnt_root || dentry == parent) {
 			if (dentry != mnt_root) {
 				/* The root of a filesystem that is not a mount's
@@ -147,14 +176,15 @@ static __always_inline u32 kpath(char *out, u64 dentry, u64 vfsmnt, u16 *flags, 
 				break;
 			}
 			u64 mnt = vfsmnt - SR_OFF_MOUNT_MNT;
-			u64 mparent = read_kptr((void *)mnt, SR_OFF_MOUNT_MNT_PARENT);
+			u64 mparent = SR_MBLK_U64(m, SR_OFF_MOUNT_MNT_PARENT);
 			if (mparent == mnt || !mparent) {
 				wb->done = 1; /* the root of the mount namespace */
 				break;
 			}
-			dentry = read_kptr((void *)mnt, SR_OFF_MOUNT_MNT_MOUNTPOINT);
+			dentry = SR_MBLK_U64(m, SR_OFF_MOUNT_MNT_MOUNTPOINT);
 			vfsmnt = mparent + SR_OFF_MOUNT_MNT;
-			mnt_root = read_kptr((void *)vfsmnt, SR_OFF_VFSMOUNT_MNT_ROOT);
+			read_mount_blk(&m, vfsmnt);
+			read_dentry_blk(&b, dentry);
 			continue;
 		}
 		u64 hash_len = SR_BLK_U64(b, SR_OFF_DENTRY_D_NAME + SR_OFF_QSTR_HASH_LEN);
@@ -171,6 +201,7 @@ static __always_inline u32 kpath(char *out, u64 dentry, u64 vfsmnt, u16 *flags, 
 		wb->buf[pos & SR_WALK_MASK] = '/';
 		wb->pos = pos;
 		dentry = parent;
+		read_dentry_blk(&b, dentry);
 	}
 	if (!wb->done) {
 		*flags |= SR_FLAG_KPATH_TRUNCATED;
@@ -214,6 +245,7 @@ static __always_inline u16 request_base(const char *req, u32 req_len, s32 dirfd,
 }
 
 
+#ifdef SR_RACE_CHECK
 /* An open's path as the caller's buffer held it when the call began
  * (sys_enter), per thread: at exit it is read again, and a difference means
  * the buffer was rewritten while the kernel used it (the "phantom" race):
@@ -259,6 +291,7 @@ static __always_inline int request_changed(struct walk_buf *wb, char *base)
 	}
 	return 0;
 }
+#endif /* SR_RACE_CHECK */
 
 /* The walk runs in a program of its own, reached by a tail call: verified
  * once rather than inlined into every program with a kernel path (each
@@ -313,8 +346,10 @@ int sr_kpath_walk(void *ctx)
 	struct sr_kpath *k = (struct sr_kpath *)(base + k_off);
 	u16 type = wb->type;
 	u16 src = wb->src;
+#ifdef SR_RACE_CHECK
 	if (wb->req_off && request_changed(wb, base))
 		h->flags |= SR_FLAG_TAMPERED;
+#endif
 	u32 root_len = 0;
 	u32 len = kpath(base + out_off, wb->dentry, wb->vfsmnt, &h->flags, &root_len);
 	k->len = len;

@@ -128,6 +128,20 @@ class SessionCgroup:
                 pass
         return out
 
+    def holds(self, pid: int) -> bool:
+        """Whether process pid is in this cgroup or below it: one read of its
+        /proc/PID/cgroup, not a walk of the tree (the daemon asks this of
+        every idle login every SWEEP_EVERY seconds)."""
+        try:
+            text = Path(f"/proc/{pid}/cgroup").read_text()
+        except OSError:
+            return False
+        v2 = next((line[3:] for line in text.splitlines() if line.startswith("0::")), None)
+        if v2 is None:
+            return False
+        here = "/" + str(self.path.relative_to(self.mount.path))
+        return v2 == here or v2.startswith(here + "/")
+
     def populated(self) -> bool:
         """Whether any process is left in the cgroup or below it."""
         try:

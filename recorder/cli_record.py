@@ -44,6 +44,12 @@ def register(sub: Any) -> None:
                    "seals with the default key)")
     r.add_argument("--no-seal", action="store_true",
                    help="do not seal the file, even when the node has a seal key")
+    r.add_argument("--race-check", action="store_true",
+                   help="also read each open's path when the call begins, and flag the event "
+                   "TAMPERED when the caller rewrote it while the kernel used it (the TOCTOU "
+                   "race; `path` is the kernel's either way). Costs every open on the host "
+                   "while recording (docs/PERFORMANCE.md). Implies --no-daemon unless the "
+                   "daemon's config sets race_check")
     r.add_argument("-C", "--cwd", metavar="DIR", help="run the command in DIR")
     r.add_argument("--no-daemon", action="store_true",
                    help="load the programs here even when `sessrec daemon` runs (by default "
@@ -96,7 +102,8 @@ def run(args: argparse.Namespace, io: Streams) -> int:
     opts = rec.RecordOptions(command=cmd, output=output, force=args.force,
                              wait_leftovers=args.wait_leftovers,
                              wait_timeout=args.wait_timeout, cwd=args.cwd,
-                             seal_key=None if args.no_seal else seal_key_path(args.seal_key))
+                             seal_key=None if args.no_seal else seal_key_path(args.seal_key),
+                             race_check=args.race_check)
     if args.ring_pages:
         opts.ring_pages = args.ring_pages
     conn = None
@@ -108,6 +115,9 @@ def run(args: argparse.Namespace, io: Streams) -> int:
         try:
             conn = control.Connection(args.control_socket or default_socket())
         except control.DaemonNotRunning:
+            conn = None
+        if conn is not None and args.race_check and not conn.request("status").get("race_check"):
+            conn.close()  # its programs do not check races: load ours
             conn = None
     if conn is not None:
         with conn:

@@ -30,6 +30,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from recorder import pam
 from recorder.cgroup import Mount, SessionCgroup, cgroup2_mount
 from recorder.daemonlog import Log
+from recorder.enrol_logind import LogindEnrolment, check_logind_root
 from recorder.loader import KIND_FILES, PAGE_SIZE, LoadConfig, Programs, check_privileges
 from recorder.record import (
     Dispatcher,
@@ -137,6 +139,22 @@ class Session:
     tty_next: float = 0.0           # when its processes are next looked at
     tty_until: float = 0.0          # and until when
     gaps: list[dict[str, Any]] = field(default_factory=list)
+    # False for a logind scope: systemd's cgroup, never moved out of or removed
+    owned: bool = True
+    # logind scopes the session's processes were moved into (by systemd, at
+    # a PAM login): the session lives on in them (recorder/enrol_logind.py)
+    linked: list[SessionCgroup] = field(default_factory=list)
+
+    def pids(self) -> list[int]:
+        """The processes in the session's cgroup and the scopes linked to it."""
+        return [p for cg in (self.cg, *self.linked) for p in cg.pids()]
+
+    def populated(self) -> bool:
+        return any(cg.populated() for cg in (self.cg, *self.linked))
+
+    def holds_leader(self) -> bool:
+        """Whether the leader is still in the session's cgroup or a linked scope."""
+        return any(cg.holds(self.pid) for cg in (self.cg, *self.linked))
 
     def summary(self) -> dict[str, Any]:
         return {"session": self.id, "kind": self.kind, "pid": self.pid, "user": self.user,
@@ -164,6 +182,7 @@ class Daemon:
         self.by_cg: dict[int, Session] = {}
         self.ending: set[str] = set()  # sessions after `end`, until finished
         self.tty_pending: set[str] = set()  # PAM logins whose terminal is not known yet
+        self.buffered: set[str] = set()  # sessions with records not yet flushed
         self.ended: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.clients: dict[int, Client] = {}
         self.sel = selectors.DefaultSelector()
@@ -176,6 +195,7 @@ class Daemon:
         self._lock_fd = -1
         self._listener: socket.socket | None = None
         self.programs: Programs | None = None
+        self.logind: LogindEnrolment | None = None
         self.dispatcher = Dispatcher()
         self.mount: Mount | None = None
         self.files = tuple(KIND_FILES[k] for k in cfg.events)
@@ -188,14 +208,6 @@ class Daemon:
 
     def run(self) -> int:
         check_privileges("sudo sessrec daemon")
-        if self.cfg.enrolment == "logind":
-            # recorder/logind.py finds the scopes, but the programs match a
-            # session by its cgroup at one depth (<cgroup_root>/<id>), and a
-            # scope is deeper; adopting one waits for sessions keyed by
-            # process (docs/NODE.md). Refuse rather than record nothing.
-            raise SessrecError(
-                f"{self.cfg.source or 'the config'}: enrolment = \"logind\" is not available "
-                "in this version: use enrolment = \"pam\" and the PAM line (docs/NODE.md)")
         # A session holds its file open: 1,000 sessions need more than the
         # usual soft limit of 1,024 descriptors.
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -209,16 +221,19 @@ class Daemon:
         try:
             self._prepare_dirs()
             self.mount = cgroup2_mount()
+            if self.cfg.enrolment == "logind":
+                check_logind_root(self.mount.path / self.cfg.logind_root)
             level = SessionCgroup.session_level(self.mount, self.cfg.cgroup_root)
             t0 = time.monotonic()
             self.programs = Programs.load(LoadConfig(
                 session_level=level, ring_pages=self.cfg.ring_size // PAGE_SIZE,
-                program_files=self.files))
+                program_files=self.files, race_check=self.cfg.race_check))
             self.programs.open_ring(self.dispatcher)
             self.log("programs-loaded", seconds=round(time.monotonic() - t0, 3),
                      programs=len(self.programs.bpf.tracepoint_fds),
                      ring_size=self.cfg.ring_size, events=list(self.cfg.events))
             self._resume_sessions()
+            self._watch_scopes()
             self._spare_thread = threading.Thread(target=self._make_spares, daemon=True)
             self._spare_thread.start()
             self._listen()
@@ -239,10 +254,24 @@ class Daemon:
                 self._listener.close()
                 with contextlib.suppress(OSError):
                     os.unlink(self.sock_path)
+            if self.logind is not None:
+                self.logind.close()
             if self.programs is not None:
                 self.programs.close()
             self.audit_sender.close()
             os.close(self._lock_fd)
+
+    def _watch_scopes(self) -> None:
+        """systemd-logind's scopes: adopted with enrolment = "logind"; else,
+        where logind runs, watched to follow PAM logins into them."""
+        root = self.mount.path / self.cfg.logind_root if self.mount is not None else None
+        adopt = self.cfg.enrolment == "logind"
+        if not adopt and (root is None or not root.is_dir()):
+            return
+        self.logind = LogindEnrolment(self, adopt)
+        self.sel.register(self.logind, selectors.EVENT_READ, self.logind)
+        self.log("logind-watch", root=str(self.logind.root), adopt=adopt)
+        self.logind.poll(time.monotonic())
 
     def _make_spares(self) -> None:
         """The spare-session thread: keeps SPARES sessions prepared."""
@@ -348,14 +377,20 @@ class Daemon:
         active: set[int] = set()  # sessions whose ring had records at its last drain
         while not self.stop:
             woke: set[int] = set()
+            scopes = False
             for key, mask in self.sel.select(interval):
                 if key.data is None:
                     self._accept()
                 elif isinstance(key.data, int):
                     woke.add(key.data)  # a ring more than half full
+                elif isinstance(key.data, LogindEnrolment):
+                    scopes = True
                 else:
                     self._service(key.data, mask)
             now = time.monotonic()
+            if self.logind is not None and (scopes or self.logind.pending or
+                                            self.logind.gone):
+                self.logind.poll(now)
             if now >= next_rings:  # every ring, now and then; the busy ones each time
                 next_rings = now + RING_SWEEP_EVERY
                 targets: set[int] = set(self.by_cg)
@@ -371,9 +406,10 @@ class Daemon:
                     # A chunk at most about a drain more than max_chunk_bytes,
                     # however fast the records come (readers cap a chunk).
                     sess = self.by_cg.get(cg)
-                    if sess is not None and len(sess.writer.records) >= \
-                            sess.writer.max_chunk_bytes:
-                        self._guarded(sess, sess.writer.flush)
+                    if sess is not None:
+                        self.buffered.add(sess.id)
+                        if len(sess.writer.records) >= sess.writer.max_chunk_bytes:
+                            self._guarded(sess, sess.writer.flush)
             interval = self._interval(active, now)
             if n:
                 self.rate.append((now, n))
@@ -381,9 +417,7 @@ class Daemon:
             self._learn_ttys(now)
             if now >= next_flush:
                 next_flush = now + FLUSH_EVERY
-                for sess in list(self.sessions.values()):
-                    if sess.writer.records or sess.drop_first_ts is not None:
-                        self._guarded(sess, sess.writer.maybe_flush, now)
+                self._flush_buffered(now)
             if now >= next_loss:
                 next_loss = now + LOSS_EVERY
                 self._check_losses()
@@ -400,6 +434,16 @@ class Daemon:
                 self._retention()
             self._advance_endings(now)
 
+    def _flush_buffered(self, now: float) -> None:
+        """Sessions with records drained or dropped since their last flush:
+        only they are looked at, not every idle session 4 times a second."""
+        for sid in list(self.buffered):
+            sess = self.sessions.get(sid)
+            if sess is not None and (sess.writer.records or sess.drop_first_ts is not None):
+                self._guarded(sess, sess.writer.maybe_flush, now)
+            if sess is None or not (sess.writer.records or sess.drop_first_ts is not None):
+                self.buffered.discard(sid)
+
     def _interval(self, active: set[int], now: float) -> float:
         """How long the loop may sleep: briefly while rings are busy (0 while
         one holds more than a batch), longer when all are quiet (a quiet
@@ -411,6 +455,9 @@ class Daemon:
         interval = DRAIN_MIN if active else DRAIN_MAX
         if self.tty_pending:
             interval = min(interval, TTY_EVERY)
+        scopes = self.logind.timer(now) if self.logind is not None else None
+        if scopes is not None:
+            interval = min(interval, scopes)
         for sid in self.ending:
             sess = self.sessions[sid]
             at = sess.deadline if sess.state == "ending" else sess.finish_at
@@ -434,7 +481,7 @@ class Daemon:
         for sid in list(self.tty_pending):
             sess = self.sessions[sid]
             if now >= sess.tty_next:
-                sess.tty = next(filter(None, map(pam.tty_of, sess.cg.pids())), None)
+                sess.tty = next(filter(None, map(pam.tty_of, sess.pids())), None)
                 sess.tty_next = now + TTY_EVERY
             if sess.tty is not None or now >= sess.tty_until:
                 self.tty_pending.discard(sid)
@@ -445,10 +492,17 @@ class Daemon:
         if sess.state == "finishing" or (sess.state == "active" and sess.kind == "record"
                                          and sess.owner is not None):
             return
-        if not sess.cg.populated():
+        # A PAM login's cgroup empties when systemd moves it into its logind
+        # scope: link the scopes seen meanwhile before calling it over.
+        if not sess.populated() and (self.logind is None or not self.logind.settle()
+                                     or not sess.populated()):
             if sess.state == "active":
                 self._begin_end(sess, "cgroup-empty", None, 0.0)
             sess.deadline = now
+        elif not sess.owned and sess.state == "active" and not sess.holds_leader():
+            # A logind scope's leader (sshd's [priv], login) exits when the
+            # login closes: as at a PAM close, linger bounds what is left.
+            self._begin_end(sess, "leader-exited", None, self.cfg.linger)
 
     def _advance_endings(self, now: float) -> None:
         for sess in [self.sessions[sid] for sid in self.ending]:
@@ -487,6 +541,7 @@ class Daemon:
             sess.sink.per_type[t] -= 1
             if sess.drop_first_ts is None:
                 sess.drop_first_ts = ts
+                self.buffered.add(sess.id)
             sess.drop_last_ts = max(sess.drop_last_ts, ts)
             self.dropped_total += 1
             at = start + length
@@ -669,6 +724,7 @@ class Daemon:
             "uptime_s": round(now - self.started_mono, 3), "config": self.cfg.source,
             "programs": [f"{c}:{e}" for c, e in _attached(self.programs)],
             "events": list(self.cfg.events), "ring_size": self.cfg.ring_size,
+            "race_check": self.cfg.race_check,
             "sessions_active": len(self.sessions), "sessions_total": self.sessions_total,
             "events_total": sum(sum(s.sink.per_type) for s in self.sessions.values())
             + sum(int(e.get("events", 0)) for e in self.ended.values()),
@@ -719,9 +775,7 @@ class Daemon:
         session_id = spare.id if spare is not None else str(uuid.uuid4())
         wall_ns = time.time_ns()
         if output is None:
-            safe = re.sub(r"[^A-Za-z0-9._-]", "_", user)[:64] or str(uid)
-            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(wall_ns // 10**9))
-            output = os.path.join(self.cfg.output_dir, f"{stamp}-{safe}-{session_id}.srec")
+            output = self.default_output(user, uid, session_id, wall_ns)
         try:
             check_writable(output, force)
         except SessrecError as e:
@@ -733,8 +787,6 @@ class Daemon:
                 cwd = os.readlink(f"/proc/{pid}/cwd")
             except OSError:
                 cwd = "/"
-        from recorder import audit
-
         try:
             if spare is not None:
                 cg = spare.cg
@@ -743,62 +795,92 @@ class Daemon:
                 cg = SessionCgroup.create(session_id, self.mount, self.cfg.cgroup_root)
         except SessrecError as e:
             raise control.ControlError(control.E_FAILED, str(e)) from None
-        writer: SessionWriter | None = None
-        try:
-            auditing = audit.AuditSession(session_id, output, pid, sender=self.audit_sender)
-            header = session_header(
-                session_id=session_id, cg=cg, leader_pid=pid, uid=uid, command=command,
-                cwd=cwd, clock=(wall_ns, time.monotonic_ns()),
-                audit_header=auditing.start(),
-                extra={"kind": kind, **({"login": login} if login else {}),
-                       **({"kernel_features": self.programs.features.as_header()}
-                          if self.programs is not None else {})})
-            key = seal.seal_key_path(None) if sealing else None
-            sealer = None if key is None else seal.start_file(key)
-            writer = SessionWriter(output, header, force=force, sealer=sealer)
-            sess = Session(id=session_id, kind=kind, pid=pid, uid=uid, user=user, file=output,
-                           cg=cg, writer=writer, sink=SessionSink(cg.id, writer),
-                           auditing=auditing, started_at=header["started_at"],
-                           owner=c if kind == "record" else None,
-                           tty_until=time.monotonic() + TTY_FOR)
-            writer.on_drop = lambda k, raw: self._on_drop(sess, k, raw)
-            self.dispatcher.sinks[cg.id] = sess.sink
-            self.programs.add_session(cg.id)
-            self.sel.register(self.programs.ring_fd(cg.id), selectors.EVENT_READ, cg.id)
+
+        def join() -> None:
             try:
                 cg.procs_file.write_text(str(pid))
             except OSError as e:
                 raise control.ControlError(
                     control.E_NOT_FOUND if e.errno == errno.ESRCH else control.E_FAILED,
                     f"cannot move process {pid} into the session: {e.strerror}") from None
-        except BaseException as e:
+
+        try:
+            sess = self.open_session(
+                session_id=session_id, kind=kind, pid=pid, uid=uid, user=user, cg=cg,
+                output=output, force=force, sealing=sealing, command=command, cwd=cwd,
+                login=login, wall_ns=wall_ns, owner=c if kind == "record" else None,
+                join=join)
+        except control.ControlError:
+            raise
+        except SessrecError as e:
+            raise control.ControlError(control.E_FAILED, str(e)) from None
+        if sess.owner is not None:
+            c.owns.add(session_id)
+        return {"ok": True, "recorded": True, "session": session_id, "file": output,
+                "cgroup": str(cg.path), "cgroup_id": cg.id}
+
+    def default_output(self, user: str, uid: int, session_id: str, wall_ns: int) -> str:
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", user)[:64] or str(uid)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(wall_ns // 10**9))
+        return os.path.join(self.cfg.output_dir, f"{stamp}-{safe}-{session_id}.srec")
+
+    def open_session(self, *, session_id: str, kind: str, pid: int, uid: int, user: str,
+                     cg: SessionCgroup, output: str, force: bool, sealing: bool,
+                     command: list[str], cwd: str, login: dict[str, str | int], wall_ns: int,
+                     owner: Client | None, join: Callable[[], None],
+                     owned: bool = True) -> Session:
+        """Starts recording a session in cg (its ring registered), whose
+        processes join() puts in it: a move into the daemon's own cgroup, or
+        (a logind scope, owned=False) an adoption of those already there. On
+        failure nothing is left, but a cgroup that is not the daemon's."""
+        from recorder import audit
+
+        assert self.programs is not None
+        writer: SessionWriter | None = None
+        try:
+            # The ring first: records of processes adopted already wait in
+            # it while the file is made, rather than being lost.
+            self.programs.add_session(cg.id)
+            auditing = audit.AuditSession(session_id, output, pid, sender=self.audit_sender)
+            header = session_header(
+                session_id=session_id, cg=cg, leader_pid=pid, uid=uid, command=command,
+                cwd=cwd, clock=(wall_ns, time.monotonic_ns()),
+                audit_header=auditing.start(),
+                extra={"kind": kind, **({"login": login} if login else {}),
+                       **self.programs.header_fields()})
+            key = seal.seal_key_path(None) if sealing else None
+            sealer = None if key is None else seal.start_file(key)
+            writer = SessionWriter(output, header, force=force, sealer=sealer)
+            sess = Session(id=session_id, kind=kind, pid=pid, uid=uid, user=user, file=output,
+                           cg=cg, writer=writer, sink=SessionSink(cg.id, writer),
+                           auditing=auditing, started_at=header["started_at"],
+                           owner=owner, tty_until=time.monotonic() + TTY_FOR, owned=owned)
+            writer.on_drop = lambda k, raw: self._on_drop(sess, k, raw)
+            self.dispatcher.sinks[cg.id] = sess.sink
+            self.sel.register(self.programs.ring_fd(cg.id), selectors.EVENT_READ, cg.id)
+            join()
+        except BaseException:
             self.dispatcher.sinks.pop(cg.id, None)
             self._unwatch_ring(cg.id)
             self.programs.remove_session(cg.id)
-            cg.remove()
+            if owned:
+                cg.remove()
             if writer is not None:
                 with contextlib.suppress(SessrecError):
                     writer.close(None)
                 with contextlib.suppress(OSError):
                     os.unlink(output)
-            if isinstance(e, control.ControlError):
-                raise
-            if isinstance(e, SessrecError):
-                raise control.ControlError(control.E_FAILED, str(e)) from None
             raise
         self.sessions[session_id] = sess
         self.by_cg[cg.id] = sess
-        if kind == "pam":
+        if kind == "pam" or not owned:
             self.tty_pending.add(session_id)
         self.sessions_total += 1
-        if sess.owner is not None:
-            c.owns.add(session_id)
         self._save_state(sess)
         self.log("session-start", session=session_id, kind=kind, user=user, uid=uid, pid=pid,
                  audit_session=header["audit_session_id"], login_uid=header["login_uid"],
                  file=output, cgroup=str(cg.path))
-        return {"ok": True, "recorded": True, "session": session_id, "file": output,
-                "cgroup": str(cg.path), "cgroup_id": cg.id}
+        return sess
 
     def _op_end(self, c: Client, req: dict[str, Any]) -> dict[str, Any] | None:
         sid = _field(req, "session", str)
@@ -842,9 +924,13 @@ class Daemon:
         self.programs.consume_all()
         lost = self.programs.lost(sess.cg.id)
         reason = sess.end_reason
-        if not sess.cg.populated():
+        if not sess.populated():
             reason = "cgroup-empty" if reason != "client-gone" else reason
-        left = sess.cg.remove()
+        # Left running: moved out of the daemon's cgroup, left in systemd's
+        # scopes; recorded no more either way.
+        left = sess.cg.remove() if sess.owned else sess.cg.pids()
+        left += [p for cg in sess.linked for p in cg.pids()]
+        self.programs.remove_members(left)
         self._unwatch_ring(sess.cg.id)
         ring = self.programs.retire(sess.cg.id)
         if ring is not None:  # unregistered by the spare thread: it waits for RCU
@@ -922,7 +1008,8 @@ class Daemon:
 
     def _save_state(self, sess: Session) -> None:
         state = {"session": sess.id, "kind": sess.kind, "pid": sess.pid, "uid": sess.uid,
-                 "user": sess.user, "file": sess.file, "cgroup": str(sess.cg.path)}
+                 "user": sess.user, "file": sess.file, "cgroup": str(sess.cg.path),
+                 "owned": sess.owned, "linked": [str(cg.path) for cg in sess.linked]}
         path = self.state_dir / f"{sess.id}.json"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "w") as f:

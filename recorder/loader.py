@@ -8,13 +8,14 @@ session's cgroup id too.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from recorder import btf, kfeatures
 from recorder.ringbuf import RingReader
@@ -108,6 +109,9 @@ class LoadConfig:
     session_level: int
     ring_pages: int = DEFAULT_RING_PAGES
     program_files: tuple[str, ...] = PROGRAM_FILES
+    # Compare each open's path buffer at sys_enter and sys_exit (the TOCTOU
+    # race): a sys_enter program on every open of the host (bpf/file.bpf.c).
+    race_check: bool = False
 
 
 def program_text(files: tuple[str, ...] = PROGRAM_FILES) -> str:
@@ -194,7 +198,7 @@ def compile_flags(cfg: LoadConfig, tracefs_dir: Path | None = None,
     flags: list[str] = []
     for macro, s, m in KERNEL_OFFSETS:
         flags.append(f"-D{macro}={found[(s, m)].offset}")
-    flags += dentry_block_flags(found)
+    flags += walk_block_flags(found)
     flags += [
         f"-DSR_SESSION_LEVEL={cfg.session_level}",
         f"-DSR_RING_PAGES={cfg.ring_pages}",
@@ -208,27 +212,46 @@ def compile_flags(cfg: LoadConfig, tracefs_dir: Path | None = None,
         flags.append("-DSR_HAVE_GROUP_DEAD=1")
     if not features.openat2:
         flags.append("-DSR_NO_OPENAT2=1")
+    if cfg.race_check:
+        flags.append("-DSR_RACE_CHECK=1")
     return flags
 
 
-def dentry_block_flags(found: dict[tuple[str, str], btf.MemberOffset]) -> list[str]:
-    """The path walk reads a dentry's d_parent and d_name (a qstr: hash_len,
-    then name) in one probe read: where that block starts and its length,
-    8-byte aligned. They have been adjacent for years; a kernel where they
-    are not gets a clear error, not a wrong read."""
-    parent = found[("dentry", "d_parent")].offset
-    name = found[("dentry", "d_name")].offset
-    hash_len = name + found[("qstr", "hash_len")].offset
-    qname = name + found[("qstr", "name")].offset
-    start = min(parent, hash_len, qname) & ~7
-    end = max(parent, hash_len, qname) + 8
+def block_flags(macro: str, fields: dict[str, int], what: str) -> list[str]:
+    """Where a block of 8-byte fields that the path walk reads in one probe
+    read starts, and its length (8-byte aligned): one helper call instead of
+    one per field. The fields have been adjacent for years; a kernel where
+    they are not gets a clear error, not a wrong read."""
+    start = min(fields.values()) & ~7
+    end = max(fields.values()) + 8
     length = (end - start + 7) & ~7
-    if length > 64 or any(o % 8 for o in (parent, hash_len, qname)):
+    if length > 64 or any(o % 8 for o in fields.values()):
+        where = ", ".join(f"{name} at {off}" for name, off in fields.items())
         raise EnvironmentProblem(
-            f"dentry.d_parent ({parent}) and dentry.d_name ({name}) are not within 64 "
-            "aligned bytes of each other in this kernel's BTF: the path walk cannot read them"
+            f"{what}: {where} are not within 64 aligned bytes of each other in this "
+            "kernel's BTF: the path walk cannot read them"
         )
-    return [f"-DSR_DENTRY_BLK_OFF={start}", f"-DSR_DENTRY_BLK_LEN={length}"]
+    return [f"-D{macro}_OFF={start}", f"-D{macro}_LEN={length}"]
+
+
+def walk_block_flags(found: dict[tuple[str, str], btf.MemberOffset]) -> list[str]:
+    """The path walk's two blocks (bpf/kpath.bpf.h): of a dentry, d_hash.pprev
+    (is it hashed), d_parent and d_name (a qstr: hash_len, then name); of a
+    struct mount, mnt_parent, mnt_mountpoint and its vfsmount's mnt_root."""
+    name = found[("dentry", "d_name")].offset
+    mnt = found[("mount", "mnt")].offset
+    dentry = block_flags("SR_DENTRY_BLK", {
+        "d_hash.pprev": found[("dentry", "d_hash.pprev")].offset,
+        "d_parent": found[("dentry", "d_parent")].offset,
+        "d_name.hash_len": name + found[("qstr", "hash_len")].offset,
+        "d_name.name": name + found[("qstr", "name")].offset,
+    }, "struct dentry")
+    mount = block_flags("SR_MOUNT_BLK", {
+        "mnt_parent": found[("mount", "mnt_parent")].offset,
+        "mnt_mountpoint": found[("mount", "mnt_mountpoint")].offset,
+        "mnt.mnt_root": mnt + found[("vfsmount", "mnt_root")].offset,
+    }, "struct mount")
+    return dentry + mount
 
 
 def _possible_cpus() -> int:
@@ -266,8 +289,13 @@ def import_bcc() -> Any:
     return bcc
 
 
-# (the mapping, the offset of a record's 8-byte ring header, the record's length)
-RecordCallback = Callable[[memoryview, int, int], None]
+class RingConsumer(Protocol):
+    """What takes the records of the sessions' rings (record.Dispatcher)."""
+
+    def drain(self, reader: RingReader, cgroup_id: int, limit: int) -> int:
+        """Takes at most about limit committed records of the session's ring
+        (reader) and returns how many it took."""
+        ...
 
 
 @dataclass
@@ -286,7 +314,7 @@ class Programs:
     features: kfeatures.KernelFeatures
     _rings: dict[int, _Ring] = field(default_factory=dict, repr=False)
     _pool: list[_Ring] = field(default_factory=list, repr=False)
-    _on_record: RecordCallback | None = field(default=None, repr=False)
+    _consumer: RingConsumer | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, cfg: LoadConfig) -> Programs:
@@ -312,6 +340,12 @@ class Programs:
         tails = bpf["kpath_prog"]
         tails[tails.Key(0)] = tails.Leaf(walk.fd)
         return cls(bpf=bpf, cfg=cfg, features=features)
+
+    def header_fields(self) -> dict[str, Any]:
+        """What a session header says of the programs that record it
+        (docs/FORMAT.md): the kernel's features and the race check."""
+        return {"kernel_features": self.features.as_header(),
+                "race_check": self.cfg.race_check}
 
     def add_session(self, cgroup_id: int) -> None:
         """Gives the session its ring and registers it: the programs record
@@ -398,8 +432,7 @@ class Programs:
                 pass
         ring = self._rings.pop(cgroup_id, None)
         if ring is not None:
-            if self._on_record is not None:
-                ring.reader.drain_all(self._on_record)
+            self._drain_all(cgroup_id, ring)
             self._release(ring)
 
     def retire(self, cgroup_id: int) -> _Ring | None:
@@ -408,8 +441,8 @@ class Programs:
         unregister() it later, from another thread (the map delete waits for
         an RCU grace period)."""
         ring = self._rings.pop(cgroup_id, None)
-        if ring is not None and self._on_record is not None:
-            ring.reader.drain_all(self._on_record)
+        if ring is not None:
+            self._drain_all(cgroup_id, ring)
         return ring
 
     def unregister(self, cgroup_id: int, ring: _Ring) -> None:
@@ -433,33 +466,51 @@ class Programs:
         members = self.bpf["members"]
         members[members.Key(pid)] = members.Leaf(cgroup_id)
 
-    def open_ring(self, on_record: RecordCallback) -> None:
-        """on_record(view, offset, length) gets each record of every session
-        whenever consume() runs (see RingReader.drain; the view is valid only
-        during the call)."""
-        self._on_record = on_record
+    def member_of(self, pid: int) -> int | None:
+        """The session (cgroup id) process pid is recorded in, if any."""
+        members = self.bpf["members"]
+        try:
+            return int(members[members.Key(pid)].value)
+        except KeyError:
+            return None
+
+    def remove_members(self, pids: Iterable[int]) -> None:
+        """pids are recorded no more (left running when their session ended)."""
+        members = self.bpf["members"]
+        for pid in pids:
+            with contextlib.suppress(KeyError):
+                del members[members.Key(pid)]
+
+    def open_ring(self, consumer: RingConsumer) -> None:
+        """consumer.drain() takes the records of each session's ring whenever
+        consume() runs."""
+        self._consumer = consumer
 
     def consume(self, cgroup_ids: Iterable[int] | None = None) -> int:
         """Drains the sessions' rings (all, or those of cgroup_ids) without
         waiting (records are submitted without wake-ups, so the caller drains
         on a timer), each at most a batch, so that a flooding session does
         not starve the others. Returns the record count."""
-        if self._on_record is None:
-            return 0
-        n = 0
-        rings = self._rings.values() if cgroup_ids is None else \
-            [r for r in map(self._rings.get, cgroup_ids) if r is not None]
-        for ring in rings:
-            if ring.reader.pending():
-                n += ring.reader.drain(self._on_record, DRAIN_BATCH)
-        return n
+        ids = list(self._rings) if cgroup_ids is None else cgroup_ids
+        return sum(self.consume_session(cg) for cg in ids)
 
     def consume_session(self, cgroup_id: int) -> int:
         """consume() of one session's ring."""
         ring = self._rings.get(cgroup_id)
-        if ring is None or self._on_record is None or not ring.reader.pending():
+        if ring is None or self._consumer is None or not ring.reader.pending():
             return 0
-        return ring.reader.drain(self._on_record, DRAIN_BATCH)
+        return self._consumer.drain(ring.reader, cgroup_id, DRAIN_BATCH)
+
+    def _drain_all(self, cgroup_id: int, ring: _Ring) -> int:
+        """Drains the ring until nothing is left (or a record is still being
+        written): at the end of a session, when nothing may stay behind."""
+        total = 0
+        while self._consumer is not None:
+            n = self._consumer.drain(ring.reader, cgroup_id, DRAIN_BATCH)
+            total += n
+            if n == 0 or not ring.reader.pending():
+                break
+        return total
 
     def pending_session(self, cgroup_id: int) -> bool:
         ring = self._rings.get(cgroup_id)
@@ -476,9 +527,7 @@ class Programs:
 
     def consume_all(self) -> int:
         """Drains every ring to its end: what is left when a session ends."""
-        if self._on_record is None:
-            return 0
-        return sum(r.reader.drain_all(self._on_record) for r in self._rings.values())
+        return sum(self._drain_all(cg, r) for cg, r in list(self._rings.items()))
 
     def lost_all(self) -> dict[int, dict[int, int]]:
         """Every session's losses, cgroup id -> {event type: count}: one pass

@@ -38,6 +38,8 @@ from recorder.loader import (
     Programs,
     check_privileges,
 )
+from recorder.ringbuf import BUSY, DISCARD, RingReader
+from recorder.ringbuf import HEADER as RING_HEADER
 from recorder.writer import SessionWriter, check_writable
 from replay.text import printable
 from sessrec import __version__, control, records, seal
@@ -63,6 +65,7 @@ class RecordOptions:
     flush_interval: float = 1.0
     cwd: str | None = None
     seal_key: str | None = None  # seal the file with this node key (sessrec.seal)
+    race_check: bool = False  # loader.LoadConfig.race_check
 
 
 class SessionSink:
@@ -97,10 +100,9 @@ class SessionSink:
 
 
 class Dispatcher:
-    """Routes ring records to sessions by the cgroup id in their header, so
-    that one program set can serve many sessions (the daemon's case). Called
-    once per record, with the record's ring header at view[off:off + 8]; all
-    the per-record work is here, in one function."""
+    """Takes the records of the sessions' rings (loader.RingConsumer): a ring
+    per session, so one lookup of the session per drain, and then one plain
+    loop over the ring's memory; all the per-record work is in drain()."""
 
     def __init__(self) -> None:
         self.sinks: dict[int, SessionSink] = {}
@@ -109,28 +111,59 @@ class Dispatcher:
         # they can have become empty.
         self.exited: set[SessionSink] = set()
 
-    def __call__(self, view: memoryview, off: int, size: int) -> None:
-        sink = self.sinks.get(_CGROUP_ID(view, off + _CGROUP_AT)[0])
+    def drain(self, reader: RingReader, cgroup_id: int, limit: int,
+              max_bytes: int = 1 << 20) -> int:
+        """Each committed record of the ring (at most about limit records and
+        max_bytes) is counted by type and copied, with its ring frame, into
+        its session's records buffer in one slice. A call per record cost
+        more than the record's own work (docs/PERFORMANCE.md)."""
+        view, base, mask, cons, end = reader.span(max_bytes)
+        sink = self.sinks.get(cgroup_id)
+        per_type = sink.per_type if sink is not None else [0] * 256
+        out = sink.records if sink is not None else bytearray()
+        u32 = _U32
+        min_size = _MIN_SIZE
+        n = unknown = 0
+        exited = False
+        while cons < end:
+            off = base + (cons & mask)
+            length = u32(view, off)[0]
+            if length & BUSY:
+                break
+            size = length & ~(BUSY | DISCARD)
+            if not length & DISCARD:
+                start = off + _FRAME
+                t = view[start]
+                if size < min_size[t] or view[start + 1]:  # the type is a u16: high byte 0
+                    unknown += 1
+                else:
+                    per_type[t] += 1
+                    if view[start + 2] and sink is not None:  # flags' low byte: truncation
+                        sink.count_flags(view[start + 2])
+                    out += view[off:start + size]
+                    exited |= t == _EXIT
+            cons += (size + RING_HEADER + 7) & ~7
+            n += 1
+            if n & _PUBLISH_MASK == 0:
+                reader.publish(cons)
+                if n >= limit:
+                    break
+        reader.publish(cons)
         if sink is None:
-            self.orphan_records += 1
-            return
-        start = off + _FRAME
-        t = view[start]
-        if size < _MIN_SIZE[t] or view[start + 1]:  # the type is a u16: its high byte is 0
-            sink.unknown += 1
-            return
-        sink.per_type[t] += 1
-        if t == _EXIT:
-            self.exited.add(sink)
-        if view[start + 2]:  # the low byte of flags: truncation bits
-            sink.count_flags(view[start + 2])
-        sink.records += view[off : start + size]
+            self.orphan_records += n  # a ring whose session is gone
+        else:
+            sink.unknown += unknown
+            if exited:
+                self.exited.add(sink)
+        return n
 
 
 _FRAME = fmt.RECORD_FRAME.size
+_U32 = struct.Struct("<I").unpack_from
+# Tell the kernel how far the drain got every so many records (a power of
+# two, minus one), so that a long drain frees space for the producers.
+_PUBLISH_MASK = 4095
 _EXIT = int(EventType.EXIT)
-_CGROUP_ID = struct.Struct("<Q").unpack_from
-_CGROUP_AT = _FRAME + records.HEADER.offsets()["cgroup_id"]
 # The smallest valid record of each type (header and fixed body); a type the
 # decoder does not know can never be long enough.
 _MIN_SIZE = [1 << 32] * 256
@@ -404,7 +437,8 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
     warm = threading.Thread(target=importlib.import_module, args=("recorder.audit",))
     warm.start()
     programs = Programs.load(
-        LoadConfig(session_level=SessionCgroup.session_level(mount), ring_pages=opts.ring_pages)
+        LoadConfig(session_level=SessionCgroup.session_level(mount), ring_pages=opts.ring_pages,
+                   race_check=opts.race_check)
     )
     warm.join()
     from recorder import audit
@@ -429,7 +463,7 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
             session_id=session_id, cg=cg, leader_pid=leader_pid, uid=os.getuid(),
             command=[_text(a) for a in opts.command], cwd=cwd,
             clock=(wall_ns, mono_ns), audit_header=auditing.start(),
-            extra={"kind": "record", "kernel_features": programs.features.as_header()})
+            extra={"kind": "record", **programs.header_fields()})
         try:
             sealer = None if opts.seal_key is None else seal.start_file(opts.seal_key)
             writer = SessionWriter(

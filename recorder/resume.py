@@ -38,6 +38,9 @@ def resume(d: Daemon, state_path: Path) -> Session | None:
         state_path.unlink()
         return None
     cg = SessionCgroup.existing(cg_path, d.mount)
+    owned = bool(st.get("owned", True))   # False: a logind scope, systemd's
+    linked = [SessionCgroup.existing(Path(p), d.mount) for p in st.get("linked", ())
+              if Path(p).is_dir()]
     per_type = [0] * 256
     argv_cut = path_cut = 0
     last_ts = 0
@@ -52,7 +55,8 @@ def resume(d: Daemon, state_path: Path) -> Session | None:
         unknown = sum(s.unknown_types.values())
     if trailer is not None or damage is None:
         d.log("resume-skipped", session=sid, file=file, why="the file is complete")
-        cg.remove()
+        if owned:
+            cg.remove()
         state_path.unlink()
         return None
     writer = SessionWriter(file, header, resume_at=damage.offset)
@@ -70,13 +74,13 @@ def resume(d: Daemon, state_path: Path) -> Session | None:
     sess = Session(id=sid, kind=str(st["kind"]), pid=int(st["pid"]), uid=int(st["uid"]),
                    user=str(st["user"]), file=file, cg=cg, writer=writer, sink=sink,
                    auditing=None, started_at=header["started_at"], owner=None,
-                   lost_before=dict(lost_before))
+                   lost_before=dict(lost_before), owned=owned, linked=linked)
     writer.on_drop = lambda k, raw: d._on_drop(sess, k, raw)
     d.dispatcher.sinks[cg.id] = sink
     d.programs.add_session(cg.id)
     # Its processes join again: the programs' members map went with the old
     # daemon. (One that moved out of the cgroup meanwhile is not found.)
-    for pid in cg.pids():
+    for pid in sess.pids():
         d.programs.add_member(pid, cg.id)
     end = time.monotonic_ns() - header["clock"]["mono_ns"]
     gap = {"ts": last_ts, "end": end, "reason": "restart",

@@ -82,6 +82,20 @@ class RingReader:
         cons_word[0] = cons
         return n
 
+    def span(self, max_bytes: int) -> tuple[memoryview, int, int, int, int]:
+        """For a consumer that walks the records itself, as drain() does but
+        without a call per record (record.Dispatcher.drain): the mapping, the
+        offset of the data pages in it, the position mask, and the positions
+        between which records lie (at most about max_bytes; a record there
+        may still be BUSY). publish() how far it got."""
+        cons = self._cons_word[0]
+        return (self._view, self._page, self.size - 1, cons,
+                min(self._prod_word[0], cons + max_bytes))
+
+    def publish(self, pos: int) -> None:
+        """Gives the ring's space up to pos back to the producers."""
+        self._cons_word[0] = pos
+
     def pending(self) -> bool:
         """Whether the kernel has written past what drain() has consumed."""
         return bool(self._prod_word[0] > self._cons_word[0])

@@ -172,7 +172,7 @@ class AuditEvent:
             pieces.append(f"key={_quote(key or '')}")
         return " ".join(p for p in pieces if p)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         """For JSON: every record's fields (interpretations under 'interpreted')."""
         return {
             "audit_type": self.kind,

@@ -6,15 +6,15 @@ import argparse
 import contextlib
 import functools
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TextIO
 
-from sessrec.cli import ExitStatus, Streams, add_command
+from sessrec.cli import ExitStatus, Streams, Subparsers, add_command
 from sessrec.errors import SessrecError
 
 FORMATS = ("jsonl", "teleport", "ecs")
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     p = add_command(
         sub, "export",
         help="export a session's events for a SIEM",

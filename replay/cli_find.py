@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
 
-from sessrec.cli import ExitStatus, Streams, add_command
+from sessrec.cli import ExitStatus, Streams, Subparsers, add_command
 
 
 def _session_number(value: str) -> int:
@@ -19,7 +18,7 @@ def _session_number(value: str) -> int:
     return n
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     p = add_command(
         sub, "find",
         help="list the session files of an audit session",

@@ -8,13 +8,12 @@ import os
 import stat
 import tempfile
 import textwrap
-from typing import Any
 
-from sessrec.cli import ExitStatus, Streams, add_command
+from sessrec.cli import ExitStatus, Streams, Subparsers, add_command
 from sessrec.errors import SessrecError
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     p = add_command(
         sub, "html",
         help="write a self-contained HTML report of a session",

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import textwrap
-from typing import Any
 
-from sessrec.cli import ExitStatus, Streams, add_command
+from sessrec.cli import ExitStatus, Streams, Subparsers, add_command
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     p = add_command(
         sub, "ls",
         help="list the sessions in a directory",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import textwrap
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
-from sessrec.cli import ExitStatus, Streams, add_command
+from sessrec.cli import ExitStatus, Streams, Subparsers, add_command
 from sessrec.errors import UsageError
 
 NOTES = """\
@@ -27,8 +27,11 @@ flagged tampered (see `sessrec info`). --since and --until take a duration ago (
 30m, 12h, 7d, 2w), a date (2026-11-14) or a time (2026-11-14T10:00:00Z); times without
 a zone are UTC. Failed attempts match too: the result is shown."""
 
+if TYPE_CHECKING:
+    from replay.index_query import Query
 
-def register(sub: Any) -> None:
+
+def register(sub: Subparsers) -> None:
     p = add_command(
         sub, "search",
         help="find sessions and events across session files",
@@ -71,7 +74,7 @@ def register(sub: Any) -> None:
                    help="rebuild the index from the files instead of updating it")
 
 
-def build_query(args: argparse.Namespace, now_ns: int) -> Any:
+def build_query(args: argparse.Namespace, now_ns: int) -> Query:
     from replay.index_query import Query
     from replay.terms import parse_dest, parse_time
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
 
 from replay.cli_replay import add_color_option
-from sessrec.cli import ExitStatus, Streams, add_command
+from sessrec.cli import ExitStatus, Streams, Subparsers, add_command
 from sessrec.errors import UsageError
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     p = add_command(
         sub, "tree",
         help="show the process tree of a session",
@@ -71,6 +70,7 @@ def _run(args: argparse.Namespace, io: Streams) -> int:
     for line in fmt.lines(model, roots):
         out.write((line if utf8 else ascii_safe(line)) + "\n")
     out.write(summary(model) + "\n")
+    model.release()
     out.flush()
     for w in (warning, limit):
         if w:

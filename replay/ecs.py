@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 import posixpath
 from collections.abc import Callable, Mapping
-from typing import Any, Final, TextIO
+from typing import Final, TextIO
 
-from replay.base import Session
+from replay.base import Session, no_gc
 from replay.events import PathResolver
 from replay.export_ids import Ids
 from replay.jsonl import _Cache, _jtext
@@ -71,6 +71,12 @@ def _bool(value: bool) -> str:
     return "true" if value else "false"
 
 
+# A process's process.*, encoded: (what it shows: its execs, chdirs, ppid
+# and parent; its members up to the thread's id; those after the user, up
+# to its parent; and those closed with the leaders, once they are known).
+_Entry = tuple[tuple[object, ...], str, str, str | None]
+
+
 class _Docs:
     """Builds the documents, one JSON line per event, each with one f-string
     around parts encoded once: the constant fields, the event.* head of each
@@ -84,8 +90,10 @@ class _Docs:
         self.leader_pid: int = header["leader_pid"]
         self.wall_ns: int = header["clock"]["wall_ns"]
         self.ids = Ids(header["session_id"])
-        self.event_id = self.ids.event
+        self.event_prefix = self.ids.event_prefix  # Ids.event, inlined in _doc
         self.timefmt = fmt.TimeFormatter()
+        self._sec = -1  # _doc's @timestamp: the second of the last, and its text
+        self._stamp = ""
         self.model = ProcessModel(header["leader_pid"], index=False)
         self.resolver = PathResolver.from_header(header)
         self.user: str = header["user"]
@@ -106,15 +114,15 @@ class _Docs:
         self.started_at = _dumps(header["started_at"])
         self.entity: dict[int, str] = {}  # Process.seq -> entity_id
         self._leader: str | None = None  # the leaders' JSON, once its entity id is known
-        # Process.seq -> _entry(): its process.*, encoded
-        self._cores: dict[int, tuple[tuple[object, ...], str, str | None]] = {}
+        self._cores: dict[int, _Entry] = {}  # Process.seq -> its process.*
         # (path, requested path, flags, syscall) -> an open's parts (_open_parts)
         self._opens: dict[tuple[bytes | None, bytes, int, int], tuple[str, str, str, str]] = {}
-        self._programs: dict[int, tuple[ExecInfo, str]] = {}  # id(ExecInfo) -> its fields
+        self._programs: dict[tuple[bytes | None, ...], str] = {}  # (path, *argv) -> _program
         self._heads: dict[tuple[str, str, str, str], str] = {}
         self._users: dict[int, str] = {}
         self._cwds: dict[int, bytes] = {}  # Process.seq -> its latest cwd
-        self._flags = _Cache(lambda flags: _dumps(list(linux.open_flag_names(flags))))
+        self._flags: _Cache[int] = _Cache(
+            lambda flags: _dumps(list(linux.open_flag_names(flags))))
         self._connects: dict[tuple[bytes, int, int], str] = {}
         self.n = 0
 
@@ -128,12 +136,12 @@ class _Docs:
             eid = self.entity[proc.seq] = self.ids.process(proc.pid, proc.start_ns)
         return eid
 
-    def leader(self) -> dict[str, Any]:
+    def leader(self) -> dict[str, object]:
         """process.entry_leader / session_leader: the session's first
         process, the recorded command, as the header describes it."""
         h = self.header
         command = list(h["command"])
-        leader: dict[str, Any] = {"pid": h["leader_pid"], "args": command,
+        leader: dict[str, object] = {"pid": h["leader_pid"], "args": command,
                                   "args_count": len(command), "start": h["started_at"],
                                   "working_directory": _text(h["cwd"])}
         if command:
@@ -159,16 +167,17 @@ class _Docs:
     def _program(self, prog: ExecInfo) -> str:
         """The program's members of process.*: args, args_count, and
         executable and name when its path is known."""
-        cached = self._programs.get(id(prog))
-        if cached is not None and cached[0] is prog:
-            return cached[1]
+        key = (prog.path, *prog.argv)  # by value: the same program, run again
+        text = self._programs.get(key)
+        if text is not None:
+            return text
         text = f',"args":[{",".join([_jtext(a) for a in prog.argv])}],"args_count":{len(prog.argv)}'
         if prog.path is not None:
             text += (f',"executable":{_jtext(prog.path)}'
                      f',"name":{_jtext(posixpath.basename(prog.path))}')
-        if len(self._programs) > 65536:
+        if len(self._programs) >= _MAX_CACHED:
             self._programs.clear()
-        self._programs[id(prog)] = (prog, text)
+        self._programs[key] = text
         return text
 
     def _cwd(self, proc: Process) -> bytes | None:
@@ -181,39 +190,43 @@ class _Docs:
             self._cwds[proc.seq] = cwd
         return cwd
 
-    def process(self, proc: Process, ev: Event) -> str:
-        """process.* of proc at this event, encoded and closed."""
-        entry = self._entry(proc, ev)
-        closed = entry[2]
+    def process(self, proc: Process, ts: int) -> tuple[str, str]:
+        """process.* of proc, encoded, in two parts that go either side of
+        the event's thread and user (_doc): up to "thread", and from after
+        "user" to its end, closed."""
+        entry = self._entry(proc, ts)
+        closed = entry[3]
         if closed is None:  # the leaders' entity id is not known yet
-            return entry[1] + self._leaders() + "}"
-        return closed
+            return entry[1], entry[2] + self._leaders() + "}"
+        return entry[1], closed
 
-    def core(self, proc: Process, ev: Event) -> str:
-        """process.* of proc at this event, up to and with its parent."""
-        return self._entry(proc, ev)[1]
+    def core(self, proc: Process, ts: int) -> tuple[str, str]:
+        """process() without its leaders and end, for members to follow."""
+        entry = self._entry(proc, ts)
+        return entry[1], entry[2]
 
-    def _entry(self, proc: Process, ev: Event) -> tuple[tuple[object, ...], str, str | None]:
-        """(what proc's process.* shows, it encoded up to its parent, and
-        closed with the leaders once they are final), from the cache when
-        nothing it shows changed: its program (execs), working directory
-        (chdirs), parent, thread and user."""
-        tid = ev.tid if ev.pid == proc.pid else proc.pid
-        key = (proc.n_execs, proc.n_chdirs, proc.ppid, tid, ev.uid, proc.parent)
+    def _entry(self, proc: Process, ts: int) -> _Entry:
+        """proc's process.*, encoded (_Entry), from the cache when nothing it
+        shows changed: its program (execs), working directory (chdirs) and
+        parent. The thread and user are the event's, put in by _doc."""
+        key = (proc.n_execs, proc.n_chdirs, proc.ppid, proc.parent)
         cached = self._cores.get(proc.seq)
-        if cached is not None and cached[0] == key:
-            if cached[2] is None and self._leader is not None:
-                cached = self._cores[proc.seq] = (key, cached[1], cached[1] + self._leader + "}")
-            return cached
-        if not proc.forked and proc.pid == self.leader_pid:
-            start = self.started_at  # it started the recording
+        if cached is not None:
+            if cached[0] == key:
+                if cached[3] is None and self._leader is not None:
+                    cached = self._cores[proc.seq] = (
+                        key, cached[1], cached[2], cached[2] + self._leader + "}")
+                return cached
+            head = cached[1]
         else:
-            start = f'"{self.timefmt(self.wall_ns + proc.start_ns)}"'  # fork, or first seen
-        text = (f'{{"pid":{proc.pid},"entity_id":"{self.entity_id(proc)}","start":{start},'
-                f'"thread":{{"id":{tid}}},"user":{{"id":"{ev.uid}"}}')
-        prog = running_program(proc, ev.ts)
-        if prog is not None:
-            text += self._program(prog)
+            if not proc.forked and proc.pid == self.leader_pid:
+                start = self.started_at  # it started the recording
+            else:
+                start = f'"{self.timefmt(self.wall_ns + proc.start_ns)}"'  # fork, or first seen
+            head = (f'{{"pid":{proc.pid},"entity_id":"{self.entity_id(proc)}","start":{start},'
+                    '"thread":{"id":')
+        prog = running_program(proc, ts)
+        text = "" if prog is None else self._program(prog)
         if prog is None or prog.path is None:
             text += f',"name":{_jtext(proc.comm)}'
         cwd = self._cwd(proc)
@@ -224,7 +237,7 @@ class _Docs:
             text += f',"parent":{{"pid":{proc.ppid},"entity_id":"{self.entity_id(parent)}"}}'
         else:
             text += f',"parent":{{"pid":{proc.ppid}}}'
-        entry = (key, text, None if self._leader is None else text + self._leader + "}")
+        entry = (key, head, text, None if self._leader is None else text + self._leader + "}")
         if proc.seq >= 0:
             if len(self._cores) >= _MAX_CACHED:
                 self._cores.clear()
@@ -253,18 +266,29 @@ class _Docs:
             user = self._users[uid] = _dumps(u)
         return user
 
-    def _doc(self, ev: Event, head: str, process: str, rest: str) -> str:
-        """One document: process is process.* closed, rest the other
-        top-level members (file, destination, network, sessrec), encoded."""
+    def _doc(self, ev: Event, head: str, process: tuple[str, str], rest: str,
+             proc: Process) -> str:
+        """One document: head is event.*'s members before its id, process
+        process.* in the two parts of Docs.process, rest the other top-level
+        members (file, destination, network, sessrec), encoded."""
         n = self.n
         self.n = n + 1
-        user = self._users.get(ev.uid) or self._user(ev.uid)
+        uid = ev.uid
+        user = self._users.get(uid) or self._user(uid)
         # Flagged tampered (replay/trust.py): tagged, so a search finds it.
         tags = ',"tags":["sessrec-tampered"]' if ev.flags & TAMPERED else ""
+        # fmt.TimeFormatter, inlined: a call per event was a tenth of the export.
+        sec, ns = divmod(self.wall_ns + ev.ts, 1_000_000_000)
+        if sec != self._sec:
+            self._sec = sec
+            self._stamp = '{"@timestamp":"' + fmt.TimeFormatter.second(sec)
+        # The thread: the event's, but a fork's, whose process is the child.
+        tid = ev.tid if ev.pid == proc.pid else proc.pid
         return (
-            f'{{"@timestamp":"{self.timefmt(self.wall_ns + ev.ts)}",{self.constant},'
-            f'"event":{{{head},"id":"{self.event_id(n)}","sequence":{n}}},'
-            f'"user":{user},"process":{process}{rest}{tags}}}\n'
+            f'{self._stamp}.{ns:09d}Z",{self.constant},'
+            f'"event":{{{head},"id":"{self.event_prefix}{n:012x}","sequence":{n}}},'
+            f'"user":{user},"process":{process[0]}{tid}}},"user":{{"id":"{uid}"}}'
+            f'{process[1]}{rest}{tags}}}\n'
         )
 
     def _destination(self, ev: Connect) -> str:
@@ -276,8 +300,8 @@ class _Docs:
         if text is not None:
             return text
         addr = linux.decode_sockaddr(key[0])
-        dest: dict[str, Any] = {}
-        network: dict[str, Any] = {}
+        dest: dict[str, object] = {}
+        network: dict[str, object] = {}
         extra = ""
         if addr.address is not None:
             dest["address"] = addr.address
@@ -334,8 +358,8 @@ class _Docs:
             if parts is None:
                 parts = self._open_parts(key)
             ok, failed, before, after = parts
-            return self._doc(ev, ok if ev.ret >= 0 else failed, self.process(proc, ev),
-                             f"{before}{ev.ret}{after}")
+            return self._doc(ev, ok if ev.ret >= 0 else failed, self.process(proc, ev.ts),
+                             f"{before}{ev.ret}{after}", proc)
         if type(ev) is Exec:
             rest = ""
             if ev.ret < 0:  # the caller's process; the program it tried:
@@ -345,24 +369,25 @@ class _Docs:
             rest += (f',"sessrec":{{"return_code":{ev.ret},"argc":{ev.argc},'
                      f'"argv_truncated":{_bool(bool(ev.flags & ARGV_TRUNCATED))}}}')
             return self._doc(ev, self._head("process", "start", "exec", _outcome(ev.ret)),
-                             self.process(proc, ev), rest)
+                             self.process(proc, ev.ts), rest, proc)
         if type(ev) is Fork:
             # (not in the model past its MAX_PROCESSES: the forking process)
             child = self.model.by_pid.get(ev.child_pid, proc)
             return self._doc(ev, self._head("process", "start", "fork", "success"),
-                             self.process(child, ev), "")
+                             self.process(child, ev.ts), "", child)
         if type(ev) is Exit:
             raw = ev.exit_code_raw
             st = linux.decode_exit(raw)
-            process = (f'{self.core(proc, ev)},"exit_code":{linux.shell_status(raw)},'
-                       f'"end":"{self.timefmt(self.wall_ns + ev.ts)}"{self._leaders()}}}')
+            head, core = self.core(proc, ev.ts)
+            process = (head, f'{core},"exit_code":{linux.shell_status(raw)},'
+                             f'"end":"{self.timefmt(self.wall_ns + ev.ts)}"{self._leaders()}}}')
             self._cores.pop(proc.seq, None)  # its last event
             self._cwds.pop(proc.seq, None)
             signal = "null" if st.signal is None else st.signal
             return self._doc(ev, self._head("process", "end", "exit",
                                             "success" if raw == 0 else "failure"), process,
                              f',"sessrec":{{"signal":{signal},'
-                             f'"core_dumped":{_bool(st.core_dumped)}}}')
+                             f'"core_dumped":{_bool(st.core_dumped)}}}', proc)
         if type(ev) is Connect:
             if ev.ret == -EINPROGRESS:
                 outcome = "unknown"
@@ -370,18 +395,19 @@ class _Docs:
                 outcome = "success" if ev.ret == 0 else "failure"
             dest, _, sessrec = self._destination(ev).partition("\0")
             return self._doc(ev, self._head("network", "connection", "connect", outcome),
-                             self.process(proc, ev),
-                             f'{dest},"sessrec":{{"return_code":{ev.ret}{sessrec}')
+                             self.process(proc, ev.ts),
+                             f'{dest},"sessrec":{{"return_code":{ev.ret}{sessrec}', proc)
         if type(ev) is Chdir:
             directory = "" if path is None else f',"directory":{_jtext(path)}'
             return self._doc(ev, self._head("process", "change", "chdir", _outcome(ev.ret)),
-                             self.process(proc, ev),
-                             f',"sessrec":{{"return_code":{ev.ret}{directory}}}')
+                             self.process(proc, ev.ts),
+                             f',"sessrec":{{"return_code":{ev.ret}{directory}}}', proc)
         if type(ev) is Cgroup:
             return self._doc(ev, self._head("process", "change", "cgroup-move", "success"),
-                             self.process(proc, ev),
+                             self.process(proc, ev.ts),
                              f',"sessrec":{{"moved_pid":{ev.moved_pid},'
-                             f'"cgroup_path":{_jtext(ev.dst_path)},"cgroup_id":{ev.dst_id}}}')
+                             f'"cgroup_path":{_jtext(ev.dst_path)},"cgroup_id":{ev.dst_id}}}',
+                             proc)
         raise TypeError(ev)  # pragma: no cover - the reader knows no other types
 
 
@@ -397,10 +423,12 @@ def write_ecs(session: Session, out: TextIO,
     document = docs.document
     n = 0
     resolve = docs.resolver.apply  # per event, without a generator between
-    for ev in session.records():
-        write(document(ev, resolve(ev)))
-        n += 1
+    with no_gc():  # the process model only grows (ProcessModel.build)
+        for ev in session.records():
+            write(document(ev, resolve(ev)))
+            n += 1
     limit = docs.model.limit_warning()
+    docs.model.release()
     if limit and warn is not None:
         warn(limit)
     return n

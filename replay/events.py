@@ -174,7 +174,8 @@ class PathResolver:
 
     def _open(self, ev: Open) -> bytes | None:
         pid = ev.pid
-        path = kernel_path(ev, ev.requested_path)
+        # (kernel_path's own test first: most files have no kernel paths)
+        path = kernel_path(ev, ev.requested_path) if ev.kpath_src else None
         if path is None:
             path = self.resolve(pid, ev.dirfd, ev.requested_path)
         fd = ev.ret

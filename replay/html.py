@@ -279,6 +279,7 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
     if damage is not None:
         warnings.append(printable(damage.warning(name, len(t_col))))
     limit = model.limit_warning()
+    model.release()
     if limit:
         warnings.append(limit + ".")
     if not_shown:

@@ -35,13 +35,13 @@ import json
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeAlias, TypedDict, TypeVar
 
 from replay.index_extract import Interner, index_file
 from replay.index_location import choose_index_path
-from replay.index_query import Query
+from replay.index_query import Query, SqlValue
 from replay.terms import glob_match, in_network
 from sessrec import format as fmt
 from sessrec import linux
@@ -124,6 +124,26 @@ _TABLES = ("files", "sessions", "strings", "events")
 # --- results ------------------------------------------------------------------------
 
 
+class Damage(TypedDict):
+    """SessionRow.damage: where the file stops being readable (replay.base.Damage)."""
+
+    offset: int
+    reason: str
+    truncated: bool
+
+
+# The columns of _SESSION_COLS and of the events search selects, as SQLite
+# gives them (the tables' types above).
+_SessionCols: TypeAlias = tuple[
+    str, str, str, int, int | None, int | None, str, str, str, str, str, str | None, int, int,
+    int | None, str | None, str, str, int, int, int, int | None, str | None, int | None, str,
+    int]
+_EventCols: TypeAlias = tuple[
+    int, int, int, int, str, int, str | None, str | None, int | None, str | None, int | None,
+    str | None, int]
+_T = TypeVar("_T")
+
+
 @dataclass
 class SessionRow:
     """One session as the index knows it."""
@@ -149,7 +169,7 @@ class SessionRow:
     total_events: int
     lost_total: int
     complete: bool
-    damage: dict[str, Any] | None
+    damage: Damage | None
     format_version: str
     file_id: int = 0
 
@@ -166,7 +186,7 @@ class SessionRow:
     def duration_ns(self) -> int:
         return max(0, self.end_ns - self.start_ns)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         d = dataclasses.asdict(self)
         del d["file_id"]
         d["status"] = self.status
@@ -192,8 +212,8 @@ class EventRow:
     protocol: str | None = None
     tampered: bool = False
 
-    def as_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
+    def as_dict(self) -> dict[str, object]:
+        d: dict[str, object] = {
             "type": self.type,
             "time": fmt.TimeFormatter()(self.time_ns) if _time_ok(self.time_ns) else None,
             "time_ns": self.time_ns,
@@ -224,7 +244,7 @@ class Match:
     events: list[EventRow]
     kinds: list[str]  # the event kinds that matched
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         return {
             **self.session.as_dict(),
             "matched_kinds": self.kinds,
@@ -357,7 +377,7 @@ class SessionIndex:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _guard(self, op: Any, *args: Any) -> Any:
+    def _guard(self, op: Callable[..., _T], *args: object) -> _T:
         """Run op; if the index turns out to be corrupt midway, rebuild it and
         run op again (the files are the source of truth)."""
         try:
@@ -483,10 +503,10 @@ class SessionIndex:
     )
 
     @staticmethod
-    def _session(r: tuple[Any, ...]) -> SessionRow:
-        damage = None
-        if r[21] is not None:
-            damage = {"offset": r[21], "reason": r[22], "truncated": bool(r[23])}
+    def _session(r: _SessionCols) -> SessionRow:
+        damage: Damage | None = None
+        if r[21] is not None:  # (written with its reason and truncated)
+            damage = Damage(offset=r[21], reason=r[22] or "", truncated=bool(r[23]))
         return SessionRow(
             file=r[0], session_id=r[1], user=r[2], uid=r[3], login_uid=r[4],
             audit_session_id=r[5], hostname=r[6], kernel=r[7], command=json.loads(r[8]),
@@ -512,7 +532,7 @@ class SessionIndex:
 
     def _search(self, query: Query, max_events: int | None, with_events: bool) -> list[Match]:
         conn = self.conn
-        params: list[Any] = []
+        params: list[SqlValue] = []
         where = query.session_clause(params)
         candidates = {
             r[-1]: r for r in conn.execute(
@@ -522,7 +542,7 @@ class SessionIndex:
         kinds = query.event_kinds()
         matched_kinds: dict[int, list[str]] = {fid: [] for fid in candidates}
         if kinds:
-            tparams: list[Any] = []
+            tparams: list[SqlValue] = []
             tclause = query.time_clause("e.time_ns", tparams)
             hits: set[int] | None = None
             for kind, cond, kparams in kinds:
@@ -545,7 +565,7 @@ class SessionIndex:
             total = 0
             if kinds:
                 cond = " OR ".join(c for _k, c, _p in kinds)
-                eparams: list[Any] = [p for _k, _c, ps in kinds for p in ps]
+                eparams: list[SqlValue] = [p for _k, _c, ps in kinds for p in ps]
                 tclause = query.time_clause("e.time_ns", eparams)
                 base = f"FROM events e WHERE e.file_id = ? AND ({cond}) AND {tclause}"
                 total = conn.execute(f"SELECT count(*) {base}", [fid, *eparams]).fetchone()[0]
@@ -566,7 +586,7 @@ class SessionIndex:
         return matches
 
     @staticmethod
-    def _event(r: tuple[Any, ...]) -> EventRow:
+    def _event(r: _EventCols) -> EventRow:
         return EventRow(
             type=TYPE_NAMES.get(r[0], f"type_{r[0]}"), time_ns=r[1], pid=r[2], ppid=r[3],
             comm=r[4], return_code=r[5], path=r[6],

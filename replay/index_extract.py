@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any
 
 from replay.events import PathResolver
-from replay.index_query import clamp_row
+from replay.index_query import SqlRow, clamp_row
 from replay.reader import open_session
 from replay.summary import Tally
 from replay.trust import kernel_dst, tampered
@@ -66,8 +65,8 @@ def index_file(conn: sqlite3.Connection, file_id: int, full: str, intern: Intern
                 ids = paths[raw] = (intern(_TEXT(raw)), intern(_TEXT(raw.rsplit(b"/", 1)[-1])))
             return ids
 
-        batch: list[tuple[Any, ...]] = []
-        row: tuple[Any, ...]
+        batch: list[SqlRow] = []
+        row: SqlRow
         tally = Tally(header)
         add = tally.add
         seq = 0
@@ -147,11 +146,11 @@ def index_file(conn: sqlite3.Connection, file_id: int, full: str, intern: Intern
 _EVENT_INSERT = "INSERT INTO events VALUES (" + ", ".join("?" * 17) + ")"
 
 
-def _insert_events(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+def _insert_events(conn: sqlite3.Connection, rows: list[SqlRow]) -> None:
     _insert(conn, _EVENT_INSERT, rows)
 
 
-def _insert(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+def _insert(conn: sqlite3.Connection, sql: str, rows: list[SqlRow]) -> None:
     conn.execute("SAVEPOINT batch")
     try:
         conn.executemany(sql, rows)

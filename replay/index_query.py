@@ -5,13 +5,17 @@ destinations, times), combined AND across kinds and OR within one."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeAlias
 
 from replay.terms import Dest
 from sessrec.event import EventType
 
 _I64_MIN = -(1 << 63)
 _I64_MAX = (1 << 63) - 1
+
+# What SQLite stores and gives back (sqlite3's own types), and a row of it.
+SqlValue: TypeAlias = int | float | str | bytes | None
+SqlRow: TypeAlias = tuple[SqlValue, ...]
 
 
 def clamp(v: int) -> int:
@@ -28,7 +32,7 @@ def sql_glob_equivalent(pattern: str) -> bool:
     return "[" not in pattern
 
 
-def _glob_clause(column: str, pattern: str, params: list[Any]) -> str:
+def _glob_clause(column: str, pattern: str, params: list[SqlValue]) -> str:
     params.append(pattern)
     if sql_glob_equivalent(pattern):
         return f"{column} GLOB ?"
@@ -54,11 +58,11 @@ class Query:
     any_kind: bool = False
     tampered: bool = False
 
-    def event_kinds(self) -> list[tuple[str, str, list[Any]]]:
+    def event_kinds(self) -> list[tuple[str, str, list[SqlValue]]]:
         """(kind, SQL condition on events e, params) per event kind in use."""
-        kinds: list[tuple[str, str, list[Any]]] = []
+        kinds: list[tuple[str, str, list[SqlValue]]] = []
         if self.paths:
-            params: list[Any] = []
+            params: list[SqlValue] = []
             texts = " OR ".join(_glob_clause("t.text", p, params) for p in self.paths)
             types = f"{int(EventType.EXEC)}, {int(EventType.OPEN)}, {int(EventType.CHDIR)}"
             kinds.append(("path", f"(e.type IN ({types}) AND e.path IN {_ids(texts)})", params))
@@ -93,7 +97,7 @@ class Query:
             kinds.append(("tampered", "(e.tampered = 1)", []))
         return kinds
 
-    def time_clause(self, column: str, params: list[Any]) -> str:
+    def time_clause(self, column: str, params: list[SqlValue]) -> str:
         parts = []
         if self.since_ns is not None:
             parts.append(f"{column} >= ?")
@@ -103,7 +107,7 @@ class Query:
             params.append(clamp(self.until_ns))
         return " AND ".join(parts) or "1"
 
-    def session_clause(self, params: list[Any]) -> str:
+    def session_clause(self, params: list[SqlValue]) -> str:
         """Conditions on the sessions row s (user, and the time window when no
         event term carries it)."""
         parts = []
@@ -127,5 +131,5 @@ class Query:
         return " AND ".join(parts) or "1"
 
 
-def clamp_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
+def clamp_row(row: SqlRow) -> SqlRow:
     return tuple(clamp(v) if type(v) is int else v for v in row)

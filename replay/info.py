@@ -75,6 +75,8 @@ def info_dict(summary: SessionSummary) -> dict[str, Any]:
         info["audit"] = audit_info(header, summary.trailer)
     if "kernel_features" in header:  # 2.1 and later
         info["kernel_features"] = header["kernel_features"]
+    if "race_check" in header:  # 2.1 and later
+        info["race_check"] = header["race_check"]
     if "login" in header:  # format 2.1: a login enrolled by the PAM hook (docs/NODE.md)
         info["login"] = dict(header["login"])
         tty = (summary.trailer or {}).get("tty")
@@ -177,6 +179,11 @@ def format_info(info: dict[str, Any]) -> str:
         at = [name for name, _ in rows].index("host") + 1
         rows[at:at] = [("kernel", describe_kernel_features(kf)),
                        *(("notice", n) for n in kf["notices"])]
+    if "race_check" in info:
+        rows.append(("race check", "on: each open's path buffer was compared at the call's "
+                     "start and end" if info["race_check"] else
+                     "off: a path buffer rewritten during an open is not flagged (the "
+                     "path shown is the kernel's either way)"))
     if info["tampered"]:
         moves = info["counts"].get("cgroup", 0)
         rows.append(("tampering", f"{info['tampered']} events flagged tampered ("

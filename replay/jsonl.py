@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from json.encoder import encode_basestring
-from typing import Any, TextIO
+from typing import TextIO, TypeVar
 
 from replay import trust
 from replay.base import Session
@@ -55,15 +55,18 @@ def _argv(argv: list[bytes]) -> str:
     return "[" + ",".join([_jtext(a) for a in argv]) + "]"
 
 
-class _Cache(dict[Any, str]):
+_K = TypeVar("_K")
+
+
+class _Cache(dict[_K, str]):
     """A dict that computes missing values with a function (and keeps them)."""
 
-    def __init__(self, func: Callable[[Any], str], limit: int = 65536):
+    def __init__(self, func: Callable[[_K], str], limit: int = 65536):
         super().__init__()
         self.func = func
         self.limit = limit
 
-    def __missing__(self, key: Any) -> str:
+    def __missing__(self, key: _K) -> str:
         value = self.func(key)
         if len(self) >= self.limit:
             self.clear()
@@ -95,6 +98,14 @@ def _trust_fields(ev: Exec | Open | Chdir) -> str:
         f'"path_outside_root":{_jbool(trust.path_unreachable(ev))},'
         f'"tampered":{_jbool(trust.tampered(ev))}'
     )
+
+
+def _trusted(cache: dict[tuple[int, int], str], ev: Exec | Open | Chdir) -> str:
+    """_trust_fields(ev), kept in cache under what it depends on."""
+    if len(cache) >= 4096:  # (flags are 8 bits: never, but by a hostile file's kpath_src)
+        cache.clear()
+    text = cache[ev.kpath_src, ev.flags] = _trust_fields(ev)
+    return text
 
 
 def _kernel_dst_fields(ev: Connect) -> str:
@@ -132,6 +143,8 @@ def write_jsonl(
     flag_names = _Cache(_flag_names)
     connects = _Cache(_connect_fields)
     exits = _Cache(_exit_fields)
+    # (kpath_src, flags) -> _trust_fields: all that its text depends on.
+    trusts: dict[tuple[int, int], str] = {}
     open_sys = linux.OPEN_SYSCALLS
     write = out.write
     n = 0
@@ -159,14 +172,15 @@ def write_jsonl(
                 f'"flag_names":{flag_names[fl]},"mode":{ev.mode},"syscall":"{sysname}",'
                 f'"return_code":{ev.ret},'
                 f'"path_truncated":{"true" if ev.flags & PATH_TRUNCATED else "false"},'
-                f'{_trust_fields(ev)}}}\n'
+                f'{trusts.get((ev.kpath_src, ev.flags)) or _trusted(trusts, ev)}}}\n'
             )
         elif type(ev) is Exec:
             line = (
                 f'{{"type":"exec",{common},"path":{_jpath(path)},'
                 f'"requested_path":{_jtext(ev.requested_path)},"argv":{_argv(ev.argv)},'
                 f'"argv_truncated":{"true" if ev.flags & ARGV_TRUNCATED else "false"},'
-                f'"argc":{ev.argc},"return_code":{ev.ret},{_trust_fields(ev)}}}\n'
+                f'"argc":{ev.argc},"return_code":{ev.ret},'
+                f'{trusts.get((ev.kpath_src, ev.flags)) or _trusted(trusts, ev)}}}\n'
             )
         elif type(ev) is Fork:
             line = f'{{"type":"fork",{common},"child_pid":{ev.child_pid}}}\n'
@@ -184,7 +198,7 @@ def write_jsonl(
             line = (
                 f'{{"type":"chdir",{common},"path":{_jpath(path)},'
                 f'"requested_path":{requested},"fd":{fd},"return_code":{ev.ret},'
-                f'{_trust_fields(ev)}}}\n'
+                f'{trusts.get((ev.kpath_src, ev.flags)) or _trusted(trusts, ev)}}}\n'
             )
         elif type(ev) is Cgroup:
             line = (

@@ -231,6 +231,15 @@ class ProcessModel:
 
     # --- building -----------------------------------------------------------
 
+    def release(self) -> None:
+        """Break the parent/child cycles, so that the model, once dropped, is
+        freed by reference counting: a pass of the cyclic collector over a
+        model built with it paused (no_gc) cost `tree` a tenth of its time.
+        The model is not usable afterwards."""
+        for proc in self.processes:
+            proc.children = []
+        self.roots = []
+
     def limit_warning(self) -> str | None:
         """The warning to print when the session had more processes than
         the model keeps, else None."""
@@ -306,14 +315,18 @@ class ProcessModel:
         proc.last_ns = ts
         if ev.tid != pid and len(proc.threads) < MAX_THREADS:
             proc.threads.add(ev.tid)
-        if failed(ev) and type(ev) is not Exit:  # its exit is its status, shown apart
-            proc.n_failed += 1
+        # n_failed counts failed(ev), but exits (an exit is its status, shown
+        # apart), tested per type: a call per event was a tenth of `tree`.
         if type(ev) is Open:
             proc.n_opens += 1
+            if ev.ret < 0:  # failed(ev), for an open
+                proc.n_failed += 1
             if self.index:
                 proc.files.append(FileAccess(ts, path, ev.requested_path, ev.open_flags, ev.ret))
         elif type(ev) is Exec:
             proc.n_execs += 1
+            if ev.ret < 0:  # failed(ev), for an exec
+                proc.n_failed += 1
             keep = len(proc.execs) < MAX_EXECS
             if keep or ev.ret == 0:
                 info = self._exec_info(ev, path)
@@ -328,6 +341,8 @@ class ProcessModel:
             proc.exit_code_raw = ev.exit_code_raw
         elif type(ev) is Connect:
             proc.n_connects += 1
+            if failed(ev):
+                proc.n_failed += 1
             if self.index:
                 a = linux.decode_sockaddr(ev.sockaddr)
                 proto = linux.protocol_name(a.family, ev.sock_type, ev.protocol)
@@ -336,6 +351,8 @@ class ProcessModel:
                 )
         elif type(ev) is Chdir:
             proc.n_chdirs += 1
+            if failed(ev):
+                proc.n_failed += 1
         return proc
 
     def _fork(self, parent: Process, cpid: int, ts: int) -> None:

@@ -86,7 +86,8 @@ def write_teleport(session: Session, out: TextIO) -> int:
         f'"server_hostname":{_dump(header["hostname"])}'
     )
     comms = _Cache(_jtext)
-    argvs = _Cache(lambda argv: "[" + ",".join(_jtext(a) for a in argv[1:]) + "]")
+    argvs: _Cache[tuple[bytes, ...]] = _Cache(
+        lambda argv: "[" + ",".join(_jtext(a) for a in argv[1:]) + "]")
     command, disk = _kind(SESSION_COMMAND), _kind(SESSION_DISK)
     network, process_exit = _kind(SESSION_NETWORK), _kind(SESSION_PROCESS_EXIT)
     write = out.write

@@ -44,11 +44,23 @@ _FOOT = fmt.FOOTER.size
 _DESC_PAYLOAD = struct.Struct("<III")  # kind, compressed_len, raw_len
 _FOOT_PAYLOAD = struct.Struct("<Q")
 
-# type number -> (event class, types of its fields, the count of its
-# required ones, its field count), for the fast per-event check and the typing.
-_LAYOUT: dict[int, tuple[type[Event], tuple[type, ...], int, int]] = {
-    t: (cls, FIELD_TYPES[t], len(REQUIRED_TYPES[t]), len(cls._fields))
-    for t, cls in CLASSES.items()
+# type number -> (event class, its shapes): shapes[L] is, for an array of
+# L fields (its required ones at least, its known ones at most), the types
+# of those fields and the defaults that make it whole (those a later minor
+# version appended, absent from an older file), for the fast per-event
+# check and the typing; None for too short an array.
+_Shape = tuple[tuple[type, ...], list[object]]
+
+
+def _shapes(cls: type[Event], t: int) -> tuple[_Shape | None, ...]:
+    n = len(REQUIRED_TYPES[t])
+    defaults = [cls._field_defaults[f] for f in cls._fields[n:]]
+    return tuple(None if length < n else (FIELD_TYPES[t][:length], defaults[length - n:])
+                 for length in range(len(cls._fields) + 1))
+
+
+_LAYOUT: dict[int, tuple[type[Event], tuple[_Shape | None, ...]]] = {
+    t: (cls, _shapes(cls, t)) for t, cls in CLASSES.items()
 }
 _TYPE_OF: dict[type[Event], int] = {cls: t for t, cls in CLASSES.items()}
 _EXEC = int(EventType.EXEC)
@@ -327,17 +339,19 @@ class SessionV1(Session):
                     if lay is None:
                         self.unknown_types[t] = self.unknown_types.get(t, 0) + 1
                         continue
-                    cls, types, n, n_fields = lay
-                    if len(obj) == n_fields:  # as this version knows it
-                        ok = tuple(map(type, obj)) == types
-                    else:  # fields of another minor version: those known checked
-                        k = min(len(obj), n_fields)
-                        ok = len(obj) >= n and tuple(map(type, obj[:k])) == types[:k]
-                    if not ok or (
+                    cls, shapes = lay
+                    shape = shapes[len(obj)] if len(obj) < len(shapes) else None
+                    if shape is None:  # too short, or of a newer minor version
+                        append(self._other_shape(obj, t, pos))
+                        continue
+                    types, defaults = shape
+                    if tuple(map(type, obj)) != types or (
                         t == _EXEC and not all(type(a) is bytes for a in obj[_EXEC_ARGV])
                     ):
                         _fail(pos, f"bad event: {event_problem(obj)}")
-                    append(_new(cls, obj) if len(obj) == n_fields else make(obj))
+                    if defaults:  # an older minor's array: made whole
+                        obj += defaults
+                    append(_new(cls, obj))
                 elif type(obj) is dict:
                     self._map_record(obj, pos)
                 else:
@@ -345,6 +359,18 @@ class SessionV1(Session):
         except _UNPACK_ERRORS as e:
             _fail(pos, f"malformed msgpack in chunk: {e}")
         _check_consumed(unpacker, pos)
+
+    @staticmethod
+    def _other_shape(obj: list[Any], t: int, pos: int) -> Event:
+        """An event array longer than this version knows (a newer minor
+        version's: the fields it knows are checked, the rest dropped), or
+        too short (damage)."""
+        types = FIELD_TYPES[t]
+        if len(obj) < len(REQUIRED_TYPES[t]) or tuple(map(type, obj[:len(types)])) != types or (
+            t == _EXEC and not all(type(a) is bytes for a in obj[_EXEC_ARGV])
+        ):
+            _fail(pos, f"bad event: {event_problem(obj)}")
+        return make(obj)
 
     def _map_record(self, obj: dict[str, Any], pos: int) -> None:
         k = obj.get("k")

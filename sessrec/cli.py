@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TextIO, TypeAlias
 
 from replay.text import encodable, printable
 from sessrec import __version__
@@ -87,12 +87,16 @@ class Parser(argparse.ArgumentParser):
         raise _ParserExit(status)
 
 
+# What each command module's register() receives.
+Subparsers: TypeAlias = "argparse._SubParsersAction[Parser]"
+
+
 def examples(*lines: str) -> str:
     """An epilog of real examples, as BCC's tools end their --help."""
     return "examples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
-def add_command(sub: argparse._SubParsersAction[Parser], name: str, *, help: str,
+def add_command(sub: Subparsers, name: str, *, help: str,
                 description: str, example_lines: Sequence[str], func: Command,
                 notes: str = "") -> Parser:
     p: Parser = sub.add_parser(

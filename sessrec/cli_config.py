@@ -6,10 +6,10 @@ import argparse
 from typing import Any
 
 from sessrec import config
-from sessrec.cli import ExitStatus, Parser, Streams, add_command
+from sessrec.cli import ExitStatus, Parser, Streams, Subparsers, add_command
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     c: Parser = sub.add_parser(
         "config", help="check the daemon's configuration file",
         description="Work with the daemon's configuration file "

@@ -40,8 +40,14 @@ class Config:
     # (docs/PERFORMANCE.md)
     ring_size: int = 1 << 20
     cgroup_root: str = "sessrec"
+    # Compare each open's path buffer at the call's start and end, and flag a
+    # rewrite (the TOCTOU race): costs every open on the host (docs/SECURITY.md)
+    race_check: bool = False
     linger: float = 600.0  # seconds a session waits for its processes after its end
     enrolment: str = "pam"
+    # systemd-logind's user.slice, relative to the cgroup2 mount: the scopes
+    # the logind enrolment adopts, and PAM logins follow (docs/NODE.md)
+    logind_root: str = "user.slice"
     users_include: tuple[str | int, ...] = ()  # empty: everyone
     users_exclude: tuple[str | int, ...] = ()
     retention_max_age: float | None = None  # seconds
@@ -153,6 +159,19 @@ def _cgroup_name(v: object) -> str:
     return v
 
 
+def _cgroup_path(v: object) -> str:
+    """A cgroup path relative to the cgroup2 mount: names joined by '/'."""
+    if not isinstance(v, str):
+        raise ValueError(f"should be a string, not {_tname(v)}")
+    parts = v.split("/")
+    if not v or len(parts) > 16:
+        raise ValueError(f"{v!r} is not a cgroup path relative to the cgroup2 mount "
+                         "(e.g. \"user.slice\")")
+    for p in parts:
+        _cgroup_name(p)
+    return v
+
+
 def _events(v: object) -> tuple[str, ...]:
     if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
         raise ValueError(f"should be a list of {', '.join(EVENT_KINDS)}")
@@ -197,8 +216,10 @@ SCHEMA: Final[Mapping[str, tuple[str, Callable[[object], Any]]]] = {
     "events": ("events", _events),
     "ring_size": ("ring_size", _ring_size),
     "cgroup_root": ("cgroup_root", _cgroup_name),
+    "race_check": ("race_check", _bool),
     "linger": ("linger", parse_duration),
     "enrolment": ("enrolment", _enrolment),
+    "logind_root": ("logind_root", _cgroup_path),
     "users.include": ("users_include", _users),
     "users.exclude": ("users_exclude", _users),
     "retention.max_age": ("retention_max_age", parse_duration),

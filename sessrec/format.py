@@ -263,6 +263,9 @@ HEADER_OPTIONAL: Final[Mapping[str, object]] = {
     "kind": str,
     # 2.1: the node seal key's epoch of a sealed file (sessrec.seal)
     "seal": {"node_id": str, "epoch": int, "scheme": str},
+    # 2.1: whether each open's path buffer was compared at sys_enter and
+    # sys_exit (recorder/loader.py, LoadConfig.race_check)
+    "race_check": bool,
     # 2.1: what the kernel offered the programs, and what is not recorded
     # for want of it (recorder/kfeatures.py)
     "kernel_features": {

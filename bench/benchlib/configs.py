@@ -46,12 +46,15 @@ from benchlib.common import (
 )
 from benchlib.workloads import Prepared
 
-CONFIGS = ("unrecorded", "floor", "sessrec", "daemon", "bpftrace", "auditd")
+CONFIGS = ("unrecorded", "floor", "sessrec", "race", "daemon", "bpftrace", "auditd")
+# Run unless --configs names them: "race" is `sessrec record --race-check`.
+DEFAULT_CONFIGS = tuple(c for c in CONFIGS if c != "race")
 # Events the configuration sees besides the workload's own: under sessrec the
 # `timed` wrapper is exec'd inside the session; under auditd it starts the new
 # audit session only after its exec.
 # (bpftrace: `timed` is moved into the cgroup after its exec.)
-WRAPPER_EVENTS = {"sessrec": {"exec": 1}, "daemon": {"exec": 1}, "bpftrace": {}}
+WRAPPER_EVENTS = {"sessrec": {"exec": 1}, "race": {"exec": 1}, "daemon": {"exec": 1},
+                  "bpftrace": {}}
 PEER_SCRIPT = REPO / "bench" / "peers" / "session.bt"
 
 
@@ -97,6 +100,8 @@ class Runner:
             return self._floor(prep)
         if config == "sessrec":
             return self._sessrec(prep)
+        if config == "race":
+            return self._sessrec(prep, race=True)
         if config == "daemon":
             return self._sessrec(prep, daemon=True)
         if config == "bpftrace":
@@ -195,11 +200,12 @@ class Runner:
                 time.sleep(0.1)
         return self._daemon_proc.pid
 
-    def _sessrec(self, prep: Prepared, daemon: bool = False) -> Sample:
+    def _sessrec(self, prep: Prepared, daemon: bool = False, race: bool = False) -> Sample:
         out = self.tmp / "session.srec"
         gate = Gate(self.tmp)
         argv = [*SESSREC, "record", "-f", "-o", str(out),
                 *(["--control-socket", self._daemon_sock] if daemon else ["--no-daemon"]),
+                *(["--race-check"] if race else []),
                 "--", *timed_argv(self.timed, gate, prep.argv, copies=prep.copies)]
         daemon_pid = self._start_daemon() if daemon else None
         before = children_cpu_ns()

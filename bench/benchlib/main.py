@@ -24,7 +24,7 @@ from typing import Any, TextIO
 
 from benchlib import auditd, profile, report
 from benchlib.common import BENCH, REPO, BenchError, build, settle
-from benchlib.configs import CONFIGS, Runner, rate_prepared
+from benchlib.configs import CONFIGS, DEFAULT_CONFIGS, Runner, rate_prepared
 from benchlib.workloads import PREPARE, WORKLOADS_BY_NAME, Prepared, Services
 
 EPILOG = """\
@@ -60,8 +60,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--only", metavar="WORKLOAD,...",
                     help=f"run only these: {','.join(WORKLOADS_BY_NAME)},rate "
                     "(rate: the zero-loss rate ladder)")
-    ap.add_argument("--configs", metavar="CONFIG,...", default=",".join(CONFIGS),
-                    help=f"configurations to run (default {','.join(CONFIGS)})")
+    ap.add_argument("--configs", metavar="CONFIG,...", default=",".join(DEFAULT_CONFIGS),
+                    help=f"configurations to run (default {','.join(DEFAULT_CONFIGS)}; "
+                    "also: race, `sessrec record --race-check`)")
     ap.add_argument("--rounds", type=int, help="interleaved rounds (default 5, --quick 1)")
     ap.add_argument("--out", metavar="DIR", type=Path, default=BENCH / "out",
                     help="where results.json goes (default bench/out)")
@@ -159,7 +160,7 @@ def run(a: argparse.Namespace, log: TextIO) -> dict[str, Any]:
                               f"{s.wall_s:8.3f} s"
                               + (f"  {rec:,}/{s.true[prepared[w].kind]:,} {prepared[w].kind}"
                                  f"  lost {s.lost}" if rec is not None else ""), file=log)
-                        if c in ("floor", "sessrec", "daemon", "bpftrace", "auditd"):
+                        if c != "unrecorded":
                             settle()
             if "rate" in a.only and "sessrec" in configs:
                 rate = rate_ladder(runner, a, tmp, services, log)

@@ -21,6 +21,7 @@ CONFIG_TITLES = {
     "unrecorded": "unrecorded",
     "floor": "floor (programs loaded, no session)",
     "sessrec": "sessrec record (no daemon)",
+    "race": "sessrec record --race-check (no daemon)",
     "daemon": "sessrec record through `sessrec daemon`",
     "bpftrace": "bpftrace peer (bench/peers/session.bt)",
     "auditd": "auditd (syscall rules, -F sessionid=)",
@@ -189,7 +190,7 @@ def markdown(meta: dict[str, Any], cells: list[Cell], summaries: dict[tuple[str,
     for c in cells:
         s = summaries[(c.workload, c.config)]
         ratio = f"{s['ratio']:.2f}" if s["ratio"] is not None else "—"
-        if c.config in ("sessrec", "daemon"):
+        if c.config in ("sessrec", "race", "daemon"):
             ratio = f"**{ratio}**"
         lines.append(
             f"| {titles[c.workload]} | {CONFIG_TITLES[c.config]} | {_spread(s)} | {ratio} | "

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from recorder import record as rec
+from recorder.ringbuf import BUSY, DISCARD, RingReader
 from replay.reader import open_session
 from sessrec import records
 
@@ -26,7 +27,7 @@ from sessrec import records
 def _plain(v: Any) -> Any:
     if isinstance(v, bytes):
         return {"b": v.decode("latin-1")}
-    if isinstance(v, list):
+    if isinstance(v, (list, tuple)):  # a decoded event is a tuple
         return [_plain(x) for x in v]
     return v
 
@@ -37,13 +38,28 @@ def main() -> int:
         print(f"{prefix}.bin exists: captures are kept, pick a new name", file=sys.stderr)
         return 1
     raw: list[bytes] = []
-    dispatch = rec.Dispatcher.__call__
+    drain = rec.Dispatcher.drain
 
-    def tap(self: rec.Dispatcher, view: memoryview, off: int, size: int) -> None:
-        raw.append(bytes(view[off + 8 : off + 8 + size]))
-        dispatch(self, view, off, size)
+    def tap(self: rec.Dispatcher, reader: RingReader, cgroup_id: int, limit: int,
+            max_bytes: int = 1 << 20) -> int:
+        # A copy of what lies in the ring before the drain gives it back to
+        # the kernel; then the records the drain took, from the copy.
+        view, base, mask, cons, end = reader.span(max_bytes)
+        at = base + (cons & mask)
+        snap = bytes(view[at:at + end - cons])
+        n = drain(self, reader, cgroup_id, limit, max_bytes)
+        taken, pos = reader.span(0)[3] - cons, 0
+        while pos < taken:
+            length = struct.unpack_from("<I", snap, pos)[0]
+            if length & BUSY:
+                raise SystemExit("a record was still being written: run the capture again")
+            size = length & ~(BUSY | DISCARD)
+            if not length & DISCARD:
+                raw.append(snap[pos + 8:pos + 8 + size])
+            pos += (size + 15) & ~7
+        return n
 
-    rec.Dispatcher.__call__ = tap  # type: ignore[method-assign]
+    rec.Dispatcher.drain = tap  # type: ignore[method-assign]
     # Every record type: ABI 2 adds kernel paths (a symlink opened), argv
     # parts (an argv over 32 KiB), the socket's destination and a cgroup move
     # (the shell leaves the session's cgroup, and stays recorded).

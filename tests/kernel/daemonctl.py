@@ -111,17 +111,24 @@ class Daemon:
                 if d.is_dir():
                     for pid in (d / "cgroup.procs").read_text().split():
                         (cgroup2() / "cgroup.procs").write_text(pid)
-                    for _ in range(200):
-                        try:
-                            d.rmdir()
-                            break
-                        except OSError:
-                            time.sleep(0.01)
+                    rmdir(d)
             try:
                 root.rmdir()
             except OSError:
                 pass
         shutil.rmtree(Path(self.socket).parent, ignore_errors=True)
+
+
+def rmdir(d: Path, tries: int = 300) -> None:
+    """Removes a cgroup directory: EBUSY until its exiting tasks are gone."""
+    for _ in range(tries):
+        try:
+            d.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.01)
 
 
 def cgroup2() -> Path:

@@ -246,6 +246,16 @@ class Sshd:
              f"{user.name}@127.0.0.1:{dest}"],
             capture_output=True, timeout=timeout)
 
+    def sftp(self, user: User, batch: str, timeout: float = 60
+             ) -> subprocess.CompletedProcess[bytes]:
+        """An interactive sftp session, its commands read from a batch file."""
+        return subprocess.run(
+            ["sftp", "-F", "/dev/null", "-i", str(user.key), "-P", str(self.port),
+             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+             "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-b", "-",
+             f"{user.name}@127.0.0.1"],
+            input=batch.encode(), capture_output=True, timeout=timeout)
+
     def stop(self) -> None:
         p, self.proc = self.proc, None
         if p is not None and p.poll() is None:

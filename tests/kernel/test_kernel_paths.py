@@ -128,8 +128,9 @@ def test_the_path_race_forges_no_record(record: Recorder, progs: dict[str, Path]
         out = tmp_path / f"truth-{attempt}.txt"
         status, events, info = record(["/bin/sh", "-c", f'exec "$0" "$@" > {out}',
                                        progs["path_race"], str(a), str(b), str(N_RACE)],
-                                      name=f"race-{attempt}")
+                                      "--race-check", name=f"race-{attempt}")
         assert status == 0
+        assert info["race_check"] is True
         assert info["lost"]["open"] == 0
         truth = out.read_text().splitlines()
         opens = [e for e in events if e["type"] == "open" and e["comm"] == "path_race"]
@@ -158,6 +159,26 @@ def test_the_path_race_forges_no_record(record: Recorder, progs: dict[str, Path]
         if a_for_b and b_for_a:
             break
     assert a_for_b > 0 and b_for_a > 0, "the race did not happen in both directions"
+
+
+def test_without_the_race_check_the_path_is_still_the_kernels(
+        record: Recorder, progs: dict[str, Path], tmp_path: Path) -> None:
+    # The default: no sys_enter program, so a rewritten buffer is not flagged,
+    # and no record names a file other than the one opened.
+    d = tmp_path.resolve()
+    a, b = d / "race_a.txt", d / "race_b.txt"
+    a.write_text("a")
+    b.write_text("b")
+    n = 5000
+    out = tmp_path / "truth.txt"
+    status, events, info = record(["/bin/sh", "-c", f'exec "$0" "$@" > {out}',
+                                   progs["path_race"], str(a), str(b), str(n)])
+    assert status == 0 and info["race_check"] is False
+    truth = out.read_text().splitlines()
+    opens = [e for e in events if e["type"] == "open" and e["comm"] == "path_race"]
+    assert len(opens) == len(truth) == n
+    assert [e["path"] for e in opens] == truth
+    assert not any(e["tampered"] for e in opens)
 
 
 def test_the_sockaddr_race_forges_no_destination(record: Recorder, progs: dict[str, Path],

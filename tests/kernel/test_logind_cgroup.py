@@ -53,14 +53,52 @@ def test_scopes_on_a_real_cgroup_tree() -> None:
                 pass
 
 
-def test_the_daemon_refuses_logind_enrolment(tmp_path: Path) -> None:
-    """Until sessions can be adopted at a scope's depth, a daemon asked for
-    logind enrolment says so and exits, instead of recording nothing."""
+
+def test_the_logind_enrolment_needs_loginds_tree(tmp_path: Path) -> None:
+    """Without systemd-logind's user.slice (as on this machine), a daemon
+    asked for the logind enrolment says so in one line and exits."""
     config = tmp_path / "sessrec.toml"
-    config.write_text(f'enrolment = "logind"\ncontrol_socket = "{tmp_path}/c.sock"\n')
+    config.write_text(f'enrolment = "logind"\ncontrol_socket = "{tmp_path}/c.sock"\n'
+                      f'output_dir = "{tmp_path}/out"\nlogind_root = "no-such.slice"\n')
     r = subprocess.run([SESSREC, "daemon", "--config", str(config)], capture_output=True,
                        text=True, timeout=60)
-    assert r.returncode == 1
+    root = cgroup2_mount().path / "no-such.slice"
+    assert r.returncode != 0
     assert r.stderr.strip().splitlines() == [
-        f'sessrec: error: {config}: enrolment = "logind" is not available in this version: '
-        'use enrolment = "pam" and the PAM line (docs/NODE.md)']
+        f'sessrec: error: enrolment = "logind" but there is no {root}: systemd-logind makes '
+        'it (each login\'s scope is there); without logind, use enrolment = "pam" (or set '
+        'logind_root)']
+
+
+def test_a_cgroup_holds_the_processes_in_it_and_below() -> None:
+    # What the daemon's sweep asks of each idle login's leader (Session.holds_leader).
+    from recorder.cgroup import SessionCgroup
+
+    mount = cgroup2_mount()
+    cg = SessionCgroup.create(f"holds-{secrets.token_hex(3)}", mount, "sessrec-holds-test")
+    inner = subprocess.Popen(["sleep", "30"])
+    below = subprocess.Popen(["sleep", "30"])
+    outside = subprocess.Popen(["sleep", "30"])
+    sub = cg.path / "sub"
+    try:
+        (cg.path / "cgroup.procs").write_text(str(inner.pid))
+        sub.mkdir()
+        (sub / "cgroup.procs").write_text(str(below.pid))
+        assert cg.holds(inner.pid) and cg.holds(below.pid)
+        assert not cg.holds(outside.pid)
+        inner.kill()
+        inner.wait()
+        assert not cg.holds(inner.pid)  # gone
+    finally:
+        for p in (inner, below, outside):
+            p.kill()
+            p.wait()
+        for _ in range(200):
+            try:
+                if sub.exists():
+                    sub.rmdir()
+                cg.path.rmdir()
+                cg.path.parent.rmdir()
+                break
+            except OSError:
+                time.sleep(0.01)

@@ -6,6 +6,8 @@
   file, connects to a loopback listener and exits;
 - at the same time, a second user's `ssh host cmd`;
 - an `scp` of a file;
+- an interactive `sftp` session (commands from a batch: put, get, mkdir,
+  rename, ls);
 - a port forwarding without a shell (`ssh -N -L`), which is no session;
 - a login of the second user that tries, without root, to reach or stop
   the recording;
@@ -138,6 +140,7 @@ class Scenario:
     interactive: Login
     command: Login
     scp: Login
+    sftp: Login
     forward_accepted: int
     files: dict[str, Path] = field(default_factory=dict)   # login name -> its file
     headers: dict[Path, dict[str, Any]] = field(default_factory=dict)
@@ -168,9 +171,9 @@ def scenario(auditd: Auditd) -> Iterator[Scenario]:  # noqa: F811
     base.chmod(0o755)
     daemon = make_daemon(base / "daemon")
     listener = Listener()
-    with sshd.private_sshd(["a", "b", "x"], hook_line("required", daemon.config)) as srv:
+    with sshd.private_sshd(["a", "b", "x", "s"], hook_line("required", daemon.config)) as srv:
         try:
-            a, b, x = srv.users
+            a, b, x, s = srv.users
             # The same paths, now with the third user left out by [users].
             make_daemon(base / "daemon", users_exclude=x.name)
             daemon.start()
@@ -201,6 +204,9 @@ def scenario(auditd: Auditd) -> Iterator[Scenario]:  # noqa: F811
             payload.chmod(0o644)
             r = srv.scp(a, payload, "copied.txt")
             scp = Login(a, r.stderr.decode(errors="replace"), r.returncode)
+            r = srv.sftp(s, f"put {payload} up.txt\nget up.txt {base}/down.txt\n"
+                            "mkdir d\nrename up.txt d/up2.txt\nls d\n")
+            sftp = Login(s, (r.stdout + r.stderr).decode(errors="replace"), r.returncode)
             # A port forwarding without a shell: used once, then closed.
             fport = sshd.free_port()
             fwd = subprocess.Popen(srv.ssh_argv(a, "-N", "-L",
@@ -217,7 +223,7 @@ def scenario(auditd: Auditd) -> Iterator[Scenario]:  # noqa: F811
             attack = _attack(srv, b, daemon)
             excluded = srv.ssh(x, "echo excluded-in")
             _wait_all_ended(daemon)
-            sc = Scenario(srv, daemon, listener, inter, cmd, scp,
+            sc = Scenario(srv, daemon, listener, inter, cmd, scp, sftp,
                           listener.accepted - before, attack=attack,
                           daemon_alive_after_attack=daemon.proc is not None
                           and daemon.proc.poll() is None, excluded=excluded)
@@ -316,10 +322,11 @@ def test_the_logins_worked(scenario: Scenario) -> None:
 
 
 def test_one_file_per_session_and_none_for_the_forwarding(scenario: Scenario) -> None:
-    """Four sessions (the interactive login, the command, the scp and the
-    attack below), four files: the forwarding without a shell left none."""
+    """Five sessions (the interactive login, the command, the scp, the sftp
+    and the attack below), five files: the forwarding without a shell left
+    none."""
     files = files_of(scenario)
-    assert len(files) == 4, [str(p) for p, _ in files]
+    assert len(files) == 5, [str(p) for p, _ in files]
     assert "session-discarded" in scenario.daemon.log.read_text()
     out = scenario.daemon.output
     assert stat.S_IMODE(out.stat().st_mode) == 0o700 and out.stat().st_uid == 0
@@ -331,7 +338,7 @@ def test_one_file_per_session_and_none_for_the_forwarding(scenario: Scenario) ->
 def test_headers_name_the_login(scenario: Scenario) -> None:
     log = scenario.srv.log.read_text()
     for login, pick in ((scenario.interactive, "interactive"), (scenario.command, "command"),
-                        (scenario.scp, "scp")):
+                        (scenario.scp, "scp"), (scenario.sftp, "sftp")):
         p, h = file_of(scenario, login, pick)
         lg = h["login"]
         assert h["user"] == login.user.name and h["uid"] == login.user.uid
@@ -417,6 +424,22 @@ def test_the_scp_is_recorded(scenario: Scenario) -> None:
     writes = [e for e in ev if e["type"] == "open" and e["path"] == target
               and e["pid"] == sftp[0]["pid"] and "O_WRONLY" in e["flag_names"]]
     assert writes, "the copied file's open for writing"
+
+
+def test_the_sftp_session_is_recorded(scenario: Scenario) -> None:
+    assert scenario.sftp.returncode == 0, scenario.sftp.stdout
+    assert "up2.txt" in scenario.sftp.stdout
+    p, _ = file_of(scenario, scenario.sftp, "sftp")
+    ev = _events(p)
+    [server] = [e for e in ev if e["type"] == "exec" and e["path"] == sshd.SFTP_SERVER]
+    home = scenario.sftp.user.home
+    opens = [(e["path"], "O_WRONLY" in e["flag_names"]) for e in ev if e["type"] == "open"
+             and e["pid"] == server["pid"] and e["return_code"] >= 0]
+    assert (str(home / "up.txt"), True) in opens         # put
+    assert (str(home / "up.txt"), False) in opens        # get
+    assert any(path == str(home / "d") for path, _ in opens)   # ls d
+    inf = info(p)
+    assert inf["complete"] and not any(inf["lost"].values()), inf
 
 
 def test_ausearch_finds_sshd_and_sessrec_for_each_login(scenario: Scenario) -> None:

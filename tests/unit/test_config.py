@@ -26,6 +26,7 @@ def test_defaults_when_the_default_file_is_missing(monkeypatch: pytest.MonkeyPat
     assert cfg.output_dir == "/var/lib/sessrec/sessions"
     assert cfg.control_socket == "/run/sessrec/control.sock"
     assert cfg.linger == 600.0 and cfg.enrolment == "pam" and cfg.cgroup_root == "sessrec"
+    assert cfg.race_check is False
 
 
 def test_every_key(tmp_path: Path) -> None:
@@ -36,8 +37,10 @@ control_socket = "/run/x/c.sock"
 events = ["network", "command"]
 ring_size = "4MiB"
 cgroup_root = "rec"
+race_check = true
 linger = "30s"
 enrolment = "logind"
+logind_root = "test.slice/user.slice"
 
 [users]
 include = ["alice", 1001]
@@ -52,6 +55,8 @@ max_total_size = "20GiB"
     assert cfg.events == ("command", "network")
     assert cfg.ring_size == 4 << 20
     assert cfg.cgroup_root == "rec" and cfg.linger == 30.0 and cfg.enrolment == "logind"
+    assert cfg.race_check is True
+    assert cfg.logind_root == "test.slice/user.slice"
     assert cfg.users_include == ("alice", 1001) and cfg.users_exclude == ("root", 0)
     assert cfg.retention_max_age == 90 * 86400
     assert cfg.retention_max_total_size == 20 << 30
@@ -77,6 +82,9 @@ def test_users_exclude_wins() -> None:
     ('linger = "soon"\n', 1, "key 'linger': 'soon' is not a duration"),
     ('enrolment = "ssh"\n', 1, "key 'enrolment': should be one of 'pam', 'logind'"),
     ('cgroup_root = "a/b"\n', 1, "key 'cgroup_root': 'a/b' is not a cgroup name"),
+    ('race_check = 1\n', 1, "key 'race_check': should be true or false, not an integer"),
+    ('logind_root = "/user.slice"\n', 1, "key 'logind_root': '' is not a cgroup name"),
+    ('logind_root = "a/../b"\n', 1, "key 'logind_root': '..' is not a cgroup name"),
     ('[users]\ninclude = ["alice"]\nexclude = [1.5]\n', 3,
      "key 'users.exclude': 1.5 is not a user name, uid or %group"),
     ('[users]\nincluded = ["alice"]\n', 2, "unknown key 'users.included'"),

@@ -1,6 +1,7 @@
 """recorder.record's Dispatcher and SessionSink without a kernel: ring
-records (the real ones of raw-abi2.bin, the recorder's ABI) routed by cgroup, counted, and copied
-with their ring frame into the session file, where the reader decodes them."""
+records (the real ones of raw-abi2.bin, the recorder's ABI) laid out as in a
+session's ring, counted, and copied with their ring frame into the session
+file, where the reader decodes them. The kernel tier drains real rings."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from srec_util import HEADER, TRAILER, as_written, capture, from_json, read_all
 
 from recorder.record import Dispatcher, SessionSink
+from recorder.ringbuf import BUSY, DISCARD
 from recorder.writer import SessionWriter
 from sessrec import records
 from sessrec.event import EventFlag, make
@@ -17,14 +19,26 @@ from sessrec.event import EventFlag, make
 CGROUP_AT = records.HEADER.offsets()["cgroup_id"]
 
 
-def ring(recs: list[bytes]) -> tuple[memoryview, list[tuple[int, int]]]:
-    """recs laid out as in the ring: 8-byte header (length, page offset), the
-    record, padding to 8 bytes; with (offset, length) for each."""
-    data, where = bytearray(), []
-    for r in recs:
-        where.append((len(data), len(r)))
-        data += struct.pack("<II", len(r), 0xAB) + r + b"\xee" * (-len(r) % 8)
-    return memoryview(bytes(data)), where
+class Ring:
+    """recs laid out as in a BPF ring (recorder/ringbuf.py): 8-byte header
+    (length and flags, page offset), the record, padding to 8 bytes; a
+    record may be marked discarded, and the last one still busy."""
+
+    def __init__(self, recs: list[bytes], discard: int = -1, busy_last: bool = False) -> None:
+        data = bytearray()
+        for i, r in enumerate(recs):
+            flags = DISCARD if i == discard else 0
+            if busy_last and i == len(recs) - 1:
+                flags |= BUSY
+            data += struct.pack("<II", len(r) | flags, 0xAB) + r + b"\xee" * (-len(r) % 8)
+        self.view = memoryview(bytes(data))
+        self.cons = 0
+
+    def span(self, max_bytes: int) -> tuple[memoryview, int, int, int, int]:
+        return self.view, 0, (1 << 30) - 1, self.cons, min(len(self.view), self.cons + max_bytes)
+
+    def publish(self, pos: int) -> None:
+        self.cons = pos
 
 
 def test_records_are_copied_framed_and_counted(tmp_path: Path) -> None:
@@ -39,7 +53,7 @@ def test_records_are_copied_framed_and_counted(tmp_path: Path) -> None:
     flagged = bytearray(raw[9])  # an open
     assert flagged[0] == records.OPEN
     flagged[2] = EventFlag.PATH_TRUNCATED
-    feed = [*raw, bytes(other), bytes(unknown), short, bytes(flagged)]
+    feed = [*raw, bytes(unknown), short, bytes(other), bytes(flagged), raw[0]]
 
     path = tmp_path / "s.srec"
     clock = {**HEADER["clock"], "mono_ns": expected["mono_origin_ns"]}
@@ -47,12 +61,13 @@ def test_records_are_copied_framed_and_counted(tmp_path: Path) -> None:
     d = Dispatcher()
     sink = SessionSink(cg, w)
     d.sinks[cg] = sink
-    view, where = ring(feed)
-    for off, n in where:
-        d(view, off, n)
+    # `other` is discarded (bpf_ringbuf_discard), the last record still busy.
+    r = Ring(feed, discard=len(raw) + 2, busy_last=True)
+    assert d.drain(r, cg, 1 << 20) == len(feed) - 1  # stops at the busy record
+    assert r.cons < len(r.view)
     w.close(TRAILER)
 
-    assert d.orphan_records == 1
+    assert d.orphan_records == 0
     assert sink.unknown == 2  # the unknown type and the short record: not written
     want: dict[int, int] = {}
     for e in expected["events"]:
@@ -65,3 +80,11 @@ def test_records_are_copied_framed_and_counted(tmp_path: Path) -> None:
     assert got[:-1] == [as_written(make(from_json(e))) for e in expected["events"] if e]
     assert got[-1][7] == EventFlag.PATH_TRUNCATED
     assert s.unknown_types == {} and s.damage is None
+
+
+def test_a_ring_without_its_session_is_drained_and_counted() -> None:
+    raw, _ = capture("raw-abi2")
+    d = Dispatcher()
+    r = Ring(raw[:5])
+    assert d.drain(r, 12345, 1 << 20) == 5
+    assert d.orphan_records == 5 and r.cons == len(r.view)

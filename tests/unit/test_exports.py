@@ -16,6 +16,7 @@ import pytest
 from srec_util import GOLDEN, GOLDEN_DIR, HEADER, write_session
 
 from replay import progress
+from replay.export_ids import Ids
 from replay.terms import parse_instant
 from sessrec.cli import main
 
@@ -87,6 +88,17 @@ def test_teleport_fields_and_types() -> None:
         assert e["login"] == e["user"] == "alice" and e["server_hostname"] == "build-07"
     assert len({e["uid"] for e in events}) == len(events)
     assert export(GOLDEN, "teleport") == events  # deterministic
+
+
+def test_event_ids_are_uuid8_of_the_session_and_index() -> None:
+    ids = Ids(HEADER["session_id"])
+    first, other = ids.event(0), Ids("not-a-uuid").event(0)
+    assert uuid.UUID(first).version == 8 and uuid.UUID(first).variant == uuid.RFC_4122
+    assert first != other and first[:24] == ids.event(2**48 - 1)[:24]
+    assert ids.event(255).endswith("-0000000000ff") and Ids(HEADER["session_id"]).event(255) \
+        == ids.event(255)
+    docs = export(GOLDEN, "ecs")
+    assert [d["event"]["id"] for d in docs] == [ids.event(d["event"]["sequence"]) for d in docs]
 
 
 def test_teleport_values() -> None:

@@ -165,3 +165,24 @@ def test_membership_programs_are_always_loaded() -> None:
     text = loader.program_text(loader.loaded_files(("net.bpf.c",)))
     assert "TRACEPOINT_PROBE(cgroup, cgroup_attach_task)" in text
     assert "#ifndef SR_MEMBERSHIP_ONLY /* command events: exec */" in text
+
+
+def test_a_walk_block_spans_its_fields() -> None:
+    flags = loader.block_flags("SR_X_BLK", {"a": 24, "b": 16, "c": 40}, "struct x")
+    assert flags == ["-DSR_X_BLK_OFF=16", "-DSR_X_BLK_LEN=32"]
+
+
+@pytest.mark.parametrize("fields", [{"a": 0, "b": 64}, {"a": 0, "b": 12}])
+def test_fields_too_far_apart_or_unaligned_are_refused_naming_them(
+        fields: dict[str, int]) -> None:
+    with pytest.raises(EnvironmentProblem, match=r"^struct x: a at 0, b at \d+ are not within"):
+        loader.block_flags("SR_X_BLK", fields, "struct x")
+
+
+def test_this_kernels_walk_blocks_fit() -> None:
+    if not Path(loader.BTF_PATH).exists():
+        pytest.skip("no BTF on this machine")
+    found = loader.btf.cached_member_offsets([(s, m) for _, s, m in loader.KERNEL_OFFSETS],
+                                             btf_path=loader.BTF_PATH)
+    flags = dict(f[2:].split("=") for f in loader.walk_block_flags(found))
+    assert int(flags["SR_DENTRY_BLK_LEN"]) <= 64 and int(flags["SR_MOUNT_BLK_LEN"]) <= 64
