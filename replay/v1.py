@@ -18,7 +18,8 @@ import struct
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, BinaryIO, NoReturn
+from itertools import islice
+from typing import Any, BinaryIO, NoReturn, TypeVar
 
 import msgpack
 import zstandard
@@ -66,6 +67,8 @@ _TYPE_OF: dict[type[Event], int] = {cls: t for t, cls in CLASSES.items()}
 _EXEC = int(EventType.EXEC)
 _EXEC_ARGV = Exec._fields.index("argv")
 _new = tuple.__new__
+_BATCH_EVENTS = 2048
+_R = TypeVar("_R")
 
 
 class _Corrupt(Exception):
@@ -230,17 +233,19 @@ class SessionV1(Session):
         self._counts = {}
         self._trailer_offset = None
         try:
-            # A chunk's events come as one list: the reader's cost per event
-            # is one generator level, not one per function below.
-            for events in self._chunks(follow, poll_interval):
-                yield from events
+            # A chunk's events come in lists (_BATCH_EVENTS): the reader's
+            # cost per event is one generator level, not one per function
+            # below, and a list small enough to stay in the CPU's caches.
+            for batches in self._chunks(follow, poll_interval):
+                for events in batches:
+                    yield from events
         except _Corrupt as c:
             yield from c.before
             if self.strict:
                 raise FormatError(c.reason, self.path, c.offset) from None
             self.damage = Damage(c.offset, c.reason, truncated=False)
 
-    def _chunks(self, follow: bool, poll_interval: float) -> Iterator[Iterable[Event]]:
+    def _chunks(self, follow: bool, poll_interval: float) -> Iterator[Iterable[list[Event]]]:
         f = self._file
         pos = self._body_start
         while True:
@@ -267,9 +272,9 @@ class SessionV1(Session):
             yield self._body_chunk(kind, raw, pos)
             pos = end
 
-    def _body_chunk(self, kind: fmt.ChunkKind, raw: bytes, pos: int) -> Iterable[Event]:
-        """The events of a chunk after the header; the trailer is kept.
-        Damage raises _Corrupt with the chunk's events before it."""
+    def _body_chunk(self, kind: fmt.ChunkKind, raw: bytes, pos: int) -> Iterable[list[Event]]:
+        """The events of a chunk after the header, in lists; the trailer is
+        kept. Damage raises _Corrupt with the list's events before it."""
         if kind == fmt.ChunkKind.EVENTS:
             return self._events(raw, pos)
         if kind == fmt.ChunkKind.TRAILER:
@@ -306,23 +311,30 @@ class SessionV1(Session):
             _fail(pos, str(e))
         self._trailer_offset = pos
 
-    def _events(self, raw: bytes, pos: int) -> list[Event]:
-        return self._collect(lambda out: self._unpack_events(raw, pos, out))
+    def _events(self, raw: bytes, pos: int) -> Iterator[list[Event]]:
+        unpacker = _unpacker(raw)
+        end = len(raw)
+        more = True
+        while more:
+            events, more = self._collect(lambda out: self._unpack_events(unpacker, end, pos, out))
+            yield events
+        _check_consumed(unpacker, pos)
 
-    def _collect(self, fill: Callable[[list[Event]], object]) -> list[Event]:
-        """A chunk's events as one list, which fill(list) fills with the
-        cyclic collector paused; counted by type, and on damage carried by
-        the _Corrupt raised, with the events before it."""
+    def _collect(self, fill: Callable[[list[Event]], _R]) -> tuple[list[Event], _R]:
+        """A list of a chunk's events, which fill(list) fills with the cyclic
+        collector paused, and what fill returns; the list is counted by type,
+        and on damage carried by the _Corrupt raised, with the events before
+        it."""
         out: list[Event] = []
         try:
             with no_gc():
-                fill(out)
+                result = fill(out)
         except _Corrupt as c:
             c.before = out
             raise
         finally:
             self._count(out)
-        return out
+        return out, result
 
     def _count(self, events: list[Event]) -> None:
         """Count a chunk's events by type, at once (Counter counts in C)."""
@@ -331,12 +343,14 @@ class SessionV1(Session):
             t = _TYPE_OF[cls]
             counts[t] = counts.get(t, 0) + n
 
-    def _unpack_events(self, raw: bytes, pos: int, out: list[Event]) -> None:
-        unpacker = _unpacker(raw)
+    def _unpack_events(self, unpacker: Any, end: int, pos: int, out: list[Event]) -> bool:
+        """Up to _BATCH_EVENTS objects of the chunk into out; whether more
+        may follow (an incomplete last object is _check_consumed's)."""
         layout = _LAYOUT.get
         append = out.append
+        at = unpacker.tell()
         try:
-            for obj in unpacker:
+            for obj in islice(unpacker, _BATCH_EVENTS):
                 if type(obj) is list:
                     t = obj[0] if obj else None
                     if type(t) is not int:
@@ -364,7 +378,7 @@ class SessionV1(Session):
                     _fail(pos, f"unexpected {type(obj).__name__} in an events chunk")
         except _UNPACK_ERRORS as e:
             _fail(pos, f"malformed msgpack in chunk: {e}")
-        _check_consumed(unpacker, pos)
+        return bool(at < unpacker.tell() < end)
 
     @staticmethod
     def _other_shape(obj: list[Any], t: int, pos: int) -> Event:

@@ -16,10 +16,11 @@ record of an unknown type is counted in unknown_types and skipped.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
-from replay.v1 import SessionV1, _Corrupt, _fail
+from replay.v1 import SessionV1, _fail
 from sessrec import format as fmt
 from sessrec import records
 from sessrec.errors import FormatError
@@ -27,9 +28,8 @@ from sessrec.event import Event
 
 _FRAME = fmt.RECORD_FRAME
 _FRAME_SIZE = fmt.RECORD_FRAME.size
-# The writer's chunks (about 1 MiB) decode into one list; larger ones, in
-# lists of about this many bytes of records.
-_BATCH = 4 << 20
+# A records chunk decodes into lists of about this many bytes of records.
+_BATCH = 64 << 10
 
 
 class SessionV2(SessionV1):
@@ -52,27 +52,21 @@ class SessionV2(SessionV1):
         # be in the records chunk before its own.
         self._decoder = records.Decoder(self._origin, abi)
 
-    def _body_chunk(self, kind: fmt.ChunkKind, raw: bytes, pos: int) -> Iterable[Event]:
+    def _body_chunk(self, kind: fmt.ChunkKind, raw: bytes, pos: int) -> Iterable[list[Event]]:
         if kind == fmt.ChunkKind.RECORDS:
-            if len(raw) > _BATCH:
-                return self._batches(raw, pos)
-            return self._collect(lambda out: self._records_chunk(raw, pos, out))
+            return self._record_batches(raw, pos)
         return super()._body_chunk(kind, raw, pos)
 
-    def _batches(self, raw: bytes, pos: int) -> Iterator[Event]:
-        """The events of a large chunk, decoded _BATCH bytes of records at a
-        time: a chunk's records can take 8 times their size once decoded (an
-        argv of 32 KiB of NULs is 32,768 list items), and a chunk may hold
-        64 MiB of them."""
+    def _record_batches(self, raw: bytes, pos: int) -> Iterator[list[Event]]:
+        """The events of a records chunk, decoded _BATCH bytes of records at
+        a time: a list that stays in the CPU's caches, and a bound on memory
+        (a chunk may hold 64 MiB of records, which can take 8 times their
+        size once decoded: an argv of 32 KiB of NULs is 32,768 list items)."""
         at = 0
         while at < len(raw):
-            out: list[Event] = []
-            try:
-                at = self._records_chunk(raw, pos, out, at, at + _BATCH)
-            except _Corrupt as c:
-                c.before = out
-                raise
-            yield from out
+            events, at = self._collect(functools.partial(
+                self._records_chunk, raw, pos, at=at, stop=at + _BATCH))
+            yield events
 
     def _records_chunk(self, raw: bytes, pos: int, out: list[Event], at: int = 0,
                        stop: int | None = None) -> int:
