@@ -2,7 +2,9 @@
 
 BCC's ring_buffer_consume() calls back into Python through ctypes for every
 record, which costs about 2 µs each: more than decoding and writing the
-record. Here the records are walked in a plain loop over the mapping.
+record. Here the mapping is handed to the consumer (span(), publish()),
+which walks the records in one plain loop (recorder/record.py,
+Dispatcher.drain).
 
 Layout (kernel/bpf/ringbuf.c): page 0 holds the consumer position (ours to
 write), page 1 the producer position, then the data pages, mapped twice in a
@@ -23,16 +25,10 @@ ordered loads (the producer position is read before the headers).
 from __future__ import annotations
 
 import mmap
-import struct
-from collections.abc import Callable
 
 BUSY = 1 << 31
 DISCARD = 1 << 30
 HEADER = 8
-_U32 = struct.Struct("<I")
-# Tell the kernel how far we got every so many records, so a long drain
-# frees space for the producers as it goes.
-_PUBLISH_EVERY = 4096
 
 
 class RingReader:
@@ -49,38 +45,6 @@ class RingReader:
         self._view = memoryview(self._data)
         self._cons_word = memoryview(self._cons).cast("Q")
         self._prod_word = self._view[:8].cast("Q")
-
-    def drain(self, handle: Callable[[memoryview, int, int], None], limit: int = 65536,
-              max_bytes: int = 1 << 20) -> int:
-        """Calls handle(view, offset, length) for each committed record: the
-        record's 8-byte ring header is at view[offset:offset + 8] and the record
-        follows it (the view is valid only during the call). At most `limit`
-        records and about max_bytes, so that the caller's loop keeps running
-        (flushing, checking the session) under a flood; returns the count."""
-        view = self._view
-        mask = self.size - 1
-        base = self._page
-        u32 = _U32.unpack_from
-        cons_word = self._cons_word
-        cons = cons_word[0]
-        end = min(self._prod_word[0], cons + max_bytes)
-        n = 0
-        while cons < end:
-            off = base + (cons & mask)
-            length = u32(view, off)[0]
-            if length & BUSY:
-                break
-            size = length & ~(BUSY | DISCARD)
-            if not length & DISCARD:
-                handle(view, off, size)
-            cons += (size + HEADER + 7) & ~7
-            n += 1
-            if n % _PUBLISH_EVERY == 0:
-                cons_word[0] = cons
-                if n >= limit:
-                    break
-        cons_word[0] = cons
-        return n
 
     def span(self, max_bytes: int) -> tuple[memoryview, int, int, int, int]:
         """For a consumer that walks the records itself, as drain() does but
@@ -99,17 +63,6 @@ class RingReader:
     def pending(self) -> bool:
         """Whether the kernel has written past what drain() has consumed."""
         return bool(self._prod_word[0] > self._cons_word[0])
-
-    def drain_all(self, handle: Callable[[memoryview, int, int], None],
-                  max_bytes: int = 1 << 20) -> int:
-        """drain() until nothing is left (or a record is still being
-        written): at the end of a session, when nothing may stay behind."""
-        total = 0
-        while True:
-            n = self.drain(handle, max_bytes=max_bytes)
-            total += n
-            if n == 0 or not self.pending():
-                return total
 
     def close(self) -> None:
         self._cons_word.release()

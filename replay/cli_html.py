@@ -9,6 +9,7 @@ import stat
 import tempfile
 import textwrap
 
+from replay.cli_replay import add_filter_options, filters_from
 from sessrec.cli import ExitStatus, Streams, Subparsers, add_command
 from sessrec.errors import SessrecError
 
@@ -27,13 +28,17 @@ def register(sub: Subparsers) -> None:
             "sessrec html build.srec -o build.html",
             "sessrec html /var/log/sessrec/6f1c2a9e.srec -o /tmp/incident.html && "
             "xdg-open /tmp/incident.html",
+            "sessrec html build.srec --failed --since 2m   # a timeline of the failures only",
         ),
+        notes="The filters are replay's (sessrec replay --help): they choose the events of "
+        "the timeline; the tree and the counts stay the whole session's.",
         func=run,
     )
     p.add_argument("file", metavar="FILE")
     p.add_argument("-o", "--output", metavar="OUT",
                    help="the page to write (default: FILE with .html instead of .srec, "
                    "in the current directory)")
+    add_filter_options(p)
 
 
 def _check_target(out: str) -> None:
@@ -87,7 +92,8 @@ def run(args: argparse.Namespace, io: Streams) -> int:
         out = (base[: -len(".srec")] if base.endswith(".srec") else base) + ".html"
     _check_target(out)  # before the work
     with open_session(args.file, strict=False) as session:
-        page, summary = report(session)
+        filters = filters_from(args, session.header["clock"]["wall_ns"])
+        page, summary = report(session, filters=filters)
         warning = session.damage_warning()
     _write_new(out, page)
     if warning:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
 
 from sessrec.cli import ExitStatus, Streams, Subparsers, add_command
 from sessrec.errors import UsageError
+
+if TYPE_CHECKING:
+    from replay.timeline import Filters
 
 
 def _positive(value: str) -> float:
@@ -23,6 +27,44 @@ def add_color_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--color", choices=["auto", "always", "never"], default="auto",
         help="colour failures: auto (default) on a terminal unless NO_COLOR is set",
+    )
+
+
+def add_filter_options(p: argparse.ArgumentParser) -> None:
+    """The event filters of `replay` and `html` (replay/terms.py's terms)."""
+    p.add_argument("--type", action="append", default=[], metavar="TYPE[,TYPE]",
+                   help="only these event types: fork, exec, exit, open, connect, chdir "
+                   "(repeat or separate with commas)")
+    p.add_argument("--pid", type=int, metavar="PID", help="only events of this process")
+    p.add_argument("--children", action="store_true",
+                   help="with --pid: also the events of its descendants")
+    p.add_argument("--path", metavar="GLOB", help="only opens, execs and chdirs of matching paths")
+    p.add_argument("--dest", action="append", default=[], metavar="ADDR[:PORT]",
+                   help="only connects to this destination: 10.0.0.5, 10.0.0.5:443, "
+                   "[2001:db8::1]:443, :53, 10.0.0.0/8, /run/x.sock (repeat for any of them)")
+    p.add_argument("--failed", action="store_true",
+                   help="only failures: errors, non-zero exits and signals")
+    p.add_argument("--since", metavar="TIME", help="only events at or after TIME")
+    p.add_argument("--until", metavar="TIME", help="only events at or before TIME")
+
+
+def filters_from(args: argparse.Namespace, wall_ns: int) -> Filters:
+    """The Filters of add_filter_options' options; wall_ns: the header's
+    clock, for times given since the start."""
+    from replay.terms import parse_dest, parse_when
+    from replay.timeline import Filters, parse_types
+
+    if args.children and args.pid is None:
+        raise UsageError("--children needs --pid")
+    return Filters(
+        types=parse_types(args.type) if args.type else None,
+        pid=args.pid,
+        children=args.children,
+        path=args.path,
+        dests=tuple(parse_dest(d) for d in args.dest),
+        failed=args.failed,
+        since=None if args.since is None else parse_when(args.since, wall_ns, "--since"),
+        until=None if args.until is None else parse_when(args.until, wall_ns, "--until"),
     )
 
 
@@ -51,20 +93,7 @@ def register(sub: Subparsers) -> None:
         func=run,
     )
     p.add_argument("file", metavar="FILE")
-    p.add_argument("--type", action="append", default=[], metavar="TYPE[,TYPE]",
-                   help="only these event types: fork, exec, exit, open, connect, chdir "
-                   "(repeat or separate with commas)")
-    p.add_argument("--pid", type=int, metavar="PID", help="only events of this process")
-    p.add_argument("--children", action="store_true",
-                   help="with --pid: also the events of its descendants")
-    p.add_argument("--path", metavar="GLOB", help="only opens, execs and chdirs of matching paths")
-    p.add_argument("--dest", action="append", default=[], metavar="ADDR[:PORT]",
-                   help="only connects to this destination: 10.0.0.5, 10.0.0.5:443, "
-                   "[2001:db8::1]:443, :53, 10.0.0.0/8, /run/x.sock (repeat for any of them)")
-    p.add_argument("--failed", action="store_true",
-                   help="only failures: errors, non-zero exits and signals")
-    p.add_argument("--since", metavar="TIME", help="only events at or after TIME")
-    p.add_argument("--until", metavar="TIME", help="only events at or before TIME")
+    add_filter_options(p)
     p.add_argument("--speed", type=_positive, metavar="N",
                    help="play back at the original pace, N times faster (1 = real time)")
     p.add_argument("--max-gap", type=_positive, default=5.0, metavar="SECONDS",
@@ -80,27 +109,18 @@ def register(sub: Subparsers) -> None:
 
 def run(args: argparse.Namespace, io: Streams) -> int:
     from replay.reader import open_session
-    from replay.terms import parse_dest, parse_when
+    from replay.terms import parse_dest
     from replay.text import use_color
-    from replay.timeline import Filters, Pacer, Style, parse_types, write_timeline
+    from replay.timeline import Pacer, Style, write_timeline
 
     if args.children and args.pid is None:
         raise UsageError("--children needs --pid")
     if args.audit_log is not None and args.follow:
         raise UsageError("--audit-log reads the audit log once: it cannot --follow")
-    dests = tuple(parse_dest(d) for d in args.dest)
+    for d in args.dest:  # a bad term fails before the file is opened
+        parse_dest(d)
     with open_session(args.file, strict=False) as session:
-        wall_ns = session.header["clock"]["wall_ns"]
-        filters = Filters(
-            types=parse_types(args.type) if args.type else None,
-            pid=args.pid,
-            children=args.children,
-            path=args.path,
-            dests=dests,
-            failed=args.failed,
-            since=None if args.since is None else parse_when(args.since, wall_ns, "--since"),
-            until=None if args.until is None else parse_when(args.until, wall_ns, "--until"),
-        )
+        filters = filters_from(args, session.header["clock"]["wall_ns"])
         style = Style(use_color(args.color, io.stdout, os.environ))
         pacer = None if args.speed is None else Pacer(args.speed, args.max_gap)
         if args.audit_log is not None:

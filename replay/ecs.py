@@ -23,6 +23,7 @@ from replay.events import PathResolver
 from replay.export_ids import Ids
 from replay.jsonl import _Cache, _jtext
 from replay.model import ExecInfo, Process, ProcessModel, running_program
+from replay.text import json_safe
 from replay.trust import kernel_dst
 from sessrec import format as fmt
 from sessrec import linux
@@ -52,7 +53,11 @@ def _outcome(ret: int) -> str:
     return "success" if ret >= 0 else "failure"
 
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _dumps(obj: object) -> str:
+    return json_safe(_encode(obj))
 
 # network.transport is an IANA protocol keyword; network.iana_number its
 # number. MPTCP (kernel protocol 262) has no IANA number: it is "tcp", and

@@ -34,7 +34,14 @@ from replay.events import PathResolver
 from replay.model import ProcessModel
 from replay.summary import Tally
 from replay.text import printable, show
-from replay.timeline import READ_FAILED_NOTE, address_text, argv_text, exit_text
+from replay.timeline import (
+    READ_FAILED_NOTE,
+    EventFilter,
+    Filters,
+    address_text,
+    argv_text,
+    exit_text,
+)
 from sessrec import __version__, linux
 from sessrec.event import (
     READ_FAILED,
@@ -95,9 +102,13 @@ def _us(ns: int) -> int:
     return ns // 1000
 
 
-def report_data(session: Session, name: str) -> dict[str, Any]:
-    """The JSON document the page shows, read from session in one pass."""
+def report_data(session: Session, name: str, filters: Filters | None = None) -> dict[str, Any]:
+    """The JSON document the page shows, read from session in one pass.
+    filters (replay's): the timeline's events; the tree and the counts are
+    the whole session's."""
     header = session.header
+    keep = None if filters in (None, Filters()) else EventFilter(filters, header["leader_pid"])
+    filtered_out = 0
     model = ProcessModel(header["leader_pid"], index=False)
     feed = model.feed
     strings = _Strings()
@@ -136,6 +147,10 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
             path = resolve(ev)
             proc = feed(ev, path)
             add(ev)
+            # (the filter sees every event: its own model for --children must)
+            if keep is not None and not keep(ev, path):
+                filtered_out += 1
+                continue
             if proc.seq < 0:  # past the model's MAX_PROCESSES: left out (a warning says)
                 continue
             if len(t_col) >= MAX_PAGE_EVENTS:  # still in the tree and the counts
@@ -282,6 +297,9 @@ def report_data(session: Session, name: str) -> dict[str, Any]:
     model.release()
     if limit:
         warnings.append(limit + ".")
+    if filtered_out:
+        warnings.append(f"The timeline shows the events that match the filters given; "
+                        f"{filtered_out} others are in the tree and the counts only.")
     if not_shown:
         warnings.append(f"The timeline shows the first {len(t_col)} events; {not_shown} later "
                         "ones are in the tree and the counts only (`sessrec replay` shows all).")
@@ -349,8 +367,9 @@ def render(data: dict[str, Any]) -> str:
     return "".join(out)
 
 
-def report(session: Session, name: str | None = None) -> tuple[str, dict[str, Any]]:
-    """(the page, its summary) for session."""
-    data = report_data(session, name or os.path.basename(session.path))
+def report(session: Session, name: str | None = None,
+           filters: Filters | None = None) -> tuple[str, dict[str, Any]]:
+    """(the page, its summary) for session; filters: report_data's."""
+    data = report_data(session, name or os.path.basename(session.path), filters)
     summary: dict[str, Any] = data["summary"]
     return render(data), summary

@@ -17,6 +17,7 @@ from typing import TextIO, TypeVar
 from replay import trust
 from replay.base import Session
 from replay.events import PathResolver
+from replay.text import json_safe
 from sessrec import format as fmt
 from sessrec import linux
 from sessrec.event import (
@@ -36,7 +37,12 @@ from sessrec.event import (
 
 def _jtext(data: bytes) -> str:
     """JSON string literal of kernel bytes."""
-    return encode_basestring(data.decode("utf-8", fmt.TEXT_ERRORS))
+    return json_safe(encode_basestring(data.decode("utf-8", fmt.TEXT_ERRORS)))
+
+
+def _jstr(text: str) -> str:
+    """JSON string literal of text (from the file: a header's, an address)."""
+    return json_safe(encode_basestring(text))
 
 
 def _jpath(data: bytes | None) -> str:
@@ -84,8 +90,8 @@ def _connect_fields(key: tuple[bytes, int, int]) -> str:
     proto = linux.protocol_name(addr.family, sock_type, protocol)
     return (
         f'"family":"{addr.family_name}",'
-        f'"protocol":{"null" if proto is None else encode_basestring(proto)},'
-        f'"dst_addr":{"null" if addr.address is None else encode_basestring(addr.address)},'
+        f'"protocol":{"null" if proto is None else _jstr(proto)},'
+        f'"dst_addr":{"null" if addr.address is None else _jstr(addr.address)},'
         f'"dst_port":{_jint(addr.port)}'
     )
 
@@ -114,7 +120,7 @@ def _kernel_dst_fields(ev: Connect) -> str:
     addr = None if k is None else k.address
     return (
         f'"dst_source":"{trust.dst_source(ev)}",'
-        f'"kernel_dst_addr":{"null" if addr is None else encode_basestring(addr)},'
+        f'"kernel_dst_addr":{"null" if addr is None else _jstr(addr)},'
         f'"kernel_dst_port":{_jint(None if k is None else k.port)},'
         f'"tampered":{_jbool(trust.tampered(ev))}'
     )
@@ -136,10 +142,13 @@ def write_jsonl(
     session.damage (if any) is the caller's to report afterwards."""
     header = session.header
     wall_ns: int = header["clock"]["wall_ns"]
-    session_id = encode_basestring(header["session_id"])
+    session_id = _jstr(header["session_id"])
     timefmt = fmt.TimeFormatter()
     resolve = PathResolver.from_header(header).apply
     comms = _Cache(_jtext)
+    # Paths come back again and again (libraries, headers): their JSON is kept,
+    # for 2,048 of them (a path is up to 4 KiB, its JSON up to 5 times that).
+    paths: _Cache[bytes | None] = _Cache(_jpath, 2048)
     flag_names = _Cache(_flag_names)
     connects = _Cache(_connect_fields)
     exits = _Cache(_exit_fields)
@@ -167,8 +176,8 @@ def write_jsonl(
             sysno = ev.syscall
             sysname = open_sys[sysno] if 0 <= sysno < 4 else linux.syscall_name(open_sys, sysno)
             line = (
-                f'{{"type":"open",{common},"path":{_jpath(path)},'
-                f'"requested_path":{_jtext(ev.requested_path)},"flags":{fl},'
+                f'{{"type":"open",{common},"path":{paths[path]},'
+                f'"requested_path":{paths[ev.requested_path]},"flags":{fl},'
                 f'"flag_names":{flag_names[fl]},"mode":{ev.mode},"syscall":"{sysname}",'
                 f'"return_code":{ev.ret},'
                 f'"path_truncated":{"true" if ev.flags & PATH_TRUNCATED else "false"},'
@@ -176,8 +185,8 @@ def write_jsonl(
             )
         elif type(ev) is Exec:
             line = (
-                f'{{"type":"exec",{common},"path":{_jpath(path)},'
-                f'"requested_path":{_jtext(ev.requested_path)},"argv":{_argv(ev.argv)},'
+                f'{{"type":"exec",{common},"path":{paths[path]},'
+                f'"requested_path":{paths[ev.requested_path]},"argv":{_argv(ev.argv)},'
                 f'"argv_truncated":{"true" if ev.flags & ARGV_TRUNCATED else "false"},'
                 f'"argc":{ev.argc},"return_code":{ev.ret},'
                 f'{trusts.get((ev.kpath_src, ev.flags)) or _trusted(trusts, ev)}}}\n'
@@ -194,9 +203,9 @@ def write_jsonl(
             )
         elif type(ev) is Chdir:
             fd = ev.fd
-            requested = _jtext(ev.requested_path) if fd == -1 else "null"
+            requested = paths[ev.requested_path] if fd == -1 else "null"
             line = (
-                f'{{"type":"chdir",{common},"path":{_jpath(path)},'
+                f'{{"type":"chdir",{common},"path":{paths[path]},'
                 f'"requested_path":{requested},"fd":{fd},"return_code":{ev.ret},'
                 f'{trusts.get((ev.kpath_src, ev.flags)) or _trusted(trusts, ev)}}}\n'
             )

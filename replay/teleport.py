@@ -27,6 +27,7 @@ from replay.base import Session
 from replay.events import PathResolver
 from replay.export_ids import Ids
 from replay.jsonl import _Cache, _jpath, _jtext
+from replay.text import json_safe
 from replay.trust import kernel_dst
 from sessrec import format as fmt
 from sessrec import linux
@@ -57,7 +58,7 @@ def _kind(kind: tuple[str, str]) -> str:
 
 
 def _dump(obj: object) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return json_safe(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
 
 
 def write_teleport(session: Session, out: TextIO) -> int:
@@ -86,6 +87,7 @@ def write_teleport(session: Session, out: TextIO) -> int:
         f'"server_hostname":{_dump(header["hostname"])}'
     )
     comms = _Cache(_jtext)
+    paths: _Cache[bytes | None] = _Cache(_jpath, 2048)  # as jsonl's
     argvs: _Cache[tuple[bytes, ...]] = _Cache(
         lambda argv: "[" + ",".join(_jtext(a) for a in argv[1:]) + "]")
     command, disk = _kind(SESSION_COMMAND), _kind(SESSION_DISK)
@@ -108,7 +110,7 @@ def write_teleport(session: Session, out: TextIO) -> int:
             body = (
                 f',"pid":{ev.pid},"cgroup_id":{cgroup_id},"program":{comms[ev.comm]},'
                 f'"audit_session_id":{audit_session_id},'
-                f'"path":{_jpath(ev.requested_path if path is None else path)},'
+                f'"path":{paths[ev.requested_path if path is None else path]},'
                 f'"flags":{ev.open_flags},"return_code":{ev.ret}'
             )
             kind = disk
@@ -116,7 +118,7 @@ def write_teleport(session: Session, out: TextIO) -> int:
             body = (
                 f',"pid":{ev.pid},"cgroup_id":{cgroup_id},"program":{comms[ev.comm]},'
                 f'"audit_session_id":{audit_session_id},"ppid":{ev.ppid},'
-                f'"path":{_jpath(ev.requested_path if path is None else path)},'
+                f'"path":{paths[ev.requested_path if path is None else path]},'
                 f'"argv":{argvs[tuple(ev.argv)]},"return_code":{ev.ret}'
             )
             kind = command

@@ -65,13 +65,22 @@ def _json_escape(m: re.Match[str]) -> str:
     return f"\\u{0xD800 + (c >> 10):04x}\\u{0xDC00 + (c & 0x3FF):04x}"
 
 
+def json_safe(text: str) -> str:
+    """JSON text with the characters printable() escapes that JSON does not
+    (DEL, C1, invisible format characters) written as \\u escapes: the same
+    data to a JSON reader, nothing a terminal acts on. The exports' last
+    step: ASCII text without DEL (the common case) costs one scan."""
+    if text.isascii() and "\x7f" not in text:
+        return text
+    return _JSON_UNSAFE.sub(_json_escape, text)
+
+
 def json_text(obj: object, stream: TextIO | None = None) -> str:
     """obj as indented JSON for people (`--json`), with the characters
     printable() escapes written as \\u escapes: the same data, but nothing a
     terminal would act on. ASCII only when stream does not take UTF-8."""
     ascii_only = stream is not None and not encodable(stream)
-    text = json.dumps(obj, indent=2, ensure_ascii=ascii_only)
-    return _JSON_UNSAFE.sub(_json_escape, text)
+    return json_safe(json.dumps(obj, indent=2, ensure_ascii=ascii_only))
 
 
 def show(data: bytes) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO, NoReturn
 
 import msgpack
@@ -307,10 +307,16 @@ class SessionV1(Session):
         self._trailer_offset = pos
 
     def _events(self, raw: bytes, pos: int) -> list[Event]:
+        return self._collect(lambda out: self._unpack_events(raw, pos, out))
+
+    def _collect(self, fill: Callable[[list[Event]], object]) -> list[Event]:
+        """A chunk's events as one list, which fill(list) fills with the
+        cyclic collector paused; counted by type, and on damage carried by
+        the _Corrupt raised, with the events before it."""
         out: list[Event] = []
         try:
             with no_gc():
-                self._unpack_events(raw, pos, out)
+                fill(out)
         except _Corrupt as c:
             c.before = out
             raise

@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
-from replay.base import no_gc
 from replay.v1 import SessionV1, _Corrupt, _fail
 from sessrec import format as fmt
 from sessrec import records
@@ -57,16 +56,7 @@ class SessionV2(SessionV1):
         if kind == fmt.ChunkKind.RECORDS:
             if len(raw) > _BATCH:
                 return self._batches(raw, pos)
-            out: list[Event] = []
-            try:
-                with no_gc():
-                    self._records_chunk(raw, pos, out)
-            except _Corrupt as c:
-                c.before = out
-                raise
-            finally:
-                self._count(out)
-            return out
+            return self._collect(lambda out: self._records_chunk(raw, pos, out))
         return super()._body_chunk(kind, raw, pos)
 
     def _batches(self, raw: bytes, pos: int) -> Iterator[Event]:

@@ -26,6 +26,23 @@ MEMORY_LIMIT = 512 << 20
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# Every command that reads a session file, as the bounds and fuzzing tests
+# run them ({tmp}: the test's directory), and the exit statuses of verify,
+# which has its own: intact, damaged, truncated, unsealed (cli_verify).
+READ_COMMANDS = (
+    ["info"],
+    ["info", "--json"],
+    ["replay"],
+    ["tree"],
+    ["export", "--format", "jsonl"],
+    ["export", "--format", "teleport"],
+    ["export", "--format", "ecs"],
+    ["html", "-o", "{tmp}/out.html"],
+    ["verify"],
+)
+VERIFY_STATUSES = (0, 5, 6, 7, 8, 9)
+
+
 def pack(*objs: Any) -> bytes:
     return b"".join(msgpack.packb(o, use_bin_type=True) for o in objs)
 

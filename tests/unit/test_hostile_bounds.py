@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from hostile import (
     ISSUE_BOMB,
+    READ_COMMANDS,
+    VERIFY_STATUSES,
     big_execs,
     chunk,
     deep_chain,
@@ -36,19 +38,6 @@ from replay.reader import open_session
 from sessrec import format as fmt
 from sessrec import records
 from sessrec.event import make
-
-READ_COMMANDS = (
-    ["info"],
-    ["info", "--json"],
-    ["replay"],
-    ["tree"],
-    ["export", "--format", "jsonl"],
-    ["export", "--format", "teleport"],
-    ["export", "--format", "ecs"],
-    ["html", "-o", "{tmp}/out.html"],
-    ["verify"],
-)
-VERIFY_STATUSES = (0, 5, 6, 7, 8, 9)  # intact, damaged, truncated, unsealed (cli_verify)
 
 
 def check_bounded(path: Path, tmp: Path, commands: tuple[list[str], ...] = READ_COMMANDS,

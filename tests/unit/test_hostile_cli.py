@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from hostile import ROOT, header_map, pack, session, trailer_map
+from hostile import ROOT, ev, events, exec_, header_map, pack, session, trailer_map
 from srec_util import TRAILER
 
 from replay import reader
@@ -70,6 +70,22 @@ def test_json_outputs_pass_no_terminal_controls(tmp_path: Path) -> None:
     status, out, _err = run(["ls", "--json", str(tmp_path)])
     assert status == 0 and json.loads(out)["sessions"][0]["hostname"] == host
     assert all(c not in out for c in controls)
+
+
+def test_exports_pass_no_terminal_controls(tmp_path: Path) -> None:
+    # JSON allows them raw; the exports write them as \\u escapes, so that
+    # `cat export.jsonl` is safe and a JSON reader gets the same strings.
+    controls = "\x9b\x7f\u202e\u00ad\U000e0041"
+    name = f"/tmp/a{controls}".encode()
+    p = tmp_path / "c1.srec"
+    body = events([exec_(1000, [b"sh", name]), ev(4, 1000, [3, 1, -100, name, 0, 0])])
+    p.write_bytes(session(body, header=pack(header_map(hostname=f"h{controls}"))))
+    for fmt_ in ("jsonl", "teleport", "ecs"):
+        status, out, _err = run(["export", "--format", fmt_, str(p)])
+        assert status == 0 and out.count("\n") >= 2, fmt_
+        assert all(c not in out for c in controls), fmt_
+        texts = json.dumps([json.loads(line) for line in out.splitlines()], ensure_ascii=False)
+        assert name.decode() in texts, fmt_
 
 
 def test_an_ascii_stdout_gets_escapes_not_a_traceback(tmp_path: Path) -> None:

@@ -127,3 +127,22 @@ def test_cli_damaged(tmp_path: Path) -> None:
     (tmp_path / "junk.srec").write_bytes(b"junk")
     code, _, err = _cli("html", str(tmp_path / "junk.srec"), "-o", str(tmp_path / "j.html"))
     assert code == 1 and "not a sessrec session file" in err
+
+
+def test_filters_choose_the_timeline_as_replays_do(tmp_path: Path) -> None:
+    from sessrec.event import EventType, failed
+
+    out = tmp_path / "r.html"
+    code, _, err = _cli("html", str(GOLDEN), "-o", str(out), "--failed", "--type", "open,exec")
+    assert code == 0, err
+    data = _embedded(out.read_text())
+    assert isinstance(data, dict)
+    with open_session(GOLDEN, strict=False) as s:
+        want = [e for e in s.records()
+                if failed(e) and e.type in (EventType.OPEN, EventType.EXEC)]
+    assert 0 < len(data["ev"]["t"]) == len(want) < 24
+    assert data["ev"]["t"] == [e.type for e in want] and set(data["ev"]["f"]) == {1}
+    assert data["summary"]["processes"] == 4  # the tree is the whole session's
+    assert any("match the filters" in w for w in data["warnings"])
+    code, _, err = _cli("html", str(GOLDEN), "-o", str(out), "--children")
+    assert code == 2 and "--children needs --pid" in err
