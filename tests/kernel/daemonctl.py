@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from krec import TIMEOUT_FACTOR
+
 from sessrec import control
 
-# Set by vagrant/kernel-matrix in an emulated (TCG) guest, where compiling
-# and answering take 20-50 times longer: it scales this module's deadlines.
-TIMEOUT_FACTOR = float(os.environ.get("SESSREC_TEST_TIMEOUT_FACTOR") or 1)
 # compiling the programs takes seconds, more on a loaded machine
 READY_TIMEOUT = 120.0 * TIMEOUT_FACTOR
 _n = itertools.count()

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from krec import Recorder, header, info, run_cli
+from krec import TIMEOUT_FACTOR, Recorder, header, info, run_cli
 
 from recorder import audit
 from replay import audit_timeline, auditlog
@@ -209,7 +209,7 @@ def record_in_new_audit_session(path: Path, cmd: list[str],
         before_start(ses)
         p.stdin.write("go\n")
         p.stdin.flush()
-        _, err = p.communicate(timeout=120)
+        _, err = p.communicate(timeout=120 * TIMEOUT_FACTOR)
     finally:
         if p.poll() is None:
             p.kill()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from daemonctl import Daemon, gated, make_daemon, release
-from krec import export, info, run_cli
+from krec import TIMEOUT_FACTOR, export, info, run_cli
 
 from replay.reader import open_session
 
@@ -150,7 +150,8 @@ def test_sigterm_leaves_sessions_for_the_next_daemon(daemon: Daemon) -> None:
 def test_second_daemon_is_refused_naming_the_first(daemon: Daemon) -> None:
     daemon.start()
     r = subprocess.run([sys.executable, "-m", "sessrec", "daemon", "--config",
-                        str(daemon.config)], capture_output=True, text=True, timeout=120)
+                        str(daemon.config)], capture_output=True, text=True,
+                       timeout=120 * TIMEOUT_FACTOR)
     assert r.returncode == 1
     assert r.stderr == (f"sessrec: error: another sessrec daemon is running "
                         f"(pid {daemon.proc.pid}) on {daemon.socket}\n")  # type: ignore[union-attr]

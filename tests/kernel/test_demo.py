@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from krec import TIMEOUT_FACTOR
 
 pytestmark = pytest.mark.kernel
 
@@ -19,7 +20,7 @@ def test_demo_records_and_shows_a_session(tmp_path: Path) -> None:
     # sessrec from this checkout's venv first on PATH, as setup.sh links it.
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     r = subprocess.run([str(ROOT / "demo" / "run"), str(out)], capture_output=True,
-                       text=True, timeout=120, env=env)
+                       text=True, timeout=120 * TIMEOUT_FACTOR, env=env)
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     assert "hello from the demo service" in r.stdout  # the session's connect worked
