@@ -314,3 +314,16 @@ def test_shards_split_the_tier_without_loss_or_overlap() -> None:
     assert cli.shard_files(tier, 1, 1) == every
     with pytest.raises(SystemExit):
         cli.parser().parse_args(["--shard", "3/2"])
+
+
+def test_a_run_killed_before_its_junit_is_counted_from_its_log(tmp_path: Path) -> None:
+    (tmp_path / "pytest.log").write_text(
+        "collecting ... collected 3 items\n\n"
+        "tests/kernel/test_open.py::test_a PASSED                     [ 33%]\n"
+        "tests/kernel/test_open.py::test_b[x-1] FAILED                 [ 66%]\n"
+        "tests/kernel/test_connect.py::test_c ")
+    (tmp_path / "pytest.rc").write_text("137\n")
+    r = results.KernelResult("debian12")
+    results.collect(r, tmp_path)
+    assert (r.passed, r.failed, r.failing) == (1, 1, ["test_open::test_b[x-1]"])
+    assert "cut short" in r.problem and not r.ok

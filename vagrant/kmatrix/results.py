@@ -4,6 +4,7 @@ matrix's table as text, Markdown and JSON."""
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,6 +58,30 @@ def read_junit(path: Path) -> tuple[int, int, int, list[str]]:
     return passed, failed, skipped, failing
 
 
+_LOG_LINE = re.compile(r"^(tests/\S+?\.py::\S+) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)")
+
+
+def read_log(path: Path, result: KernelResult) -> bool:
+    """Counts from pytest -v's own lines, for a run killed before pytest
+    wrote its junit file (a SIGINT during a recording goes to the recorded
+    command, not to pytest); False when the log has none."""
+    seen = False
+    for line in path.read_text(errors="replace").splitlines():
+        m = _LOG_LINE.match(line)
+        if not m:
+            continue
+        seen = True
+        node, outcome = m.groups()
+        if outcome in ("FAILED", "ERROR"):
+            result.failed += 1
+            result.failing.append(short_id(node))
+        elif outcome == "SKIPPED":
+            result.skipped += 1
+        else:
+            result.passed += 1
+    return seen
+
+
 def _short(name: str) -> str:
     """tests.kernel.test_exec::test_argv -> test_exec::test_argv"""
     cls, _, test = name.partition("::")
@@ -98,6 +123,9 @@ def collect(result: KernelResult, out: Path) -> None:
             result.passed, result.failed, result.skipped, result.failing = read_junit(junit)
         except ET.ParseError as e:
             result.problem = f"unreadable junit.xml: {e}"
+    elif (out / "pytest.log").exists() and read_log(out / "pytest.log", result):
+        result.problem = ("the test run was cut short (no junit file): counts from "
+                          "pytest.log")
     elif not result.problem:
         result.problem = "the test run left no results"
 
