@@ -320,10 +320,10 @@ def test_a_run_killed_before_its_junit_is_counted_from_its_log(tmp_path: Path) -
     (tmp_path / "pytest.log").write_text(
         "collecting ... collected 3 items\n\n"
         "tests/kernel/test_open.py::test_a PASSED                     [ 33%]\n"
-        "tests/kernel/test_open.py::test_b[x-1] FAILED                 [ 66%]\n"
+        "tests/kernel/test_open.py::test_b[x 'y' 1] FAILED                 [ 66%]\n"
         "tests/kernel/test_connect.py::test_c ")
     (tmp_path / "pytest.rc").write_text("137\n")
     r = results.KernelResult("debian12")
     results.collect(r, tmp_path)
-    assert (r.passed, r.failed, r.failing) == (1, 1, ["test_open::test_b[x-1]"])
+    assert (r.passed, r.failed, r.failing) == (1, 1, ["test_open::test_b[x 'y' 1]"])
     assert "cut short" in r.problem and not r.ok

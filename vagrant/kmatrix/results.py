@@ -58,7 +58,8 @@ def read_junit(path: Path) -> tuple[int, int, int, list[str]]:
     return passed, failed, skipped, failing
 
 
-_LOG_LINE = re.compile(r"^(tests/\S+?\.py::\S+) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)")
+_LOG_LINE = re.compile(
+    r"^(tests/\S+?\.py::.+?) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)(?: |$)")
 
 
 def read_log(path: Path, result: KernelResult) -> bool:
