@@ -223,9 +223,12 @@ class Leader:
         None: the child waits for release() (a byte on a pipe) instead, while
         the daemon moves it into its session."""
         r, w = os.pipe2(os.O_CLOEXEC)
-        gate_r = gate_w = -1
+        gate_r = gate_w = ready_r = ready_w = -1
         if procs_file is None:
             gate_r, gate_w = os.pipe2(os.O_CLOEXEC)
+            # The child says when its chdir is done: the daemon must not move
+            # it in before, or the chdir is recorded (and not without a daemon).
+            ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:  # the child
             code = 127
@@ -233,7 +236,7 @@ class Leader:
                 os.close(r)
                 # The command must not inherit the recorder's descriptors (BPF
                 # programs and maps, the session file): keep stdio and the pipes.
-                keep = sorted({w, gate_r} - {-1})
+                keep = sorted({w, gate_r, ready_w} - {-1})
                 lo = 3
                 for fd in keep:
                     os.closerange(lo, fd)
@@ -247,7 +250,7 @@ class Leader:
                 if procs_file is not None:
                     with open(procs_file, "w") as f:
                         f.write("0")
-                elif os.read(gate_r, 1) != b"1":
+                elif os.write(ready_w, b"1") != 1 or os.read(gate_r, 1) != b"1":
                     os.write(w, b"gate 0")
                     os._exit(code)
                 step = b"exec"
@@ -265,6 +268,9 @@ class Leader:
         self.returncode: int | None = None
         if procs_file is None:
             os.close(gate_r)
+            os.close(ready_w)
+            os.read(ready_r, 1)  # b"1", or b"" if the child failed (reported at release)
+            os.close(ready_r)
             return
         self._check_started()
 
