@@ -12,29 +12,16 @@
  *   daddr,v6_daddr} to find the socket behind the fd and its destination.
  */
 #include "common.bpf.h"
+#include "kpath.bpf.h"
 
 #define SR_EBADF 9
 #define SR_ENOTSOCK 88
 
-/* task->files->fdt->fd[fd]->private_data is the struct socket of a socket fd. */
+/* file_of_fd(fd)->private_data is the struct socket of a socket fd. */
 static __always_inline void *socket_of_fd(u32 fd)
 {
-	void *task = (void *)bpf_get_current_task();
-	void *files = (void *)read_kptr(task, SR_OFF_TASK_FILES);
-	if (!files)
-		return NULL;
-	void *fdt = (void *)read_kptr(files, SR_OFF_FILES_FDT);
-	if (!fdt)
-		return NULL;
-	if (fd >= read_ku32(fdt, SR_OFF_FDTABLE_MAX_FDS))
-		return NULL;
-	void *fdarr = (void *)read_kptr(fdt, SR_OFF_FDTABLE_FD);
-	if (!fdarr)
-		return NULL;
-	void *file = (void *)read_kptr(fdarr, fd * sizeof(void *));
-	if (!file)
-		return NULL;
-	return (void *)read_kptr(file, SR_OFF_FILE_PRIVATE_DATA);
+	u64 file = file_of_fd(fd);
+	return file ? (void *)read_kptr((void *)file, SR_OFF_FILE_PRIVATE_DATA) : NULL;
 }
 
 #define SR_AF_INET 2
