@@ -94,7 +94,7 @@ class _Docs:
         self.header = header
         self.leader_pid: int = header["leader_pid"]
         self.wall_ns: int = header["clock"]["wall_ns"]
-        self.ids = Ids(header["session_id"])
+        self.ids = Ids(header["session_id"], "ecs")
         self.event_prefix = self.ids.event_prefix  # Ids.event, inlined in _doc
         self.timefmt = fmt.TimeFormatter()
         self._sec = -1  # _doc's @timestamp: the second of the last, and its text

@@ -1,31 +1,44 @@
 """Stable identifiers for exported events and processes.
 
 Exports are deterministic: exporting a file twice gives the same bytes, so
-an event id is derived from the session id and the event's position, and a
-process id from the session id, the pid and the time it started.
+an event id is derived from the session id, the schema and the event's
+position, and a process id from the session id, the pid and the time it
+started.
 
 An event id is a UUID of version 8 (RFC 9562's custom layout): 74 bits
-hashed from the session id, then the event's index in its last 48 bits. It
-is unique per session and event, stable across exports, and made with one
-format per event: a SHA-1 per event (a UUID 5 of the index, before) was a
-fifth of the ECS export's time."""
+hashed from the session id and the schema, then the event's index in its
+last 48 bits. It is unique per session, schema and event, stable across
+exports, and made with one format per event: a SHA-1 per event (a UUID 5
+of the index, before) was a fifth of the ECS export's time.
+
+Each schema has its own prefix: a SIEM that ingests both the Teleport and
+the ECS export of one session must not see two documents with one id (the
+same index is a different event in each: Teleport's 0 is session.start)."""
 
 from __future__ import annotations
 
 import hashlib
 import uuid
+from typing import Final, Literal
+
+Schema = Literal["teleport", "ecs"]
+# The name hashed into each schema's prefix. "events", Teleport's, is what
+# both used before 2026-11-29's split: Teleport's ids did not change then.
+_EVENTS_NAME: Final[dict[str, str]] = {"teleport": "events", "ecs": "ecs-events"}
 
 
 class Ids:
-    def __init__(self, session_id: str):
+    def __init__(self, session_id: str, schema: Schema):
         self.session_id = session_id
         try:
             self.namespace = uuid.UUID(session_id)
         except ValueError:  # not a UUID (a hostile or hand-made file)
             self.namespace = uuid.uuid5(uuid.NAMESPACE_URL, "sessrec:" + session_id)
-        # The UUID 5 of "events" in the session's namespace, its version
-        # made 8, and its first 80 bits (of which 6 are version and variant).
-        events = uuid.uuid5(self.namespace, "events").int & ~(0xF << 76) | (8 << 76)
+        # The UUID 5 of the schema's events name in the session's namespace,
+        # its version made 8, and its first 80 bits (of which 6 are version
+        # and variant).
+        events = uuid.uuid5(self.namespace, _EVENTS_NAME[schema]).int
+        events = events & ~(0xF << 76) | (8 << 76)
         self.event_prefix = str(uuid.UUID(int=events))[:24]
 
     def event(self, index: int) -> str:

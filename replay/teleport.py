@@ -72,7 +72,7 @@ def write_teleport(session: Session, out: TextIO) -> int:
     wall_ns: int = header["clock"]["wall_ns"]
     sid: str = header["session_id"]
     user: str = header["user"]
-    ids = Ids(sid)
+    ids = Ids(sid, "teleport")
     event_id = ids.event
     timefmt = fmt.TimeFormatter()
     audit_id = header["audit_session_id"]

@@ -91,14 +91,30 @@ def test_teleport_fields_and_types() -> None:
 
 
 def test_event_ids_are_uuid8_of_the_session_and_index() -> None:
-    ids = Ids(HEADER["session_id"])
-    first, other = ids.event(0), Ids("not-a-uuid").event(0)
+    ids = Ids(HEADER["session_id"], "ecs")
+    first, other = ids.event(0), Ids("not-a-uuid", "ecs").event(0)
     assert uuid.UUID(first).version == 8 and uuid.UUID(first).variant == uuid.RFC_4122
     assert first != other and first[:24] == ids.event(2**48 - 1)[:24]
-    assert ids.event(255).endswith("-0000000000ff") and Ids(HEADER["session_id"]).event(255) \
-        == ids.event(255)
+    assert ids.event(255).endswith("-0000000000ff") and Ids(HEADER["session_id"], "ecs").event(
+        255) == ids.event(255)
     docs = export(GOLDEN, "ecs")
     assert [d["event"]["id"] for d in docs] == [ids.event(d["event"]["sequence"]) for d in docs]
+
+
+def test_event_ids_differ_between_schemas_and_are_stable() -> None:
+    """A SIEM ingesting both exports of one session sees no id twice; each
+    export's ids are the same at every export, and Teleport's are those
+    made before the schemas were split (its golden file's)."""
+    teleport, ecs = export(GOLDEN, "teleport"), export(GOLDEN, "ecs")
+    t_ids, e_ids = [e["uid"] for e in teleport], [d["event"]["id"] for d in ecs]
+    assert not set(t_ids) & set(e_ids)
+    for index in (0, 1, 2**48 - 1):
+        assert Ids("s", "teleport").event(index) != Ids("s", "ecs").event(index)
+    assert t_ids == [e["uid"] for e in export(GOLDEN, "teleport")]
+    assert e_ids == [d["event"]["id"] for d in export(GOLDEN, "ecs")]
+    golden = GOLDEN_DIR / GOLDEN.name.replace(".srec", ".teleport.jsonl")
+    assert t_ids == [json.loads(line)["uid"] for line in golden.read_text().splitlines()]
+    assert t_ids[0] == "550ac807-db59-809f-9d06-000000000000"
 
 
 def test_teleport_values() -> None:
