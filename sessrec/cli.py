@@ -9,33 +9,38 @@ import enum
 import importlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TextIO, TypeAlias
+from typing import Final, TextIO, TypeAlias
 
 from replay.text import encodable, printable
 from sessrec import __version__
 from sessrec.errors import SessrecError, UsageError
 
 # Each command lives in its own module, whose register(subparsers) adds its
-# parser and sets func(args, streams) -> int. Commands import what they need
-# lazily: the replay commands must work without BCC or root.
-COMMAND_MODULES = (
-    "recorder.cli_record",
-    "recorder.cli_pam",
-    "recorder.cli_daemon",
-    "sessrec.cli_config",
-    "recorder.cli_keygen",
-    "replay.cli_info",
-    "replay.cli_export",
-    "replay.cli_replay",
-    "replay.cli_tree",
-    "replay.cli_ls",
-    "replay.cli_search",
-    "replay.cli_find",
-    "replay.cli_html",
-    "replay.cli_verify",
-)
+# parser (cli_daemon's: daemon and status) and sets func(args, streams) ->
+# int; here, in the order --help lists them. Only the chosen command's
+# module is imported (the others, the daemon's among them, were a third of
+# `info`'s time), and commands import what they need lazily: the replay
+# commands must work without BCC or root. tests/unit/test_cli.py checks that
+# each module registers the names given here.
+COMMANDS: Final[Mapping[str, str]] = {
+    "record": "recorder.cli_record",
+    "pam": "recorder.cli_pam",
+    "daemon": "recorder.cli_daemon",
+    "status": "recorder.cli_daemon",
+    "config": "sessrec.cli_config",
+    "keygen": "recorder.cli_keygen",
+    "info": "replay.cli_info",
+    "export": "replay.cli_export",
+    "replay": "replay.cli_replay",
+    "tree": "replay.cli_tree",
+    "ls": "replay.cli_ls",
+    "search": "replay.cli_search",
+    "find": "replay.cli_find",
+    "html": "replay.cli_html",
+    "verify": "replay.cli_verify",
+}
 
 
 class ExitStatus(enum.IntEnum):
@@ -108,7 +113,9 @@ def add_command(sub: Subparsers, name: str, *, help: str,
     return p
 
 
-def build_parser() -> Parser:
+def build_parser(command: str | None = None) -> Parser:
+    """The parser of every command, or, given a command's name, of that one
+    alone (its help and errors are the same)."""
     p = Parser(
         prog="sessrec",
         description="Record what a login session does (every program run, file opened and "
@@ -123,7 +130,11 @@ def build_parser() -> Parser:
     )
     p.add_argument("--version", action="version", version=f"sessrec {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for name in COMMAND_MODULES:
+    if command is not None and command in COMMANDS:
+        modules = [COMMANDS[command]]
+    else:
+        modules = list(dict.fromkeys(COMMANDS.values()))
+    for name in modules:
         importlib.import_module(name).register(sub)
     return p
 
@@ -142,12 +153,15 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None,
     io = Streams(stdout or sys.stdout, stderr or sys.stderr)
     for stream in (io.stdout, io.stderr):
         _never_unencodable(stream)
-    parser = build_parser()
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    # The command is the first argument when there is one (the top level has
+    # no option but --help and --version, which need every command's parser).
+    parser = build_parser(args_list[0] if args_list else None)
     try:
         try:
             # --help prints to sys.stdout: make that the caller's stdout.
             with contextlib.redirect_stdout(io.stdout):
-                args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+                args = parser.parse_args(args_list)
         except _ParserExit as e:
             return e.status
         func: Command | None = getattr(args, "func", None)
