@@ -15,7 +15,7 @@ import contextlib
 import errno
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO
 
 import msgpack
@@ -75,7 +75,7 @@ class SessionWriter:
     def __init__(
         self,
         path: PathArg,
-        header: dict[str, Any],
+        header: Mapping[str, object],
         *,
         force: bool = False,
         flush_interval: float = 1.0,

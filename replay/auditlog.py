@@ -29,13 +29,14 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict
 
 from replay.base import Session
 from replay.reader import read_trailer_fast
 from replay.terms import parse_instant
 from sessrec import linux
 from sessrec.errors import SessrecError
+from sessrec.format import Header, Trailer
 
 DEFAULT_LOG = "/var/log/audit/audit.log"
 # auditd cuts a record at 8970 bytes; the ENRICHED part adds to that.
@@ -350,15 +351,15 @@ def read_events(paths: Sequence[str], *, session_id: int, since_ns: int | None =
     lines.finish()
 
 
-def session_audit_events(header: Mapping[str, Any], trailer: Mapping[str, Any] | None,
+def session_audit_events(header: Header, trailer: Trailer | None,
                          last_event_ns: int | None, log_path: str | None = None, *,
                          warn: Warn = lambda _m: None) -> Iterator[AuditEvent]:
     """The audit events of a session file's audit session during the
     recording (MARGIN_NS either side), from log_path (default: auditd's log)
     and its rotated files, without the recorder's own. last_event_ns: the
     wall time of the last event, the end when the file has no trailer."""
-    ses = header.get("audit_session_id")
-    if not isinstance(ses, int):
+    ses = header["audit_session_id"]
+    if ses is None:
         warn("the session has no audit session id (its login uid was unset): "
              "no audit records to show")
         return iter(())
@@ -366,11 +367,11 @@ def session_audit_events(header: Mapping[str, Any], trailer: Mapping[str, Any] |
     end = parse_instant(trailer["ended_at"]) if trailer is not None else None
     if end is None:
         end = last_event_ns if last_event_ns is not None else start
-    recorder = header.get("recorder", {}).get("pid")
+    recorder = header["recorder"]["pid"]
     path = log_path or DEFAULT_LOG
     return read_events(log_files(path), session_id=ses, since_ns=start - MARGIN_NS,
                        until_ns=end + MARGIN_NS,
-                       exclude_pids=() if recorder is None else (recorder,), warn=warn)
+                       exclude_pids=(recorder,), warn=warn)
 
 
 def audit_events_of(session: Session, log_path: str | None = None, *,
@@ -396,7 +397,20 @@ def audit_events_of(session: Session, log_path: str | None = None, *,
 
 
 
-def audit_info(header: Mapping[str, Any], trailer: Mapping[str, Any] | None) -> dict[str, Any]:
+class AuditInfo(TypedDict):
+    """The "audit" value of `sessrec info --json`."""
+
+    status: dict[str, int] | None
+    auditd_running: bool | None
+    enabled: int | None
+    record_type: int
+    sender_session_id: int | None
+    start_record: bool
+    end_record: bool | None
+    reason: str | None
+
+
+def audit_info(header: Header, trailer: Trailer | None) -> AuditInfo:
     """The "audit" value of `sessrec info --json`, from the header's and the
     trailer's audit maps (format 1.1 and later)."""
     h = header["audit"]
@@ -415,7 +429,7 @@ def audit_info(header: Mapping[str, Any], trailer: Mapping[str, Any] | None) -> 
     }
 
 
-def describe_audit(info: Mapping[str, Any] | None) -> str:
+def describe_audit(info: AuditInfo | None) -> str:
     """audit_info() in one line for people."""
     if info is None:
         return "not recorded (format 1.0)"

@@ -11,9 +11,9 @@ import gc
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
 
 from sessrec.event import TYPE_NAMES, Event
+from sessrec.format import Gap, GapSpan, Header, Trailer
 
 
 @contextlib.contextmanager
@@ -61,7 +61,7 @@ class Damage:
         return {"offset": self.offset, "reason": self.reason}
 
 
-def describe_gap(gap: dict[str, Any]) -> str:
+def describe_gap(gap: Gap | GapSpan) -> str:
     """A stretch of a session whose events are missing (a "gap" map, format
     2.1), for people: every read command says it the same way."""
     dropped = sum((gap.get("dropped") or {}).values())
@@ -86,11 +86,11 @@ class Session(abc.ABC):
         self.path = path
         self.version = version
         self.strict = strict
-        self.header: dict[str, Any] = {}
-        self.trailer: dict[str, Any] | None = None
+        self.header: Header  # set by the reader, which validated it
+        self.trailer: Trailer | None = None
         self.damage: Damage | None = None
         self.stats_lost: dict[str, int] = {}
-        self.gaps: list[dict[str, Any]] = []  # "gap" maps (2.1), in file order
+        self.gaps: list[Gap] = []  # "gap" maps (2.1), in file order
         self.unknown_types: dict[int, int] = {}
         self.unknown_records = 0
         self._counts: dict[int, int] = {}

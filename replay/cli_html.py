@@ -93,15 +93,14 @@ def run(args: argparse.Namespace, io: Streams) -> int:
     _check_target(out)  # before the work
     with open_session(args.file, strict=False) as session:
         filters = filters_from(args, session.header["clock"]["wall_ns"])
-        page, summary = report(session, filters=filters)
+        page, shown = report(session, filters=filters)
         warning = session.damage_warning()
     _write_new(out, page)
     if warning:
         io.warn(printable(warning))
-    io.stderr.write(f"sessrec: wrote {printable(out)}: {summary['processes']} processes, "
-                    f"{summary['events']} events\n")
-    read = sum(summary["counts"].values())
-    if summary["events"] < read:  # a bound on the page's size or the process model
-        io.warn(f"the page's timeline shows {summary['events']} of the {read} events read; "
+    io.stderr.write(f"sessrec: wrote {printable(out)}: {shown.processes} processes, "
+                    f"{shown.events} events\n")
+    if shown.events < shown.read:  # a bound on the page's size or the process model
+        io.warn(f"the page's timeline shows {shown.events} of the {shown.read} events read; "
                 "its warnings say why")
     return ExitStatus.OK

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Iterator
-from typing import Any
 
 from replay.base import Session
 from sessrec.event import Chdir, Event, Exec, Exit, Fork, KpathSource, Open
+from sessrec.format import Header
 from sessrec.linux import AT_FDCWD, O_CLOEXEC
 
 # --- path resolution ----------------------------------------------------------------
@@ -90,7 +90,7 @@ class PathResolver:
             self._procs[leader_pid] = _Proc(normalize(cwd) if cwd else None)
 
     @classmethod
-    def from_header(cls, header: dict[str, Any]) -> PathResolver:
+    def from_header(cls, header: Header) -> PathResolver:
         return cls(header["leader_pid"], header["cwd"])
 
     def cwd(self, pid: int) -> bytes | None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
-from typing import Any
+from typing import NamedTuple
 
 from replay.base import Session, describe_gap, no_gc
 from replay.events import PathResolver
@@ -102,10 +102,23 @@ def _us(ns: int) -> int:
     return ns // 1000
 
 
-def report_data(session: Session, name: str, filters: Filters | None = None) -> dict[str, Any]:
+class Shown(NamedTuple):
+    """What a page shows, against what was read."""
+
+    processes: int
+    events: int  # in the timeline
+    read: int  # events read
+
+
+def report_data(session: Session, name: str, filters: Filters | None = None) -> dict[str, object]:
     """The JSON document the page shows, read from session in one pass.
     filters (replay's): the timeline's events; the tree and the counts are
     the whole session's."""
+    return _report_data(session, name, filters)[0]
+
+
+def _report_data(session: Session, name: str,
+                 filters: Filters | None) -> tuple[dict[str, object], Shown]:
     header = session.header
     keep = None if filters in (None, Filters()) else EventFilter(filters, header["leader_pid"])
     filtered_out = 0
@@ -220,7 +233,7 @@ def report_data(session: Session, name: str, filters: Filters | None = None) -> 
     order = [p for _depth, p in model.walk()]
     depth = {p.seq: d for d, p in model.walk()}
     seq_to_row = {p.seq: i for i, p in enumerate(order)}
-    procs: dict[str, list[Any]] = {k: [] for k in (
+    procs: dict[str, list[object]] = {k: [] for k in (
         "pid", "ppid", "parent", "depth", "start", "end", "last", "exit", "exit_text",
         "exit_short", "comm", "execs", "events", "opens", "connects", "failed", "orphaned",
         "threads")}
@@ -309,9 +322,10 @@ def report_data(session: Session, name: str, filters: Filters | None = None) -> 
         warnings.append(f"{lost_total} events were lost during the recording ({per}): the "
                         "process tree and timeline may miss processes and events.")
     warnings += [printable(describe_gap(gap)) + "." for gap in session.gaps]
-    if summary["unknown_types"]:
-        warnings.append(f"{summary['unknown_types']} events of types this sessrec does not "
+    if sm.unknown_types:
+        warnings.append(f"{sm.unknown_types} events of types this sessrec does not "
                         "know were skipped.")
+    shown = Shown(len(order), len(t_col), sum(sm.counts.values()))
     return {
         "version": 1,
         "generator": f"sessrec {__version__}",
@@ -327,7 +341,7 @@ def report_data(session: Session, name: str, filters: Filters | None = None) -> 
         "errno": {str(k): v for k, v in ERRNO_NAMES.items() if v != "-"},
         # Index: the type number; "" where there is none.
         "type_names": [TYPE_NAMES.get(t, "") for t in range(max(TYPE_NAMES) + 1)],
-    }
+    }, shown
 
 
 def script_json(data: object) -> str:
@@ -345,7 +359,7 @@ def _asset(name: str) -> str:
         return f.read()
 
 
-def render(data: dict[str, Any]) -> str:
+def render(data: dict[str, object]) -> str:
     """The whole page."""
     page = _asset("report.html")
     style = _asset("report.css")
@@ -368,8 +382,7 @@ def render(data: dict[str, Any]) -> str:
 
 
 def report(session: Session, name: str | None = None,
-           filters: Filters | None = None) -> tuple[str, dict[str, Any]]:
-    """(the page, its summary) for session; filters: report_data's."""
-    data = report_data(session, name or os.path.basename(session.path), filters)
-    summary: dict[str, Any] = data["summary"]
-    return render(data), summary
+           filters: Filters | None = None) -> tuple[str, Shown]:
+    """(the page, what it shows) for session; filters: report_data's."""
+    data, shown = _report_data(session, name or os.path.basename(session.path), filters)
+    return render(data), shown

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import shlex
-from typing import Any
+from typing import NotRequired, TypedDict
 
-from replay.auditlog import audit_info, describe_audit
+from replay.auditlog import AuditInfo, audit_info, describe_audit
 from replay.base import describe_gap
 from replay.reader import open_session, read_trailer_fast
 from replay.summary import SessionSummary, Tally, from_trailer
@@ -37,11 +37,46 @@ def session_summary(path: str | os.PathLike[str], check: bool = False) -> Sessio
         return tally.summary(session)
 
 
-def info_dict(summary: SessionSummary) -> dict[str, Any]:
+class Info(TypedDict):
+    """`sessrec info --json`'s document (docs/FORMAT.md's header and trailer
+    keys, as the summary judges them)."""
+
+    session_id: str
+    audit_session_id: int | None
+    login_uid: int | None
+    user: str
+    uid: int
+    hostname: str
+    kernel: str
+    command: list[str]
+    cwd: str
+    started_at: str
+    ended_at: str | None
+    duration_ns: int | None
+    format_version: str
+    exit_status: int | None
+    end_reason: str | None
+    counts: dict[str, int]
+    lost: dict[str, int]
+    truncated: fmt.Truncated
+    tampered: int
+    unknown_types: int
+    complete: bool
+    status: str
+    damage: dict[str, object] | None
+    checked: bool
+    gaps: NotRequired[list[fmt.Gap | fmt.GapSpan]]
+    audit: NotRequired[AuditInfo]
+    kernel_features: NotRequired[fmt.KernelFeatures]
+    race_check: NotRequired[bool]
+    login: NotRequired[dict[str, str | int]]
+
+
+def info_dict(summary: SessionSummary) -> Info:
     """The summary as `sessrec info --json` gives it (keys in display order)."""
     header = summary.header
     damage = summary.damage
-    info: dict[str, Any] = {
+    info: Info = {
         "session_id": header["session_id"],
         "audit_session_id": header["audit_session_id"],
         "login_uid": header["login_uid"],
@@ -70,7 +105,7 @@ def info_dict(summary: SessionSummary) -> dict[str, Any]:
         "checked": summary.body_checked,
     }
     if summary.gaps:  # the key only when there are any: summaries of older files stay as they were
-        info["gaps"] = [dict(g) for g in summary.gaps]
+        info["gaps"] = [g.copy() for g in summary.gaps]
     if "audit" in header:  # format 1.1 and later
         info["audit"] = audit_info(header, summary.trailer)
     if "kernel_features" in header:  # 2.1 and later
@@ -79,28 +114,28 @@ def info_dict(summary: SessionSummary) -> dict[str, Any]:
         info["race_check"] = header["race_check"]
     if "login" in header:  # format 2.1: a login enrolled by the PAM hook (docs/NODE.md)
         info["login"] = dict(header["login"])
-        tty = (summary.trailer or {}).get("tty")
-        if isinstance(tty, str):
+        tty = None if summary.trailer is None else summary.trailer.get("tty")
+        if tty is not None:
             info["login"]["terminal"] = tty  # learned during the session; login.tty is PAM_TTY
     return info
 
 
-def session_info(path: str | os.PathLike[str], check: bool = False) -> dict[str, Any]:
+def session_info(path: str | os.PathLike[str], check: bool = False) -> Info:
     """info_dict() of the file's summary (see session_summary)."""
     return info_dict(session_summary(path, check))
 
 
-def _duration(info: dict[str, Any]) -> str:
+def _duration(info: Info) -> str:
     """The duration for people (the summary's: to the later of the trailer's
     end and the last event)."""
-    ns: int | None = info["duration_ns"]
+    ns = info["duration_ns"]
     if ns is None:
         return "unknown: the recording did not finish" if info["ended_at"] is None else "unknown"
     text = duration_text(ns)
     return text if info["ended_at"] is not None else f"{text}, to the last event (unfinished)"
 
 
-def _file_state(info: dict[str, Any]) -> str:
+def _file_state(info: Info) -> str:
     """'complete', or the status with where and why the reading stopped."""
     d = info["damage"]
     if d is None and not info.get("checked", True):
@@ -110,7 +145,7 @@ def _file_state(info: dict[str, Any]) -> str:
     return f"{info['status']}: read up to byte {d['offset']}: {d['reason']}"
 
 
-def describe_kernel_features(kf: dict[str, Any]) -> str:
+def describe_kernel_features(kf: fmt.KernelFeatures) -> str:
     """The detected features as one line: what there was, what was not."""
     names = ("ringbuf", "task_pt_regs", "openat2", "exit_group_dead")
     have = [n for n in names if kf.get(n) is True]
@@ -122,7 +157,7 @@ def describe_kernel_features(kf: dict[str, Any]) -> str:
     return f"{text}; headers {kf['headers'] or 'none'}, {match}"
 
 
-def _login(login: dict[str, Any]) -> str:
+def _login(login: dict[str, str | int]) -> str:
     """'alice from 203.0.113.9 port 51234, service sshd, tty pts/0'."""
     text = str(login.get("user", "?"))
     if login.get("remote_addr") is not None:
@@ -137,7 +172,7 @@ def _login(login: dict[str, Any]) -> str:
     return text
 
 
-def format_info(info: dict[str, Any]) -> str:
+def format_info(info: Info) -> str:
     """session_info() as text for people, one "name  value" line each.
 
     Values come from the (untrusted) file: control characters are escaped."""

@@ -12,12 +12,12 @@ import os
 import select
 import stat
 import tempfile
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from replay import v1, v2
 from replay.base import Damage, Session
 from sessrec.errors import FormatError, SessrecError
-from sessrec.format import PREAMBLE, unpack_preamble
+from sessrec.format import PREAMBLE, Trailer, unpack_preamble
 
 __all__ = ["SUPPORTED_MAJORS", "Damage", "Session", "open_session", "read_trailer_fast"]
 
@@ -113,7 +113,7 @@ def open_session(path: str | os.PathLike[str], *, strict: bool = True) -> Sessio
         raise
 
 
-def read_trailer_fast(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+def read_trailer_fast(path: str | os.PathLike[str]) -> Trailer | None:
     """The trailer of a completed file, found through the footer in O(1); None
     if the file has no footer (not completed) or is not a file (a pipe: read
     it with open_session). FormatError if it is damaged."""

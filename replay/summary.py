@@ -22,18 +22,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from replay.base import Damage, Session
 from replay.terms import parse_instant
 from sessrec import linux
 from sessrec.event import ARGV_TRUNCATED, PATH_TRUNCATED, TAMPERED, TYPE_NAMES, Event, Exit
+from sessrec.format import Gap, GapSpan, Header, Trailer, Truncated
 
 
 @dataclass(frozen=True)
 class SessionSummary:
-    header: Mapping[str, Any]
-    trailer: Mapping[str, Any] | None
+    header: Header
+    trailer: Trailer | None
     format_version: str
     ended_at: str | None  # as the trailer says
     end_reason: str | None
@@ -42,7 +42,7 @@ class SessionSummary:
     exit_status: int | None  # as a shell reports it
     counts: dict[str, int]  # every known type name, then any others
     lost: dict[str, int]
-    truncated: dict[str, int]  # {"argv": n, "path": n}
+    truncated: Truncated
     unknown_types: int
     damage: Damage | None
     # Events flagged tampered (BPF ABI 2, replay/trust.py): the kernel's
@@ -51,7 +51,7 @@ class SessionSummary:
     events_read: int | None  # None when the events were not read
     body_checked: bool  # whether every event was read (and its chunk checked)
     # Gap maps (format 2.1): the trailer's, or those read in an unfinished file
-    gaps: tuple[Mapping[str, Any], ...] = ()
+    gaps: tuple[Gap | GapSpan, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -84,8 +84,7 @@ def per_type(counts: Mapping[str, int]) -> dict[str, int]:
     return out
 
 
-def _end(header: Mapping[str, Any], trailer: Mapping[str, Any] | None,
-         last_ts: int | None) -> int | None:
+def _end(header: Header, trailer: Trailer | None, last_ts: int | None) -> int | None:
     ends = []
     if trailer is not None:
         ended = parse_instant(trailer["ended_at"])
@@ -96,7 +95,7 @@ def _end(header: Mapping[str, Any], trailer: Mapping[str, Any] | None,
     return max(ends) if ends else None
 
 
-def from_trailer(session: Session, trailer: Mapping[str, Any]) -> SessionSummary:
+def from_trailer(session: Session, trailer: Trailer) -> SessionSummary:
     """The summary of a completed file from its header and trailer, without
     reading its events (body_checked False)."""
     header = session.header
@@ -105,7 +104,7 @@ def from_trailer(session: Session, trailer: Mapping[str, Any]) -> SessionSummary
         ended_at=trailer["ended_at"], end_reason=trailer["end_reason"],
         start_ns=header["clock"]["wall_ns"], end_ns=_end(header, trailer, None),
         exit_status=trailer["exit_status"], counts=per_type(trailer["counts"]),
-        lost=per_type(trailer["lost"]), truncated=dict(trailer["truncated"]),
+        lost=per_type(trailer["lost"]), truncated=trailer["truncated"].copy(),
         unknown_types=trailer["unknown_types"], damage=None,
         tampered=trailer.get("tampered", 0), events_read=None,
         body_checked=False, gaps=tuple(trailer.get("gaps", ())),
@@ -119,7 +118,7 @@ class Tally:
     __slots__ = ("argv_truncated", "exit_status", "last_ts", "leader", "path_truncated",
                  "tampered")
 
-    def __init__(self, header: Mapping[str, Any]):
+    def __init__(self, header: Header):
         self.leader: int = header["leader_pid"]
         self.last_ts: int | None = None
         self.exit_status: int | None = None
@@ -145,7 +144,7 @@ class Tally:
         lost = per_type(session.stats_lost if trailer is None else trailer["lost"])
         exit_status = self.exit_status if trailer is None else trailer["exit_status"]
         counts = session.counts
-        truncated = {"argv": self.argv_truncated, "path": self.path_truncated}
+        truncated: Truncated = {"argv": self.argv_truncated, "path": self.path_truncated}
         unknown = sum(session.unknown_types.values())
         return SessionSummary(
             header=header, trailer=trailer, format_version=session.format_version,

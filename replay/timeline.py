@@ -17,7 +17,7 @@ import shlex
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final, TextIO
+from typing import Final, TextIO
 
 from replay.base import Session, describe_gap
 from replay.events import PathResolver, normalize
@@ -393,7 +393,7 @@ def write_timeline(
     return n + gap_lines()
 
 
-def gap_line(gap: dict[str, Any]) -> str:
+def gap_line(gap: fmt.Gap | fmt.GapSpan) -> str:
     """A timeline line for a stretch of the session with events missing."""
     at = "+{:.3f}".format(gap["ts"] / 1e9)
     return f"{at:>9}   !!! " + printable(describe_gap(gap))

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
-from typing import Any, BinaryIO, NoReturn, TypeVar
+from typing import BinaryIO, NoReturn, TypeVar
 
 import msgpack
 import zstandard
@@ -88,7 +88,7 @@ def _fail(offset: int, reason: str) -> NoReturn:
     raise _Corrupt(offset, reason)
 
 
-def _unpacker(raw: bytes) -> Any:
+def _unpacker(raw: bytes) -> msgpack.Unpacker:
     unpacker = msgpack.Unpacker(
         None,
         raw=False,
@@ -104,7 +104,7 @@ def _unpacker(raw: bytes) -> Any:
 _UNPACK_ERRORS = (ValueError, TypeError, msgpack.UnpackException)
 
 
-def _one_object(raw: bytes, offset: int, what: str) -> Any:
+def _one_object(raw: bytes, offset: int, what: str) -> object:
     """The one msgpack object of a header or trailer chunk. What follows it
     is not unpacked: only seen to be there."""
     unpacker = _unpacker(raw)
@@ -119,7 +119,7 @@ def _one_object(raw: bytes, offset: int, what: str) -> Any:
     return obj
 
 
-def _check_consumed(unpacker: Any, offset: int) -> None:
+def _check_consumed(unpacker: msgpack.Unpacker, offset: int) -> None:
     """Iterating an Unpacker stops quietly before an incomplete last object."""
     try:
         rest = unpacker.read_bytes(1)
@@ -200,7 +200,7 @@ class SessionV1(Session):
         data = self._read(clen)
         return ckind, _decompress(self._dctx, data, rlen, pos), pos + _DESC + clen
 
-    def _read_header(self, pos: int) -> tuple[dict[str, Any], int]:
+    def _read_header(self, pos: int) -> tuple[fmt.Header, int]:
         f = self._file
         f.seek(pos)
         try:
@@ -343,7 +343,8 @@ class SessionV1(Session):
             t = _TYPE_OF[cls]
             counts[t] = counts.get(t, 0) + n
 
-    def _unpack_events(self, unpacker: Any, end: int, pos: int, out: list[Event]) -> bool:
+    def _unpack_events(self, unpacker: msgpack.Unpacker, end: int, pos: int,
+                       out: list[Event]) -> bool:
         """Up to _BATCH_EVENTS objects of the chunk into out; whether more
         may follow (an incomplete last object is _check_consumed's)."""
         layout = _LAYOUT.get
@@ -381,18 +382,18 @@ class SessionV1(Session):
         return bool(at < unpacker.tell() < end)
 
     @staticmethod
-    def _other_shape(obj: list[Any], t: int, pos: int) -> Event:
+    def _other_shape(obj: list[object], t: int, pos: int) -> Event:
         """An event array longer than this version knows (a newer minor
         version's: the fields it knows are checked, the rest dropped), or
         too short (damage)."""
         types = FIELD_TYPES[t]
         if len(obj) < len(REQUIRED_TYPES[t]) or tuple(map(type, obj[:len(types)])) != types or (
-            t == _EXEC and not all(type(a) is bytes for a in obj[_EXEC_ARGV])
+            t == _EXEC and not _all_bytes(obj[_EXEC_ARGV])
         ):
             _fail(pos, f"bad event: {event_problem(obj)}")
         return make(obj)
 
-    def _map_record(self, obj: dict[str, Any], pos: int) -> None:
+    def _map_record(self, obj: dict[str, object], pos: int) -> None:
         k = obj.get("k")
         if k == "stats":
             try:
@@ -413,7 +414,11 @@ class SessionV1(Session):
             _fail(pos, "a map without a string 'k' in an events chunk")
 
 
-def read_trailer_fast(path: str, f: BinaryIO) -> dict[str, Any] | None:
+def _all_bytes(items: object) -> bool:
+    return isinstance(items, list) and all(type(a) is bytes for a in items)
+
+
+def read_trailer_fast(path: str, f: BinaryIO) -> fmt.Trailer | None:
     """The trailer via the footer; f is positioned after the preamble.
 
     None if the file does not end with a footer. FormatError if the footer is

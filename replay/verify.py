@@ -23,7 +23,7 @@ import os
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import BinaryIO, cast
 
 import msgpack
 import zstandard
@@ -208,7 +208,7 @@ def _decompress(data: bytes, raw_len: int) -> bytes | str:
     return raw
 
 
-def _one_map(raw: bytes) -> Any:
+def _one_map(raw: bytes) -> object:
     """The single msgpack object of a small chunk, or None."""
     unpacker = msgpack.Unpacker(None, raw=False, strict_map_key=True,
                                 max_buffer_size=max(len(raw), 1), **fmt.UNPACK_LIMITS)
@@ -222,20 +222,23 @@ def _one_map(raw: bytes) -> Any:
     return objs[0]
 
 
-def _seal_problem(obj: dict[str, Any]) -> str | None:
+def _seal_map(obj: dict[object, object]) -> seal.SealMap | str:
+    """obj as a seal map, or what is wrong with it (its "epoch" is
+    _Walker._chain_start's to check)."""
     for key, want in _SEAL_SCHEMA.items():
         if type(obj.get(key)) is not want:
             return f"its field {key!r} is missing or not {want.__name__}"
-    for key in ("prev", "digest", "mac"):
-        if len(obj[key]) != seal.DIGEST_LEN:
+    s = cast(seal.SealMap, obj)  # its required fields' types are checked
+    for key, value in (("prev", s["prev"]), ("digest", s["digest"]), ("mac", s["mac"])):
+        if len(value) != seal.DIGEST_LEN:
             return f"its field {key!r} is not {seal.DIGEST_LEN} bytes"
-    if obj["final"] and (type(obj.get("tail")) is not bytes
-                         or len(obj["tail"]) != seal.DIGEST_LEN):
+    tail = obj.get("tail")
+    if s["final"] and (type(tail) is not bytes or len(tail) != seal.DIGEST_LEN):
         return "a final seal without a 32-byte 'tail'"
-    if not 0 <= obj["n"] < 1 << 64 or not 0 <= obj["offset"] < 1 << 64 \
-            or not 0 <= obj["time_ns"] < 1 << 64:
+    if not 0 <= s["n"] < 1 << 64 or not 0 <= s["offset"] < 1 << 64 \
+            or not 0 <= s["time_ns"] < 1 << 64:
         return "a field out of range"
-    return None
+    return s
 
 
 class _Walker:
@@ -251,7 +254,7 @@ class _Walker:
         self.prev_chunk = seal.ZERO  # SHA-256 of the last seal chunk's bytes
         self.shift: int | None = None  # stored offset - actual offset, at the last good seal
         self.resync = False  # after a bad seal: take the next good seal's shift as it is
-        self.final: dict[str, Any] | None = None
+        self.final: seal.SealMap | None = None
         self.final_end = 0
         self.trailer_at: int | None = None
 
@@ -360,7 +363,7 @@ class _Walker:
 
     # --- seals ---
 
-    def _seal(self, obj: dict[str, Any], at: int, chunk: bytes) -> None:
+    def _seal(self, raw: dict[object, object], at: int, chunk: bytes) -> None:
         r = self.r
         r.seals += 1
         digest = self.seg.digest()
@@ -371,17 +374,18 @@ class _Walker:
             self.find(f"a seal at byte {at} in a file whose header is not sealed: "
                       "the header was replaced")
             return
-        problem = _seal_problem(obj)
-        if problem is not None:
-            self.find(f"the seal at byte {at} is malformed: {problem}")
+        obj = _seal_map(raw)
+        if isinstance(obj, str):
+            self.find(f"the seal at byte {at} is malformed: {obj}")
             self.prev_chunk, self.resync = hashlib.sha256(chunk).digest(), True
             self.next_n += 1
             return
         s = SealRead(at, obj["n"], obj["time_ns"], obj["offset"], obj["final"])
         covered = _covered(chunks, at, seg_bytes)
-        epoch = obj.get("epoch")
-        if epoch is not None and not self._chain_start(s, epoch):
+        start = raw.get("epoch")  # a new chain's first seal's, checked by _chain_start
+        if start is not None and not self._chain_start(s, start):
             return
+        epoch = start if type(start) is int else None
         if self.final is not None:
             self.find(f"seal #{s.n} at byte {at} follows the final seal")
         if self.chain is not None:
@@ -432,7 +436,7 @@ class _Walker:
         self.next_n, self.prev_chunk, self.shift = 0, seal.ZERO, None
         return True
 
-    def _order(self, s: SealRead, obj: dict[str, Any], altered: bool) -> None:
+    def _order(self, s: SealRead, obj: seal.SealMap, altered: bool) -> None:
         """Seals must come in order, each after the one before it, at the
         offset it was written at (shifted by what was already reported)."""
         shift = s.offset - s.at

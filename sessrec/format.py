@@ -26,8 +26,11 @@ from __future__ import annotations
 import enum
 import struct
 import time
+import types
+import typing
 from collections.abc import Mapping
-from typing import Any, Final
+from dataclasses import dataclass
+from typing import Annotated, Final, NotRequired, TypedDict, cast
 
 from sessrec.errors import FormatError
 
@@ -156,6 +159,13 @@ class _OneOf:
         self.types = types
 
 
+class _Maybe:
+    """A key of a map inside a map that may be absent (of spec if not)."""
+
+    def __init__(self, spec: object):
+        self.spec = spec
+
+
 def _problem(value: object, spec: object, where: str) -> str | None:
     if isinstance(spec, _OneOf):
         if type(value) in spec.types:
@@ -188,7 +198,11 @@ def _problem(value: object, spec: object, where: str) -> str | None:
         if type(value) is not dict:
             return f"{where} should be a map"
         for k, sub in spec.items():
-            if k not in value:
+            if isinstance(sub, _Maybe):
+                if k not in value:
+                    continue
+                sub = sub.spec
+            elif k not in value:
                 return f"{where} lacks key {k!r}"
             p = _problem(value[k], sub, f"{where}[{k!r}]")
             if p:
@@ -200,100 +214,217 @@ def _problem(value: object, spec: object, where: str) -> str | None:
     return None
 
 
-# Required keys and their types. Readers keep unknown extra keys; adding a key is
-# a minor version change (docs/FORMAT.md).
-HEADER_SCHEMA: Final[Mapping[str, object]] = {
-    "k": str,
-    "format": _ListOf(int, 2),
-    "session_id": str,
-    "hostname": str,
-    "kernel": str,
-    "user": str,
-    "uid": int,
-    "login_uid": _Opt(int),
-    "audit_session_id": _Opt(int),
-    "command": _ListOf(str),
-    "cwd": bytes,
-    "leader_pid": int,
-    "started_at": str,
-    "clock": {"wall_ns": int, "mono_ns": int},
-    "cgroup": str,
-    "cgroup_id": int,
-    "recorder": {"version": str, "pid": int},
-    "limits": {"argv_max": int, "path_max": int},
-    "abi_version": int,
-}
+# --- the maps: header, trailer, stats and gaps ---------------------------------
+#
+# Their typed forms, which readers return, and from which the runtime checks
+# below are made (_spec): one definition of each key. A NotRequired key is
+# optional, added by a minor version: absent from older files; when present,
+# of this shape (docs/FORMAT.md, docs/AUDIT.md). Readers keep unknown extra
+# keys; adding a key is a minor version change (docs/FORMAT.md).
 
-TRAILER_SCHEMA: Final[Mapping[str, object]] = {
-    "k": str,
-    "ended_at": str,
-    "counts": _MapOf(int),
-    "lost": _MapOf(int),
-    "truncated": {"argv": int, "path": int},
-    "unknown_types": int,
-    "exit_status": _Opt(int),
-    "end_reason": str,
-}
 
-STATS_SCHEMA: Final[Mapping[str, object]] = {"k": str, "ts": int, "lost": _MapOf(int)}
+@dataclass(frozen=True)
+class Length:
+    """Annotated metadata: a list of exactly n items."""
 
-# 2.1: events between ts and end (ns from the header's clock.mono_ns) are
-# missing: the daemon was not running ("restart"), or they could not be
-# written ("output-error", with how many by type in "dropped").
-GAP_SCHEMA: Final[Mapping[str, object]] = {
-    "k": str, "ts": int, "end": int, "reason": str, "detail": str,
-    "dropped": _Opt(_MapOf(int)),
-}
-GAP_REASONS: Final = ("restart", "output-error")
+    n: int
 
-# Optional keys, added by minor versions: absent from older files; when
-# present, of this shape (docs/FORMAT.md, docs/AUDIT.md).
-HEADER_OPTIONAL: Final[Mapping[str, object]] = {
-    # 1.1: the kernel's audit status and the start record (recorder/audit.py)
-    "audit": {
-        "record_type": int,
-        "status": _Opt(_MapOf(int)),
-        "sender_session_id": _Opt(int),
-        "start_record": bool,
-        "reason": _Opt(str),
-    },
+
+class Clock(TypedDict):
+    wall_ns: int
+    mono_ns: int
+
+
+class RecorderInfo(TypedDict):
+    version: str
+    pid: int
+
+
+class Limits(TypedDict):
+    argv_max: int
+    path_max: int
+
+
+class HeaderAudit(TypedDict):
+    """1.1: the kernel's audit status and the start record (recorder/audit.py)."""
+
+    record_type: int
+    status: dict[str, int] | None
+    sender_session_id: int | None
+    start_record: bool
+    reason: str | None
+
+
+class SealInfo(TypedDict):
+    """2.1: the node seal key's epoch of a sealed file (sessrec.seal)."""
+
+    node_id: str
+    epoch: int
+    scheme: str
+
+
+class KernelFeatures(TypedDict):
+    """2.1: what the kernel offered the programs, and what is not recorded for
+    want of it (recorder/kfeatures.py)."""
+
+    release: str
+    ringbuf: bool
+    task_pt_regs: bool
+    openat2: bool
+    exit_group_dead: bool
+    headers: str
+    headers_match: bool
+    notices: list[str]
+
+
+class Header(TypedDict):
+    k: str
+    format: Annotated[list[int], Length(2)]
+    session_id: str
+    hostname: str
+    kernel: str
+    user: str
+    uid: int
+    login_uid: int | None
+    audit_session_id: int | None
+    command: list[str]
+    cwd: bytes
+    leader_pid: int
+    started_at: str
+    clock: Clock
+    cgroup: str
+    cgroup_id: int
+    recorder: RecorderInfo
+    limits: Limits
+    abi_version: int
+    audit: NotRequired[HeaderAudit]  # 1.1
     # 2.1: who logged in (the daemon's start request: untrusted, validated
     # there) and how the session was enrolled ("record", "pam", "logind")
-    "login": _MapOf(_OneOf(str, int)),
-    "kind": str,
-    # 2.1: the node seal key's epoch of a sealed file (sessrec.seal)
-    "seal": {"node_id": str, "epoch": int, "scheme": str},
+    login: NotRequired[dict[str, str | int]]
+    kind: NotRequired[str]
+    seal: NotRequired[SealInfo]  # 2.1
     # 2.1: whether each open's path buffer was compared at sys_enter and
     # sys_exit (recorder/loader.py, LoadConfig.race_check)
-    "race_check": bool,
-    # 2.1: what the kernel offered the programs, and what is not recorded
-    # for want of it (recorder/kfeatures.py)
-    "kernel_features": {
-        "release": str,
-        "ringbuf": bool,
-        "task_pt_regs": bool,
-        "openat2": bool,
-        "exit_group_dead": bool,
-        "headers": str,
-        "headers_match": bool,
-        "notices": _ListOf(str),
-    },
-}
-TRAILER_OPTIONAL: Final[Mapping[str, object]] = {
-    # 1.1: the end record
-    "audit": {"end_record": bool, "reason": _Opt(str)},
-    # BPF ABI 2: events flagged tampered (replay/trust.py)
-    "tampered": int,
+    race_check: NotRequired[bool]
+    kernel_features: NotRequired[KernelFeatures]  # 2.1
+
+
+class Truncated(TypedDict):
+    argv: int
+    path: int
+
+
+class TrailerAudit(TypedDict):
+    """1.1: the end record."""
+
+    end_record: bool
+    reason: str | None
+
+
+class GapSpan(TypedDict):
+    """A gap as the trailer repeats it (2.1): the daemon's gap maps
+    (recorder/daemon.py) but "k"."""
+
+    ts: int
+    end: int
+    reason: str
+    detail: str
+    dropped: NotRequired[dict[str, int] | None]
+
+
+class Trailer(TypedDict):
+    k: str
+    ended_at: str
+    counts: dict[str, int]
+    lost: dict[str, int]
+    truncated: Truncated
+    unknown_types: int
+    exit_status: int | None
+    end_reason: str
+    audit: NotRequired[TrailerAudit]  # 1.1
+    tampered: NotRequired[int]  # BPF ABI 2: events flagged tampered (replay/trust.py)
     # 2.1: processes still running when the session ended (moved out of it,
     # not killed), and records that could not be written, by type
-    "left_running": _ListOf(int),
-    "dropped": _MapOf(int),
+    left_running: NotRequired[list[int]]
+    dropped: NotRequired[dict[str, int]]
     # 2.1: the session's "gap" maps again, so that a summary needs no scan
-    "gaps": _ListOf({"ts": int, "end": int, "reason": str, "detail": str}),
+    gaps: NotRequired[list[GapSpan]]
     # 2.1: a PAM login's terminal ("pts/3"), learned from its processes
     # (PAM_TTY, in the header's login map, is "ssh" for every sshd login)
-    "tty": str,
-}
+    tty: NotRequired[str]
+
+
+class Stats(TypedDict):
+    k: str
+    ts: int
+    lost: dict[str, int]
+
+
+class Gap(TypedDict):
+    """2.1: events between ts and end (ns from the header's clock.mono_ns) are
+    missing: the daemon was not running ("restart"), or they could not be
+    written ("output-error", with how many by type in "dropped")."""
+
+    k: str
+    ts: int
+    end: int
+    reason: str
+    detail: str
+    dropped: dict[str, int] | None
+
+
+GAP_REASONS: Final = ("restart", "output-error")
+
+
+def _hints(td: type) -> dict[str, tuple[bool, object]]:
+    """A TypedDict's keys: whether each is required, and its type hint with
+    NotRequired taken off. (Not td.__required_keys__, which in Python 3.11
+    holds every key when the annotations are strings.)"""
+    hints = typing.get_type_hints(td, include_extras=True)
+    return {k: (False, typing.get_args(h)[0]) if typing.get_origin(h) is NotRequired
+            else (True, h) for k, h in hints.items()}
+
+
+def _spec(hint: object) -> object:
+    """The runtime check (_problem's spec) of a map's type hint."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:
+        (length,) = (m.n for m in args[1:] if isinstance(m, Length))
+        assert typing.get_origin(args[0]) is list
+        return _ListOf(_spec(typing.get_args(args[0])[0]), length)
+    if origin is types.UnionType:
+        if type(None) in args:
+            (other,) = (a for a in args if a is not type(None))
+            return _Opt(_spec(other))
+        return _OneOf(*args)
+    if origin is list:
+        return _ListOf(_spec(args[0]))
+    if origin is dict:
+        assert args[0] is str
+        return _MapOf(_spec(args[1]))
+    if typing.is_typeddict(hint):
+        assert isinstance(hint, type)
+        return {k: _spec(h) if required else _Maybe(_spec(h))
+                for k, (required, h) in _hints(hint).items()}
+    assert isinstance(hint, type) and origin is None, hint
+    return hint
+
+
+def _required(td: type) -> dict[str, object]:
+    return {k: _spec(h) for k, (required, h) in _hints(td).items() if required}
+
+
+def _optional(td: type) -> dict[str, object]:
+    return {k: _spec(h) for k, (required, h) in _hints(td).items() if not required}
+
+
+# Required keys and their checks, and optional keys' checks when present.
+HEADER_SCHEMA: Final[Mapping[str, object]] = _required(Header)
+TRAILER_SCHEMA: Final[Mapping[str, object]] = _required(Trailer)
+STATS_SCHEMA: Final[Mapping[str, object]] = _required(Stats)
+GAP_SCHEMA: Final[Mapping[str, object]] = _required(Gap)
+HEADER_OPTIONAL: Final[Mapping[str, object]] = _optional(Header)
+TRAILER_OPTIONAL: Final[Mapping[str, object]] = _optional(Trailer)
 _OPTIONAL: Final[Mapping[str, Mapping[str, object]]] = {
     "header": HEADER_OPTIONAL,
     "trailer": TRAILER_OPTIONAL,
@@ -302,7 +433,7 @@ _OPTIONAL: Final[Mapping[str, Mapping[str, object]]] = {
 
 def _validate(
     obj: object, schema: Mapping[str, object], kind: str, path: str | None, offset: int | None
-) -> dict[str, Any]:
+) -> object:
     problem = _problem(obj, dict(schema), kind)
     if problem is None:
         assert isinstance(obj, dict)
@@ -313,32 +444,24 @@ def _validate(
                 problem = _problem(obj[key], spec, f"{kind}[{key!r}]")
     if problem is not None:
         raise FormatError(f"bad {kind} record: {problem}", path, offset)
-    return obj  # type: ignore[return-value]
+    return obj
 
 
-def validate_header(
-    obj: object, path: str | None = None, offset: int | None = None
-) -> dict[str, Any]:
+def validate_header(obj: object, path: str | None = None, offset: int | None = None) -> Header:
     """obj as a header map, or FormatError naming the first problem."""
-    return _validate(obj, HEADER_SCHEMA, "header", path, offset)
+    return cast(Header, _validate(obj, HEADER_SCHEMA, "header", path, offset))
 
 
-def validate_trailer(
-    obj: object, path: str | None = None, offset: int | None = None
-) -> dict[str, Any]:
-    return _validate(obj, TRAILER_SCHEMA, "trailer", path, offset)
+def validate_trailer(obj: object, path: str | None = None, offset: int | None = None) -> Trailer:
+    return cast(Trailer, _validate(obj, TRAILER_SCHEMA, "trailer", path, offset))
 
 
-def validate_gap(
-    obj: object, path: str | None = None, offset: int | None = None
-) -> dict[str, Any]:
-    return _validate(obj, GAP_SCHEMA, "gap", path, offset)
+def validate_gap(obj: object, path: str | None = None, offset: int | None = None) -> Gap:
+    return cast(Gap, _validate(obj, GAP_SCHEMA, "gap", path, offset))
 
 
-def validate_stats(
-    obj: object, path: str | None = None, offset: int | None = None
-) -> dict[str, Any]:
-    return _validate(obj, STATS_SCHEMA, "stats", path, offset)
+def validate_stats(obj: object, path: str | None = None, offset: int | None = None) -> Stats:
+    return cast(Stats, _validate(obj, STATS_SCHEMA, "stats", path, offset))
 
 
 UNSET_ID: Final = 4294967295  # (u32)-1: loginuid/sessionid never set

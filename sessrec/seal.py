@@ -41,9 +41,10 @@ import stat
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final, NotRequired, TypedDict, cast
 
 from sessrec.errors import SessrecError
+from sessrec.format import SealInfo
 
 SCHEME: Final = "hmac-sha256-chain-1"
 DEFAULT_SEAL_KEY: Final = "/etc/sessrec/seal.key"
@@ -345,6 +346,21 @@ def start_file(path: str) -> Sealer:
 # --- sealing one file ------------------------------------------------------------
 
 
+class SealMap(TypedDict):
+    """A "seal" map (format 2.1, in an EVENTS chunk; docs/FORMAT.md)."""
+
+    k: str
+    n: int
+    time_ns: int
+    offset: int
+    prev: bytes
+    digest: bytes
+    final: bool
+    epoch: NotRequired[int]  # a new chain's first seal: its session file number
+    tail: NotRequired[bytes]  # the final seal's: SHA-256 of the trailer chunk
+    mac: bytes
+
+
 class Sealer:
     """The file chain of one session file, held in memory by its writer
     (recorder.writer.SessionWriter(sealer=...)). Each seal uses K(n) once:
@@ -360,11 +376,11 @@ class Sealer:
         # this chain's first seal names its epoch (recorder.writer.seal_from_here).
         self.resumed = False
 
-    def header_info(self) -> dict[str, Any]:
+    def header_info(self) -> SealInfo:
         """The header's "seal" map."""
         return {"node_id": self.node_id.hex(), "epoch": self.epoch, "scheme": SCHEME}
 
-    def seal(self, segment: bytes, offset: int, tail: bytes | None = None) -> dict[str, Any]:
+    def seal(self, segment: bytes, offset: int, tail: bytes | None = None) -> SealMap:
         """The seal map for segment, the file's bytes since the previous seal
         chunk, whose seal chunk starts at byte offset. tail: for the final
         seal, the bytes that follow it (the trailer chunk).
@@ -379,7 +395,7 @@ class Sealer:
         chain_start = self.epoch if self.resumed and self.n == 0 else None
         mac = seal_mac(self._key, self.n, now, offset, final, self._prev, digest, tail_digest,
                        chain_start)
-        seal: dict[str, Any] = {
+        seal: dict[str, object] = {
             "k": "seal", "n": self.n, "time_ns": now, "offset": offset,
             "prev": self._prev, "digest": digest, "final": final,
         }
@@ -387,8 +403,8 @@ class Sealer:
             seal["epoch"] = chain_start  # a new chain: K(0) of this session file number
         if final:
             seal["tail"] = tail_digest
-        seal["mac"] = mac
-        return seal
+        seal["mac"] = mac  # last, as written since 2.1
+        return cast(SealMap, seal)
 
     def written(self, seal_chunk: bytes) -> None:
         """The seal chunk is on disk: erase its key (K(n) becomes K(n+1));

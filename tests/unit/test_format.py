@@ -170,9 +170,66 @@ def test_validate_trailer_and_stats() -> None:
         fmt.validate_trailer({"k": "trailer", **TRAILER, "counts": {1: 2}})
     with pytest.raises(FormatError, match="exit_status"):
         fmt.validate_trailer({"k": "trailer", **TRAILER, "exit_status": "0"})
+    gap = {"ts": 1, "end": 2, "reason": "restart", "detail": "d"}
+    fmt.validate_trailer({"k": "trailer", **TRAILER, "gaps": [gap, {**gap, "dropped": None}]})
+    with pytest.raises(FormatError, match=r"\['gaps'\]\[0\]\['dropped'\] should be a map"):
+        fmt.validate_trailer({"k": "trailer", **TRAILER, "gaps": [{**gap, "dropped": "x"}]})
     fmt.validate_stats({"k": "stats", "ts": 1, "lost": {"open": 1}})
     with pytest.raises(FormatError, match="lost"):
         fmt.validate_stats({"k": "stats", "ts": 1, "lost": {"open": "1"}})
+
+
+def _shape(spec: object) -> object:
+    """A schema check (format._spec's) as plain data, to compare."""
+    if isinstance(spec, fmt._Opt):
+        return ("opt", _shape(spec.spec))
+    if isinstance(spec, fmt._ListOf):
+        return ("list", _shape(spec.spec), spec.length)
+    if isinstance(spec, fmt._MapOf):
+        return ("map", _shape(spec.spec))
+    if isinstance(spec, fmt._OneOf):
+        return ("one", spec.types)
+    if isinstance(spec, fmt._Maybe):
+        return ("maybe", _shape(spec.spec))
+    if isinstance(spec, dict):
+        return {k: _shape(v) for k, v in spec.items()}
+    return spec
+
+
+def test_the_checks_made_from_the_typed_maps() -> None:
+    """The checks format.py derives from its TypedDicts, key by key and in
+    order, are those written out by hand before (format 2.1), and a gap's
+    drop counts in the trailer are checked as a gap map's are."""
+    opt, lst, mp = (lambda s: ("opt", s)), (lambda s, n=None: ("list", s, n)), \
+        (lambda s: ("map", s))
+    assert [(k, _shape(v)) for k, v in fmt.HEADER_SCHEMA.items()] == list({
+        "k": str, "format": lst(int, 2), "session_id": str, "hostname": str, "kernel": str,
+        "user": str, "uid": int, "login_uid": opt(int), "audit_session_id": opt(int),
+        "command": lst(str), "cwd": bytes, "leader_pid": int, "started_at": str,
+        "clock": {"wall_ns": int, "mono_ns": int}, "cgroup": str, "cgroup_id": int,
+        "recorder": {"version": str, "pid": int}, "limits": {"argv_max": int, "path_max": int},
+        "abi_version": int}.items())
+    assert [(k, _shape(v)) for k, v in fmt.HEADER_OPTIONAL.items()] == list({
+        "audit": {"record_type": int, "status": opt(mp(int)), "sender_session_id": opt(int),
+                  "start_record": bool, "reason": opt(str)},
+        "login": mp(("one", (str, int))), "kind": str,
+        "seal": {"node_id": str, "epoch": int, "scheme": str}, "race_check": bool,
+        "kernel_features": {"release": str, "ringbuf": bool, "task_pt_regs": bool,
+                            "openat2": bool, "exit_group_dead": bool, "headers": str,
+                            "headers_match": bool, "notices": lst(str)}}.items())
+    assert [(k, _shape(v)) for k, v in fmt.TRAILER_SCHEMA.items()] == list({
+        "k": str, "ended_at": str, "counts": mp(int), "lost": mp(int),
+        "truncated": {"argv": int, "path": int}, "unknown_types": int,
+        "exit_status": opt(int), "end_reason": str}.items())
+    assert [(k, _shape(v)) for k, v in fmt.TRAILER_OPTIONAL.items()] == list({
+        "audit": {"end_record": bool, "reason": opt(str)}, "tampered": int,
+        "left_running": lst(int), "dropped": mp(int),
+        "gaps": lst({"ts": int, "end": int, "reason": str, "detail": str,
+                     "dropped": ("maybe", opt(mp(int)))}),
+        "tty": str}.items())
+    assert _shape(dict(fmt.STATS_SCHEMA)) == {"k": str, "ts": int, "lost": mp(int)}
+    assert _shape(dict(fmt.GAP_SCHEMA)) == {"k": str, "ts": int, "end": int, "reason": str,
+                                            "detail": str, "dropped": opt(mp(int))}
 
 
 def test_optional_id() -> None:

@@ -71,8 +71,8 @@ def test_hostile_page(tmp_path: Path) -> None:
         ev(4, 1000, [3, 1, -100, b"/tmp/</script>\xe2\x80\xa8", 0, 0]),
     ], header=header)
     with open_session(p) as s:
-        page, summary = html.report(s)
-    assert summary["processes"] == 1
+        page, shown = html.report(s)
+    assert shown.processes == 1
     lower = page.lower()
     assert lower.count("<script") == 2 and lower.count("</script") == 2
     assert "\u2028" not in page and "\u2029" not in page
