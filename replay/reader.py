@@ -9,9 +9,7 @@ skip (docs/FORMAT.md)."""
 from __future__ import annotations
 
 import os
-import select
 import stat
-import tempfile
 from typing import BinaryIO
 
 from replay import v1, v2
@@ -47,6 +45,8 @@ def _open(path: str | os.PathLike[str], spool: bool = True) -> tuple[str, Binary
         if not stat.S_ISREG(mode):
             if not spool:
                 raise _NotAFile
+            import select  # here: pipes are rare, and every command reads a file
+
             if not select.select([fd], [], [], PIPE_WAIT)[0]:
                 raise SessrecError(f"cannot read {p}: nothing came in {PIPE_WAIT:g} s "
                                    "(a pipe or FIFO without a writer?)")
@@ -68,6 +68,8 @@ class _NotAFile(Exception):
 def _spooled(p: str, f: BinaryIO) -> BinaryIO:
     head = f.read(PREAMBLE.size)
     unpack_preamble(head, p)  # not a session file: say so before copying anything
+    import tempfile  # here: it imports random, a tenth of `sessrec info`'s start-up
+
     tmp = tempfile.TemporaryFile()
     try:
         tmp.write(head)
