@@ -84,10 +84,11 @@ _Entry = tuple[tuple[object, ...], str, str, str | None]
 
 class _Docs:
     """Builds the documents, one JSON line per event, each with one f-string
-    around parts encoded once: the constant fields, the event.* head of each
-    kind of event, the user, the program (args, executable) of each exec,
-    each destination, and the process.* object of a process until what it
-    shows (program, working directory, parent, thread, user) changes."""
+    around parts encoded once: the constant fields with the event.* head of
+    each kind of event (_head), the user, the program (args, executable) of
+    each exec, each destination, and the process.* object of a process until
+    what it shows (program, working directory, parent) changes; the thread
+    and the user go in between."""
 
     def __init__(self, session: Session):
         header = session.header
@@ -95,11 +96,12 @@ class _Docs:
         self.leader_pid: int = header["leader_pid"]
         self.wall_ns: int = header["clock"]["wall_ns"]
         self.ids = Ids(header["session_id"], "ecs")
-        self.event_prefix = self.ids.event_prefix  # Ids.event, inlined in _doc
+        self.event_prefix = self.ids.event_prefix  # Ids.event, inlined in _head and _doc
         self.timefmt = fmt.TimeFormatter()
         self._sec = -1  # _doc's @timestamp: the second of the last, and its text
         self._stamp = ""
         self.model = ProcessModel(header["leader_pid"], index=False)
+        self._feed = self.model.feed
         self.resolver = PathResolver.from_header(header)
         self.user: str = header["user"]
         self.uid: int = header["uid"]
@@ -124,8 +126,10 @@ class _Docs:
         self._opens: dict[tuple[bytes | None, bytes, int, int], tuple[str, str, str, str]] = {}
         self._programs: dict[tuple[bytes | None, ...], str] = {}  # (path, *argv) -> _program
         self._heads: dict[tuple[str, str, str, str], str] = {}
-        self._users: dict[int, str] = {}
+        self._users: dict[int, tuple[str, str]] = {}
         self._cwds: dict[int, bytes] = {}  # Process.seq -> its latest cwd
+        # comms and working directories, as JSON strings, for _entry
+        self._texts: _Cache[bytes] = _Cache(_jtext, 4096)
         self._flags: _Cache[int] = _Cache(
             lambda flags: _dumps(list(linux.open_flag_names(flags))))
         self._connects: dict[tuple[bytes, int, int], str] = {}
@@ -195,21 +199,6 @@ class _Docs:
             self._cwds[proc.seq] = cwd
         return cwd
 
-    def process(self, proc: Process, ts: int) -> tuple[str, str]:
-        """process.* of proc, encoded, in two parts that go either side of
-        the event's thread and user (_doc): up to "thread", and from after
-        "user" to its end, closed."""
-        entry = self._entry(proc, ts)
-        closed = entry[3]
-        if closed is None:  # the leaders' entity id is not known yet
-            return entry[1], entry[2] + self._leaders() + "}"
-        return entry[1], closed
-
-    def core(self, proc: Process, ts: int) -> tuple[str, str]:
-        """process() without its leaders and end, for members to follow."""
-        entry = self._entry(proc, ts)
-        return entry[1], entry[2]
-
     def _entry(self, proc: Process, ts: int) -> _Entry:
         """proc's process.*, encoded (_Entry), from the cache when nothing it
         shows changed: its program (execs), working directory (chdirs) and
@@ -233,10 +222,10 @@ class _Docs:
         prog = running_program(proc, ts)
         text = "" if prog is None else self._program(prog)
         if prog is None or prog.path is None:
-            text += f',"name":{_jtext(proc.comm)}'
+            text += f',"name":{self._texts[proc.comm]}'
         cwd = self._cwd(proc)
         if cwd is not None:
-            text += f',"working_directory":{_jtext(cwd)}'
+            text += f',"working_directory":{self._texts[cwd]}'
         parent = proc.parent
         if parent is not None and parent.pid == proc.ppid:
             text += f',"parent":{{"pid":{proc.ppid},"entity_id":"{self.entity_id(parent)}"}}'
@@ -252,30 +241,36 @@ class _Docs:
     # --- documents ---
 
     def _head(self, category: str, etype: str, action: str, outcome: str) -> str:
+        """What goes between a document's @timestamp and its event.id: the
+        constant fields and event.*'s members before its id."""
         key = (category, etype, action, outcome)
         head = self._heads.get(key)
         if head is None:
             head = self._heads[key] = (
-                f'"kind":"event","category":["{category}"],"type":["{etype}"],'
-                f'"action":"{action}","outcome":"{outcome}","module":"sessrec",'
-                f'"dataset":"sessrec.session"'
+                f'Z",{self.constant},"event":{{"kind":"event","category":["{category}"],'
+                f'"type":["{etype}"],"action":"{action}","outcome":"{outcome}",'
+                f'"module":"sessrec","dataset":"sessrec.session","id":"{self.event_prefix}'
             )
         return head
 
-    def _user(self, uid: int) -> str:
-        user = self._users.get(uid)
-        if user is None:
-            u: dict[str, str] = {"id": str(uid)}
-            if uid == self.uid:
-                u["name"] = self.user
-            user = self._users[uid] = _dumps(u)
-        return user
+    def _user(self, uid: int) -> tuple[str, str]:
+        """What goes either side of process.*'s first part for the event's
+        uid: the end of event.*, user and the start of process; the end of
+        the thread and process.user."""
+        u: dict[str, str] = {"id": str(uid)}
+        if uid == self.uid:
+            u["name"] = self.user
+        parts = self._users[uid] = (f'}},"user":{_dumps(u)},"process":',
+                                    f'}},"user":{{"id":"{uid}"}}')
+        return parts
 
-    def _doc(self, ev: Event, head: str, process: tuple[str, str], rest: str,
-             proc: Process) -> str:
-        """One document: head is event.*'s members before its id, process
-        process.* in the two parts of Docs.process, rest the other top-level
-        members (file, destination, network, sessrec), encoded."""
+    def _doc(self, ev: Event, head: str, entry: _Entry, closed: str, before: str,
+             ret: int | str, after: str, tid: int) -> str:
+        """One document: head from _head; process.* in two parts, entry[1]
+        (up to "thread") and closed (after "user", to its end), around the
+        thread's id and the user; then the other top-level members (file,
+        destination, network, sessrec), encoded, around the event's return
+        code (before, ret, after)."""
         n = self.n
         self.n = n + 1
         uid = ev.uid
@@ -287,14 +282,8 @@ class _Docs:
         if sec != self._sec:
             self._sec = sec
             self._stamp = '{"@timestamp":"' + fmt.TimeFormatter.second(sec)
-        # The thread: the event's, but a fork's, whose process is the child.
-        tid = ev.tid if ev.pid == proc.pid else proc.pid
-        return (
-            f'{self._stamp}.{ns:09d}Z",{self.constant},'
-            f'"event":{{{head},"id":"{self.event_prefix}{n:012x}","sequence":{n}}},'
-            f'"user":{user},"process":{process[0]}{tid}}},"user":{{"id":"{uid}"}}'
-            f'{process[1]}{rest}{tags}}}\n'
-        )
+        return (f'{self._stamp}.{ns:09d}{head}{n:012x}","sequence":{n}{user[0]}{entry[1]}{tid}'
+                f'{user[1]}{closed}{before}{ret}{after}{tags}}}\n')
 
     def _destination(self, ev: Connect) -> str:
         """destination, network and sessrec of a connect, but its return code:
@@ -356,63 +345,70 @@ class _Docs:
         return parts
 
     def document(self, ev: Event, path: bytes | None) -> str:
-        proc = self.model.feed(ev, path)
+        proc = self._feed(ev, path)
+        if type(ev) is Fork:  # its process is the child (the forking process, when
+            # the child is not in the model, past its MAX_PROCESSES)
+            proc = self.model.by_pid.get(ev.child_pid, proc)
+        # proc's process.* (_entry), from the cache when nothing it shows changed
+        entry = self._cores.get(proc.seq)
+        if entry is None or entry[3] is None or entry[0] != (
+                proc.n_execs, proc.n_chdirs, proc.ppid, proc.parent):
+            entry = self._entry(proc, ev.ts)
+        closed = entry[3]
+        if closed is None:  # the leaders' entity id is not known yet
+            closed = entry[2] + self._leaders() + "}"
         if type(ev) is Open:  # the most frequent event first
             key = (path, ev.requested_path, ev.open_flags, ev.syscall)
-            parts = self._opens.get(key)
-            if parts is None:
-                parts = self._open_parts(key)
-            ok, failed, before, after = parts
-            return self._doc(ev, ok if ev.ret >= 0 else failed, self.process(proc, ev.ts),
-                             f"{before}{ev.ret}{after}", proc)
+            ok, failed, before, after = self._opens.get(key) or self._open_parts(key)
+            ret = ev.ret
+            return self._doc(ev, ok if ret >= 0 else failed, entry, closed, before, ret, after,
+                             ev.tid)
         if type(ev) is Exec:
-            rest = ""
-            if ev.ret < 0:  # the caller's process; the program it tried:
+            ret = ev.ret
+            file = ""
+            if ret < 0:  # the caller's process; the program it tried:
                 tried = path if path is not None else ev.requested_path
-                rest = (f',"file":{{"path":{_jtext(tried)},'
+                file = (f',"file":{{"path":{_jtext(tried)},'
                         f'"name":{_jtext(posixpath.basename(tried))}}}')
-            rest += (f',"sessrec":{{"return_code":{ev.ret},"argc":{ev.argc},'
-                     f'"argv_truncated":{_bool(bool(ev.flags & ARGV_TRUNCATED))}}}')
-            return self._doc(ev, self._head("process", "start", "exec", _outcome(ev.ret)),
-                             self.process(proc, ev.ts), rest, proc)
-        if type(ev) is Fork:
-            # (not in the model past its MAX_PROCESSES: the forking process)
-            child = self.model.by_pid.get(ev.child_pid, proc)
-            return self._doc(ev, self._head("process", "start", "fork", "success"),
-                             self.process(child, ev.ts), "", child)
+            return self._doc(ev, self._head("process", "start", "exec", _outcome(ret)), entry,
+                             closed, f'{file},"sessrec":{{"return_code":', ret,
+                             f',"argc":{ev.argc},"argv_truncated":'
+                             f'{_bool(bool(ev.flags & ARGV_TRUNCATED))}}}', ev.tid)
+        if type(ev) is Fork:  # the thread: the child's (its process), not the forking one
+            return self._doc(ev, self._head("process", "start", "fork", "success"), entry,
+                             closed, "", "", "", ev.tid if proc.pid == ev.pid else proc.pid)
         if type(ev) is Exit:
             raw = ev.exit_code_raw
             st = linux.decode_exit(raw)
-            head, core = self.core(proc, ev.ts)
-            process = (head, f'{core},"exit_code":{linux.shell_status(raw)},'
-                             f'"end":"{self.timefmt(self.wall_ns + ev.ts)}"{self._leaders()}}}')
+            closed = (f'{entry[2]},"exit_code":{linux.shell_status(raw)},'
+                      f'"end":"{self.timefmt(self.wall_ns + ev.ts)}"{self._leaders()}}}')
             self._cores.pop(proc.seq, None)  # its last event
             self._cwds.pop(proc.seq, None)
             signal = "null" if st.signal is None else st.signal
             return self._doc(ev, self._head("process", "end", "exit",
-                                            "success" if raw == 0 else "failure"), process,
-                             f',"sessrec":{{"signal":{signal},'
-                             f'"core_dumped":{_bool(st.core_dumped)}}}', proc)
+                                            "success" if raw == 0 else "failure"), entry,
+                             closed, ',"sessrec":{"signal":', signal,
+                             f',"core_dumped":{_bool(st.core_dumped)}}}', ev.tid)
         if type(ev) is Connect:
-            if ev.ret == -EINPROGRESS:
+            ret = ev.ret
+            if ret == -EINPROGRESS:
                 outcome = "unknown"
             else:
-                outcome = "success" if ev.ret == 0 else "failure"
+                outcome = "success" if ret == 0 else "failure"
             dest, _, sessrec = self._destination(ev).partition("\0")
             return self._doc(ev, self._head("network", "connection", "connect", outcome),
-                             self.process(proc, ev.ts),
-                             f'{dest},"sessrec":{{"return_code":{ev.ret}{sessrec}', proc)
+                             entry, closed, f'{dest},"sessrec":{{"return_code":', ret,
+                             sessrec, ev.tid)
         if type(ev) is Chdir:
             directory = "" if path is None else f',"directory":{_jtext(path)}'
             return self._doc(ev, self._head("process", "change", "chdir", _outcome(ev.ret)),
-                             self.process(proc, ev.ts),
-                             f',"sessrec":{{"return_code":{ev.ret}{directory}}}', proc)
+                             entry, closed, ',"sessrec":{"return_code":', ev.ret,
+                             f'{directory}}}', ev.tid)
         if type(ev) is Cgroup:
             return self._doc(ev, self._head("process", "change", "cgroup-move", "success"),
-                             self.process(proc, ev.ts),
-                             f',"sessrec":{{"moved_pid":{ev.moved_pid},'
-                             f'"cgroup_path":{_jtext(ev.dst_path)},"cgroup_id":{ev.dst_id}}}',
-                             proc)
+                             entry, closed, ',"sessrec":{"moved_pid":', ev.moved_pid,
+                             f',"cgroup_path":{_jtext(ev.dst_path)},"cgroup_id":{ev.dst_id}}}',
+                             ev.tid)
         raise TypeError(ev)  # pragma: no cover - the reader knows no other types
 
 
