@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemonctl import Daemon, gated, make_daemon, release
+from daemonctl import Daemon, assert_same_session, gated, make_daemon, release
 from krec import TIMEOUT_FACTOR, export, header, info, run_cli
 
 from sessrec import control
@@ -147,23 +147,7 @@ def test_record_through_the_daemon_writes_the_same_file(daemon: Daemon,
     status, _, err = run_cli("record", "--no-daemon", "-o", alone, "--", "/bin/sh", "-c",
                              script)
     assert status == 5, err
-    hv, ha = header(via), header(alone)
-    assert hv["recorder"]["pid"] == daemon.proc.pid  # type: ignore[union-attr]
-    assert ha["recorder"]["pid"] == os.getpid()
-    assert set(hv) == set(ha) and hv["kind"] == ha["kind"] == "record"
-    for k in ("command", "cwd", "user", "uid", "limits", "abi_version", "format", "hostname"):
-        assert hv[k] == ha[k], k
-    iv, ia = info(via), info(alone)
-    for k in ("counts", "lost", "truncated", "exit_status", "end_reason", "complete",
-              "command", "format_version"):
-        assert iv[k] == ia[k], k
-
-    def shape(path: Path) -> list[tuple[object, ...]]:
-        events, _ = export(path)
-        return [(e["type"], e.get("argv"), e.get("path"), e.get("return_code"))
-                for e in events]
-
-    assert shape(via) == shape(alone)
+    assert_same_session(via, alone, daemon.proc.pid)  # type: ignore[union-attr]
 
 
 def test_status(daemon: Daemon) -> None:
