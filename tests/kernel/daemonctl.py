@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -71,6 +72,13 @@ class Daemon:
     def request(self, op: str, **fields: Any) -> dict[str, Any]:
         return control.request(op, socket_path=self.socket, timeout=60.0 * TIMEOUT_FACTOR,
                                **fields)
+
+    def connect(self) -> socket.socket:
+        """A raw connection to the control socket, for tests of bad input."""
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(30)
+        s.connect(self.socket)
+        return s
 
     def fds(self) -> list[tuple[int, int]]:
         """(device, inode) of each descriptor the daemon holds."""
@@ -167,6 +175,17 @@ def make_daemon(base: Path, extra: str = "", name: str = "d", ring: str = "1MiB"
                    f'cgroup_root = "{root}"\nring_size = "{ring}"\n{extra}')
     return Daemon(dir=d, config=cfg, socket=str(sock), out=out, cgroup_root=root,
                   log_path=d / "daemon.log")
+
+
+def read_reply(s: socket.socket) -> dict[str, Any]:
+    """One reply line from a raw connection."""
+    buf = b""
+    while not buf.endswith(b"\n"):
+        data = s.recv(65536)
+        assert data, "connection closed without a reply"
+        buf += data
+    result: dict[str, Any] = json.loads(buf)
+    return result
 
 
 def assert_same_session(via: Path, alone: Path, daemon_pid: int) -> None:

@@ -21,9 +21,10 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from daemonctl import Daemon, assert_same_session, make_daemon
+from daemonctl import Daemon, assert_same_session, make_daemon, read_reply
 from krec import TIMEOUT_FACTOR, info, run_cli
 
 from replay.reader import open_session
@@ -90,16 +91,10 @@ def test_record_into_a_directory_the_daemon_cannot_see(daemon: Daemon, hidden: P
         "session"]
 
 
-def _send(s: socket.socket, data: bytes, fds: list[int]) -> dict[str, object]:
+def _send(s: socket.socket, data: bytes, fds: list[int]) -> dict[str, Any]:
     anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
     s.sendmsg([data], anc if fds else [])
-    buf = b""
-    while not buf.endswith(b"\n"):
-        got = s.recv(65536)
-        assert got, "connection closed without a reply"
-        buf += got
-    reply: dict[str, object] = json.loads(buf)
-    return reply
+    return read_reply(s)
 
 
 def _settled(daemon: Daemon) -> list[tuple[int, int]]:
@@ -148,9 +143,7 @@ def test_bad_descriptors_are_refused_and_closed(daemon: Daemon, tmp_path: Path) 
     ours = {(st.st_dev, st.st_ino) for st in map(os.fstat, [*mine.values(), r])}
     try:
         before = _settled(daemon)
-        with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(30)
-            s.connect(daemon.socket)
+        with daemon.connect() as s:
             for req, fds, words in cases:
                 data = req if isinstance(req, bytes) else control.encode(req)
                 reply = _send(s, data, fds)
@@ -161,9 +154,7 @@ def test_bad_descriptors_are_refused_and_closed(daemon: Daemon, tmp_path: Path) 
             # The connection still serves, and the process was never moved.
             assert _send(s, control.encode({"op": "status"}), [])["ok"] is True
         # Descriptors without the end of their line: a few, then the door.
-        with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(30)
-            s.connect(daemon.socket)
+        with daemon.connect() as s:
             anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                     array.array("i", [mine["empty"]] * 2).tobytes())]
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
