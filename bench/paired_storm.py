@@ -5,9 +5,10 @@ On a shared VM the speed of a CPU drifts by a quarter from one second to
 the next, so whole runs of the storm (bench/run) spread more than the cost
 being measured. Here two copies of the storm stay alive side by side, one
 recorded and one not, and take turns: a burst of N open+close calls in the
-recorded one, a burst in the other (then the other first, and so on). Both
-bursts of a pair see the same machine, so the ratio of a pair is steady
-even when the times are not, and the median of many pairs is the cost.
+recorded one, a burst in the other (then the other first, and so on), both
+on one CPU (taskset). Both bursts of a pair see the same machine, so the
+ratio of a pair is steady even when the times are not, and the median of
+many pairs is the cost.
 
 For each configuration (`record`: `sessrec record --no-daemon`; `daemon`:
 through a `sessrec daemon` started for it; `race`: `record --race-check`):
@@ -67,6 +68,13 @@ class Storm:
         return self.proc.wait(timeout=120)
 
 
+def pinned(a: argparse.Namespace, exe: Path) -> list[str]:
+    """The storm, on the one CPU both copies share: on two CPUs of their
+    own, one copy would share its CPU with other work (the recorder,
+    interrupts) and the pairs would be biased, not merely noisy."""
+    return ["taskset", "-c", str(a.cpu), str(exe), "-b"]
+
+
 def quantiles(xs: list[float]) -> tuple[float, float, float]:
     q = statistics.quantiles(xs, n=4)
     return q[0], statistics.median(xs), q[2]
@@ -78,7 +86,7 @@ def loaded_floor(a: argparse.Namespace, tmp: Path, exe: Path,
     loaded by `sessrec record -- sleep` (the storm outside its session) and
     not loaded at all; each loaded phase against the unloaded ones just
     before and after it, a few seconds apart."""
-    storm = Storm([str(exe), "-b"], log)
+    storm = Storm(pinned(a, exe), log)
     for _ in range(3):
         storm.burst(a.opens)
     phases: list[list[float]] = [[storm.burst(a.opens) for _ in range(a.around)]]
@@ -112,13 +120,15 @@ def measure(config: str, a: argparse.Namespace, tmp: Path, runner: Runner,
             exe: Path, log: IO[bytes]) -> dict[str, float | int | str]:
     """recorded / floor: pairs of bursts of a recorded storm and of one
     outside every session while the programs are loaded."""
-    other = Storm([str(exe), "-b"], log)
+    other = Storm(pinned(a, exe), log)
     out = tmp / f"{config}.srec"
     flags = {"record": ["--no-daemon"], "race": ["--no-daemon", "--race-check"],
              "daemon": ["--control-socket", runner.daemon_sock]}[config]
+    if a.ring_pages and config != "daemon":
+        flags += ["--ring-pages", str(a.ring_pages)]
     if config == "daemon":
         runner.start_daemon()
-    rec = Storm([*SESSREC, "record", "-f", "-o", str(out), *flags, "--", str(exe), "-b"], log)
+    rec = Storm([*SESSREC, "record", "-f", "-o", str(out), *flags, "--", *pinned(a, exe)], log)
     recorded_opens = 0
     pairs: list[tuple[float, float]] = []
     try:
@@ -160,6 +170,10 @@ def main() -> int:
                     help="load cycles for floor / unloaded (default 8)")
     ap.add_argument("--configs", default=",".join(CONFIGS), help=f"of {', '.join(CONFIGS)}")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    ap.add_argument("--ring-pages", type=int, metavar="N",
+                    help="`record --ring-pages N` (default: record's own)")
+    ap.add_argument("--cpu", type=int, default=(os.cpu_count() or 1) - 1,
+                    help="the CPU both storms run on (default: the last)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         print("paired_storm: needs root (it runs sessrec record)", file=sys.stderr)
