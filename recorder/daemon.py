@@ -11,6 +11,16 @@ state file per session (<socket dir>/sessions/<id>.json). A new daemon finds
 them, continues each session's file after its last whole chunk, and writes a
 "gap" map: from the last record the file holds to the moment the session is
 watched again, events are missing, and the file says so (docs/FORMAT.md).
+
+A `record` session's file is its client's: the client opens it and passes
+the descriptor (docs/CONTROL.md), since this daemon may not see the path
+(the unit's sandbox, another mount namespace). After a restart the new
+daemon continues such a file by its path only when it can open it and it
+is the same file; else it waits for the client to hand it again
+(`reattach`, which the client does when its connection closes). A client
+that is gone, or does not come back within RESUME_WAIT s, leaves a
+`resume-failed` line: its session is not continued, its processes go on
+unrecorded, and the file ends, without a trailer, where the old daemon left it.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import resource
 import selectors
 import signal
 import socket
+import stat
 import struct
 import threading
 import time
@@ -33,7 +44,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from recorder import pam
 from recorder.cgroup import Mount, SessionCgroup, cgroup2_mount
@@ -81,6 +92,10 @@ SPARES = 16
 TTY_EVERY = 0.02
 TTY_FOR = 30.0
 MAX_OUT = 1 << 20      # reply bytes a client may leave unread before it is dropped
+# How long a restarted daemon waits for a `record` client to come back:
+# to hand again a file the daemon cannot open (`reattach`), or to end its
+# resumed session with the command's exit status.
+RESUME_WAIT = 60.0
 LOGIN_KEYS = {"user": str, "rhost": str, "tty": str, "service": str, "remote_addr": str,
               "uid": int, "remote_port": int}
 _UCRED = struct.Struct("3i")
@@ -94,9 +109,16 @@ class AlreadyRunning(SessrecError):
 class Client:
     sock: socket.socket
     since: float
+    pid: int = 0        # SO_PEERCRED's
     buf: bytearray = field(default_factory=bytearray)
     out: bytearray = field(default_factory=bytearray)
     owns: set[str] = field(default_factory=set)   # record sessions it started
+    # Descriptors received and not yet handed to a request: (the offset in
+    # the connection's byte stream of the line that carries them, fd); -1
+    # stands for ancillary data the kernel cut short.
+    fds: list[tuple[int, int]] = field(default_factory=list)
+    received: int = 0   # bytes received on the connection
+    consumed: int = 0   # bytes of it taken as lines: the stream offset of buf[0]
     waits: int = 0                                 # `end` replies owed to it
     closing: bool = False
 
@@ -144,6 +166,15 @@ class Session:
     # logind scopes the session's processes were moved into (by systemd, at
     # a PAM login): the session lives on in them (recorder/enrol_logind.py)
     linked: list[SessionCgroup] = field(default_factory=list)
+    # The file's (device, inode): a restarted daemon continues that file
+    # and no other one of the same name (resume.py).
+    file_id: tuple[int, int] | None = None
+    passed: bool = False            # the file came from the client (output_fd)
+    # A `record` session's client: (pid, start time), so that a restarted
+    # daemon knows whether it can still come back (`reattach`), and until
+    # when a resumed one waits for it before it may end by itself.
+    client: tuple[int, int] | None = None
+    reclaim_until: float = 0.0
 
     def pids(self) -> list[int]:
         """The processes in the session's cgroup and the scopes linked to it."""
@@ -182,6 +213,9 @@ class Daemon:
         self.by_cg: dict[int, Session] = {}
         self.ending: set[str] = set()  # sessions after `end`, until finished
         self.tty_pending: set[str] = set()  # PAM logins whose terminal is not known yet
+        # Sessions a restart left whose file only their client can hand
+        # again: (state file, its state, until when it may), by session id.
+        self.waiting: dict[str, tuple[Path, dict[str, Any], float]] = {}
         self.buffered: set[str] = set()  # sessions with records not yet flushed
         self.ended: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.clients: dict[int, Client] = {}
@@ -433,6 +467,8 @@ class Daemon:
                 next_retention = now + RETENTION_EVERY
                 self._retention()
             self._advance_endings(now)
+            if self.waiting:
+                self._expire_waiting(now)
 
     def _flush_buffered(self, now: float) -> None:
         """Sessions with records drained or dropped since their last flush:
@@ -490,7 +526,8 @@ class Daemon:
         """An active session whose processes are all gone ends by itself,
         except a `record` session that its client still watches."""
         if sess.state == "finishing" or (sess.state == "active" and sess.kind == "record"
-                                         and sess.owner is not None):
+                                         and (sess.owner is not None
+                                              or now < sess.reclaim_until)):
             return
         # A PAM login's cgroup empties when systemd moves it into its logind
         # scope: link the scopes seen meanwhile before calling it over. What
@@ -599,7 +636,7 @@ class Daemon:
             c = Client(sock, time.monotonic())
             self.clients[sock.fileno()] = c
             self.sel.register(sock, selectors.EVENT_READ, c)
-            uid = _peer_uid(sock)
+            c.pid, uid = _peer_cred(sock)
             if uid != 0:
                 self.log("client-refused", level="warning", uid=uid)
                 self._reply(c, control.error_reply(
@@ -613,11 +650,13 @@ class Daemon:
         if not mask & selectors.EVENT_READ or c.closing:
             return
         try:
-            data = c.sock.recv(65536)
+            data, fds, cut = control.recv_with_fds(c.sock, 65536)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            data = b""
+            data, fds, cut = b"", [], False
+        c.received += len(data)
+        c.fds += [(c.received - 1, fd) for fd in fds + [-1] * cut]
         if not data:
             self._close(c)
             return
@@ -625,10 +664,13 @@ class Daemon:
         while not c.closing:
             nl = c.buf.find(b"\n")
             if nl < 0:
-                if len(c.buf) > control.MAX_LINE:
-                    self._reply(c, control.error_reply(
-                        control.E_TOO_LARGE, f"a request line is at most {control.MAX_LINE} "
-                        "bytes"))
+                # Descriptors wait for their line's end: a few at most.
+                why = (f"a request line is at most {control.MAX_LINE} bytes"
+                       if len(c.buf) > control.MAX_LINE else
+                       f"more than {control.RECV_FDS} descriptors came before a request "
+                       "line ended" if len(c.fds) > control.RECV_FDS else "")
+                if why:
+                    self._reply(c, control.error_reply(control.E_TOO_LARGE, why))
                     c.closing = True
                     c.buf.clear()
                     self._flush_out(c)
@@ -641,8 +683,12 @@ class Daemon:
                 return
             line = bytes(c.buf[:nl])
             del c.buf[:nl + 1]
+            end = c.consumed + nl
+            c.consumed = end + 1
+            fds = [fd for off, fd in c.fds if off <= end]
+            c.fds = [(off, fd) for off, fd in c.fds if off > end]
             c.since = time.monotonic()
-            reply = self._handle(c, line)
+            reply = self._handle(c, line, fds)
             if reply is not None:
                 self._reply(c, reply)
 
@@ -680,6 +726,8 @@ class Daemon:
             self.sel.unregister(c.sock)
         self.clients.pop(fd, None)
         c.sock.close()
+        _close_fds([f for _, f in c.fds])
+        c.fds.clear()
         for sid in c.owns:
             sess = self.sessions.get(sid)
             if sess is not None and sess.state == "active":
@@ -694,18 +742,23 @@ class Daemon:
 
     # --- requests ---
 
-    def _handle(self, c: Client, line: bytes) -> dict[str, Any] | None:
+    def _handle(self, c: Client, line: bytes, fds: list[int]) -> dict[str, Any] | None:
+        """One request line and the descriptors that came with it: a request
+        takes what it uses out of fds; the rest are closed here."""
         try:
             req = control.decode(line)
             op = req.get("op")
+            _check_fds(req, fds)
             if op == "status":
                 return {"ok": True, **self.status()}
             if op == "list":
                 return {"ok": True, "sessions": [s.summary() for s in self.sessions.values()]}
             if op == "start":
-                return self._op_start(c, req)
+                return self._op_start(c, req, fds)
             if op == "end":
                 return self._op_end(c, req)
+            if op == "reattach":
+                return self._op_reattach(c, req, fds)
             raise control.ControlError(control.E_UNKNOWN_OP, f"unknown op {op!r} (ops: "
                                        + ", ".join(control.OPS) + ")")
         except control.ControlError as e:
@@ -714,6 +767,8 @@ class Daemon:
         except Exception as e:  # a bug must cost one request, not the daemon
             self.log("request-failed", level="error", error=repr(e))
             return control.error_reply(control.E_FAILED, f"internal error: {e!r}")
+        finally:
+            _close_fds(fds)
 
     def status(self) -> dict[str, Any]:
         assert self.programs is not None
@@ -736,7 +791,7 @@ class Daemon:
             "output_dir": self.cfg.output_dir,
         }
 
-    def _op_start(self, c: Client, req: dict[str, Any]) -> dict[str, Any]:
+    def _op_start(self, c: Client, req: dict[str, Any], fds: list[int]) -> dict[str, Any]:
         assert self.programs is not None and self.mount is not None
         pid = _field(req, "pid", int)
         kind = _field(req, "kind", str)
@@ -751,13 +806,16 @@ class Daemon:
         output = _field(req, "output", str, required=False)
         force = _field(req, "force", bool, required=False) or False
         sealing = _field(req, "seal", bool, required=False) is not False
+        passed = _field(req, "output_fd", bool, required=False) or False
         login = _login(req.get("login"))
         unknown = set(req) - {"v", "op", "pid", "kind", "command", "cwd", "output", "force",
-                              "login", "seal"}
+                              "login", "seal", "output_fd"}
         if unknown:
             raise _bad(f"unknown field {sorted(unknown)[0]!r}")
         if output is not None and not output.startswith("/"):
             raise _bad("output must be an absolute path")
+        if passed and (output is None or kind != "record"):
+            raise _bad("output_fd is for a record session, with its output path")
         real_uid = _proc_uid(pid)
         if real_uid is None:
             raise control.ControlError(control.E_NOT_FOUND, f"no process {pid}")
@@ -771,18 +829,25 @@ class Daemon:
         if not self.cfg.records_user(user, uid):
             return {"ok": True, "recorded": False,
                     "reason": f"user {user} (uid {uid}) is not recorded ([users])"}
+        stream: BinaryIO | None = None
+        if passed:  # checked before a spare is taken: a refusal costs nothing
+            try:
+                stream = _passed_output(fds.pop())
+            except SessrecError as e:
+                raise _bad(str(e)) from None
         spare = self.spares.popleft() if self.spares else None
         self._want_spares.set()
         session_id = spare.id if spare is not None else str(uuid.uuid4())
         wall_ns = time.time_ns()
         if output is None:
             output = self.default_output(user, uid, session_id, wall_ns)
-        try:
-            check_writable(output, force)
-        except SessrecError as e:
-            if spare is not None:
-                self.spares.appendleft(spare)
-            raise control.ControlError(control.E_FAILED, str(e)) from None
+        if stream is None:
+            try:
+                check_writable(output, force)
+            except SessrecError as e:
+                if spare is not None:
+                    self.spares.appendleft(spare)
+                raise control.ControlError(control.E_FAILED, str(e)) from None
         if cwd is None:
             try:
                 cwd = os.readlink(f"/proc/{pid}/cwd")
@@ -795,6 +860,8 @@ class Daemon:
             else:
                 cg = SessionCgroup.create(session_id, self.mount, self.cfg.cgroup_root)
         except SessrecError as e:
+            if stream is not None:
+                stream.close()
             raise control.ControlError(control.E_FAILED, str(e)) from None
 
         def join() -> None:
@@ -810,7 +877,7 @@ class Daemon:
                 session_id=session_id, kind=kind, pid=pid, uid=uid, user=user, cg=cg,
                 output=output, force=force, sealing=sealing, command=command, cwd=cwd,
                 login=login, wall_ns=wall_ns, owner=c if kind == "record" else None,
-                join=join)
+                join=join, stream=stream)
         except control.ControlError:
             raise
         except SessrecError as e:
@@ -819,6 +886,53 @@ class Daemon:
             c.owns.add(session_id)
         return {"ok": True, "recorded": True, "session": session_id, "file": output,
                 "cgroup": str(cg.path), "cgroup_id": cg.id}
+
+    def _op_reattach(self, c: Client, req: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        """A `record` client whose daemon went away hands its session file to
+        the new one: the session continues in it (resume.py), or, continued
+        already (the daemon could open the file), is the client's again."""
+        from recorder import resume
+
+        sid = _field(req, "session", str)
+        unknown = set(req) - {"v", "op", "session"}
+        if unknown:
+            raise _bad(f"unknown field {sorted(unknown)[0]!r}")
+        done = self.ended.get(sid)
+        if done is not None:
+            return {"ok": True, **done, "already_ended": True}
+        sess = self.sessions.get(sid)
+        if sess is None:
+            if sid not in self.waiting:
+                raise control.ControlError(control.E_NOT_FOUND, f"no session {sid!r}")
+            path, st, _ = self.waiting[sid]
+            try:
+                stream = _passed_output(fds.pop(), resume.file_id(st))
+            except SessrecError as e:
+                raise _bad(str(e)) from None
+            try:
+                sess = resume.resume(self, path, stream)
+            except (OSError, ValueError, KeyError, SessrecError) as e:
+                self._give_up(path, st, str(e))
+                raise control.ControlError(control.E_FAILED, f"session {sid} cannot be "
+                                           f"continued: {e}") from None
+            self.waiting.pop(sid, None)
+            if sess is None:
+                raise control.ControlError(control.E_NOT_FOUND, f"session {sid} is over "
+                                           "(its cgroup is gone, or its file complete)")
+            sess.owner = c
+            self._adopt_resumed(sess)
+        elif sess.kind != "record" or sess.state != "active":
+            raise _bad(f"session {sid} is not an active record session")
+        else:
+            try:  # the same file, or refused
+                _passed_output(fds.pop(), sess.file_id).close()
+            except SessrecError as e:
+                raise _bad(str(e)) from None
+        sess.owner = c
+        c.owns.add(sid)
+        self.log("client-back", session=sid, file=sess.file)
+        return {"ok": True, "session": sid, "file": sess.file, "cgroup": str(sess.cg.path),
+                "cgroup_id": sess.cg.id}
 
     def default_output(self, user: str, uid: int, session_id: str, wall_ns: int) -> str:
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", user)[:64] or str(uid)
@@ -829,11 +943,13 @@ class Daemon:
                      cg: SessionCgroup, output: str, force: bool, sealing: bool,
                      command: list[str], cwd: str, login: dict[str, str | int], wall_ns: int,
                      owner: Client | None, join: Callable[[], None],
-                     owned: bool = True) -> Session:
+                     owned: bool = True, stream: BinaryIO | None = None) -> Session:
         """Starts recording a session in cg (its ring registered), whose
         processes join() puts in it: a move into the daemon's own cgroup, or
-        (a logind scope, owned=False) an adoption of those already there. On
-        failure nothing is left, but a cgroup that is not the daemon's."""
+        (a logind scope, owned=False) an adoption of those already there.
+        stream: the file its client opened and passed (closed here on
+        failure, and then its client removes it), else output is created.
+        On failure nothing is left, but a cgroup that is not the daemon's."""
         from recorder import audit
 
         assert self.programs is not None
@@ -852,11 +968,16 @@ class Daemon:
             self.expect_login_scope(cg.id, kind, uid, header["audit_session_id"])
             key = seal.seal_key_path(None) if sealing else None
             sealer = None if key is None else seal.start_file(key)
-            writer = SessionWriter(output, header, force=force, sealer=sealer)
+            writer = SessionWriter(output, header, force=force, sealer=sealer, stream=stream)
+            st = os.fstat(writer.fileno())
+            start = proc_start(owner.pid) if owner is not None else None
             sess = Session(id=session_id, kind=kind, pid=pid, uid=uid, user=user, file=output,
                            cg=cg, writer=writer, sink=SessionSink(cg.id, writer),
                            auditing=auditing, started_at=header["started_at"],
-                           owner=owner, tty_until=time.monotonic() + TTY_FOR, owned=owned)
+                           owner=owner, tty_until=time.monotonic() + TTY_FOR, owned=owned,
+                           file_id=(st.st_dev, st.st_ino), passed=stream is not None,
+                           client=None if start is None or owner is None
+                           else (owner.pid, start))
             writer.on_drop = lambda k, raw: self._on_drop(sess, k, raw)
             self.dispatcher.sinks[cg.id] = sess.sink
             self.sel.register(self.programs.ring_fd(cg.id), selectors.EVENT_READ, cg.id)
@@ -870,8 +991,11 @@ class Daemon:
             if writer is not None:
                 with contextlib.suppress(SessrecError):
                     writer.close(None)
-                with contextlib.suppress(OSError):
-                    os.unlink(output)
+                if stream is None:
+                    with contextlib.suppress(OSError):
+                        os.unlink(output)
+            if stream is not None:
+                stream.close()
             raise
         self.sessions[session_id] = sess
         self.by_cg[cg.id] = sess
@@ -1032,7 +1156,8 @@ class Daemon:
     def _save_state(self, sess: Session) -> None:
         state = {"session": sess.id, "kind": sess.kind, "pid": sess.pid, "uid": sess.uid,
                  "user": sess.user, "file": sess.file, "cgroup": str(sess.cg.path),
-                 "owned": sess.owned, "linked": [str(cg.path) for cg in sess.linked]}
+                 "owned": sess.owned, "linked": [str(cg.path) for cg in sess.linked],
+                 "file_id": sess.file_id, "passed": sess.passed, "client": sess.client}
         path = self.state_dir / f"{sess.id}.json"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -1046,25 +1171,73 @@ class Daemon:
         for path in sorted(self.state_dir.glob("*.json")):
             try:
                 sess = resume.resume(self, path)
+            except resume.FileUnreachable as e:
+                self._wait_for_client(path, e)
+                continue
             except (OSError, ValueError, KeyError, SessrecError) as e:
                 self.log("resume-failed", level="error", state=str(path), error=str(e))
                 with contextlib.suppress(OSError):
                     path.unlink()
                 continue
-            if sess is None:
-                continue
-            self.sessions[sess.id] = sess
-            self.by_cg[sess.cg.id] = sess
-            self.sessions_total += 1
-            self.sel.register(self.programs.ring_fd(sess.cg.id), selectors.EVENT_READ,
-                              sess.cg.id)
-            self._maybe_empty(sess, time.monotonic())
+            if sess is not None:
+                self._adopt_resumed(sess)
         # The spare sessions an earlier daemon left: empty cgroups, no state.
         root = self.mount.path / self.cfg.cgroup_root
         for d in root.iterdir() if root.is_dir() else ():
-            if d.is_dir() and d.name not in self.sessions:
+            if d.is_dir() and d.name not in self.sessions and d.name not in self.waiting:
                 with contextlib.suppress(OSError):
                     d.rmdir()  # a cgroup with processes stays
+
+    def _adopt_resumed(self, sess: Session) -> None:
+        assert self.programs is not None
+        now = time.monotonic()
+        if sess.kind == "record" and sess.owner is None and _alive(sess.client):
+            sess.reclaim_until = now + RESUME_WAIT  # its client's exit status is due
+        self.sessions[sess.id] = sess
+        self.by_cg[sess.cg.id] = sess
+        self.sessions_total += 1
+        self.sel.register(self.programs.ring_fd(sess.cg.id), selectors.EVENT_READ, sess.cg.id)
+        self._maybe_empty(sess, now)
+
+    def _wait_for_client(self, path: Path, e: SessrecError) -> None:
+        """A session whose file its client passed (`record -o`), at a path
+        this daemon cannot open: continued when the client hands the file
+        again (`reattach`), given up when the client is gone, or after
+        RESUME_WAIT s."""
+        from recorder import resume
+
+        st = resume.read_state(path)
+        sid = str(st["session"])
+        client = st.get("client")
+        if not _alive(client):
+            self._give_up(path, st, f"{e}; its client ({_who(client)}) is gone, and no one "
+                          "else can hand the file again")
+            return
+        self.waiting[sid] = (path, st, time.monotonic() + RESUME_WAIT)
+        self.log("resume-waiting", session=sid, file=st["file"], why=str(e),
+                 client=_who(client), wait_s=RESUME_WAIT)
+
+    def _give_up(self, path: Path, st: dict[str, Any], why: str) -> None:
+        """A session that cannot be continued: its processes go on, unrecorded,
+        and the file keeps what it holds, without a trailer."""
+        assert self.mount is not None
+        self.waiting.pop(str(st["session"]), None)
+        cg_path = Path(st["cgroup"])
+        left: list[int] = []
+        if st.get("owned", True) and cg_path.is_dir():
+            left = SessionCgroup.existing(cg_path, self.mount).remove()
+        with contextlib.suppress(OSError):
+            path.unlink()
+        self.log("resume-failed", level="error", session=st["session"], file=st["file"],
+                 error=why, left_running=left,
+                 note="not continued: the file ends where the last daemon left it, "
+                 "without a trailer")
+
+    def _expire_waiting(self, now: float) -> None:
+        for path, st, until in list(self.waiting.values()):
+            if now >= until:
+                self._give_up(path, st, f"cannot open {st['file']}, and its client did not "
+                              f"hand the file again within {RESUME_WAIT:g} s")
 
     # --- retention ---
 
@@ -1152,6 +1325,64 @@ def _login(v: object) -> dict[str, str | int]:
     return out
 
 
+def _check_fds(req: dict[str, Any], fds: list[int]) -> None:
+    """A request carries the descriptors it says it does, and no other."""
+    if -1 in fds:
+        raise _bad(f"too much ancillary data: a request carries at most one descriptor "
+                   f"(more than {control.RECV_FDS} came, and were closed)")
+    op = req.get("op")
+    want = int(op == "reattach" or (op == "start" and req.get("output_fd") is True))
+    if len(fds) != want:
+        raise _bad(f"the request carries {len(fds)} descriptor(s) (SCM_RIGHTS) and needs "
+                   f"{want}" + ("" if not want else ": output_fd says the session file comes "
+                                "with it" if op == "start" else ": the session file"))
+
+
+def _passed_output(fd: int, file_id: tuple[int, int] | None = None) -> BinaryIO:
+    """The session file a client opened and passed: a regular file, open for
+    writing, not for appending (the writer cuts a failed write back to the
+    last whole chunk); empty, or with file_id (a `reattach`) that file.
+    Raises SessrecError, with fd closed."""
+    try:
+        st = os.fstat(fd)
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        why = ("is not a regular file" if not stat.S_ISREG(st.st_mode)
+               else "is not open for writing"
+               if flags & os.O_ACCMODE not in (os.O_WRONLY, os.O_RDWR)
+               else "is open for appending" if flags & os.O_APPEND
+               else "is not the session's file"
+               if file_id is not None and (st.st_dev, st.st_ino) != file_id
+               else f"is not empty ({st.st_size} bytes)" if st.st_size and file_id is None
+               else "")
+    except OSError as e:
+        why = f"cannot be used ({e.strerror})"
+    if why:
+        os.close(fd)
+        raise SessrecError(f"the descriptor passed for the session file {why}")
+    return os.fdopen(fd, "wb", buffering=0)
+
+
+def _close_fds(fds: list[int]) -> None:
+    for fd in fds:
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    fds.clear()
+
+
+def _alive(client: object) -> bool:
+    """Whether a client saved as [pid, start time] still runs."""
+    if not isinstance(client, (list, tuple)) or len(client) != 2:
+        return False
+    return proc_start(int(client[0])) == int(client[1])
+
+
+def _who(client: object) -> str:
+    if isinstance(client, (list, tuple)) and client:
+        return f"`sessrec record`, pid {client[0]}"
+    return "unknown"
+
+
 def _proc_uid(pid: int) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -1162,9 +1393,21 @@ def _proc_uid(pid: int) -> int | None:
     return None
 
 
-def _peer_uid(sock: socket.socket) -> int:
+def _peer_cred(sock: socket.socket) -> tuple[int, int]:
+    """The peer's (pid, uid)."""
     raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
-    return int(_UCRED.unpack(raw)[1])
+    pid, uid, _ = _UCRED.unpack(raw)
+    return int(pid), int(uid)
+
+
+def proc_start(pid: int) -> int | None:
+    """A process's start time (clock ticks after boot), which with its pid
+    names it across pid reuse; None when it is gone."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_bytes()
+        return int(stat_line[stat_line.rindex(b")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def sd_notify(message: str) -> None:

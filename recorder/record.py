@@ -14,6 +14,7 @@ The recorder itself never joins the cgroup, so its own activity is not seen.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import os
@@ -40,7 +41,7 @@ from recorder.loader import (
 )
 from recorder.ringbuf import BUSY, DISCARD, RingReader
 from recorder.ringbuf import HEADER as RING_HEADER
-from recorder.writer import SessionWriter, check_writable
+from recorder.writer import SessionWriter, check_writable, open_output
 from replay.text import printable
 from sessrec import __version__, control, records, seal
 from sessrec import format as fmt
@@ -537,28 +538,44 @@ def record_via_daemon(opts: RecordOptions, conn: control.Connection,
                       stderr: TextIO = sys.stderr) -> int:
     """Records opts.command through a running daemon (docs/CONTROL.md): the
     daemon moves the command's process into a new session before it execs
-    and writes the file; this process runs the command and waits as
-    record() does, then ends the session with the exit status. The file is
-    the one record() writes, but for the recorder's pid (the daemon's)."""
+    and writes the file, which this process opens (as record() does) and
+    passes to it: the daemon may not see the path (its sandbox, another
+    mount namespace). This process runs the command and waits as record()
+    does, then ends the session with the exit status. The file is the one
+    record() writes, but for the recorder's pid (the daemon's)."""
     check_privileges()
     check_writable(opts.output, opts.force)
     if opts.cwd is not None and not os.path.isdir(opts.cwd):
         raise SessrecError(f"cannot run the command in {opts.cwd}: no such directory")
     cwd = os.path.abspath(opts.cwd) if opts.cwd else os.getcwd()
+    output = os.path.abspath(opts.output)
     sigs = _Signals()
     sigs.install()
+    fd = -1
     try:
-        proc = Leader(list(opts.command), cwd, None)
+        fd = open_output(output, opts.force)
+        proc: Leader | None = None
         try:
-            reply = conn.request("start", pid=proc.pid, kind="record",
+            proc = Leader(list(opts.command), cwd, None)
+            reply = conn.request("start", fds=[fd], pid=proc.pid, kind="record",
                                  command=[_text(a) for a in opts.command], cwd=cwd,
-                                 output=os.path.abspath(opts.output), force=opts.force,
+                                 output=output, output_fd=True, force=opts.force,
                                  seal=opts.seal_key is not None)
             if not reply.get("recorded"):
                 raise SessrecError(f"the daemon does not record this: {reply.get('reason')}")
-        except BaseException:
-            proc.abandon()
+        except BaseException as e:
+            if proc is not None:
+                proc.abandon()
+            with contextlib.suppress(OSError):
+                os.unlink(output)
+            if (isinstance(e, control.ControlError) and e.code == control.E_BAD_REQUEST
+                    and "'output_fd'" in str(e)):
+                raise SessrecError(
+                    "the running sessrec daemon is older than this sessrec: it cannot take "
+                    "the session file as an open descriptor (output_fd); restart the daemon, "
+                    "or record with --no-daemon") from None
             raise
+        assert proc is not None
         session = str(reply["session"])
         try:
             proc.release()
@@ -568,13 +585,17 @@ def record_via_daemon(opts: RecordOptions, conn: control.Connection,
         sigs.forward = proc.send_signal
         cg = SessionCgroup(path=Path(reply["cgroup"]), id=int(reply["cgroup_id"]), level=-1,
                            mount=cgroup2_mount())
-        end_reason = _wait_done(cg, proc, sigs, opts, stderr)
-        status = _shell_status(proc.wait())
-        conn.settimeout(None)  # the end waits for the last drain, however long
-        summary = conn.request("end", session=session, reason=end_reason, exit_status=status,
-                               linger=0)
+        link = DaemonLink(conn, session, fd, output, stderr)
+        try:
+            end_reason = _wait_done(cg, proc, sigs, opts, stderr, link.watch)
+            status = _shell_status(proc.wait())
+            summary = link.end(end_reason, status)
+        finally:
+            link.close()
     finally:
         sigs.restore()
+        if fd >= 0:
+            os.close(fd)
     lost = {TYPE_BY_NAME.get(k, 0): n for k, n in summary["lost"].items()}
     if lost:
         _warn(stderr, f"{sum(lost.values())} events lost (ring buffer full): "
@@ -621,12 +642,99 @@ class _EndWatch:
 
 
 def _wait_done(cg: SessionCgroup, proc: Leader, sigs: _Signals, opts: RecordOptions,
-               stderr: TextIO) -> str:
+               stderr: TextIO, tick: Callable[[float], None]) -> str:
     """_drain_until_done's waiting, for a session the daemon drains."""
     watch = _EndWatch(cg, proc, sigs, opts, stderr)
-    while (reason := watch.reason(time.monotonic())) is None:
+    while (reason := watch.reason(now := time.monotonic())) is None:
+        tick(now)
         time.sleep(DRAIN_INTERVAL)
     return reason
+
+
+# When the daemon goes away, `record` tries to reach the next one every
+# RECONNECT_EVERY s; once its command is over, for REATTACH_WAIT s at most.
+RECONNECT_EVERY = 0.5
+REATTACH_WAIT = 120.0
+
+
+class DaemonLink:
+    """A `record` session's connection to the daemon. If the daemon goes
+    away (killed, restarted), the command goes on, and the session file
+    stays open here: the next daemon is handed it again (`reattach`), so
+    that it continues the file even where it cannot see its path
+    (docs/CONTROL.md), and the session ends with the command's status."""
+
+    def __init__(self, conn: control.Connection, session: str, fd: int, output: str,
+                 stderr: TextIO) -> None:
+        self.conn: control.Connection | None = conn
+        self.socket_path = conn.socket_path
+        self.session, self.fd, self.output, self.stderr = session, fd, output, stderr
+        self.next_try = 0.0
+        self.failed: str | None = None
+
+    def watch(self, now: float) -> None:
+        """Called while the command runs: notices a daemon gone, and hands
+        the session to the next one once it answers."""
+        if self.failed is not None or now < self.next_try:
+            return
+        self.next_try = now + RECONNECT_EVERY
+        if self.conn is not None and self.conn.lost():
+            self._gone()
+        if self.conn is None:
+            self._reattach()
+
+    def end(self, reason: str, status: int) -> dict[str, Any]:
+        """Ends the session (the daemon's summary), through the next daemon
+        if this one goes away."""
+        deadline = time.monotonic() + REATTACH_WAIT
+        while True:
+            if self.failed is not None:
+                raise SessrecError(f"{self.failed}: {self.output} ends without a trailer")
+            if self.conn is None and not self._reattach():
+                if time.monotonic() >= deadline:
+                    raise SessrecError(f"no sessrec daemon came back within {REATTACH_WAIT:g} s "
+                                       f"to end the session: {self.output} ends without a "
+                                       "trailer")
+                time.sleep(RECONNECT_EVERY)
+                continue
+            assert self.conn is not None
+            self.conn.settimeout(None)  # the end waits for the last drain, however long
+            try:
+                return self.conn.request("end", session=self.session, reason=reason,
+                                         exit_status=status, linger=0)
+            except control.ConnectionLost:
+                self._gone()
+
+    def _gone(self) -> None:
+        assert self.conn is not None
+        self.conn.close()
+        self.conn = None
+        _warn(self.stderr, "the sessrec daemon went away; the command goes on, and so does "
+              "the session when a daemon is back")
+
+    def _reattach(self) -> bool:
+        try:
+            conn = control.Connection(self.socket_path)
+        except SessrecError:
+            return False  # not back yet
+        try:
+            conn.request("reattach", fds=[self.fd], session=self.session)
+        except control.ConnectionLost:
+            conn.close()
+            return False
+        except control.ControlError as e:
+            conn.close()
+            self.failed = f"the new sessrec daemon did not take the session back: {e}"
+            _warn(self.stderr, self.failed)
+            return False
+        self.conn = conn
+        _warn(self.stderr, f"a sessrec daemon took the session back; {self.output} states "
+              "the gap")
+        return True
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
 
 
 def _shell_status(returncode: int) -> int:

@@ -58,13 +58,31 @@ def check_writable(path: PathArg, force: bool = False) -> None:
         raise OutputError(f"cannot write {p}: Permission denied")
 
 
+def open_output(path: PathArg, force: bool = False) -> int:
+    """Creates the session file, 0600, and returns its descriptor (write
+    only, close-on-exec): a new file, or with force an existing one emptied.
+    `record` opens its file here, with or without a daemon (which then
+    writes to the descriptor it is handed: docs/CONTROL.md)."""
+    p = os.fspath(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+    flags |= os.O_TRUNC if force else os.O_EXCL
+    try:
+        return os.open(p, flags, 0o600)
+    except FileExistsError:
+        raise UsageError(f"{p} already exists; use --force to overwrite it") from None
+    except OSError as e:
+        raise _cannot_write(p, e) from None
+
+
 class SessionWriter:
     """Write one session file.
 
     header: the header map without "k" and "format" (both are filled in; if
     given they must match). It is validated here, once.
-    stream: write to this binary file object instead of creating path (tests,
-    pipes); path is then only used in messages.
+    stream: write to this binary file object instead of creating path (an
+    already-open file: the descriptor a `record` client handed the daemon;
+    tests, pipes); path is then only used in messages. It is closed with
+    the writer.
     sealer: seal the file (sessrec.seal): each write() of a chunk carries the
     seal chunk that covers it, and the trailer is preceded by the final seal.
 
@@ -86,8 +104,9 @@ class SessionWriter:
         sealer: Sealer | None = None,
     ):
         """resume_at: continue an existing file (a session a killed daemon
-        left) from this byte offset, the end of its last whole chunk: the
-        file is cut there and nothing is written until the caller adds."""
+        left; stream, or else path) from this byte offset, the end of its
+        last whole chunk: the file is cut there and nothing is written until
+        the caller adds."""
         self.path = os.fspath(path)
         if not 0 < max_chunk_bytes <= fmt.MAX_MSGPACK_RAW_LEN // 2:
             raise ValueError(f"max_chunk_bytes must be in 1..{fmt.MAX_MSGPACK_RAW_LEN // 2}")
@@ -121,26 +140,20 @@ class SessionWriter:
         self._stream: BinaryIO
         if resume_at is not None:
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
-                os.ftruncate(fd, resume_at)
-                os.lseek(fd, resume_at, os.SEEK_SET)
+                if stream is None:
+                    stream = os.fdopen(os.open(self.path, os.O_WRONLY | os.O_CLOEXEC), "wb",
+                                       buffering=0)
+                os.ftruncate(stream.fileno(), resume_at)
+                os.lseek(stream.fileno(), resume_at, os.SEEK_SET)
             except OSError as e:
+                if stream is not None:
+                    stream.close()
                 raise _cannot_write(self.path, e) from None
-            self._stream = os.fdopen(fd, "wb", buffering=0)
+            self._stream = stream
             self.bytes_written = resume_at
             return
         if stream is None:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
-            flags |= os.O_TRUNC if force else os.O_EXCL
-            try:
-                fd = os.open(self.path, flags, 0o600)
-            except FileExistsError:
-                raise UsageError(
-                    f"{self.path} already exists; use --force to overwrite it"
-                ) from None
-            except OSError as e:
-                raise _cannot_write(self.path, e) from None
-            stream = os.fdopen(fd, "wb", buffering=0)
+            stream = os.fdopen(open_output(self.path, force), "wb", buffering=0)
         self._stream = stream
         packed = self._pack(self.header)
         if len(packed) > fmt.MAX_MSGPACK_RAW_LEN:  # readers refuse it
@@ -252,6 +265,9 @@ class SessionWriter:
         self.bytes_written = offset
         self._failed = None
         return True
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
 
     def close(self, trailer: dict[str, Any] | None) -> None:
         """Write the remaining events, the trailer and the footer, fsync, close.

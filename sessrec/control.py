@@ -8,9 +8,12 @@ so that the PAM helper and `sessrec status` can use it anywhere.
 
 from __future__ import annotations
 
+import array
 import json
 import os
+import select
 import socket
+from collections.abc import Sequence
 from typing import Any, Final
 
 from sessrec.errors import SessrecError
@@ -26,7 +29,15 @@ MAX_LINE: Final = 64 * 1024
 # for this long, never the daemon's attention.
 IDLE_TIMEOUT: Final = 10.0
 
-OPS: Final = ("start", "end", "list", "status")
+# Descriptors ride on the request line that needs them (SCM_RIGHTS, sent
+# with the line in one sendmsg): a `start` with "output_fd": true carries
+# the session file. The daemon reads at most RECV_FDS with any read; a
+# request with fewer or more than it needs, or ancillary data that did not
+# fit, is refused and every descriptor closed.
+RECV_FDS: Final = 4
+RECV_ANCILLARY: Final = socket.CMSG_SPACE(RECV_FDS * 4)
+
+OPS: Final = ("start", "end", "list", "status", "reattach")
 KINDS: Final = ("record", "pam", "logind")
 
 # Error codes of a reply {"v": 1, "ok": false, "error": {"code", "message"}}.
@@ -81,6 +92,27 @@ def decode(line: bytes) -> dict[str, Any]:
     return obj
 
 
+def recv_with_fds(sock: socket.socket, size: int) -> tuple[bytes, list[int], bool]:
+    """One read of a connection for the daemon: (data, the descriptors that
+    came with it, close-on-exec, and whether ancillary data was cut short:
+    more than RECV_FDS descriptors, whose excess the kernel closed). They
+    belong to the request line that holds the last byte of data: the kernel
+    ends a read inside the write that carried them."""
+    data, anc, flags, _ = sock.recvmsg(size, RECV_ANCILLARY, socket.MSG_CMSG_CLOEXEC)
+    fds: list[int] = []
+    for level, kind, raw in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.extend(array.array("i", raw[:len(raw) - len(raw) % 4]))
+    return data, fds, bool(flags & socket.MSG_CTRUNC)
+
+
+class ConnectionLost(ControlError):
+    """The daemon went away (killed, restarted) while a request was on its way."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(E_FAILED, message)
+
+
 class Connection:
     """A client connection, for several requests in turn (a `record` keeps
     one open for its session: the daemon ends a record session whose client
@@ -105,17 +137,23 @@ class Connection:
             raise DaemonNotRunning(socket_path, e.strerror or str(e)) from None
         self._buf = b""
 
-    def request(self, op: str, **fields: Any) -> dict[str, Any]:
+    def request(self, op: str, *, fds: Sequence[int] = (), **fields: Any) -> dict[str, Any]:
         """Sends one request, returns the reply object (ok true), or raises
-        ControlError with the daemon's error code."""
+        ControlError with the daemon's error code. fds: descriptors the
+        request carries (SCM_RIGHTS, with its first byte); they stay open here."""
         try:
-            self._sock.sendall(encode({"op": op, **fields}))
+            data = encode({"op": op, **fields})
+            if fds:
+                sent = self._sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                                    array.array("i", fds).tobytes())])
+                data = data[sent:]
+            if data:
+                self._sock.sendall(data)
             line = self._readline()
         except TimeoutError:
             raise ControlError(E_FAILED, f"no answer to {op!r} in time") from None
         except OSError as e:
-            raise ControlError(E_FAILED, f"connection lost during {op!r}: "
-                               f"{e.strerror or e}") from None
+            raise ConnectionLost(f"connection lost during {op!r}: {e.strerror or e}") from None
         reply = decode(line)
         if reply.get("ok") is not True:
             err = reply.get("error")
@@ -131,12 +169,24 @@ class Connection:
             data = self._sock.recv(65536)
             if not data:
                 if self._buf == b"":
-                    raise ControlError(E_PERMISSION if _refused_peer() else E_FAILED,
-                                       "the daemon closed the connection")
+                    if _refused_peer():
+                        raise ControlError(E_PERMISSION, "the daemon closed the connection")
+                    raise ConnectionLost("the daemon closed the connection")
                 break
             self._buf += data
         line, _, self._buf = self._buf.partition(b"\n")
         return line
+
+    def lost(self) -> bool:
+        """Whether the daemon has closed the connection (it went away), without
+        waiting: a record client asks this while its command runs."""
+        # select first: a socket with a timeout waits for data in recv().
+        if not select.select([self._sock], [], [], 0)[0]:
+            return False
+        try:
+            return self._sock.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
 
     def settimeout(self, timeout: float | None) -> None:
         self._sock.settimeout(timeout)
@@ -158,11 +208,11 @@ def _refused_peer() -> bool:
 
 
 def request(op: str, *, socket_path: str = DEFAULT_SOCKET, timeout: float | None = 30.0,
-            **fields: Any) -> dict[str, Any]:
+            fds: Sequence[int] = (), **fields: Any) -> dict[str, Any]:
     """One request on a new connection: `request("status")`,
     `request("start", pid=1234, kind="pam", login={...})`."""
     with Connection(socket_path, timeout) as c:
-        return c.request(op, **fields)
+        return c.request(op, fds=fds, **fields)
 
 
 def running(socket_path: str = DEFAULT_SOCKET) -> bool:

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from krec import TIMEOUT_FACTOR
+from krec import TIMEOUT_FACTOR, export, header, info
 
 from sessrec import control
 
@@ -40,10 +41,15 @@ class Daemon:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, wait: bool = True) -> Daemon:
+    def start(self, wait: bool = True, hide: Path | None = None) -> Daemon:
+        """hide: the daemon runs in a mount namespace of its own, where an
+        empty tmpfs covers that directory (it cannot see what is in it)."""
         log = open(self.log_path, "ab")
+        wrap = [] if hide is None else [
+            "unshare", "--mount", "--propagation", "private", "sh", "-c",
+            'mount -t tmpfs -o mode=0700 sessrec-test "$0" && exec "$@"', str(hide)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sessrec", "daemon", "--config", str(self.config),
+            [*wrap, sys.executable, "-m", "sessrec", "daemon", "--config", str(self.config),
              "--log-format", "json"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True)
         log.close()
@@ -66,6 +72,25 @@ class Daemon:
     def request(self, op: str, **fields: Any) -> dict[str, Any]:
         return control.request(op, socket_path=self.socket, timeout=60.0 * TIMEOUT_FACTOR,
                                **fields)
+
+    def connect(self) -> socket.socket:
+        """A raw connection to the control socket, for tests of bad input."""
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(30)
+        s.connect(self.socket)
+        return s
+
+    def fds(self) -> list[tuple[int, int]]:
+        """(device, inode) of each descriptor the daemon holds."""
+        assert self.proc is not None
+        out = []
+        for n in os.listdir(f"/proc/{self.proc.pid}/fd"):
+            try:
+                st = os.stat(f"/proc/{self.proc.pid}/fd/{n}")
+            except OSError:
+                continue  # closed meanwhile
+            out.append((st.st_dev, st.st_ino))
+        return sorted(out)
 
     def log(self) -> list[dict[str, Any]]:
         out = []
@@ -150,6 +175,39 @@ def make_daemon(base: Path, extra: str = "", name: str = "d", ring: str = "1MiB"
                    f'cgroup_root = "{root}"\nring_size = "{ring}"\n{extra}')
     return Daemon(dir=d, config=cfg, socket=str(sock), out=out, cgroup_root=root,
                   log_path=d / "daemon.log")
+
+
+def read_reply(s: socket.socket) -> dict[str, Any]:
+    """One reply line from a raw connection."""
+    buf = b""
+    while not buf.endswith(b"\n"):
+        data = s.recv(65536)
+        assert data, "connection closed without a reply"
+        buf += data
+    result: dict[str, Any] = json.loads(buf)
+    return result
+
+
+def assert_same_session(via: Path, alone: Path, daemon_pid: int) -> None:
+    """A `record` through the daemon (via) and one without it (alone) of
+    the same command wrote the same file, but for who recorded it."""
+    hv, ha = header(via), header(alone)
+    assert hv["recorder"]["pid"] == daemon_pid
+    assert ha["recorder"]["pid"] == os.getpid()
+    assert set(hv) == set(ha) and hv["kind"] == ha["kind"] == "record"
+    for k in ("command", "cwd", "user", "uid", "limits", "abi_version", "format", "hostname"):
+        assert hv[k] == ha[k], k
+    iv, ia = info(via), info(alone)
+    for k in ("counts", "lost", "truncated", "exit_status", "end_reason", "complete",
+              "command", "format_version"):
+        assert iv[k] == ia[k], k
+
+    def shape(path: Path) -> list[tuple[object, ...]]:
+        events, _ = export(path)
+        return [(e["type"], e.get("argv"), e.get("path"), e.get("return_code"))
+                for e in events]
+
+    assert shape(via) == shape(alone)
 
 
 def gated(argv: list[str], **kw: Any) -> subprocess.Popen[bytes]:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemonctl import Daemon, gated, make_daemon, release
+from daemonctl import Daemon, assert_same_session, gated, make_daemon, read_reply, release
 from krec import TIMEOUT_FACTOR, export, header, info, run_cli
 
 from sessrec import control
@@ -147,23 +147,7 @@ def test_record_through_the_daemon_writes_the_same_file(daemon: Daemon,
     status, _, err = run_cli("record", "--no-daemon", "-o", alone, "--", "/bin/sh", "-c",
                              script)
     assert status == 5, err
-    hv, ha = header(via), header(alone)
-    assert hv["recorder"]["pid"] == daemon.proc.pid  # type: ignore[union-attr]
-    assert ha["recorder"]["pid"] == os.getpid()
-    assert set(hv) == set(ha) and hv["kind"] == ha["kind"] == "record"
-    for k in ("command", "cwd", "user", "uid", "limits", "abi_version", "format", "hostname"):
-        assert hv[k] == ha[k], k
-    iv, ia = info(via), info(alone)
-    for k in ("counts", "lost", "truncated", "exit_status", "end_reason", "complete",
-              "command", "format_version"):
-        assert iv[k] == ia[k], k
-
-    def shape(path: Path) -> list[tuple[object, ...]]:
-        events, _ = export(path)
-        return [(e["type"], e.get("argv"), e.get("path"), e.get("return_code"))
-                for e in events]
-
-    assert shape(via) == shape(alone)
+    assert_same_session(via, alone, daemon.proc.pid)  # type: ignore[union-attr]
 
 
 def test_status(daemon: Daemon) -> None:
@@ -228,30 +212,13 @@ def test_non_root_peer_refused_by_peercred(daemon: Daemon) -> None:
     assert daemon.events("client-refused")[-1]["uid"] == 65534
 
 
-def _connect(daemon: Daemon) -> socket.socket:
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(30)
-    s.connect(daemon.socket)
-    return s
-
-
-def _reply(s: socket.socket) -> dict[str, object]:
-    buf = b""
-    while not buf.endswith(b"\n"):
-        data = s.recv(65536)
-        assert data, "connection closed without a reply"
-        buf += data
-    result: dict[str, object] = json.loads(buf)
-    return result
-
-
 def test_control_socket_abuse(daemon: Daemon) -> None:
-    silent = [_connect(daemon) for _ in range(20)]  # connect and never write
-    half = _connect(daemon)
+    silent = [daemon.connect() for _ in range(20)]  # connect and never write
+    half = daemon.connect()
     half.sendall(b'{"v": 1, "op": "sta')
     half.shutdown(socket.SHUT_WR)  # half-closed mid-request
 
-    s = _connect(daemon)
+    s = daemon.connect()
     for line, code in ((b"garbage\n", "bad-json"), (b"\xff\xfe\n", "bad-json"),
                        (b"[1,2]\n", "bad-json"), (b'{"op": "status"}\n', "unsupported-version"),
                        (b'{"v": 2, "op": "status"}\n', "unsupported-version"),
@@ -259,17 +226,17 @@ def test_control_socket_abuse(daemon: Daemon) -> None:
                        (b'{"v": 1}\n', "unknown-op"),
                        (b"[" * 200000 + b"\n", "too-large")):
         s.sendall(line)
-        r = _reply(s)
+        r = read_reply(s)
         assert r["v"] == 1 and r["ok"] is False, line[:40]
         assert r["error"]["code"] == code, (line[:40], r)  # type: ignore[index]
         if code == "too-large":
             break
         # After a bad line the connection still works.
         s.sendall(control.encode({"op": "status"}))
-        assert _reply(s)["ok"] is True
+        assert read_reply(s)["ok"] is True
 
     # A 100 MiB line without a newline: refused after 64 KiB, connection dropped.
-    big = _connect(daemon)
+    big = daemon.connect()
     sent = 0
     chunk = b"x" * (1 << 20)
     try:
@@ -293,7 +260,7 @@ def test_control_socket_abuse(daemon: Daemon) -> None:
 
 
 def test_silent_client_is_dropped_after_the_idle_timeout(daemon: Daemon) -> None:
-    s = _connect(daemon)
+    s = daemon.connect()
     s.settimeout(control.IDLE_TIMEOUT + 10)
     t = time.monotonic()
     assert s.recv(1) == b""  # closed by the daemon

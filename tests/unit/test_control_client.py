@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import array
+import fcntl
 import json
+import os
 import socket
 import threading
 from pathlib import Path
@@ -79,3 +82,63 @@ def test_request_returns_the_reply_and_raises_error_replies(tmp_path: Path) -> N
         control.request("end", socket_path=path, session="x")
     assert e.value.code == control.E_NOT_FOUND and "no session x" in str(e.value)
     t.join()
+
+
+def test_a_request_carries_its_descriptors_with_its_line(tmp_path: Path) -> None:
+    """Descriptors go with the request line (SCM_RIGHTS) and come out of
+    the daemon's read of that line, close-on-exec."""
+    path = str(tmp_path / "fd.sock")
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(path)
+    srv.listen(1)
+    got: list[tuple[bytes, list[int], bool]] = []
+
+    def run() -> None:
+        conn, _ = srv.accept()
+        with conn, srv:
+            got.append(control.recv_with_fds(conn, 65536))
+            conn.sendall(control.encode({"ok": True}))
+
+    t = threading.Thread(target=run)
+    t.start()
+    r, w = os.pipe()
+    try:
+        with control.Connection(path) as c:
+            assert c.request("start", fds=[w], pid=2) == {"v": 1, "ok": True}
+            t.join()
+            assert c.lost()  # the server closed the connection
+        [(data, fds, cut)] = got
+        assert data == control.encode({"op": "start", "pid": 2}) and not cut
+        assert len(fds) == 1 and os.fstat(fds[0]).st_ino == os.fstat(w).st_ino
+        assert fcntl.fcntl(fds[0], fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+        os.close(fds[0])
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_more_descriptors_than_a_read_takes_are_cut_and_closed() -> None:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    r, w = os.pipe()
+    with a, b:
+        a.sendmsg([b"x\n"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                              array.array("i", [w] * 10).tobytes())])
+        data, fds, cut = control.recv_with_fds(b, 100)
+        assert data == b"x\n" and cut and len(fds) == control.RECV_FDS
+        for fd in fds:
+            os.close(fd)
+    os.close(w)
+    assert os.read(r, 1) == b""  # every copy of the write end is closed: EOF
+    os.close(r)
+
+
+def test_lost_is_false_while_the_daemon_holds_the_connection(tmp_path: Path) -> None:
+    path = str(tmp_path / "l.sock")
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(path)
+    srv.listen(1)
+    with srv, control.Connection(path) as c:
+        conn, _ = srv.accept()
+        assert not c.lost()
+        conn.close()
+        assert c.lost()
