@@ -183,6 +183,10 @@ def scenario(auditd: Auditd) -> Iterator[Scenario]:  # noqa: F811
                 f"ls {MISSING}\n"
                 "head -c 4 /etc/hostname >/dev/null\n"
                 f"exec 3<>/dev/tcp/127.0.0.1/{listener.port}; exec 3>&-\n"
+                # A person's login lasts longer than the daemon's look for
+                # its terminal takes (every 20 ms; under load, later): a login
+                # over before it looked has no tty (docs/NODE.md).
+                "sleep 0.5\n"
                 "echo A-DONE\n"
                 "exit\n"
             ).encode()
