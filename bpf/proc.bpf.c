@@ -3,9 +3,12 @@
  * processes are in a session (the members map of common.bpf.h).
  *
  * Tracepoints: sched:sched_process_{fork,exec,exit},
- *   syscalls:sys_exit_{execve,execveat,chdir,fchdir}, cgroup:cgroup_attach_task.
+ *   syscalls:sys_exit_{execve,execveat,chdir,fchdir}, cgroup:cgroup_attach_task;
+ *   without bpf_task_pt_regs (SR_SAVE_ARGS) also syscalls:sys_enter_ of
+ *   those four and of clone, clone3, fork and vfork.
  * Needs: BPF ring buffer (5.8), bpf_get_current_ancestor_cgroup_id (5.7),
- *   bpf_task_pt_regs (5.15), BTF for struct offsets (see common.bpf.h), x86-64.
+ *   bpf_task_pt_regs (5.15) or SR_SAVE_ARGS, BTF for struct offsets (see
+ *   common.bpf.h), x86-64.
  *
  * exec: a successful exec is reported at sched_process_exec, where argv is
  * one contiguous block in the new mm (arg_start..arg_end), copied exactly:
@@ -21,7 +24,7 @@
  *
  * fork: sched_process_fork also fires for new threads and does not say which
  * it is; it runs inside the parent's clone, so the clone flags are read from
- * the parent's saved registers, and threads are dropped.
+ * the parent's saved registers (or saved arguments), and threads are dropped.
  */
 #include "common.bpf.h"
 #include "kpath.bpf.h"
@@ -32,17 +35,41 @@
 #define SR_NR_CLONE 56
 #define SR_NR_CLONE3 435
 
+#ifdef SR_SAVE_ARGS
+TRACEPOINT_PROBE(syscalls, sys_enter_clone)
+{
+	return member_saves_args(args->__syscall_nr, args->clone_flags, 0, 0, 0);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_clone3)
+{
+	return member_saves_args(args->__syscall_nr, (u64)args->uargs, 0, 0, 0);
+}
+
+/* fork and vfork save their number only, replacing what an earlier clone
+ * that failed may have left. */
+TRACEPOINT_PROBE(syscalls, sys_enter_fork)
+{
+	return member_saves_args(args->__syscall_nr, 0, 0, 0, 0);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_vfork)
+{
+	return member_saves_args(args->__syscall_nr, 0, 0, 0, 0);
+}
+#endif
+
 TRACEPOINT_PROBE(sched, sched_process_fork)
 {
 	u64 cg = current_session();
 	if (!cg)
 		return 0;
 	/* clone(flags, ...) or clone3(&clone_args: flags first); fork and vfork
-	 * always make processes. */
-	u64 nr = syscall_nr();
+	 * always make processes (and so does a call whose arguments were not
+	 * saved: SR_SAVE_ARGS). */
 	u64 a[4];
 	u64 flags = 0;
-	syscall_args(a);
+	s64 nr = current_syscall(a);
 	if (nr == SR_NR_CLONE)
 		flags = a[0];
 	else if (nr == SR_NR_CLONE3)
@@ -171,14 +198,19 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
  * sched_process_exec (and their caller's memory is gone by now). */
 static __always_inline int exec_exit(void *ctx, u16 sys, long ret)
 {
-	if (ret == 0)
+	if (ret == 0) {
+		drop_args();
 		return 0;
+	}
 	u64 cg = current_session();
 	if (!cg)
 		return 0;
 	/* execve(filename, argv, envp); execveat(dirfd, filename, argv, ...) */
 	u64 a[4];
-	syscall_args(a);
+	if (!syscall_args(a)) {
+		count_lost(cg, SR_EVENT_EXEC);
+		return 0;
+	}
 	u64 filename = sys == SR_SYS_EXECVEAT ? a[1] : a[0];
 	u64 argv_ptr = sys == SR_SYS_EXECVEAT ? a[2] : a[1];
 	struct exec_event *e = scratch_area();
@@ -254,6 +286,20 @@ static __always_inline int exec_exit(void *ctx, u16 sys, long ret)
 	return 0;
 }
 
+#ifdef SR_SAVE_ARGS
+TRACEPOINT_PROBE(syscalls, sys_enter_execve)
+{
+	return member_saves_args(args->__syscall_nr, (u64)args->filename, (u64)args->argv,
+				 (u64)args->envp, 0);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
+{
+	return member_saves_args(args->__syscall_nr, args->fd, (u64)args->filename,
+				 (u64)args->argv, (u64)args->envp);
+}
+#endif
+
 TRACEPOINT_PROBE(syscalls, sys_exit_execve)
 {
 	return exec_exit(args, SR_SYS_EXECVE, args->ret);
@@ -274,6 +320,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 	u64 cg = current_session();
 	if (!cg)
 		return 0;
+	drop_args(); /* what a thread ending in a syscall saved */
 #ifdef SR_HAVE_GROUP_DEAD
 	if (!args->group_dead)
 		return 0;
@@ -356,7 +403,10 @@ static __always_inline int chdir_exit(void *ctx, int is_fchdir, long ret)
 	if (!cg)
 		return 0;
 	u64 a[4];
-	syscall_args(a);
+	if (!syscall_args(a)) {
+		count_lost(cg, SR_EVENT_CHDIR);
+		return 0;
+	}
 	struct chdir_event *e = scratch_area();
 	if (!e)
 		return 0;
@@ -386,6 +436,18 @@ static __always_inline int chdir_exit(void *ctx, int is_fchdir, long ret)
 	kpath_submit(ctx, &e->h, sizeof(*e) + plen, SR_EVENT_CHDIR, &e->k, kd, km, src, NULL, 0);
 	return 0;
 }
+
+#ifdef SR_SAVE_ARGS
+TRACEPOINT_PROBE(syscalls, sys_enter_chdir)
+{
+	return member_saves_args(args->__syscall_nr, (u64)args->filename, 0, 0, 0);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_fchdir)
+{
+	return member_saves_args(args->__syscall_nr, args->fd, 0, 0, 0);
+}
+#endif
 
 TRACEPOINT_PROBE(syscalls, sys_exit_chdir)
 {

@@ -4,11 +4,15 @@ Each feature is probed directly, never guessed from the version string:
 helpers and map types by their enum names in the kernel's own BTF (enum
 bpf_func_id and enum bpf_map_type list exactly what this kernel has),
 syscalls by their tracepoints, tracepoint fields by their format files.
-Where a feature is missing the programs are built without it and a notice
-says what is not recorded; the notices and the features go into the
-session header (docs/FORMAT.md) and `sessrec info` shows them. Features the
-programs cannot do without are refused with the kernel version that
-brought them.
+Where a feature is missing the programs are built without it (a -D flag,
+recorder/loader.py) and a notice says what is not recorded, or recorded
+differently; the notices and the features go into the session header
+(docs/FORMAT.md) and `sessrec info` shows them. Only what the programs
+cannot do without is refused, naming the kernel version that brought it.
+
+For tests, SESSREC_HIDE_KERNEL_FEATURES (a comma-separated list of the BTF
+feature names below) makes detect() treat those as missing, so that the
+fallbacks are proved on a kernel that has everything; the header says so.
 """
 
 from __future__ import annotations
@@ -21,16 +25,19 @@ from typing import Any
 from sessrec.errors import EnvironmentProblem
 
 # (feature, the enum member name in BTF, the kernel that brought it)
-REQUIRED_BTF_NAMES: tuple[tuple[str, bytes, str], ...] = (
+BTF_NAMES: tuple[tuple[str, bytes, str], ...] = (
     ("ringbuf", b"BPF_MAP_TYPE_RINGBUF", "5.8"),
     ("task_pt_regs", b"BPF_FUNC_task_pt_regs", "5.15"),
     ("get_current_task_btf", b"BPF_FUNC_get_current_task_btf", "5.11"),
+    ("task_storage", b"BPF_MAP_TYPE_TASK_STORAGE", "5.11"),
 )
-WHY_REQUIRED = {
-    "ringbuf": "the programs submit every record to a BPF ring buffer",
-    "task_pt_regs": "the programs read syscall arguments from the saved registers at sys_exit",
-    "get_current_task_btf": "the programs read the task through its BTF type",
+# What the programs cannot do without, and why.
+REQUIRED = {
+    "ringbuf": "the programs submit every record to a per-session BPF ring buffer "
+               "(there is no perf buffer fallback)",
 }
+HIDE_ENV = "SESSREC_HIDE_KERNEL_FEATURES"
+SINCE = {name: version for name, _, version in BTF_NAMES}
 
 
 @dataclass(frozen=True)
@@ -43,18 +50,37 @@ class KernelFeatures:
     headers_match: bool
     notices: list[str] = field(default_factory=list)
 
+    @property
+    def task_btf(self) -> bool:
+        """The task is a BTF-typed pointer whose fields load directly
+        (else each is a bpf_probe_read_kernel: SR_NO_TASK_BTF)."""
+        return self.btf_names.get("get_current_task_btf", False)
+
+    @property
+    def saves_args(self) -> bool:
+        """Syscall arguments are saved at sys_enter (SR_SAVE_ARGS), not read
+        from the saved registers at sys_exit: bpf_task_pt_regs takes a
+        BTF-typed task, so it needs both helpers."""
+        return not (self.btf_names.get("task_pt_regs", False) and self.task_btf)
+
+    @property
+    def race_check_possible(self) -> bool:
+        """The race check keeps each open's path in task storage."""
+        return self.task_btf and self.btf_names.get("task_storage", False)
+
     def missing_required(self) -> list[str]:
-        return [name for name, _, _ in REQUIRED_BTF_NAMES if not self.btf_names[name]]
+        return [name for name in REQUIRED if not self.btf_names.get(name, False)]
 
     def check(self) -> None:
         """Refuses a kernel without what the programs cannot do without."""
         missing = self.missing_required()
         if missing:
-            since = {n: v for n, _, v in REQUIRED_BTF_NAMES}
+            oldest = max((SINCE[m] for m in REQUIRED),
+                         key=lambda v: tuple(int(p) for p in v.split(".")))
             raise EnvironmentProblem(
                 f"kernel {self.release} lacks "
-                + "; ".join(f"{m} (Linux {since[m]}: {WHY_REQUIRED[m]})" for m in missing)
-                + ": recording needs Linux 5.15 or later")
+                + "; ".join(f"{m} (Linux {SINCE[m]}: {REQUIRED[m]})" for m in missing)
+                + f": recording needs Linux {oldest} or later")
 
     def as_header(self) -> dict[str, Any]:
         """The session header's kernel_features map (docs/FORMAT.md)."""
@@ -70,6 +96,11 @@ class KernelFeatures:
         }
 
 
+RACE_CHECK_NOTICE = ("no race check (race_check was asked for): it keeps each open's path "
+                     "in task storage, which needs bpf_get_current_task_btf and task "
+                     "storage maps (Linux 5.11)")
+
+
 def detect(tracefs_dir: Path, btf_path: str) -> KernelFeatures:
     release = os.uname().release
     try:
@@ -78,7 +109,10 @@ def detect(tracefs_dir: Path, btf_path: str) -> KernelFeatures:
     except OSError as e:
         raise EnvironmentProblem(f"cannot read BTF at {btf_path}: {e.strerror}") from e
     # Names are NUL-terminated in the string section: match whole names.
-    names = {name: b"\0" + sym + b"\0" in btf for name, sym, _ in REQUIRED_BTF_NAMES}
+    names = {name: b"\0" + sym + b"\0" in btf for name, sym, _ in BTF_NAMES}
+    hidden = hidden_features()
+    for name in hidden:
+        names[name] = False
     events = tracefs_dir / "events"
     openat2 = (events / "syscalls/sys_exit_openat2").is_dir()
     try:
@@ -87,14 +121,44 @@ def detect(tracefs_dir: Path, btf_path: str) -> KernelFeatures:
     except OSError:
         group_dead = False
     headers, match = _headers(release)
+    features = KernelFeatures(release, names, openat2, group_dead, headers, match)
+    features.notices.extend(_notices(features, hidden))
+    return features
+
+
+def hidden_features() -> list[str]:
+    """The features SESSREC_HIDE_KERNEL_FEATURES names (tests only)."""
+    hidden = [n.strip() for n in os.environ.get(HIDE_ENV, "").split(",") if n.strip()]
+    unknown = [n for n in hidden if n not in SINCE]
+    if unknown:
+        raise EnvironmentProblem(
+            f"{HIDE_ENV} names unknown feature(s) {', '.join(unknown)} "
+            f"(known: {', '.join(SINCE)})")
+    return hidden
+
+
+def _notices(f: KernelFeatures, hidden: list[str]) -> list[str]:
+    """One sentence per thing recorded differently, or not at all, here."""
     notices = []
-    if not openat2:
+    if hidden:
+        notices.append(f"features hidden on purpose ({HIDE_ENV}, a test of the "
+                       f"fallbacks): {', '.join(hidden)}")
+    if not f.task_btf:
+        notices.append("the task's fields are read with bpf_probe_read_kernel, not loaded "
+                       "directly: no bpf_get_current_task_btf (Linux 5.11)")
+    if f.saves_args:
+        why = ("no bpf_task_pt_regs (Linux 5.15)" if not f.btf_names.get("task_pt_regs")
+               else "bpf_task_pt_regs needs bpf_get_current_task_btf (Linux 5.11)")
+        notices.append("syscall arguments are saved at sys_enter for session processes: "
+                       f"{why}; a call already under way when its process joined the "
+                       "session is counted lost, not recorded")
+    if not f.openat2:
         notices.append("no openat2 events: this kernel has no syscalls:sys_exit_openat2 "
                        "tracepoint (the syscall came in Linux 5.6)")
-    if not group_dead:
+    if not f.exit_group_dead:
         notices.append("a thread group's end is found by comparing pid and tid: "
                        "sched_process_exit has no group_dead field here")
-    return KernelFeatures(release, names, openat2, group_dead, headers, match, notices)
+    return notices
 
 
 def _headers(release: str) -> tuple[str, bool]:

@@ -13,7 +13,7 @@ import ctypes
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -212,7 +212,11 @@ def compile_flags(cfg: LoadConfig, tracefs_dir: Path | None = None,
         flags.append("-DSR_HAVE_GROUP_DEAD=1")
     if not features.openat2:
         flags.append("-DSR_NO_OPENAT2=1")
-    if cfg.race_check:
+    if not features.task_btf:
+        flags.append("-DSR_NO_TASK_BTF=1")
+    if features.saves_args:
+        flags.append("-DSR_SAVE_ARGS=1")
+    if cfg.race_check and features.race_check_possible:
         flags.append("-DSR_RACE_CHECK=1")
     return flags
 
@@ -263,7 +267,8 @@ def _possible_cpus() -> int:
 
 
 # Tracepoints the programs do without (a notice says so): see kfeatures.
-OPTIONAL_TRACEPOINTS = frozenset({("syscalls", "sys_exit_openat2")})
+OPTIONAL_TRACEPOINTS = frozenset({("syscalls", "sys_exit_openat2"),
+                                  ("syscalls", "sys_enter_openat2")})
 
 
 def check_tracepoints(tf: Path, files: tuple[str, ...] = PROGRAM_FILES) -> None:
@@ -325,6 +330,10 @@ class Programs:
         check_btf()
         features = kfeatures.detect(tf, BTF_PATH)
         features.check()
+        if cfg.race_check and not features.race_check_possible:
+            cfg = replace(cfg, race_check=False)
+            features = replace(features, notices=[*features.notices,
+                                                  kfeatures.RACE_CHECK_NOTICE])
         cflags = compile_flags(cfg, tf, features)
         bcc = import_bcc()
         try:
