@@ -238,13 +238,11 @@ static __always_inline int syscall_args(u64 a[4])
 	return 1;
 }
 
-/* The number of the syscall the current task is in, and its arguments. */
-static __always_inline s64 current_syscall(u64 a[4])
+/* The number of the syscall the current task is in. */
+static __always_inline u64 syscall_nr(void)
 {
 	char *regs = (char *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	u64 nr = SR_REG(regs, SR_OFF_PT_REGS_ORIG_AX);
-	syscall_args(a);
-	return nr;
+	return SR_REG(regs, SR_OFF_PT_REGS_ORIG_AX);
 }
 
 /* Saved arguments are dropped: none are saved. */
@@ -260,14 +258,14 @@ static __always_inline void drop_args(void)
  * entries a thread could leave (a clone that failed before
  * sched_process_fork, a thread ending in a syscall) never fill it. */
 struct sr_args {
-	s64 nr;
+	u64 nr;
 	u64 a[4];
 };
 BPF_TABLE("lru_hash", u64, struct sr_args, sys_args, SR_MEMBERS_MAX);
 
 /* Saves the current syscall's arguments: for session members only (the
  * caller checked). */
-static __always_inline void save_args(s64 nr, u64 a0, u64 a1, u64 a2, u64 a3)
+static __always_inline void save_args(u64 nr, u64 a0, u64 a1, u64 a2, u64 a3)
 {
 	struct sr_args s = {};
 	u64 id = bpf_get_current_pid_tgid();
@@ -280,35 +278,38 @@ static __always_inline void save_args(s64 nr, u64 a0, u64 a1, u64 a2, u64 a3)
 }
 
 /* A sys_enter program that saves the arguments of a session member's call. */
-static __always_inline int member_saves_args(s64 nr, u64 a0, u64 a1, u64 a2, u64 a3)
+static __always_inline int member_saves_args(u64 nr, u64 a0, u64 a1, u64 a2, u64 a3)
 {
 	if (current_session())
 		save_args(nr, a0, a1, a2, a3);
 	return 0;
 }
 
-/* The number of the current thread's saved syscall, or -1 when none was
- * saved, and its arguments; the saved entry is taken. */
-static __always_inline s64 current_syscall(u64 a[4])
+/* The first four arguments of the current thread's saved syscall, taken
+ * from the map; 0: none were saved (they are then 0). */
+static __always_inline int syscall_args(u64 a[4])
 {
 	u64 id = bpf_get_current_pid_tgid();
 	struct sr_args *s = sys_args.lookup(&id);
 	if (!s) {
 		a[0] = a[1] = a[2] = a[3] = 0;
-		return -1;
+		return 0;
 	}
-	s64 nr = s->nr;
 	a[0] = s->a[0];
 	a[1] = s->a[1];
 	a[2] = s->a[2];
 	a[3] = s->a[3];
 	sys_args.delete(&id);
-	return nr;
+	return 1;
 }
 
-static __always_inline int syscall_args(u64 a[4])
+/* The number of the current thread's saved syscall (still saved), or -1
+ * when none was saved. */
+static __always_inline u64 syscall_nr(void)
 {
-	return current_syscall(a) >= 0;
+	u64 id = bpf_get_current_pid_tgid();
+	struct sr_args *s = sys_args.lookup(&id);
+	return s ? s->nr : (u64)-1;
 }
 
 /* The current thread's saved arguments, not wanted (a successful exec, an

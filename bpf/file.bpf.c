@@ -86,7 +86,7 @@ static __always_inline int open_exit(void *ctx, u16 sys, long ret)
  * request_changed). Only when one of them is wanted: a sys_enter tracepoint
  * costs every open on the host, recorded or not (docs/PERFORMANCE.md), and
  * `path` is the kernel's either way. */
-static __always_inline int open_enter(s64 nr, const char *path, u64 a0, u64 a1, u64 a2, u64 a3)
+static __always_inline int open_enter(u64 nr, const char *path, u64 a0, u64 a1, u64 a2, u64 a3)
 {
 	if (!current_session())
 		return 0;

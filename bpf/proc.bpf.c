@@ -67,9 +67,10 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
 	/* clone(flags, ...) or clone3(&clone_args: flags first); fork and vfork
 	 * always make processes (and so does a call whose arguments were not
 	 * saved: SR_SAVE_ARGS). */
+	u64 nr = syscall_nr();
 	u64 a[4];
 	u64 flags = 0;
-	s64 nr = current_syscall(a);
+	syscall_args(a);
 	if (nr == SR_NR_CLONE)
 		flags = a[0];
 	else if (nr == SR_NR_CLONE3)
