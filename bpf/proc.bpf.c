@@ -346,6 +346,29 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 
 #define SR_CGROUP2_ROOT 0 /* the hierarchy id of cgroup2 (cgrp_dfl_root) */
 
+/* A login's own systemd-logind scope (session cgroup id -> the scope's path
+ * from the cgroup2 root), set by the daemon for a PAM login where logind
+ * runs: pam_systemd has systemd move the login there right after the hook,
+ * and the daemon links the scope to the session, so that move is not an
+ * attempt to leave. The path is the kernel's, from the root, whatever the
+ * mover's cgroup namespace. */
+BPF_HASH(login_scopes, u64, struct login_scope, SR_MAX_SESSIONS);
+
+/* Whether path (len bytes, no NUL) is the session's login scope. */
+static __always_inline int is_login_scope(u64 cg, const char *path, u32 len)
+{
+	struct login_scope *s = login_scopes.lookup(&cg);
+	if (!s || s->len != len || len > SR_SCOPE_PATH_MAX)
+		return 0;
+	for (u32 i = 0; i < SR_SCOPE_PATH_MAX; i++) {
+		if (i >= len)
+			return 1;
+		if (path[i] != s->path[i])
+			return 0;
+	}
+	return 1;
+}
+
 /* Fires for every task moved to a cgroup on the host, in the mover's
  * context after the move: `pid` is the task moved (a thread id; a whole
  * process moves through its leader, whose thread id is its pid). */
@@ -373,8 +396,9 @@ TRACEPOINT_PROBE(cgroup, cgroup_attach_task)
 	e->dst_level = args->dst_level;
 	e->pid = pid;
 	e->_pad = 0;
-	/* A move within the session's own cgroup2 subtree keeps the process
-	 * where the session put it; any other is an attempt to leave it. The
+	/* A move within the session's own cgroup2 subtree, or into its login's
+	 * logind scope, keeps the process where the session put it; any other
+	 * is an attempt to leave it. The
 	 * subtree is known only for a task moving itself (the move is done, so
 	 * its ancestors are the destination's). */
 	u32 self = (u32)bpf_get_current_pid_tgid();
@@ -382,12 +406,13 @@ TRACEPOINT_PROBE(cgroup, cgroup_attach_task)
 		     (args->dst_id == cg ||
 		      (self == pid && args->dst_level > SR_SESSION_LEVEL &&
 		       bpf_get_current_ancestor_cgroup_id(SR_SESSION_LEVEL) == cg));
-	if (!inside)
-		e->h.flags |= SR_FLAG_TAMPERED;
 	u32 loc = args->data_loc_dst_path & 0xFFFF;
 	long n = bpf_probe_read_kernel_str(e->path, SR_PATH_MAX + 1, (char *)args + loc);
 	u32 plen = clamp_path_len(&e->h, n);
 	e->path_len = plen;
+	if (!inside && !(args->dst_root == SR_CGROUP2_ROOT && n > 0 &&
+			 is_login_scope(cg, e->path, plen)))
+		e->h.flags |= SR_FLAG_TAMPERED;
 	u64 size = sizeof(*e) + plen;
 	e->h.size = size;
 	submit(e, size, SR_EVENT_CGROUP);

@@ -224,4 +224,14 @@ struct cgroup_event {
 	char path[];        /* the destination cgroup's path */
 };
 
+/* The value of proc.bpf.c's login_scopes map, which user space fills:
+ * a PAM login's systemd-logind scope, as the cgroup:cgroup_attach_task
+ * tracepoint gives paths (from the cgroup2 root, no NUL). */
+#define SR_SCOPE_PATH_MAX 256
+struct login_scope {
+	__u32 len;
+	__u32 _pad;
+	char path[SR_SCOPE_PATH_MAX];
+};
+
 #endif /* SESSREC_H */

@@ -493,9 +493,10 @@ class Daemon:
                                          and sess.owner is not None):
             return
         # A PAM login's cgroup empties when systemd moves it into its logind
-        # scope: link the scopes seen meanwhile before calling it over.
+        # scope: link the scopes seen meanwhile before calling it over. What
+        # root moved elsewhere is still the session's.
         if not sess.populated() and (self.logind is None or not self.logind.settle()
-                                     or not sess.populated()):
+                                     or not sess.populated()) and not self._escaped(sess):
             if sess.state == "active":
                 self._begin_end(sess, "cgroup-empty", None, 0.0)
             sess.deadline = now
@@ -848,6 +849,7 @@ class Daemon:
                 audit_header=auditing.start(),
                 extra={"kind": kind, **({"login": login} if login else {}),
                        **self.programs.header_fields()})
+            self.expect_login_scope(cg.id, kind, uid, header["audit_session_id"])
             key = seal.seal_key_path(None) if sealing else None
             sealer = None if key is None else seal.start_file(key)
             writer = SessionWriter(output, header, force=force, sealer=sealer)
@@ -881,6 +883,21 @@ class Daemon:
                  audit_session=header["audit_session_id"], login_uid=header["login_uid"],
                  file=output, cgroup=str(cg.path))
         return sess
+
+    def expect_login_scope(self, cgroup_id: int, kind: str, uid: int,
+                           audit_session: int | None) -> None:
+        """Where logind runs, pam_systemd has systemd move a PAM login into
+        user-UID.slice/session-N.scope (N its audit session id) right after
+        the hook: the programs do not flag that one move tampered."""
+        assert self.programs is not None and self.mount is not None
+        root = self.mount.path / self.cfg.logind_root
+        if kind != "pam" or audit_session is None or not root.is_dir():
+            return
+        scope = root / f"user-{uid}.slice" / f"session-{audit_session}.scope"
+        path = "/" + str(scope.relative_to(self.mount.path))
+        if not self.programs.set_login_scope(cgroup_id, path):
+            self.log("login-scope-too-long", level="warning", scope=path,
+                     note="its move will show as tampered")
 
     def _op_end(self, c: Client, req: dict[str, Any]) -> dict[str, Any] | None:
         sid = _field(req, "session", str)
@@ -924,11 +941,13 @@ class Daemon:
         self.programs.consume_all()
         lost = self.programs.lost(sess.cg.id)
         reason = sess.end_reason
-        if not sess.populated():
+        escaped = self._escaped(sess)
+        if not sess.populated() and not escaped:
             reason = "cgroup-empty" if reason != "client-gone" else reason
         # Left running: moved out of the daemon's cgroup, left in systemd's
-        # scopes; recorded no more either way.
+        # scopes or where root moved them; recorded no more either way.
         left = sess.cg.remove() if sess.owned else sess.cg.pids()
+        left += escaped
         left += [p for cg in sess.linked for p in cg.pids()]
         self.programs.remove_members(left)
         self._unwatch_ring(sess.cg.id)
@@ -983,6 +1002,10 @@ class Daemon:
         for w in sess.waiters:
             w.waits -= 1
             self._reply(w, {"ok": True, **summary})
+
+    def _escaped(self, sess: Session) -> list[int]:
+        assert self.programs is not None
+        return sess.sink.escaped(self.programs, sess.pids())
 
     def _unwatch_ring(self, cgroup_id: int) -> None:
         assert self.programs is not None

@@ -433,12 +433,8 @@ class Programs:
             del t[ctypes.c_uint64(cgroup_id)]
         except KeyError:
             pass
-        members = self.bpf["members"]
-        for k in [k for k, v in members.items() if v.value == cgroup_id]:
-            try:
-                del members[k]
-            except KeyError:
-                pass
+        self.remove_members(self.members_of(cgroup_id))
+        self._forget_login_scope(cgroup_id)
         ring = self._rings.pop(cgroup_id, None)
         if ring is not None:
             self._drain_all(cgroup_id, ring)
@@ -449,6 +445,7 @@ class Programs:
         drained and taken from the session, still registered in the map;
         unregister() it later, from another thread (the map delete waits for
         an RCU grace period)."""
+        self._forget_login_scope(cgroup_id)
         ring = self._rings.pop(cgroup_id, None)
         if ring is not None:
             self._drain_all(cgroup_id, ring)
@@ -468,6 +465,24 @@ class Programs:
         else:
             self._pool.append(ring)
 
+    def set_login_scope(self, cgroup_id: int, path: str) -> bool:
+        """A move of the session's processes into path (a cgroup2 path from
+        the root: its login's logind scope) is not flagged tampered
+        (bpf/proc.bpf.c, login_scopes). False if path is too long to match."""
+        raw = path.encode()
+        table = self.bpf["login_scopes"]
+        leaf = table.Leaf()
+        if len(raw) > type(leaf).path.size:  # the field: leaf.path reads as bytes
+            return False
+        leaf.len = len(raw)
+        leaf.path = raw
+        table[table.Key(cgroup_id)] = leaf
+        return True
+
+    def _forget_login_scope(self, cgroup_id: int) -> None:
+        with contextlib.suppress(KeyError):
+            del self.bpf["login_scopes"][ctypes.c_uint64(cgroup_id)]
+
     def add_member(self, pid: int, cgroup_id: int) -> None:
         """Records process pid in the session of cgroup_id from now on. A
         process moved into a session's cgroup joins it by itself; this is
@@ -482,6 +497,11 @@ class Programs:
             return int(members[members.Key(pid)].value)
         except KeyError:
             return None
+
+    def members_of(self, cgroup_id: int) -> list[int]:
+        """The processes recorded in the session of cgroup_id, wherever they
+        are (a scan of the members map)."""
+        return [k.value for k, v in self.bpf["members"].items() if v.value == cgroup_id]
 
     def remove_members(self, pids: Iterable[int]) -> None:
         """pids are recorded no more (left running when their session ended)."""

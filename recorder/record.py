@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -83,6 +83,7 @@ class SessionSink:
         self.truncated_argv = 0
         self.truncated_path = 0
         self.tampered = 0
+        self.moved_out = 0  # cgroup moves flagged tampered: see escaped()
         self.unknown = 0  # records of a type not known here, or too short: not written
 
     @property
@@ -90,13 +91,24 @@ class SessionSink:
         """Events per type; an exec's argv parts are part of the exec."""
         return {t: n for t, n in enumerate(self.per_type) if n and t != records.ARGV}
 
-    def count_flags(self, flags: int) -> None:
+    def count_flags(self, flags: int, type_: int) -> None:
         if flags & EventFlag.ARGV_TRUNCATED:
             self.truncated_argv += 1
         if flags & EventFlag.PATH_TRUNCATED:
             self.truncated_path += 1
         if flags & EventFlag.TAMPERED:
             self.tampered += 1
+            self.moved_out += type_ == _CGROUP
+
+    def escaped(self, programs: Programs, inside: Iterable[int]) -> list[int]:
+        """The session's processes outside its cgroups (inside: the pids in
+        them): moved out by root, and their children. A session follows its
+        processes (bpf/common.bpf.h, members), so they keep it going. The
+        members map is scanned only after a move out was seen."""
+        if not self.moved_out:
+            return []
+        known = set(inside)
+        return [p for p in programs.members_of(self.cgroup_id) if p not in known]
 
 
 class Dispatcher:
@@ -139,7 +151,7 @@ class Dispatcher:
                 else:
                     per_type[t] += 1
                     if view[start + 2] and sink is not None:  # flags' low byte: truncation
-                        sink.count_flags(view[start + 2])
+                        sink.count_flags(view[start + 2], t)
                     out += view[off:start + size]
                     exited |= t == _EXIT
             cons += (size + RING_HEADER + 7) & ~7
@@ -164,6 +176,7 @@ _U32 = struct.Struct("<I").unpack_from
 # two, minus one), so that a long drain frees space for the producers.
 _PUBLISH_MASK = 4095
 _EXIT = int(EventType.EXIT)
+_CGROUP = int(EventType.CGROUP)
 # The smallest valid record of each type (header and fixed body); a type the
 # decoder does not know can never be long enough.
 _MIN_SIZE = [1 << 32] * 256
@@ -454,6 +467,7 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
     proc: Leader | None = None
     writer: SessionWriter | None = None
     auditing: audit.AuditSession | None = None
+    sink: SessionSink | None = None
     try:
         programs.add_session(cg.id)
         dispatcher = Dispatcher()
@@ -484,7 +498,10 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
         sink = SessionSink(cg.id, writer)
         dispatcher.sinks[cg.id] = sink
 
-        end_reason = _drain_until_done(programs, cg, proc, sigs, writer, opts, stderr)
+        def escaped() -> list[int]:
+            return sink.escaped(programs, cg.pids())
+
+        end_reason = _drain_until_done(programs, cg, proc, sigs, writer, opts, stderr, escaped)
         status = _shell_status(proc.wait())
         time.sleep(END_GRACE)
         programs.consume_all()
@@ -506,9 +523,10 @@ def record(opts: RecordOptions, stderr: TextIO = sys.stderr) -> int:
                 writer.close(None)
             except SessrecError:
                 pass
+        moved = sink.escaped(programs, cg.pids()) if sink is not None else []
         programs.remove_session(cg.id)
         programs.forget_lost(cg.id)
-        left = cg.remove()
+        left = cg.remove() + moved
         if left:
             _warn(stderr, f"stopped recording {len(left)} process(es) still running: "
                   + " ".join(map(str, left)))
@@ -573,8 +591,10 @@ class _EndWatch:
     both ways of recording (here, or through the daemon)."""
 
     def __init__(self, cg: SessionCgroup, proc: Leader, sigs: _Signals,
-                 opts: RecordOptions, stderr: TextIO) -> None:
+                 opts: RecordOptions, stderr: TextIO,
+                 escaped: Callable[[], list[int]] = list) -> None:
         self.cg, self.proc, self.sigs, self.opts = cg, proc, sigs, opts
+        self.escaped = escaped  # the session's processes moved out of cg
         self.stderr = stderr  # told once what is waited for
         self.leader_exit_at: float | None = None
         self.told_waiting = False
@@ -585,7 +605,7 @@ class _EndWatch:
             self.sigs.leader_done = True
         if self.leader_exit_at is None:
             return None
-        if not self.cg.populated():
+        if not self.cg.populated() and not self.escaped():
             return "cgroup-empty"
         if not self.opts.wait_leftovers:
             return "leader-exited"
@@ -596,7 +616,7 @@ class _EndWatch:
             return "wait-timeout"
         if not self.told_waiting and now - self.leader_exit_at >= WAIT_NOTICE_AFTER:
             self.told_waiting = True
-            print(waiting_notice(self.cg.pids(), timeout), file=self.stderr)
+            print(waiting_notice(self.cg.pids() + self.escaped(), timeout), file=self.stderr)
         return None
 
 
@@ -621,8 +641,9 @@ def _drain_until_done(
     writer: SessionWriter,
     opts: RecordOptions,
     stderr: TextIO,
+    escaped: Callable[[], list[int]],
 ) -> str:
-    watch = _EndWatch(cg, proc, sigs, opts, stderr)
+    watch = _EndWatch(cg, proc, sigs, opts, stderr, escaped)
     warned_lost = 0
     next_loss_check = 0.0
     while True:

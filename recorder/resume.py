@@ -78,6 +78,7 @@ def resume(d: Daemon, state_path: Path) -> Session | None:
     writer.on_drop = lambda k, raw: d._on_drop(sess, k, raw)
     d.dispatcher.sinks[cg.id] = sink
     d.programs.add_session(cg.id)
+    d.expect_login_scope(cg.id, sess.kind, sess.uid, header["audit_session_id"])
     # Its processes join again: the programs' members map went with the old
     # daemon. (One that moved out of the cgroup meanwhile is not found.)
     for pid in sess.pids():

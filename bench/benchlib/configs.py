@@ -6,7 +6,7 @@ floor       the workload outside any session while a `sessrec record -- sleep`
             filter, but nothing is recorded;
 sessrec     `sessrec record --no-daemon -- <workload>`: loads its own programs;
 daemon      `sessrec record -- <workload>` through a `sessrec daemon` started
-            once for the whole bench (its CPU is the recorder's CPU);
+            for the sample and stopped after it (its CPU is the recorder's);
 bpftrace    the peer: bench/peers/session.bt, the exec, open and connect
             events of the workload's cgroup printed to a file by bpftrace;
 auditd      the workload in a fresh audit session, with auditd's syscall rule
@@ -82,7 +82,7 @@ class Runner:
         self.log = log
         self.timed = build("timed")
         self._daemon_proc: subprocess.Popen[bytes] | None = None
-        self._daemon_sock = str(tmp / "daemon-run" / "control.sock")
+        self.daemon_sock = str(tmp / "daemon-run" / "control.sock")
 
     def close(self) -> None:
         """Stops the bench's daemon, if one was started."""
@@ -175,14 +175,14 @@ class Runner:
             rec.wait(timeout=60)
             out.unlink(missing_ok=True)
 
-    def _start_daemon(self) -> int:
-        """The bench's daemon, started once: its own config, socket and
-        output directory in the bench's temp directory."""
+    def start_daemon(self) -> int:
+        """The bench's daemon, started for a sample: its own config, socket
+        and output directory in the bench's temp directory."""
         if self._daemon_proc is None:
             run_dir = self.tmp / "daemon-run"
             cfg = self.tmp / "daemon.toml"
             cfg.write_text(f'output_dir = "{self.tmp / "daemon-out"}"\n'
-                           f'control_socket = "{self._daemon_sock}"\n'
+                           f'control_socket = "{self.daemon_sock}"\n'
                            f'cgroup_root = "sessrec-bench-{os.getpid()}"\n'
                            # The ring `sessrec record` has (32 MiB), so the two
                            # configurations differ by the daemon alone.
@@ -204,10 +204,10 @@ class Runner:
         out = self.tmp / "session.srec"
         gate = Gate(self.tmp)
         argv = [*SESSREC, "record", "-f", "-o", str(out),
-                *(["--control-socket", self._daemon_sock] if daemon else ["--no-daemon"]),
+                *(["--control-socket", self.daemon_sock] if daemon else ["--no-daemon"]),
                 *(["--race-check"] if race else []),
                 "--", *timed_argv(self.timed, gate, prep.argv, copies=prep.copies)]
-        daemon_pid = self._start_daemon() if daemon else None
+        daemon_pid = self.start_daemon() if daemon else None
         before = children_cpu_ns()
         proc = self._popen(argv, prep)
         fd = gate.wait_reader(proc)
@@ -215,13 +215,16 @@ class Runner:
         daemon_cpu0 = proc_cpu_ns(daemon_pid) if daemon_pid else 0
         Gate.open_(fd)
         timing, stdout = self._finish(proc, "sessrec record")
+        daemon_cpu = proc_cpu_ns(daemon_pid) - daemon_cpu0 if daemon_pid else 0
+        # Stopped after each sample: a daemon left running kept its programs
+        # loaded under every other configuration's runs (their floor).
+        self.close()
         # The recorder's CPU from the gate to its exit: all of it, less what it
         # spent starting (loading the programs), less its children (timed and
         # the workload, which timed measured). Through the daemon: the
         # daemon's CPU meanwhile, and the client's.
         recorder_cpu = children_cpu_ns() - before - startup_cpu - timing.cpu_ns
-        if daemon_pid:
-            recorder_cpu += proc_cpu_ns(daemon_pid) - daemon_cpu0
+        recorder_cpu += daemon_cpu
         i = info(out)
         counts = {k: int(v) for k, v in dict(i["counts"]).items()}
         true = prep.truth(stdout)

@@ -48,6 +48,9 @@ class Cell:
             "wall_s_max": max(walls),
             "ratio": median(walls) / median(base.walls()) if base and base.samples else None,
             "workload_cpu_s_median": median([s.workload_cpu_s for s in self.samples]),
+            "cpu_ratio": median([s.workload_cpu_s for s in self.samples])
+            / median([s.workload_cpu_s for s in base.samples]) if base and base.samples
+            else None,
             "kind": self.kind,
             "true": [s.true.get(self.kind) for s in self.samples],
         }
@@ -175,16 +178,18 @@ def markdown(meta: dict[str, Any], cells: list[Cell], summaries: dict[tuple[str,
     lines += [] if not cells else [
         "**Per workload and configuration.** Wall time of the workload alone (from `timed`, "
         "after the configuration is ready); ratio to unrecorded; events of the workload's main "
-        "kind recorded against the true count (the worst round); events lost as the recorder "
+        "kind recorded against the true count (the worst round); the workload's own CPU time "
+        "(user and system: the BPF programs run in it), median, and its ratio to unrecorded, "
+        "steadier than wall time on a shared machine; events lost as the recorder "
         "reports them (sessrec: its kernel counters; auditd: the kernel's `lost` counter delta "
         "and the highest backlog seen); bytes on disk per event (sessrec: the compressed session "
         "file; auditd: log bytes written, per SYSCALL record of the session); the recorder's CPU "
         "time during the run (sessrec: the recorder process after start-up; floor: the idle "
         "recorder; auditd: auditd plus the kauditd kernel thread).",
         "",
-        f"| workload | configuration | wall s, median (min{DASH}max) | ratio | events recorded "
-        "/ true | lost | bytes/event | recorder CPU s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| workload | configuration | wall s, median (min{DASH}max) | ratio | workload CPU s "
+        "(ratio) | events recorded / true | lost | bytes/event | recorder CPU s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     titles = meta["workloads"]
     for c in cells:
@@ -194,6 +199,7 @@ def markdown(meta: dict[str, Any], cells: list[Cell], summaries: dict[tuple[str,
             ratio = f"**{ratio}**"
         lines.append(
             f"| {titles[c.workload]} | {CONFIG_TITLES[c.config]} | {_spread(s)} | {ratio} | "
+            f"{s['workload_cpu_s_median']:.3f} ({_n(s['cpu_ratio'], 2)}) | "
             f"{_events(s, c.exact)} | {_lost(s, c.config)} | "
             f"{_n(s.get('bytes_per_event_median'), 1)} | {_n(s['recorder_cpu_s_median'], 2)} |")
     if rate:

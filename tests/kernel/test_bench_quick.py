@@ -61,3 +61,25 @@ def test_bench_quick(tmp_path: Path) -> None:
     # The table is there too, in the text output and the Markdown file.
     assert "| open storm" in r.stdout
     assert r.stdout.startswith((tmp_path / "results.md").read_text())
+
+
+def test_paired_storm(tmp_path: Path) -> None:
+    """bench/paired_storm.py on a few short bursts: each configuration ran
+    its pairs, recorded every open of its storm and lost none; no timing
+    is asserted."""
+    if shutil.which("gcc") is None:
+        pytest.skip("the bench needs gcc to build its workloads")
+    out = tmp_path / "paired.json"
+    r = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "python"), str(REPO / "bench" / "paired_storm.py"),
+         "--pairs", "3", "--opens", "5000", "--cycles", "1", "--around", "2",
+         "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["floor"]["floor_over_unloaded"] > 0
+    assert [c["config"] for c in results["configs"]] == ["record", "daemon", "race"]
+    for c in results["configs"]:
+        assert c["pairs"] == 3 and c["lost"] == 0
+        assert c["opens_recorded"] >= c["opens_true"] == 6 * 5000
+        assert c["recorded_over_unloaded"] > 0
+    assert "| record | 3 |" in r.stdout

@@ -110,3 +110,24 @@ def test_a_process_that_leaves_the_session_cgroup_stays_recorded(
     found = json.loads(out)["sessions"]
     assert [[(e["type"], e["path"], e["tampered"]) for e in m["events"]] for m in found] == [
         [("cgroup", "/", True)]]
+
+
+def test_a_session_lasts_while_a_process_moved_out_of_it_runs(
+        record: Recorder, tmp_path: Path) -> None:
+    """The leader exits at once; a child that root moved out of the session's
+    cgroup goes on working, and the session goes on with it (it follows its
+    processes), to the child's last command and its exit."""
+    root = cgroup2_mount().path / "cgroup.procs"
+    marker = tmp_path / "late.txt"
+    marker.write_text("x")
+    inner = f"echo $$ > {root}; /bin/sleep 0.5; /bin/cat {marker} > /dev/null"
+    status, events, info = record(["/bin/sh", "-c", f"/bin/sh -c '{inner}' & exit 0"])
+    assert status == 0
+    [move] = [e for e in events if e["type"] == "cgroup"]
+    assert move["tampered"] and move["pid"] == move["moved_pid"]
+    child = move["pid"]
+    assert [e["argv"] for e in events if e["type"] == "exec" and e["pid"] != events[0]["pid"]
+            and e["time"] > move["time"]][-1] == ["/bin/cat", str(marker)]
+    assert any(e["type"] == "open" and e["path"] == str(marker) for e in events)
+    assert any(e["type"] == "exit" and e["pid"] == child for e in events)
+    assert info["complete"] and info["end_reason"] == "cgroup-empty"

@@ -160,41 +160,78 @@ def test_a_scope_is_adopted_recorded_and_ended(daemon: Daemon, logind: Logind) -
     assert end["left_running"] == []
 
 
+def _new_audit_session() -> None:
+    """In the child before its exec, as pam_loginuid does for a login: a
+    root process that sets its login uid gets a new audit session."""
+    with open("/proc/self/loginuid", "w") as f:
+        f.write(str(NOBODY))
+
+
 def test_a_pam_login_is_followed_into_its_scope(daemon: Daemon, logind: Logind) -> None:
     """The PAM hook put the login in its session cgroup; then pam_systemd
     has systemd move it into its scope. The PAM session lives on in the
-    scope (linked, not a second session) and ends when the scope empties."""
+    scope (linked, not a second session) and ends when the scope empties.
+    That move is not flagged tampered; a move into another scope is."""
     # As under sshd: the leader's child runs the user's programs (a PAM
     # login whose user side ran nothing is discarded: docs/NODE.md).
-    login = gated(["/bin/sh", "-c", "(/bin/true in-scope; /bin/sleep 0.3; :); :"])
+    login = gated(["/bin/sh", "-c", "(/bin/true in-scope; /bin/sleep 0.3; :); :"],
+                  preexec_fn=_new_audit_session)
+    audit_session = int(Path(f"/proc/{login.pid}/sessionid").read_text())
     r = daemon.request("start", pid=login.pid, kind="pam",
                        login={"user": "nobody", "uid": NOBODY, "service": "sshd"})
     assert r["recorded"]
-    scope = logind.scope(NOBODY, f"c{secrets.randbelow(10**6)}")
+    scope = logind.scope(NOBODY, audit_session)
     (scope / "cgroup.procs").write_text(str(login.pid))         # systemd's move
     linked = wait_log(daemon, "scope-linked", scope=str(scope))
     assert linked["session"] == r["session"] and linked["kind"] == "pam"
+    other = logind.scope(NOBODY, f"c{secrets.randbelow(10**6)}")
+    (other / "cgroup.procs").write_text(str(login.pid))         # root's, by hand
+    wait_log(daemon, "scope-linked", scope=str(other))
     release(login)
     # Its own cgroup is empty now; the session is not over.
     time.sleep(0.1)
     assert r["session"] in {s["session"] for s in daemon.request("list")["sessions"]}
     assert login.wait() == 0
     wait_gone(daemon, r["session"])
+    rmdir(other)
     rmdir(scope)
 
-    assert not [e for e in daemon.events("scope-adopted") if e["scope"] == str(scope)]
+    assert not [e for e in daemon.events("scope-adopted") if e["scope"] in (str(scope),
+                                                                           str(other))]
     [path] = files_of(daemon, r["session"])
     events, _ = export(path)
     execs = [e["argv"] for e in events if e["type"] == "exec"]
     assert ["/bin/true", "in-scope"] in execs and ["/bin/sleep", "0.3"] in execs
-    # systemd's move shows as a cgroup move out of the session's cgroup,
-    # flagged tampered (the programs know only the session's own cgroup).
-    [move] = [e for e in events if e["type"] == "cgroup"]
-    assert move["moved_pid"] == login.pid and move["dst_path"].endswith(
-        str(scope.relative_to(cgroup2())))
-    assert move["tampered"] is True
+    # Both moves are in the file; only the one to a scope that is not the
+    # login's own is flagged.
+    moves = [e for e in events if e["type"] == "cgroup"]
+    assert [m["moved_pid"] for m in moves] == [login.pid, login.pid]
+    assert [m["dst_path"] for m in moves] == [
+        "/" + str(c.relative_to(cgroup2())) for c in (scope, other)]
+    assert [m["tampered"] for m in moves] == [False, True]
     summary = info(path)
     assert summary["complete"] and summary["end_reason"] == "cgroup-empty"
+
+
+def test_a_login_lasts_while_what_root_moved_out_of_it_runs(daemon: Daemon) -> None:
+    """A login's root shell moves a child out of the session's cgroup and
+    logs out: the session follows the child until it exits, and ends then,
+    with nothing left running."""
+    inner = f"echo $$ > {cgroup2() / 'cgroup.procs'}; /bin/sleep 0.5; /bin/true moved-out"
+    # The user's side as under sshd: a child of the leader that does not exec.
+    login = gated(["/bin/sh", "-c", f"(/bin/sh -c '{inner}' &); exit 0"])
+    r = daemon.request("start", pid=login.pid, kind="pam", login={"user": "nobody"})
+    release(login)
+    assert login.wait() == 0
+    time.sleep(0.2)   # the login's cgroup is empty; the child still runs
+    assert r["session"] in {s["session"] for s in daemon.request("list")["sessions"]}
+    end = wait_log(daemon, "session-end", session=r["session"])
+    assert end["end_reason"] == "cgroup-empty" and end["left_running"] == []
+    events, _ = export(files_of(daemon, r["session"])[0])
+    [move] = [e for e in events if e["type"] == "cgroup"]
+    assert move["tampered"]
+    assert ["/bin/true", "moved-out"] in [e["argv"] for e in events if e["type"] == "exec"]
+    assert any(e["type"] == "exit" and e["pid"] == move["moved_pid"] for e in events)
 
 
 def test_after_its_leader_exits_linger_bounds_the_scope(daemon: Daemon,
