@@ -6,7 +6,8 @@
  *   syscalls:sys_exit_{execve,execveat,chdir,fchdir}, cgroup:cgroup_attach_task;
  *   without bpf_task_pt_regs (SR_SAVE_ARGS) also syscalls:sys_enter_ of
  *   those four and of clone, clone3, fork and vfork.
- * Needs: BPF ring buffer (5.8), bpf_get_current_ancestor_cgroup_id (5.7),
+ * Needs: BPF ring buffer (5.8), bpf_get_current_ancestor_cgroup_id in
+ *   tracepoint programs or SR_NO_ANCESTOR_CGROUP (a walk of BTF offsets),
  *   bpf_task_pt_regs (5.15) or SR_SAVE_ARGS, BTF for struct offsets (see
  *   common.bpf.h), x86-64.
  *
@@ -369,6 +370,34 @@ static __always_inline int is_login_scope(u64 cg, const char *path, u32 len)
 	return 1;
 }
 
+#ifdef SR_NO_ANCESTOR_CGROUP
+/* bpf_get_current_ancestor_cgroup_id(level), where tracepoint programs may
+ * not call it (5.10): as the helper does, the current task's cgroup2 cgroup
+ * (css_set.dfl_cgrp) walked up through its parents to level; a cgroup's id
+ * is its kernfs node's. Probe reads at BTF offsets; 0 when not found. */
+#define SR_CGROUP_DEPTH_MAX 32
+static __always_inline u64 ancestor_cgroup_id(int level)
+{
+	char *task = (char *)bpf_get_current_task();
+	char *cset = (char *)read_kptr(task, SR_OFF_TASK_CGROUPS);
+	char *cgrp = cset ? (char *)read_kptr(cset, SR_OFF_CSS_SET_DFL_CGRP) : NULL;
+	for (int i = 0; i < SR_CGROUP_DEPTH_MAX && cgrp; i++) {
+		int at = (int)read_ku32(cgrp, SR_OFF_CGROUP_LEVEL);
+		if (at < level)
+			return 0;
+		if (at == level) {
+			char *kn = (char *)read_kptr(cgrp, SR_OFF_CGROUP_KN);
+			return kn ? read_kptr(kn, SR_OFF_KERNFS_NODE_ID) : 0;
+		}
+		char *parent = (char *)read_kptr(cgrp, SR_OFF_CGROUP_SELF_PARENT);
+		cgrp = parent ? parent - SR_OFF_CGROUP_SELF : NULL;
+	}
+	return 0;
+}
+#else
+#define ancestor_cgroup_id(level) bpf_get_current_ancestor_cgroup_id(level)
+#endif
+
 /* Fires for every task moved to a cgroup on the host, in the mover's
  * context after the move: `pid` is the task moved (a thread id; a whole
  * process moves through its leader, whose thread id is its pid). */
@@ -405,7 +434,7 @@ TRACEPOINT_PROBE(cgroup, cgroup_attach_task)
 	int inside = args->dst_root == SR_CGROUP2_ROOT &&
 		     (args->dst_id == cg ||
 		      (self == pid && args->dst_level > SR_SESSION_LEVEL &&
-		       bpf_get_current_ancestor_cgroup_id(SR_SESSION_LEVEL) == cg));
+		       ancestor_cgroup_id(SR_SESSION_LEVEL) == cg));
 	u32 loc = args->data_loc_dst_path & 0xFFFF;
 	long n = bpf_probe_read_kernel_str(e->path, SR_PATH_MAX + 1, (char *)args + loc);
 	u32 plen = clamp_path_len(&e->h, n);

@@ -3,6 +3,7 @@
 Each feature is probed directly, never guessed from the version string:
 helpers and map types by their enum names in the kernel's own BTF (enum
 bpf_func_id and enum bpf_map_type list exactly what this kernel has),
+whether tracepoint programs may call a helper by loading one that does,
 syscalls by their tracepoints, tracepoint fields by their format files.
 Where a feature is missing the programs are built without it (a -D flag,
 recorder/loader.py) and a notice says what is not recorded, or recorded
@@ -10,14 +11,17 @@ differently; the notices and the features go into the session header
 (docs/FORMAT.md) and `sessrec info` shows them. Only what the programs
 cannot do without is refused, naming the kernel version that brought it.
 
-For tests, SESSREC_HIDE_KERNEL_FEATURES (a comma-separated list of the BTF
-feature names below) makes detect() treat those as missing, so that the
+For tests, SESSREC_HIDE_KERNEL_FEATURES (a comma-separated list of the
+feature names below, KNOWN) makes detect() treat those as missing, so that the
 fallbacks are proved on a kernel that has everything; the header says so.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,12 @@ REQUIRED = {
 }
 HIDE_ENV = "SESSREC_HIDE_KERNEL_FEATURES"
 SINCE = {name: version for name, _, version in BTF_NAMES}
+# Helpers that exist (in BTF) but that a kernel may not let tracepoint
+# programs call: probed by loading a three-instruction program that calls it
+# (feature name, BPF_FUNC_* number, UAPI and fixed). 5.10 has
+# bpf_get_current_ancestor_cgroup_id, for cgroup programs only.
+TRACING_HELPERS: tuple[tuple[str, int], ...] = (("ancestor_cgroup_id", 123),)
+KNOWN = (*SINCE, *(name for name, _ in TRACING_HELPERS))
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,8 @@ def detect(tracefs_dir: Path, btf_path: str) -> KernelFeatures:
         raise EnvironmentProblem(f"cannot read BTF at {btf_path}: {e.strerror}") from e
     # Names are NUL-terminated in the string section: match whole names.
     names = {name: b"\0" + sym + b"\0" in btf for name, sym, _ in BTF_NAMES}
+    for name, func_id in TRACING_HELPERS:
+        names[name] = tracepoint_may_call(func_id)
     hidden = hidden_features()
     for name in hidden:
         names[name] = False
@@ -129,12 +141,37 @@ def detect(tracefs_dir: Path, btf_path: str) -> KernelFeatures:
 def hidden_features() -> list[str]:
     """The features SESSREC_HIDE_KERNEL_FEATURES names (tests only)."""
     hidden = [n.strip() for n in os.environ.get(HIDE_ENV, "").split(",") if n.strip()]
-    unknown = [n for n in hidden if n not in SINCE]
+    unknown = [n for n in hidden if n not in KNOWN]
     if unknown:
         raise EnvironmentProblem(
             f"{HIDE_ENV} names unknown feature(s) {', '.join(unknown)} "
-            f"(known: {', '.join(SINCE)})")
+            f"(known: {', '.join(KNOWN)})")
     return hidden
+
+
+_SYS_BPF = 321  # x86-64
+_BPF_PROG_LOAD = 5
+_BPF_PROG_TYPE_TRACEPOINT = 5
+
+
+def tracepoint_may_call(func_id: int) -> bool:
+    """Whether the verifier lets a tracepoint program call helper func_id:
+    `r1 = 0; call func_id; exit` loads or is refused (EINVAL). Without the
+    privilege to load anything, the answer is yes: the programs' own load
+    then fails with the real reason."""
+    insns = ctypes.create_string_buffer(
+        bytes.fromhex("b701000000000000") + struct.pack("<BBhi", 0x85, 0, 0, func_id)
+        + bytes.fromhex("9500000000000000"))
+    license = ctypes.create_string_buffer(b"GPL")
+    attr = ctypes.create_string_buffer(
+        struct.pack("<IIQQ", _BPF_PROG_TYPE_TRACEPOINT, 3,
+                    ctypes.addressof(insns), ctypes.addressof(license)), 128)
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.syscall(_SYS_BPF, _BPF_PROG_LOAD, attr, ctypes.sizeof(attr))
+    if fd >= 0:
+        os.close(fd)
+        return True
+    return ctypes.get_errno() != errno.EINVAL
 
 
 def _notices(f: KernelFeatures, hidden: list[str]) -> list[str]:
@@ -152,6 +189,11 @@ def _notices(f: KernelFeatures, hidden: list[str]) -> list[str]:
         notices.append("syscall arguments are saved at sys_enter for session processes: "
                        f"{why}; a call already under way when its process joined the "
                        "session is counted lost, not recorded")
+    if not f.btf_names.get("ancestor_cgroup_id", True):
+        notices.append("a process moving itself below its session's cgroup is told from "
+                       "one leaving it by walking its cgroup's parents (probe reads): "
+                       "tracepoint programs may not call bpf_get_current_ancestor_cgroup_id "
+                       "on this kernel")
     if not f.openat2:
         notices.append("no openat2 events: this kernel has no syscalls:sys_exit_openat2 "
                        "tracepoint (the syscall came in Linux 5.6)")

@@ -19,6 +19,7 @@ import pytest
 from krec import Recorder, Recording, run_cli
 
 from recorder import kfeatures
+from recorder.cgroup import find_cgroup2
 
 pytestmark = pytest.mark.kernel
 
@@ -64,6 +65,7 @@ def run(record: Recorder, progs: dict[str, Path], work: Path, port: int,
 @pytest.mark.parametrize("hidden, notices", [
     ("get_current_task_btf", ["bpf_probe_read_kernel", "saved at sys_enter"]),
     ("task_pt_regs", ["saved at sys_enter"]),
+    ("ancestor_cgroup_id", ["walking its cgroup's parents"]),
 ])
 def test_a_fallback_records_the_same_events(
         record: Recorder, progs: dict[str, Path], tmp_path: Path, listener: socket.socket,
@@ -97,6 +99,29 @@ def test_a_fallback_records_the_same_events(
     shown = [ln.split(None, 1)[1] for ln in out.splitlines() if ln.startswith("notice ")]
     assert shown == kf["notices"]
     assert re.search(rf"without [^;]*\b{hidden}\b", out), out
+
+
+@pytest.mark.parametrize("hidden", ["", "ancestor_cgroup_id"])
+def test_a_move_below_the_session_is_not_leaving_it(
+        record: Recorder, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, hidden: str) -> None:
+    """A process moving itself into a cgroup under its session's stays in
+    the session; one moving to the root leaves it (flagged tampered). The
+    programs ask bpf_get_current_ancestor_cgroup_id, or walk the cgroup's
+    parents where tracepoint programs may not call it (5.10)."""
+    mount = find_cgroup2()
+    assert mount is not None
+    monkeypatch.setenv(kfeatures.HIDE_ENV, hidden)
+    script = (f"cg={mount.path}$(sed -n 's/^0:://p' /proc/self/cgroup); "
+              "mkdir $cg/inner && echo $$ > $cg/inner/cgroup.procs && "
+              "mkdir $cg/inner/deeper && echo $$ > $cg/inner/deeper/cgroup.procs && "
+              f"echo $$ > {mount.path}/cgroup.procs")
+    rec = record(["/bin/sh", "-c", script], "--no-daemon")
+    assert rec.status == 0, rec.stderr
+    session = "/" + str(Path(rec.header["cgroup"]).relative_to(mount.path))
+    moves = [(e["dst_path"], e["tampered"]) for e in rec.of_type("cgroup")]
+    assert moves == [(f"{session}/inner", False), (f"{session}/inner/deeper", False),
+                     ("/", True)]
+    assert rec.header["kernel_features"]["ancestor_cgroup_id"] is not (hidden != "")
 
 
 def test_the_race_check_is_off_without_task_storage(

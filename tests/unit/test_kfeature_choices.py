@@ -4,6 +4,7 @@ from the features found in BTF, never from the version string."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,11 +13,12 @@ from recorder import kfeatures, loader
 from sessrec.errors import EnvironmentProblem
 
 HAS_BTF = Path(loader.BTF_PATH).exists()
-FALLBACK_FLAGS = ("-DSR_NO_TASK_BTF=1", "-DSR_SAVE_ARGS=1", "-DSR_RACE_CHECK=1")
+FALLBACK_FLAGS = ("-DSR_NO_TASK_BTF=1", "-DSR_SAVE_ARGS=1", "-DSR_NO_ANCESTOR_CGROUP=1",
+                  "-DSR_RACE_CHECK=1")
 
 
 def features(*missing: str) -> kfeatures.KernelFeatures:
-    names = {n: n not in missing for n, _, _ in kfeatures.BTF_NAMES}
+    names = {n: n not in missing for n in kfeatures.KNOWN}
     f = kfeatures.KernelFeatures("9.9.9-test", names, True, True, "", False)
     f.notices.extend(kfeatures._notices(f, []))
     return f
@@ -61,13 +63,24 @@ def test_without_the_btf_task_every_field_is_probe_read_and_arguments_saved() ->
 
 
 def test_a_5_10_kernel_degrades_but_loads() -> None:
-    """What Debian 11's 5.10 has: the ring buffer, none of the three others."""
-    f = features("task_pt_regs", "get_current_task_btf", "task_storage")
+    """What Debian 11's 5.10 has: the ring buffer, none of the others."""
+    f = features("task_pt_regs", "get_current_task_btf", "task_storage", "ancestor_cgroup_id")
     f.check()
     header = f.as_header()
     assert header["ringbuf"] is True and header["task_pt_regs"] is False
     assert header["get_current_task_btf"] is False and header["task_storage"] is False
-    assert header["notices"] == f.notices and len(f.notices) == 2
+    assert header["ancestor_cgroup_id"] is False
+    assert header["notices"] == f.notices and len(f.notices) == 3
+    assert "walking its cgroup's parents" in f.notices[2]
+
+
+def test_the_helper_probe_asks_the_verifier() -> None:
+    """Loading `call N` in a tracepoint program: refused for a helper that
+    does not exist; allowed (or, without the privilege, assumed) for one
+    every kernel has (bpf_get_current_pid_tgid, 14)."""
+    assert kfeatures.tracepoint_may_call(14) is True
+    if os.geteuid() == 0:
+        assert kfeatures.tracepoint_may_call(99_999) is False
 
 
 def test_without_the_ring_buffer_it_is_refused() -> None:
@@ -84,8 +97,9 @@ def test_without_the_ring_buffer_it_is_refused() -> None:
     (("task_pt_regs",), True, ["-DSR_SAVE_ARGS=1", "-DSR_RACE_CHECK=1"]),
     (("get_current_task_btf",), True, ["-DSR_NO_TASK_BTF=1", "-DSR_SAVE_ARGS=1"]),
     (("task_storage",), True, []),
-    (("task_pt_regs", "get_current_task_btf", "task_storage"), True,
-     ["-DSR_NO_TASK_BTF=1", "-DSR_SAVE_ARGS=1"]),
+    (("ancestor_cgroup_id",), False, ["-DSR_NO_ANCESTOR_CGROUP=1"]),
+    (("task_pt_regs", "get_current_task_btf", "task_storage", "ancestor_cgroup_id"), True,
+     ["-DSR_NO_TASK_BTF=1", "-DSR_SAVE_ARGS=1", "-DSR_NO_ANCESTOR_CGROUP=1"]),
 ])
 def test_the_flags_follow_the_features(missing: tuple[str, ...], race_check: bool,
                                        expected: list[str]) -> None:
@@ -105,7 +119,8 @@ def test_hidden_features_are_missing_and_said_so(tmp_path: Path,
     monkeypatch.setenv(kfeatures.HIDE_ENV, "task_pt_regs, task_storage")
     f = kfeatures.detect(tmp_path, btf)
     assert f.btf_names == {"ringbuf": True, "task_pt_regs": False,
-                           "get_current_task_btf": True, "task_storage": False}
+                           "get_current_task_btf": True, "task_storage": False,
+                           "ancestor_cgroup_id": kfeatures.tracepoint_may_call(123)}
     assert f.notices[0] == (f"features hidden on purpose ({kfeatures.HIDE_ENV}, a test of "
                             "the fallbacks): task_pt_regs, task_storage")
 

@@ -102,7 +102,7 @@ def test_load_failure_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
 
 
 def fake_features(**btf_names: bool) -> kfeatures.KernelFeatures:
-    names = {n: btf_names.get(n, True) for n, _, _ in kfeatures.BTF_NAMES}
+    names = {n: btf_names.get(n, True) for n in kfeatures.KNOWN}
     return kfeatures.KernelFeatures("5.4.0-test", names, True, True, "", False)
 
 
@@ -124,7 +124,8 @@ def test_features_are_probed_from_btf_names_and_tracefs(tmp_path: Path) -> None:
     (tmp_path / "events/sched/sched_process_exit/format").write_text("field:pid_t pid;")
     f = kfeatures.detect(tmp_path, str(btf))
     assert f.btf_names == {"ringbuf": True, "task_pt_regs": False,
-                           "get_current_task_btf": True, "task_storage": True}
+                           "get_current_task_btf": True, "task_storage": True,
+                           "ancestor_cgroup_id": kfeatures.tracepoint_may_call(123)}
     assert not f.openat2 and not f.exit_group_dead
     assert any("no openat2 events" in n for n in f.notices)
     header = f.as_header()
