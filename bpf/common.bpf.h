@@ -7,9 +7,16 @@
  *   SR_OFF_*          kernel struct member offsets taken from BTF at load
  *                     time: the installed headers do not match the running
  *                     kernel, so no kernel struct is ever read through them.
+ *   SR_NO_TASK_BTF    no bpf_get_current_task_btf (before 5.11): the task's
+ *                     fields are probe-read (SR_KLOAD), not loaded directly.
+ *   SR_SAVE_ARGS      no bpf_task_pt_regs (before 5.15): syscall arguments
+ *                     are saved at sys_enter (save_args), not read at exit.
  *
  * Every syscall is traced at its sys_exit tracepoint only, where the result
- * is known and the arguments are still in the saved registers (x86-64).
+ * is known and the arguments are still in the saved registers (x86-64);
+ * with SR_SAVE_ARGS its sys_enter too, for session members only.
+ * Needs: BPF ring buffer (5.8), BTF; bpf_get_current_task_btf (5.11) and
+ * bpf_task_pt_regs (5.15) unless built without them (kfeatures.py).
  */
 #ifndef SR_COMMON_BPF_H
 #define SR_COMMON_BPF_H
@@ -76,6 +83,25 @@ static __always_inline u64 current_session(void)
 	return cg ? *cg : 0;
 }
 
+/* The current task, and a load at a BTF offset from it or from a kernel
+ * pointer reached through its BTF-typed fields. With
+ * bpf_get_current_task_btf() (5.11) the verifier types those pointers, so
+ * a field is a plain load (a helper call costs more than the field); without
+ * it (SR_NO_TASK_BTF) the task is a plain address, and each field a
+ * bpf_probe_read_kernel() at the same offset. */
+#ifdef SR_NO_TASK_BTF
+#define SR_TASK() ((char *)bpf_get_current_task())
+#define SR_KLOAD(type, base, off)                                                    \
+	({                                                                           \
+		type v_ = 0;                                                         \
+		bpf_probe_read_kernel(&v_, sizeof(v_), (const char *)(base) + (off)); \
+		v_;                                                                  \
+	})
+#else
+#define SR_TASK() ((char *)bpf_get_current_task_btf())
+#define SR_KLOAD(type, base, off) (*(type *)((char *)(base) + (off)))
+#endif
+
 static __always_inline u64 read_kptr(const void *base, u32 off)
 {
 	u64 v = 0;
@@ -105,21 +131,21 @@ static __always_inline void fill_header(struct event_header *h, u16 type, u64 cg
 	 * values are those bpf_get_current_{pid_tgid,uid_gid,comm} return (the
 	 * kernel pads comm with NULs); the parent alone cost 130 ns through
 	 * bpf_probe_read_kernel, and comm 60 ns through its helper. */
-	char *task = (char *)bpf_get_current_task_btf();
-	char *parent = *(char **)(task + SR_OFF_TASK_REAL_PARENT);
-	char *cred = *(char **)(task + SR_OFF_TASK_CRED);
+	char *task = SR_TASK();
+	char *parent = SR_KLOAD(char *, task, SR_OFF_TASK_REAL_PARENT);
+	char *cred = SR_KLOAD(char *, task, SR_OFF_TASK_CRED);
 	u64 *comm = (u64 *)h->comm;
 
 	h->type = type;
 	h->flags = 0;
 	h->ts_ns = bpf_ktime_get_ns();
 	h->cgroup_id = cg;
-	h->pid = *(u32 *)(task + SR_OFF_TASK_TGID);
-	h->tid = *(u32 *)(task + SR_OFF_TASK_PID);
-	h->ppid = parent ? *(u32 *)(parent + SR_OFF_TASK_TGID) : 0;
-	h->uid = cred ? *(u32 *)(cred + SR_OFF_CRED_UID) : 0;
-	comm[0] = *(u64 *)(task + SR_OFF_TASK_COMM);
-	comm[1] = *(u64 *)(task + SR_OFF_TASK_COMM + 8);
+	h->pid = SR_KLOAD(u32, task, SR_OFF_TASK_TGID);
+	h->tid = SR_KLOAD(u32, task, SR_OFF_TASK_PID);
+	h->ppid = parent ? SR_KLOAD(u32, parent, SR_OFF_TASK_TGID) : 0;
+	h->uid = cred ? SR_KLOAD(u32, cred, SR_OFF_CRED_UID) : 0;
+	comm[0] = SR_KLOAD(u64, task, SR_OFF_TASK_COMM);
+	comm[1] = SR_KLOAD(u64, task, SR_OFF_TASK_COMM + 8);
 }
 
 /* The length of a path read with a limit of SR_PATH_MAX + 1 (one byte more
@@ -200,6 +226,7 @@ static __always_inline void submit(void *rec, u64 size, u16 type)
 	submit_within(rec, size, type, SR_SCRATCH_SIZE);
 }
 
+#ifndef SR_SAVE_ARGS
 /* The saved user registers of the current syscall, at its sys_exit
  * tracepoint: the arguments are still there (x86-64: di, si, dx, r10; only
  * ax is overwritten, with the result), and orig_ax is the syscall number.
@@ -208,14 +235,15 @@ static __always_inline void submit(void *rec, u64 size, u16 type)
  * pt_regs pointer, as in fill_header(). */
 #define SR_REG(regs, off) (*(u64 *)((regs) + (off)))
 
-/* The first four arguments of the current syscall. */
-static __always_inline void syscall_args(u64 a[4])
+/* The first four arguments of the current syscall; 1: they are known. */
+static __always_inline int syscall_args(u64 a[4])
 {
 	char *regs = (char *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	a[0] = SR_REG(regs, SR_OFF_PT_REGS_DI);
 	a[1] = SR_REG(regs, SR_OFF_PT_REGS_SI);
 	a[2] = SR_REG(regs, SR_OFF_PT_REGS_DX);
 	a[3] = SR_REG(regs, SR_OFF_PT_REGS_R10);
+	return 1;
 }
 
 /* The number of the syscall the current task is in. */
@@ -224,5 +252,81 @@ static __always_inline u64 syscall_nr(void)
 	char *regs = (char *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	return SR_REG(regs, SR_OFF_PT_REGS_ORIG_AX);
 }
+
+/* Saved arguments are dropped: none are saved. */
+static __always_inline void drop_args(void)
+{
+}
+#else
+/* Without bpf_task_pt_regs (before 5.15), a session member's syscall saves
+ * its number and first four arguments at sys_enter (save_args, in each
+ * program file next to the exit program), per thread, and the exit takes
+ * them. A call that began before its process joined the session has none:
+ * its event is counted lost (syscall_args returns 0). An LRU map, so that
+ * entries a thread could leave (a clone that failed before
+ * sched_process_fork, a thread ending in a syscall) never fill it. */
+struct sr_args {
+	u64 nr;
+	u64 a[4];
+};
+BPF_TABLE("lru_hash", u64, struct sr_args, sys_args, SR_MEMBERS_MAX);
+
+/* Saves the current syscall's arguments: for session members only (the
+ * caller checked). */
+static __always_inline void save_args(u64 nr, u64 a0, u64 a1, u64 a2, u64 a3)
+{
+	struct sr_args s = {};
+	u64 id = bpf_get_current_pid_tgid();
+	s.nr = nr;
+	s.a[0] = a0;
+	s.a[1] = a1;
+	s.a[2] = a2;
+	s.a[3] = a3;
+	sys_args.update(&id, &s);
+}
+
+/* A sys_enter program that saves the arguments of a session member's call. */
+static __always_inline int member_saves_args(u64 nr, u64 a0, u64 a1, u64 a2, u64 a3)
+{
+	if (current_session())
+		save_args(nr, a0, a1, a2, a3);
+	return 0;
+}
+
+/* The first four arguments of the current thread's saved syscall, taken
+ * from the map; 0: none were saved (they are then 0). */
+static __always_inline int syscall_args(u64 a[4])
+{
+	u64 id = bpf_get_current_pid_tgid();
+	struct sr_args *s = sys_args.lookup(&id);
+	if (!s) {
+		a[0] = a[1] = a[2] = a[3] = 0;
+		return 0;
+	}
+	a[0] = s->a[0];
+	a[1] = s->a[1];
+	a[2] = s->a[2];
+	a[3] = s->a[3];
+	sys_args.delete(&id);
+	return 1;
+}
+
+/* The number of the current thread's saved syscall (still saved), or -1
+ * when none was saved. */
+static __always_inline u64 syscall_nr(void)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	struct sr_args *s = sys_args.lookup(&id);
+	return s ? s->nr : (u64)-1;
+}
+
+/* The current thread's saved arguments, not wanted (a successful exec, an
+ * exit). */
+static __always_inline void drop_args(void)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	sys_args.delete(&id);
+}
+#endif /* SR_SAVE_ARGS */
 
 #endif /* SR_COMMON_BPF_H */

@@ -4,10 +4,13 @@
  * the directory the request was relative to.
  *
  * Tracepoints: syscalls:sys_exit_{open,openat,openat2,creat}, and with
- *   race_check on (SR_RACE_CHECK) syscalls:sys_enter_* of the same four.
- * Needs: BPF ring buffer (5.8), bpf_task_pt_regs (5.15); openat2 exists
- *   from 5.6: without its tracepoint the loader sets SR_NO_OPENAT2 and the
- *   session header says so. x86-64 (arguments come from saved registers).
+ *   race_check on (SR_RACE_CHECK) or without bpf_task_pt_regs
+ *   (SR_SAVE_ARGS) syscalls:sys_enter_* of the same four.
+ * Needs: BPF ring buffer (5.8); bpf_task_pt_regs (5.15) or SR_SAVE_ARGS;
+ *   race_check needs task storage and bpf_get_current_task_btf (5.11);
+ *   openat2 exists from 5.6: without its tracepoint the loader sets
+ *   SR_NO_OPENAT2 and the session header says so. x86-64 (arguments come
+ *   from saved registers).
  *
  * One program per syscall, at exit: the result is known there, and the
  * arguments are read from the saved registers; the path is read from the
@@ -26,7 +29,10 @@ static __always_inline int open_exit(void *ctx, u16 sys, long ret)
 	if (!cg)
 		return 0;
 	u64 a[4];
-	syscall_args(a);
+	if (!syscall_args(a)) {
+		count_lost(cg, SR_EVENT_OPEN);
+		return 0;
+	}
 	/* dirfd, path, flags, mode: as each syscall takes them. */
 	s32 dirfd = SR_AT_FDCWD;
 	u64 path = a[0], flags = a[1], mode = a[2];
@@ -73,44 +79,57 @@ static __always_inline int open_exit(void *ctx, u16 sys, long ret)
 	return 0;
 }
 
-#ifdef SR_RACE_CHECK
-/* The caller's path when the call begins, kept to compare with the same
- * buffer at exit (kpath.bpf.h, request_changed). Only with race_check on:
- * a sys_enter tracepoint costs every open on the host, recorded or not
- * (docs/PERFORMANCE.md), and `path` is the kernel's either way. */
-static __always_inline int open_enter(const char *path)
+#if defined(SR_RACE_CHECK) || defined(SR_SAVE_ARGS)
+/* At the call's start, for session members: its arguments, without
+ * bpf_task_pt_regs (SR_SAVE_ARGS, common.bpf.h); and with race_check, the
+ * caller's path, kept to compare with the same buffer at exit (kpath.bpf.h,
+ * request_changed). Only when one of them is wanted: a sys_enter tracepoint
+ * costs every open on the host, recorded or not (docs/PERFORMANCE.md), and
+ * `path` is the kernel's either way. */
+static __always_inline int open_enter(u64 nr, const char *path, u64 a0, u64 a1, u64 a2, u64 a3)
 {
 	if (!current_session())
 		return 0;
+#ifdef SR_SAVE_ARGS
+	save_args(nr, a0, a1, a2, a3);
+#endif
+#ifdef SR_RACE_CHECK
 	struct req_copy *r = reqs.task_storage_get(bpf_get_current_task_btf(), 0,
 						   BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!r)
 		return 0;
 	long n = bpf_probe_read_user_str(r->buf, SR_PATH_MAX, path);
 	r->len = n > 0 ? n : 0;
+#endif
 	return 0;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_open)
 {
-	return open_enter(args->filename);
+	return open_enter(args->__syscall_nr, args->filename, (u64)args->filename, args->flags,
+			  args->mode, 0);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_openat)
 {
-	return open_enter(args->filename);
+	return open_enter(args->__syscall_nr, args->filename, args->dfd, (u64)args->filename,
+			  args->flags, args->mode);
 }
 
+#ifndef SR_NO_OPENAT2
 TRACEPOINT_PROBE(syscalls, sys_enter_openat2)
 {
-	return open_enter(args->filename);
+	return open_enter(args->__syscall_nr, args->filename, args->dfd, (u64)args->filename,
+			  (u64)args->how, args->usize);
 }
+#endif
 
 TRACEPOINT_PROBE(syscalls, sys_enter_creat)
 {
-	return open_enter(args->pathname);
+	return open_enter(args->__syscall_nr, args->pathname, (u64)args->pathname, args->mode, 0,
+			  0);
 }
-#endif /* SR_RACE_CHECK */
+#endif /* SR_RACE_CHECK || SR_SAVE_ARGS */
 
 TRACEPOINT_PROBE(syscalls, sys_exit_open)
 {

@@ -9,10 +9,10 @@
  * does not relocate its callback): a bounded loop of plain probe reads, with
  * every offset from BTF (SR_OFF_* flags, recorder/loader.py). What is
  * reachable from the task through BTF-typed pointers (its fs root, its file
- * table) is loaded directly, as in fill_header(); a helper call costs more
- * than the field. A struct file taken from the fd array, its dentries and
- * mounts are plain addresses to the verifier, so they are probe-read, a
- * block of adjacent fields at a time (SR_*_BLK flags).
+ * table) is loaded directly (SR_KLOAD), as in fill_header(); a helper call
+ * costs more than the field. A struct file taken from the fd array, its
+ * dentries and mounts are plain addresses to the verifier, so they are
+ * probe-read, a block of adjacent fields at a time (SR_*_BLK flags).
  *
  * The walk goes up to the root of the task's mount namespace, not only to
  * the task's root: in a chroot the whole host path is kept, and root_len
@@ -87,14 +87,14 @@ static __always_inline void read_mount_blk(struct mount_blk *m, u64 vfsmnt)
  * the task's BTF-typed pointers. */
 static __always_inline void task_fs_path(u32 which, u64 *dentry, u64 *vfsmnt)
 {
-	char *task = (char *)bpf_get_current_task_btf();
-	char *fs = *(char **)(task + SR_OFF_TASK_FS);
+	char *task = SR_TASK();
+	char *fs = SR_KLOAD(char *, task, SR_OFF_TASK_FS);
 	*dentry = 0;
 	*vfsmnt = 0;
 	if (!fs)
 		return;
-	*vfsmnt = *(u64 *)(fs + which + SR_OFF_PATH_MNT);
-	*dentry = *(u64 *)(fs + which + SR_OFF_PATH_DENTRY);
+	*vfsmnt = SR_KLOAD(u64, fs, which + SR_OFF_PATH_MNT);
+	*dentry = SR_KLOAD(u64, fs, which + SR_OFF_PATH_DENTRY);
 }
 
 /* f_path of a struct file: { mnt, dentry } in one read. */
@@ -115,16 +115,16 @@ static __always_inline void file_path(u64 file, u64 *dentry, u64 *vfsmnt)
  * not typed for the verifier, so the entry is probe-read. */
 static __always_inline u64 file_of_fd(u32 fd)
 {
-	char *task = (char *)bpf_get_current_task_btf();
-	char *files = *(char **)(task + SR_OFF_TASK_FILES);
+	char *task = SR_TASK();
+	char *files = SR_KLOAD(char *, task, SR_OFF_TASK_FILES);
 	if (!files)
 		return 0;
-	char *fdt = *(char **)(files + SR_OFF_FILES_FDT);
+	char *fdt = SR_KLOAD(char *, files, SR_OFF_FILES_FDT);
 	if (!fdt)
 		return 0;
-	if (fd >= *(u32 *)(fdt + SR_OFF_FDTABLE_MAX_FDS))
+	if (fd >= SR_KLOAD(u32, fdt, SR_OFF_FDTABLE_MAX_FDS))
 		return 0;
-	u64 fdarr = *(u64 *)(fdt + SR_OFF_FDTABLE_FD);
+	u64 fdarr = SR_KLOAD(u64, fdt, SR_OFF_FDTABLE_FD);
 	if (!fdarr)
 		return 0;
 	return read_kptr((void *)fdarr, fd * sizeof(void *));

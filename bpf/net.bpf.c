@@ -4,8 +4,10 @@
  * thread while connect runs), the socket type and protocol, and the result
  * (-EINPROGRESS for a non-blocking connect).
  *
- * Tracepoints: syscalls:sys_exit_connect (arguments from the saved registers).
- * Needs: BPF ring buffer (5.8), bpf_task_pt_regs (5.15), x86-64; BTF
+ * Tracepoints: syscalls:sys_exit_connect (arguments from the saved registers),
+ *   and without bpf_task_pt_regs (SR_SAVE_ARGS) syscalls:sys_enter_connect.
+ * Needs: BPF ring buffer (5.8), bpf_task_pt_regs (5.15) or SR_SAVE_ARGS,
+ *   x86-64; BTF
  *   offsets of task_struct.files,
  *   files_struct.fdt, fdtable.{fd,max_fds}, file.private_data,
  *   socket.{type,sk}, sock.sk_protocol and sock_common.skc_{family,dport,
@@ -76,13 +78,24 @@ static __always_inline int dest_differs(struct connect_event *e)
 	       (a0 != *(u64 *)&e->kaddr[8] || a1 != *(u64 *)&e->kaddr[16]);
 }
 
+#ifdef SR_SAVE_ARGS
+TRACEPOINT_PROBE(syscalls, sys_enter_connect)
+{
+	return member_saves_args(args->__syscall_nr, args->fd, (u64)args->uservaddr,
+				 args->addrlen, 0);
+}
+#endif
+
 TRACEPOINT_PROBE(syscalls, sys_exit_connect)
 {
 	u64 cg = current_session();
 	if (!cg)
 		return 0;
 	u64 f[4]; /* fd, sockaddr, addrlen */
-	syscall_args(f);
+	if (!syscall_args(f)) {
+		count_lost(cg, SR_EVENT_CONNECT);
+		return 0;
+	}
 	struct connect_event *e = scratch_area();
 	if (!e)
 		return 0;

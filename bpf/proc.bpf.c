@@ -3,9 +3,13 @@
  * processes are in a session (the members map of common.bpf.h).
  *
  * Tracepoints: sched:sched_process_{fork,exec,exit},
- *   syscalls:sys_exit_{execve,execveat,chdir,fchdir}, cgroup:cgroup_attach_task.
- * Needs: BPF ring buffer (5.8), bpf_get_current_ancestor_cgroup_id (5.7),
- *   bpf_task_pt_regs (5.15), BTF for struct offsets (see common.bpf.h), x86-64.
+ *   syscalls:sys_exit_{execve,execveat,chdir,fchdir}, cgroup:cgroup_attach_task;
+ *   without bpf_task_pt_regs (SR_SAVE_ARGS) also syscalls:sys_enter_ of
+ *   those four and of clone, clone3, fork and vfork.
+ * Needs: BPF ring buffer (5.8), bpf_get_current_ancestor_cgroup_id in
+ *   tracepoint programs or SR_NO_ANCESTOR_CGROUP (a walk of BTF offsets),
+ *   bpf_task_pt_regs (5.15) or SR_SAVE_ARGS, BTF for struct offsets (see
+ *   common.bpf.h), x86-64.
  *
  * exec: a successful exec is reported at sched_process_exec, where argv is
  * one contiguous block in the new mm (arg_start..arg_end), copied exactly:
@@ -21,7 +25,7 @@
  *
  * fork: sched_process_fork also fires for new threads and does not say which
  * it is; it runs inside the parent's clone, so the clone flags are read from
- * the parent's saved registers, and threads are dropped.
+ * the parent's saved registers (or saved arguments), and threads are dropped.
  */
 #include "common.bpf.h"
 #include "kpath.bpf.h"
@@ -32,13 +36,38 @@
 #define SR_NR_CLONE 56
 #define SR_NR_CLONE3 435
 
+#ifdef SR_SAVE_ARGS
+TRACEPOINT_PROBE(syscalls, sys_enter_clone)
+{
+	return member_saves_args(args->__syscall_nr, args->clone_flags, 0, 0, 0);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_clone3)
+{
+	return member_saves_args(args->__syscall_nr, (u64)args->uargs, 0, 0, 0);
+}
+
+/* fork and vfork save their number only, replacing what an earlier clone
+ * that failed may have left. */
+TRACEPOINT_PROBE(syscalls, sys_enter_fork)
+{
+	return member_saves_args(args->__syscall_nr, 0, 0, 0, 0);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_vfork)
+{
+	return member_saves_args(args->__syscall_nr, 0, 0, 0, 0);
+}
+#endif
+
 TRACEPOINT_PROBE(sched, sched_process_fork)
 {
 	u64 cg = current_session();
 	if (!cg)
 		return 0;
 	/* clone(flags, ...) or clone3(&clone_args: flags first); fork and vfork
-	 * always make processes. */
+	 * always make processes (and so does a call whose arguments were not
+	 * saved: SR_SAVE_ARGS). */
 	u64 nr = syscall_nr();
 	u64 a[4];
 	u64 flags = 0;
@@ -171,14 +200,19 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
  * sched_process_exec (and their caller's memory is gone by now). */
 static __always_inline int exec_exit(void *ctx, u16 sys, long ret)
 {
-	if (ret == 0)
+	if (ret == 0) {
+		drop_args();
 		return 0;
+	}
 	u64 cg = current_session();
 	if (!cg)
 		return 0;
 	/* execve(filename, argv, envp); execveat(dirfd, filename, argv, ...) */
 	u64 a[4];
-	syscall_args(a);
+	if (!syscall_args(a)) {
+		count_lost(cg, SR_EVENT_EXEC);
+		return 0;
+	}
 	u64 filename = sys == SR_SYS_EXECVEAT ? a[1] : a[0];
 	u64 argv_ptr = sys == SR_SYS_EXECVEAT ? a[2] : a[1];
 	struct exec_event *e = scratch_area();
@@ -254,6 +288,20 @@ static __always_inline int exec_exit(void *ctx, u16 sys, long ret)
 	return 0;
 }
 
+#ifdef SR_SAVE_ARGS
+TRACEPOINT_PROBE(syscalls, sys_enter_execve)
+{
+	return member_saves_args(args->__syscall_nr, (u64)args->filename, (u64)args->argv,
+				 (u64)args->envp, 0);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
+{
+	return member_saves_args(args->__syscall_nr, args->fd, (u64)args->filename,
+				 (u64)args->argv, (u64)args->envp);
+}
+#endif
+
 TRACEPOINT_PROBE(syscalls, sys_exit_execve)
 {
 	return exec_exit(args, SR_SYS_EXECVE, args->ret);
@@ -274,6 +322,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 	u64 cg = current_session();
 	if (!cg)
 		return 0;
+	drop_args(); /* what a thread ending in a syscall saved */
 #ifdef SR_HAVE_GROUP_DEAD
 	if (!args->group_dead)
 		return 0;
@@ -306,20 +355,57 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
  * mover's cgroup namespace. */
 BPF_HASH(login_scopes, u64, struct login_scope, SR_MAX_SESSIONS);
 
-/* Whether path (len bytes, no NUL) is the session's login scope. */
-static __always_inline int is_login_scope(u64 cg, const char *path, u32 len)
+/* Whether path (len bytes, no NUL) is the session's login scope. The path
+ * is copied into a zeroed buffer (tmp, 256 bytes of scratch past the
+ * record), like the scope's own zero-padded value, and the two compared a
+ * word at a time with no branch: a loop with an exit per byte was refused
+ * by 5.10's verifier (too many pending branches: "The sequence of 8193
+ * jumps is too complex"). */
+static __always_inline int is_login_scope(u64 cg, const char *path, u32 len, u64 *tmp)
 {
 	struct login_scope *s = login_scopes.lookup(&cg);
-	if (!s || s->len != len || len > SR_SCOPE_PATH_MAX)
+	if (!s || s->len != len)
 		return 0;
-	for (u32 i = 0; i < SR_SCOPE_PATH_MAX; i++) {
-		if (i >= len)
-			return 1;
-		if (path[i] != s->path[i])
-			return 0;
-	}
-	return 1;
+	SR_OPAQUE(len);
+	if (len > SR_SCOPE_PATH_MAX)
+		return 0;
+	u64 diff = 0;
+	__builtin_memset(tmp, 0, SR_SCOPE_PATH_MAX);
+	bpf_probe_read_kernel(tmp, len, path);
+	const u64 *want = (const u64 *)s->path;
+#pragma unroll
+	for (int w = 0; w < SR_SCOPE_PATH_MAX / 8; w++)
+		diff |= tmp[w] ^ want[w];
+	return diff == 0;
 }
+
+#ifdef SR_NO_ANCESTOR_CGROUP
+/* bpf_get_current_ancestor_cgroup_id(level), where tracepoint programs may
+ * not call it (5.10): as the helper does, the current task's cgroup2 cgroup
+ * (css_set.dfl_cgrp) walked up through its parents to level; a cgroup's id
+ * is its kernfs node's. Probe reads at BTF offsets; 0 when not found. */
+#define SR_CGROUP_DEPTH_MAX 32
+static __always_inline u64 ancestor_cgroup_id(int level)
+{
+	char *task = (char *)bpf_get_current_task();
+	char *cset = (char *)read_kptr(task, SR_OFF_TASK_CGROUPS);
+	char *cgrp = cset ? (char *)read_kptr(cset, SR_OFF_CSS_SET_DFL_CGRP) : NULL;
+	for (int i = 0; i < SR_CGROUP_DEPTH_MAX && cgrp; i++) {
+		int at = (int)read_ku32(cgrp, SR_OFF_CGROUP_LEVEL);
+		if (at < level)
+			return 0;
+		if (at == level) {
+			char *kn = (char *)read_kptr(cgrp, SR_OFF_CGROUP_KN);
+			return kn ? read_kptr(kn, SR_OFF_KERNFS_NODE_ID) : 0;
+		}
+		char *parent = (char *)read_kptr(cgrp, SR_OFF_CGROUP_SELF_PARENT);
+		cgrp = parent ? parent - SR_OFF_CGROUP_SELF : NULL;
+	}
+	return 0;
+}
+#else
+#define ancestor_cgroup_id(level) bpf_get_current_ancestor_cgroup_id(level)
+#endif
 
 /* Fires for every task moved to a cgroup on the host, in the mover's
  * context after the move: `pid` is the task moved (a thread id; a whole
@@ -357,13 +443,14 @@ TRACEPOINT_PROBE(cgroup, cgroup_attach_task)
 	int inside = args->dst_root == SR_CGROUP2_ROOT &&
 		     (args->dst_id == cg ||
 		      (self == pid && args->dst_level > SR_SESSION_LEVEL &&
-		       bpf_get_current_ancestor_cgroup_id(SR_SESSION_LEVEL) == cg));
+		       ancestor_cgroup_id(SR_SESSION_LEVEL) == cg));
 	u32 loc = args->data_loc_dst_path & 0xFFFF;
 	long n = bpf_probe_read_kernel_str(e->path, SR_PATH_MAX + 1, (char *)args + loc);
 	u32 plen = clamp_path_len(&e->h, n);
 	e->path_len = plen;
 	if (!inside && !(args->dst_root == SR_CGROUP2_ROOT && n > 0 &&
-			 is_login_scope(cg, e->path, plen)))
+			 is_login_scope(cg, e->path, plen,
+					(u64 *)((char *)e + SR_DATA_MASK + 1))))
 		e->h.flags |= SR_FLAG_TAMPERED;
 	u64 size = sizeof(*e) + plen;
 	e->h.size = size;
@@ -381,7 +468,10 @@ static __always_inline int chdir_exit(void *ctx, int is_fchdir, long ret)
 	if (!cg)
 		return 0;
 	u64 a[4];
-	syscall_args(a);
+	if (!syscall_args(a)) {
+		count_lost(cg, SR_EVENT_CHDIR);
+		return 0;
+	}
 	struct chdir_event *e = scratch_area();
 	if (!e)
 		return 0;
@@ -411,6 +501,18 @@ static __always_inline int chdir_exit(void *ctx, int is_fchdir, long ret)
 	kpath_submit(ctx, &e->h, sizeof(*e) + plen, SR_EVENT_CHDIR, &e->k, kd, km, src, NULL, 0);
 	return 0;
 }
+
+#ifdef SR_SAVE_ARGS
+TRACEPOINT_PROBE(syscalls, sys_enter_chdir)
+{
+	return member_saves_args(args->__syscall_nr, (u64)args->filename, 0, 0, 0);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_fchdir)
+{
+	return member_saves_args(args->__syscall_nr, args->fd, 0, 0, 0);
+}
+#endif
 
 TRACEPOINT_PROBE(syscalls, sys_exit_chdir)
 {

@@ -780,7 +780,7 @@ class Daemon:
             "uptime_s": round(now - self.started_mono, 3), "config": self.cfg.source,
             "programs": [f"{c}:{e}" for c, e in _attached(self.programs)],
             "events": list(self.cfg.events), "ring_size": self.cfg.ring_size,
-            "race_check": self.cfg.race_check,
+            "race_check": self.programs.cfg.race_check,  # off on a kernel without it
             "sessions_active": len(self.sessions), "sessions_total": self.sessions_total,
             "events_total": sum(sum(s.sink.per_type) for s in self.sessions.values())
             + sum(int(e.get("events", 0)) for e in self.ended.values()),

@@ -13,7 +13,7 @@ import ctypes
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -83,6 +83,15 @@ KERNEL_OFFSETS: tuple[tuple[str, str, str], ...] = (
     ("SR_OFF_MOUNT_MNT_PARENT", "mount", "mnt_parent"),
     ("SR_OFF_MOUNT_MNT_MOUNTPOINT", "mount", "mnt_mountpoint"),
     ("SR_OFF_MM_EXE_FILE", "mm_struct", "exe_file"),
+    # The task's cgroup2 ancestors, where tracepoint programs may not call
+    # bpf_get_current_ancestor_cgroup_id (SR_NO_ANCESTOR_CGROUP, proc.bpf.c).
+    ("SR_OFF_TASK_CGROUPS", "task_struct", "cgroups"),
+    ("SR_OFF_CSS_SET_DFL_CGRP", "css_set", "dfl_cgrp"),
+    ("SR_OFF_CGROUP_SELF", "cgroup", "self"),
+    ("SR_OFF_CGROUP_SELF_PARENT", "cgroup", "self.parent"),
+    ("SR_OFF_CGROUP_LEVEL", "cgroup", "level"),
+    ("SR_OFF_CGROUP_KN", "cgroup", "kn"),
+    ("SR_OFF_KERNFS_NODE_ID", "kernfs_node", "id"),
     # Syscall arguments, read at sys_exit from the saved user registers.
     ("SR_OFF_PT_REGS_DI", "pt_regs", "di"),
     ("SR_OFF_PT_REGS_SI", "pt_regs", "si"),
@@ -212,7 +221,13 @@ def compile_flags(cfg: LoadConfig, tracefs_dir: Path | None = None,
         flags.append("-DSR_HAVE_GROUP_DEAD=1")
     if not features.openat2:
         flags.append("-DSR_NO_OPENAT2=1")
-    if cfg.race_check:
+    if not features.task_btf:
+        flags.append("-DSR_NO_TASK_BTF=1")
+    if features.saves_args:
+        flags.append("-DSR_SAVE_ARGS=1")
+    if not features.btf_names.get("ancestor_cgroup_id", True):
+        flags.append("-DSR_NO_ANCESTOR_CGROUP=1")
+    if cfg.race_check and features.race_check_possible:
         flags.append("-DSR_RACE_CHECK=1")
     return flags
 
@@ -263,7 +278,8 @@ def _possible_cpus() -> int:
 
 
 # Tracepoints the programs do without (a notice says so): see kfeatures.
-OPTIONAL_TRACEPOINTS = frozenset({("syscalls", "sys_exit_openat2")})
+OPTIONAL_TRACEPOINTS = frozenset({("syscalls", "sys_exit_openat2"),
+                                  ("syscalls", "sys_enter_openat2")})
 
 
 def check_tracepoints(tf: Path, files: tuple[str, ...] = PROGRAM_FILES) -> None:
@@ -325,6 +341,10 @@ class Programs:
         check_btf()
         features = kfeatures.detect(tf, BTF_PATH)
         features.check()
+        if cfg.race_check and not features.race_check_possible:
+            cfg = replace(cfg, race_check=False)
+            features = replace(features, notices=[*features.notices,
+                                                  kfeatures.RACE_CHECK_NOTICE])
         cflags = compile_flags(cfg, tf, features)
         bcc = import_bcc()
         try:

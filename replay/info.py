@@ -147,7 +147,8 @@ def _file_state(info: Info) -> str:
 
 def describe_kernel_features(kf: fmt.KernelFeatures) -> str:
     """The detected features as one line: what there was, what was not."""
-    names = ("ringbuf", "task_pt_regs", "openat2", "exit_group_dead")
+    names = ("ringbuf", "get_current_task_btf", "task_pt_regs", "task_storage",
+             "ancestor_cgroup_id", "openat2", "exit_group_dead")
     have = [n for n in names if kf.get(n) is True]
     lack = [n for n in names if kf.get(n) is False]
     text = f"{kf['release']}: {', '.join(have) or 'nothing detected'}"

@@ -21,6 +21,7 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -142,7 +143,12 @@ def kill_cgroup(cgroup: Path) -> None:
     """Ends what a killed recorder left running, and removes its cgroup."""
     if not cgroup.exists():
         return
-    (cgroup / "cgroup.kill").write_text("1")
+    if (cgroup / "cgroup.kill").exists():
+        (cgroup / "cgroup.kill").write_text("1")
+    else:  # before 5.14: one process at a time
+        for pid in (cgroup / "cgroup.procs").read_text().split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
     deadline = time.monotonic() + 5
     while True:
         try:

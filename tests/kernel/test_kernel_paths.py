@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from krec import Recorder
 
+from recorder import kfeatures, loader
+
 pytestmark = pytest.mark.kernel
 
 
@@ -122,6 +124,9 @@ def test_the_path_race_forges_no_record(record: Recorder, progs: dict[str, Path]
     a.write_text("a")
     b.write_text("b")
     a_for_b = b_for_a = 0
+    # Before 5.11 there is no race check (recorder/kfeatures.py): asked for,
+    # it is off and the header says so; the paths are the kernel's anyway.
+    checked = kfeatures.detect(loader.tracefs(), loader.BTF_PATH).race_check_possible
     # On a loaded machine the two threads may rarely run at once: up to three
     # recordings, until the race has gone both ways; none may forge a record.
     for attempt in range(3):
@@ -130,7 +135,7 @@ def test_the_path_race_forges_no_record(record: Recorder, progs: dict[str, Path]
                                        progs["path_race"], str(a), str(b), str(N_RACE)],
                                       "--race-check", name=f"race-{attempt}")
         assert status == 0
-        assert info["race_check"] is True
+        assert info["race_check"] is checked
         assert info["lost"]["open"] == 0
         truth = out.read_text().splitlines()
         opens = [e for e in events if e["type"] == "open" and e["comm"] == "path_race"]
@@ -155,8 +160,7 @@ def test_the_path_race_forges_no_record(record: Recorder, progs: dict[str, Path]
               f"{raced} whose string was not the file opened)")
         assert all(e["path_source"] == "kernel" for e in opens)
         if a_for_b and b_for_a:
-            assert flagged_raced > 0
-        if a_for_b and b_for_a:
+            assert flagged_raced > 0 or not checked
             break
     assert a_for_b > 0 and b_for_a > 0, "the race did not happen in both directions"
 

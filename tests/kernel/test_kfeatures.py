@@ -21,9 +21,11 @@ def test_header_and_info_carry_the_kernel_features(record: Recorder) -> None:
     kf = rec.header["kernel_features"]
     expected = kfeatures.detect(loader.tracefs(), loader.BTF_PATH).as_header()
     assert kf == expected
-    # Every kernel the recorder loads on has what it needs (a kernel without
-    # it is refused by name; tests/unit/test_loader_errors.py).
-    assert kf["ringbuf"] and kf["task_pt_regs"] and kf["release"] == os.uname().release
+    # Every kernel the recorder loads on has the ring buffer (a kernel
+    # without it is refused by name; tests/unit/test_kfeatures.py); what
+    # else is missing has a notice.
+    assert kf["ringbuf"] and kf["release"] == os.uname().release
+    assert kf["task_pt_regs"] or any("saved at sys_enter" in n for n in kf["notices"])
     assert kf["openat2"] == Path(loader.tracefs(), "events/syscalls/sys_exit_openat2").is_dir()
     build = Path("/lib/modules", os.uname().release, "build")
     assert kf["headers"] == (str(build.resolve()) if build.exists() else "")

@@ -357,7 +357,8 @@ def test_info_shows_the_kernel_features_and_each_notice() -> None:
     from replay.info import describe_kernel_features
 
     line = describe_kernel_features(KERNEL_FEATURES)
-    assert line == ("6.1.0-57-amd64: ringbuf, task_pt_regs; without openat2, exit_group_dead; "
+    assert line == ("6.1.0-57-amd64: ringbuf, get_current_task_btf, task_pt_regs; "
+                    "without openat2, exit_group_dead; "
                     "headers /usr/src/linux-headers-6.1.0-57-amd64, matching")
     other = describe_kernel_features({**KERNEL_FEATURES, "headers_match": False})
     assert other.endswith("not matching (offsets from BTF)")

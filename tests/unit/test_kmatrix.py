@@ -196,7 +196,8 @@ def test_list_names_every_kernel() -> None:
     assert cli.main(["--list"], stdout=out) == 0
     lines = out.getvalue().splitlines()
     assert [ln.split()[0] for ln in lines] == [k.name for k in kernels.KERNELS]
-    assert "[bookworm-backports]" in lines[-1]
+    assert any("[bookworm-backports]" in ln for ln in lines)
+    assert "debian11" in out.getvalue() and "[bullseye]" in lines[-1]
 
 
 def test_docs_table_replaces_only_what_is_between_the_markers(

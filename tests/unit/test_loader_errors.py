@@ -102,15 +102,16 @@ def test_load_failure_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
 
 
 def fake_features(**btf_names: bool) -> kfeatures.KernelFeatures:
-    names = {n: btf_names.get(n, True) for n, _, _ in kfeatures.REQUIRED_BTF_NAMES}
-    return kfeatures.KernelFeatures("5.10.0-test", names, True, True, "", False)
+    names = {n: btf_names.get(n, True) for n in kfeatures.KNOWN}
+    return kfeatures.KernelFeatures("5.4.0-test", names, True, True, "", False)
 
 
-def test_a_kernel_without_task_pt_regs_is_refused_naming_it() -> None:
+def test_a_kernel_without_the_ring_buffer_is_refused_naming_it() -> None:
     with pytest.raises(EnvironmentProblem) as e:
-        fake_features(task_pt_regs=False).check()
+        fake_features(ringbuf=False, task_pt_regs=False).check()
     msg = str(e.value)
-    assert "5.10.0-test lacks task_pt_regs (Linux 5.15" in msg and "ringbuf" not in msg
+    assert "5.4.0-test lacks ringbuf (Linux 5.8" in msg and "task_pt_regs" not in msg
+    assert msg.endswith("recording needs Linux 5.8 or later")
 
 
 def test_features_are_probed_from_btf_names_and_tracefs(tmp_path: Path) -> None:
@@ -118,12 +119,13 @@ def test_features_are_probed_from_btf_names_and_tracefs(tmp_path: Path) -> None:
     # The string section holds enum member names NUL-terminated; a longer
     # name that merely starts with a wanted one does not count.
     btf.write_bytes(b"\0BPF_MAP_TYPE_RINGBUF\0BPF_FUNC_task_pt_regs_x\0"
-                    b"BPF_FUNC_get_current_task_btf\0")
+                    b"BPF_FUNC_get_current_task_btf\0BPF_MAP_TYPE_TASK_STORAGE\0")
     (tmp_path / "events/sched/sched_process_exit").mkdir(parents=True)
     (tmp_path / "events/sched/sched_process_exit/format").write_text("field:pid_t pid;")
     f = kfeatures.detect(tmp_path, str(btf))
     assert f.btf_names == {"ringbuf": True, "task_pt_regs": False,
-                           "get_current_task_btf": True}
+                           "get_current_task_btf": True, "task_storage": True,
+                           "ancestor_cgroup_id": kfeatures.tracepoint_may_call(123)}
     assert not f.openat2 and not f.exit_group_dead
     assert any("no openat2 events" in n for n in f.notices)
     header = f.as_header()

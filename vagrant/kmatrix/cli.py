@@ -29,11 +29,14 @@ HOST_PACKAGES = ("qemu-system-x86", "busybox-static")
 BOOT_TIMEOUT = 300.0  # s to reach the root file system; TCG here: 12-15 s
 
 # The smoke subset (--quick): one recording of each kind of event, the
-# session's life and the ring, chosen from the full tier's timings under TCG.
+# session's life and the ring, chosen from the full tier's timings under TCG;
+# and the kernel features the header records (one recording: which fallbacks
+# the kernel needed, recorder/kfeatures.py).
 QUICK = (
     "tests/kernel/test_session.py",
     "tests/kernel/test_open.py",
     "tests/kernel/test_connect.py",
+    "tests/kernel/test_kfeatures.py",
 )
 # The whole tier but the benchmark's smoke test: it times workloads (minutes
 # natively, far longer under TCG) and proves nothing about the kernel.

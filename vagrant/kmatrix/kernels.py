@@ -35,6 +35,9 @@ KERNELS: tuple[Kernel, ...] = (
     Kernel("debian12-rt", "linux-image-rt-amd64", "Debian 12 PREEMPT_RT flavour (6.1)"),
     Kernel("debian12-backports", "linux-image-amd64",
            "Debian 12 backports' newer kernel", suite="bookworm-backports"),
+    # The oldest: no bpf_task_pt_regs, bpf_get_current_task_btf or task
+    # storage, so the programs' fallbacks (recorder/kfeatures.py) run there.
+    Kernel("debian11", "linux-image-amd64", "Debian 11 stock kernel (5.10)", suite="bullseye"),
 )
 
 
