@@ -184,16 +184,12 @@ static __always_inline void count_lost(u64 cg, u32 type)
 }
 
 /* Copy a finished record into its session's ring, if it is at most limit
- * bytes (the room the verifier must see behind rec). No wake-up, but where
- * a record takes a ring more than half full across an eighth of its size:
- * a wake-up per event costs more than the event, so user space drains busy
- * rings on a short timer and looks at quiet ones rarely; a quiet ring that
- * fills up wakes it (epoll on the ring) while the other half still has
- * room. Not one per record past half: the ring's poll is level-triggered,
- * so a consumer that is awake needs none, and a wake-up per record slowed
- * the producer of a ring whose consumer was behind (docs/PERFORMANCE.md). */
+ * bytes (the room the verifier must see behind rec). No wake-up, but for a
+ * ring more than half full: a wake-up per event costs more than the event,
+ * so user space drains busy rings on a short timer and looks at quiet ones
+ * rarely; a quiet ring that fills up wakes it (epoll on the ring) while the
+ * other half still has room. */
 #define SR_RING_BYTES ((u64)SR_RING_PAGES * 4096)
-#define SR_RING_EIGHTH (SR_RING_BYTES / 8)
 static __always_inline void submit_within(void *rec, u64 size, u16 type, u64 limit)
 {
 	u64 cg = ((struct event_header *)rec)->cgroup_id;
@@ -204,12 +200,8 @@ static __always_inline void submit_within(void *rec, u64 size, u16 type, u64 lim
 	if (size > limit)
 		return;
 	ring = sessions.lookup(&cg);
-	if (ring != NULL) {
-		u64 was = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA);
-		u64 now = was + size + 8; /* the ring's record header */
-		if (now > SR_RING_BYTES / 2 && now / SR_RING_EIGHTH != was / SR_RING_EIGHTH)
-			flags = BPF_RB_FORCE_WAKEUP;
-	}
+	if (ring != NULL && bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) > SR_RING_BYTES / 2)
+		flags = BPF_RB_FORCE_WAKEUP;
 	if (ring == NULL || bpf_ringbuf_output(ring, rec, size, flags) != 0)
 		count_lost(cg, type);
 }
