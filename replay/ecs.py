@@ -72,6 +72,10 @@ MPTCP: Final = 262
 _MAX_CACHED: Final = 65536
 
 
+# "000" to "fff": the last three hex digits of an event.id's index.
+_HEX3: Final = tuple(f"{i:03x}" for i in range(4096))
+
+
 def _bool(value: bool) -> str:
     return "true" if value else "false"
 
@@ -96,9 +100,9 @@ class _Docs:
         self.leader_pid: int = header["leader_pid"]
         self.wall_ns: int = header["clock"]["wall_ns"]
         self.ids = Ids(header["session_id"], "ecs")
-        self.event_prefix = self.ids.event_prefix  # Ids.event, inlined in _head and _doc
+        self.event_prefix = self.ids.event_prefix  # Ids.event, inlined in _head and document
         self.timefmt = fmt.TimeFormatter()
-        self._sec = -1  # _doc's @timestamp: the second of the last, and its text
+        self._sec = -1  # document's @timestamp: the second of the last, and its text
         self._stamp = ""
         self.model = ProcessModel(header["leader_pid"], index=False)
         self._feed = self.model.feed
@@ -134,6 +138,7 @@ class _Docs:
             lambda flags: _dumps(list(linux.open_flag_names(flags))))
         self._connects: dict[tuple[bytes, int, int], str] = {}
         self.n = 0
+        self._id_high = ""  # an event.id's index but its last three hex digits
 
     # --- processes ---
 
@@ -202,7 +207,7 @@ class _Docs:
     def _entry(self, proc: Process, ts: int) -> _Entry:
         """proc's process.*, encoded (_Entry), from the cache when nothing it
         shows changed: its program (execs), working directory (chdirs) and
-        parent. The thread and user are the event's, put in by _doc."""
+        parent. The thread and user are the event's, put in by document."""
         key = (proc.n_execs, proc.n_chdirs, proc.ppid, proc.parent)
         cached = self._cores.get(proc.seq)
         if cached is not None:
@@ -264,27 +269,6 @@ class _Docs:
                                     f'}},"user":{{"id":"{uid}"}}')
         return parts
 
-    def _doc(self, ev: Event, head: str, entry: _Entry, closed: str, before: str,
-             ret: int | str, after: str, tid: int) -> str:
-        """One document: head from _head; process.* in two parts, entry[1]
-        (up to "thread") and closed (after "user", to its end), around the
-        thread's id and the user; then the other top-level members (file,
-        destination, network, sessrec), encoded, around the event's return
-        code (before, ret, after)."""
-        n = self.n
-        self.n = n + 1
-        uid = ev.uid
-        user = self._users.get(uid) or self._user(uid)
-        # Flagged tampered (replay/trust.py): tagged, so a search finds it.
-        tags = ',"tags":["sessrec-tampered"]' if ev.flags & TAMPERED else ""
-        # fmt.TimeFormatter, inlined: a call per event was a tenth of the export.
-        sec, ns = divmod(self.wall_ns + ev.ts, 1_000_000_000)
-        if sec != self._sec:
-            self._sec = sec
-            self._stamp = '{"@timestamp":"' + fmt.TimeFormatter.second(sec)
-        return (f'{self._stamp}.{ns:09d}{head}{n:012x}","sequence":{n}{user[0]}{entry[1]}{tid}'
-                f'{user[1]}{closed}{before}{ret}{after}{tags}}}\n')
-
     def _destination(self, ev: Connect) -> str:
         """destination, network and sessrec of a connect, but its return code:
         where the kernel connected, when it says (BPF ABI 2)."""
@@ -345,6 +329,11 @@ class _Docs:
         return parts
 
     def document(self, ev: Event, path: bytes | None) -> str:
+        """ev's document: the event's head (_head), then process.* in two
+        parts, entry[1] (up to "thread") and closed (after "user", to its
+        end), around the thread's id and the user; then the other top-level
+        members (file, destination, network, sessrec), encoded, around the
+        event's return code (before, ret, after)."""
         proc = self._feed(ev, path)
         if type(ev) is Fork:  # its process is the child (the forking process, when
             # the child is not in the model, past its MAX_PROCESSES)
@@ -357,59 +346,79 @@ class _Docs:
         closed = entry[3]
         if closed is None:  # the leaders' entity id is not known yet
             closed = entry[2] + self._leaders() + "}"
+        tid = ev.tid
+        ret: int | str
         if type(ev) is Open:  # the most frequent event first
             key = (path, ev.requested_path, ev.open_flags, ev.syscall)
             ok, failed, before, after = self._opens.get(key) or self._open_parts(key)
             ret = ev.ret
-            return self._doc(ev, ok if ret >= 0 else failed, entry, closed, before, ret, after,
-                             ev.tid)
-        if type(ev) is Exec:
+            head = ok if ret >= 0 else failed
+        elif type(ev) is Exec:
             ret = ev.ret
             file = ""
             if ret < 0:  # the caller's process; the program it tried:
                 tried = path if path is not None else ev.requested_path
                 file = (f',"file":{{"path":{_jtext(tried)},'
                         f'"name":{_jtext(posixpath.basename(tried))}}}')
-            return self._doc(ev, self._head("process", "start", "exec", _outcome(ret)), entry,
-                             closed, f'{file},"sessrec":{{"return_code":', ret,
-                             f',"argc":{ev.argc},"argv_truncated":'
-                             f'{_bool(bool(ev.flags & ARGV_TRUNCATED))}}}', ev.tid)
-        if type(ev) is Fork:  # the thread: the child's (its process), not the forking one
-            return self._doc(ev, self._head("process", "start", "fork", "success"), entry,
-                             closed, "", "", "", ev.tid if proc.pid == ev.pid else proc.pid)
-        if type(ev) is Exit:
+            head = self._head("process", "start", "exec", _outcome(ret))
+            before = f'{file},"sessrec":{{"return_code":'
+            after = (f',"argc":{ev.argc},"argv_truncated":'
+                     f'{_bool(bool(ev.flags & ARGV_TRUNCATED))}}}')
+        elif type(ev) is Fork:  # the thread: the child's (its process), not the forking one
+            head = self._head("process", "start", "fork", "success")
+            before = after = ret = ""
+            if proc.pid != ev.pid:
+                tid = proc.pid
+        elif type(ev) is Exit:
             raw = ev.exit_code_raw
             st = linux.decode_exit(raw)
             closed = (f'{entry[2]},"exit_code":{linux.shell_status(raw)},'
                       f'"end":"{self.timefmt(self.wall_ns + ev.ts)}"{self._leaders()}}}')
             self._cores.pop(proc.seq, None)  # its last event
             self._cwds.pop(proc.seq, None)
-            signal = "null" if st.signal is None else st.signal
-            return self._doc(ev, self._head("process", "end", "exit",
-                                            "success" if raw == 0 else "failure"), entry,
-                             closed, ',"sessrec":{"signal":', signal,
-                             f',"core_dumped":{_bool(st.core_dumped)}}}', ev.tid)
-        if type(ev) is Connect:
+            head = self._head("process", "end", "exit", "success" if raw == 0 else "failure")
+            before = ',"sessrec":{"signal":'
+            ret = "null" if st.signal is None else st.signal
+            after = f',"core_dumped":{_bool(st.core_dumped)}}}'
+        elif type(ev) is Connect:
             ret = ev.ret
             if ret == -EINPROGRESS:
                 outcome = "unknown"
             else:
                 outcome = "success" if ret == 0 else "failure"
-            dest, _, sessrec = self._destination(ev).partition("\0")
-            return self._doc(ev, self._head("network", "connection", "connect", outcome),
-                             entry, closed, f'{dest},"sessrec":{{"return_code":', ret,
-                             sessrec, ev.tid)
-        if type(ev) is Chdir:
-            directory = "" if path is None else f',"directory":{_jtext(path)}'
-            return self._doc(ev, self._head("process", "change", "chdir", _outcome(ev.ret)),
-                             entry, closed, ',"sessrec":{"return_code":', ev.ret,
-                             f'{directory}}}', ev.tid)
-        if type(ev) is Cgroup:
-            return self._doc(ev, self._head("process", "change", "cgroup-move", "success"),
-                             entry, closed, ',"sessrec":{"moved_pid":', ev.moved_pid,
-                             f',"cgroup_path":{_jtext(ev.dst_path)},"cgroup_id":{ev.dst_id}}}',
-                             ev.tid)
-        raise TypeError(ev)  # pragma: no cover - the reader knows no other types
+            head = self._head("network", "connection", "connect", outcome)
+            dest, _, after = self._destination(ev).partition("\0")
+            before = f'{dest},"sessrec":{{"return_code":'
+        elif type(ev) is Chdir:
+            ret = ev.ret
+            head = self._head("process", "change", "chdir", _outcome(ret))
+            before = ',"sessrec":{"return_code":'
+            after = "}" if path is None else f',"directory":{_jtext(path)}}}'
+        elif type(ev) is Cgroup:
+            head = self._head("process", "change", "cgroup-move", "success")
+            before = ',"sessrec":{"moved_pid":'
+            ret = ev.moved_pid
+            after = f',"cgroup_path":{_jtext(ev.dst_path)},"cgroup_id":{ev.dst_id}}}'
+        else:  # pragma: no cover - the reader knows no other types
+            raise TypeError(ev)
+        n = self.n
+        self.n = n + 1
+        # Ids.event, inlined: the index's last three hex digits from a table,
+        # the others once per 4,096 events (a format per event cost more).
+        low = n & 0xFFF
+        if not low:
+            self._id_high = f"{n >> 12:09x}"
+        uid = ev.uid
+        user = self._users.get(uid) or self._user(uid)
+        # Flagged tampered (replay/trust.py): tagged, so a search finds it.
+        tags = ',"tags":["sessrec-tampered"]' if ev.flags & TAMPERED else ""
+        # fmt.TimeFormatter, inlined: a call per event was a tenth of the export.
+        sec, ns = divmod(self.wall_ns + ev.ts, 1_000_000_000)
+        if sec != self._sec:
+            self._sec = sec
+            self._stamp = '{"@timestamp":"' + fmt.TimeFormatter.second(sec)
+        return (f'{self._stamp}.{ns:09d}{head}{self._id_high}{_HEX3[low]}","sequence":{n}'
+                f'{user[0]}{entry[1]}{tid}{user[1]}{closed}{before}{ret}{after}{tags}}}\n')
 
 
 def write_ecs(session: Session, out: TextIO,
