@@ -102,7 +102,8 @@ class _Docs:
         self.ids = Ids(header["session_id"], "ecs")
         self.event_prefix = self.ids.event_prefix  # Ids.event, inlined in _head and document
         self.timefmt = fmt.TimeFormatter()
-        self._sec = -1  # document's @timestamp: the second of the last, and its text
+        # document's @timestamp: the start of the last event's second (ns), and its text
+        self._sec = -1 << 80
         self._stamp = ""
         self.model = ProcessModel(header["leader_pid"], index=False)
         self._feed = self.model.feed
@@ -413,9 +414,11 @@ class _Docs:
         # Flagged tampered (replay/trust.py): tagged, so a search finds it.
         tags = ',"tags":["sessrec-tampered"]' if ev.flags & TAMPERED else ""
         # fmt.TimeFormatter, inlined: a call per event was a tenth of the export.
-        sec, ns = divmod(self.wall_ns + ev.ts, 1_000_000_000)
-        if sec != self._sec:
-            self._sec = sec
+        # The nanoseconds past the last event's second, when in it (no divmod).
+        ns = self.wall_ns + ev.ts - self._sec
+        if not 0 <= ns < 1_000_000_000:
+            sec, ns = divmod(self.wall_ns + ev.ts, 1_000_000_000)
+            self._sec = sec * 1_000_000_000
             self._stamp = '{"@timestamp":"' + fmt.TimeFormatter.second(sec)
         return (f'{self._stamp}.{ns:09d}{head}{self._id_high}{_HEX3[low]}","sequence":{n}'
                 f'{user[0]}{entry[1]}{tid}{user[1]}{closed}{before}{ret}{after}{tags}}}\n')
