@@ -54,7 +54,7 @@ struct walk_buf {
 	u32 out_off;  /* where its path goes in scratch */
 	u32 req_off;  /* an open's string as read at exit, in scratch, or 0 */
 	u32 req_len;
-	u32 i;        /* the comparison's word (see request_changed) */
+	u32 i;        /* a word loop's position (request_changed, kpath) */
 	u32 _pad2;
 	char buf[2 * SR_PATH_MAX + SR_NAME_MAX + 1];
 };
@@ -255,7 +255,21 @@ static __always_inline u32 kpath(char *out, u64 dentry, u64 vfsmnt, u16 *flags, 
 	u32 len = SR_PATH_MAX - pos;
 	SR_OPAQUE(len);
 	len &= SR_PATH_MAX - 1;
-	bpf_probe_read_kernel(out, len, wb->buf + (pos & SR_WALK_MASK));
+	/* Word by word: a short path costs a few loads and stores, not a helper
+	 * call (about 25 ns). Up to 7 bytes past the path are copied too: the
+	 * record's size leaves them out. The position lives in the map (see
+	 * struct walk_buf). */
+	wb->i = 0;
+	int w;
+#pragma clang loop unroll(disable)
+	for (w = 0; w < SR_PATH_MAX / 8; w++) {
+		u32 at = *(volatile u32 *)&wb->i;
+		if (at >= len)
+			break;
+		*(u64 *)(out + (at & (SR_PATH_MAX - 8))) =
+			*(u64 *)(wb->buf + ((pos + at) & SR_WALK_MASK));
+		wb->i = at + 8;
+	}
 	return len;
 }
 
