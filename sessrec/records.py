@@ -156,8 +156,8 @@ def _appending(base: Builder, keep: list[int]) -> Builder:
 # v: type, flags, size, ts, cgroup, pid, tid, ppid, uid, comm, body...
 # Each gives the common fields (docs/FORMAT.md, Events), then its own.
 # comm is a C string cut at its first NUL: the programs copy task->comm's 16
-# bytes, and kernels before 5.19 (strlcpy in __set_task_comm) leave an older
-# name's bytes after the NUL ("opens\0\0\0oot" on Debian 11's 5.10).
+# bytes, and a kernel whose __set_task_comm copies with strlcpy (5.10's)
+# leaves an older name's bytes after the NUL ("opens\0\0\0oot" on 5.10).
 
 
 def _fork(v: Values, raw: memoryview | bytes, end: int, origin: int) -> tuple[object, ...]:
