@@ -72,7 +72,7 @@ def pinned(a: argparse.Namespace, exe: Path) -> list[str]:
     """The storm, on the one CPU both copies share: on two CPUs of their
     own, one copy would share its CPU with other work (the recorder,
     interrupts) and the pairs would be biased, not merely noisy."""
-    return ["taskset", "-c", str(a.cpu), str(exe), "-b"]
+    return ["taskset", "-c", str(a.cpu), str(exe), "-b", a.path]
 
 
 def quantiles(xs: list[float]) -> tuple[float, float, float]:
@@ -172,6 +172,9 @@ def main() -> int:
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     ap.add_argument("--ring-pages", type=int, metavar="N",
                     help="`record --ring-pages N` (default: record's own)")
+    ap.add_argument("--path", default="/etc/hostname",
+                    help="the file the storms open (default /etc/hostname: two components; "
+                    "a deeper one shows the kernel path walk's cost per component)")
     ap.add_argument("--cpu", type=int, default=(os.cpu_count() or 1) - 1,
                     help="the CPU both storms run on (default: the last)")
     a = ap.parse_args()

@@ -207,7 +207,7 @@ def compile_flags(cfg: LoadConfig, tracefs_dir: Path | None = None,
     flags: list[str] = []
     for macro, s, m in KERNEL_OFFSETS:
         flags.append(f"-D{macro}={found[(s, m)].offset}")
-    flags += walk_block_flags(found)
+    flags += walk_block_flags(found, inline_name())
     flags += [
         f"-DSR_SESSION_LEVEL={cfg.session_level}",
         f"-DSR_RING_PAGES={cfg.ring_pages}",
@@ -232,7 +232,7 @@ def compile_flags(cfg: LoadConfig, tracefs_dir: Path | None = None,
     return flags
 
 
-def block_flags(macro: str, fields: dict[str, int], what: str) -> list[str]:
+def block_flags(macro: str, fields: dict[str, int], what: str, limit: int = 64) -> list[str]:
     """Where a block of 8-byte fields that the path walk reads in one probe
     read starts, and its length (8-byte aligned): one helper call instead of
     one per field. The fields have been adjacent for years; a kernel where
@@ -240,27 +240,58 @@ def block_flags(macro: str, fields: dict[str, int], what: str) -> list[str]:
     start = min(fields.values()) & ~7
     end = max(fields.values()) + 8
     length = (end - start + 7) & ~7
-    if length > 64 or any(o % 8 for o in fields.values()):
+    if length > limit or any(o % 8 for o in fields.values()):
         where = ", ".join(f"{name} at {off}" for name, off in fields.items())
         raise EnvironmentProblem(
-            f"{what}: {where} are not within 64 aligned bytes of each other in this "
-            "kernel's BTF: the path walk cannot read them"
+            f"{what}: {where} are not within {limit} aligned bytes of each other in "
+            "this kernel's BTF: the path walk cannot read them"
         )
     return [f"-D{macro}_OFF={start}", f"-D{macro}_LEN={length}"]
 
 
-def walk_block_flags(found: dict[tuple[str, str], btf.MemberOffset]) -> list[str]:
+# A dentry's inline name (d_shortname since 6.14, d_iname before), where a
+# name shorter than it is kept: the walk takes such a name from the dentry's
+# block, which it reads anyway, instead of one more read per component.
+INLINE_NAMES = (("dentry", "d_shortname"), ("dentry", "d_iname"))
+INLINE_BLOCK_MAX = 128  # the dentry block with the inline name, at most
+
+
+def inline_name() -> btf.MemberOffset | None:
+    """Where this kernel keeps a dentry's short name, if it is known."""
+    for want in INLINE_NAMES:
+        try:
+            return btf.cached_member_offsets([want], btf_path=BTF_PATH)[want]
+        except EnvironmentProblem:
+            continue
+    return None
+
+
+def walk_block_flags(found: dict[tuple[str, str], btf.MemberOffset],
+                     inline: btf.MemberOffset | None = None) -> list[str]:
     """The path walk's two blocks (bpf/kpath.bpf.h): of a dentry, d_hash.pprev
-    (is it hashed), d_parent and d_name (a qstr: hash_len, then name); of a
-    struct mount, mnt_parent, mnt_mountpoint and its vfsmount's mnt_root."""
+    (is it hashed), d_parent and d_name (a qstr: hash_len, then name), and
+    its inline name when `inline` says where it is and the whole still fits
+    in INLINE_BLOCK_MAX bytes; of a struct mount, mnt_parent, mnt_mountpoint
+    and its vfsmount's mnt_root."""
     name = found[("dentry", "d_name")].offset
     mnt = found[("mount", "mnt")].offset
-    dentry = block_flags("SR_DENTRY_BLK", {
+    fields = {
         "d_hash.pprev": found[("dentry", "d_hash.pprev")].offset,
         "d_parent": found[("dentry", "d_parent")].offset,
         "d_name.hash_len": name + found[("qstr", "hash_len")].offset,
         "d_name.name": name + found[("qstr", "name")].offset,
-    }, "struct dentry")
+    }
+    dentry = block_flags("SR_DENTRY_BLK", fields, "struct dentry")
+    if inline is not None and inline.size % 8 == 0 and inline.size >= 16:
+        with_name = {**fields, "inline name": inline.offset,
+                     "its end": inline.offset + inline.size - 8}
+        try:
+            dentry = block_flags("SR_DENTRY_BLK", with_name, "struct dentry",
+                                 INLINE_BLOCK_MAX)
+            dentry += [f"-DSR_OFF_DENTRY_INAME={inline.offset}",
+                       f"-DSR_DENTRY_INAME_LEN={inline.size}"]
+        except EnvironmentProblem:
+            pass  # names are read one by one, as without it
     mount = block_flags("SR_MOUNT_BLK", {
         "mnt_parent": found[("mount", "mnt_parent")].offset,
         "mnt_mountpoint": found[("mount", "mnt_mountpoint")].offset,

@@ -21,9 +21,11 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -181,3 +183,26 @@ def live_recording(out: Path, marker: Path, cmd: Sequence[str], *flags: str
             recorder.wait()
         if cgroup is not None:
             kill_cgroup(cgroup)
+
+
+def run_as_nobody(code: str, *, with_sessrec: bool = False,
+                  timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Python `code` run by the real user nobody (uid 65534 in the host's
+    namespace, so that file modes and SO_PEERCRED apply), with the system's
+    interpreter and, when asked, a copy of the sessrec package (its client
+    side needs only the standard library) readable by all: the checkout may
+    sit under a directory nobody cannot enter (a CI clone in a 0700
+    temporary directory)."""
+    with tempfile.TemporaryDirectory(prefix="sessrec-nobody-", dir="/tmp") as d:
+        os.chmod(d, 0o755)
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"}
+        if with_sessrec:
+            shutil.copytree(REPO / "sessrec", Path(d) / "sessrec",
+                            ignore=shutil.ignore_patterns("__pycache__"))
+            for root, dirs, files in os.walk(d):
+                for name in dirs + files:
+                    os.chmod(os.path.join(root, name), 0o755 if name in dirs else 0o644)
+            env["PYTHONPATH"] = d
+        return subprocess.run(["runuser", "-u", "nobody", "--", os.path.realpath(PYTHON),
+                               "-c", code], capture_output=True, text=True, cwd="/",
+                              timeout=timeout, env=env)

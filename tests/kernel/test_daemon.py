@@ -10,14 +10,13 @@ import os
 import socket
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from daemonctl import Daemon, assert_same_session, gated, make_daemon, read_reply, release
-from krec import TIMEOUT_FACTOR, export, header, info, run_cli
+from krec import TIMEOUT_FACTOR, export, header, info, run_as_nobody, run_cli
 
 from sessrec import control
 
@@ -174,8 +173,7 @@ def test_socket_is_roots_alone(daemon: Daemon) -> None:
             f"    control.request('status', socket_path={daemon.socket!r})\n"
             "except control.SessrecError as e:\n"
             "    print(type(e).__name__, getattr(e, 'code', ''), e)\n")
-    r = subprocess.run(["runuser", "-u", "nobody", "--", sys.executable, "-c", code],
-                       capture_output=True, text=True, cwd="/", timeout=60)
+    r = run_as_nobody(code, with_sessrec=True)
     assert r.stdout.startswith("ControlError permission"), r.stdout + r.stderr
 
 
@@ -199,8 +197,7 @@ def test_non_root_peer_refused_by_peercred(daemon: Daemon) -> None:
     os.chmod(sock_dir, 0o711)
     os.chmod(daemon.socket, 0o666)
     try:
-        r = subprocess.run(["runuser", "-u", "nobody", "--", sys.executable, "-c", code],
-                           capture_output=True, text=True, cwd="/", timeout=60)
+        r = run_as_nobody(code)
     finally:
         os.chmod(daemon.socket, 0o600)
         os.chmod(sock_dir, 0o700)

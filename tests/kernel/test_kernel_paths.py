@@ -209,3 +209,27 @@ def test_the_sockaddr_race_forges_no_destination(record: Recorder, progs: dict[s
     # Where the caller's sockaddr disagrees with the kernel, the record says so.
     assert all(e["tampered"] == (e["dst_port"] != t)
                for e, t in zip(conns, truth, strict=True))
+
+
+def test_names_short_and_long_are_whole(record: Recorder, progs: dict[str, Path],
+                                        tmp_path: Path) -> None:
+    """Short names come from the dentry's own block (kpath.bpf.h,
+    put_inline_name), longer ones are read where they live: lengths around
+    the inline size (40 bytes with its NUL), nested so that each name is
+    written next to one already in place, and the longest a name can be."""
+    base = tmp_path.resolve()
+    lengths = [1, 7, 8, 9, 31, 32, 38, 39, 40, 41, 255]
+    names = [(chr(ord("a") + i % 26) * n) for i, n in enumerate(lengths)]
+    dirs = [base.joinpath(*names[:k]) for k in range(1, len(names) + 1)]
+    for d in dirs:
+        d.mkdir()
+    files = []
+    for i, d in enumerate(dirs):
+        f = d / ("f" * lengths[-1 - i])
+        f.write_text("x")
+        files.append(f)
+    status, events, _info = record([str(progs["kpaths"]), *(f"open:{f}" for f in files)])
+    assert status == 0
+    opens = [e for e in events if e["type"] == "open" and e["comm"] == "kpaths"]
+    assert [e["path"] for e in opens] == [str(f) for f in files]
+    assert all(e["path_source"] == "kernel" and not e["path_truncated"] for e in opens)

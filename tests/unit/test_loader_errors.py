@@ -186,5 +186,37 @@ def test_this_kernels_walk_blocks_fit() -> None:
         pytest.skip("no BTF on this machine")
     found = loader.btf.cached_member_offsets([(s, m) for _, s, m in loader.KERNEL_OFFSETS],
                                              btf_path=loader.BTF_PATH)
-    flags = dict(f[2:].split("=") for f in loader.walk_block_flags(found))
-    assert int(flags["SR_DENTRY_BLK_LEN"]) <= 64 and int(flags["SR_MOUNT_BLK_LEN"]) <= 64
+    flags = dict(f[2:].split("=") for f in loader.walk_block_flags(found, loader.inline_name()))
+    assert int(flags["SR_DENTRY_BLK_LEN"]) <= loader.INLINE_BLOCK_MAX
+    assert int(flags["SR_MOUNT_BLK_LEN"]) <= 64
+    # Every kernel since 2.6 keeps short names in the dentry: the walk uses it.
+    assert int(flags["SR_DENTRY_INAME_LEN"]) in (32, 40)
+
+
+def _offsets(**members: int) -> dict[tuple[str, str], loader.btf.MemberOffset]:
+    names = {"pprev": ("dentry", "d_hash.pprev"), "parent": ("dentry", "d_parent"),
+             "name": ("dentry", "d_name"), "hash_len": ("qstr", "hash_len"),
+             "qname": ("qstr", "name"), "mnt": ("mount", "mnt"),
+             "mparent": ("mount", "mnt_parent"), "mpoint": ("mount", "mnt_mountpoint"),
+             "mroot": ("vfsmount", "mnt_root")}
+    return {names[k]: loader.btf.MemberOffset(*names[k], v, 8) for k, v in members.items()}
+
+
+LAYOUT = _offsets(pprev=16, parent=24, name=32, hash_len=0, qname=8, mnt=32, mparent=16,
+                  mpoint=24, mroot=0)
+
+
+def test_the_dentry_block_takes_the_inline_name_when_it_fits() -> None:
+    inline = loader.btf.MemberOffset("dentry", "d_shortname", 56, 40)
+    flags = loader.walk_block_flags(LAYOUT, inline)
+    assert "-DSR_DENTRY_BLK_OFF=16" in flags and "-DSR_DENTRY_BLK_LEN=80" in flags
+    assert "-DSR_OFF_DENTRY_INAME=56" in flags and "-DSR_DENTRY_INAME_LEN=40" in flags
+
+
+@pytest.mark.parametrize("inline", [None, loader.btf.MemberOffset("dentry", "d_iname", 200, 40),
+                                    loader.btf.MemberOffset("dentry", "d_iname", 56, 36)])
+def test_without_a_usable_inline_name_names_are_read_one_by_one(
+        inline: loader.btf.MemberOffset | None) -> None:
+    flags = loader.walk_block_flags(LAYOUT, inline)
+    assert "-DSR_DENTRY_BLK_LEN=32" in flags
+    assert not any("INAME" in f for f in flags)
