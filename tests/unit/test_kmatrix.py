@@ -307,6 +307,29 @@ def test_a_kernel_without_9p_gets_the_same_shares_over_virtiofs(tmp_path: Path) 
     assert initramfs.fingerprint(mdir, "9p") != initramfs.fingerprint(mdir, "virtiofs")
 
 
+def test_virtiofsd_runs_one_daemon_per_share_while_the_guest_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stand-in virtiofsd (the real one needs a guest to talk to): it
+    makes its socket and waits; one that exits at once is named, with its log."""
+    fake = tmp_path / "virtiofsd"
+    fake.write_text("#!/bin/sh\nfor a; do case $a in --socket-path=*) touch \"${a#*=}\";; "
+                    "esac; done\necho \"$@\"\nexec sleep 60\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(qemu, "VIRTIOFSD", fake)
+    out, socks = tmp_path / "out", tmp_path / "socks"
+    out.mkdir()
+    with qemu.virtiofsd(tmp_path / "tree", out, socks):
+        assert sorted(p.name for p in socks.iterdir()) == [
+            "hostroot.sock", "kernel.sock", "out.sock"]
+        assert "source=/ " in (out / "virtiofsd-hostroot.log").read_text()
+    assert f"source={out} " in (out / "virtiofsd-out.log").read_text()
+    fake.write_text("#!/bin/sh\necho 'fuse: unknown option'\nexit 1\n")
+    with pytest.raises(MatrixError, match=r"virtiofsd-hostroot\.log"), \
+            qemu.virtiofsd(tmp_path / "tree", out, socks):
+        pass
+    assert "unknown option" in (out / "virtiofsd-hostroot.log").read_text()
+
+
 def test_why_a_guest_did_not_boot_is_read_from_its_console(tmp_path: Path) -> None:
     (tmp_path / "qemu.stderr").write_text("")
     (tmp_path / "serial.log").write_text(
