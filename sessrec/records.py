@@ -155,10 +155,13 @@ def _appending(base: Builder, keep: list[int]) -> Builder:
 
 # v: type, flags, size, ts, cgroup, pid, tid, ppid, uid, comm, body...
 # Each gives the common fields (docs/FORMAT.md, Events), then its own.
+# comm is a C string cut at its first NUL: the programs copy task->comm's 16
+# bytes, and a kernel whose __set_task_comm copies with strlcpy (5.10's)
+# leaves an older name's bytes after the NUL ("opens\0\0\0oot" on 5.10).
 
 
 def _fork(v: Values, raw: memoryview | bytes, end: int, origin: int) -> tuple[object, ...]:
-    return (v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1], v[10])
+    return (v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].partition(b"\0")[0], v[1], v[10])
 
 
 def _exec(v: Values, raw: memoryview | bytes, end: int, origin: int) -> tuple[object, ...]:
@@ -170,32 +173,32 @@ def _exec(v: Values, raw: memoryview | bytes, end: int, origin: int) -> tuple[ob
     # The block ends with the last argument's NUL, unless cut short.
     if argv and argv[-1] == b"":
         argv.pop()
-    return (v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
+    return (v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].partition(b"\0")[0], v[1],
             v[10], data[:flen], argv, v[11], v[14], v[15])
 
 
 def _exit(v: Values, raw: memoryview | bytes, end: int, origin: int) -> tuple[object, ...]:
-    return (v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1], v[10])
+    return (v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].partition(b"\0")[0], v[1], v[10])
 
 
 def _open(v: Values, raw: memoryview | bytes, end: int, origin: int) -> tuple[object, ...]:
     if v[15] > PATH_MAX or end + v[15] > len(raw):
         raise struct.error("open record: path beyond the record or the limit")
-    return (v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
+    return (v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].partition(b"\0")[0], v[1],
             v[10], v[14], v[11], bytes(raw[end : end + v[15]]), v[12], v[13])
 
 
 def _connect(v: Values, raw: memoryview | bytes, end: int, origin: int) -> tuple[object, ...]:
     if v[14] > SOCKADDR_MAX:
         raise struct.error("connect record: address longer than its field")
-    return (v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
+    return (v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].partition(b"\0")[0], v[1],
             v[10], v[11], v[12], v[13], v[16][: v[14]])
 
 
 def _chdir(v: Values, raw: memoryview | bytes, end: int, origin: int) -> tuple[object, ...]:
     if v[12] > PATH_MAX or end + v[12] > len(raw):
         raise struct.error("chdir record: path beyond the record or the limit")
-    return (v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
+    return (v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].partition(b"\0")[0], v[1],
             v[10], v[11], bytes(raw[end : end + v[12]]))
 
 
@@ -284,7 +287,7 @@ def _exec_unsplit(v: Values, raw: memoryview | bytes, end: int,
     if flen > PATH_MAX or alen > ARGV_MAX or end + flen + alen > len(raw):
         raise struct.error("exec record: lengths beyond the record or the limits")
     data = bytes(raw[end : end + flen + alen])
-    return (v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
+    return (v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].partition(b"\0")[0], v[1],
             v[10], data[:flen], data[flen:], v[11], v[14], v[15])
 
 
@@ -311,7 +314,7 @@ def _argv_part(v: Values, raw: memoryview | bytes, end: int, origin: int) -> tup
 def _cgroup(v: Values, raw: memoryview | bytes, end: int, origin: int) -> tuple[object, ...]:
     if v[14] > PATH_MAX or end + v[14] > len(raw):
         raise struct.error("cgroup record: path beyond the record or the limit")
-    return (v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].rstrip(b"\0"), v[1],
+    return (v[0], v[3] - origin, v[5], v[6], v[7], v[8], v[9].partition(b"\0")[0], v[1],
             v[10], v[11], v[12], v[13], bytes(raw[end : end + v[14]]))
 
 

@@ -40,6 +40,23 @@ def test_capture_covers_every_event_type() -> None:
     assert seen == set(records.BODIES)
 
 
+def test_comm_ends_at_its_first_nul() -> None:
+    """A kernel that does not pad comm (5.10's strlcpy) leaves an older
+    name's bytes after the NUL: the programs copy all 16, the event has the
+    name only (kernel-matrix, debian11: 'opens\\0\\0\\0oot')."""
+    at = records.HEADER.offsets()["comm"]
+    for capture in CAPTURES:
+        expected = json.loads(capture.with_suffix(".json").read_text())
+        dec = records.Decoder(expected["mono_origin_ns"], records.ABIS[expected["abi_version"]])
+        for raw in raw_records(capture):
+            comm = b"opens\0\0\0oot".ljust(records.COMM_LEN, b"\0")
+            stale = raw[:at] + comm + raw[at + records.COMM_LEN:]
+            ev = dec.decode(stale)
+            assert ev is not None
+            if ev is not records.CONSUMED:
+                assert ev.comm == b"opens"
+
+
 def test_short_and_unknown_records_are_counted_not_raised() -> None:
     dec = records.Decoder(0, records.ABI_1)
     raw = raw_records(CAPTURES[0])[0]

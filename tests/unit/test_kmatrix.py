@@ -82,8 +82,8 @@ def test_load_order_names_a_missing_module_and_a_loop(tmp_path: Path) -> None:
 def test_initramfs_unpacks_with_cpio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     mdir = module_tree(tmp_path, {"virtio_pci": "", "p9net_virtio": "", "p9": "",
                                   "overlay": ""})
-    monkeypatch.setattr(initramfs, "ROOT_MODULES", ("virtio_pci", "p9net_virtio", "p9",
-                                                    "overlay"))
+    monkeypatch.setitem(initramfs.ROOT_MODULES, "9p", ("virtio_pci", "p9net_virtio", "p9",
+                                                       "overlay"))
     dest = tmp_path / "initramfs.gz"
     order = initramfs.build(mdir, dest)
     unpacked = tmp_path / "unpacked"
@@ -277,6 +277,57 @@ def test_qemu_command_shares_the_root_read_only_and_the_results_writable(
     kvm = qemu.command(Path("/k/vmlinuz"), Path("/k/initrd"), Path("/k/tree"), tmp_path,
                        qemu.Machine("kvm", "test"), "")
     assert kvm[kvm.index("-accel") + 1: kvm.index("-accel") + 4] == ["kvm", "-cpu", "host"]
+
+
+def test_a_kernel_without_9p_gets_the_same_shares_over_virtiofs(tmp_path: Path) -> None:
+    socks = tmp_path / "socks"
+    cmd = qemu.command(Path("/k/vmlinuz"), Path("/k/initrd"), Path("/k/tree"), tmp_path,
+                       qemu.Machine("tcg", "test", memory_mib=3072), "sessrec.init=/x/run",
+                       "virtiofs", socks)
+    assert "-virtfs" not in cmd
+    assert "sessrec.fs=virtiofs" in cmd[cmd.index("-append") + 1]
+    # vhost-user needs the guest's RAM shared, all of it.
+    assert "memory-backend-memfd,id=mem,size=3072M,share=on" in cmd
+    assert cmd[cmd.index("-numa") + 1] == "node,memdev=mem"
+    devices = [cmd[i + 1] for i, a in enumerate(cmd) if a == "-device"]
+    assert [d.split("tag=")[1] for d in devices] == ["hostroot", "kernel", "out"]
+    chardevs = [cmd[i + 1] for i, a in enumerate(cmd) if a == "-chardev"]
+    assert chardevs[0] == f"socket,id=vfs0,path={socks}/hostroot.sock"
+    assert qemu.virtiofsd_command(Path("/"), socks / "hostroot.sock")[1:] == [
+        f"--socket-path={socks}/hostroot.sock", "-o", "source=/", "-o", "sandbox=chroot",
+        "-o", "cache=auto"]
+    with pytest.raises(MatrixError, match="sockets"):
+        qemu.command(Path("/k/vmlinuz"), Path("/k/initrd"), Path("/k/tree"), tmp_path,
+                     qemu.Machine("tcg", "test"), "", "virtiofs")
+    assert kernels.by_name("debian12-cloud").fs == "virtiofs"
+    assert kernels.by_name("debian12").fs == "9p"
+    # Its initramfs loads virtiofs, not 9p, and is rebuilt when that changes.
+    assert "virtiofs" in initramfs.ROOT_MODULES["virtiofs"]
+    mdir = module_tree(tmp_path, {})
+    assert initramfs.fingerprint(mdir, "9p") != initramfs.fingerprint(mdir, "virtiofs")
+
+
+def test_virtiofsd_runs_one_daemon_per_share_while_the_guest_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stand-in virtiofsd (the real one needs a guest to talk to): it
+    makes its socket and waits; one that exits at once is named, with its log."""
+    fake = tmp_path / "virtiofsd"
+    fake.write_text("#!/bin/sh\nfor a; do case $a in --socket-path=*) touch \"${a#*=}\";; "
+                    "esac; done\necho \"$@\"\nexec sleep 60\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(qemu, "VIRTIOFSD", fake)
+    out, socks = tmp_path / "out", tmp_path / "socks"
+    out.mkdir()
+    with qemu.virtiofsd(tmp_path / "tree", out, socks):
+        assert sorted(p.name for p in socks.iterdir()) == [
+            "hostroot.sock", "kernel.sock", "out.sock"]
+        assert "source=/ " in (out / "virtiofsd-hostroot.log").read_text()
+    assert f"source={out} " in (out / "virtiofsd-out.log").read_text()
+    fake.write_text("#!/bin/sh\necho 'fuse: unknown option'\nexit 1\n")
+    with pytest.raises(MatrixError, match=r"virtiofsd-hostroot\.log"), \
+            qemu.virtiofsd(tmp_path / "tree", out, socks):
+        pass
+    assert "unknown option" in (out / "virtiofsd-hostroot.log").read_text()
 
 
 def test_why_a_guest_did_not_boot_is_read_from_its_console(tmp_path: Path) -> None:

@@ -199,11 +199,14 @@ def run_one(k: kernels.Kernel, args: argparse.Namespace, machine: qemu.Machine |
         (out / "job").write_text(
             f"PROJECT={REPO}\nTESTS=\"{' '.join(tests)}\"\nTIMEOUT={int(args.timeout - 120)}\n"
             f"SESSREC_TEST_TIMEOUT_FACTOR={factor}\n")
+        sockets = args.cache / "virtiofsd" / k.name
         cmd = qemu.command(fetched.vmlinuz, initrd, fetched.tree, out, machine,
-                           SYSTEMD_APPEND if args.systemd else f"sessrec.init={GUEST_RUN}")
-        print(f"kernel-matrix: {k.name}: booting {fetched.release} under {machine.accel}",
-              file=stdout, flush=True)
-        with lock(args.lock):
+                           SYSTEMD_APPEND if args.systemd else f"sessrec.init={GUEST_RUN}",
+                           k.fs, sockets)
+        print(f"kernel-matrix: {k.name}: booting {fetched.release} under {machine.accel}"
+              f" (shares over {k.fs})", file=stdout, flush=True)
+        with lock(args.lock), (qemu.virtiofsd(fetched.tree, out, sockets)
+                               if k.fs == "virtiofs" else nullcontext()):
             run = qemu.run(cmd, out, BOOT_TIMEOUT, args.timeout)
         if not run.booted:
             r.boot, r.problem = results.BOOT_INFRA, run.problem
@@ -224,9 +227,10 @@ def run_one(k: kernels.Kernel, args: argparse.Namespace, machine: qemu.Machine |
 def cached_initramfs(fetched: kernels.Fetched) -> Path:
     initrd = fetched.tree.parent / "initramfs.gz"
     stamp = fetched.tree.parent / "initramfs.fingerprint"
-    fp = initramfs.fingerprint(fetched.modules_dir)
+    fs = fetched.kernel.fs
+    fp = initramfs.fingerprint(fetched.modules_dir, fs)
     if not (initrd.exists() and stamp.exists() and stamp.read_text() == fp):
-        initramfs.build(fetched.modules_dir, initrd)
+        initramfs.build(fetched.modules_dir, initrd, fs)
         stamp.write_text(fp)
     return initrd
 

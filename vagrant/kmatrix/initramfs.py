@@ -1,6 +1,6 @@
 """The guest's initramfs: busybox-static, guest/init as /init, and the
 modules the guest kernel needs to mount its root (virtio PCI, 9p over
-virtio, overlayfs), taken from the kernel's own package. A newc cpio written
+virtio or virtiofs, overlayfs), taken from the kernel's own package. A newc cpio written
 here in Python, gzip-compressed (every Debian kernel reads gzip)."""
 
 from __future__ import annotations
@@ -17,7 +17,11 @@ from kmatrix.errors import MatrixError
 
 BUSYBOX = Path("/bin/busybox")
 GUEST_INIT = Path(__file__).resolve().parent.parent / "guest" / "init"
-ROOT_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay")
+# By how the shares reach the guest (qemu.command's fs).
+ROOT_MODULES = {
+    "9p": ("virtio_pci", "9pnet_virtio", "9p", "overlay"),
+    "virtiofs": ("virtio_pci", "virtiofs", "overlay"),
+}
 
 
 def _newc(name: str, mode: int, data: bytes = b"", ino: int = 0,
@@ -30,7 +34,7 @@ def _newc(name: str, mode: int, data: bytes = b"", ino: int = 0,
     return out
 
 
-def build(modules_dir: Path, dest: Path) -> list[str]:
+def build(modules_dir: Path, dest: Path, fs: str = "9p") -> list[str]:
     """Writes the initramfs to dest; returns the modules it loads, in order."""
     if not BUSYBOX.exists():
         raise MatrixError(f"{BUSYBOX} is missing: install busybox-static")
@@ -38,7 +42,7 @@ def build(modules_dir: Path, dest: Path) -> list[str]:
     if not _is_static(busybox):
         raise MatrixError(f"{BUSYBOX} is dynamically linked: install busybox-static")
     order = modules.load_order(
-        ROOT_MODULES, modules.module_index(modules_dir), modules.builtin_modules(modules_dir))
+        ROOT_MODULES[fs], modules.module_index(modules_dir), modules.builtin_modules(modules_dir))
     index = modules.module_index(modules_dir)
     entries: list[bytes] = []
     dirs = ("bin", "dev", "proc", "sys", "modules")
@@ -69,10 +73,11 @@ def _is_static(elf: bytes) -> bool:
                for i in range(phnum))
 
 
-def fingerprint(modules_dir: Path) -> str:
+def fingerprint(modules_dir: Path, fs: str = "9p") -> str:
     """Changes when the initramfs must be rebuilt: the init script, busybox,
-    or the kernel's modules."""
+    the kernel's modules, or the modules it loads."""
     h = hashlib.sha256()
+    h.update(" ".join(ROOT_MODULES[fs]).encode())
     h.update(GUEST_INIT.read_bytes())
     h.update(str(BUSYBOX.stat().st_mtime_ns).encode())
     h.update(str((modules_dir / "modules.order").stat().st_mtime_ns).encode())

@@ -27,11 +27,14 @@ class Kernel:
     meta: str  # the distribution's meta package that names the current image
     about: str
     suite: str | None = None  # an extra Debian suite (its lists kept in the cache); None: apt's own
+    fs: str = "9p"  # how the guest mounts the shares: "9p", or "virtiofs" for a kernel without 9p
 
 
 KERNELS: tuple[Kernel, ...] = (
     Kernel("debian12", "linux-image-amd64", "Debian 12 stock kernel (6.1)"),
-    Kernel("debian12-cloud", "linux-image-cloud-amd64", "Debian 12 cloud flavour (6.1)"),
+    # No 9p in the cloud flavour (CONFIG_NET_9P off): its shares are virtiofs.
+    Kernel("debian12-cloud", "linux-image-cloud-amd64", "Debian 12 cloud flavour (6.1, virtiofs)",
+           fs="virtiofs"),
     Kernel("debian12-rt", "linux-image-rt-amd64", "Debian 12 PREEMPT_RT flavour (6.1)"),
     Kernel("debian12-backports", "linux-image-amd64",
            "Debian 12 backports' newer kernel", suite="bookworm-backports"),
