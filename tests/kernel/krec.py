@@ -185,6 +185,13 @@ def live_recording(out: Path, marker: Path, cmd: Sequence[str], *flags: str
             kill_cgroup(cgroup)
 
 
+# An unprivileged euid: uid 65534 in a new user namespace. Unlike the real
+# nobody, files are still reached as their owner outside, so the test does
+# not depend on the permissions of the directory the repository is in (a CI
+# clone may sit in a 0700 temporary directory); SO_PEERCRED still sees root.
+NOBODY = ["unshare", "--user", "--map-user=65534", "--map-group=65534"]
+
+
 def run_as_nobody(code: str, *, with_sessrec: bool = False,
                   timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Python `code` run by the real user nobody (uid 65534 in the host's

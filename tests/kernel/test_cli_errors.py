@@ -8,16 +8,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from krec import SESSREC, info, run_cli
+from krec import NOBODY, SESSREC, info, run_cli
 
 pytestmark = pytest.mark.kernel
 
 SH = "/bin/sh"
-# An unprivileged user: uid 65534 in a new user namespace. Unlike setpriv to
-# nobody, files are still reached as their owner outside, so the test does
-# not depend on the permissions of the directory the repository is in (a
-# CI clone may sit in a 0700 temporary directory).
-NOBODY = ["unshare", "--user", "--map-user=65534", "--map-group=65534"]
 
 
 def one_error_line(stderr: str) -> None:
