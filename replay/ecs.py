@@ -80,10 +80,10 @@ def _bool(value: bool) -> str:
     return "true" if value else "false"
 
 
-# A process's process.*, encoded: (what it shows: its execs, chdirs, ppid
-# and parent; its members up to the thread's id; those after the user, up
-# to its parent; and those closed with the leaders, once they are known).
-_Entry = tuple[tuple[object, ...], str, str, str | None]
+# A process's process.*, encoded: (the Process.version it shows; its
+# members up to the thread's id; those after the user, up to its parent;
+# and those closed with the leaders, once they are known).
+_Entry = tuple[int, str, str, str | None]
 
 
 class _Docs:
@@ -105,8 +105,10 @@ class _Docs:
         # document's @timestamp: the start of the last event's second (ns), and its text
         self._sec = -1 << 80
         self._stamp = ""
-        self.model = ProcessModel(header["leader_pid"], index=False)
+        # Only the live processes and their ancestors: a document shows no other.
+        self.model = ProcessModel(header["leader_pid"], index=False, keep=False)
         self._feed = self.model.feed
+        self._by_pid = self.model.by_pid
         self.resolver = PathResolver.from_header(header)
         self.user: str = header["user"]
         self.uid: int = header["uid"]
@@ -126,6 +128,7 @@ class _Docs:
         self.started_at = _dumps(header["started_at"])
         self.entity: dict[int, str] = {}  # Process.seq -> entity_id
         self._leader: str | None = None  # the leaders' JSON, once its entity id is known
+        self._unknown_leader: str | None = None  # and until then
         self._cores: dict[int, _Entry] = {}  # Process.seq -> its process.*
         # (path, requested path, flags, syscall) -> an open's parts (_open_parts)
         self._opens: dict[tuple[bytes | None, bytes, int, int], tuple[str, str, str, str]] = {}
@@ -151,9 +154,10 @@ class _Docs:
             eid = self.entity[proc.seq] = self.ids.process(proc.pid, proc.start_ns)
         return eid
 
-    def leader(self) -> dict[str, object]:
+    def leader(self, proc: Process | None) -> dict[str, object]:
         """process.entry_leader / session_leader: the session's first
-        process, the recorded command, as the header describes it."""
+        process, the recorded command, as the header describes it; with
+        the entity id of proc, its process in the model, once it is known."""
         h = self.header
         command = list(h["command"])
         leader: dict[str, object] = {"pid": h["leader_pid"], "args": command,
@@ -163,21 +167,28 @@ class _Docs:
             leader["name"] = posixpath.basename(command[0])
             if command[0].startswith("/"):
                 leader["executable"] = command[0]
-        proc = self.model.leader
-        if proc is not None and proc.pid == h["leader_pid"]:
+        if proc is not None:
             leader["entity_id"] = self.entity_id(proc)
         return leader
 
     def _leaders(self) -> str:
-        """The entry_leader and session_leader members, encoded."""
+        """The entry_leader and session_leader members, encoded: without
+        an entity id until the leader's process is in the model (each text
+        made once: a file may never show it)."""
         if self._leader is not None:
             return self._leader
-        leader = self.leader()
-        text = _dumps(leader)
-        text = f',"entry_leader":{text},"session_leader":{text}'
-        if "entity_id" in leader:
-            self._leader = text
+        proc = self.model.leader
+        if proc is None or proc.pid != self.leader_pid:
+            if self._unknown_leader is None:
+                self._unknown_leader = self._leaders_text(self.leader(None))
+            return self._unknown_leader
+        self._leader = text = self._leaders_text(self.leader(proc))
         return text
+
+    @staticmethod
+    def _leaders_text(leader: dict[str, object]) -> str:
+        text = _dumps(leader)
+        return f',"entry_leader":{text},"session_leader":{text}'
 
     def _program(self, prog: ExecInfo) -> str:
         """The program's members of process.*: args, args_count, and
@@ -206,10 +217,11 @@ class _Docs:
         return cwd
 
     def _entry(self, proc: Process, ts: int) -> _Entry:
-        """proc's process.*, encoded (_Entry), from the cache when nothing it
-        shows changed: its program (execs), working directory (chdirs) and
-        parent. The thread and user are the event's, put in by document."""
-        key = (proc.n_execs, proc.n_chdirs, proc.ppid, proc.parent)
+        """proc's process.*, encoded (_Entry), from the cache while what it
+        shows (program, working directory, comm, ppid, parent: its
+        Process.version) is the same. The thread and user are the event's,
+        put in by document."""
+        key = proc.version
         cached = self._cores.get(proc.seq)
         if cached is not None:
             if cached[0] == key:
@@ -335,14 +347,20 @@ class _Docs:
         end), around the thread's id and the user; then the other top-level
         members (file, destination, network, sessrec), encoded, around the
         event's return code (before, ret, after)."""
-        proc = self._feed(ev, path)
-        if type(ev) is Fork:  # its process is the child (the forking process, when
-            # the child is not in the model, past its MAX_PROCESSES)
-            proc = self.model.by_pid.get(ev.child_pid, proc)
-        # proc's process.* (_entry), from the cache when nothing it shows changed
+        if type(ev) is Open:  # most events: fed only when they change the process,
+            # as the counts they would change are not shown
+            proc = self._by_pid.get(ev.pid)
+            if proc is None or proc.end_ns is not None or proc.ppid != ev.ppid or (
+                    proc.comm != ev.comm):
+                proc = self._feed(ev, path)
+        else:
+            proc = self._feed(ev, path)
+            if type(ev) is Fork:  # its process is the child (the forking process, when
+                # the child is not in the model, past its MAX_PROCESSES)
+                proc = self._by_pid.get(ev.child_pid, proc)
+        # proc's process.* (_entry), from the cache while what it shows is the same
         entry = self._cores.get(proc.seq)
-        if entry is None or entry[3] is None or entry[0] != (
-                proc.n_execs, proc.n_chdirs, proc.ppid, proc.parent):
+        if entry is None or entry[3] is None or entry[0] != proc.version:
             entry = self._entry(proc, ev.ts)
         closed = entry[3]
         if closed is None:  # the leaders' entity id is not known yet
@@ -377,6 +395,7 @@ class _Docs:
                       f'"end":"{self.timefmt(self.wall_ns + ev.ts)}"{self._leaders()}}}')
             self._cores.pop(proc.seq, None)  # its last event
             self._cwds.pop(proc.seq, None)
+            self.entity.pop(proc.seq, None)  # made again if a child shows it
             head = self._head("process", "end", "exit", "success" if raw == 0 else "failure")
             before = ',"sessrec":{"signal":'
             ret = "null" if st.signal is None else st.signal

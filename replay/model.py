@@ -5,7 +5,9 @@ Built in one pass over the session's events (ProcessModel.build, over
 replay.events.with_paths: the events with their resolved paths), or fed
 event by event (ProcessModel.feed) by a tool that
 streams, such as `sessrec replay --children` or the ECS export. Memory grows with the number of
-processes, plus one small record per open and connect when index=True.
+processes, plus one small record per open and connect when index=True; a
+model that keeps no exited process (keep=False, the ECS export's) holds
+only the live ones and their ancestors.
 
 How the tree is made:
 
@@ -103,6 +105,7 @@ class Process:
         "inherited",
         "last_ns",
         "n_chdirs",
+        "n_children",
         "n_connects",
         "n_events",
         "n_execs",
@@ -116,6 +119,7 @@ class Process:
         "seq",
         "start_ns",
         "threads",
+        "version",
     )
 
     def __init__(self, seq: int, pid: int, ppid: int, ts: int, comm: bytes, forked: bool):
@@ -124,7 +128,8 @@ class Process:
         self.ppid = ppid  # the latest ppid seen
         self.ppids: list[tuple[int, int]] = [(ts, ppid)]  # (ts, ppid) at each change
         self.parent: Process | None = None  # lineage: the process that forked it
-        self.children: list[Process] = []
+        self.children: list[Process] = []  # empty in a model that keeps no exited ones
+        self.n_children = 0
         self.forked = forked  # its fork is in the file
         self.start_ns = ts
         self.last_ns = ts  # its latest event
@@ -144,6 +149,10 @@ class Process:
         self.n_connects = 0
         self.n_chdirs = 0
         self.n_failed = 0
+        # Counts changes to what describes it (its program, working
+        # directory, comm, ppid, parent, start): a tool may keep its own
+        # rendering of the process while this stays the same.
+        self.version = 0
 
     def __repr__(self) -> str:
         return f"<Process {self.pid} {fmt.text(self.comm)!r} seq={self.seq}>"
@@ -191,17 +200,28 @@ class ProcessModel:
     processes: every process in order of appearance; roots: those without a
     parent in the session; by_pid: the latest process of each pid.
     index=False keeps counts only (no per-process lists of files and
-    connections)."""
+    connections).
 
-    def __init__(self, leader_pid: int | None = None, *, index: bool = True):
+    keep=False, for a tool that streams (the ECS export): the model keeps
+    no process once it has exited, but as the parent or program of one
+    alive; processes and children stay empty, by_pid holds the live
+    processes, and its memory is theirs. It makes the same processes,
+    with the same seq, as a model that keeps them."""
+
+    def __init__(self, leader_pid: int | None = None, *, index: bool = True,
+                 keep: bool = True):
         self.leader_pid = leader_pid
         self.index = index
+        self.keep = keep
+        self.made = 0  # processes made (their seq), at most MAX_PROCESSES
+        self._first: Process | None = None
         self.processes: list[Process] = []
         self.roots: list[Process] = []
         self.by_pid: dict[int, Process] = {}
         self.first_ns: int | None = None
         self.last_ns: int | None = None
         self.events = 0
+        self._leader: Process | None = None  # the first process of leader_pid
         self.left_out = 0  # events of processes past MAX_PROCESSES
         self.forks_left_out = 0  # forks of processes past MAX_PROCESSES
         self._argv_bytes = 0  # argv kept, against ARGV_BUDGET
@@ -224,10 +244,7 @@ class ProcessModel:
     def leader(self) -> Process | None:
         """The session's first process: the leader (header leader_pid) if it
         appears in the file, else the first process seen."""
-        for p in self.processes:
-            if p.pid == self.leader_pid:
-                return p
-        return self.processes[0] if self.processes else None
+        return self._first if self._leader is None else self._leader
 
     # --- building -----------------------------------------------------------
 
@@ -251,11 +268,17 @@ class ProcessModel:
 
     def _new(self, pid: int, ppid: int, ts: int, comm: bytes, forked: bool) -> Process | None:
         """A new process, or None past MAX_PROCESSES."""
-        if len(self.processes) >= MAX_PROCESSES:
+        if self.made >= MAX_PROCESSES:
             return None
-        proc = Process(len(self.processes), pid, ppid, ts, comm, forked)
-        self.processes.append(proc)
+        proc = Process(self.made, pid, ppid, ts, comm, forked)
+        self.made += 1
+        if self.keep:
+            self.processes.append(proc)
+        if self._first is None:
+            self._first = proc
         self.by_pid[pid] = proc
+        if pid == self.leader_pid and self._leader is None:
+            self._leader = proc
         return proc
 
     def _exec_info(self, ev: Exec, path: bytes | None) -> ExecInfo:
@@ -279,7 +302,9 @@ class ProcessModel:
         if parent is None:
             self.roots.append(proc)
         else:
-            parent.children.append(proc)
+            parent.n_children += 1
+            if self.keep:
+                parent.children.append(proc)
 
     def _arrive(self, pid: int, ppid: int, ts: int, comm: bytes) -> Process:
         """A pid not (or no longer) alive in the model: a new process,
@@ -308,9 +333,12 @@ class ProcessModel:
             proc = self._arrive(pid, ppid, ts, ev.comm)
         elif ppid != proc.ppid:
             proc.ppid = ppid
+            proc.version += 1
             if len(proc.ppids) < MAX_PPIDS:
                 proc.ppids.append((ts, ppid))
-        proc.comm = ev.comm
+        if ev.comm != proc.comm:
+            proc.comm = ev.comm
+            proc.version += 1
         proc.n_events += 1
         proc.last_ns = ts
         if ev.tid != pid and len(proc.threads) < MAX_THREADS:
@@ -334,11 +362,14 @@ class ProcessModel:
                     proc.execs.append(info)
                 if ev.ret == 0:
                     proc.program = info
+                    proc.version += 1
         elif type(ev) is Fork:
             self._fork(proc, ev.child_pid, ts)
         elif type(ev) is Exit:
             proc.end_ns = ts
             proc.exit_code_raw = ev.exit_code_raw
+            if not self.keep and self.by_pid.get(pid) is proc:
+                del self.by_pid[pid]  # an exited pid is a new process when it comes again
         elif type(ev) is Connect:
             proc.n_connects += 1
             if failed(ev):
@@ -351,6 +382,7 @@ class ProcessModel:
                 )
         elif type(ev) is Chdir:
             proc.n_chdirs += 1
+            proc.version += 1
             if failed(ev):
                 proc.n_failed += 1
         return proc
@@ -368,6 +400,7 @@ class ProcessModel:
             # fork event). It stays where it is unless it is the newest
             # root, which moves under its parent (never under itself).
             early.forked = True
+            early.version += 1
             early.start_ns = min(early.start_ns, ts)
             early.inherited = parent.program or parent.inherited
             if early.parent is None and self.roots[-1] is early and _not_above(early, parent):
@@ -406,7 +439,7 @@ def _not_above(proc: Process, other: Process, steps: int = 256) -> bool:
     """Whether proc is certainly not an ancestor of other. Past `steps`
     levels the answer is no: the walk is bounded, as a hostile file can make
     a chain of any depth."""
-    if not proc.children:
+    if not proc.n_children:
         return True
     for n, p in enumerate(other.ancestors()):
         if p is proc or n >= steps:

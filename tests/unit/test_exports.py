@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from srec_util import GOLDEN, GOLDEN_DIR, HEADER, write_session
 
-from replay import progress
+from replay import ecs, progress
 from replay.export_ids import Ids
+from replay.model import ProcessModel
 from replay.terms import parse_instant
 from sessrec.cli import main
 
@@ -400,3 +403,59 @@ def test_export_to_a_file(tmp_path: Path) -> None:
                 stdout=io.StringIO(), stderr=err) == 1
     assert err.getvalue().startswith("sessrec: error: cannot write ") and err.getvalue().count(
         "\n") == 1
+
+
+# --- ECS's streaming process model ---------------------------------------------
+# Events of five pids (1000 is the header's leader): forks, execs, exits,
+# opens and chdirs, in or out of time order, with pids used again, children
+# seen before their fork, comms and ppids that change.
+_PIDS = st.integers(1000, 1004)
+_BODIES = {
+    FORK: st.builds(lambda c: [c], _PIDS),
+    EXEC: st.builds(lambda ret, path: [ret, path, [path, b"-x"], 2, 0, 0],
+                    st.sampled_from([0, -2]), st.sampled_from([b"/bin/a", b"b", b""])),
+    EXIT: st.builds(lambda raw: [raw], st.sampled_from([0, 9])),
+    OPEN: st.builds(lambda ret, path: [ret, 1, -100, path, 0, 0],
+                    st.sampled_from([3, -2]), st.sampled_from([b"/f", b"g"])),
+    CHDIR: st.builds(lambda ret, path: [ret, -1, path],
+                     st.sampled_from([0, -2]), st.sampled_from([b"/tmp", b"d"])),
+}
+_EVENTS = st.lists(st.tuples(
+    st.sampled_from(sorted(_BODIES)).flatmap(lambda t: st.tuples(st.just(t), _BODIES[t])),
+    _PIDS, _PIDS, st.sampled_from([b"sh", b"x"]), st.integers(-2, 3),
+), max_size=40)
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_EVENTS)
+def test_ecs_shows_what_a_model_that_keeps_every_process_shows(
+        tmp_path: Path, drawn: list[Any]) -> None:
+    ts = 1_000_000
+    records = []
+    for (t, body), pid, ppid, comm, step in drawn:
+        ts += step * 1000
+        records.append([t, ts, pid, pid, ppid, 1000, comm, 0, *body])
+    p = tmp_path / "s.srec"
+    p.unlink(missing_ok=True)
+    write_session(p, records, header={**HEADER, "leader_pid": 1000})
+    streamed = export(p, "ecs")
+
+    def keeping(leader_pid: int | None, **kw: Any) -> ProcessModel:
+        return ProcessModel(leader_pid, **{**kw, "keep": True})
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ecs, "ProcessModel", keeping)
+        kept = export(p, "ecs")
+    assert streamed == kept
+
+
+def test_ecs_shows_a_renamed_process_by_its_new_name(tmp_path: Path) -> None:
+    p = tmp_path / "s.srec"
+    write_session(p, [
+        [FORK, 1, 1000, 1000, 999, 1000, b"sh", 0, 1001],
+        [OPEN, 2, 1001, 1001, 1000, 1000, b"sh", 0, 3, 1, -100, b"/a", 0, 0],
+        [OPEN, 3, 1001, 1001, 1000, 1000, b"worker", 0, 3, 1, -100, b"/b", 0, 0],
+    ])
+    names = [d["process"]["name"] for d in export(p, "ecs")]
+    assert names == ["sh", "sh", "worker"]

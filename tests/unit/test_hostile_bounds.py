@@ -25,6 +25,7 @@ from hostile import (
     forks_of_one_child,
     header_bomb,
     header_key_bomb,
+    leaderless,
     nul_argv_execs,
     record,
     run_bounded,
@@ -127,6 +128,12 @@ def test_failed_execs_are_linear(tmp_path: Path) -> None:
     p = tmp_path / "failed.srec"
     p.write_bytes(failed_execs(50_000))
     check_bounded(p, tmp_path, MODEL_COMMANDS)
+
+
+def test_a_session_without_its_leader_is_linear(tmp_path: Path) -> None:
+    p = tmp_path / "leaderless.srec"
+    p.write_bytes(leaderless(50_000))
+    check_bounded(p, tmp_path, MODEL_COMMANDS, timeout=60)
 
 
 def test_model_keeps_a_bounded_history(monkeypatch: pytest.MonkeyPatch) -> None:

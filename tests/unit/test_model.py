@@ -231,3 +231,53 @@ def test_n_failed_is_the_failed_rule_but_exits() -> None:
             model = ProcessModel.build(s)
         want = sum(1 for ev in events if failed(ev) and TYPE_NAMES[ev.type] != "exit")
         assert sum(p.n_failed for p in model.processes) == want > 0, path.name
+
+
+def test_a_model_that_keeps_no_exited_process(tmp_path: Path) -> None:
+    # 1001 exits while its child 1002 lives on; 1003 is a pid used again.
+    p = tmp_path / "m.srec"
+    write_session(p, [
+        exec_(1, 1000, b"/bin/sh", [b"sh"], 999),
+        fork(2, 1000, 1001),
+        exec_(3, 1001, b"/bin/make", [b"make"], 1000),
+        fork(4, 1001, 1002, ppid=1000),
+        exit_(5, 1001, 1000),
+        open_(6, 1002, b"/x", ppid=1001),
+        fork(7, 1000, 1003),
+        exit_(8, 1003, 1000),
+        open_(9, 1003, b"/y", ppid=1000),
+    ])
+    with open_session(p) as s:
+        events = list(s.records())
+    kept, streamed = ProcessModel(1000), ProcessModel(1000, keep=False)
+
+    def shown(proc: Any) -> tuple[Any, ...]:
+        parent = proc.parent
+        return (proc.seq, proc.pid, proc.ppid, proc.version, proc.forked, proc.start_ns,
+                None if parent is None else parent.seq, running_program(proc))
+
+    for ev in events:
+        assert shown(kept.feed(ev)) == shown(streamed.feed(ev))
+    assert streamed.made == len(kept.processes) == 5 and not streamed.processes
+    assert sorted(streamed.by_pid) == [1000, 1002, 1003]  # the live ones
+    child = streamed.by_pid[1002]
+    assert child.parent is not None and child.parent.pid == 1001  # kept as its parent
+    assert running_program(child) is not None and running_program(child).argv == [b"make"]
+    assert streamed.leader is not None and streamed.leader.seq == 0
+
+
+def test_version_counts_what_describes_a_process(tmp_path: Path) -> None:
+    p = tmp_path / "m.srec"
+    write_session(p, [
+        exec_(1, 1000, b"/bin/sh", [b"sh"], 999),  # 1: its program
+        open_(2, 1000, b"/a", ppid=999),  # nothing
+        E(EXEC, 3, 1000, [-2, b"/nope", [b"nope"], 1, 1000, 0], ppid=999),  # failed: nothing
+        E(OPEN, 4, 1000, [3, 1, -100, b"/b", 0, 0], ppid=999, comm=b"renamed"),  # 2: comm
+        E(OPEN, 5, 1000, [3, 1, -100, b"/c", 0, 0], ppid=1, comm=b"renamed"),  # 3: ppid
+        E(CHDIR, 6, 1000, [0, -1, b"/tmp"], ppid=1, comm=b"renamed"),  # 4: chdir
+    ])
+    m = ProcessModel(1000)
+    assert m.leader is None
+    with open_session(p) as s:
+        versions = [m.feed(ev).version for ev in s.records()]
+    assert versions == [1, 1, 1, 2, 3, 4]
