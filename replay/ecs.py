@@ -439,7 +439,9 @@ class _Docs:
             sec, ns = divmod(self.wall_ns + ev.ts, 1_000_000_000)
             self._sec = sec * 1_000_000_000
             self._stamp = '{"@timestamp":"' + fmt.TimeFormatter.second(sec)
-        return (f'{self._stamp}.{ns:09d}{head}{self._id_high}{_HEX3[low]}","sequence":{n}'
+        d3 = fmt.DIGITS3  # the nanoseconds' digits
+        return (f'{self._stamp}.{d3[ns // 1_000_000]}{d3[ns // 1_000 % 1_000]}{d3[ns % 1_000]}'
+                f'{head}{self._id_high}{_HEX3[low]}","sequence":{n}'
                 f'{user[0]}{entry[1]}{tid}{user[1]}{closed}{before}{ret}{after}{tags}}}\n')
 
 

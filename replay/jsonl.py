@@ -161,6 +161,7 @@ def write_jsonl(
     # TimeFormatter's work, without a call per event.
     second = -1
     prefix = ""
+    d3 = fmt.DIGITS3  # the nanoseconds' digits
     for ev in session.records(follow=follow, poll_interval=poll_interval):
         path = resolve(ev)
         sec, ns = divmod(wall_ns + ev.ts, 1_000_000_000)
@@ -168,7 +169,8 @@ def write_jsonl(
             second = sec
             prefix = timefmt.second(sec)
         common = (
-            f'"time":"{prefix}.{ns:09d}Z","pid":{ev.pid},"tid":{ev.tid},'
+            f'"time":"{prefix}.{d3[ns // 1_000_000]}{d3[ns // 1_000 % 1_000]}{d3[ns % 1_000]}Z",'
+            f'"pid":{ev.pid},"tid":{ev.tid},'
             f'"ppid":{ev.ppid},"uid":{ev.uid},"comm":{comms[ev.comm]},"session_id":{session_id}'
         )
         if type(ev) is Open:

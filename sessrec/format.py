@@ -486,6 +486,12 @@ def rfc3339_us(wall_ns: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{ns // 1000:06d}Z"
 
 
+# "000" to "999": a time's nanoseconds are three of these, f"{ns:09d}" by
+# table at a third of the format's cost (the exports' per-event work; their
+# loops inline it, as a call would cost more than it saves).
+DIGITS3: Final = tuple(f"{i:03d}" for i in range(1000))
+
+
 class TimeFormatter:
     """RFC 3339 UTC with nanoseconds, '2026-11-21T11:10:02.123456789Z'.
 
@@ -502,7 +508,8 @@ class TimeFormatter:
         if sec != self._sec:
             self._sec = sec
             self._prefix = self.second(sec)
-        return f"{self._prefix}.{ns:09d}Z"
+        d = DIGITS3
+        return f"{self._prefix}.{d[ns // 1_000_000]}{d[ns // 1_000 % 1_000]}{d[ns % 1_000]}Z"
 
     @staticmethod
     def second(sec: int) -> str:
