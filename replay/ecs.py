@@ -130,6 +130,9 @@ class _Docs:
         self._leader: str | None = None  # the leaders' JSON, once its entity id is known
         self._unknown_leader: str | None = None  # and until then
         self._cores: dict[int, _Entry] = {}  # Process.seq -> its process.*
+        # what _entry's process.* shows but its head -> its text, and closed
+        self._bodies: dict[tuple[str, str | None, bytes | None, int, str | None],
+                           tuple[str, str | None]] = {}
         # (path, requested path, flags, syscall) -> an open's parts (_open_parts)
         self._opens: dict[tuple[bytes | None, bytes, int, int], tuple[str, str, str, str]] = {}
         self._programs: dict[tuple[bytes | None, ...], str] = {}  # (path, *argv) -> _program
@@ -238,18 +241,32 @@ class _Docs:
             head = (f'{{"pid":{proc.pid},"entity_id":"{self.entity_id(proc)}","start":{start},'
                     '"thread":{"id":')
         prog = running_program(proc, ts)
-        text = "" if prog is None else self._program(prog)
-        if prog is None or prog.path is None:
-            text += f',"name":{self._texts[proc.comm]}'
+        program = "" if prog is None else self._program(prog)
+        name = self._texts[proc.comm] if prog is None or prog.path is None else None
         cwd = self._cwd(proc)
-        if cwd is not None:
-            text += f',"working_directory":{self._texts[cwd]}'
         parent = proc.parent
-        if parent is not None and parent.pid == proc.ppid:
-            text += f',"parent":{{"pid":{proc.ppid},"entity_id":"{self.entity_id(parent)}"}}'
-        else:
-            text += f',"parent":{{"pid":{proc.ppid}}}'
-        entry = (key, head, text, None if self._leader is None else text + self._leader + "}")
+        parent_id = (self.entity_id(parent) if parent is not None and parent.pid == proc.ppid
+                     else None)
+        # The rest, by value: the children of one shell, running one program in
+        # one directory, show the same.
+        shows = (program, name, cwd, proc.ppid, parent_id)
+        body = self._bodies.get(shows)
+        if body is None:
+            text = program
+            if name is not None:
+                text += f',"name":{name}'
+            if cwd is not None:
+                text += f',"working_directory":{self._texts[cwd]}'
+            if parent_id is not None:
+                text += f',"parent":{{"pid":{proc.ppid},"entity_id":"{parent_id}"}}'
+            else:
+                text += f',"parent":{{"pid":{proc.ppid}}}'
+            body = (text, None if self._leader is None else text + self._leader + "}")
+            if body[1] is not None:  # complete: kept
+                if len(self._bodies) >= 4096:
+                    self._bodies.clear()
+                self._bodies[shows] = body
+        entry = (key, head, *body)
         if proc.seq >= 0:
             if len(self._cores) >= _MAX_CACHED:
                 self._cores.clear()

@@ -179,10 +179,14 @@ class PathResolver:
         # (kernel_path's own test first: most files have no kernel paths)
         path = kernel_path(ev, ev.requested_path) if ev.kpath_src else None
         if path is None:
-            path = self.resolve(pid, ev.dirfd, ev.requested_path)
+            request = ev.requested_path
+            if request[:1] == b"/":  # resolve's first case, without its call
+                path = normalize(request)
+            else:
+                path = self.resolve(pid, ev.dirfd, request)
         fd = ev.ret
         if fd >= 0:
-            proc = self._proc(pid)
+            proc = self._procs.get(pid) or self._proc(pid)
             if path is None:
                 proc.fds.pop(fd, None)
             else:
