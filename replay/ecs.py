@@ -144,6 +144,11 @@ class _Docs:
         self._flags: _Cache[int] = _Cache(
             lambda flags: _dumps(list(linux.open_flag_names(flags))))
         self._connects: dict[tuple[bytes, int, int], str] = {}
+        self._exits: dict[int, tuple[str, str, int | str, str]] = {}  # _exit_parts
+        # the heads that do not depend on the event but for its outcome
+        self._fork_head = self._head("process", "start", "fork", "success")
+        self._exec_heads = (self._head("process", "start", "exec", "success"),
+                            self._head("process", "start", "exec", "failure"))
         self.n = 0
         self._id_high = ""  # an event.id's index but its last three hex digits
 
@@ -358,6 +363,19 @@ class _Docs:
         self._opens[key] = parts
         return parts
 
+    def _exit_parts(self, raw: int) -> tuple[str, str, int | str, str]:
+        """An exit's exit_code member, its event.* head, its signal and the
+        members after it, for its wait status."""
+        st = linux.decode_exit(raw)
+        parts = (f',"exit_code":{linux.shell_status(raw)}',
+                 self._head("process", "end", "exit", "success" if raw == 0 else "failure"),
+                 "null" if st.signal is None else st.signal,
+                 f',"core_dumped":{_bool(st.core_dumped)}}}')
+        if len(self._exits) >= 4096:
+            self._exits.clear()
+        self._exits[raw] = parts
+        return parts
+
     def document(self, ev: Event, path: bytes | None) -> str:
         """ev's document: the event's head (_head), then process.* in two
         parts, entry[1] (up to "thread") and closed (after "user", to its
@@ -396,27 +414,24 @@ class _Docs:
                 tried = path if path is not None else ev.requested_path
                 file = (f',"file":{{"path":{_jtext(tried)},'
                         f'"name":{_jtext(posixpath.basename(tried))}}}')
-            head = self._head("process", "start", "exec", _outcome(ret))
+            head = self._exec_heads[ret < 0]
             before = f'{file},"sessrec":{{"return_code":'
             after = (f',"argc":{ev.argc},"argv_truncated":'
                      f'{_bool(bool(ev.flags & ARGV_TRUNCATED))}}}')
         elif type(ev) is Fork:  # the thread: the child's (its process), not the forking one
-            head = self._head("process", "start", "fork", "success")
+            head = self._fork_head
             before = after = ret = ""
             if proc.pid != ev.pid:
                 tid = proc.pid
         elif type(ev) is Exit:
             raw = ev.exit_code_raw
-            st = linux.decode_exit(raw)
-            closed = (f'{entry[2]},"exit_code":{linux.shell_status(raw)},'
-                      f'"end":"{self.timefmt(self.wall_ns + ev.ts)}"{self._leaders()}}}')
+            code, head, ret, after = self._exits.get(raw) or self._exit_parts(raw)
+            closed = (f'{entry[2]}{code},"end":"{self.timefmt(self.wall_ns + ev.ts)}"'
+                      f'{self._leaders()}}}')
             self._cores.pop(proc.seq, None)  # its last event
             self._cwds.pop(proc.seq, None)
             self.entity.pop(proc.seq, None)  # made again if a child shows it
-            head = self._head("process", "end", "exit", "success" if raw == 0 else "failure")
             before = ',"sessrec":{"signal":'
-            ret = "null" if st.signal is None else st.signal
-            after = f',"core_dumped":{_bool(st.core_dumped)}}}'
         elif type(ev) is Connect:
             ret = ev.ret
             if ret == -EINPROGRESS:
