@@ -487,14 +487,14 @@ def write_ecs(session: Session, out: TextIO,
     docs = _Docs(session)
     write = out.write
     document = docs.document
-    n = 0
     resolve = docs.resolver.apply  # per event, without a generator between
-    with no_gc():  # the process model only grows (ProcessModel.build)
+    # The collector paused: what the export makes has no cycles, and its
+    # passes would walk the caches and the live processes for nothing.
+    with no_gc():
         for ev in session.records():
             write(document(ev, resolve(ev)))
-            n += 1
     limit = docs.model.limit_warning()
     docs.model.release()
     if limit and warn is not None:
         warn(limit)
-    return n
+    return docs.n
