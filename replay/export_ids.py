@@ -40,6 +40,9 @@ class Ids:
         events = uuid.uuid5(self.namespace, _EVENTS_NAME[schema]).int
         events = events & ~(0xF << 76) | (8 << 76)
         self.event_prefix = str(uuid.UUID(int=events))[:24]
+        # process()'s hash with the session id already in it: a copy of it
+        # costs less than hashing the id again for each process.
+        self._process_hash = hashlib.blake2b(f"{session_id}/".encode(), digest_size=12)
 
     def event(self, index: int) -> str:
         """The index-th exported event's UUID: event_prefix then the index
@@ -48,8 +51,9 @@ class Ids:
 
     def process(self, pid: int, start_ns: int) -> str:
         """An opaque id for one process of the session (pid reuse safe)."""
-        key = f"{self.session_id}/{pid}/{start_ns}".encode()
-        return hashlib.blake2b(key, digest_size=12).hexdigest()
+        h = self._process_hash.copy()  # blake2b of "session_id/pid/start_ns"
+        h.update(f"{pid}/{start_ns}".encode())
+        return h.hexdigest()
 
     def server(self, hostname: str) -> str:
         """Teleport's server_id for the recording host: a UUID (version 5) of
