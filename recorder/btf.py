@@ -76,27 +76,41 @@ class MemberOffset:
 
 
 def member_offsets(
-    wanted: Sequence[tuple[str, str]], btf_path: str = VMLINUX_BTF
+    wanted: Sequence[tuple[str, str]], btf_path: str = VMLINUX_BTF, *, optional: bool = False
 ) -> dict[tuple[str, str], MemberOffset]:
     """Byte offset and size of each (struct, member) in `wanted`.
 
     `member` may be a dotted path through nested named members ("a.b").
     Members of anonymous struct/union members are found as if they were
     direct members. Raises EnvironmentProblem if the BTF is missing or
-    damaged, a struct or member does not exist, or a member is a bitfield.
+    damaged, a struct or member does not exist, or a member is a bitfield;
+    with optional=True, a member this BTF does not have (or cannot give)
+    is left out of the result instead.
     """
     wanted = _check_wanted(wanted)
     data = _read(btf_path)
     btf = _Btf(data, btf_path, {s for s, _ in wanted})
-    return {(s, m): btf.member(s, m) for s, m in wanted}
+    if not optional:
+        return {(s, m): btf.member(s, m) for s, m in wanted}
+    found = {}
+    for s, m in wanted:
+        try:
+            found[(s, m)] = btf.member(s, m)
+        except EnvironmentProblem:
+            continue
+    return found
 
 
 def cached_member_offsets(
     wanted: Sequence[tuple[str, str]],
     btf_path: str = VMLINUX_BTF,
     cache_dir: str = DEFAULT_CACHE_DIR,
+    *,
+    optional: bool = False,
 ) -> dict[tuple[str, str], MemberOffset]:
-    """member_offsets(), remembered in `cache_dir` as JSON.
+    """member_offsets(), remembered in `cache_dir` as JSON; with
+    optional=True, the members left out are remembered too, so that a
+    kernel without them is not parsed again for them.
 
     The cache is keyed by the BTF file's path, size and mtime and by the
     kernel's release and version strings, so a new kernel means a fresh
@@ -119,13 +133,15 @@ def cached_member_offsets(
         "version": uname.version,
         "wanted": [list(w) for w in sorted(set(wanted))],
     }
+    if optional:
+        key["optional"] = True
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
     path = os.path.join(cache_dir, f"btf-offsets-{digest}.json")
 
-    cached = _load_cache(path, key, wanted)
+    cached = _load_cache(path, key, wanted, optional)
     if cached is not None:
         return cached
-    result = member_offsets(wanted, btf_path)
+    result = member_offsets(wanted, btf_path, optional=optional)
     _store_cache(cache_dir, path, key, result)
     return result
 
@@ -341,7 +357,7 @@ class _Btf:
 
 
 def _load_cache(
-    path: str, key: dict[str, object], wanted: list[tuple[str, str]]
+    path: str, key: dict[str, object], wanted: list[tuple[str, str]], optional: bool
 ) -> dict[tuple[str, str], MemberOffset] | None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -364,7 +380,7 @@ def _load_cache(
             if mo.offset < 0 or mo.size <= 0:
                 return None
             result[(mo.struct, mo.member)] = mo
-        if set(result) != set(wanted):
+        if not set(result) <= set(wanted) or (not optional and set(result) != set(wanted)):
             return None
         return result
     except (OSError, ValueError, TypeError, KeyError):

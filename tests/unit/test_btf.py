@@ -432,3 +432,23 @@ def test_unusable_cache_dir_falls_back(tmp_path: Path) -> None:
     not_a_dir = write(tmp_path, b"", name="file")
     got = cached_member_offsets(WANTED, path, cache_dir=os.path.join(not_a_dir, "sub"))
     assert got == member_offsets(WANTED, path)
+
+
+def test_optional_members_are_left_out_and_remembered(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, sample().blob())
+    cache = str(tmp_path / "cache")
+    wanted = [("task", "nosuch"), ("task", "pid"), ("nosuch", "x")]
+    with pytest.raises(EnvironmentProblem):
+        cached_member_offsets(wanted, path, cache_dir=cache)
+    found = cached_member_offsets(wanted, path, cache_dir=cache, optional=True)
+    assert found == {("task", "pid"): member_offsets([("task", "pid")], path)[("task", "pid")]}
+
+    def no_parse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("parsed despite a cache")
+
+    monkeypatch.setattr(btf, "member_offsets", no_parse)
+    assert cached_member_offsets(wanted, path, cache_dir=cache, optional=True) == found
+    # A cache that lacks a member is no answer to a call that needs it.
+    with pytest.raises(AssertionError, match="parsed despite a cache"):
+        cached_member_offsets(wanted, path, cache_dir=cache)
