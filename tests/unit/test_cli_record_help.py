@@ -19,7 +19,6 @@ def test_record_help_names_the_ring_default() -> None:
 def test_the_waiting_notice_names_the_processes_and_ctrl_c() -> None:
     """What record prints once when the command exits and leaves processes
     running (tests/kernel/test_session.py sees it in a real recording)."""
-    import os
     import subprocess
     import sys
 
@@ -35,9 +34,11 @@ def test_the_waiting_notice_names_the_processes_and_ctrl_c() -> None:
         assert notice == (
             "sessrec: the command exited; recording goes on while what it left runs: "
             f"{child.pid} {shown}, {2**22 + 1} (exited). Ctrl-C stops the wait.")
+        # The child's command line, longer than 60 characters, is cut short.
+        many = waiting_notice([child.pid] * 7, timeout=30)
+        assert "runs (at most 30 s): " in many
+        assert many.endswith(" and 2 more. Ctrl-C stops the wait.")
+        assert many.count(f"{child.pid} ") == 5 and many.count("…") == 5
     finally:
         child.kill()
         child.wait()
-    many = waiting_notice([os.getpid()] * 7, timeout=30)
-    assert "runs (at most 30 s): " in many and many.endswith(" and 2 more. Ctrl-C stops the wait.")
-    assert many.count(f"{os.getpid()} ") == 5 and "…" in many
