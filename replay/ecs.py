@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import posixpath
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Final, TextIO
 
 from replay.base import Session, no_gc
@@ -102,9 +102,6 @@ class _Docs:
         self.ids = Ids(header["session_id"], "ecs")
         self.event_prefix = self.ids.event_prefix  # Ids.event, inlined in _head and document
         self.timefmt = fmt.TimeFormatter()
-        # document's @timestamp: the start of the last event's second (ns), and its text
-        self._sec = -1 << 80
-        self._stamp = ""
         # Only the live processes and their ancestors: a document shows no other.
         self.model = ProcessModel(header["leader_pid"], index=False, keep=False)
         self._feed = self.model.feed
@@ -149,8 +146,7 @@ class _Docs:
         self._fork_head = self._head("process", "start", "fork", "success")
         self._exec_heads = (self._head("process", "start", "exec", "success"),
                             self._head("process", "start", "exec", "failure"))
-        self.n = 0
-        self._id_high = ""  # an event.id's index but its last three hex digits
+        self.n = 0  # the documents written
 
     # --- processes ---
 
@@ -376,23 +372,17 @@ class _Docs:
         self._exits[raw] = parts
         return parts
 
-    def document(self, ev: Event, path: bytes | None) -> str:
-        """ev's document: the event's head (_head), then process.* in two
-        parts, entry[1] (up to "thread") and closed (after "user", to its
-        end), around the thread's id and the user; then the other top-level
-        members (file, destination, network, sessrec), encoded, around the
-        event's return code (before, ret, after)."""
-        if type(ev) is Open:  # most events: fed only when they change the process,
-            # as the counts they would change are not shown
-            proc = self._by_pid.get(ev.pid)
-            if proc is None or proc.end_ns is not None or proc.ppid != ev.ppid or (
-                    proc.comm != ev.comm):
-                proc = self._feed(ev, path)
-        else:
-            proc = self._feed(ev, path)
-            if type(ev) is Fork:  # its process is the child (the forking process, when
-                # the child is not in the model, past its MAX_PROCESSES)
-                proc = self._by_pid.get(ev.child_pid, proc)
+    def _other(self, ev: Event, path: bytes | None
+               ) -> tuple[str, str, int, str, str, int | str, str]:
+        """The parts of a document (write_all's) of any event but an open:
+        its event.* head; process.* up to "thread"; the thread's id; process.*
+        after "user", closed; then the other top-level members (file,
+        destination, network, sessrec), encoded, around the event's return
+        code (before, ret, after)."""
+        proc = self._feed(ev, path)
+        if type(ev) is Fork:  # its process is the child (the forking process, when
+            # the child is not in the model, past its MAX_PROCESSES)
+            proc = self._by_pid.get(ev.child_pid, proc)
         # proc's process.* (_entry), from the cache while what it shows is the same
         entry = self._cores.get(proc.seq)
         if entry is None or entry[3] is None or entry[0] != proc.version:
@@ -402,12 +392,7 @@ class _Docs:
             closed = entry[2] + self._leaders() + "}"
         tid = ev.tid
         ret: int | str
-        if type(ev) is Open:  # the most frequent event first
-            key = (path, ev.requested_path, ev.open_flags, ev.syscall)
-            ok, failed, before, after = self._opens.get(key) or self._open_parts(key)
-            ret = ev.ret
-            head = ok if ret >= 0 else failed
-        elif type(ev) is Exec:
+        if type(ev) is Exec:
             ret = ev.ret
             file = ""
             if ret < 0:  # the caller's process; the program it tried:
@@ -453,28 +438,83 @@ class _Docs:
             after = f',"cgroup_path":{_jtext(ev.dst_path)},"cgroup_id":{ev.dst_id}}}'
         else:  # pragma: no cover - the reader knows no other types
             raise TypeError(ev)
-        n = self.n
-        self.n = n + 1
-        # Ids.event, inlined: the index's last three hex digits from a table,
-        # the others once per 4,096 events (a format per event cost more).
-        low = n & 0xFFF
-        if not low:
-            self._id_high = f"{n >> 12:09x}"
-        uid = ev.uid
-        user = self._users.get(uid) or self._user(uid)
-        # Flagged tampered (replay/trust.py): tagged, so a search finds it.
-        tags = ',"tags":["sessrec-tampered"]' if ev.flags & TAMPERED else ""
-        # fmt.TimeFormatter, inlined: a call per event was a tenth of the export.
-        # The nanoseconds past the last event's second, when in it (no divmod).
-        ns = self.wall_ns + ev.ts - self._sec
-        if not 0 <= ns < 1_000_000_000:
-            sec, ns = divmod(self.wall_ns + ev.ts, 1_000_000_000)
-            self._sec = sec * 1_000_000_000
-            self._stamp = '{"@timestamp":"' + fmt.TimeFormatter.second(sec)
+        return head, entry[1], tid, closed, before, ret, after
+
+    def write_all(self, events: Iterable[Event], write: Callable[[str], object]) -> None:
+        """Write each event's document: its head (_head), then process.* in
+        two parts, entry[1] (up to "thread") and closed (after "user", to its
+        end), around the thread's id and the user; then the other top-level
+        members around the event's return code. Opens, most events, are
+        done here and the others by _other. What the loop uses per event is
+        in locals: a method call and a dozen attributes per event were a
+        tenth of the export."""
+        resolve = self.resolver.apply
+        by_pid = self._by_pid
+        feed = self._feed
+        cores = self._cores
+        entry_of = self._entry
+        opens = self._opens
+        open_parts = self._open_parts
+        other = self._other
+        users = self._users
+        user_of = self._user
+        wall_ns = self.wall_ns
+        second = fmt.TimeFormatter.second
         d3 = fmt.DIGITS3  # the nanoseconds' digits
-        return (f'{self._stamp}.{d3[ns // 1_000_000]}{d3[ns // 1_000 % 1_000]}{d3[ns % 1_000]}'
-                f'{head}{self._id_high}{_HEX3[low]}","sequence":{n}'
-                f'{user[0]}{entry[1]}{tid}{user[1]}{closed}{before}{ret}{after}{tags}}}\n')
+        hex3 = _HEX3
+        # @timestamp: the start of the last event's second (ns), and its text
+        sec0 = -1 << 80
+        stamp = ""
+        n = self.n
+        id_high = f"{n >> 12:09x}"  # an event.id's index but its last three hex digits
+        ret: int | str
+        try:
+            for ev in events:
+                path = resolve(ev)
+                if type(ev) is Open:
+                    # Fed only when it changes the process, as the counts it
+                    # would change are not shown.
+                    proc = by_pid.get(ev.pid)
+                    if proc is None or proc.end_ns is not None or proc.ppid != ev.ppid or (
+                            proc.comm != ev.comm):
+                        proc = feed(ev, path)
+                    # proc's process.* (_entry), from the cache while what it shows is the same
+                    entry = cores.get(proc.seq)
+                    if entry is None or entry[3] is None or entry[0] != proc.version:
+                        entry = entry_of(proc, ev.ts)
+                    closed = entry[3]
+                    if closed is None:  # the leaders' entity id is not known yet
+                        closed = entry[2] + self._leaders() + "}"
+                    key = (path, ev.requested_path, ev.open_flags, ev.syscall)
+                    ok, failed, before, after = opens.get(key) or open_parts(key)
+                    ret = ev.ret
+                    head = ok if ret >= 0 else failed
+                    tid = ev.tid
+                    core = entry[1]
+                else:
+                    head, core, tid, closed, before, ret, after = other(ev, path)
+                # Ids.event, inlined: the index's last three hex digits from a
+                # table, the others once per 4,096 events (a format per event cost more).
+                low = n & 0xFFF
+                if not low:
+                    id_high = f"{n >> 12:09x}"
+                uid = ev.uid
+                user = users.get(uid) or user_of(uid)
+                # Flagged tampered (replay/trust.py): tagged, so a search finds it.
+                tags = ',"tags":["sessrec-tampered"]' if ev.flags & TAMPERED else ""
+                # fmt.TimeFormatter, inlined: a call per event was a tenth of the export.
+                # The nanoseconds past the last event's second, when in it (no divmod).
+                ns = wall_ns + ev.ts - sec0
+                if not 0 <= ns < 1_000_000_000:
+                    sec, ns = divmod(wall_ns + ev.ts, 1_000_000_000)
+                    sec0 = sec * 1_000_000_000
+                    stamp = '{"@timestamp":"' + second(sec)
+                write(f'{stamp}.{d3[ns // 1_000_000]}{d3[ns // 1_000 % 1_000]}{d3[ns % 1_000]}'
+                      f'{head}{id_high}{hex3[low]}","sequence":{n}'
+                      f'{user[0]}{core}{tid}{user[1]}{closed}{before}{ret}{after}{tags}}}\n')
+                n += 1
+        finally:
+            self.n = n
 
 
 def write_ecs(session: Session, out: TextIO,
@@ -485,14 +525,10 @@ def write_ecs(session: Session, out: TextIO,
     the process model's warning when the session has more processes than
     it keeps."""
     docs = _Docs(session)
-    write = out.write
-    document = docs.document
-    resolve = docs.resolver.apply  # per event, without a generator between
     # The collector paused: what the export makes has no cycles, and its
     # passes would walk the caches and the live processes for nothing.
     with no_gc():
-        for ev in session.records():
-            write(document(ev, resolve(ev)))
+        docs.write_all(session.records(), out.write)
     limit = docs.model.limit_warning()
     docs.model.release()
     if limit and warn is not None:
