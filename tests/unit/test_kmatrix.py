@@ -4,6 +4,7 @@ results, the table and the exit status."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import shutil
@@ -379,3 +380,79 @@ def test_a_run_killed_before_its_junit_is_counted_from_its_log(tmp_path: Path) -
     results.collect(r, tmp_path)
     assert (r.passed, r.failed, r.failing) == (1, 1, ["test_open::test_b[x 'y' 1]"])
     assert "cut short" in r.problem and not r.ok
+
+
+STALLED_CONSOLE = """[  812.402113] rcu: INFO: rcu_sched detected stalls on CPUs/tasks:
+[  812.402301] rcu: rcu_sched kthread starved for 157276 jiffies! g63509 f0x0
+[  830.100000] watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [python3:912]
+"""
+
+
+def test_a_stall_is_read_from_the_guest_console(tmp_path: Path) -> None:
+    assert results.guest_stall(tmp_path) is None  # no console at all
+    (tmp_path / "serial.log").write_text("[    1.0] Run /init as init process\n")
+    assert results.guest_stall(tmp_path) is None
+    (tmp_path / "serial.log").write_text(STALLED_CONSOLE)
+    assert results.guest_stall(tmp_path) == "rcu: INFO: rcu_sched detected stalls on CPUs/tasks:"
+
+
+def fake_guests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                runs: list[tuple[str, str]]) -> list[Path]:
+    """run_one's guests, faked at the qemu process: each boot leaves the
+    next (console, junit) of runs in its share, as guest/run would."""
+    tree = tmp_path / "tree"
+    fetched = kernels.Fetched(kernels.by_name("debian11"), "5.10.0-35-amd64", (), tree)
+    monkeypatch.setattr(kernels, "fetch", lambda k, cache: fetched)
+    monkeypatch.setattr(cli, "cached_initramfs", lambda f: tmp_path / "initrd")
+    monkeypatch.setattr(cli, "lock", lambda path: contextlib.nullcontext())
+    monkeypatch.setattr(cli.qemu, "virtiofsd", lambda *a: contextlib.nullcontext())
+    booted: list[Path] = []
+
+    def run(cmd: list[str], out: Path, boot_timeout: float, timeout: float) -> qemu.GuestRun:
+        console, junit = runs[len(booted)]
+        assert (out / "job").exists()
+        booted.append(out)
+        (out / "booted").write_text("up 3.5\n")
+        (out / "serial.log").write_text(console)
+        (out / "junit.xml").write_text(junit)
+        return qemu.GuestRun(True, 3.5, False, 60.0, "")
+
+    monkeypatch.setattr(cli.qemu, "run", run)
+    return booted
+
+
+def test_a_guest_that_stalled_is_booted_again_and_the_table_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    passing = JUNIT.split("<testcase", 2)[0] + '<testcase classname="a" name="b"/>' + (
+        "</testsuite></testsuites>")
+    booted = fake_guests(tmp_path, monkeypatch, [(STALLED_CONSOLE, JUNIT), ("", passing)])
+    args = cli.parser().parse_args(["--out", str(tmp_path / "out"), "--quick"])
+    out = io.StringIO()
+    r, _ = cli.run_one(kernels.by_name("debian11"), args, qemu.Machine("tcg", "test"), out)
+    assert len(booted) == 2 and r.ok and (r.passed, r.failed) == (1, 0)
+    assert "its guest stalled (rcu: INFO: rcu_sched detected stalls" in r.retried
+    assert "1 passed, 2 failed; console in debian11.stalled-1/" in r.retried
+    assert (tmp_path / "out/debian11.stalled-1/serial.log").read_text() == STALLED_CONSOLE
+    assert "booting it again" in out.getvalue()
+    assert "run again: its guest stalled" in results.text_table([r])
+
+
+def test_a_failure_without_a_stall_is_not_run_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    booted = fake_guests(tmp_path, monkeypatch, [("", JUNIT), (STALLED_CONSOLE, JUNIT)])
+    args = cli.parser().parse_args(["--out", str(tmp_path / "out"), "--quick"])
+    r, _ = cli.run_one(kernels.by_name("debian11"), args, qemu.Machine("tcg", "test"),
+                       io.StringIO())
+    assert len(booted) == 1 and not r.ok and r.retried == ""
+
+
+def test_a_guest_that_stalls_every_time_fails_after_its_retries(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    booted = fake_guests(tmp_path, monkeypatch, [(STALLED_CONSOLE, JUNIT)] * 3)
+    args = cli.parser().parse_args(["--out", str(tmp_path / "out"), "--quick",
+                                    "--stall-retries", "2"])
+    r, _ = cli.run_one(kernels.by_name("debian11"), args, qemu.Machine("tcg", "test"),
+                       io.StringIO())
+    assert len(booted) == 3 and not r.ok and r.failed == 2
+    assert r.retried.count("its guest stalled") == 2
+    assert results.exit_status([r]) == 1

@@ -101,6 +101,10 @@ def parser() -> argparse.ArgumentParser:
                         "job is PID 1)")
     p.add_argument("--timeout", type=float, default=2700.0,
                    help="seconds one guest may take in all (default: 2700)")
+    p.add_argument("--stall-retries", type=int, default=1, metavar="N",
+                   help="boot a kernel again, up to N times, when its tests failed or "
+                        "timed out and its console shows the host starved the guest "
+                        "(RCU stall, soft lockup); the table says so (default: 1)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
                    help=f"downloaded kernels and initramfs images (default: {DEFAULT_CACHE})")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT,
@@ -187,8 +191,6 @@ def run_one(k: kernels.Kernel, args: argparse.Namespace, machine: qemu.Machine |
             machine = qemu.choose(fetched.vmlinuz, initrd, fetched.tree,
                                   args.out / "kvm-probe", args.accel)
         r.accel = machine.accel
-        shutil.rmtree(out, ignore_errors=True)
-        out.mkdir(parents=True)
         if not args.quick and machine.accel == "tcg":
             r.left_out = dict(TCG_LEFT_OUT)
         tests = QUICK if args.quick else FULL + tuple(
@@ -196,25 +198,28 @@ def run_one(k: kernels.Kernel, args: argparse.Namespace, machine: qemu.Machine |
         if args.shard and not args.quick:
             tests = (*shard_files(REPO / FULL[0], *args.shard), *tests[1:])
         factor = TCG_TIMEOUT_FACTOR if machine.accel == "tcg" else 1
-        (out / "job").write_text(
-            f"PROJECT={REPO}\nTESTS=\"{' '.join(tests)}\"\nTIMEOUT={int(args.timeout - 120)}\n"
-            f"SESSREC_TEST_TIMEOUT_FACTOR={factor}\n")
-        sockets = args.cache / "virtiofsd" / k.name
+        job = (f"PROJECT={REPO}\nTESTS=\"{' '.join(tests)}\"\nTIMEOUT={int(args.timeout - 120)}\n"
+               f"SESSREC_TEST_TIMEOUT_FACTOR={factor}\n")
         cmd = qemu.command(fetched.vmlinuz, initrd, fetched.tree, out, machine,
                            SYSTEMD_APPEND if args.systemd else f"sessrec.init={GUEST_RUN}",
-                           k.fs, sockets)
-        print(f"kernel-matrix: {k.name}: booting {fetched.release} under {machine.accel}"
-              f" (shares over {k.fs})", file=stdout, flush=True)
-        with lock(args.lock), (qemu.virtiofsd(fetched.tree, out, sockets)
-                               if k.fs == "virtiofs" else nullcontext()):
-            run = qemu.run(cmd, out, BOOT_TIMEOUT, args.timeout)
-        if not run.booted:
-            r.boot, r.problem = results.BOOT_INFRA, run.problem
-        else:
-            r.boot_seconds = run.boot_seconds
-            results.collect(r, out)
-            if run.timed_out:
-                r.problem = f"timed out after {args.timeout:.0f} s"
+                           k.fs, args.cache / "virtiofsd" / k.name)
+        for attempt in range(args.stall_retries + 1):
+            boot_guest(k, fetched, machine, r, out, cmd, job, args, stdout)
+            stall = results.guest_stall(out) if r.boot == results.BOOT_OK and not r.ok else None
+            if stall is None or attempt == args.stall_retries:
+                break
+            # The host starved the guest: its run says nothing of the code. Kept
+            # apart, and said in the table.
+            kept = out.with_name(f"{k.name}.stalled-{attempt + 1}")
+            shutil.rmtree(kept, ignore_errors=True)
+            out.rename(kept)
+            why = r.problem or f"{r.failed} failed"
+            r.retried += (f"{'; ' if r.retried else ''}its guest stalled ({stall}): "
+                          f"{r.passed} passed, {why}; console in {kept.name}/")
+            print(f"kernel-matrix: {k.name}: the guest stalled ({stall}); booting it again",
+                  file=stdout, flush=True)
+            r.passed = r.failed = r.skipped = 0
+            r.failing, r.problem, r.probe_seconds, r.unit = [], "", None, ""
     except MatrixError as e:
         r.boot, r.problem = results.BOOT_INFRA, str(e)
     r.seconds = time.monotonic() - start
@@ -222,6 +227,27 @@ def run_one(k: kernels.Kernel, args: argparse.Namespace, machine: qemu.Machine |
           f"({r.passed} passed, {r.failed} failed, {r.skipped} skipped"
           f"{', ' + r.problem if r.problem else ''})", file=stdout, flush=True)
     return r, machine
+
+
+def boot_guest(k: kernels.Kernel, fetched: kernels.Fetched, machine: qemu.Machine,
+               r: results.KernelResult, out: Path, cmd: list[str], job: str,
+               args: argparse.Namespace, stdout: IO[str]) -> None:
+    """One boot of the guest, its test run, and its results into r."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    (out / "job").write_text(job)
+    print(f"kernel-matrix: {k.name}: booting {fetched.release} under {machine.accel}"
+          f" (shares over {k.fs})", file=stdout, flush=True)
+    with lock(args.lock), (qemu.virtiofsd(fetched.tree, out, args.cache / "virtiofsd" / k.name)
+                           if k.fs == "virtiofs" else nullcontext()):
+        run = qemu.run(cmd, out, BOOT_TIMEOUT, args.timeout)
+    if not run.booted:
+        r.boot, r.problem = results.BOOT_INFRA, run.problem
+        return
+    r.boot_seconds = run.boot_seconds
+    results.collect(r, out)
+    if run.timed_out:
+        r.problem = f"timed out after {args.timeout:.0f} s"
 
 
 def cached_initramfs(fetched: kernels.Fetched) -> Path:

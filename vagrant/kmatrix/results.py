@@ -32,6 +32,7 @@ class KernelResult:
     headers: str = ""
     left_out: dict[str, str] = field(default_factory=dict)  # test id -> why not run here
     unit: str = ""  # --systemd: "ok SECONDS" or "failed SECONDS: why" (sessrec.service)
+    retried: str = ""  # why an earlier run of this kernel was not kept, and what it gave
 
     @property
     def ok(self) -> bool:
@@ -131,6 +132,27 @@ def collect(result: KernelResult, out: Path) -> None:
         result.problem = "the test run left no results"
 
 
+# What a guest's console shows when the host did not run its vCPUs for tens
+# of seconds (TCG on a loaded host): the kernel's RCU stall and soft lockup
+# warnings. A test run that fails or times out with these is run again.
+STALL_MARKERS = ("rcu_sched kthread starved", "rcu_preempt kthread starved",
+                 "detected stalls on CPUs", "self-detected stall on CPU",
+                 "BUG: soft lockup")
+
+
+def guest_stall(out: Path) -> str | None:
+    """The first stall warning in a guest's console (serial.log), without
+    its timestamp; None if it shows none."""
+    log = out / "serial.log"
+    if not log.exists():
+        return None
+    with log.open(errors="replace") as f:
+        for line in f:
+            if any(m in line for m in STALL_MARKERS):
+                return line.split("] ", 1)[-1].strip()[:160]
+    return None
+
+
 def _time(s: float) -> str:
     return f"{int(s) // 60}m{int(s) % 60:02d}s"
 
@@ -146,6 +168,8 @@ def rows(results: list[KernelResult]) -> list[list[str]]:
         failing = ", ".join(r.failing) or ("" if not r.problem else r.problem)
         if r.failing and r.problem:
             failing += f"; {r.problem}"
+        if r.retried:
+            failing += f"{'; ' if failing else ''}run again: {r.retried}"
         out.append([
             r.kernel, r.release, r.accel,
             r.boot if booted else f"{BOOT_INFRA}: {r.problem}",
