@@ -63,6 +63,14 @@ def _shapes(cls: type[Event], t: int) -> tuple[_Shape | None, ...]:
 _LAYOUT: dict[int, tuple[type[Event], tuple[_Shape | None, ...]]] = {
     t: (cls, _shapes(cls, t)) for t, cls in CLASSES.items()
 }
+# (type number << 8 | array length) -> (event class, the types of its
+# fields as a list, the defaults that make it whole): _LAYOUT's shapes in one
+# lookup, for the arrays the reader types without more ado.
+_SHAPE_OF: dict[int, tuple[type[Event], list[type], list[object]]] = {
+    t << 8 | length: (cls, list(shape[0]), shape[1])
+    for t, (cls, shapes) in _LAYOUT.items()
+    for length, shape in enumerate(shapes) if shape is not None
+}
 _TYPE_OF: dict[type[Event], int] = {cls: t for t, cls in CLASSES.items()}
 _EXEC = int(EventType.EXEC)
 _EXEC_ARGV = Exec._fields.index("argv")
@@ -348,6 +356,7 @@ class SessionV1(Session):
         """Up to _BATCH_EVENTS objects of the chunk into out; whether more
         may follow (an incomplete last object is _check_consumed's)."""
         layout = _LAYOUT.get
+        shape_of = _SHAPE_OF.get
         append = out.append
         at = unpacker.tell()
         try:
@@ -356,18 +365,18 @@ class SessionV1(Session):
                     t = obj[0] if obj else None
                     if type(t) is not int:
                         _fail(pos, f"bad event: {event_problem(obj)}")
-                    lay = layout(t)
-                    if lay is None:
-                        self.unknown_types[t] = self.unknown_types.get(t, 0) + 1
+                    n = len(obj)
+                    shape = shape_of(t << 8 | n) if n < 256 else None
+                    if shape is None:  # an unknown type, or too short or long an array
+                        lay = layout(t)
+                        if lay is None:
+                            self.unknown_types[t] = self.unknown_types.get(t, 0) + 1
+                        else:  # too short, or of a newer minor version
+                            append(self._other_shape(obj, t, pos))
                         continue
-                    cls, shapes = lay
-                    shape = shapes[len(obj)] if len(obj) < len(shapes) else None
-                    if shape is None:  # too short, or of a newer minor version
-                        append(self._other_shape(obj, t, pos))
-                        continue
-                    types, defaults = shape
-                    if tuple(map(type, obj)) != types or (
-                        t == _EXEC and not all(type(a) is bytes for a in obj[_EXEC_ARGV])
+                    cls, types, defaults = shape
+                    if [*map(type, obj)] != types or (
+                        cls is Exec and not all(type(a) is bytes for a in obj[_EXEC_ARGV])
                     ):
                         _fail(pos, f"bad event: {event_problem(obj)}")
                     if defaults:  # an older minor's array: made whole

@@ -90,3 +90,18 @@ def test_longer_arrays_of_a_newer_minor_are_read(extra: list[Any]) -> None:
         got, session = read_all(path)
     assert got == [e[:14]]  # the fields this version knows
     assert session.damage is None
+
+
+def test_an_array_of_256_fields_or_more_is_read_as_a_newer_minor() -> None:
+    """The reader's one-lookup shapes are keyed by type and length under
+    256: a longer array must not be taken for another type's shape."""
+    e = [4, 1, 2, 2, 1, 0, b"c", 0, 3, 1, -100, b"/x", 0, 0, b"", 0, 0, *range(256 - 17 + 14)]
+    assert len(e) == 256 + 14  # (4 << 8 | 270) is (5 << 8 | 14): a connect's length
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "r.srec")
+        w = SessionWriter(path, HEADER)
+        w.add(e)
+        w.close(TRAILER)
+        got, session = read_all(path)
+    assert got == [e[:14]]
+    assert session.damage is None
