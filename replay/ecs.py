@@ -449,6 +449,7 @@ class _Docs:
         in locals: a method call and a dozen attributes per event were a
         tenth of the export."""
         resolve = self.resolver.apply
+        resolve_open = self.resolver.apply_open
         by_pid = self._by_pid
         feed = self._feed
         cores = self._cores
@@ -470,8 +471,8 @@ class _Docs:
         ret: int | str
         try:
             for ev in events:
-                path = resolve(ev)
                 if type(ev) is Open:
+                    path = resolve_open(ev)
                     # Fed only when it changes the process, as the counts it
                     # would change are not shown.
                     proc = by_pid.get(ev.pid)
@@ -492,7 +493,7 @@ class _Docs:
                     tid = ev.tid
                     core = entry[1]
                 else:
-                    head, core, tid, closed, before, ret, after = other(ev, path)
+                    head, core, tid, closed, before, ret, after = other(ev, resolve(ev))
                 # Ids.event, inlined: the index's last three hex digits from a
                 # table, the others once per 4,096 events (a format per event cost more).
                 low = n & 0xFFF

@@ -124,7 +124,7 @@ class PathResolver:
         exec: the executable; open: the file; chdir: the target directory (also
         when the call failed); other types: None."""
         if type(ev) is Open:  # the most frequent first
-            return self._open(ev)
+            return self.apply_open(ev)
         if type(ev) is Exec:
             return self._exec(ev)
         if type(ev) is Fork:
@@ -174,19 +174,27 @@ class PathResolver:
         self._procs.pop(ev.pid, None)
         return None
 
-    def _open(self, ev: Open) -> bytes | None:
+    def apply_open(self, ev: Open) -> bytes | None:
+        """apply, for an open: for the loops that test the type themselves
+        (an open is most events, and a call level per event counts)."""
         pid = ev.pid
+        proc = self._procs.get(pid)
         # (kernel_path's own test first: most files have no kernel paths)
         path = kernel_path(ev, ev.requested_path) if ev.kpath_src else None
         if path is None:
             request = ev.requested_path
-            if request[:1] == b"/":  # resolve's first case, without its call
+            # resolve(pid, ev.dirfd, request), inlined
+            if request[:1] == b"/":
                 path = normalize(request)
-            else:
-                path = self.resolve(pid, ev.dirfd, request)
+            elif request and proc is not None:
+                dirfd = ev.dirfd
+                base = proc.cwd if dirfd == AT_FDCWD else proc.fds.get(dirfd)
+                if base is not None:
+                    path = normalize(base + b"/" + request)
         fd = ev.ret
         if fd >= 0:
-            proc = self._procs.get(pid) or self._proc(pid)
+            if proc is None:
+                proc = self._procs[pid] = _Proc(None)
             if path is None:
                 proc.fds.pop(fd, None)
             else:

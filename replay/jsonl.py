@@ -144,7 +144,8 @@ def write_jsonl(
     wall_ns: int = header["clock"]["wall_ns"]
     session_id = _jstr(header["session_id"])
     timefmt = fmt.TimeFormatter()
-    resolve = PathResolver.from_header(header).apply
+    resolver = PathResolver.from_header(header)
+    resolve, resolve_open = resolver.apply, resolver.apply_open
     comms = _Cache(_jtext)
     # Paths come back again and again (libraries, headers): their JSON is kept,
     # for 2,048 of them (a path is up to 4 KiB, its JSON up to 5 times that).
@@ -163,7 +164,7 @@ def write_jsonl(
     prefix = ""
     d3 = fmt.DIGITS3  # the nanoseconds' digits
     for ev in session.records(follow=follow, poll_interval=poll_interval):
-        path = resolve(ev)
+        path = resolve_open(ev) if type(ev) is Open else resolve(ev)
         sec, ns = divmod(wall_ns + ev.ts, 1_000_000_000)
         if sec != second:
             second = sec
