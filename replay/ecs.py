@@ -463,9 +463,12 @@ class _Docs:
         second = fmt.TimeFormatter.second
         d3 = fmt.DIGITS3  # the nanoseconds' digits
         hex3 = _HEX3
-        # @timestamp: the start of the last event's second (ns), and its text
-        sec0 = -1 << 80
+        # @timestamp: the start of the last event's second, in the events'
+        # clock (ts, small numbers: one subtraction per event), and its text
+        start = -1 << 80
         stamp = ""
+        uid = -1  # the last event's uid, and its parts (_user)
+        user = ("", "")
         n = self.n
         id_high = f"{n >> 12:09x}"  # an event.id's index but its last three hex digits
         ret: int | str
@@ -499,16 +502,17 @@ class _Docs:
                 low = n & 0xFFF
                 if not low:
                     id_high = f"{n >> 12:09x}"
-                uid = ev.uid
-                user = users.get(uid) or user_of(uid)
+                if ev.uid != uid:
+                    uid = ev.uid
+                    user = users.get(uid) or user_of(uid)
                 # Flagged tampered (replay/trust.py): tagged, so a search finds it.
                 tags = ',"tags":["sessrec-tampered"]' if ev.flags & TAMPERED else ""
                 # fmt.TimeFormatter, inlined: a call per event was a tenth of the export.
                 # The nanoseconds past the last event's second, when in it (no divmod).
-                ns = wall_ns + ev.ts - sec0
+                ns = ev.ts - start
                 if not 0 <= ns < 1_000_000_000:
                     sec, ns = divmod(wall_ns + ev.ts, 1_000_000_000)
-                    sec0 = sec * 1_000_000_000
+                    start = sec * 1_000_000_000 - wall_ns
                     stamp = '{"@timestamp":"' + second(sec)
                 write(f'{stamp}.{d3[ns // 1_000_000]}{d3[ns // 1_000 % 1_000]}{d3[ns % 1_000]}'
                       f'{head}{id_high}{hex3[low]}","sequence":{n}'
