@@ -441,9 +441,13 @@ def test_a_failure_without_a_stall_is_not_run_again(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     booted = fake_guests(tmp_path, monkeypatch, [("", JUNIT), (STALLED_CONSOLE, JUNIT)])
     args = cli.parser().parse_args(["--out", str(tmp_path / "out"), "--quick"])
+    (tmp_path / "out/debian11.stalled-1").mkdir(parents=True)  # an earlier run's: removed
     r, _ = cli.run_one(kernels.by_name("debian11"), args, qemu.Machine("tcg", "test"),
                        io.StringIO())
     assert len(booted) == 1 and not r.ok and r.retried == ""
+    assert not (tmp_path / "out/debian11.stalled-1").exists()
+    with pytest.raises(SystemExit):
+        cli.parser().parse_args(["--stall-retries", "-1"])
 
 
 def test_a_guest_that_stalls_every_time_fails_after_its_retries(

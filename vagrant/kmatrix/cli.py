@@ -101,7 +101,7 @@ def parser() -> argparse.ArgumentParser:
                         "job is PID 1)")
     p.add_argument("--timeout", type=float, default=2700.0,
                    help="seconds one guest may take in all (default: 2700)")
-    p.add_argument("--stall-retries", type=int, default=1, metavar="N",
+    p.add_argument("--stall-retries", type=_retries, default=1, metavar="N",
                    help="boot a kernel again, up to N times, when its tests failed or "
                         "timed out and its console shows the host starved the guest "
                         "(RCU stall, soft lockup); the table says so (default: 1)")
@@ -123,6 +123,12 @@ def _shard(text: str) -> tuple[int, int]:
     if not (k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
         raise argparse.ArgumentTypeError(f"not K/N with 1 <= K <= N: {text!r}")
     return int(k), int(n)
+
+
+def _retries(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a count of 0 or more: {text!r}")
+    return int(text)
 
 
 def shard_files(tier: Path, k: int, n: int) -> list[str]:
@@ -203,6 +209,8 @@ def run_one(k: kernels.Kernel, args: argparse.Namespace, machine: qemu.Machine |
         cmd = qemu.command(fetched.vmlinuz, initrd, fetched.tree, out, machine,
                            SYSTEMD_APPEND if args.systemd else f"sessrec.init={GUEST_RUN}",
                            k.fs, args.cache / "virtiofsd" / k.name)
+        for old in args.out.glob(f"{k.name}.stalled-*"):  # an earlier run's
+            shutil.rmtree(old, ignore_errors=True)
         for attempt in range(args.stall_retries + 1):
             boot_guest(k, fetched, machine, r, out, cmd, job, args, stdout)
             stall = results.guest_stall(out) if r.boot == results.BOOT_OK and not r.ok else None
