@@ -241,13 +241,20 @@ class _Docs:
                 start = f'"{self.timefmt(self.wall_ns + proc.start_ns)}"'  # fork, or first seen
             head = (f'{{"pid":{proc.pid},"entity_id":"{self.entity_id(proc)}","start":{start},'
                     '"thread":{"id":')
-        prog = running_program(proc, ts)
-        program = "" if prog is None else self._program(prog)
+        # running_program(proc, ts), _program and entity_id's cache, inlined
+        # for their common cases (two calls of this a process)
+        prog = proc.program
+        if prog is None:
+            prog = proc.inherited
+        elif prog.ts > ts:  # an exec out of time order
+            prog = running_program(proc, ts)
+        program = "" if prog is None else (
+            self._programs.get((prog.path, *prog.argv)) or self._program(prog))
         name = self._texts[proc.comm] if prog is None or prog.path is None else None
         cwd = self._cwd(proc)
         parent = proc.parent
-        parent_id = (self.entity_id(parent) if parent is not None and parent.pid == proc.ppid
-                     else None)
+        parent_id = ((self.entity.get(parent.seq) or self.entity_id(parent))
+                     if parent is not None and parent.pid == proc.ppid else None)
         # The rest, by value: the children of one shell, running one program in
         # one directory, show the same.
         shows = (program, name, cwd, proc.ppid, parent_id)
