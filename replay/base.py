@@ -10,6 +10,7 @@ import contextlib
 import gc
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
 from types import TracebackType
 
 from sessrec.event import TYPE_NAMES, Event
@@ -95,12 +96,18 @@ class Session(abc.ABC):
         self.unknown_records = 0
         self._counts: dict[int, int] = {}
 
-    @abc.abstractmethod
     def records(self, follow: bool = False, poll_interval: float = 0.2) -> Iterator[Event]:
-        """Iterate the event arrays. Each call starts again after the header.
+        """Iterate the events. Each call starts again after the header.
 
         follow=True: at the end of the data, wait poll_interval seconds and look
         again, until the trailer arrives (or KeyboardInterrupt)."""
+        # Flattened in C: no generator's resumption per event.
+        return chain.from_iterable(self.batches(follow, poll_interval))
+
+    @abc.abstractmethod
+    def batches(self, follow: bool = False, poll_interval: float = 0.2) -> Iterator[list[Event]]:
+        """records' events in the lists they are read in (a few thousand at
+        a time)."""
 
     @abc.abstractmethod
     def close(self) -> None: ...

@@ -62,9 +62,10 @@ class Progress:
 
 
 class ProgressSession(Session):
-    """A session whose records() reports progress as it goes; everything
-    else is the wrapped session's (and its state is copied back at the end,
-    so writers can read trailer, damage and counts from either)."""
+    """A session whose events (batches(), and records() through it) report
+    progress as they are read; everything else is the wrapped session's
+    (and its state is copied back at the end, so writers can read trailer,
+    damage and counts from either)."""
 
     EVERY = 4096  # events between two looks at the clock
 
@@ -74,16 +75,17 @@ class ProgressSession(Session):
         self.header = inner.header
         self.progress = progress
 
-    def records(self, follow: bool = False, poll_interval: float = 0.2) -> Iterator[Event]:
+    def batches(self, follow: bool = False, poll_interval: float = 0.2
+                ) -> Iterator[list[Event]]:
         inner = self.inner
         update = self.progress.update
-        every = self.EVERY - 1
         n = 0
         try:
-            for ev in inner.records(follow=follow, poll_interval=poll_interval):
-                yield ev
-                n += 1
-                if n & every == 0:
+            for events in inner.batches(follow=follow, poll_interval=poll_interval):
+                yield events
+                n += len(events)
+                if n >= self.EVERY:
+                    n = 0
                     update(inner.position)
         finally:
             self.progress.finish()

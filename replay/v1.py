@@ -231,7 +231,8 @@ class SessionV1(Session):
 
     # --- records ---
 
-    def records(self, follow: bool = False, poll_interval: float = 0.2) -> Iterator[Event]:
+    def batches(self, follow: bool = False, poll_interval: float = 0.2
+                ) -> Iterator[list[Event]]:
         self.trailer = None
         self.damage = None
         self.stats_lost = {}
@@ -242,13 +243,12 @@ class SessionV1(Session):
         self._trailer_offset = None
         try:
             # A chunk's events come in lists (_BATCH_EVENTS): the reader's
-            # cost per event is one generator level, not one per function
-            # below, and a list small enough to stay in the CPU's caches.
+            # cost per event is no generator level at all, and a list small
+            # enough to stay in the CPU's caches.
             for batches in self._chunks(follow, poll_interval):
-                for events in batches:
-                    yield from events
+                yield from batches
         except _Corrupt as c:
-            yield from c.before
+            yield c.before
             if self.strict:
                 raise FormatError(c.reason, self.path, c.offset) from None
             self.damage = Damage(c.offset, c.reason, truncated=False)
