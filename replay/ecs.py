@@ -100,7 +100,7 @@ class _Docs:
         self.leader_pid: int = header["leader_pid"]
         self.wall_ns: int = header["clock"]["wall_ns"]
         self.ids = Ids(header["session_id"], "ecs")
-        self.event_prefix = self.ids.event_prefix  # Ids.event, inlined in _head and document
+        self.event_prefix = self.ids.event_prefix  # Ids.event, inlined in _head and write_all
         self.timefmt = fmt.TimeFormatter()
         # Only the live processes and their ancestors: a document shows no other.
         self.model = ProcessModel(header["leader_pid"], index=False, keep=False)
@@ -224,7 +224,7 @@ class _Docs:
         """proc's process.*, encoded (_Entry), from the cache while what it
         shows (program, working directory, comm, ppid, parent: its
         Process.version) is the same. The thread and user are the event's,
-        put in by document."""
+        put in by write_all."""
         key = proc.version
         cached = self._cores.get(proc.seq)
         if cached is not None:

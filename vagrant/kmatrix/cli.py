@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -206,13 +207,16 @@ def run_one(k: kernels.Kernel, args: argparse.Namespace, machine: qemu.Machine |
         factor = TCG_TIMEOUT_FACTOR if machine.accel == "tcg" else 1
         job = (f"PROJECT={REPO}\nTESTS=\"{' '.join(tests)}\"\nTIMEOUT={int(args.timeout - 120)}\n"
                f"SESSREC_TEST_TIMEOUT_FACTOR={factor}\n")
+        sockets = args.cache / "virtiofsd" / k.name
         cmd = qemu.command(fetched.vmlinuz, initrd, fetched.tree, out, machine,
                            SYSTEMD_APPEND if args.systemd else f"sessrec.init={GUEST_RUN}",
-                           k.fs, args.cache / "virtiofsd" / k.name)
+                           k.fs, sockets)
         for old in args.out.glob(f"{k.name}.stalled-*"):  # an earlier run's
             shutil.rmtree(old, ignore_errors=True)
+        base, retried = r, ""  # what every boot starts from; the stalled boots so far
         for attempt in range(args.stall_retries + 1):
-            boot_guest(k, fetched, machine, r, out, cmd, job, args, stdout)
+            r = replace(base, retried=retried)
+            boot_guest(k, fetched, machine, r, out, cmd, job, sockets, args, stdout)
             stall = results.guest_stall(out) if r.boot == results.BOOT_OK and not r.ok else None
             if stall is None or attempt == args.stall_retries:
                 break
@@ -222,12 +226,10 @@ def run_one(k: kernels.Kernel, args: argparse.Namespace, machine: qemu.Machine |
             shutil.rmtree(kept, ignore_errors=True)
             out.rename(kept)
             why = r.problem or f"{r.failed} failed"
-            r.retried += (f"{'; ' if r.retried else ''}its guest stalled ({stall}): "
-                          f"{r.passed} passed, {why}; console in {kept.name}/")
+            retried += (f"{'; ' if retried else ''}its guest stalled ({stall}): "
+                        f"{r.passed} passed, {why}; console in {kept.name}/")
             print(f"kernel-matrix: {k.name}: the guest stalled ({stall}); booting it again",
                   file=stdout, flush=True)
-            r.passed = r.failed = r.skipped = 0
-            r.failing, r.problem, r.probe_seconds, r.unit = [], "", None, ""
     except MatrixError as e:
         r.boot, r.problem = results.BOOT_INFRA, str(e)
     r.seconds = time.monotonic() - start
@@ -238,7 +240,7 @@ def run_one(k: kernels.Kernel, args: argparse.Namespace, machine: qemu.Machine |
 
 
 def boot_guest(k: kernels.Kernel, fetched: kernels.Fetched, machine: qemu.Machine,
-               r: results.KernelResult, out: Path, cmd: list[str], job: str,
+               r: results.KernelResult, out: Path, cmd: list[str], job: str, sockets: Path,
                args: argparse.Namespace, stdout: IO[str]) -> None:
     """One boot of the guest, its test run, and its results into r."""
     shutil.rmtree(out, ignore_errors=True)
@@ -246,7 +248,7 @@ def boot_guest(k: kernels.Kernel, fetched: kernels.Fetched, machine: qemu.Machin
     (out / "job").write_text(job)
     print(f"kernel-matrix: {k.name}: booting {fetched.release} under {machine.accel}"
           f" (shares over {k.fs})", file=stdout, flush=True)
-    with lock(args.lock), (qemu.virtiofsd(fetched.tree, out, args.cache / "virtiofsd" / k.name)
+    with lock(args.lock), (qemu.virtiofsd(fetched.tree, out, sockets)
                            if k.fs == "virtiofs" else nullcontext()):
         run = qemu.run(cmd, out, BOOT_TIMEOUT, args.timeout)
     if not run.booted:
