@@ -8,7 +8,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import chain
 from types import TracebackType
@@ -95,6 +95,9 @@ class Session(abc.ABC):
         self.unknown_types: dict[int, int] = {}
         self.unknown_records = 0
         self._counts: dict[int, int] = {}
+        # What the read side's own bounds left out, asked after reading
+        # (PathResolver.for_session adds its limit_warning).
+        self.limited: list[Callable[[], str | None]] = []
 
     def records(self, follow: bool = False, poll_interval: float = 0.2) -> Iterator[Event]:
         """Iterate the events. Each call starts again after the header.
@@ -136,6 +139,12 @@ class Session(abc.ABC):
         if self.damage is None:
             return None
         return self.damage.warning(self.path, self.events_read)
+
+    def warnings(self) -> list[str]:
+        """What a command prints after reading: damage_warning, then what
+        the read side's bounds left out."""
+        found = [self.damage_warning(), *(warning() for warning in self.limited)]
+        return [w for w in found if w]
 
     def __enter__(self) -> Session:
         return self

@@ -77,8 +77,7 @@ def run(args: argparse.Namespace, io: Streams) -> int:
             writer(with_progress(session, io.stderr, out), out)
             if f is not None:
                 f.flush()  # so that close() has nothing left that could fail
-            warning = session.damage_warning()
-            if warning:
+            for warning in session.warnings():
                 io.warn(warning)
     except OSError as e:
         if f is None:

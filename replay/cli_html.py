@@ -94,9 +94,9 @@ def run(args: argparse.Namespace, io: Streams) -> int:
     with open_session(args.file, strict=False) as session:
         filters = filters_from(args, session.header["clock"]["wall_ns"])
         page, shown = report(session, filters=filters)
-        warning = session.damage_warning()
+        warnings = session.warnings()
     _write_new(out, page)
-    if warning:
+    for warning in warnings:
         io.warn(printable(warning))
     io.stderr.write(f"sessrec: wrote {printable(out)}: {shown.processes} processes, "
                     f"{shown.events} events\n")

@@ -134,8 +134,7 @@ def run(args: argparse.Namespace, io: Streams) -> int:
             write_timeline(session, io.stdout, filters=filters, style=style, pacer=pacer,
                            follow=args.follow)
         io.stdout.flush()
-        warning = session.damage_warning()
-        if warning:
+        for warning in session.warnings():
             io.warn(warning)
     return ExitStatus.OK
 

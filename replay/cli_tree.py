@@ -52,7 +52,7 @@ def _run(args: argparse.Namespace, io: Streams) -> int:
 
     with open_session(args.file, strict=False) as session:
         model = ProcessModel.build(session, index=False)
-        warning = session.damage_warning()
+        warnings = session.warnings()
     limit = model.limit_warning()
     roots = None
     if args.pid is not None:
@@ -72,7 +72,7 @@ def _run(args: argparse.Namespace, io: Streams) -> int:
     out.write(summary(model) + "\n")
     model.release()
     out.flush()
-    for w in (warning, limit):
+    for w in (*warnings, limit):
         if w:
             io.warn(w)
     return ExitStatus.OK

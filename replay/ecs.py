@@ -18,10 +18,12 @@ import posixpath
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final, TextIO
 
+from replay import cache
 from replay.base import Session, no_gc
+from replay.cache import Budget, Texts
 from replay.events import PathResolver
 from replay.export_ids import Ids
-from replay.jsonl import _Cache, _jtext
+from replay.jsonl import _jtext
 from replay.model import ExecInfo, Process, ProcessModel, running_program
 from replay.text import json_safe
 from replay.trust import kernel_dst
@@ -68,8 +70,11 @@ IANA_TRANSPORT: Final[Mapping[int, tuple[str, int]]] = {
 }
 MPTCP: Final = 262
 # Processes whose encoded process.* is kept (about 2 KB each): a bound for
-# files of many processes that never exit.
+# files of many processes that never exit; and the characters of their
+# process.* and working directories kept (by the texts made: a hostile file
+# can give each its own 1 MiB path).
 _MAX_CACHED: Final = 65536
+_PROCESS_BUDGET: Final = 4 * cache.BUDGET
 
 
 # "000" to "fff": the last three hex digits of an event.id's index.
@@ -106,7 +111,7 @@ class _Docs:
         self.model = ProcessModel(header["leader_pid"], index=False, keep=False)
         self._feed = self.model.feed
         self._by_pid = self.model.by_pid
-        self.resolver = PathResolver.from_header(header)
+        self.resolver = PathResolver.for_session(session)
         self.user: str = header["user"]
         self.uid: int = header["uid"]
         host = {
@@ -126,22 +131,35 @@ class _Docs:
         self.entity: dict[int, str] = {}  # Process.seq -> entity_id
         self._leader: str | None = None  # the leaders' JSON, once its entity id is known
         self._unknown_leader: str | None = None  # and until then
-        self._cores: dict[int, _Entry] = {}  # Process.seq -> its process.*
+        # Process.seq -> its process.* (of the live processes: 2 KB each, and
+        # their program's and working directory's text), and its characters
+        # (by each text's length, as cache.Budget does, inline)
+        self._cores: dict[int, _Entry] = {}
+        self._core_chars = 0
         # what _entry's process.* shows but its head -> its text, and closed
         self._bodies: dict[tuple[str, str | None, bytes | None, int, str | None],
                            tuple[str, str | None]] = {}
+        self._bodies_kept = Budget(4096)
         # (path, requested path, flags, syscall) -> an open's parts (_open_parts)
         self._opens: dict[tuple[bytes | None, bytes, int, int], tuple[str, str, str, str]] = {}
+        self._opens_kept = Budget()
         self._programs: dict[tuple[bytes | None, ...], str] = {}  # (path, *argv) -> _program
-        self._heads: dict[tuple[str, str, str, str], str] = {}
+        self._programs_kept = Budget()
+        self._heads: dict[tuple[str, str, str, str], str] = {}  # (of the code's constants)
         self._users: dict[int, tuple[str, str]] = {}
-        self._cwds: dict[int, bytes] = {}  # Process.seq -> its latest cwd
+        self._users_kept = Budget(4096)
+        # Process.seq -> its latest cwd, for its exit's document (which the
+        # resolver has forgotten by then), and their bytes, as _cores'
+        self._cwds: dict[int, bytes] = {}
+        self._cwd_bytes = 0
         # comms and working directories, as JSON strings, for _entry
-        self._texts: _Cache[bytes] = _Cache(_jtext, 4096)
-        self._flags: _Cache[int] = _Cache(
+        self._texts: Texts[bytes] = Texts(_jtext, 4096)
+        self._flags: Texts[int] = Texts(
             lambda flags: _dumps(list(linux.open_flag_names(flags))))
         self._connects: dict[tuple[bytes, int, int], str] = {}
+        self._connects_kept = Budget()
         self._exits: dict[int, tuple[str, str, int | str, str]] = {}  # _exit_parts
+        self._exits_kept = Budget(4096)
         # the heads that do not depend on the event but for its outcome
         self._fork_head = self._head("process", "start", "fork", "success")
         self._exec_heads = (self._head("process", "start", "exec", "success"),
@@ -205,10 +223,7 @@ class _Docs:
         if prog.path is not None:
             text += (f',"executable":{_jtext(prog.path)}'
                      f',"name":{_jtext(posixpath.basename(prog.path))}')
-        if len(self._programs) >= _MAX_CACHED:
-            self._programs.clear()
-        self._programs[key] = text
-        return text
+        return self._programs_kept.keep(self._programs, key, text, 2 * len(text))
 
     def _cwd(self, proc: Process) -> bytes | None:
         """proc's working directory; at its exit (which the resolver has
@@ -217,6 +232,10 @@ class _Docs:
         if cwd is None:
             return self._cwds.get(proc.seq)
         if proc.seq >= 0:
+            self._cwd_bytes += len(cwd)
+            if self._cwd_bytes > _PROCESS_BUDGET:
+                self._cwds.clear()
+                self._cwd_bytes = 0
             self._cwds[proc.seq] = cwd
         return cwd
 
@@ -271,14 +290,15 @@ class _Docs:
                 text += f',"parent":{{"pid":{proc.ppid}}}'
             body = (text, None if self._leader is None else text + self._leader + "}")
             if body[1] is not None:  # complete: kept
-                if len(self._bodies) >= 4096:
-                    self._bodies.clear()
-                self._bodies[shows] = body
+                self._bodies_kept.keep(self._bodies, shows, body, 3 * len(body[1]))
         entry = (key, head, *body)
         if proc.seq >= 0:
-            if len(self._cores) >= _MAX_CACHED:
-                self._cores.clear()
-            self._cores[proc.seq] = entry
+            cores = self._cores
+            self._core_chars += len(head) + len(body[0])
+            if len(cores) >= _MAX_CACHED or self._core_chars > _PROCESS_BUDGET:
+                cores.clear()
+                self._core_chars = 0
+            cores[proc.seq] = entry
         return entry
 
     # --- documents ---
@@ -303,9 +323,8 @@ class _Docs:
         u: dict[str, str] = {"id": str(uid)}
         if uid == self.uid:
             u["name"] = self.user
-        parts = self._users[uid] = (f'}},"user":{_dumps(u)},"process":',
-                                    f'}},"user":{{"id":"{uid}"}}')
-        return parts
+        parts = (f'}},"user":{_dumps(u)},"process":', f'}},"user":{{"id":"{uid}"}}')
+        return self._users_kept.keep(self._users, uid, parts, len(parts[0]) + len(parts[1]))
 
     def _destination(self, ev: Connect) -> str:
         """destination, network and sessrec of a connect, but its return code:
@@ -336,10 +355,7 @@ class _Docs:
         text = (f',"destination":{_dumps(dest)}' if dest else "") + (
             f',"network":{_dumps(network)}' if network else "")
         text += f'\0,"family":"{addr.family_name}"{extra}}}'
-        if len(self._connects) > 65536:
-            self._connects.clear()
-        self._connects[key] = text
-        return text
+        return self._connects_kept.keep(self._connects, key, text, len(key[0]) + len(text))
 
     def _open_parts(self, key: tuple[bytes | None, bytes, int, int]) -> tuple[str, str, str, str]:
         """An open's event.* heads (success, failure), and its members
@@ -361,10 +377,8 @@ class _Docs:
             f',"flags":{self._flags[flags]},"requested_path":{_jtext(requested)},'
             f'"syscall":"{linux.syscall_name(linux.OPEN_SYSCALLS, syscall)}"}}',
         )
-        if len(self._opens) > 65536:
-            self._opens.clear()
-        self._opens[key] = parts
-        return parts
+        size = len(requested) + len(path or b"") + sum(map(len, parts[2:]))
+        return self._opens_kept.keep(self._opens, key, parts, size)
 
     def _exit_parts(self, raw: int) -> tuple[str, str, int | str, str]:
         """An exit's exit_code member, its event.* head, its signal and the
@@ -374,10 +388,7 @@ class _Docs:
                  self._head("process", "end", "exit", "success" if raw == 0 else "failure"),
                  "null" if st.signal is None else st.signal,
                  f',"core_dumped":{_bool(st.core_dumped)}}}')
-        if len(self._exits) >= 4096:
-            self._exits.clear()
-        self._exits[raw] = parts
-        return parts
+        return self._exits_kept.keep(self._exits, raw, parts, 256)
 
     def _other(self, ev: Event, path: bytes | None
                ) -> tuple[str, str, int, str, str, int | str, str]:

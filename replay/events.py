@@ -51,6 +51,17 @@ class _Proc:
         return _Proc(self.cwd, dict(self.fds), set(self.cloexec))
 
 
+# The most the resolver holds (working directories, descriptors' paths and
+# the processes themselves, counted as PROC_COST and FD_COST bytes more): a
+# file is untrusted, and a small one can give 150,000 live processes a
+# 4 KiB working directory each, or one process 150,000 descriptors. Past
+# it, the oldest processes' descriptors are forgotten, then the oldest
+# processes (limit_warning says how many): their later relative paths show
+# as unresolved.
+PATH_BUDGET = 64 << 20
+PROC_COST = 512
+FD_COST = 64
+
 _DEV_FD = b"/dev/fd/"
 _KFILE, _KCWD, _KDIRFD, _KROOT = (int(KpathSource.FILE), int(KpathSource.CWD),
                                   int(KpathSource.DIRFD), int(KpathSource.ROOT))
@@ -90,10 +101,63 @@ class PathResolver:
         self._procs: dict[int, _Proc] = {}
         if leader_pid is not None:
             self._procs[leader_pid] = _Proc(normalize(cwd) if cwd else None)
+        # What was stored since the last count (bytes, an upper bound), and
+        # how much may be before the next (_trim); what it forgot.
+        self._stored = 0
+        self._room = PATH_BUDGET
+        self.fds_forgotten = 0
+        self.procs_forgotten = 0
+
+    def _trim(self) -> None:
+        """Count what is held; past PATH_BUDGET, forget the oldest
+        processes' descriptors, then the oldest processes, down to half of
+        it. Counting costs a pass over the state, once per half a budget
+        stored at least."""
+        def held(proc: _Proc) -> int:
+            return (PROC_COST + len(proc.cwd or b"") + FD_COST * len(proc.fds)
+                    + sum(map(len, proc.fds.values())))
+
+        procs = self._procs
+        total = sum(map(held, procs.values()))
+        target = PATH_BUDGET // 2
+        if total > PATH_BUDGET:
+            for proc in procs.values():
+                if total <= target:
+                    break
+                if proc.fds:
+                    total -= held(proc)
+                    self.fds_forgotten += len(proc.fds)
+                    proc.fds = {}
+                    proc.cloexec = set()
+                    total += held(proc)
+            for pid in list(procs):
+                if total <= target:
+                    break
+                total -= held(procs.pop(pid))
+                self.procs_forgotten += 1
+        self._stored = 0
+        self._room = max(PATH_BUDGET - total, target)
+
+    def limit_warning(self) -> str | None:
+        """The warning to print when the resolver forgot something, else None."""
+        if not self.fds_forgotten and not self.procs_forgotten:
+            return None
+        return (f"the session's paths passed the {PATH_BUDGET >> 20} MiB the path resolver "
+                f"keeps: it forgot {self.fds_forgotten} descriptors and the working "
+                f"directories of {self.procs_forgotten} processes, whose later relative "
+                "paths show as unresolved")
 
     @classmethod
     def from_header(cls, header: Header) -> PathResolver:
         return cls(header["leader_pid"], header["cwd"])
+
+    @classmethod
+    def for_session(cls, session: Session) -> PathResolver:
+        """One from session's header, whose limit_warning session.warnings()
+        gives."""
+        resolver = cls.from_header(session.header)
+        session.limited.append(resolver.limit_warning)
+        return resolver
 
     def cwd(self, pid: int) -> bytes | None:
         proc = self._procs.get(pid)
@@ -139,11 +203,19 @@ class PathResolver:
         proc = self._procs.get(pid)
         if proc is None:
             proc = self._procs[pid] = _Proc(None)
+            self._stored += PROC_COST
         return proc
 
     def _fork(self, ev: Fork) -> bytes | None:
         parent = self._procs.get(ev.pid)
-        self._procs[ev.child_pid] = _Proc(None) if parent is None else parent.copy()
+        if parent is None:
+            self._procs[ev.child_pid] = _Proc(None)
+            self._stored += PROC_COST
+        else:
+            self._procs[ev.child_pid] = parent.copy()
+            self._stored += PROC_COST + FD_COST * len(parent.fds)
+        if self._stored > self._room:
+            self._trim()
         return None
 
     def _exec(self, ev: Exec) -> bytes | None:
@@ -194,11 +266,15 @@ class PathResolver:
         fd = ev.ret
         if fd >= 0:
             if proc is None:
-                proc = self._procs[pid] = _Proc(None)
+                proc = self._proc(pid)
             if path is None:
                 proc.fds.pop(fd, None)
             else:
                 proc.fds[fd] = path
+                self._stored += len(path) + FD_COST
+                if self._stored > self._room:
+                    self._trim()
+                    proc = self._proc(pid)  # (if it was forgotten)
             if ev.open_flags & O_CLOEXEC:
                 proc.cloexec.add(fd)
             else:
@@ -217,6 +293,9 @@ class PathResolver:
             path = self.fd_path(pid, fd)
         if ev.ret == 0:
             self._proc(pid).cwd = path
+            self._stored += PROC_COST if path is None else PROC_COST + len(path)
+            if self._stored > self._room:
+                self._trim()
         return path
 
 
@@ -234,7 +313,7 @@ def with_paths(
     resolver: pass one to ask it about the state after each event (a
     process's cwd); by default a fresh one from the header."""
     if resolver is None:
-        resolver = PathResolver.from_header(session.header)
+        resolver = PathResolver.for_session(session)
     apply = resolver.apply
     for ev in session.records(follow=follow, poll_interval=poll_interval):
         yield ev, apply(ev)

@@ -30,6 +30,7 @@ import os
 from typing import NamedTuple
 
 from replay.base import Session, describe_gap, no_gc
+from replay.cache import Budget
 from replay.events import PathResolver
 from replay.model import ProcessModel
 from replay.summary import Tally
@@ -75,16 +76,30 @@ CSP = (
 )
 
 
+# The page's distinct texts hold at most this many characters: a small file
+# can make every path 4 KiB and new (a 600 MB page, and more than the 512 MiB
+# every read command keeps to while it is built).
+MAX_PAGE_TEXT = 32 << 20
+TEXT_LEFT_OUT = "[text left out: the page holds 32 MiB of text; `sessrec replay` shows it]"
+
+
 class _Strings:
-    """Interned strings: each distinct text once, referred to by index."""
+    """Interned strings: each distinct text once, referred to by index; past
+    MAX_PAGE_TEXT characters, a new text is TEXT_LEFT_OUT (counted)."""
 
     def __init__(self) -> None:
         self.index: dict[str, int] = {}
         self.items: list[str] = []
+        self.size = 0
+        self.left_out = 0
 
     def __call__(self, text: str) -> int:
         i = self.index.get(text)
         if i is None:
+            if self.size + len(text) > MAX_PAGE_TEXT and text != TEXT_LEFT_OUT:
+                self.left_out += 1
+                return self(TEXT_LEFT_OUT)
+            self.size += len(text)
             i = self.index[text] = len(self.items)
             self.items.append(text)
         return i
@@ -126,17 +141,21 @@ def _report_data(session: Session, name: str,
     feed = model.feed
     strings = _Strings()
     # Caches: the same paths, argv, flags and addresses come back again and again.
+    # (Each within a Budget: a hostile file's keys can be many and 1 MiB long.)
     path_idx: dict[tuple[bytes | None, bytes | None], int] = {}
     argv_idx: dict[tuple[bytes, ...], int] = {}
     flag_idx: dict[int, int] = {}
     addr_idx: dict[tuple[bytes, int, int], int] = {}
     comm_idx: dict[bytes, int] = {}
+    path_kept, argv_kept, flag_kept, addr_kept, comm_kept = (
+        Budget(), Budget(), Budget(4096), Budget(), Budget())
 
     def path_s(path: bytes | None, requested: bytes | None) -> int:
         key = (path, requested)
         i = path_idx.get(key)
         if i is None:
-            i = path_idx[key] = strings(_path(path, requested))
+            i = path_kept.keep(path_idx, key, strings(_path(path, requested)),
+                               len(path or b"") + len(requested or b""))
         return i
 
     t_col: list[int] = []
@@ -151,11 +170,13 @@ def _report_data(session: Session, name: str,
     tally = Tally(header)
     add = tally.add
     exit_texts: dict[int, int] = {}  # exit_code_raw -> its text's string
+    exits_kept = Budget(4096)
     not_shown = 0  # events past MAX_PAGE_EVENTS
     # Everything built here lives until the page is written: the garbage
     # collector's passes over the growing heap would find nothing.
     with no_gc():
-        resolve = PathResolver.from_header(header).apply
+        resolver = PathResolver.for_session(session)
+        resolve = resolver.apply
         for ev in session.records():
             path = resolve(ev)
             proc = feed(ev, path)
@@ -178,14 +199,14 @@ def _report_data(session: Session, name: str,
                 flags = ev.open_flags
                 x = flag_idx.get(flags, -1)
                 if x < 0:
-                    x = flag_idx[flags] = strings("|".join(linux.open_flag_names(flags)))
+                    x = flag_kept.keep(flag_idx, flags,
+                                      strings("|".join(linux.open_flag_names(flags))), 0)
             elif type(ev) is Exec:
                 argv = tuple(ev.argv)
                 s = argv_idx.get(argv, -1)
                 if s < 0:
-                    if len(argv_idx) > 100_000:
-                        argv_idx.clear()
-                    s = argv_idx[argv] = strings(argv_text(list(argv)) if argv else "''")
+                    s = argv_kept.keep(argv_idx, argv, strings(
+                        argv_text(list(argv)) if argv else "''"), sum(map(len, argv)))
                 x = path_s(path, ev.requested_path)
                 r = ev.ret
             elif type(ev) is Connect:
@@ -193,8 +214,9 @@ def _report_data(session: Session, name: str,
                 s = addr_idx.get(key, -1)
                 if s < 0:
                     a = linux.decode_sockaddr(key[0])
-                    s = addr_idx[key] = strings(
-                        address_text(a, linux.protocol_name(a.family, key[1], key[2])))
+                    s = addr_kept.keep(addr_idx, key, strings(
+                        address_text(a, linux.protocol_name(a.family, key[1], key[2]))),
+                        len(key[0]))
                 r = ev.ret
             elif type(ev) is Chdir:
                 fd = ev.fd
@@ -207,7 +229,7 @@ def _report_data(session: Session, name: str,
                 x = ev.exit_code_raw
                 s = exit_texts.get(x, -1)
                 if s < 0:
-                    s = exit_texts[x] = strings(exit_text(x))
+                    s = exits_kept.keep(exit_texts, x, strings(exit_text(x)), 0)
             elif type(ev) is Fork:
                 x = ev.child_pid
             elif type(ev) is Cgroup:
@@ -227,7 +249,7 @@ def _report_data(session: Session, name: str,
             f_col.append(1 if failed(ev) else 0)
             c = comm_idx.get(ev.comm)
             if c is None:
-                c = comm_idx[ev.comm] = strings(show(ev.comm))
+                c = comm_kept.keep(comm_idx, ev.comm, strings(show(ev.comm)), len(ev.comm))
             c_col.append(c)
 
     order = [p for _depth, p in model.walk()]
@@ -310,6 +332,13 @@ def _report_data(session: Session, name: str,
     model.release()
     if limit:
         warnings.append(limit + ".")
+    forgot = resolver.limit_warning()
+    if forgot:
+        warnings.append(forgot[0].upper() + forgot[1:] + ".")
+    if strings.left_out:
+        warnings.append(f"{strings.left_out} texts (paths, argv) are left out of the page, "
+                        f"which holds {MAX_PAGE_TEXT >> 20} MiB of distinct text; "
+                        "`sessrec replay` shows them.")
     if filtered_out:
         warnings.append(f"The timeline shows the events that match the filters given; "
                         f"{filtered_out} others are in the tree and the counts only.")

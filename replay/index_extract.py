@@ -50,7 +50,7 @@ def index_file(conn: sqlite3.Connection, file_id: int, full: str, intern: Intern
     with open_session(full, strict=False) as session:
         header = session.header
         wall_ns: int = header["clock"]["wall_ns"]
-        resolve = PathResolver.from_header(header).apply
+        resolve = PathResolver.for_session(session).apply
         # By the bytes of the file: each distinct value decoded and interned once.
         comms: dict[bytes, int] = {}
         paths: dict[bytes, tuple[int, int]] = {}  # path -> (path id, base name id)

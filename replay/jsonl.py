@@ -10,12 +10,12 @@ open flags, socket addresses).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from json.encoder import encode_basestring
-from typing import TextIO, TypeVar
+from typing import TextIO
 
 from replay import trust
 from replay.base import Session
+from replay.cache import Texts
 from replay.events import PathResolver
 from replay.text import json_safe
 from sessrec import format as fmt
@@ -59,25 +59,6 @@ def _jbool(value: bool) -> str:
 
 def _argv(argv: list[bytes]) -> str:
     return "[" + ",".join([_jtext(a) for a in argv]) + "]"
-
-
-_K = TypeVar("_K")
-
-
-class _Cache(dict[_K, str]):
-    """A dict that computes missing values with a function (and keeps them)."""
-
-    def __init__(self, func: Callable[[_K], str], limit: int = 65536):
-        super().__init__()
-        self.func = func
-        self.limit = limit
-
-    def __missing__(self, key: _K) -> str:
-        value = self.func(key)
-        if len(self) >= self.limit:
-            self.clear()
-        self[key] = value
-        return value
 
 
 def _flag_names(flags: int) -> str:
@@ -144,15 +125,15 @@ def write_jsonl(
     wall_ns: int = header["clock"]["wall_ns"]
     session_id = _jstr(header["session_id"])
     timefmt = fmt.TimeFormatter()
-    resolver = PathResolver.from_header(header)
+    resolver = PathResolver.for_session(session)
     resolve, resolve_open = resolver.apply, resolver.apply_open
-    comms = _Cache(_jtext)
+    comms = Texts(_jtext)
     # Paths come back again and again (libraries, headers): their JSON is kept,
     # for 2,048 of them (a path is up to 4 KiB, its JSON up to 5 times that).
-    paths: _Cache[bytes | None] = _Cache(_jpath, 2048)
-    flag_names = _Cache(_flag_names)
-    connects = _Cache(_connect_fields)
-    exits = _Cache(_exit_fields)
+    paths: Texts[bytes | None] = Texts(_jpath, 2048)
+    flag_names = Texts(_flag_names)
+    connects = Texts(_connect_fields)
+    exits = Texts(_exit_fields)
     # (kpath_src, flags) -> _trust_fields: all that its text depends on.
     trusts: dict[tuple[int, int], str] = {}
     open_sys = linux.OPEN_SYSCALLS

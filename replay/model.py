@@ -29,9 +29,9 @@ what the model keeps is bounded (the constants below): at most MAX_PROCESSES
 processes (later ones are counted in forks_left_out and left_out, and
 limit_warning() says so), the first MAX_EXECS execs of each process
 (Process.program is always its latest successful one), MAX_THREADS tids and
-MAX_PPIDS ppid changes per process, and ARGV_BUDGET bytes of argv in all:
-past it, an exec keeps the first ARGV_KEPT bytes of its argv, marked
-truncated.
+MAX_PPIDS ppid changes per process, and ARGV_BUDGET bytes of argv and exec
+paths in all: past it, an exec keeps the first ARGV_KEPT bytes of its argv
+and of its paths, marked truncated.
 """
 
 from __future__ import annotations
@@ -234,7 +234,7 @@ class ProcessModel:
         model = cls(session.header["leader_pid"], index=index)
         feed = model.feed
         with no_gc():
-            resolve = (resolver or PathResolver.from_header(session.header)).apply
+            resolve = (resolver or PathResolver.for_session(session)).apply
             for ev in session.records():
                 path = resolve(ev)
                 feed(ev, path)
@@ -283,8 +283,10 @@ class ProcessModel:
 
     def _exec_info(self, ev: Exec, path: bytes | None) -> ExecInfo:
         argv = ev.argv
+        requested = ev.requested_path
         truncated = bool(ev.flags & ARGV_TRUNCATED)
-        size = sum(map(len, argv)) + len(argv)
+        # (a file's paths may be 1 MiB: counted with the argv)
+        size = sum(map(len, argv)) + len(argv) + len(requested) + len(path or b"")
         if self._argv_bytes + size > ARGV_BUDGET:
             kept: list[bytes] = []
             left = ARGV_KEPT
@@ -293,9 +295,11 @@ class ProcessModel:
                     break
                 kept.append(a[:left])
                 left -= len(a) + 1
-            argv, truncated, size = kept, True, ARGV_KEPT
+            argv, truncated, size = kept, True, 3 * ARGV_KEPT
+            requested = requested[:ARGV_KEPT]
+            path = None if path is None else path[:ARGV_KEPT]
         self._argv_bytes += size
-        return ExecInfo(ev.ts, ev.ret, path, ev.requested_path, argv, ev.argc, truncated)
+        return ExecInfo(ev.ts, ev.ret, path, requested, argv, ev.argc, truncated)
 
     def _attach(self, proc: Process, parent: Process | None) -> None:
         proc.parent = parent

@@ -24,9 +24,10 @@ import json
 from typing import TextIO
 
 from replay.base import Session
+from replay.cache import Texts
 from replay.events import PathResolver
 from replay.export_ids import Ids
-from replay.jsonl import _Cache, _jpath, _jtext
+from replay.jsonl import _jpath, _jtext
 from replay.text import json_safe
 from replay.trust import kernel_dst
 from sessrec import format as fmt
@@ -86,9 +87,9 @@ def write_teleport(session: Session, out: TextIO) -> int:
         f'"server_id":"{ids.server(header["hostname"])}",'
         f'"server_hostname":{_dump(header["hostname"])}'
     )
-    comms = _Cache(_jtext)
-    paths: _Cache[bytes | None] = _Cache(_jpath, 2048)  # as jsonl's
-    argvs: _Cache[tuple[bytes, ...]] = _Cache(
+    comms = Texts(_jtext)
+    paths: Texts[bytes | None] = Texts(_jpath, 2048)  # as jsonl's
+    argvs: Texts[tuple[bytes, ...]] = Texts(
         lambda argv: "[" + ",".join(_jtext(a) for a in argv[1:]) + "]")
     command, disk = _kind(SESSION_COMMAND), _kind(SESSION_DISK)
     network, process_exit = _kind(SESSION_NETWORK), _kind(SESSION_PROCESS_EXIT)
@@ -103,7 +104,7 @@ def write_teleport(session: Session, out: TextIO) -> int:
     start = {"initial_command": list(header["command"])}
     write(line(0, _kind(SESSION_START), _dump(header["started_at"]), "," + _dump(start)[1:-1]))
     n = 1
-    resolve = PathResolver.from_header(header).apply
+    resolve = PathResolver.for_session(session).apply
     for ev in session.records():
         path = resolve(ev)
         if type(ev) is Open:

@@ -376,7 +376,7 @@ def write_timeline(
             write((line if safe else ascii_safe(line)) + "\n")
         return len(new)
 
-    resolve = PathResolver.from_header(header).apply
+    resolve = PathResolver.for_session(session).apply
     for ev in session.records(follow=follow, poll_interval=poll_interval):
         path = resolve(ev)
         if len(session.gaps) != gaps:

@@ -181,6 +181,39 @@ def leaderless(n: int = 50_000) -> bytes:
     return session(events(evs))
 
 
+def long_paths(n: int = 750, size: int = 400_000) -> bytes:
+    """Opens of n distinct absolute paths of size bytes each (a path may be
+    1 MiB in a file, though not from a kernel): every cache
+    keyed by a path or its text misses, and a cache bounded by its count
+    alone held gigabytes (ECS, html)."""
+    return session(events(
+        ev(4, 1000, [3, 1, -100, b"/" + b"a" * (size - 12) + b"%011d" % i, 0, 0o644])
+        for i in range(n)))
+
+
+def many_descriptors(n: int = 1500, size: int = 400_000) -> bytes:
+    """One process opening n distinct long paths on n distinct descriptors,
+    none closed: the path resolver kept every one."""
+    return session(events(
+        ev(4, 1000, [3 + i, 1, -100, b"/" + b"b" * (size - 12) + b"%011d" % i, 0, 0o644])
+        for i in range(n)))
+
+
+def long_cwds(n: int = 1500, size: int = 400_000) -> bytes:
+    """n live processes, each in its own long working directory."""
+    def evs() -> Iterable[list[Any]]:
+        for i in range(n):
+            yield fork(1000, 2000 + i)
+            yield ev(6, 2000 + i, [0, -1, b"/" + b"d" * (size - 12) + b"%011d" % i], ppid=1000)
+    return session(events(evs()))
+
+
+def distinct_argv(n: int = 400, size: int = 1_000_000) -> bytes:
+    """Execs of n distinct argv of size bytes each: every cache of an
+    argv's text misses (teleport's kept 800 MB)."""
+    return session(events(exec_(1000, [b"a" * size + b"%08d" % i]) for i in range(n)))
+
+
 def record(t: int, body: bytes, pid: int = 1000, ts: int | None = None) -> bytes:
     """A framed ring record: bpf/sessrec.h's header, then body."""
     mono = HEADER["clock"]["mono_ns"]

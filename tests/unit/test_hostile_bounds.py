@@ -17,6 +17,7 @@ from hostile import (
     big_execs,
     chunk,
     deep_chain,
+    distinct_argv,
     ev,
     events_bomb,
     exec_,
@@ -26,6 +27,9 @@ from hostile import (
     header_bomb,
     header_key_bomb,
     leaderless,
+    long_cwds,
+    long_paths,
+    many_descriptors,
     nul_argv_execs,
     record,
     run_bounded,
@@ -87,6 +91,8 @@ def test_issue_64mib_bombs_are_refused_unread(tmp_path: Path, bomb: Callable[[in
         assert err == "" or "more than the 2097152 allowed" in err
 
 
+# The commands that resolve paths (replay.events.PathResolver).
+RESOLVING_COMMANDS = tuple(c for c in READ_COMMANDS if c[0] not in ("info", "verify"))
 MODEL_COMMANDS = (["tree"], ["export", "--format", "ecs"], ["html", "-o", "{tmp}/out.html"])
 
 
@@ -134,6 +140,22 @@ def test_a_session_without_its_leader_is_linear(tmp_path: Path) -> None:
     p = tmp_path / "leaderless.srec"
     p.write_bytes(leaderless(50_000))
     check_bounded(p, tmp_path, MODEL_COMMANDS, timeout=60)
+
+
+@pytest.mark.parametrize("build", [long_paths, many_descriptors, long_cwds, distinct_argv])
+def test_distinct_long_texts_are_bounded(tmp_path: Path, build: Callable[[], bytes]) -> None:
+    """Small files whose paths or argv are all distinct and long: each broke
+    512 MiB in export --format ecs and html, and the path resolver's state
+    in every command that resolves paths. The caches are bounded by size
+    now, and the resolver forgets past its budget, saying so."""
+    p = tmp_path / "t.srec"
+    p.write_bytes(build())
+    assert p.stat().st_size < 200_000
+    results = check_bounded(p, tmp_path, RESOLVING_COMMANDS, timeout=300)
+    assert all(status == 0 for status, _err in results)
+    if build in (many_descriptors, long_cwds):
+        for _status, err in results:
+            assert "the path resolver keeps: it forgot" in err
 
 
 def test_model_keeps_a_bounded_history(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -86,6 +86,27 @@ def test_hostile_page(tmp_path: Path) -> None:
     assert data["summary"]["user"] == "</script><b>"
 
 
+def test_past_its_text_budget_the_page_leaves_new_texts_out(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page's distinct texts are bounded: 70,000 distinct 4 KiB paths
+    made a page of 600 MB, past the 512 MiB every read command keeps to.
+    Past MAX_PAGE_TEXT, a new text is one placeholder, counted and said."""
+    monkeypatch.setattr(html, "MAX_PAGE_TEXT", 20_000)
+    p = tmp_path / "t.srec"
+    write_session(p, [ev(4, 1000, [3, 1, -100, b"/" + b"x" * 1000 + b"%d" % i, 0, 0], ts=i)
+                      for i in range(40)])
+    data = _data(p)
+    strings = data["strings"]
+    assert isinstance(strings, list) and sum(map(len, strings)) <= 20_000
+    assert html.TEXT_LEFT_OUT in strings
+    assert data["summary"]["events"] == 40  # type: ignore[index]
+    kept = sum(1 for t in strings if t.startswith("/xxx"))
+    assert 0 < kept < 20
+    warnings = data["warnings"]
+    assert isinstance(warnings, list)
+    assert f"{40 - kept} texts (paths, argv) are left out of the page" in " ".join(warnings)
+
+
 def test_assets_are_static_and_safe() -> None:
     js = (Path(html.__file__).parent / html.ASSETS / "report.js").read_text()
     for bad in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",

@@ -202,3 +202,56 @@ def test_with_paths_on_the_golden_file() -> None:
     assert [p for _, p in execs] == [b"/bin/bash", None, b"/usr/bin/env", b"/usr/bin/a.out"]
     assert execs[2][0].argc == 6
     assert [TYPE_NAMES[e.type] for e, _ in events[:3]] == ["exec", "open", "open"]
+
+
+def test_past_its_budget_the_resolver_forgets_descriptors_then_processes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the resolver holds is counted (paths, and each process and
+    descriptor), and kept under PATH_BUDGET: a hostile file gave one process
+    150,000 descriptors of 4 KiB paths, or 150,000 processes 4 KiB cwds."""
+    from replay import events
+
+    monkeypatch.setattr(events, "PATH_BUDGET", 100_000)
+    r = PathResolver(LEADER, b"/home/alice")
+    long = b"/" + b"p" * 999
+    for fd in range(3, 203):  # 200 KB of descriptors: the oldest are forgotten
+        r.apply(open_(LEADER, long + b"%d" % fd, ret=fd))
+    assert r.fds_forgotten > 0 and r.procs_forgotten == 0
+    assert r.fd_path(LEADER, 202) == long + b"202"  # the latest is kept
+    assert r.cwd(LEADER) == b"/home/alice"
+    for pid in range(1000, 1200):  # then 200 processes in 1 KB cwds each
+        r.apply(fork(LEADER, pid))
+        r.apply(chdir(pid, long + b"%d" % pid))
+    assert r.procs_forgotten > 0
+    assert r.cwd(1199) == long + b"1199"  # the newest are kept
+    assert r.cwd(LEADER) is None and r.apply(open_(LEADER, b"rel")) is None  # the oldest not
+    held = sum(1 + len(p.cwd or b"") + sum(map(len, p.fds.values()))
+               for p in r._procs.values())
+    assert held <= 100_000
+    warning = r.limit_warning()
+    assert warning is not None and f"forgot {r.fds_forgotten} descriptors" in warning
+    assert PathResolver(LEADER, b"/").limit_warning() is None
+
+
+def test_a_session_s_warnings_say_what_its_resolver_forgot(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from replay import events
+    from replay.base import Session
+
+    class _Fake(Session):  # only its header and warnings are used
+        def batches(self, follow: bool = False, poll_interval: float = 0.2
+                    ) -> Any:
+            return iter([])
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(events, "PATH_BUDGET", 10_000)
+    s = _Fake("f.srec", (2, 1), True)
+    s.header = {"leader_pid": LEADER, "cwd": b"/"}  # type: ignore[typeddict-item]
+    resolver = PathResolver.for_session(s)
+    assert s.warnings() == []
+    for fd in range(3, 100):
+        resolver.apply(open_(LEADER, b"/" + b"q" * 500 + b"%d" % fd, ret=fd))
+    (warning,) = s.warnings()
+    assert "the path resolver keeps: it forgot" in warning
