@@ -15,6 +15,7 @@ import posixpath
 from collections.abc import Iterator
 
 from replay.base import Session
+from replay.cache import Budget
 from sessrec.event import Chdir, Event, Exec, Exit, Fork, KpathSource, Open
 from sessrec.format import Header
 from sessrec.linux import AT_FDCWD, O_CLOEXEC
@@ -107,6 +108,17 @@ class PathResolver:
         self._room = PATH_BUDGET
         self.fds_forgotten = 0
         self.procs_forgotten = 0
+        # an open's request, or (its base, request) -> its path (apply_open)
+        self._joined: dict[bytes | tuple[bytes, bytes], bytes] = {}
+        self._joined_kept = Budget(4096)
+
+    def _join(self, key: bytes | tuple[bytes, bytes], base: bytes | None, request: bytes
+              ) -> bytes:
+        """request resolved against base (or absolute), normalised; kept
+        under key, within a cache.Budget."""
+        path = normalize(request if base is None else base + b"/" + request)
+        size = len(path) + len(request) + (0 if base is None else len(base))
+        return self._joined_kept.keep(self._joined, key, path, size)
 
     def _trim(self) -> None:
         """Count what is held; past PATH_BUDGET, forget the oldest
@@ -255,14 +267,16 @@ class PathResolver:
         path = kernel_path(ev, ev.requested_path) if ev.kpath_src else None
         if path is None:
             request = ev.requested_path
-            # resolve(pid, ev.dirfd, request), inlined
+            # resolve(pid, ev.dirfd, request), inlined, and its result kept
+            # (_joined): the same few paths come back again and again
             if request[:1] == b"/":
-                path = normalize(request)
+                path = self._joined.get(request) or self._join(request, None, request)
             elif request and proc is not None:
                 dirfd = ev.dirfd
                 base = proc.cwd if dirfd == AT_FDCWD else proc.fds.get(dirfd)
                 if base is not None:
-                    path = normalize(base + b"/" + request)
+                    key = (base, request)
+                    path = self._joined.get(key) or self._join(key, base, request)
         fd = ev.ret
         if fd >= 0:
             if proc is None:

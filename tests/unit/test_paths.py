@@ -255,3 +255,18 @@ def test_a_session_s_warnings_say_what_its_resolver_forgot(
         resolver.apply(open_(LEADER, b"/" + b"q" * 500 + b"%d" % fd, ret=fd))
     (warning,) = s.warnings()
     assert "the path resolver keeps: it forgot" in warning
+
+
+def test_resolved_opens_are_kept_by_base_and_request_within_a_budget() -> None:
+    """apply_open keeps each resolution (the same paths come back again and
+    again): by its base too, so that a chdir gives the new directory's path;
+    and within a cache.Budget, so that distinct long paths stay bounded."""
+    r = PathResolver(LEADER, b"/home/alice")
+    first = r.apply(open_(LEADER, b"src/../x.c"))
+    assert first == b"/home/alice/x.c" and r.apply(open_(LEADER, b"src/../x.c")) is first
+    r.apply(chdir(LEADER, b"/tmp"))
+    assert r.apply(open_(LEADER, b"src/../x.c")) == b"/tmp/x.c"
+    assert r.apply(open_(LEADER, b"//etc/./passwd")) == b"/etc/passwd"
+    for i in range(3000):  # 3,000 distinct paths of 4 KiB
+        r.apply(open_(LEADER, b"/" + b"z" * 4000 + b"%d" % i, ret=-2))
+    assert sum(len(p) for p in r._joined.values()) <= r._joined_kept.budget
