@@ -239,11 +239,11 @@ class _Docs:
             self._cwds[proc.seq] = cwd
         return cwd
 
-    def _entry(self, proc: Process, ts: int) -> _Entry:
+    def _entry(self, proc: Process, ts: int, now: str | None = None) -> _Entry:
         """proc's process.*, encoded (_Entry), from the cache while what it
         shows (program, working directory, comm, ppid, parent: its
         Process.version) is the same. The thread and user are the event's,
-        put in by write_all."""
+        put in by write_all. now: ts's text, when write_all has made it."""
         key = proc.version
         cached = self._cores.get(proc.seq)
         if cached is not None:
@@ -256,6 +256,8 @@ class _Docs:
         else:
             if not proc.forked and proc.pid == self.leader_pid:
                 start = self.started_at  # it started the recording
+            elif now is not None and proc.start_ns == ts:  # its fork's document
+                start = now
             else:
                 start = f'"{self.timefmt(self.wall_ns + proc.start_ns)}"'  # fork, or first seen
             head = (f'{{"pid":{proc.pid},"entity_id":"{self.entity_id(proc)}","start":{start},'
@@ -390,7 +392,7 @@ class _Docs:
                  f',"core_dumped":{_bool(st.core_dumped)}}}')
         return self._exits_kept.keep(self._exits, raw, parts, 256)
 
-    def _other(self, ev: Event, path: bytes | None
+    def _other(self, ev: Event, path: bytes | None, now: str
                ) -> tuple[str, str, int, str, str, int | str, str]:
         """The parts of a document (write_all's) of any event but an open:
         its event.* head; process.* up to "thread"; the thread's id; process.*
@@ -404,7 +406,7 @@ class _Docs:
         # proc's process.* (_entry), from the cache while what it shows is the same
         entry = self._cores.get(proc.seq)
         if entry is None or entry[3] is None or entry[0] != proc.version:
-            entry = self._entry(proc, ev.ts)
+            entry = self._entry(proc, ev.ts, now)
         closed = entry[3]
         if closed is None:  # the leaders' entity id is not known yet
             closed = entry[2] + self._leaders() + "}"
@@ -429,8 +431,7 @@ class _Docs:
         elif type(ev) is Exit:
             raw = ev.exit_code_raw
             code, head, ret, after = self._exits.get(raw) or self._exit_parts(raw)
-            closed = (f'{entry[2]}{code},"end":"{self.timefmt(self.wall_ns + ev.ts)}"'
-                      f'{self._leaders()}}}')
+            closed = f'{entry[2]}{code},"end":{now}{self._leaders()}}}'
             self._cores.pop(proc.seq, None)  # its last event
             self._cwds.pop(proc.seq, None)
             self.entity.pop(proc.seq, None)  # made again if a child shows it
@@ -484,7 +485,7 @@ class _Docs:
         # @timestamp: the start of the last event's second, in the events'
         # clock (ts, small numbers: one subtraction per event), and its text
         start = -1 << 80
-        stamp = ""
+        stamp = second_text = ""
         uid = -1  # the last event's uid, and its parts (_user)
         user = ("", "")
         n = self.n
@@ -492,6 +493,14 @@ class _Docs:
         ret: int | str
         try:
             for ev in events:
+                # fmt.TimeFormatter, inlined: a call per event was a tenth of the export.
+                # The nanoseconds past the last event's second, when in it (no divmod).
+                ns = ev.ts - start
+                if not 0 <= ns < 1_000_000_000:
+                    sec, ns = divmod(wall_ns + ev.ts, 1_000_000_000)
+                    start = sec * 1_000_000_000 - wall_ns
+                    second_text = second(sec)
+                    stamp = '{"@timestamp":"' + second_text
                 if type(ev) is Open:
                     path = resolve_open(ev)
                     # Fed only when it changes the process, as the counts it
@@ -513,8 +522,10 @@ class _Docs:
                     head = ok if ret >= 0 else failed
                     tid = ev.tid
                     core = entry[1]
-                else:
-                    head, core, tid, closed, before, ret, after = other(ev, resolve(ev))
+                else:  # (its time's text: a fork's start, an exit's end)
+                    now = (f'"{second_text}.{d3[ns // 1_000_000]}{d3[ns // 1_000 % 1_000]}'
+                           f'{d3[ns % 1_000]}Z"')
+                    head, core, tid, closed, before, ret, after = other(ev, resolve(ev), now)
                 # Ids.event, inlined: the index's last three hex digits from a
                 # table, the others once per 4,096 events (a format per event cost more).
                 low = n & 0xFFF
@@ -525,13 +536,6 @@ class _Docs:
                     user = users.get(uid) or user_of(uid)
                 # Flagged tampered (replay/trust.py): tagged, so a search finds it.
                 tags = ',"tags":["sessrec-tampered"]' if ev.flags & TAMPERED else ""
-                # fmt.TimeFormatter, inlined: a call per event was a tenth of the export.
-                # The nanoseconds past the last event's second, when in it (no divmod).
-                ns = ev.ts - start
-                if not 0 <= ns < 1_000_000_000:
-                    sec, ns = divmod(wall_ns + ev.ts, 1_000_000_000)
-                    start = sec * 1_000_000_000 - wall_ns
-                    stamp = '{"@timestamp":"' + second(sec)
                 write(f'{stamp}.{d3[ns // 1_000_000]}{d3[ns // 1_000 % 1_000]}{d3[ns % 1_000]}'
                       f'{head}{id_high}{hex3[low]}","sequence":{n}'
                       f'{user[0]}{core}{tid}{user[1]}{closed}{before}{ret}{after}{tags}}}\n')
