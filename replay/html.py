@@ -80,7 +80,8 @@ CSP = (
 # can make every path 4 KiB and new (a 600 MB page, and more than the 512 MiB
 # every read command keeps to while it is built).
 MAX_PAGE_TEXT = 32 << 20
-TEXT_LEFT_OUT = "[text left out: the page holds 32 MiB of text; `sessrec replay` shows it]"
+TEXT_LEFT_OUT = (f"[text left out: the page holds {MAX_PAGE_TEXT >> 20} MiB of text; "
+                 "`sessrec replay` shows it]")
 
 
 class _Strings:
