@@ -4,12 +4,16 @@ and `replay` on it. Prints a Markdown table; never fails on timings.
 
     .venv/bin/python bench/replay_bench.py [--events N] [--keep PATH]
     .venv/bin/python bench/replay_bench.py --against DIR [--runs N]
+    .venv/bin/python bench/replay_bench.py --against-python [--runs N]
 
 --against DIR compares this checkout with another one (DIR, a checkout of
 an older commit: `git archive REV | tar -x -C DIR`): each command runs in a
 new process of each checkout in turn, runs times, and the table gives the
 medians and their ratio (after / before). Made for a shared machine: the
 turns see the same load, and CPU time counts more than wall time.
+--against-python compares this checkout's read side as compiled with mypyc
+(replay/compiled.py) with its Python sources (SESSREC_PURE_PYTHON=1), in the
+same way.
 
 The session is what a busy build looks like: a shell forking children that
 exec compilers and tools, each opening a handful of files (some failing),
@@ -38,6 +42,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from recorder.writer import SessionWriter
+from replay import compiled
 from sessrec.cli import main
 
 FORK, EXEC, EXIT, OPEN, CONNECT, CHDIR = 1, 2, 3, 4, 5, 6
@@ -216,7 +221,8 @@ def run(events: int, keep: str | None, runs: int) -> None:
     print(f"Session: {events:,} events, {procs:,} processes, {size / 1e6:.1f} MB "
           f"(generated in {gen:.1f} s). Python {platform.python_version()}, "
           f"{platform.machine()}, {os.cpu_count()} CPUs, load average "
-          f"{os.getloadavg()[0]:.1f}; best of {runs} where it says so.\n")
+          f"{os.getloadavg()[0]:.1f}; read side {compiled.state}; best of {runs} where it "
+          "says so.\n")
     print("| measure | wall time (CPU time) | rate | target |")
     print("| --- | --- | --- | --- |")
     for row in rows:
@@ -231,10 +237,12 @@ _CHILD = """
 import io, os, sys, time
 sys.path.insert(0, sys.argv[1])
 from sessrec.cli import main
+from replay import compiled
 with open(os.devnull, "w", encoding="utf-8") as out:
     t0, c0 = time.perf_counter(), time.process_time()
     status = main(sys.argv[2:], stdout=out, stderr=io.StringIO())
     print(time.perf_counter() - t0, time.process_time() - c0, status)
+print(compiled.state)
 """
 
 COMMANDS: list[tuple[str, list[str]]] = [
@@ -250,24 +258,35 @@ COMMANDS: list[tuple[str, list[str]]] = [
 ]
 
 
-def _child(root: str, argv: list[str]) -> tuple[float, float]:
+def _child(root: str, argv: list[str], pure: bool = False) -> tuple[float, float, str]:
+    """Wall and CPU time of sessrec ARGV in a new process of the checkout
+    in root (its read side in Python, if pure), and how its read side ran."""
+    env = {k: v for k, v in os.environ.items() if k != compiled.OFF}
+    if pure:
+        env[compiled.OFF] = "1"
     r = subprocess.run([sys.executable, "-c", _CHILD, root, *argv], check=True,
-                       capture_output=True, text=True)
-    wall, cpu, status = r.stdout.split()
+                       capture_output=True, text=True, env=env)
+    times, state = r.stdout.split("\n", 1)
+    wall, cpu, status = times.split()
     if status != "0":
         raise SystemExit(f"{root}: sessrec {' '.join(argv)} failed: {r.stderr}")
-    return float(wall), float(cpu)
+    return float(wall), float(cpu), state.strip()
 
 
 def against(events: int, other: str, runs: int) -> None:
-    """The table of --against (see the module's docstring)."""
+    """The table of --against and --against-python (see the module's
+    docstring); other is "" for the latter."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     tmp = tempfile.mkdtemp(prefix="sessrec-bench-")
     path = os.path.join(tmp, "bench.srec")
     generate(path, events)
+    pure = not other
+    other = other or here
+    states = {_child(other, ["info", path], pure)[2], _child(here, ["info", path])[2]}
     print(f"Session: {events:,} events. Python {platform.python_version()}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start; "
-          f"medians of {runs} runs, before ({other}) and after ({here}) in turn.\n")
+          f"medians of {runs} runs, before ({other}{', in Python' if pure else ''}) and after "
+          f"({here}) in turn. Read sides: {'; '.join(sorted(states))}.\n")
     print("| command | before: CPU (wall) | after: CPU (wall) | after / before (CPU) |")
     print("| --- | --- | --- | --- |")
     for label, argv in COMMANDS:
@@ -275,8 +294,8 @@ def against(events: int, other: str, runs: int) -> None:
         before: list[tuple[float, float]] = []
         after: list[tuple[float, float]] = []
         for _ in range(runs):
-            before.append(_child(other, argv))
-            after.append(_child(here, argv))
+            before.append(_child(other, argv, pure)[:2])
+            after.append(_child(here, argv)[:2])
         b_wall, b_cpu = (statistics.median(x) for x in zip(*before, strict=True))
         a_wall, a_cpu = (statistics.median(x) for x in zip(*after, strict=True))
         print(f"| {label} | {b_cpu:.3f} s ({b_wall:.2f} s) | {a_cpu:.3f} s ({a_wall:.2f} s) "
@@ -291,11 +310,14 @@ def main_(argv: list[str] | None = None) -> int:
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=3, help="best of this many runs (default 3)")
     ap.add_argument("--keep", metavar="PATH", help="write the session here and keep it")
-    ap.add_argument("--against", metavar="DIR",
-                    help="compare with the checkout in DIR (medians of --runs runs)")
+    how = ap.add_mutually_exclusive_group()
+    how.add_argument("--against", metavar="DIR",
+                     help="compare with the checkout in DIR (medians of --runs runs)")
+    how.add_argument("--against-python", action="store_true",
+                     help="compare the compiled read side with its Python sources")
     args = ap.parse_args(argv)
-    if args.against:
-        against(args.events, os.path.abspath(args.against), args.runs)
+    if args.against or args.against_python:
+        against(args.events, os.path.abspath(args.against) if args.against else "", args.runs)
     else:
         run(args.events, args.keep, args.runs)
     return 0

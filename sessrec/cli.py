@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, TextIO, TypeAlias
 
+from replay import compiled
 from replay.text import encodable, printable
 from sessrec import __version__
 from sessrec.errors import SessrecError, UsageError
@@ -128,7 +129,8 @@ def build_parser(command: str | None = None) -> Parser:
             "sessrec export build.srec --format jsonl > build.jsonl",
         ),
     )
-    p.add_argument("--version", action="version", version=f"sessrec {__version__}")
+    p.add_argument("--version", action="version",
+                   version=f"sessrec {__version__} (read side: {compiled.state})")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     if command is not None and command in COMMANDS:
         modules = [COMMANDS[command]]

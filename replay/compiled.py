@@ -1,0 +1,67 @@
+"""The read side's hot modules, compiled with mypyc, and used only when they
+were built from these very sources.
+
+An export spends its time in a few modules' loops: the path resolver, the
+process model, the caches and the two formatters. mypyc compiles them, as
+the typed Python they are, to one C extension: about a fifth fewer
+instructions per event, and ECS past 250,000 events/s (docs/PERFORMANCE.md).
+
+They are optional. `python -m replay.build_compiled` builds them (setup.sh does)
+into _compiled/ beside this file, with a stamp of the sources they came
+from. When replay is imported, activate() puts that directory first on the
+package's __path__ only while the stamp matches the sources, so an edited
+module is never shadowed by an older build: it runs as Python until it is
+built again. SESSREC_PURE_PYTHON=1 runs the Python sources regardless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+from typing import Final
+
+# The modules compiled, in replay: one group, whose calls between them are C calls.
+MODULES: Final = ("cache", "events", "model", "jsonl", "ecs")
+GROUP: Final = "replay.hot"  # its shared library: replay/hot__mypyc.*.so
+HERE: Final = Path(__file__).resolve().parent
+DIR: Final = HERE / "_compiled"
+STAMP: Final = DIR / "SOURCES"
+OFF: Final = "SESSREC_PURE_PYTHON"
+COMPILED: Final = "compiled with mypyc"
+
+# What activate() found, for `sessrec --version` and the benchmarks.
+state = "not looked at"
+
+
+def sources_stamp() -> str:
+    """The Python the build is for, and each compiled module's SHA-256."""
+    lines = [sys.implementation.cache_tag]
+    for name in MODULES:
+        digest = hashlib.sha256((HERE / f"{name}.py").read_bytes()).hexdigest()
+        lines.append(f"{name} {digest}")
+    return "\n".join(lines) + "\n"
+
+
+def current() -> str:
+    """COMPILED when the build matches the sources, else why not."""
+    if os.environ.get(OFF):
+        return f"pure Python ({OFF} is set)"
+    try:
+        built = STAMP.read_text(encoding="ascii")
+    except FileNotFoundError:
+        return "pure Python (not compiled: python -m replay.build_compiled)"
+    except (OSError, ValueError) as e:
+        return f"pure Python (cannot read {STAMP}: {e})"
+    if built != sources_stamp():
+        return "pure Python (compiled from other sources: python -m replay.build_compiled)"
+    return COMPILED
+
+
+def activate(path: list[str]) -> None:
+    """Put the compiled modules first on replay's __path__ when they match."""
+    global state
+    state = current()
+    if state == COMPILED:
+        path.insert(0, str(DIR))
