@@ -43,16 +43,21 @@ def build() -> None:
             log.close()
         if sources_stamp() != stamp:
             raise RuntimeError("the sources changed while they were compiled: run it again")
-        new = t / "new"
+        # Beside DIR, then renamed into place: a reader sees one build or the
+        # other. Code, not data: readable by the users who read files.
+        new, old = HERE / "_compiled.new", HERE / "_compiled.old"
+        for d in (new, old):
+            shutil.rmtree(d, ignore_errors=True)
         new.mkdir()
+        new.chmod(0o755)
         for so in (t / "lib" / "replay").iterdir():
-            shutil.copy2(so, new / so.name)
+            shutil.copyfile(so, new / so.name)
+            (new / so.name).chmod(0o755)
         (new / "SOURCES").write_text(stamp, encoding="ascii")
-        old = HERE / "_compiled.old"
-        shutil.rmtree(old, ignore_errors=True)
+        (new / "SOURCES").chmod(0o644)
         if DIR.exists():
             DIR.rename(old)
-        shutil.move(str(new), DIR)
+        new.rename(DIR)
         shutil.rmtree(old, ignore_errors=True)
 
 

@@ -1,10 +1,11 @@
 """The read side's hot modules, compiled with mypyc, and used only when they
 were built from these very sources.
 
-An export spends its time in a few modules' loops: the path resolver, the
-process model, the caches and the two formatters. mypyc compiles them, as
-the typed Python they are, to one C extension: about a fifth fewer
-instructions per event, and ECS past 250,000 events/s (docs/PERFORMANCE.md).
+The read commands spend their time in a few modules' loops: the path
+resolver, the process model, the caches, the formatters of the exports,
+the tree and the timeline. mypyc compiles them, as the typed Python they
+are, to one C extension: a quarter fewer instructions for the exports and
+the tree, and the ECS export past 250,000 events/s (docs/PERFORMANCE.md).
 
 They are optional. `python -m replay.build_compiled` builds them (setup.sh does)
 into _compiled/ beside this file, with a stamp of the sources they came
@@ -22,8 +23,11 @@ import sys
 from pathlib import Path
 from typing import Final
 
-# The modules compiled, in replay: one group, whose calls between them are C calls.
-MODULES: Final = ("cache", "events", "model", "jsonl", "ecs")
+# The modules compiled, in replay: one group, whose calls between them are C
+# calls. Not the readers (v1, v2) nor base: interpreted classes derive from
+# base.Session, and mypyc's classes cannot be derived from by Python's.
+MODULES: Final = ("cache", "events", "model", "jsonl", "ecs", "teleport", "tree", "timeline",
+                   "export_ids", "trust", "text")
 GROUP: Final = "replay.hot"  # its shared library: replay/hot__mypyc.*.so
 HERE: Final = Path(__file__).resolve().parent
 DIR: Final = HERE / "_compiled"

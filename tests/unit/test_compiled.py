@@ -70,21 +70,27 @@ def test_the_stamp_names_the_python_and_every_module() -> None:
 
 # Runs each argv through sessrec's main() in one process, and prints, as
 # JSON, the module the ECS formatter came from and each run's (status,
-# stdout, stderr).
+# stdout, stderr); an html page (-o, last) as its stdout, but for the time
+# it was made.
 _RUNNER = """
-import io, json, sys
+import io, json, re, sys
 from sessrec.cli import main
 import replay.ecs
 runs = []
 for argv in json.loads(sys.argv[1]):
     out, err = io.StringIO(), io.StringIO()
-    runs.append((main(argv, stdout=out, stderr=err), out.getvalue(), err.getvalue()))
+    status = main(argv, stdout=out, stderr=err)
+    text = out.getvalue()
+    if argv[0] == "html" and status == 0:
+        with open(argv[-1], encoding="utf-8") as f:
+            text = re.sub('"generated_at":"[^"]*"', "", f.read())
+    runs.append((status, text, err.getvalue()))
 print(json.dumps({"ecs": replay.ecs.__file__, "runs": runs}))
 """
 
 _COMMANDS = (["export", "--format", "jsonl"], ["export", "--format", "teleport"],
              ["export", "--format", "ecs"], ["tree"], ["replay"],
-             ["replay", "--children", "--failed"], ["info"])
+             ["replay", "--children", "--failed"], ["info"], ["html", "-o", "{tmp}/page.html"])
 
 
 def _run_all(argvs: list[list[str]], pure: bool) -> dict[str, object]:
@@ -121,7 +127,8 @@ def test_compiled_gives_what_the_python_sources_give(tmp_path: Path) -> None:
                        ("argv", distinct_argv(20, 50_000))):
         (tmp_path / f"{name}.srec").write_bytes(data)
         files.append(str(tmp_path / f"{name}.srec"))
-    argvs = [[*cmd[:1], f, *cmd[1:]] for f in files for cmd in _COMMANDS]
+    argvs = [[*cmd[:1], f, *(a.replace("{tmp}", str(tmp_path)) for a in cmd[1:])]
+             for f in files for cmd in _COMMANDS]
 
     native = _run_all(argvs, pure=False)
     python = _run_all(argvs, pure=True)
