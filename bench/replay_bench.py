@@ -207,8 +207,8 @@ def run(events: int, keep: str | None, runs: int) -> None:
 
     measure("`export --format jsonl`", ["export", path, "--format", "jsonl"], runs,
             ">= 300,000 events/s")
-    measure("`export --format teleport`", ["export", path, "--format", "teleport"], 1, "-")
-    measure("`export --format ecs`", ["export", path, "--format", "ecs"], 1, "-")
+    measure("`export --format teleport`", ["export", path, "--format", "teleport"], runs, "-")
+    measure("`export --format ecs`", ["export", path, "--format", "ecs"], runs, "-")
     measure("`info`", ["info", path], max(runs, 3), "< 0.5 s", "ms", "footer + trailer")
     t = best(lambda: cold_info(path), max(runs, 3))
     rows.append(("`info`, as a new process", secs(t, "ms"), "with Python start-up", "-"))
@@ -221,8 +221,8 @@ def run(events: int, keep: str | None, runs: int) -> None:
     print(f"Session: {events:,} events, {procs:,} processes, {size / 1e6:.1f} MB "
           f"(generated in {gen:.1f} s). Python {platform.python_version()}, "
           f"{platform.machine()}, {os.cpu_count()} CPUs, load average "
-          f"{os.getloadavg()[0]:.1f}; read side {compiled.state}; best of {runs} where it "
-          "says so.\n")
+          f"{os.getloadavg()[0]:.1f}; read side {compiled.state}; best of {runs} runs, but "
+          "one of each replay.\n")
     print("| measure | wall time (CPU time) | rate | target |")
     print("| --- | --- | --- | --- |")
     for row in rows:

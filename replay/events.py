@@ -57,8 +57,8 @@ class _Proc:
 # file is untrusted, and a small one can give 150,000 live processes a
 # 4 KiB working directory each, or one process 150,000 descriptors. Past
 # it, the oldest processes' descriptors are forgotten, then the oldest
-# processes (limit_warning says how many): their later relative paths show
-# as unresolved.
+# processes but the leader (limit_warning says how many): their later
+# relative paths show as unresolved.
 PATH_BUDGET = 64 << 20
 PROC_COST = 512
 FD_COST = 64
@@ -100,6 +100,7 @@ class PathResolver:
 
     def __init__(self, leader_pid: int | None = None, cwd: bytes | None = None):
         self._procs: dict[int, _Proc] = {}
+        self._leader = leader_pid  # never forgotten by _trim: the session's own shell
         if leader_pid is not None:
             self._procs[leader_pid] = _Proc(normalize(cwd) if cwd else None)
         # What was stored since the last count (bytes, an upper bound), and
@@ -122,9 +123,9 @@ class PathResolver:
 
     def _trim(self) -> None:
         """Count what is held; past PATH_BUDGET, forget the oldest
-        processes' descriptors, then the oldest processes, down to half of
-        it. Counting costs a pass over the state, once per half a budget
-        stored at least."""
+        processes' descriptors, then the oldest processes but the leader,
+        down to half of it. Counting costs a pass over the state, once per
+        half a budget stored at least."""
         def held(proc: _Proc) -> int:
             return (PROC_COST + len(proc.cwd or b"") + FD_COST * len(proc.fds)
                     + sum(map(len, proc.fds.values())))
@@ -145,6 +146,8 @@ class PathResolver:
             for pid in list(procs):
                 if total <= target:
                     break
+                if pid == self._leader:
+                    continue
                 total -= held(procs.pop(pid))
                 self.procs_forgotten += 1
         self._stored = 0

@@ -224,7 +224,8 @@ def test_past_its_budget_the_resolver_forgets_descriptors_then_processes(
         r.apply(chdir(pid, long + b"%d" % pid))
     assert r.procs_forgotten > 0
     assert r.cwd(1199) == long + b"1199"  # the newest are kept
-    assert r.cwd(LEADER) is None and r.apply(open_(LEADER, b"rel")) is None  # the oldest not
+    assert r.cwd(1000) is None and r.apply(open_(1000, b"rel")) is None  # the oldest not
+    assert r.cwd(LEADER) == b"/home/alice"  # but the leader, the session's shell, is kept
     held = sum(1 + len(p.cwd or b"") + sum(map(len, p.fds.values()))
                for p in r._procs.values())
     assert held <= 100_000
