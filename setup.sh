@@ -83,7 +83,8 @@ fi
 "$venv/bin/python" -c "import bcc" 2>/dev/null || die "the venv cannot import bcc (python3-bpfcc)"
 
 # 5. The read side's hot modules compiled with mypyc (replay/compiled.py):
-#    a fifth faster exports. Optional: without them it runs as Python.
+#    the exports and tree about a third faster. Optional: without them it
+#    runs as Python.
 if ! "$venv/bin/python" -m replay.build_compiled --status >/dev/null; then
   say "compiling the read side's hot modules with mypyc"
   "$venv/bin/python" -m replay.build_compiled || say "warning: the read side stays pure Python (slower)"
