@@ -75,6 +75,10 @@ MPTCP: Final = 262
 # can give each its own 1 MiB path).
 _MAX_CACHED: Final = 65536
 _PROCESS_BUDGET: Final = 4 * cache.BUDGET
+# The characters of the header's command that the leaders' args carry. Every
+# document carries them twice: a file's 1 MiB command made each document 2
+# MiB, its output the file's events times its header (leader_warning).
+LEADER_ARGS_MAX: Final = 4096
 
 
 # "000" to "fff": the last three hex digits of an event.id's index.
@@ -89,6 +93,30 @@ def _bool(value: bool) -> str:
 # members up to the thread's id; those after the user, up to its parent;
 # and those closed with the leaders, once they are known).
 _Entry = tuple[int, str, str, str | None]
+
+
+def _cut(args: list[str]) -> list[str]:
+    """args, whole up to LEADER_ARGS_MAX characters; past them, the one
+    that crosses it cut there, and none after it."""
+    kept: list[str] = []
+    room = LEADER_ARGS_MAX
+    for arg in args:
+        if len(arg) > room:
+            kept.append(arg[:room])
+            break
+        kept.append(arg)
+        room -= len(arg)
+    return kept
+
+
+def leader_warning(header: fmt.Header) -> str | None:
+    """What the documents leave out of a long recorded command, or None."""
+    size = sum(map(len, header["command"]))
+    if size <= LEADER_ARGS_MAX:
+        return None
+    return (f"the recorded command is {size:,} characters: process.entry_leader.args and "
+            f"session_leader.args carry its first {LEADER_ARGS_MAX:,} (args_count counts "
+            "them all; sessrec info shows it whole)")
 
 
 class _Docs:
@@ -182,13 +210,14 @@ class _Docs:
         the entity id of proc, its process in the model, once it is known."""
         h = self.header
         command = list(h["command"])
-        leader: dict[str, object] = {"pid": h["leader_pid"], "args": command,
+        args = _cut(command)
+        leader: dict[str, object] = {"pid": h["leader_pid"], "args": args,
                                   "args_count": len(command), "start": h["started_at"],
                                   "working_directory": _text(h["cwd"])}
-        if command:
-            leader["name"] = posixpath.basename(command[0])
-            if command[0].startswith("/"):
-                leader["executable"] = command[0]
+        if args:
+            leader["name"] = posixpath.basename(args[0])
+            if args[0].startswith("/"):
+                leader["executable"] = args[0]
         if proc is not None:
             leader["entity_id"] = self.entity_id(proc)
         return leader
@@ -249,8 +278,9 @@ class _Docs:
         if cached is not None:
             if cached[0] == key:
                 if cached[3] is None and self._leader is not None:
-                    cached = self._cores[proc.seq] = (
-                        key, cached[1], cached[2], cached[2] + self._leader + "}")
+                    closed = cached[2] + self._leader + "}"
+                    self._core_chars += len(closed)
+                    cached = self._cores[proc.seq] = (key, cached[1], cached[2], closed)
                 return cached
             head = cached[1]
         else:
@@ -296,7 +326,9 @@ class _Docs:
         entry = (key, head, *body)
         if proc.seq >= 0:
             cores = self._cores
-            self._core_chars += len(head) + len(body[0])
+            # the closed text too: each holds the leaders', which a cache miss
+            # of _bodies makes anew
+            self._core_chars += len(head) + len(body[0]) + len(body[1] or "")
             if len(cores) >= _MAX_CACHED or self._core_chars > _PROCESS_BUDGET:
                 cores.clear()
                 self._core_chars = 0
@@ -549,9 +581,13 @@ def write_ecs(session: Session, out: TextIO,
     """Write one ECS document per event of session to out; return the count.
 
     session.damage (if any) is the caller's to report afterwards; warn gets
-    the process model's warning when the session has more processes than
-    it keeps."""
+    what the leaders' args leave out of a long recorded command, and the
+    process model's warning when the session has more processes than it
+    keeps."""
     docs = _Docs(session)
+    cut = leader_warning(session.header)
+    if cut and warn is not None:
+        warn(cut)
     # The collector paused: what the export makes has no cycles, and its
     # passes would walk the caches and the live processes for nothing.
     with no_gc():

@@ -214,6 +214,20 @@ def distinct_argv(n: int = 400, size: int = 1_000_000) -> bytes:
     return session(events(exec_(1000, [b"a" * size + b"%08d" % i]) for i in range(n)))
 
 
+def long_command(n: int = 600, size: int = 1_000_000) -> bytes:
+    """A recorded command of size characters (the header may hold 64 MiB),
+    and n live children of the leader, each in its own directory: each ECS
+    document carried the command twice, and each child's cached process.*
+    a copy, uncounted."""
+    def evs() -> Iterable[list[Any]]:
+        yield ev(6, 1000, [0, -1, b"/tmp"])
+        for i in range(n):
+            yield fork(1000, 2000 + i)
+            yield ev(6, 2000 + i, [0, -1, b"/d%d" % i], ppid=1000)
+            yield ev(4, 2000 + i, [3, 1, -100, b"f", 0, 0o644], ppid=1000)
+    return session(events(evs()), header=pack(header_map(command=["x" * size, "y"])))
+
+
 def record(t: int, body: bytes, pid: int = 1000, ts: int | None = None) -> bytes:
     """A framed ring record: bpf/sessrec.h's header, then body."""
     mono = HEADER["clock"]["mono_ns"]

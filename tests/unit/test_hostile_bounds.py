@@ -27,6 +27,7 @@ from hostile import (
     header_bomb,
     header_key_bomb,
     leaderless,
+    long_command,
     long_cwds,
     long_paths,
     many_descriptors,
@@ -38,6 +39,7 @@ from hostile import (
 )
 
 from replay import model
+from replay.ecs import LEADER_ARGS_MAX, _cut
 from replay.model import MAX_PROCESSES
 from replay.reader import open_session
 from sessrec import format as fmt
@@ -156,6 +158,29 @@ def test_distinct_long_texts_are_bounded(tmp_path: Path, build: Callable[[], byt
     if build in (many_descriptors, long_cwds):
         for _status, err in results:
             assert "the path resolver keeps: it forgot" in err
+
+
+def test_a_long_recorded_command_is_cut_in_the_ecs_leaders(tmp_path: Path) -> None:
+    """A 5 KB file whose header holds a 1 MB command: every ECS document
+    carried it twice (2 MB each, gigabytes in all) and the live processes'
+    cached texts a copy each, past 512 MiB. The leaders' args carry its
+    first LEADER_ARGS_MAX characters, and the export says so."""
+    p = tmp_path / "command.srec"
+    p.write_bytes(long_command())
+    assert p.stat().st_size < 10_000
+    ((status, err),) = check_bounded(p, tmp_path, (["export", "--format", "ecs"],))
+    assert status == 0 and "the recorded command is 1,000,001 characters" in err
+    r = run_bounded(["export", str(p), "--format", "ecs"])
+    # 1,801 documents, each with two leaders of at most LEADER_ARGS_MAX of
+    # args and as much of name (2 MB each before)
+    assert r.stdout_bytes < 1801 * (4 * LEADER_ARGS_MAX + 4096)
+    check_bounded(p, tmp_path, RESOLVING_COMMANDS)
+
+
+def test_the_leaders_args_are_whole_up_to_their_bound() -> None:
+    assert _cut(["a" * 10, "b" * 10]) == ["a" * 10, "b" * 10]
+    assert _cut(["a" * (LEADER_ARGS_MAX - 2), "bbbb", "c"]) == ["a" * (LEADER_ARGS_MAX - 2), "bb"]
+    assert _cut(["a" * (LEADER_ARGS_MAX + 5)]) == ["a" * LEADER_ARGS_MAX]
 
 
 def test_model_keeps_a_bounded_history(monkeypatch: pytest.MonkeyPatch) -> None:
