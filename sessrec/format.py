@@ -156,6 +156,14 @@ class _OneOf:
         self.types = types
 
 
+class _Short:
+    """A str or bytes of at most n items."""
+
+    def __init__(self, spec: type, n: int):
+        self.spec = spec
+        self.n = n
+
+
 class _Maybe:
     """A key of a map inside a map that may be absent (of spec if not)."""
 
@@ -171,6 +179,11 @@ def _problem(value: object, spec: object, where: str) -> str | None:
             t.__name__ for t in spec.types)
     if isinstance(spec, _Opt):
         return None if value is None else _problem(value, spec.spec, where)
+    if isinstance(spec, _Short):
+        p = _problem(value, spec.spec, where)
+        if p is None and isinstance(value, str | bytes) and len(value) > spec.n:
+            p = f"{where} is {len(value):,} long, more than {spec.n:,}"
+        return p
     if isinstance(spec, _ListOf):
         if type(value) is not list:
             return f"{where} should be a list"
@@ -227,6 +240,15 @@ class Length:
         self.n = n
 
 
+class MaxLen:
+    """Annotated metadata: a str or bytes of at most n items. For the header's
+    texts that every exported event repeats: a file's 1 MB host name made
+    each ECS document 1 MB, its output its events times its header."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+
 class Clock(TypedDict):
     wall_ns: int
     mono_ns: int
@@ -277,19 +299,21 @@ class KernelFeatures(TypedDict):
 class Header(TypedDict):
     k: str
     format: Annotated[list[int], Length(2)]
-    session_id: str
-    hostname: str
-    kernel: str
-    user: str
+    # The texts each exported event repeats, at most what Linux gives them
+    # (a host name 64, a login 256, a release 65, a path 4096), with room.
+    session_id: Annotated[str, MaxLen(64)]
+    hostname: Annotated[str, MaxLen(255)]
+    kernel: Annotated[str, MaxLen(256)]
+    user: Annotated[str, MaxLen(256)]
     uid: int
     login_uid: int | None
     audit_session_id: int | None
     command: list[str]
-    cwd: bytes
+    cwd: Annotated[bytes, MaxLen(4096)]
     leader_pid: int
-    started_at: str
+    started_at: Annotated[str, MaxLen(64)]
     clock: Clock
-    cgroup: str
+    cgroup: Annotated[str, MaxLen(4096)]
     cgroup_id: int
     recorder: RecorderInfo
     limits: Limits
@@ -387,9 +411,12 @@ def _spec(hint: object) -> object:
     """The runtime check (_problem's spec) of a map's type hint."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is Annotated:
-        (length,) = (m.n for m in args[1:] if isinstance(m, Length))
-        assert typing.get_origin(args[0]) is list
-        return _ListOf(_spec(typing.get_args(args[0])[0]), length)
+        (meta,) = args[1:]
+        if isinstance(meta, MaxLen):
+            assert args[0] in (str, bytes)
+            return _Short(args[0], meta.n)
+        assert isinstance(meta, Length) and typing.get_origin(args[0]) is list
+        return _ListOf(_spec(typing.get_args(args[0])[0]), meta.n)
     if origin is types.UnionType:
         if type(None) in args:
             (other,) = (a for a in args if a is not type(None))

@@ -191,6 +191,8 @@ def _shape(spec: object) -> object:
         return ("one", spec.types)
     if isinstance(spec, fmt._Maybe):
         return ("maybe", _shape(spec.spec))
+    if isinstance(spec, fmt._Short):
+        return ("max", spec.spec, spec.n)
     if isinstance(spec, dict):
         return {k: _shape(v) for k, v in spec.items()}
     return spec
@@ -203,10 +205,12 @@ def test_the_checks_made_from_the_typed_maps() -> None:
     opt, lst, mp = (lambda s: ("opt", s)), (lambda s, n=None: ("list", s, n)), \
         (lambda s: ("map", s))
     assert [(k, _shape(v)) for k, v in fmt.HEADER_SCHEMA.items()] == list({
-        "k": str, "format": lst(int, 2), "session_id": str, "hostname": str, "kernel": str,
-        "user": str, "uid": int, "login_uid": opt(int), "audit_session_id": opt(int),
-        "command": lst(str), "cwd": bytes, "leader_pid": int, "started_at": str,
-        "clock": {"wall_ns": int, "mono_ns": int}, "cgroup": str, "cgroup_id": int,
+        "k": str, "format": lst(int, 2), "session_id": ("max", str, 64),
+        "hostname": ("max", str, 255), "kernel": ("max", str, 256),
+        "user": ("max", str, 256), "uid": int, "login_uid": opt(int), "audit_session_id": opt(int),
+        "command": lst(str), "cwd": ("max", bytes, 4096), "leader_pid": int,
+        "started_at": ("max", str, 64),
+        "clock": {"wall_ns": int, "mono_ns": int}, "cgroup": ("max", str, 4096), "cgroup_id": int,
         "recorder": {"version": str, "pid": int}, "limits": {"argv_max": int, "path_max": int},
         "abi_version": int}.items())
     assert [(k, _shape(v)) for k, v in fmt.HEADER_OPTIONAL.items()] == list({

@@ -19,6 +19,7 @@ from hostile import (
     deep_chain,
     distinct_argv,
     ev,
+    events,
     events_bomb,
     exec_,
     failed_execs,
@@ -26,12 +27,14 @@ from hostile import (
     forks_of_one_child,
     header_bomb,
     header_key_bomb,
+    header_map,
     leaderless,
     long_command,
     long_cwds,
     long_paths,
     many_descriptors,
     nul_argv_execs,
+    pack,
     record,
     run_bounded,
     session,
@@ -175,6 +178,23 @@ def test_a_long_recorded_command_is_cut_in_the_ecs_leaders(tmp_path: Path) -> No
     # args and as much of name (2 MB each before)
     assert r.stdout_bytes < 1801 * (4 * LEADER_ARGS_MAX + 4096)
     check_bounded(p, tmp_path, RESOLVING_COMMANDS)
+
+
+@pytest.mark.parametrize("key", ["session_id", "hostname", "kernel", "user", "started_at",
+                                 "cwd", "cgroup"])
+def test_a_header_text_every_event_repeats_is_bounded(tmp_path: Path, key: str) -> None:
+    """A header text that every exported event repeats (the host in each
+    ECS document, the user twice in each Teleport event), 1 MB long: 300
+    opens made 300 MB to 1.5 GB of output from a small file. Past its bound
+    (format.Header's MaxLen) the file is refused in one line."""
+    value: str | bytes = "h" * 1_000_000 if key != "cwd" else b"/" + b"c" * 1_000_000
+    p = tmp_path / "header.srec"
+    p.write_bytes(session(events(ev(4, 1000, [3, 1, -100, b"f%d" % i, 0, 0o644])
+                                 for i in range(300)),
+                          header=pack(header_map(**{key: value}))))
+    # (verify checks the chunks and seals, not what they say: this file is unsealed)
+    for status, err in check_bounded(p, tmp_path, READ_COMMANDS[:-1]):
+        assert status == 1 and f"header['{key}'] is 1,000,00" in err and "more than" in err
 
 
 def test_the_leaders_args_are_whole_up_to_their_bound() -> None:
