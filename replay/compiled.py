@@ -11,8 +11,8 @@ They are optional. `python -m replay.build_compiled` builds them (setup.sh does)
 into _compiled/ beside this file, with a stamp of the sources they came
 from. When replay is imported, activate() puts that directory first on the
 package's __path__ only while the stamp matches the sources, so an edited
-module is never shadowed by an older build: it runs as Python until it is
-built again. SESSREC_PURE_PYTHON=1 runs the Python sources regardless.
+module is never shadowed by an older build: the read side runs as Python
+until it is built again. SESSREC_PURE_PYTHON=1 runs the Python sources regardless.
 """
 
 from __future__ import annotations
@@ -40,11 +40,13 @@ state = "not looked at"
 
 
 def sources_stamp() -> str:
-    """The Python the build is for, and each compiled module's SHA-256."""
+    """The Python the build is for, and the SHA-256 of each source in replay
+    and sessrec: not only the compiled ones, as mypyc writes the values of
+    the Final constants they import into the code (1 ms at each start)."""
     lines = [sys.implementation.cache_tag]
-    for name in MODULES:
-        digest = hashlib.sha256((HERE / f"{name}.py").read_bytes()).hexdigest()
-        lines.append(f"{name} {digest}")
+    for path in sorted(HERE.glob("*.py")) + sorted((HERE.parent / "sessrec").glob("*.py")):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        lines.append(f"{path.parent.name}/{path.name} {digest}")
     return "\n".join(lines) + "\n"
 
 
