@@ -41,6 +41,7 @@ def run(args: argparse.Namespace, io: Streams) -> int:
     with index:
         rows = index.sessions()
     listing.warn_sync(stats, index.db_path, io)
+    listing.warn_sessions(rows, io)
     if args.json:
         doc = {
             "directory": args.dir,

@@ -104,6 +104,7 @@ def run(args: argparse.Namespace, io: Streams) -> int:
         matches = index.search(query, max_events=max_events,
                                with_events=not args.sessions_only)
     listing.warn_sync(stats, index.db_path, io)
+    listing.warn_sessions([m.session for m in matches], io)
     if args.json:
         doc = {
             "directory": args.dir,

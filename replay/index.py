@@ -49,7 +49,7 @@ from sessrec.errors import SessrecError, UsageError
 from sessrec.event import TYPE_NAMES
 
 # Bump when the tables change: an index of another version is rebuilt.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SUFFIX = ".srec"
 
 
@@ -87,7 +87,8 @@ CREATE TABLE sessions (
     damage_offset INTEGER,
     damage_reason TEXT,
     damage_truncated INTEGER,       -- 1 truncated, 0 corrupt
-    format_version TEXT NOT NULL
+    format_version TEXT NOT NULL,
+    warnings TEXT NOT NULL          -- JSON list: what the read side's bounds left out
 );
 CREATE TABLE strings (            -- every text, once: paths, argv, names repeat
     id INTEGER PRIMARY KEY,
@@ -137,7 +138,7 @@ class Damage(TypedDict):
 _SessionCols: TypeAlias = tuple[
     str, str, str, int, int | None, int | None, str, str, str, str, str, str | None, int, int,
     int | None, str | None, str, str, int, int, int, int | None, str | None, int | None, str,
-    int]
+    str, int]
 _EventCols: TypeAlias = tuple[
     int, int, int, int, str, int, str | None, str | None, int | None, str | None, int | None,
     str | None, int]
@@ -172,6 +173,8 @@ class SessionRow:
     damage: Damage | None
     format_version: str
     file_id: int = 0
+    # what the read side's bounds left out while indexing it (Session.warnings)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -499,7 +502,7 @@ class SessionIndex:
         "s.hostname, s.kernel, s.command, s.cwd, s.started_at, s.ended_at, s.start_ns, "
         "s.end_ns, s.exit_status, s.end_reason, s.counts, s.lost, s.events, s.lost_total, "
         "s.complete, s.damage_offset, s.damage_reason, s.damage_truncated, "
-        "s.format_version, s.file_id"
+        "s.format_version, s.warnings, s.file_id"  # file_id last: search keys by r[-1]
     )
 
     @staticmethod
@@ -513,7 +516,7 @@ class SessionIndex:
             cwd=r[9], started_at=r[10], ended_at=r[11], start_ns=r[12], end_ns=r[13],
             exit_status=r[14], end_reason=r[15], counts=json.loads(r[16]),
             lost=json.loads(r[17]), total_events=r[18], lost_total=r[19], complete=bool(r[20]),
-            damage=damage, format_version=r[24], file_id=r[25],
+            damage=damage, format_version=r[24], warnings=json.loads(r[25]), file_id=r[26],
         )
 
     def sessions(self) -> list[SessionRow]:

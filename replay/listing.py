@@ -108,6 +108,14 @@ def format_matches(matches: Sequence[Match], *, max_events: int | None) -> str:
     return "".join(out)
 
 
+def warn_sessions(rows: Sequence[SessionRow], io: Streams) -> None:
+    """What the read side's bounds left out of each session while it was
+    indexed (its relative paths past the path resolver's budget)."""
+    for r in rows:
+        for warning in r.warnings:
+            io.warn(f"{r.file}: {warning}")
+
+
 def warn_sync(stats: SyncStats, db_path: str, io: Streams) -> None:
     """Warnings about the index update: unreadable files, a corrupt index."""
     for _name, error in stats.unreadable:

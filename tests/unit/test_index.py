@@ -428,3 +428,30 @@ def test_two_runs_share_an_index(sessions: Path, monkeypatch: pytest.MonkeyPatch
     finally:
         first.close()
         second.close()
+
+
+def test_ls_and_search_say_what_the_resolver_forgot_while_indexing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The index's resolver keeps PATH_BUDGET too: past it, a file's later
+    relative paths are indexed unresolved, and ls and search say so for
+    that file, from the index, on every run (not only the one that built it)."""
+    from hostile import many_descriptors
+
+    from replay import events
+
+    monkeypatch.setattr(events, "PATH_BUDGET", 50_000)
+    d = tmp_path / "sessions"
+    d.mkdir()
+    (d / "fds.srec").write_bytes(many_descriptors(100, 2000))
+    for _ in range(2):  # built, then read back from the index
+        code, _out, err = _cli("ls", str(d))
+        assert code == 0 and "fds.srec: the session's paths passed" in err
+        assert "the path resolver keeps: it forgot" in err
+    code, out, err = _cli("ls", "--json", str(d))
+    (row,) = json.loads(out)["sessions"]
+    assert code == 0 and "it forgot" in row["warnings"][0]
+    code, _out, err = _cli("search", str(d), "--path", "/b*")
+    assert code == 0 and "fds.srec: the session's paths passed" in err
+    monkeypatch.setattr(events, "PATH_BUDGET", 64 << 20)
+    code, out, err = _cli("ls", "--json", "--reindex", str(d))
+    assert code == 0 and json.loads(out)["sessions"][0]["warnings"] == [] and "forgot" not in err
