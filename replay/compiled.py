@@ -17,9 +17,10 @@ until it is built again. SESSREC_PURE_PYTHON=1 runs the Python sources regardles
 
 from __future__ import annotations
 
-import hashlib
+import importlib
 import os
 import sys
+import zlib
 from pathlib import Path
 from typing import Final
 
@@ -40,13 +41,18 @@ state = "not looked at"
 
 
 def sources_stamp() -> str:
-    """The Python the build is for, and the SHA-256 of each source in replay
-    and sessrec: not only the compiled ones, as mypyc writes the values of
-    the Final constants they import into the code (1 ms at each start)."""
+    """The Python the build is for, and the size and CRC-32 of each source
+    in replay and sessrec: not only the compiled ones, as mypyc writes the
+    values of the Final constants they import into the code. It tells an
+    edited source from the one built, at each start: a CRC, not a
+    cryptographic hash, whose import (OpenSSL's) cost 4 ms a start; whoever
+    can edit the sources needs no collision."""
     lines = [sys.implementation.cache_tag]
-    for path in sorted(HERE.glob("*.py")) + sorted((HERE.parent / "sessrec").glob("*.py")):
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        lines.append(f"{path.parent.name}/{path.name} {digest}")
+    for d in (HERE, HERE.parent / "sessrec"):
+        for name in sorted(n for n in os.listdir(d) if n.endswith(".py")):
+            with open(d / name, "rb") as f:
+                data = f.read()
+            lines.append(f"{d.name}/{name} {len(data)} {zlib.crc32(data):08x}")
     return "\n".join(lines) + "\n"
 
 
@@ -66,8 +72,16 @@ def current() -> str:
 
 
 def activate(path: list[str]) -> None:
-    """Put the compiled modules first on replay's __path__ when they match."""
+    """Put the compiled modules first on replay's __path__ when they match
+    and their library loads (a build copied to an unlike system may not):
+    a read side that fails to import would stop every command."""
     global state
     state = current()
-    if state == COMPILED:
-        path.insert(0, str(DIR))
+    if state != COMPILED:
+        return
+    path.insert(0, str(DIR))
+    try:
+        importlib.import_module(GROUP + "__mypyc")
+    except ImportError as e:
+        path.remove(str(DIR))
+        state = f"pure Python (the compiled modules do not load: {e})"

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -23,15 +24,21 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 def _fake_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the compiled modules' sources, which compiled looks at."""
+    """A copy of the compiled modules' sources and of sessrec's, which
+    compiled looks at."""
     pkg = tmp_path / "replay"
     pkg.mkdir()
     for name in compiled.MODULES:
         shutil.copy(compiled.HERE / f"{name}.py", pkg / f"{name}.py")
+    shutil.copytree(ROOT / "sessrec", tmp_path / "sessrec",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(compiled, "HERE", pkg)
     monkeypatch.setattr(compiled, "DIR", pkg / "_compiled")
     monkeypatch.setattr(compiled, "STAMP", pkg / "_compiled" / "SOURCES")
     monkeypatch.setattr(compiled, "state", compiled.state)  # put back afterwards
+    # a library that loads (as a module already imported)
+    monkeypatch.setattr(compiled, "GROUP", "replay.fake")
+    monkeypatch.setitem(sys.modules, "replay.fake__mypyc", types.ModuleType("replay.fake__mypyc"))
     monkeypatch.delenv(compiled.OFF, raising=False)
     return pkg
 
@@ -48,17 +55,34 @@ def test_a_build_is_used_only_while_its_sources_match(
     compiled.activate(path)
     assert path == [str(pkg / "_compiled"), str(pkg)] and compiled.state == compiled.COMPILED
 
-    # an edited module: the build is older than it, and not used
-    with (pkg / "events.py").open("a") as f:
-        f.write("# edited\n")
-    path = [str(pkg)]
-    compiled.activate(path)
-    assert path == [str(pkg)] and "compiled from other sources" in compiled.state
+    # an edited module: the build is older than it, and not used; so is an
+    # edited module that is not compiled, whose Final constants may be in it
+    for source in (pkg / "events.py", tmp_path / "sessrec" / "linux.py"):
+        kept = source.read_bytes()
+        source.write_bytes(kept.replace(b"EINPROGRESS: Final = 115", b"EINPROGRESS: Final = 116")
+                           if b"EINPROGRESS: Final = 115" in kept else kept + b"# edited\n")
+        assert source.read_bytes() != kept
+        path = [str(pkg)]
+        compiled.activate(path)
+        assert path == [str(pkg)] and "compiled from other sources" in compiled.state
+        source.write_bytes(kept)
 
     monkeypatch.setenv(compiled.OFF, "1")
     (pkg / "_compiled" / "SOURCES").write_text(compiled.sources_stamp(), encoding="ascii")
     compiled.activate(path)
     assert path == [str(pkg)] and compiled.OFF in compiled.state
+
+
+def test_a_build_that_does_not_load_is_not_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pkg = _fake_package(tmp_path, monkeypatch)
+    (pkg / "_compiled").mkdir()
+    (pkg / "_compiled" / "SOURCES").write_text(compiled.sources_stamp(), encoding="ascii")
+    monkeypatch.setattr(compiled, "GROUP", "replay.not_built")
+    path = [str(pkg)]
+    compiled.activate(path)
+    assert path == [str(pkg)]
+    assert compiled.state.startswith("pure Python (the compiled modules do not load: ")
 
 
 def test_the_stamp_names_the_python_and_every_source_they_import() -> None:
@@ -69,7 +93,7 @@ def test_the_stamp_names_the_python_and_every_source_they_import() -> None:
     names = [line.split()[0] for line in lines[1:]]
     assert {f"replay/{m}.py" for m in compiled.MODULES} < set(names)
     assert {"sessrec/format.py", "sessrec/linux.py", "sessrec/event.py"} < set(names)
-    assert all(len(line.split()[1]) == 64 for line in lines[1:])
+    assert all(len(line.split()) == 3 and len(line.split()[2]) == 8 for line in lines[1:])
 
 
 # Runs each argv through sessrec's main() in one process, and prints, as
