@@ -301,7 +301,7 @@ class Header(TypedDict):
     format: Annotated[list[int], Length(2)]
     # The texts each exported event repeats, at most what Linux gives them
     # (a host name 64, a login 256, a release 65, a path 4096), with room.
-    session_id: Annotated[str, MaxLen(64)]
+    session_id: Annotated[str, MaxLen(256)]
     hostname: Annotated[str, MaxLen(255)]
     kernel: Annotated[str, MaxLen(256)]
     user: Annotated[str, MaxLen(256)]
@@ -311,7 +311,7 @@ class Header(TypedDict):
     command: list[str]
     cwd: Annotated[bytes, MaxLen(4096)]
     leader_pid: int
-    started_at: Annotated[str, MaxLen(64)]
+    started_at: Annotated[str, MaxLen(256)]
     clock: Clock
     cgroup: Annotated[str, MaxLen(4096)]
     cgroup_id: int

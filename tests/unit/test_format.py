@@ -205,11 +205,11 @@ def test_the_checks_made_from_the_typed_maps() -> None:
     opt, lst, mp = (lambda s: ("opt", s)), (lambda s, n=None: ("list", s, n)), \
         (lambda s: ("map", s))
     assert [(k, _shape(v)) for k, v in fmt.HEADER_SCHEMA.items()] == list({
-        "k": str, "format": lst(int, 2), "session_id": ("max", str, 64),
+        "k": str, "format": lst(int, 2), "session_id": ("max", str, 256),
         "hostname": ("max", str, 255), "kernel": ("max", str, 256),
         "user": ("max", str, 256), "uid": int, "login_uid": opt(int), "audit_session_id": opt(int),
         "command": lst(str), "cwd": ("max", bytes, 4096), "leader_pid": int,
-        "started_at": ("max", str, 64),
+        "started_at": ("max", str, 256),
         "clock": {"wall_ns": int, "mono_ns": int}, "cgroup": ("max", str, 4096), "cgroup_id": int,
         "recorder": {"version": str, "pid": int}, "limits": {"argv_max": int, "path_max": int},
         "abi_version": int}.items())
