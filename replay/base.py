@@ -140,11 +140,15 @@ class Session(abc.ABC):
             return None
         return self.damage.warning(self.path, self.events_read)
 
+    def limit_warnings(self) -> list[str]:
+        """What the read side's bounds left out (the warnings of limited)."""
+        return [w for w in (warning() for warning in self.limited) if w]
+
     def warnings(self) -> list[str]:
-        """What a command prints after reading: damage_warning, then what
-        the read side's bounds left out."""
-        found = [self.damage_warning(), *(warning() for warning in self.limited)]
-        return [w for w in found if w]
+        """What a command prints after reading: damage_warning, then
+        limit_warnings."""
+        damage = self.damage_warning()
+        return ([damage] if damage else []) + self.limit_warnings()
 
     def __enter__(self) -> Session:
         return self

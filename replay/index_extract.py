@@ -138,7 +138,7 @@ def index_file(conn: sqlite3.Connection, file_id: int, full: str, intern: Intern
             None if damage is None else int(damage.truncated),
             session.format_version,
             # the damage is in its own columns; the bounds' warnings here
-            json.dumps([w for w in (limit() for limit in session.limited) if w]),
+            json.dumps(session.limit_warnings()),
         )
         _insert(conn, f"INSERT INTO sessions VALUES ({', '.join('?' * len(srow))})", [srow])
         sid: str = header["session_id"]
