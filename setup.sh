@@ -85,10 +85,8 @@ fi
 # 5. The read side's hot modules compiled with mypyc (replay/compiled.py):
 #    the exports and tree about a third faster. Optional: without them it
 #    runs as Python.
-if ! "$venv/bin/python" -m replay.build_compiled --status >/dev/null; then
-  say "compiling the read side's hot modules with mypyc"
-  "$venv/bin/python" -m replay.build_compiled || say "warning: the read side stays pure Python (slower)"
-fi
+#    It compiles only when they are not built from the current sources.
+"$venv/bin/python" -m replay.build_compiled || say "warning: the read side stays pure Python (slower)"
 ln -sfn "$venv/bin/sessrec" /usr/local/bin/sessrec
 say "ready: $(command -v sessrec)"
 

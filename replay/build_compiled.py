@@ -7,13 +7,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from replay.compiled import COMPILED, DIR, GROUP, HERE, MODULES, current, sources_stamp
+from replay.compiled import (
+    COMPILED,
+    DIR,
+    GROUP,
+    HERE,
+    MODULES,
+    STAMP_NAME,
+    current,
+    sources_stamp,
+)
 
 
 def build() -> None:
@@ -24,23 +32,20 @@ def build() -> None:
     stamp = sources_stamp()
     with tempfile.TemporaryDirectory(prefix="sessrec-mypyc-") as tmp:
         t = Path(tmp)
-        log = (t / "log").open("w")
-        cwd = os.getcwd()
-        try:
-            # mypy resolves `sessrec` and `replay` from the project's root
-            os.chdir(HERE.parent)
-            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        failed: BaseException | None = None
+        # mypy resolves `sessrec` and `replay` from the project's root
+        with (t / "log").open("w") as log, contextlib.chdir(HERE.parent), \
+                contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            try:
                 ext = mypycify([str(HERE / f"{m}.py") for m in MODULES],
                                target_dir=str(t / "c"), group_name=GROUP)
                 setup(name="sessrec-compiled", ext_modules=ext, script_args=[
                     "build_ext", "--build-lib", str(t / "lib"), "--build-temp", str(t / "o")])
-        except (SystemExit, Exception) as e:
-            log.close()
+            except (SystemExit, Exception) as e:
+                failed = e
+        if failed is not None:
             tail = (t / "log").read_text(errors="replace").strip().splitlines()[-5:]
-            raise RuntimeError(f"mypyc failed ({e}): " + " / ".join(tail)) from None
-        finally:
-            os.chdir(cwd)
-            log.close()
+            raise RuntimeError(f"mypyc failed ({failed}): " + " / ".join(tail))
         if sources_stamp() != stamp:
             raise RuntimeError("the sources changed while they were compiled: run it again")
         # Beside DIR, then renamed into place: a reader sees one build or the
@@ -53,8 +58,8 @@ def build() -> None:
         for so in (t / "lib" / "replay").iterdir():
             shutil.copyfile(so, new / so.name)
             (new / so.name).chmod(0o755)
-        (new / "SOURCES").write_text(stamp, encoding="ascii")
-        (new / "SOURCES").chmod(0o644)
+        (new / STAMP_NAME).write_text(stamp, encoding="ascii")
+        (new / STAMP_NAME).chmod(0o644)
         if DIR.exists():
             DIR.rename(old)
         new.rename(DIR)
@@ -79,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     if now == COMPILED and not args.force:
         print("the read side is compiled from the current sources")
         return ExitStatus.OK
+    print(f"compiling {', '.join(MODULES)} with mypyc (about a minute)", flush=True)
     try:
         build()
     except ImportError as e:

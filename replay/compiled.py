@@ -32,7 +32,7 @@ MODULES: Final = ("cache", "events", "model", "jsonl", "ecs", "teleport", "tree"
 GROUP: Final = "replay.hot"  # its shared library: replay/hot__mypyc.*.so
 HERE: Final = Path(__file__).resolve().parent
 DIR: Final = HERE / "_compiled"
-STAMP: Final = DIR / "SOURCES"
+STAMP_NAME: Final = "SOURCES"  # in DIR
 OFF: Final = "SESSREC_PURE_PYTHON"
 COMPILED: Final = "compiled with mypyc"
 
@@ -61,11 +61,11 @@ def current() -> str:
     if os.environ.get(OFF):
         return f"pure Python ({OFF} is set)"
     try:
-        built = STAMP.read_text(encoding="ascii")
+        built = (DIR / STAMP_NAME).read_text(encoding="ascii")
     except FileNotFoundError:
         return "pure Python (not compiled: python -m replay.build_compiled)"
     except (OSError, ValueError) as e:
-        return f"pure Python (cannot read {STAMP}: {e})"
+        return f"pure Python (cannot read {DIR / STAMP_NAME}: {e})"
     if built != sources_stamp():
         return "pure Python (compiled from other sources: python -m replay.build_compiled)"
     return COMPILED

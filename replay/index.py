@@ -173,7 +173,7 @@ class SessionRow:
     damage: Damage | None
     format_version: str
     file_id: int = 0
-    # what the read side's bounds left out while indexing it (Session.warnings)
+    # what the read side's bounds left out while indexing it (Session.limit_warnings)
     warnings: list[str] = field(default_factory=list)
 
     @property

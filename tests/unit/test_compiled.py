@@ -34,7 +34,6 @@ def _fake_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
                     ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(compiled, "HERE", pkg)
     monkeypatch.setattr(compiled, "DIR", pkg / "_compiled")
-    monkeypatch.setattr(compiled, "STAMP", pkg / "_compiled" / "SOURCES")
     monkeypatch.setattr(compiled, "state", compiled.state)  # put back afterwards
     # a library that loads (as a module already imported)
     monkeypatch.setattr(compiled, "GROUP", "replay.fake")
